@@ -1,0 +1,1 @@
+"""Embeddable Beam transforms for Amazon Bedrock batch summarization of call transcripts."""

@@ -1,0 +1,180 @@
+"""The records that flow through the pipeline, and the one schema definition of the sink rows.
+
+Parquet, Avro and BigQuery schemas are all derived from ``SUMMARY_FIELDS`` and ``FAILURE_FIELDS``
+(see ``transforms/schema.py``), so a column added here reaches every sink.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+# Stages a Failure can come from, in pipeline order.
+STAGES = ("source", "validate", "submit", "model", "parse")
+
+# Raw input kept on a Failure row is cut to this many characters so one bad 50 MB record
+# cannot blow up the failures sink.
+RAW_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of a sink row: name, logical type and whether it may be null."""
+
+    name: str
+    type: str  # "string" | "int64" | "timestamp"
+    nullable: bool = True
+    description: str = ""
+
+
+SUMMARY_FIELDS: tuple[Field, ...] = (
+    Field("transcript_id", "string", False, "Id of the input transcript"),
+    Field("record_id", "string", False, "Bedrock batch recordId"),
+    Field("model_id", "string", False, "Bedrock model id that produced the summary"),
+    Field("summary", "string", False, "Generated summary text"),
+    Field("stop_reason", "string", True, "Model stop reason (end_turn, max_tokens, ...)"),
+    Field("input_tokens", "int64", True, "Input tokens billed"),
+    Field("output_tokens", "int64", True, "Output tokens billed"),
+    Field("job_arn", "string", True, "Batch job that produced the record"),
+    Field("window_start", "timestamp", True, "Start of the window the record was submitted in"),
+    Field("window_end", "timestamp", True, "End of the window the record was submitted in"),
+    Field("attempt", "int64", False, "1 for the first submission, +1 per retry"),
+    Field("metadata", "string", True, "Transcript metadata as a JSON object string"),
+    Field("created_at", "timestamp", False, "When the row was produced"),
+)
+
+FAILURE_FIELDS: tuple[Field, ...] = (
+    Field("transcript_id", "string", True, "Id of the input transcript, when known"),
+    Field("record_id", "string", True, "Bedrock batch recordId, when assigned"),
+    Field("stage", "string", False, "source | validate | submit | model | parse"),
+    Field("error_code", "string", False, "Machine-readable reason"),
+    Field("error_message", "string", False, "Human-readable reason"),
+    Field("attempt", "int64", False, "Attempts made before giving up"),
+    Field("job_arn", "string", True, "Batch job involved, if any"),
+    Field("raw", "string", True, f"Offending input, cut to {RAW_LIMIT} characters"),
+    Field("origin", "string", True, "Where the input came from (file:line), when known"),
+    Field("created_at", "timestamp", False, "When the row was produced"),
+)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def truncate_raw(value: Any) -> str | None:
+    """Render offending input as text, bounded by RAW_LIMIT."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", errors="replace")
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "...[truncated]"
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str
+    text: str
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A call transcript. ``text`` is always set; ``turns`` keeps speaker structure when known."""
+
+    id: str
+    text: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    turns: tuple[Turn, ...] = ()
+    origin: str | None = None  # file:line it was read from, for Failure rows
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One line of a Bedrock batch input file, plus what is needed to join the output back."""
+
+    record_id: str
+    transcript_id: str
+    model_input: Mapping[str, Any]
+    size_bytes: int  # length of the encoded JSONL line including the newline
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+
+    def jsonl_line(self) -> str:
+        return encode_jsonl_line(self.record_id, self.model_input)
+
+
+def encode_jsonl_line(record_id: str, model_input: Mapping[str, Any]) -> str:
+    """The exact line written to a batch input file (compact, UTF-8, newline-terminated)."""
+    return json.dumps({"recordId": record_id, "modelInput": model_input},
+                      ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+@dataclass(frozen=True)
+class Summary:
+    transcript_id: str
+    record_id: str
+    model_id: str
+    summary: str
+    stop_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    job_arn: str | None = None
+    window_start: dt.datetime | None = None
+    window_end: dt.datetime | None = None
+    attempt: int = 1
+    metadata: str | None = None  # JSON object string
+    created_at: dt.datetime = field(default_factory=utcnow)
+
+    def to_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Failure:
+    stage: str
+    error_code: str
+    error_message: str
+    transcript_id: str | None = None
+    record_id: str | None = None
+    attempt: int = 1
+    job_arn: str | None = None
+    raw: str | None = None
+    origin: str | None = None
+    created_at: dt.datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"Failure stage {self.stage!r} is not one of {STAGES}")
+
+    def to_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A batch job to submit: names are deterministic so a retried submission is idempotent."""
+
+    job_name: str
+    client_request_token: str
+    model_id: str
+    input_s3_uri: str  # prefix holding this job's .jsonl files (and nothing else)
+    output_s3_uri: str
+    record_count: int
+    input_bytes: int
+    window_start: dt.datetime | None = None
+    window_end: dt.datetime | None = None
+    attempt: int = 1
+
+
+def metadata_json(metadata: Mapping[str, Any] | None) -> str | None:
+    """Metadata as the JSON string stored in the ``metadata`` column (sorted keys: stable output)."""
+    if not metadata:
+        return None
+    return json.dumps(metadata, sort_keys=True, default=str, ensure_ascii=False)
