@@ -1,0 +1,211 @@
+"""The local backend's "model": an honest extractive summarizer (selects sentences, writes none).
+
+Pure text in, summary sentences out. It is not an LLM: it finds the transcript inside a prompt,
+splits it into sentences, scores them (content-word frequency, the customer's issue, the agent's
+resolution, position) and returns the best few in their original order. Same input, same output.
+Also holds the token counting the local backend bills with, so counts agree everywhere.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+LABEL = "[local extractive summary] "
+
+_STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further
+    had has have having he her here hers herself him himself his how i if in into is it its itself
+    just let me more most my myself no nor not now of off on once only or other our ours ourselves
+    out over own same she should so some such than that the their theirs them themselves then there
+    these they this those through to too under until up very was we were what when where which
+    while who whom why will with would you your yours yourself yourselves okay ok yes yeah sure
+    um uh oh well right alright just really also get got go going one thing things like know see
+    please thank thanks hi hello bye goodbye today day great good morning afternoon evening
+    s t ll re ve d m don doesn didn isn wasn can't i'm i've i'll it's that's you're we'll""".split()
+)
+
+# Words that mark the customer's problem or the agent's fix; the summary should carry both.
+_ISSUE_CUES = frozenset(
+    """problem issue issues error broken wrong charged charge overcharged double billed bill
+    cancel cancelled refund late missing lost stolen declined failed failing fails stopped
+    unable cannot can't won't doesn't isn't not never complaint disconnected outage slow
+    locked damaged delayed incorrect""".split()
+)
+_RESOLUTION_CUES = frozenset(
+    """refund refunded credit credited resolved fixed fix reset replaced replacement scheduled
+    processed sent shipped escalated escalate ticket updated waived reversed reactivated restored
+    confirmed confirmation arranged will i've i'll we'll approved cancelled applied""".split()
+)
+# Pleasantries carry no content; a summary made of them would be useless.
+_SMALL_TALK = re.compile(
+    r"^(hi|hello|hey|good (morning|afternoon|evening)|thank(s| you)|you're welcome|bye|goodbye|"
+    r"have a (great|good|nice)|is there anything else|no,? that'?s (all|it)|okay|ok|sure|yes|no)\b",
+    re.IGNORECASE,
+)
+
+_TAGGED = re.compile(r"<transcript>(.*?)</transcript>", re.IGNORECASE | re.DOTALL)
+_MARKER = re.compile(r"^\s*(?:call\s+)?transcript\s*:\s*", re.IGNORECASE | re.MULTILINE)
+# "Agent: ...", "Customer 2: ...", "[00:01] Agent: ...", "SPEAKER_1: ..." - a short label then text.
+_SPEAKER_LINE = re.compile(
+    r"^\s*(?:\[[^\]]{1,20}\]\s*)?(?P<speaker>[A-Za-z][\w .'\-]{0,24}?)\s*:\s+(?P<text>\S.*)$"
+)
+# Chat-template control tokens of raw-prompt families (Llama, Mistral), not content.
+_CONTROL_TOKENS = re.compile(
+    r"<\|[a-z_]+\|>|\[/?INST\]|</?s>|<<\/?SYS>>|^(?:system|user|assistant)\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# Token model for billing: words cost one token per started 6 characters, punctuation one each.
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_TOKEN_CHARS = 6
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One candidate sentence: who said it, where it was, and its text."""
+
+    index: int
+    speaker: str | None
+    text: str
+
+
+def count_tokens(text: str) -> int:
+    """Deterministic, plausible token count (about 1.3 tokens per English word)."""
+    return sum(_token_cost(m.group()) for m in _TOKEN.finditer(text))
+
+
+def cut_to_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
+    """Longest prefix of ``text`` costing at most ``max_tokens``; True when anything was cut."""
+    used = 0
+    end = 0
+    for match in _TOKEN.finditer(text):
+        cost = _token_cost(match.group())
+        if used + cost > max_tokens:
+            return text[:end], True
+        used += cost
+        end = match.end()
+    return text, False
+
+
+def _token_cost(token: str) -> int:
+    return 1 + (len(token) - 1) // _TOKEN_CHARS
+
+
+def extract_transcript(prompt: str) -> str:
+    """The transcript part of a summarization prompt, or the whole prompt when none is marked.
+
+    Looks for <transcript>...</transcript>, then a "Transcript:" marker, then speaker lines
+    ("Agent: ...", "Customer: ..."). Within a marked region speaker lines are preferred so
+    instructions after the transcript ("Summary:") stay out of the summary.
+    """
+    cleaned = _CONTROL_TOKENS.sub("\n", prompt)
+    tagged = _TAGGED.search(cleaned)
+    if tagged:
+        region = tagged.group(1)
+    else:
+        markers = list(_MARKER.finditer(cleaned))
+        region = cleaned[markers[-1].end():] if markers else cleaned
+    speaker_lines = [line for line in region.splitlines() if _SPEAKER_LINE.match(line)]
+    if len(speaker_lines) >= 2:
+        return "\n".join(line.strip() for line in speaker_lines)
+    return region.strip() or cleaned.strip()
+
+
+def split_sentences(transcript: str) -> list[Sentence]:
+    """Sentences of a transcript, each tagged with its speaker when lines are "Speaker: text"."""
+    sentences: list[Sentence] = []
+    lines = [line for line in transcript.splitlines() if line.strip()]
+    turns = []
+    speaker_lines = [_SPEAKER_LINE.match(line) for line in lines]
+    if len(lines) >= 2 and all(speaker_lines):
+        turns = [(m.group("speaker").strip(), m.group("text")) for m in speaker_lines]
+    else:
+        # Free text: paragraphs without speakers; join wrapped lines so sentences stay whole.
+        turns = [(None, " ".join(lines))]
+    for speaker, text in turns:
+        for piece in _SENTENCE_END.split(text.strip()):
+            piece = " ".join(piece.split())
+            if piece:
+                sentences.append(Sentence(len(sentences), speaker, piece))
+    return sentences
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _role(speaker: str | None) -> str:
+    """'customer', 'agent' or 'other' from a speaker label such as 'Customer' or 'Agent (Sam)'."""
+    if speaker is None:
+        return "other"
+    label = speaker.lower()
+    if any(k in label for k in ("customer", "caller", "client", "user", "patient", "member")):
+        return "customer"
+    if any(k in label for k in ("agent", "rep", "support", "advisor", "operator", "associate")):
+        return "agent"
+    return "other"
+
+
+def score_sentences(sentences: list[Sentence]) -> list[float]:
+    """A relevance score per sentence; higher is more summary-worthy."""
+    content = [[w for w in _words(s.text) if w not in _STOPWORDS] for s in sentences]
+    freq: dict[str, int] = {}
+    for words in content:
+        for w in set(words):
+            freq[w] = freq.get(w, 0) + 1
+    top = max(freq.values(), default=1)
+    n = len(sentences)
+    first_customer = next((s.index for s in sentences if _role(s.speaker) == "customer"), None)
+    scores = []
+    for sentence, words in zip(sentences, content):
+        all_words = set(_words(sentence.text))
+        if len(all_words) < 3 or _SMALL_TALK.match(sentence.text) and len(words) < 4:
+            scores.append(0.0)
+            continue
+        # Frequency: words the whole call keeps coming back to are the topic.
+        score = sum(freq[w] / top for w in words) / math.sqrt(len(words)) if words else 0.0
+        role = _role(sentence.speaker)
+        relative = sentence.index / max(n - 1, 1)
+        if role != "agent" and all_words & _ISSUE_CUES:
+            # The customer's problem, strongest when stated early in the call.
+            score += 1.0 + (0.5 if relative < 0.5 else 0.0)
+        if role != "customer" and all_words & _RESOLUTION_CUES:
+            # The agent's fix, strongest late in the call.
+            score += 1.0 + (0.5 if relative >= 0.5 else 0.0)
+        if sentence.index == first_customer:
+            score += 0.5
+        if sentence.index == 0:
+            score += 0.25
+        scores.append(score)
+    return scores
+
+
+def summary_size(sentence_count: int) -> int:
+    """How many sentences to keep: about a quarter of the call, between 1 and 5."""
+    return max(1, min(5, math.ceil(sentence_count / 4)))
+
+
+def summarize(prompt: str, max_sentences: int | None = None) -> list[str]:
+    """Key sentences of the transcript in ``prompt``, in original order, "Speaker: " prefixed.
+
+    Returns an empty list only when the prompt holds no text at all.
+    """
+    sentences = split_sentences(extract_transcript(prompt))
+    if not sentences:
+        return []
+    keep = max_sentences if max_sentences is not None else summary_size(len(sentences))
+    scores = score_sentences(sentences)
+    # Ties go to the earlier sentence so the choice is deterministic.
+    ranked = sorted(sentences, key=lambda s: (-scores[s.index], s.index))[:keep]
+    chosen = sorted(ranked, key=lambda s: s.index)
+    return [f"{s.speaker}: {s.text}" if s.speaker else s.text for s in chosen]
+
+
+def summary_text(prompt: str) -> str:
+    """The labelled summary the local backend answers with."""
+    sentences = summarize(prompt)
+    body = " ".join(sentences) if sentences else "(the input held no text to summarize)"
+    return LABEL + body
