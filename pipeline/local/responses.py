@@ -71,9 +71,14 @@ class _Output:
     output_tokens: int
 
 
+# Any Bedrock model id: "<provider>.<model>", e.g. "cohere.command-r-v1:0" (Converse jobs).
+_MODEL_ID = re.compile(r"^[a-z0-9-]+\.[A-Za-z0-9._:-]+$")
+
+
 def base_model_id(model_id: str) -> str:
-    """The foundation model id behind an inference-profile id ("us.anthropic.x" -> "anthropic.x")."""
-    return _PROFILE_PREFIX.sub("", model_id, count=1)
+    """The foundation model id behind an ARN or inference-profile id ("us.anthropic.x" -> "anthropic.x")."""
+    model = model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") else model_id
+    return _PROFILE_PREFIX.sub("", model, count=1)
 
 
 def family_of(model_id: str) -> str:
@@ -97,14 +102,21 @@ def invoke(model_id: str, invocation_type: str, model_input: dict) -> InvokeResu
     Raises InvalidModelInput for a body the real model would reject, ValueError for an unknown
     model id or invocation type.
     """
-    family = family_of(model_id)
     if invocation_type not in INVOCATION_TYPES:
         raise ValueError(
             f"invocation type {invocation_type!r} is not one of {', '.join(INVOCATION_TYPES)}"
         )
+    if invocation_type == "Converse":
+        # The Converse shape is the same for every model, so any well-formed model id is served.
+        if not _MODEL_ID.match(base_model_id(model_id)):
+            raise ValueError(f"model id {model_id!r} is not a Bedrock model id "
+                             f"(<provider>.<model>, e.g. anthropic.claude-3-haiku-20240307-v1:0)")
+        family = "converse"
+    else:
+        family = family_of(model_id)
     if not isinstance(model_input, dict):
         raise _malformed("#", f"expected type: JSONObject, found: {_type_name(model_input)}")
-    if invocation_type == "Converse":
+    if family == "converse":
         request = _parse_converse(model_input)
         output = _generate(request)
         return _result(_converse_body(output), output)
@@ -302,8 +314,8 @@ def _parse_anthropic(body: dict) -> _Request:
                     max_tokens, stops)
 
 
-def _anthropic_model_name(model_id: str) -> str:
-    """"anthropic.claude-3-haiku-20240307-v1:0" -> "claude-3-haiku-20240307", as Claude reports it."""
+def _reported_model_name(model_id: str) -> str:
+    """"anthropic.claude-3-haiku-20240307-v1:0" -> "claude-3-haiku-20240307", as the model reports it."""
     name = base_model_id(model_id).split(".", 1)[1]
     return re.sub(r"-v\d+(:\d+)?$", "", name)
 
@@ -313,7 +325,7 @@ def _shape_anthropic(model_id: str, model_input: dict, out: _Output) -> dict:
         "id": _response_id("msg_bdrk_", model_id, model_input),
         "type": "message",
         "role": "assistant",
-        "model": _anthropic_model_name(model_id),
+        "model": _reported_model_name(model_id),
         "content": [{"type": "text", "text": out.text}],
         "stop_reason": {"end": "end_turn"}.get(out.stop, out.stop),
         "stop_sequence": out.stop_sequence,
@@ -436,14 +448,18 @@ def _parse_mistral_chat(body: dict) -> _Request:
 
 
 def _shape_mistral_chat(model_id: str, model_input: dict, out: _Output) -> dict:
+    reason = "length" if out.stop == "max_tokens" else "stop"
     return {
         "id": _response_id("", model_id, model_input),
         "object": "chat.completion",
-        "model": base_model_id(model_id).split(".", 1)[1].rsplit(":", 1)[0],
+        "model": _reported_model_name(model_id),
+        # AWS's Mistral chat page names the field stop_reason; the Mistral chat-completion schema
+        # the model actually emits names it finish_reason. Both carry the same value.
         "choices": [{
             "index": 0,
             "message": {"role": "assistant", "content": out.text},
-            "finish_reason": "length" if out.stop == "max_tokens" else "stop",
+            "stop_reason": reason,
+            "finish_reason": reason,
         }],
         "usage": {
             "prompt_tokens": out.input_tokens,
@@ -465,7 +481,10 @@ def _parse_titan(body: dict) -> _Request:
            "#/textGenerationConfig/temperature")
     stops = _strings(_get(config, "stopSequences", "JSONArray", "#/textGenerationConfig"),
                      "#/textGenerationConfig/stopSequences")
-    return _Request(text, (text,), max_tokens, stops)
+    # Titan's documented conversational form wraps the prompt as "User: ...\nBot:"; the wrapper is
+    # not part of the transcript (its "User:" would read as a speaker line).
+    prompt = re.sub(r"\A\s*User:\s*|\n\s*Bot:\s*\Z", "", text)
+    return _Request(prompt, (text,), max_tokens, stops)
 
 
 def _shape_titan(model_id: str, model_input: dict, out: _Output) -> dict:

@@ -28,10 +28,10 @@ _STOPWORDS = frozenset(
 
 # Words that mark the customer's problem or the agent's fix; the summary should carry both.
 _ISSUE_CUES = frozenset(
-    """problem issue issues error broken wrong charged charge overcharged double billed bill
-    cancel cancelled refund late missing lost stolen declined failed failing fails stopped
-    unable cannot can't won't doesn't isn't not never complaint disconnected outage slow
-    locked damaged delayed incorrect""".split()
+    """problem problems issue issues error errors broken wrong charged charge overcharged double
+    billed bill fee cancel cancelled refund late missing lost stolen declined failed failing fails
+    stopped down unable cannot can't won't doesn't isn't didn't haven't hasn't not never complaint
+    disconnected outage slow locked damaged delayed incorrect frustrated upset""".split()
 )
 _RESOLUTION_CUES = frozenset(
     """refund refunded credit credited resolved fixed fix reset replaced replacement scheduled
@@ -42,6 +42,12 @@ _RESOLUTION_CUES = frozenset(
 _SMALL_TALK = re.compile(
     r"^(hi|hello|hey|good (morning|afternoon|evening)|thank(s| you)|you're welcome|bye|goodbye|"
     r"have a (great|good|nice)|is there anything else|no,? that'?s (all|it)|okay|ok|sure|yes|no)\b",
+    re.IGNORECASE,
+)
+# Call-center openings and closings: long enough to look substantive, but say nothing about the call.
+_SCRIPT = re.compile(
+    r"thank(s| you) for (calling|contacting|holding|your patience)|my name is|how (can|may) i "
+    r"(help|assist)|anything else i can|have a (great|good|nice|wonderful)|is there anything else",
     re.IGNORECASE,
 )
 
@@ -68,6 +74,7 @@ class Sentence:
     """One candidate sentence: who said it, where it was, and its text."""
 
     index: int
+    turn: int
     speaker: str | None
     text: str
 
@@ -78,13 +85,18 @@ def count_tokens(text: str) -> int:
 
 
 def cut_to_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
-    """Longest prefix of ``text`` costing at most ``max_tokens``; True when anything was cut."""
+    """Longest prefix of ``text`` costing at most ``max_tokens``; True when anything was cut.
+
+    A long word that does not fit whole is cut inside, as a model stops mid-word on a sub-word
+    token, so a truncated output uses exactly ``max_tokens``.
+    """
     used = 0
     end = 0
     for match in _TOKEN.finditer(text):
         cost = _token_cost(match.group())
         if used + cost > max_tokens:
-            return text[:end], True
+            room = max_tokens - used
+            return text[: match.start() + room * _TOKEN_CHARS] if room else text[:end], True
         used += cost
         end = match.end()
     return text, False
@@ -125,11 +137,11 @@ def split_sentences(transcript: str) -> list[Sentence]:
     else:
         # Free text: paragraphs without speakers; join wrapped lines so sentences stay whole.
         turns = [(None, " ".join(lines))]
-    for speaker, text in turns:
+    for turn, (speaker, text) in enumerate(turns):
         for piece in _SENTENCE_END.split(text.strip()):
             piece = " ".join(piece.split())
             if piece:
-                sentences.append(Sentence(len(sentences), speaker, piece))
+                sentences.append(Sentence(len(sentences), turn, speaker, piece))
     return sentences
 
 
@@ -149,36 +161,45 @@ def _role(speaker: str | None) -> str:
     return "other"
 
 
+def _substantive(sentence: Sentence) -> bool:
+    """False for fragments and pleasantries ("Hi Sam.", "Okay, thank you.")."""
+    words = _words(sentence.text)
+    content = [w for w in words if w not in _STOPWORDS]
+    return len(words) >= 3 and len(content) >= 2 and not (
+        _SMALL_TALK.match(sentence.text) and len(content) < 4
+    )
+
+
 def score_sentences(sentences: list[Sentence]) -> list[float]:
-    """A relevance score per sentence; higher is more summary-worthy."""
+    """A relevance score per sentence; higher is more summary-worthy, 0 for filler."""
     content = [[w for w in _words(s.text) if w not in _STOPWORDS] for s in sentences]
     freq: dict[str, int] = {}
     for words in content:
         for w in set(words):
             freq[w] = freq.get(w, 0) + 1
     top = max(freq.values(), default=1)
-    n = len(sentences)
-    first_customer = next((s.index for s in sentences if _role(s.speaker) == "customer"), None)
+    last = max(len(sentences) - 1, 1)
+    # The customer's first real sentence usually states why they called.
+    opener = next((s.index for s in sentences
+                   if _role(s.speaker) == "customer" and _substantive(s)), None)
     scores = []
     for sentence, words in zip(sentences, content):
-        all_words = set(_words(sentence.text))
-        if len(all_words) < 3 or _SMALL_TALK.match(sentence.text) and len(words) < 4:
+        if not _substantive(sentence):
             scores.append(0.0)
             continue
-        # Frequency: words the whole call keeps coming back to are the topic.
-        score = sum(freq[w] / top for w in words) / math.sqrt(len(words)) if words else 0.0
+        # Frequency: words the whole call keeps coming back to are its topic.
+        score = sum(freq[w] / top for w in words) / math.sqrt(len(words))
+        all_words = set(_words(sentence.text))
         role = _role(sentence.speaker)
-        relative = sentence.index / max(n - 1, 1)
+        early = sentence.index / last < 0.5
         if role != "agent" and all_words & _ISSUE_CUES:
-            # The customer's problem, strongest when stated early in the call.
-            score += 1.0 + (0.5 if relative < 0.5 else 0.0)
+            score += 1.0 + (0.5 if early else 0.0)  # the problem, usually stated early
         if role != "customer" and all_words & _RESOLUTION_CUES:
-            # The agent's fix, strongest late in the call.
-            score += 1.0 + (0.5 if relative >= 0.5 else 0.0)
-        if sentence.index == first_customer:
-            score += 0.5
-        if sentence.index == 0:
-            score += 0.25
+            score += 1.0 + (0.0 if early else 0.5)  # the fix, usually agreed late
+        if sentence.index == opener:
+            score += 1.0
+        if _SCRIPT.search(sentence.text):
+            score *= 0.2
         scores.append(score)
     return scores
 
@@ -189,8 +210,9 @@ def summary_size(sentence_count: int) -> int:
 
 
 def summarize(prompt: str, max_sentences: int | None = None) -> list[str]:
-    """Key sentences of the transcript in ``prompt``, in original order, "Speaker: " prefixed.
+    """Key sentences of the transcript in ``prompt``, in original order.
 
+    Chosen sentences of one speaker's turn are joined and prefixed once ("Agent: A. B.").
     Returns an empty list only when the prompt holds no text at all.
     """
     sentences = split_sentences(extract_transcript(prompt))
@@ -200,12 +222,20 @@ def summarize(prompt: str, max_sentences: int | None = None) -> list[str]:
     scores = score_sentences(sentences)
     # Ties go to the earlier sentence so the choice is deterministic.
     ranked = sorted(sentences, key=lambda s: (-scores[s.index], s.index))[:keep]
-    chosen = sorted(ranked, key=lambda s: s.index)
-    return [f"{s.speaker}: {s.text}" if s.speaker else s.text for s in chosen]
+    pieces: list[str] = []
+    previous: Sentence | None = None
+    for s in sorted(ranked, key=lambda s: s.index):
+        same_turn = previous is not None and s.turn == previous.turn
+        if same_turn and s.index == previous.index + 1:
+            pieces[-1] += " " + s.text
+        else:
+            pieces.append(f"{s.speaker}: {s.text}" if s.speaker else s.text)
+        previous = s
+    return pieces
 
 
 def summary_text(prompt: str) -> str:
     """The labelled summary the local backend answers with."""
-    sentences = summarize(prompt)
-    body = " ".join(sentences) if sentences else "(the input held no text to summarize)"
+    pieces = summarize(prompt)
+    body = " ".join(pieces) if pieces else "(the input held no text to summarize)"
     return LABEL + body
