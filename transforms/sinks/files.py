@@ -1,0 +1,292 @@
+"""File sinks for Summary / Failure rows: Parquet, JSONL and Avro, batch and streaming.
+
+One code path for every mode: ``apache_beam.io.fileio.WriteToFiles`` with a ``FileSink`` per
+format. Beam's WriteToParquet/WriteToText/WriteToAvro re-window bounded input into the global
+window, so a windowed batch pipeline would lose its windows; WriteToFiles keeps the window on
+every file (bounded or unbounded) and names it in the file name, and returns what it wrote.
+
+Output layout under ``path``::
+
+    part-00000-of-00002.parquet                                   global window (batch)
+    part-20260101T000000Z-20260101T000500Z-00000-of-00001.parquet  per window
+
+Window bounds use the ISO 8601 basic format because Hadoop/Spark paths reject ``:``.
+Empty input in the global window still writes ``part-00000-of-00001.<ext>``: a Parquet file
+with the schema and no rows, a header-only Avro file, an empty JSONL file; so a reader of the
+directory sees the schema rather than "no files". Empty windows write nothing (no pane fires).
+Each window may fire once (default trigger): files are named by window, not by pane.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Sequence
+
+import apache_beam as beam
+import fastavro
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import GoogleCloudOptions
+from apache_beam.options.value_provider import StaticValueProvider
+from apache_beam.transforms import trigger, window
+
+from transforms.model import Field
+from transforms.schema import (AVRO_RECORD_NAMES, arrow_schema, avro_schema, fields_for,
+                               json_line, normalize_row)
+
+# Rows buffered before a Parquet row group is written: bounds worker memory per open file.
+PARQUET_ROW_GROUP_ROWS = 10_000
+
+
+class _RowSink(fileio.FileSink):
+    """Base for the row sinks: rows arrive already normalized (see ``normalize_row``)."""
+
+    mime_type = "application/octet-stream"
+
+    def __init__(self, fields: Sequence[Field]) -> None:
+        self.fields = tuple(fields)
+
+    def create_metadata(self, destination: str, full_file_name: str) -> fileio.FileMetadata:
+        # The formats compress internally (Parquet pages, Avro blocks); never wrap the handle.
+        return fileio.FileMetadata(mime_type=self.mime_type, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+class ParquetRowSink(_RowSink):
+    """Parquet via pyarrow's ParquetWriter on the Beam file handle (local, S3, GCS alike).
+
+    ``flush`` finalizes the file (writes the footer): WriteToFiles calls it exactly once, right
+    before it closes the handle.
+    """
+
+    def open(self, fh: Any) -> None:
+        self._schema = arrow_schema(self.fields)
+        self._writer = pq.ParquetWriter(fh, self._schema)
+        self._rows: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._rows.append(record)
+        if len(self._rows) >= PARQUET_ROW_GROUP_ROWS:
+            self._write_row_group()
+
+    def _write_row_group(self) -> None:
+        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._schema))
+        self._rows = []
+
+    def flush(self) -> None:
+        if self._rows:
+            self._write_row_group()
+        self._writer.close()
+
+
+class JsonlRowSink(_RowSink):
+    """One JSON object per line, UTF-8, timestamps as ISO 8601 strings."""
+
+    mime_type = "application/x-ndjson"
+
+    def open(self, fh: Any) -> None:
+        self._fh = fh
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._fh.write(json_line(self.fields, record).encode("utf-8") + b"\n")
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+class AvroRowSink(_RowSink):
+    """Avro object container file via fastavro (deflate blocks), schema from the fields."""
+
+    mime_type = "application/avro"
+
+    def __init__(self, fields: Sequence[Field], record_name: str) -> None:
+        super().__init__(fields)
+        self.record_name = record_name
+
+    def open(self, fh: Any) -> None:
+        schema = fastavro.parse_schema(avro_schema(self.record_name, self.fields))
+        self._writer = fastavro.write.Writer(fh, schema, codec="deflate")
+        self._fh = fh
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._writer.write(record)
+
+    def flush(self) -> None:
+        self._writer.flush()
+        self._fh.flush()
+
+
+# format -> file name suffix
+FORMATS = {"parquet": ".parquet", "jsonl": ".jsonl", "avro": ".avro"}
+
+
+class _SinkFactory:
+    """Picklable ``sink`` callable for WriteToFiles: a fresh FileSink per file written."""
+
+    def __init__(self, kind: str, file_format: str) -> None:
+        self.kind = kind
+        self.file_format = file_format
+
+    def __call__(self, destination: Any = None) -> _RowSink:
+        fields = fields_for(self.kind)
+        if self.file_format == "parquet":
+            return ParquetRowSink(fields)
+        if self.file_format == "jsonl":
+            return JsonlRowSink(fields)
+        return AvroRowSink(fields, AVRO_RECORD_NAMES[self.kind])
+
+
+def _compact_utc(ts: Any) -> str:
+    """A Beam Timestamp as ISO 8601 basic UTC, e.g. 20260101T000500Z (sub-seconds only if set)."""
+    moment = ts.to_utc_datetime()
+    text = moment.strftime("%Y%m%dT%H%M%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}"
+    return text + "Z"
+
+
+class WindowedFileNaming:
+    """WriteToFiles file naming: ``<prefix>[-<start>-<end>]-<shard>-of-<total><suffix>``."""
+
+    def __init__(self, prefix: str, suffix: str) -> None:
+        self.prefix = prefix
+        self.suffix = suffix
+
+    def __call__(self, win: Any, pane: Any, shard_index: int | None, total_shards: int | None,
+                 compression: str | None, destination: Any) -> str:
+        parts = [self.prefix]
+        if isinstance(win, window.IntervalWindow):
+            parts += [_compact_utc(win.start), _compact_utc(win.end)]
+        parts.append(f"{shard_index or 0:05d}-of-{total_shards or 1:05d}")
+        return "-".join(parts) + self.suffix
+
+
+def _single_firing(windowing: Any) -> bool:
+    trig = windowing.triggerfn
+    if isinstance(trig, trigger.DefaultTrigger):
+        return True
+    return isinstance(trig, trigger.AfterWatermark) and trig.early is None and trig.late is None
+
+
+class _NormalizeRow(beam.DoFn):
+    """Summary/Failure (anything with ``to_row()``) or a row dict -> a checked row dict."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.rows = Metrics.counter("sinks.files", f"{kind}_rows_written")
+
+    def process(self, element: Any):
+        row = element.to_row() if hasattr(element, "to_row") else element
+        normalized = normalize_row(fields_for(self.kind), row)
+        self.rows.inc()
+        yield normalized
+
+
+class _FinishBatch(beam.DoFn):
+    """After a bounded write: remove WriteToFiles' temp directory and, when a global-window
+    batch produced no rows, write the schema-only file."""
+
+    def __init__(self, path: str, temp_dir: str, sink_factory: _SinkFactory,
+                 empty_file_name: str | None) -> None:
+        self.path = path
+        self.temp_dir = temp_dir
+        self.sink_factory = sink_factory
+        self.empty_file_name = empty_file_name
+
+    def process(self, written_count: int):
+        if FileSystems.match([self.temp_dir])[0].metadata_list:
+            FileSystems.delete([self.temp_dir])
+        if written_count or self.empty_file_name is None:
+            return
+        sink = self.sink_factory()
+        full_name = FileSystems.join(self.path, self.empty_file_name)
+        meta = sink.create_metadata("", full_name)
+        fh = FileSystems.create(full_name, mime_type=meta.mime_type,
+                                compression_type=meta.compression_type)
+        sink.open(fh)
+        sink.flush()
+        fh.close()
+        yield full_name
+
+
+class WriteRows(beam.PTransform):
+    """Write Summary or Failure rows as files under the directory ``path``.
+
+    Input: elements with ``to_row()`` (Summary / Failure) or row dicts of that kind.
+    Output: PCollection of the full paths of the files written, in the input's windows.
+    """
+
+    def __init__(self, path: str, kind: str = "summaries", format: str = "parquet",
+                 shards: int | None = None, prefix: str = "part") -> None:
+        super().__init__()
+        fields_for(kind)  # fail at construction on an unknown kind
+        if format not in FORMATS:
+            raise ValueError(f"file format {format!r} is not supported: use one of {sorted(FORMATS)}")
+        if not path:
+            raise ValueError(f"{type(self).__name__} needs an output directory path")
+        self.path = path.rstrip("/")
+        self.kind = kind
+        self.file_format = format
+        self.shards = shards
+        self.prefix = prefix
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        windowing = pcoll.windowing
+        global_window = isinstance(windowing.windowfn, window.GlobalWindows)
+        name = type(self).__name__
+        if not pcoll.is_bounded and global_window:
+            raise ValueError(
+                f"{name} got an unbounded PCollection in the global window, which never closes: "
+                "apply beam.WindowInto(window.FixedWindows(seconds)) before writing files")
+        if not _single_firing(windowing):
+            raise ValueError(
+                f"{name} names files by window, so each window must fire once: drop the "
+                f"early/late/repeated trigger ({windowing.triggerfn}) before writing files")
+
+        suffix = FORMATS[self.file_format]
+        sinks = _SinkFactory(self.kind, self.file_format)
+        naming = WindowedFileNaming(self.prefix, suffix)
+        # Our own temp dir (same place WriteToFiles would pick) so a bounded run can remove it.
+        temp_root = pcoll.pipeline.options.view_as(GoogleCloudOptions).temp_location or self.path
+        temp_dir = FileSystems.join(temp_root, f".temp-{uuid.uuid4()}")
+        results = (
+            pcoll
+            | "ToRow" >> beam.ParDo(_NormalizeRow(self.kind))
+            | "WriteToFiles" >> fileio.WriteToFiles(
+                path=self.path, file_naming=naming, sink=sinks, shards=self.shards,
+                temp_directory=StaticValueProvider(str, temp_dir))
+        )
+        path = self.path
+        written = results | "FullPath" >> beam.Map(lambda r: FileSystems.join(path, r.file_name))
+        if not pcoll.is_bounded:
+            # Streaming never "ends": the temp dir stays (hidden, emptied after every window).
+            return written
+        empty_name = naming(window.GlobalWindow(), None, 0, 1, "", None) if global_window else None
+        finished = (
+            written
+            | "AllWindows" >> beam.WindowInto(window.GlobalWindows())
+            | "CountFiles" >> beam.combiners.Count.Globally()
+            | "FinishBatch" >> beam.ParDo(_FinishBatch(self.path, temp_dir, sinks, empty_name))
+        )
+        if not global_window:
+            return written
+        return (written, finished) | "AllFiles" >> beam.Flatten()
+
+
+class WriteSummaries(WriteRows):
+    """Write Summary rows to ``path`` as Parquet (default), JSONL or Avro."""
+
+    def __init__(self, path: str, format: str = "parquet", shards: int | None = None,
+                 prefix: str = "part") -> None:
+        super().__init__(path, "summaries", format, shards, prefix)
+
+
+class WriteFailures(WriteRows):
+    """Write Failure rows to ``path`` as Parquet (default), JSONL or Avro."""
+
+    def __init__(self, path: str, format: str = "parquet", shards: int | None = None,
+                 prefix: str = "part") -> None:
+        super().__init__(path, "failures", format, shards, prefix)
+
