@@ -1,0 +1,95 @@
+"""LocalBackend: local S3 plus the local Bedrock batch service, started together on free ports."""
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from transforms.quotas import PROFILES, Quotas
+
+from pipeline.local.faults import Faults
+from pipeline.local.jobs_store import ACCOUNT_ID, Timing
+from pipeline.local.s3 import LocalS3
+from pipeline.local.service import BedrockBatchService
+
+DEFAULT_BUCKET = "bedrock-batch-local"
+# The local service accepts any well-formed role; this one reads well in examples and docs.
+SERVICE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/BedrockBatchInferenceLocalRole"
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+class LocalBackend:
+    """Both local endpoints with the settings a pipeline or test needs to reach them."""
+
+    def __init__(self, quotas: Quotas | None = None, faults: Faults | None = None,
+                 timing: Timing | None = None, region: str = "us-east-1", host: str = "127.0.0.1",
+                 s3_port: int = 0, bedrock_port: int = 0, bucket: str | None = None,
+                 quiet: bool = True) -> None:
+        self.region = region
+        self.bucket = bucket
+        self.quotas = quotas or PROFILES["aws-default"]
+        self._s3 = LocalS3(host=host, port=s3_port, quiet=quiet)
+        self._settings = dict(quotas=self.quotas, faults=faults, timing=timing, region=region,
+                              host=host, port=bedrock_port, log_requests=not quiet)
+        self.service: BedrockBatchService | None = None
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        return self._s3.endpoint_url
+
+    @property
+    def bedrock_endpoint_url(self) -> str:
+        if self.service is None:
+            raise RuntimeError("LocalBackend is not running; call start() or use it as a context manager")
+        return self.service.endpoint_url
+
+    def start(self) -> "LocalBackend":
+        if self.service is not None:
+            return self
+        self._s3.start()
+        try:
+            self.service = BedrockBatchService(self._s3.endpoint_url, **self._settings).start()
+            if self.bucket:
+                self._ensure_bucket(self.bucket)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
+        self._s3.stop()
+
+    def __enter__(self) -> "LocalBackend":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point boto3, the AWS CLI and Beam's S3 filesystem here."""
+        return {
+            "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
+            "AWS_ENDPOINT_URL_BEDROCK": self.bedrock_endpoint_url,
+            "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+
+    def boto3_client(self, service: str, **config: Any) -> Any:
+        """A boto3 client for "s3" or "bedrock" on the local endpoints; keyword args go to Config."""
+        endpoints = {"s3": self.s3_endpoint_url, "bedrock": self.bedrock_endpoint_url}
+        if service not in endpoints:
+            raise ValueError(f"the local backend serves {sorted(endpoints)}, not {service!r}")
+        return boto3.client(service, endpoint_url=endpoints[service], region_name=self.region,
+                            config=Config(**config) if config else None, **CREDENTIALS)
+
+    def _ensure_bucket(self, name: str) -> None:
+        s3 = self.boto3_client("s3")
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        if name not in existing:
+            s3.create_bucket(Bucket=name)
