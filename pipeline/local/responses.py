@@ -292,7 +292,10 @@ _ANTHROPIC_KEYS = frozenset(
 
 
 def _anthropic_content(content: Any, path: str) -> list[str]:
-    return [content] if isinstance(content, str) else _text_blocks(content, path, typed=True)
+    texts = [content] if isinstance(content, str) else _text_blocks(content, path, typed=True)
+    if any(not text.strip() for text in texts):
+        raise InvalidModelInput("messages: text content blocks must contain non-whitespace text")
+    return texts
 
 
 def _parse_anthropic(body: dict) -> _Request:
