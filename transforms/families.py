@@ -1,0 +1,305 @@
+"""Per model family: the Bedrock request body for a summarization prompt, and its response parsed.
+
+Field names follow AWS "Inference request parameters and response fields for foundation models"
+and, for ``modelInvocationType="Converse"`` jobs, the Converse API request/response shape.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+INVOCATION_TYPES = ("InvokeModel", "Converse")
+
+# Cross-region inference profile ids prepend a geography to the foundation model id.
+PROFILE_PREFIXES = ("us.", "us-gov.", "eu.", "apac.", "jp.", "au.", "global.")
+
+# Each family's own word for "stopped at the max-tokens limit".
+TRUNCATION_REASONS = frozenset({"max_tokens", "length", "LENGTH"})
+
+
+@dataclass(frozen=True)
+class ParsedOutput:
+    text: str
+    stop_reason: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    truncated: bool  # generation hit the max-tokens limit
+
+
+class UnparseableOutput(ValueError):
+    """A model response that does not have the shape its family (or any known family) produces."""
+
+
+def _int_or_none(value: Any) -> int | None:
+    # bool is an int subclass; a JSON true is not a token count.
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _found(body: Any) -> str:
+    if isinstance(body, Mapping):
+        return f"top-level keys {sorted(body)[:8]}"
+    return f"a {type(body).__name__}"
+
+
+def _output(text: str, stop_reason: Any, input_tokens: Any, output_tokens: Any) -> ParsedOutput:
+    reason = _str_or_none(stop_reason)
+    return ParsedOutput(text=text.strip(), stop_reason=reason,
+                        input_tokens=_int_or_none(input_tokens),
+                        output_tokens=_int_or_none(output_tokens),
+                        truncated=reason in TRUNCATION_REASONS)
+
+
+def _text_blocks(blocks: Any, where: str) -> str:
+    if not isinstance(blocks, list):
+        raise UnparseableOutput(f"expected {where} to be a list of content blocks, "
+                                f"found {type(blocks).__name__}")
+    return "".join(b["text"] for b in blocks if isinstance(b, Mapping) and isinstance(b.get("text"), str))
+
+
+class Family(ABC):
+    """How one model family is asked for a summary and how its answer is read."""
+
+    name: str = ""
+    model_prefixes: tuple[str, ...] = ()  # foundation model id prefixes (after the profile prefix)
+    shape: str = ""  # the response shape, for error messages
+
+    @abstractmethod
+    def build_request(self, prompt: str, system: str | None, max_tokens: int,
+                      temperature: float) -> dict[str, Any]:
+        """The ``modelInput`` body asking for a completion of ``prompt``."""
+
+    @abstractmethod
+    def matches(self, body: Any) -> bool:
+        """Whether ``body`` has this family's response shape (used for auto-detection)."""
+
+    @abstractmethod
+    def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
+        """Read a body that ``matches``."""
+
+    def parse_response(self, body: Any) -> ParsedOutput:
+        if not isinstance(body, Mapping) or not self.matches(body):
+            raise UnparseableOutput(f"{self.name} response expected {self.shape}, found {_found(body)}")
+        return self._parse(body)
+
+    def __repr__(self) -> str:
+        return f"<Family {self.name}>"
+
+
+class ClaudeFamily(Family):
+    name = "anthropic-claude"
+    model_prefixes = ("anthropic.claude",)
+    shape = "content[*].text blocks (Anthropic Messages API)"
+
+    def build_request(self, prompt: str, system: str | None, max_tokens: int,
+                      temperature: float) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
+        }
+        if system:
+            body["system"] = system
+        return body
+
+    def matches(self, body: Any) -> bool:
+        return isinstance(body, Mapping) and isinstance(body.get("content"), list)
+
+    def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
+        usage = body.get("usage") if isinstance(body.get("usage"), Mapping) else {}
+        return _output(_text_blocks(body["content"], "content"), body.get("stop_reason"),
+                       usage.get("input_tokens"), usage.get("output_tokens"))
+
+
+class ConverseFamily(Family):
+    """Converse-type batch jobs: one request/response shape for every model."""
+
+    name = "converse"
+    shape = "output.message.content[*].text (Converse shape)"
+
+    def build_request(self, prompt: str, system: str | None, max_tokens: int,
+                      temperature: float) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "messages": [{"role": "user", "content": [{"text": prompt}]}],
+            "inferenceConfig": {"maxTokens": max_tokens, "temperature": temperature},
+        }
+        if system:
+            body["system"] = [{"text": system}]
+        return body
+
+    def matches(self, body: Any) -> bool:
+        output = body.get("output") if isinstance(body, Mapping) else None
+        return isinstance(output, Mapping) and isinstance(output.get("message"), Mapping)
+
+    def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
+        message = body["output"]["message"]
+        usage = body.get("usage") if isinstance(body.get("usage"), Mapping) else {}
+        return _output(_text_blocks(message.get("content"), "output.message.content"),
+                       body.get("stopReason"), usage.get("inputTokens"), usage.get("outputTokens"))
+
+
+class NovaFamily(ConverseFamily):
+    """Amazon Nova's native InvokeModel body is the Converse shape plus a schema version."""
+
+    name = "amazon-nova"
+    model_prefixes = ("amazon.nova",)
+    shape = "output.message.content[*].text (Amazon Nova messages-v1)"
+
+    def build_request(self, prompt: str, system: str | None, max_tokens: int,
+                      temperature: float) -> dict[str, Any]:
+        return {"schemaVersion": "messages-v1",
+                **super().build_request(prompt, system, max_tokens, temperature)}
+
+
+class LlamaFamily(Family):
+    name = "meta-llama"
+    model_prefixes = ("meta.llama",)
+    shape = "a 'generation' string (Meta Llama)"
+
+    def build_request(self, prompt: str, system: str | None, max_tokens: int,
+                      temperature: float) -> dict[str, Any]:
+        # Llama 3 instruct chat template; the assistant header asks the model to answer.
+        text = "<|begin_of_text|>"
+        if system:
+            text += f"<|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>"
+        text += (f"<|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>"
+                 "<|start_header_id|>assistant<|end_header_id|>\n\n")
+        return {"prompt": text, "max_gen_len": max_tokens, "temperature": temperature}
+
+    def matches(self, body: Any) -> bool:
+        return isinstance(body, Mapping) and isinstance(body.get("generation"), str)
+
+    def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
+        return _output(body["generation"], body.get("stop_reason"),
+                       body.get("prompt_token_count"), body.get("generation_token_count"))
+
+
+class MistralFamily(Family):
+    name = "mistral"
+    model_prefixes = ("mistral.",)
+    shape = "outputs[0].text or choices[0].message.content (Mistral)"
+
+    def build_request(self, prompt: str, system: str | None, max_tokens: int,
+                      temperature: float) -> dict[str, Any]:
+        # The [INST] template has no system role: the system text leads the instruction.
+        instruction = f"{system}\n\n{prompt}" if system else prompt
+        return {"prompt": f"<s>[INST] {instruction} [/INST]", "max_tokens": max_tokens,
+                "temperature": temperature}
+
+    def matches(self, body: Any) -> bool:
+        if not isinstance(body, Mapping):
+            return False
+        outputs, choices = body.get("outputs"), body.get("choices")
+        if isinstance(outputs, list) and outputs and isinstance(outputs[0], Mapping):
+            return isinstance(outputs[0].get("text"), str)
+        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+            message = choices[0].get("message")
+            return isinstance(message, Mapping) and isinstance(message.get("content"), str)
+        return False
+
+    def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
+        # Mistral responses on Bedrock carry no token counts.
+        if isinstance(body.get("outputs"), list) and body["outputs"]:
+            first = body["outputs"][0]
+            return _output(first["text"], first.get("stop_reason"), None, None)
+        # Chat-style models (mistral-large-2407 and later) answer in the chat completion shape.
+        first = body["choices"][0]
+        reason = first.get("stop_reason", first.get("finish_reason"))
+        return _output(first["message"]["content"], reason, None, None)
+
+
+class TitanTextFamily(Family):
+    name = "amazon-titan-text"
+    model_prefixes = ("amazon.titan-text", "amazon.titan-tg1")
+    shape = "results[0].outputText (Amazon Titan Text)"
+
+    def build_request(self, prompt: str, system: str | None, max_tokens: int,
+                      temperature: float) -> dict[str, Any]:
+        # Titan has no system field; its documented conversational form is "User: ...\nBot:".
+        instruction = f"{system}\n\n{prompt}" if system else prompt
+        return {"inputText": f"User: {instruction}\nBot:",
+                "textGenerationConfig": {"maxTokenCount": max_tokens, "temperature": temperature}}
+
+    def matches(self, body: Any) -> bool:
+        results = body.get("results") if isinstance(body, Mapping) else None
+        return (isinstance(results, list) and bool(results) and isinstance(results[0], Mapping)
+                and isinstance(results[0].get("outputText"), str))
+
+    def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
+        first = body["results"][0]
+        return _output(first["outputText"], first.get("completionReason"),
+                       body.get("inputTextTokenCount"), first.get("tokenCount"))
+
+
+CONVERSE = ConverseFamily()
+# InvokeModel families, looked up by model id prefix.
+FAMILIES: tuple[Family, ...] = (ClaudeFamily(), NovaFamily(), LlamaFamily(), MistralFamily(),
+                                TitanTextFamily())
+# Response shapes tried by auto-detection; Nova's shape is the Converse shape.
+DETECT_ORDER: tuple[Family, ...] = tuple(CONVERSE if isinstance(f, NovaFamily) else f
+                                         for f in FAMILIES)
+
+
+def base_model_id(model_id: str) -> str:
+    """The foundation model id behind an ARN or a cross-region inference profile id."""
+    model = model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") else model_id
+    for prefix in PROFILE_PREFIXES:
+        if model.startswith(prefix):
+            return model[len(prefix):]
+    return model
+
+
+def _check_invocation_type(invocation_type: str) -> None:
+    if invocation_type not in INVOCATION_TYPES:
+        raise ValueError(f"unknown model invocation type {invocation_type!r}; "
+                         f"use one of {', '.join(INVOCATION_TYPES)}")
+
+
+def _known_family(model_id: str, invocation_type: str) -> Family | None:
+    if invocation_type == "Converse":
+        return CONVERSE
+    base = base_model_id(model_id)
+    return next((f for f in FAMILIES if base.startswith(f.model_prefixes)), None)
+
+
+def family_for(model_id: str, invocation_type: str = "InvokeModel") -> Family:
+    """The family that builds and parses bodies for ``model_id`` under ``invocation_type``."""
+    _check_invocation_type(invocation_type)
+    family = _known_family(model_id, invocation_type)
+    if family is None:
+        known = ", ".join(p for f in FAMILIES for p in f.model_prefixes)
+        raise ValueError(f"model id {model_id!r} is not of a known model family (known prefixes: "
+                         f"{known}); use --model-invocation-type Converse for other models")
+    return family
+
+
+def detect_family(body: Any) -> Family | None:
+    """The family whose response shape ``body`` has, or None."""
+    return next((f for f in DETECT_ORDER if f.matches(body)), None)
+
+
+def parse_model_output(body: Any, model_id: str | None = None,
+                       invocation_type: str = "InvokeModel") -> ParsedOutput:
+    """Parse one model response, by the model's family when known, else by the body's shape.
+
+    A body of another family's shape is still parsed: the collector does not always know how a
+    job was submitted (a job started from the console may be Converse-type for any model).
+    """
+    _check_invocation_type(invocation_type)
+    family = _known_family(model_id, invocation_type) if model_id is not None else None
+    if family is not None and family.matches(body):
+        return family.parse_response(body)
+    detected = detect_family(body)
+    if detected is not None:
+        return detected.parse_response(body)
+    if family is not None:
+        raise UnparseableOutput(f"{family.name} response for {model_id} expected {family.shape}, "
+                                f"found {_found(body)}")
+    shapes = "; ".join(f.shape for f in DETECT_ORDER)
+    raise UnparseableOutput(f"model output matches no known family (expected one of: {shapes}), "
+                            f"found {_found(body)}")
