@@ -1,0 +1,179 @@
+"""Beam transforms that read transcripts from files or from any PCollection of rows.
+
+Thin glue over ``transforms.parsing`` (decoding each format) and ``transforms.validation``
+(mapping and checking records). Every transform here returns a dict with two PCollections:
+``"transcripts"`` (Transcript) and ``"failures"`` (Failure), so bad input is reported as rows and
+the pipeline goes on.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from transforms.model import Failure, Transcript
+from transforms.parsing import (FORMATS, detect_format, read_transcripts, row_to_record,
+                                source_failure, unknown_format_failure)
+from transforms.validation import (DEFAULT_MAX_TEXT_CHARS, FieldMapping, pick_unique,
+                                   record_to_transcript, validate_transcript)
+
+TRANSCRIPTS = "transcripts"
+FAILURES = "failures"
+_NAMESPACE = "transcripts.sources"
+
+
+class _EmitFn(beam.DoFn):
+    """Validates what the readers produce and routes it to the transcripts or failures output."""
+
+    def __init__(self, max_text_chars: int) -> None:
+        self._max_text_chars = max_text_chars
+        self._read = Metrics.counter(_NAMESPACE, "transcripts_read")
+        self._failed = Metrics.counter(_NAMESPACE, "records_failed")
+
+    def _emit(self, item: Transcript | Failure) -> Iterator[Any]:
+        if isinstance(item, Transcript):
+            failure = validate_transcript(item, self._max_text_chars)
+            if failure is None:
+                self._read.inc()
+                yield item
+                return
+            item = failure
+        self._failed.inc()
+        yield TaggedOutput(FAILURES, item)
+
+
+class _ReadFileFn(_EmitFn):
+    def __init__(self, fmt: str, mapping: FieldMapping, max_text_chars: int) -> None:
+        super().__init__(max_text_chars)
+        self._format = fmt
+        self._mapping = mapping
+        self._files = Metrics.counter(_NAMESPACE, "files_read")
+
+    def process(self, readable: fileio.ReadableFile) -> Iterator[Any]:
+        path = readable.metadata.path
+        fmt = detect_format(path) if self._format == "auto" else self._format
+        if fmt is None:
+            yield from self._emit(unknown_format_failure(path))
+            return
+        self._files.inc()
+        # Binary mode: the readers decode per line/record so one bad byte fails one record.
+        with readable.open(mime_type="application/octet-stream") as handle:
+            for item in read_transcripts(handle, path, fmt, self._mapping, self._max_text_chars):
+                yield from self._emit(item)
+
+
+def _tagged(result: beam.pvalue.DoOutputsTuple) -> dict[str, beam.PCollection]:
+    return {TRANSCRIPTS: result[TRANSCRIPTS], FAILURES: result[FAILURES]}
+
+
+def _check_options(max_text_chars: int, **fields: str) -> None:
+    if max_text_chars <= 0:
+        raise ValueError(f"max_text_chars must be positive, got {max_text_chars}")
+    for flag, value in fields.items():
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{flag} must be a non-empty field name, got {value!r}")
+
+
+class ReadTranscripts(beam.PTransform):
+    """Reads transcripts from files matching ``file_pattern`` (local paths, s3://, any Beam
+    filesystem; compressed files by suffix).
+
+    ``format`` is one of ``auto`` (by extension), jsonl, json, csv, txt, avro, parquet,
+    transcribe. Returns {"transcripts": PCollection[Transcript], "failures":
+    PCollection[Failure]}. Ids are not deduplicated here: apply ``DeduplicateTranscripts`` once
+    after combining all sources.
+    """
+
+    def __init__(self, file_pattern: str, format: str = "auto", id_field: str = "id",
+                 text_field: str = "text", turns_field: str = "turns",
+                 metadata_fields: Sequence[str] | None = None,
+                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
+        super().__init__()
+        if format != "auto" and format not in FORMATS:
+            raise ValueError(f"--input-format {format!r} is not supported; use auto or one of "
+                             f"{', '.join(FORMATS)}")
+        _check_options(max_text_chars, id_field=id_field, text_field=text_field,
+                       turns_field=turns_field)
+        self._pattern = file_pattern
+        self._format = format
+        self._mapping = FieldMapping.of(id_field, text_field, turns_field, metadata_fields)
+        self._max_text_chars = max_text_chars
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        parsed = (
+            pbegin
+            | "MatchFiles" >> fileio.MatchFiles(self._pattern)
+            # Spread the matched files over workers before each is read whole by one DoFn call.
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadMatches" >> fileio.ReadMatches()
+            | "ParseFiles" >> beam.ParDo(
+                _ReadFileFn(self._format, self._mapping, self._max_text_chars)
+            ).with_outputs(FAILURES, main=TRANSCRIPTS))
+        return _tagged(parsed)
+
+
+class _RowsFn(_EmitFn):
+    def __init__(self, mapping: FieldMapping, max_text_chars: int) -> None:
+        super().__init__(max_text_chars)
+        self._mapping = mapping
+
+    def process(self, row: Any) -> Iterator[Any]:
+        if isinstance(row, Transcript):
+            yield from self._emit(row)
+            return
+        record = row_to_record(row)
+        if record is None:
+            yield from self._emit(source_failure(
+                "InvalidRecord", f"input row of type {type(row).__name__} is not a dict, beam.Row, "
+                f"NamedTuple or dataclass; map it to one of those first", origin=None, raw=repr(row)))
+            return
+        yield from self._emit(record_to_transcript(record, self._mapping, None))
+
+
+class TranscriptsFromRows(beam.PTransform):
+    """Turns an existing PCollection of dicts / beam.Row / NamedTuple / dataclass rows (or
+    Transcripts, which are only validated) into the same tagged output as ReadTranscripts."""
+
+    def __init__(self, id_field: str = "id", text_field: str = "text", turns_field: str = "turns",
+                 metadata_fields: Sequence[str] | None = None,
+                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
+        super().__init__()
+        _check_options(max_text_chars, id_field=id_field, text_field=text_field,
+                       turns_field=turns_field)
+        self._mapping = FieldMapping.of(id_field, text_field, turns_field, metadata_fields)
+        self._max_text_chars = max_text_chars
+
+    def expand(self, rows: beam.PCollection) -> dict[str, beam.PCollection]:
+        return _tagged(rows | "ToTranscripts" >> beam.ParDo(
+            _RowsFn(self._mapping, self._max_text_chars)).with_outputs(FAILURES, main=TRANSCRIPTS))
+
+
+class _PickUniqueFn(beam.DoFn):
+    def __init__(self) -> None:
+        self._duplicates = Metrics.counter(_NAMESPACE, "duplicate_ids")
+
+    def process(self, keyed: tuple[str, Any]) -> Iterator[Any]:
+        kept, failures = pick_unique(keyed[1])
+        yield kept
+        for failure in failures:
+            self._duplicates.inc()
+            yield TaggedOutput(FAILURES, failure)
+
+
+class DeduplicateTranscripts(beam.PTransform):
+    """Keeps one transcript per id (the first by origin, so the choice is deterministic); the
+    others become ``DuplicateTranscriptId`` failures naming both origins.
+
+    Groups by id, so on an unbounded input apply it after windowing: duplicates are found within
+    a window.
+    """
+
+    def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
+        return _tagged(
+            transcripts
+            | "KeyById" >> beam.Map(lambda transcript: (transcript.id, transcript))
+            | "GroupById" >> beam.GroupByKey()
+            | "PickOne" >> beam.ParDo(_PickUniqueFn()).with_outputs(FAILURES, main=TRANSCRIPTS))
