@@ -12,7 +12,7 @@ from typing import Any, Mapping
 INVOCATION_TYPES = ("InvokeModel", "Converse")
 
 # Cross-region inference profile ids prepend a geography to the foundation model id.
-PROFILE_PREFIXES = ("us.", "us-gov.", "eu.", "apac.", "jp.", "au.", "global.")
+PROFILE_PREFIXES = ("us.", "us-gov.", "eu.", "apac.", "ap.", "jp.", "au.", "ca.", "global.")
 
 # Each family's own word for "stopped at the max-tokens limit".
 TRUNCATION_REASONS = frozenset({"max_tokens", "length", "LENGTH"})
@@ -203,14 +203,17 @@ class MistralFamily(Family):
         return False
 
     def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
-        # Mistral responses on Bedrock carry no token counts.
+        # Text completions carry no token counts; chat completions may report usage.
         if isinstance(body.get("outputs"), list) and body["outputs"]:
             first = body["outputs"][0]
             return _output(first["text"], first.get("stop_reason"), None, None)
-        # Chat-style models (mistral-large-2407 and later) answer in the chat completion shape.
+        # Chat-style models (mistral-large-2407 and later) answer in the chat completion shape;
+        # AWS documents stop_reason, Mistral's own schema finish_reason.
         first = body["choices"][0]
         reason = first.get("stop_reason", first.get("finish_reason"))
-        return _output(first["message"]["content"], reason, None, None)
+        usage = body.get("usage") if isinstance(body.get("usage"), Mapping) else {}
+        return _output(first["message"]["content"], reason, usage.get("prompt_tokens"),
+                       usage.get("completion_tokens"))
 
 
 class TitanTextFamily(Family):

@@ -1,0 +1,57 @@
+"""Estimated batch prices for the `plan` command's "see before you pay" cost line.
+
+ESTIMATE ONLY: batch inference is billed at about half the on-demand price. The figures are 50%
+of the us-east-1 on-demand list prices for a few common models (USD per 1M tokens) as published
+on https://aws.amazon.com/bedrock/pricing/; prices change and differ by region, so the real bill
+is whatever that page says. Models not listed get no estimate rather than a guess.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transforms.families import base_model_id
+
+BATCH_DISCOUNT = 0.5
+
+
+@dataclass(frozen=True)
+class Price:
+    """Estimated batch price in USD per 1M tokens."""
+
+    input_per_million: float
+    output_per_million: float
+
+
+# On-demand (input, output) USD per 1M tokens, us-east-1, keyed by foundation model id.
+_ON_DEMAND: dict[str, tuple[float, float]] = {
+    "anthropic.claude-3-haiku-20240307-v1:0": (0.25, 1.25),
+    "anthropic.claude-3-5-haiku-20241022-v1:0": (0.80, 4.00),
+    "anthropic.claude-3-5-sonnet-20240620-v1:0": (3.00, 15.00),
+    "anthropic.claude-3-5-sonnet-20241022-v2:0": (3.00, 15.00),
+    "anthropic.claude-3-7-sonnet-20250219-v1:0": (3.00, 15.00),
+    "amazon.nova-micro-v1:0": (0.035, 0.14),
+    "amazon.nova-lite-v1:0": (0.06, 0.24),
+    "amazon.nova-pro-v1:0": (0.80, 3.20),
+    "meta.llama3-1-8b-instruct-v1:0": (0.22, 0.22),
+    "meta.llama3-1-70b-instruct-v1:0": (0.72, 0.72),
+    "mistral.mistral-large-2407-v1:0": (2.00, 6.00),
+}
+
+BATCH_PRICES: dict[str, Price] = {
+    model: Price(inp * BATCH_DISCOUNT, out * BATCH_DISCOUNT)
+    for model, (inp, out) in _ON_DEMAND.items()
+}
+
+
+def batch_price(model_id: str) -> Price | None:
+    """Estimated batch price for a model id (inference-profile prefixes ignored), or None."""
+    return BATCH_PRICES.get(base_model_id(model_id))
+
+
+def estimate_cost(model_id: str, input_tokens: int, output_tokens: int) -> float | None:
+    """Estimated batch cost in USD, or None when the model has no listed price."""
+    price = batch_price(model_id)
+    if price is None:
+        return None
+    return (input_tokens * price.input_per_million
+            + output_tokens * price.output_per_million) / 1_000_000
