@@ -233,6 +233,14 @@ def test_arn_model_id():
     assert family_of(arn) == "llama"
 
 
+def test_family_of_for_the_service():
+    assert [family_of(m) for m in (CLAUDE, NOVA, LLAMA, MISTRAL, TITAN)] == \
+        ["anthropic", "nova", "llama", "mistral", "titan"]
+    assert family_of("cohere.command-r-v1:0", "Converse") == "converse"
+    with pytest.raises(ValueError, match="or a Converse-type job"):
+        family_of("cohere.command-r-v1:0")
+
+
 def test_unknown_model_and_invocation_type():
     with pytest.raises(ValueError, match="not served by the local backend"):
         invoke("cohere.command-r-v1:0", "InvokeModel", {"message": "hi"})

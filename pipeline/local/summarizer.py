@@ -239,3 +239,27 @@ def summary_text(prompt: str) -> str:
     pieces = summarize(prompt)
     body = " ".join(pieces) if pieces else "(the input held no text to summarize)"
     return LABEL + body
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The model's output text, why it stopped ("end" | "max_tokens" | "stop_sequence") and its cost."""
+
+    text: str
+    stop: str
+    stop_sequence: str | None
+    output_tokens: int
+
+
+def generate(prompt: str, max_tokens: int, stop_sequences: tuple[str, ...] = ()) -> Generation:
+    """The labelled summary, stopped like a model stops: at a stop sequence or out of tokens."""
+    text = summary_text(prompt)
+    stop, matched = "end", None
+    hits = [(text.find(seq), seq) for seq in stop_sequences if seq and seq in text]
+    if hits:
+        position, matched = min(hits)
+        text, stop = text[:position], "stop_sequence"
+    text, cut = cut_to_tokens(text, max_tokens)
+    if cut:
+        stop, matched = "max_tokens", None
+    return Generation(text, stop, matched, count_tokens(text))
