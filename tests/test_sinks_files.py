@@ -1,0 +1,235 @@
+"""WriteSummaries / WriteFailures on the DirectRunner: write files, read them back with
+pyarrow / fastavro / json and compare with what went in."""
+import datetime as dt
+import glob
+import json
+import os
+import re
+
+import apache_beam as beam
+import fastavro
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.test_stream import TestStream as BeamTestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import trigger, window
+
+from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Failure, Summary
+from transforms.schema import normalize_row, row_from_json
+from transforms.sinks import WriteFailures, WriteRows, WriteSummaries, files
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH_T0 = int(T0.timestamp())
+FORMATS = ["parquet", "jsonl", "avro"]
+
+
+def summaries(n=25):
+    return [
+        Summary(
+            transcript_id=f"call-{i:05d}", record_id=f"rec{i:05d}", model_id="anthropic.claude-3-haiku",
+            summary=f"Kunde #{i} fragt nach Rückerstattung — 退款 ✓ \"quoted\"\nsecond line",
+            stop_reason=None if i % 3 else "end_turn",
+            input_tokens=None if i % 4 == 0 else 100 + i, output_tokens=40 + i,
+            job_arn=None if i % 2 else f"arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/j{i}",
+            window_start=None if i % 5 == 0 else T0,
+            window_end=None if i % 5 == 0 else T0 + dt.timedelta(minutes=5),
+            attempt=1 + i % 2, metadata=None if i % 2 else json.dumps({"queue": "billing", "n": i}),
+            created_at=T0 + dt.timedelta(seconds=i, microseconds=i),
+        )
+        for i in range(n)
+    ]
+
+
+def failures(n=12):
+    return [
+        Failure(stage=("parse", "model", "validate")[i % 3], error_code="ModelError",
+                error_message=f"record {i}: ütf-8 ✗ failure", transcript_id=None if i % 4 == 0 else f"t{i}",
+                record_id=None if i % 2 else f"r{i}", attempt=i % 3 + 1, raw=None if i % 3 else "{\"bad\": ",
+                origin=f"input.jsonl:{i}", created_at=T0 + dt.timedelta(milliseconds=i))
+        for i in range(n)
+    ]
+
+
+def read_rows(directory, file_format, fields):
+    """Every row of every data file under ``directory`` (hidden files excluded), normalized."""
+    return read_files(sorted(glob.glob(os.path.join(directory, "*"))), file_format, fields)
+
+
+def read_files(paths, file_format, fields):
+    rows = []
+    for path in paths:
+        if file_format == "parquet":
+            table = pq.read_table(path)
+            assert table.schema.names == [f.name for f in fields]
+            rows += table.to_pylist()
+        elif file_format == "avro":
+            with open(path, "rb") as fh:
+                rows += list(fastavro.reader(fh))
+        else:
+            with open(path, encoding="utf-8") as fh:
+                rows += [row_from_json(fields, json.loads(line)) for line in fh]
+    return [normalize_row(fields, r) for r in rows]
+
+
+def by_id(rows):
+    return sorted(rows, key=lambda r: (r.get("transcript_id") or "", r.get("error_message")))
+
+
+@pytest.mark.parametrize("file_format", FORMATS)
+def test_summaries_round_trip(tmp_path, file_format):
+    elements = summaries()
+    out = str(tmp_path / "out")
+    with BeamTestPipeline() as p:
+        written = p | beam.Create(elements) | WriteSummaries(out, format=file_format)
+        assert_that(written | beam.Map(os.path.basename),
+                    equal_to([f"part-00000-of-00001.{file_format}"]))
+    expected = [normalize_row(SUMMARY_FIELDS, s.to_row()) for s in elements]
+    assert by_id(read_rows(out, file_format, SUMMARY_FIELDS)) == by_id(expected)
+    assert os.listdir(out) == [f"part-00000-of-00001.{file_format}"]  # temp dir removed
+
+
+@pytest.mark.parametrize("file_format", FORMATS)
+def test_failures_round_trip(tmp_path, file_format):
+    elements = failures()
+    out = str(tmp_path / "failures")
+    with BeamTestPipeline() as p:
+        p | beam.Create(elements) | WriteFailures(out, format=file_format)
+    expected = [normalize_row(FAILURE_FIELDS, f.to_row()) for f in elements]
+    assert by_id(read_rows(out, file_format, FAILURE_FIELDS)) == by_id(expected)
+
+
+def test_jsonl_lines_keep_unicode_and_iso_timestamps(tmp_path):
+    out = str(tmp_path / "j")
+    with BeamTestPipeline() as p:
+        p | beam.Create(summaries(1)) | WriteSummaries(out, format="jsonl")
+    [path] = glob.glob(os.path.join(out, "*.jsonl"))
+    with open(path, encoding="utf-8") as fh:
+        [line] = fh.read().splitlines()
+    assert "退款 ✓" in line
+    assert json.loads(line)["created_at"] == "2026-01-01T00:00:00+00:00"
+
+
+def test_many_rows_write_several_parquet_row_groups(tmp_path, monkeypatch):
+    """More rows than one buffered row group: the sink writes them in groups, none lost.
+    The row-group bound is lowered (in this process, where the DirectRunner runs) to keep it fast."""
+    monkeypatch.setattr(files, "PARQUET_ROW_GROUP_ROWS", 7)
+    elements = summaries(25)
+    out = str(tmp_path / "big")
+    with BeamTestPipeline() as p:
+        p | beam.Create(elements, reshuffle=False) | WriteSummaries(out)
+    [path] = glob.glob(os.path.join(out, "*.parquet"))
+    assert pq.ParquetFile(path).metadata.num_row_groups == 4  # 7 + 7 + 7 + 4
+    assert by_id(read_rows(out, "parquet", SUMMARY_FIELDS)) == by_id(
+        [normalize_row(SUMMARY_FIELDS, s.to_row()) for s in elements])
+
+
+@pytest.mark.parametrize("file_format", FORMATS)
+def test_empty_input_writes_a_readable_schema_only_file(tmp_path, file_format):
+    out = str(tmp_path / "empty")
+    with BeamTestPipeline() as p:
+        written = (p | beam.Create([]).with_output_types(Failure) | WriteFailures(out, format=file_format))
+        assert_that(written, equal_to([os.path.join(out, f"part-00000-of-00001.{file_format}")]))
+    assert os.listdir(out) == [f"part-00000-of-00001.{file_format}"]
+    assert read_rows(out, file_format, FAILURE_FIELDS) == []
+    path = os.path.join(out, f"part-00000-of-00001.{file_format}")
+    if file_format == "parquet":
+        assert pq.read_schema(path).names == [f.name for f in FAILURE_FIELDS]
+    elif file_format == "avro":
+        with open(path, "rb") as fh:
+            assert fastavro.reader(fh).writer_schema["name"].endswith("Failure")
+
+
+WINDOW_NAME = re.compile(r"^part-(\d{8}T\d{6}Z)-(\d{8}T\d{6}Z)-\d{5}-of-\d{5}\.(parquet|jsonl|avro)$")
+
+
+def window_of(name):
+    match = WINDOW_NAME.match(name)
+    assert match, name
+    parse = lambda text: dt.datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)  # noqa: E731
+    return parse(match.group(1)), parse(match.group(2))
+
+
+@pytest.mark.parametrize("file_format", FORMATS)
+def test_fixed_windows_write_one_file_per_window_named_by_its_bounds(tmp_path, file_format):
+    elements = summaries(12)
+    out = str(tmp_path / "windowed")
+    with BeamTestPipeline() as p:
+        (p
+         | beam.Create([(s, EPOCH_T0 + 25 * i) for i, s in enumerate(elements)], reshuffle=False)
+         | beam.MapTuple(window.TimestampedValue)
+         | beam.WindowInto(window.FixedWindows(60))
+         | WriteSummaries(out, format=file_format))
+    names = sorted(os.listdir(out))
+    # 12 elements 25 s apart span 300 s: five one-minute windows, one file each.
+    assert [window_of(n) for n in names] == [
+        (T0 + dt.timedelta(minutes=m), T0 + dt.timedelta(minutes=m + 1)) for m in range(5)]
+    for name in names:
+        start, end = window_of(name)
+        rows = read_files([os.path.join(out, name)], file_format, SUMMARY_FIELDS)
+        assert rows, name
+        for row in rows:
+            i = int(row["transcript_id"].split("-")[1])
+            assert start <= T0 + dt.timedelta(seconds=25 * i) < end
+    assert len(read_rows(out, file_format, SUMMARY_FIELDS)) == len(elements)
+
+
+def test_streaming_windows_reach_the_file_names(tmp_path):
+    """Unbounded input (TestStream, streaming DirectRunner): each fired window gets its files."""
+    elements = summaries(6)
+    stream = BeamTestStream()
+    for i, s in enumerate(elements):
+        stream = stream.add_elements([window.TimestampedValue(s, EPOCH_T0 + 20 * i)])
+        stream = stream.advance_watermark_to(EPOCH_T0 + 20 * i + 1)
+    stream = stream.advance_watermark_to_infinity()
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    out = str(tmp_path / "stream")
+    with beam.Pipeline(options=options) as p:
+        (p | stream | beam.WindowInto(window.FixedWindows(60))
+         | WriteSummaries(out, format="jsonl"))
+    data = [n for n in os.listdir(out) if not n.startswith(".")]
+    assert {window_of(n) for n in data} == {
+        (T0, T0 + dt.timedelta(minutes=1)), (T0 + dt.timedelta(minutes=1), T0 + dt.timedelta(minutes=2))}
+    assert by_id(read_rows(out, "jsonl", SUMMARY_FIELDS)) == by_id(
+        [normalize_row(SUMMARY_FIELDS, s.to_row()) for s in elements])
+
+
+def test_row_dicts_are_accepted_and_bad_rows_fail_with_the_column_named(tmp_path):
+    good = summaries(1)[0].to_row()
+    with BeamTestPipeline() as p:
+        p | beam.Create([good]) | WriteSummaries(str(tmp_path / "dicts"), format="jsonl")
+    assert read_rows(str(tmp_path / "dicts"), "jsonl", SUMMARY_FIELDS) == [normalize_row(SUMMARY_FIELDS, good)]
+    bad = dict(good, summary=None)
+    with pytest.raises(Exception, match="column 'summary' is required"):
+        with BeamTestPipeline() as p:
+            p | beam.Create([bad]) | WriteSummaries(str(tmp_path / "bad"), format="jsonl")
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="file format 'csv' is not supported"):
+        WriteSummaries("/tmp/x", format="csv")
+    with pytest.raises(ValueError, match="row kind 'rows' is unknown"):
+        WriteRows("/tmp/x", kind="rows")
+    with pytest.raises(ValueError, match="needs an output directory"):
+        WriteFailures("")
+
+
+def test_repeated_trigger_is_refused(tmp_path):
+    """Files are named per window, so a second firing would overwrite the first."""
+    p = BeamTestPipeline()
+    pcoll = (p | beam.Create(summaries(2))
+             | beam.WindowInto(window.FixedWindows(60), trigger=trigger.Repeatedly(trigger.AfterCount(1)),
+                               accumulation_mode=trigger.AccumulationMode.DISCARDING))
+    with pytest.raises(ValueError, match="each window must fire once"):
+        pcoll | WriteSummaries(str(tmp_path / "t"))
+
+
+def test_unbounded_global_window_is_refused(tmp_path):
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    p = beam.Pipeline(options=options)
+    pcoll = p | BeamTestStream().add_elements([summaries(1)[0]]).advance_watermark_to_infinity()
+    with pytest.raises(ValueError, match=r"apply beam.WindowInto\(window.FixedWindows"):
+        pcoll | WriteSummaries(str(tmp_path / "g"))
