@@ -60,8 +60,9 @@ class BedrockBatchService:
         if self._server is None:
             self._server = ThreadingHTTPServer(self._address, _handler_for(self))
             self._server.daemon_threads = True
-            self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                            name="bedrock-batch-service")
+            # A short poll interval makes stop() quick; idle polling costs next to nothing.
+            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                            daemon=True, name="bedrock-batch-service")
             self._thread.start()
         return self
 
