@@ -173,6 +173,15 @@ class JobSpec:
     attempt: int = 1
 
 
+@dataclass(frozen=True)
+class JobBatch:
+    """The jobs one window produced for one model: submitted and awaited together."""
+
+    model_id: str
+    specs: tuple[JobSpec, ...]
+    poll_interval_seconds: int
+
+
 def metadata_json(metadata: Mapping[str, Any] | None) -> str | None:
     """Metadata as the JSON string stored in the ``metadata`` column (sorted keys: stable output)."""
     if not metadata:

@@ -1,0 +1,76 @@
+"""python -m pipeline run | plan | collect | jobs | serve-local
+
+Every flag is a Beam PipelineOption (pipeline/options.py); Beam's own flags (--runner,
+--flink_master, ...) pass straight through. Errors print as one line; --debug shows the trace.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.options import BedrockBatchOptions
+
+COMMANDS = {
+    "run": "Summarize transcripts with Bedrock batch jobs and write summaries + failures",
+    "plan": "Print the shard/job plan (jobs, files, records, bytes, tokens, cost) without submitting",
+    "collect": "Parse a finished batch job's output (any job, also from the console) into the sinks",
+    "jobs": "List batch jobs with status and live record counts",
+    "serve-local": "Run the embedded local Bedrock batch service + S3 standalone",
+}
+
+
+def _usage() -> str:
+    lines = ["usage: python -m pipeline COMMAND [flags]   (COMMAND --help for its flags)", "",
+             "commands:"]
+    lines += [f"  {name:<12} {text}" for name, text in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def _help(command: str) -> str:
+    parser = argparse.ArgumentParser(prog=f"python -m pipeline {command}",
+                                     description=COMMANDS[command] + ". Beam pipeline flags "
+                                     "(--runner, --flink_master, --streaming, ...) are accepted too.")
+    BedrockBatchOptions._add_argparse_args(parser)
+    return parser.format_help()
+
+
+def _handlers() -> dict[str, Callable[[list[str]], int]]:
+    from pipeline import commands
+    from pipeline.local.serve import main as serve_local
+    return {"run": commands.run_command, "plan": commands.plan_command,
+            "collect": commands.collect_command, "jobs": commands.jobs_command,
+            "serve-local": serve_local}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}\n{_usage()}", file=sys.stderr)
+        return 2
+    if command != "serve-local" and ("-h" in rest or "--help" in rest):
+        print(_help(command))
+        return 0
+    debug = "--debug" in rest
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        force=True)
+    for noisy in ("botocore", "urllib3", "apache_beam", "werkzeug", "moto", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return _handlers()[command](rest)
+    except Exception as exc:  # one clear line for users; the trace only when asked
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (add --debug for the stack trace)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

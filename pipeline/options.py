@@ -1,0 +1,141 @@
+"""Every CLI flag as a Beam PipelineOption, so the transforms see them under any runner."""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+import datetime as dt
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.aws import AwsConfig
+from transforms.config import DEFAULT_MODEL_ID, UNDERSIZED_POLICIES, BatchConfig
+from transforms.jobs import JobConfig
+from transforms.quotas import PROFILES, Quotas, profile
+from transforms.records import PromptConfig
+
+QUOTA_FLAGS = ("max_concurrent_jobs", "max_records_per_file", "max_records_per_job",
+               "min_records_per_job", "max_file_bytes", "max_job_bytes")
+
+
+def _flag(parser, name: str, **kwargs) -> None:
+    """Accept both --dash-form (documented) and --underscore_form (Beam's own style)."""
+    dashed, underscored = f"--{name}", f"--{name.replace('-', '_')}"
+    flags = [dashed] if dashed == underscored else [dashed, underscored]
+    parser.add_argument(*flags, dest=name.replace("-", "_"), **kwargs)
+
+
+def _csv(value: str) -> list[str]:
+    return [v for v in (s.strip() for s in value.split(",")) if v]
+
+
+class BedrockBatchOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        g = parser.add_argument_group("input and output")
+        _flag(g, "input", help="Transcript files: a path, glob or s3:// pattern")
+        _flag(g, "input-format", default="auto",
+              help="auto (by extension), jsonl, json, csv, txt, avro, parquet, transcribe")
+        _flag(g, "id-field", default="id", help="Field holding the transcript id")
+        _flag(g, "text-field", default="text", help="Field holding the transcript text")
+        _flag(g, "turns-field", default="turns", help="Field holding speaker turns, if any")
+        _flag(g, "output", help="Output directory (local or s3://): writes summaries/ and failures/")
+        _flag(g, "sink", default="parquet", choices=["parquet", "jsonl", "avro"],
+              help="Output file format")
+
+        g = parser.add_argument_group("Bedrock")
+        _flag(g, "backend", default="local", choices=["local", "aws"],
+              help="local: embedded local Bedrock batch service + S3; aws: the real services")
+        _flag(g, "model-id", default=DEFAULT_MODEL_ID, help="Bedrock model id or inference profile")
+        _flag(g, "model-invocation-type", default="InvokeModel", choices=["InvokeModel", "Converse"])
+        _flag(g, "bucket-uri", help="s3://bucket/prefix for job input/output (local default: "
+                                    "s3://bedrock-batch-local/runs)")
+        _flag(g, "run-id", help="Names this run's jobs; reuse it to resume a crashed run "
+                                "(default: generated)")
+        _flag(g, "role-arn", help="Service role Bedrock assumes to read/write S3 (required on aws)")
+        _flag(g, "aws-region", help="AWS region (default: the standard chain)")
+        _flag(g, "aws-profile", help="Named AWS profile (default: the standard chain)")
+        _flag(g, "bedrock-endpoint-url", help="Override the bedrock control-plane endpoint")
+        _flag(g, "bedrock-runtime-endpoint-url", help="Override the bedrock-runtime endpoint")
+        _flag(g, "kms-key-id", help="KMS key for the job output")
+        _flag(g, "vpc-subnet-ids", type=_csv, default=[], help="Comma-separated subnet ids")
+        _flag(g, "vpc-security-group-ids", type=_csv, default=[], help="Comma-separated SG ids")
+        _flag(g, "tags", type=json.loads, default={}, help='Job tags as JSON, e.g. {"team":"cx"}')
+        _flag(g, "job-timeout-hours", type=int, help="Job timeout, 24-168 hours")
+        _flag(g, "poll-interval-seconds", type=int, default=60,
+              help="Seconds between job status polls (whole seconds)")
+
+        g = parser.add_argument_group("prompt")
+        _flag(g, "prompt-template", help="File with the user prompt; {transcript} marks the text")
+        _flag(g, "system-prompt-file", help="File with the system prompt")
+        _flag(g, "max-tokens", type=int, default=512, help="Max output tokens per summary")
+        _flag(g, "temperature", type=float, default=0.2)
+
+        g = parser.add_argument_group("quotas and planning")
+        _flag(g, "quota-profile", default="aws-default",
+              choices=sorted(PROFILES) + ["service-quotas"],
+              help="Quota set; explicit quota flags override it")
+        for name in QUOTA_FLAGS:
+            _flag(g, name.replace("_", "-"), type=int, help=f"Override the profile's {name}")
+        _flag(g, "undersized-policy", default="pad-merge", choices=list(UNDERSIZED_POLICIES),
+              help="What to do with a tail smaller than the minimum records per job")
+        _flag(g, "max-record-retries", type=int, default=2,
+              help="Resubmissions of records a job did not answer")
+        _flag(g, "on-demand-rps", type=float, default=1.0,
+              help="InvokeModel calls per second per worker for the on-demand policy")
+
+        g = parser.add_argument_group("local backend")
+        _flag(g, "local-speed", type=float, default=20.0,
+              help="Speed factor of the local service's simulated job clock")
+
+        g = parser.add_argument_group("collect and jobs")
+        _flag(g, "job-output", help="collect: a finished job's output folder (local or "
+                                    "s3://.../<job id>/)")
+        _flag(g, "status", help="jobs: only jobs with this status (e.g. InProgress)")
+
+        g = parser.add_argument_group("CLI")
+        _flag(g, "debug", action="store_true", help="Show stack traces")
+
+
+def new_run_id() -> str:
+    now = dt.datetime.now(dt.timezone.utc)
+    return f"{now:%Y%m%dt%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+def resolve_quotas(opts: BedrockBatchOptions, service_quotas=None) -> Quotas:
+    """Profile, then explicit flags; ``service_quotas`` is a client for the service-quotas profile."""
+    if opts.quota_profile == "service-quotas":
+        if service_quotas is None:
+            raise ValueError("--quota-profile service-quotas reads AWS Service Quotas: use it with "
+                             "--backend aws, or pick article / aws-default")
+        from pipeline.service_quotas import read_quotas
+        base = read_quotas(service_quotas)
+    else:
+        base = profile(opts.quota_profile)
+    return base.override(**{name: getattr(opts, name) for name in QUOTA_FLAGS})
+
+
+def batch_config(opts: BedrockBatchOptions, aws: AwsConfig, quotas: Quotas,
+                 default_bucket_uri: str | None = None, default_role: str | None = None) -> BatchConfig:
+    bucket_uri = opts.bucket_uri or default_bucket_uri
+    if not bucket_uri:
+        raise ValueError("--bucket-uri is required with --backend aws: an s3://bucket/prefix "
+                         "the service role can read and write")
+    role = opts.role_arn or default_role
+    if not role:
+        raise ValueError("--role-arn is required with --backend aws: the service role Bedrock "
+                         "assumes for batch jobs")
+    run_id = opts.run_id or new_run_id()
+    if not re.fullmatch(r"[a-z0-9-]+", run_id):
+        raise ValueError(f"--run-id {run_id!r}: use lowercase letters, digits and dashes")
+    job = JobConfig(role_arn=role, model_invocation_type=opts.model_invocation_type,
+                    timeout_hours=opts.job_timeout_hours, kms_key_id=opts.kms_key_id,
+                    vpc_subnet_ids=tuple(opts.vpc_subnet_ids),
+                    vpc_security_group_ids=tuple(opts.vpc_security_group_ids), tags=opts.tags)
+    prompt = PromptConfig.from_files(opts.prompt_template, opts.system_prompt_file,
+                                     max_tokens=opts.max_tokens, temperature=opts.temperature)
+    return BatchConfig(base_uri=bucket_uri, run_id=run_id, job=job, model_id=opts.model_id,
+                       quotas=quotas, undersized_policy=opts.undersized_policy, prompt=prompt,
+                       aws=aws, max_record_retries=opts.max_record_retries,
+                       poll_interval_seconds=opts.poll_interval_seconds,
+                       on_demand_rps=opts.on_demand_rps)

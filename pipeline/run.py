@@ -1,0 +1,80 @@
+"""`run`: read transcripts, summarize them with Bedrock batch jobs, write summaries and failures."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.options import BedrockBatchOptions
+from transforms.config import BatchConfig
+from transforms.pricing import estimate_cost
+from transforms.sinks.files import WriteFailures, WriteSummaries
+from transforms.sources import DeduplicateTranscripts, ReadTranscripts
+from transforms.storage import join
+from transforms.summarize import SummarizeTranscripts
+
+
+def _counted(name: str):
+    counter = Metrics.counter("pipeline", name)
+
+    def count(element: Any) -> Any:
+        counter.inc()
+        return element
+    return count
+
+
+def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig) -> None:
+    read = p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format,
+                                         id_field=opts.id_field, text_field=opts.text_field,
+                                         turns_field=opts.turns_field)
+    unique = read["transcripts"] | "Dedup" >> DeduplicateTranscripts()
+    result = unique["transcripts"] | "Summarize" >> SummarizeTranscripts(config)
+    failures = ((read["failures"], unique["failures"], result["failures"])
+                | "AllFailures" >> beam.Flatten())
+    (result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
+     | "WriteSummaries" >> WriteSummaries(join(opts.output, "summaries"), format=opts.sink))
+    (failures | "CountFailures" >> beam.Map(_counted("failures_written"))
+     | "WriteFailures" >> WriteFailures(join(opts.output, "failures"), format=opts.sink))
+
+
+@dataclass(frozen=True)
+class Report:
+    run_id: str
+    counters: dict[str, int]
+
+    def get(self, name: str) -> int:
+        return self.counters.get(name, 0)
+
+    def lines(self, output: str, model_id: str) -> list[str]:
+        summaries, failures = self.get("summaries_written"), self.get("failures_written")
+        tin, tout = self.get("input_tokens"), self.get("output_tokens")
+        lines = [
+            f"run id          {self.run_id}",
+            f"records in      {summaries + failures}",
+            f"summaries       {summaries}  ({self.get('summaries_truncated')} cut at max tokens)",
+            f"failures        {failures}",
+            f"jobs            {self.get('jobs_submitted')} submitted, {self.get('jobs_finished')} finished",
+            f"tokens          {tin} in, {tout} out",
+        ]
+        cost = estimate_cost(model_id, tin, tout)
+        if cost is not None:
+            lines.append(f"estimated cost  ${cost:.4f} at batch prices (estimate)")
+        lines.append(f"summaries at    {join(output, 'summaries')}")
+        lines.append(f"failures at     {join(output, 'failures')}")
+        return lines
+
+
+def run(options: PipelineOptions, config: BatchConfig) -> Report:
+    opts = options.view_as(BedrockBatchOptions)
+    with beam.Pipeline(options=options) as p:
+        build(p, opts, config)
+    result = p.result
+    counters: dict[str, int] = {}
+    for counter in result.metrics().query(MetricsFilter())["counters"]:
+        name = counter.key.metric.name
+        counters[name] = counters.get(name, 0) + (counter.committed or 0)
+    return Report(config.run_id, counters)

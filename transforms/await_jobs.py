@@ -1,0 +1,186 @@
+"""Beam stage: submit a window's jobs within the concurrency quota and wait for them to finish.
+
+A splittable DoFn that self-checkpoints (``defer_remainder``) between polls, so a Flink task slot
+is not held while Bedrock works for hours. Processing-time timers are not used: the DirectRunner
+drops them and the portable local runners fail on them in batch (DESIGN.md section 7). Local
+runners also ignore the deferral delay, so the restriction carries the time of the next poll and
+the DoFn sleeps only what the runner did not already wait.
+
+All scheduling state is derived from Bedrock itself (deterministic job names) plus the set of
+jobs already emitted, which lives in the restriction: a restarted pipeline re-adopts its jobs.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
+
+import apache_beam as beam
+from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Duration
+
+from transforms.config import BatchConfig
+from transforms.jobs import JobsClient, JobStatus, error_code, plan_submissions, run_prefix
+from transforms.model import JobBatch, JobSpec
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "no slot now": wait for the next poll rather than fail.
+BACKOFF_CODES = frozenset({"ServiceQuotaExceededException", "ThrottlingException",
+                           "TooManyRequestsException"})
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A job that reached a terminal status (or could not be created), ready to harvest."""
+
+    spec: JobSpec
+    status: JobStatus | None
+    error: str | None = None  # why the job could not be created at all
+
+
+@dataclass(frozen=True)
+class WaitRestriction:
+    """Jobs of one batch already emitted, and the earliest time of the next poll."""
+
+    job_count: int
+    poll_interval: int  # whole seconds: runners only honour whole-second delays
+    emitted: frozenset[int] = frozenset()
+    next_poll_at: float = 0.0
+    closed: bool = False  # the primary half of a checkpoint: nothing more may be claimed
+
+    @property
+    def remaining(self) -> int:
+        return self.job_count - len(self.emitted)
+
+
+class WaitTracker(RestrictionTracker):
+    def __init__(self, restriction: WaitRestriction):
+        self._restriction = restriction
+
+    def current_restriction(self) -> WaitRestriction:
+        return self._restriction
+
+    def try_claim(self, job_index: int) -> bool:
+        r = self._restriction
+        if r.closed or job_index in r.emitted:
+            return False
+        self._restriction = replace(r, emitted=r.emitted | {job_index})
+        return True
+
+    def try_split(self, fraction_of_remainder: float) -> tuple[WaitRestriction, WaitRestriction] | None:
+        # Only checkpoints (fraction 0): the remaining jobs move to a residual polled later.
+        r = self._restriction
+        if fraction_of_remainder != 0 or r.closed or r.remaining == 0:
+            return None
+        primary = replace(r, closed=True)
+        residual = replace(r, next_poll_at=time.time() + r.poll_interval)
+        self._restriction = primary
+        return primary, residual
+
+    def check_done(self) -> None:
+        r = self._restriction
+        if not r.closed and r.remaining:
+            raise ValueError(f"{r.remaining} job(s) neither finished nor deferred")
+
+    def current_progress(self) -> RestrictionProgress:
+        r = self._restriction
+        return RestrictionProgress(completed=len(r.emitted), remaining=0 if r.closed else r.remaining)
+
+    def is_bounded(self) -> bool:
+        return True
+
+
+class WaitRestrictionProvider(RestrictionProvider):
+    def initial_restriction(self, element: JobBatch) -> WaitRestriction:
+        return WaitRestriction(len(element.specs), element.poll_interval_seconds)
+
+    def create_tracker(self, restriction: WaitRestriction) -> WaitTracker:
+        return WaitTracker(restriction)
+
+    def restriction_size(self, element: Any, restriction: WaitRestriction) -> int:
+        return restriction.remaining
+
+
+class AwaitJobsFn(beam.DoFn):
+    """JobBatch -> JobOutcome per job, at most max_concurrent_jobs of the model in flight."""
+
+    def __init__(self, config: BatchConfig):
+        self._config = config
+        self._submitted = Metrics.counter("bedrock", "jobs_submitted")
+        self._finished = Metrics.counter("bedrock", "jobs_finished")
+        self._polls = Metrics.counter("bedrock", "job_polls")
+        self._backoffs = Metrics.counter("bedrock", "submit_backoffs")
+
+    def setup(self) -> None:
+        self._jobs = JobsClient(self._config.aws.client("bedrock"), self._config.job)
+        self._last_status: dict[str, str] = {}
+
+    def process(self, batch: JobBatch,
+                tracker=beam.DoFn.RestrictionParam(WaitRestrictionProvider())) -> Iterator[JobOutcome]:
+        specs = batch.specs
+        restriction: WaitRestriction = tracker.current_restriction()
+        delay = restriction.next_poll_at - time.time()
+        if delay > 0:
+            time.sleep(delay)  # the runner resumed us early (local runners ignore the delay)
+        statuses = self._jobs.reconcile([s.job_name for s in specs], run_prefix(self._config.run_id))
+        pending: list[int] = []
+        for index, spec in enumerate(specs):
+            if index in restriction.emitted:
+                continue
+            status = statuses.get(spec.job_name)
+            if status is not None and not status.terminal:
+                status = self._poll(status)
+            if status is None:
+                pending.append(index)
+            elif status.terminal and tracker.try_claim(index):
+                self._finished.inc()
+                yield JobOutcome(spec, status)
+
+        if pending:
+            in_flight = self._jobs.in_flight(batch.model_id)
+            for index in plan_submissions(pending, in_flight, self._config.quotas.max_concurrent_jobs):
+                outcome = self._submit(specs[index])
+                if outcome is not None and tracker.try_claim(index):
+                    yield outcome
+        if tracker.current_restriction().remaining:
+            tracker.defer_remainder(Duration(seconds=batch.poll_interval_seconds))
+
+    def _poll(self, status: JobStatus) -> JobStatus:
+        self._polls.inc()
+        status = self._jobs.get(status.arn)
+        if self._last_status.get(status.arn) != status.status:
+            self._last_status[status.arn] = status.status
+            log.info("job %s", status.progress())
+        return status
+
+    def _submit(self, spec: JobSpec) -> JobOutcome | None:
+        """Create the job; a JobOutcome only when it can never be created (bad request)."""
+        try:
+            arn = self._jobs.create(spec)
+        except Exception as exc:  # botocore ClientError
+            code = error_code(exc)
+            if code in BACKOFF_CODES:
+                self._backoffs.inc()
+                log.info("no slot for %s yet (%s); retrying at the next poll", spec.job_name, code)
+                return None
+            if code is None:
+                raise
+            return JobOutcome(spec, None, error=f"{code}: {exc}")
+        self._submitted.inc()
+        log.info("submitted %s as %s (%d records)", spec.job_name, arn, spec.record_count)
+        return None
+
+
+class AwaitJobs(beam.PTransform):
+    """PCollection[JobBatch] -> PCollection[JobOutcome]."""
+
+    def __init__(self, config: BatchConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        return batches | beam.ParDo(AwaitJobsFn(self._config))

@@ -1,0 +1,30 @@
+"""boto3 client settings shared by every DoFn: picklable, clients built in setup()."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Throttling is retried by botocore itself (standard mode backs off with jitter); quota errors
+# are not retryable there and are handled by the job scheduler.
+RETRIES = {"mode": "standard", "max_attempts": 10}
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    """Where the AWS clients point. Endpoints are None on real AWS (standard resolution)."""
+
+    region: str | None = None
+    s3_endpoint_url: str | None = None
+    bedrock_endpoint_url: str | None = None
+    bedrock_runtime_endpoint_url: str | None = None
+    profile: str | None = None
+
+    def client(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        endpoint = {"s3": self.s3_endpoint_url, "bedrock": self.bedrock_endpoint_url,
+                    "bedrock-runtime": self.bedrock_runtime_endpoint_url}.get(service)
+        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+        return session.client(service, endpoint_url=endpoint,
+                              config=Config(retries=dict(RETRIES)))

@@ -1,0 +1,50 @@
+"""The settings every stage of SummarizeTranscripts shares (picklable, no Beam)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transforms.aws import AwsConfig
+from transforms.jobs import JobConfig, validate_run_id
+from transforms.quotas import Quotas
+from transforms.records import PromptConfig
+
+DEFAULT_MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
+UNDERSIZED_POLICIES = ("pad-merge", "defer", "on-demand", "fail")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """One summarization: which model, where the run's files live on S3, quotas and retries."""
+
+    base_uri: str  # s3://bucket/prefix under which <run id>/input|index|output live
+    run_id: str
+    job: JobConfig
+    model_id: str = DEFAULT_MODEL_ID
+    quotas: Quotas = field(default_factory=Quotas)
+    undersized_policy: str = "pad-merge"
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    aws: AwsConfig = field(default_factory=AwsConfig)
+    max_record_retries: int = 2
+    poll_interval_seconds: int = 60
+    on_demand_rps: float = 1.0  # InvokeModel calls per second per worker (on-demand policy)
+
+    def __post_init__(self) -> None:
+        validate_run_id(self.run_id)
+        if not self.base_uri.startswith("s3://"):
+            raise ValueError(f"--bucket-uri {self.base_uri!r} must be an s3://bucket/prefix URI: "
+                             f"Bedrock batch jobs read and write S3 only")
+        if self.undersized_policy not in UNDERSIZED_POLICIES:
+            raise ValueError(f"--undersized-policy {self.undersized_policy!r}: use one of "
+                             f"{', '.join(UNDERSIZED_POLICIES)}")
+        if self.max_record_retries < 0:
+            raise ValueError("--max-record-retries must be >= 0")
+        if self.poll_interval_seconds < 1 or int(self.poll_interval_seconds) != self.poll_interval_seconds:
+            raise ValueError("--poll-interval-seconds must be a whole number >= 1 "
+                             "(runners only honour whole-second delays)")
+
+        if self.on_demand_rps <= 0:
+            raise ValueError("--on-demand-rps must be > 0")
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + self.max_record_retries

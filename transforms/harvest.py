@@ -1,0 +1,101 @@
+"""Beam stage: read a finished job's output files and manifest into Summary / Failure / retries."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms import layout
+from transforms.await_jobs import JobOutcome
+from transforms.config import BatchConfig
+from transforms.jobs import HARVESTABLE
+from transforms.results import (MANIFEST_NAME, OUTPUT_SUFFIX, Harvest, JobContext, Manifest,
+                                harvest_lines, iter_index, read_input_models, unanswered)
+from transforms.storage import Storage, join
+
+log = logging.getLogger(__name__)
+
+FAILURES = "failures"
+RETRIES = "retries"
+
+
+class RecordMetrics:
+    """Beam counters for what a harvest produced (shared by the pipeline and `collect`)."""
+
+    def __init__(self) -> None:
+        self.succeeded = Metrics.counter("bedrock", "records_succeeded")
+        self.failed = Metrics.counter("bedrock", "records_failed")
+        self.retried = Metrics.counter("bedrock", "records_retried")
+        self.truncated = Metrics.counter("bedrock", "summaries_truncated")
+        self.tokens_in = Metrics.counter("bedrock", "input_tokens")
+        self.tokens_out = Metrics.counter("bedrock", "output_tokens")
+
+    def emit(self, harvest: Harvest) -> Iterator[Any]:
+        self.succeeded.inc(len(harvest.summaries))
+        self.failed.inc(len(harvest.failures))
+        self.retried.inc(len(harvest.retries))
+        self.truncated.inc(harvest.truncated)
+        self.tokens_in.inc(harvest.input_tokens)
+        self.tokens_out.inc(harvest.output_tokens)
+        yield from harvest.summaries
+        for failure in harvest.failures:
+            yield beam.pvalue.TaggedOutput(FAILURES, failure)
+        for retry in harvest.retries:
+            yield beam.pvalue.TaggedOutput(RETRIES, retry)
+
+
+class HarvestJobFn(beam.DoFn):
+    """JobOutcome -> Summary (main), Failure (``failures``), BatchRecord to resubmit (``retries``)."""
+
+    def __init__(self, config: BatchConfig):
+        self._config = config
+        self._mismatches = Metrics.counter("bedrock", "manifest_mismatches")
+
+    def setup(self) -> None:
+        self._storage = Storage(self._config.aws.client("s3"))
+        self._metrics = RecordMetrics()
+
+    def process(self, outcome: JobOutcome) -> Iterator[Any]:
+        cfg, spec, status = self._config, outcome.spec, outcome.status
+        ctx = JobContext(model_id=spec.model_id, job_arn=status.arn if status else None,
+                         job_status=status.status if status else "NotCreated",
+                         job_message=status.message if status else outcome.error,
+                         invocation_type=cfg.job.model_invocation_type,
+                         window_start=spec.window_start, window_end=spec.window_end,
+                         max_attempts=cfg.max_attempts if outcome.error is None else 0)
+        output_dir = status.job_output_uri if status and status.status in HARVESTABLE else None
+        total = Harvest()
+        index_prefix = join(layout.run_root(cfg.base_uri, cfg.run_id), "index", spec.job_name) + "/"
+        for index_uri in self._storage.list(index_prefix):
+            shard = index_uri.rsplit("/", 1)[-1][: -len(layout.INDEX_SUFFIX)]
+            index = {e.record_id: e for e in iter_index(self._storage.read_lines(index_uri))}
+            seen: set[str] = set()
+            if output_dir is not None:
+                out_uri = join(output_dir, shard + OUTPUT_SUFFIX)
+                if self._storage.exists(out_uri):
+                    harvest, seen = harvest_lines(self._storage.read_lines(out_uri), index, ctx)
+                    total.merge(harvest)
+            missing = set(index) - seen
+            inputs = (read_input_models(self._storage.read_lines(spec.input_s3_uri + shard), missing)
+                      if missing else {})
+            total.merge(unanswered(index, seen, inputs, ctx))
+        if output_dir is not None:
+            self._reconcile(output_dir, total, spec.job_name)
+        log.info("harvested %s: %d summaries, %d failures, %d to retry", spec.job_name,
+                 len(total.summaries), len(total.failures), len(total.retries))
+        yield from self._metrics.emit(total)
+
+    def _reconcile(self, output_dir: str, harvest: Harvest, job_name: str) -> None:
+        manifest_uri = join(output_dir, MANIFEST_NAME)
+        if not self._storage.exists(manifest_uri):
+            log.warning("job %s has no %s; counts not reconciled", job_name, MANIFEST_NAME)
+            return
+        manifest = Manifest.parse(self._storage.read_text(manifest_uri))
+        answered = len(harvest.summaries) + sum(f.stage == "parse" for f in harvest.failures)
+        if manifest.success != answered or manifest.error != harvest.model_errors:
+            self._mismatches.inc()
+            log.warning("job %s: manifest says %d succeeded / %d errored, output files hold %d / %d",
+                        job_name, manifest.success, manifest.error, answered, harvest.model_errors)
+

@@ -1,0 +1,204 @@
+"""Bedrock batch job lifecycle: deterministic names, idempotent create, poll, stop, reconcile.
+
+No Beam here. ``JobsClient`` wraps a boto3 ``bedrock`` client (standard credential chain,
+``endpoint_url`` for the local backend); ``plan_submissions`` is the pure scheduling decision the
+await transform makes on every poll.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from transforms.model import JobSpec
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
+TERMINAL = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
+# Terminal states whose output files hold (some) results worth harvesting.
+HARVESTABLE = frozenset({"Completed", "PartiallyCompleted", "Stopped", "Expired"})
+
+_RUN_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,22}[a-z0-9])?")
+JOB_NAME_MAX = 63
+NAME_PREFIX = "bb"
+
+
+def validate_run_id(run_id: str) -> str:
+    if not _RUN_ID.fullmatch(run_id or ""):
+        raise ValueError(f"--run-id {run_id!r} is invalid: use 1-24 lowercase letters, digits or "
+                         f"dashes (it becomes part of Bedrock job names)")
+    return run_id
+
+
+def run_prefix(run_id: str) -> str:
+    """The nameContains filter that finds every job of a run."""
+    return f"{NAME_PREFIX}-{validate_run_id(run_id)}-"
+
+
+def job_name(run_id: str, window_key: str, attempt: int, shard_index: int) -> str:
+    """Deterministic job name: the same (run, window, attempt, shard) always maps to one job."""
+    name = f"{run_prefix(run_id)}{window_key}-a{attempt}-{shard_index:04d}"
+    if len(name) > JOB_NAME_MAX:  # keep the run prefix (reconcile filters on it), hash the rest
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        name = f"{run_prefix(run_id)}{digest}"[:JOB_NAME_MAX]
+    return name
+
+
+def client_token(name: str) -> str:
+    """clientRequestToken for a job name; the token pattern allows no dots, so derive from a hash."""
+    return "t" + hashlib.sha256(name.encode()).hexdigest()[:40]
+
+
+def job_id_from_arn(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything CreateModelInvocationJob needs besides the per-job spec."""
+
+    role_arn: str
+    model_invocation_type: str = "InvokeModel"
+    timeout_hours: int | None = None
+    kms_key_id: str | None = None
+    vpc_subnet_ids: tuple[str, ...] = ()
+    vpc_security_group_ids: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.timeout_hours is not None and not 24 <= self.timeout_hours <= 168:
+            raise ValueError(f"--job-timeout-hours {self.timeout_hours} is out of range: "
+                             f"Bedrock accepts 24 to 168")
+        if self.model_invocation_type not in ("InvokeModel", "Converse"):
+            raise ValueError(f"--model-invocation-type {self.model_invocation_type!r}: "
+                             f"use InvokeModel or Converse")
+        if bool(self.vpc_subnet_ids) != bool(self.vpc_security_group_ids):
+            raise ValueError("--vpc-subnet-ids and --vpc-security-group-ids go together: set both")
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    arn: str
+    name: str
+    status: str
+    model_id: str
+    message: str | None = None
+    output_s3_uri: str | None = None
+    total: int | None = None
+    processed: int | None = None
+    succeeded: int | None = None
+    errored: int | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def job_output_uri(self) -> str | None:
+        """Where Bedrock writes this job's files: <output uri>/<job id>/."""
+        if not self.output_s3_uri:
+            return None
+        return f"{self.output_s3_uri.rstrip('/')}/{job_id_from_arn(self.arn)}/"
+
+    @classmethod
+    def from_response(cls, job: Mapping[str, Any]) -> "JobStatus":
+        out = job.get("outputDataConfig", {}).get("s3OutputDataConfig", {})
+        return cls(arn=job["jobArn"], name=job["jobName"], status=job["status"],
+                   model_id=job["modelId"], message=job.get("message"),
+                   output_s3_uri=out.get("s3Uri"), total=job.get("totalRecordCount"),
+                   processed=job.get("processedRecordCount"),
+                   succeeded=job.get("successRecordCount"), errored=job.get("errorRecordCount"))
+
+    def progress(self) -> str:
+        counts = f"{self.processed}/{self.total} records" if self.total is not None else "counts n/a"
+        return f"{self.name} ({job_id_from_arn(self.arn)}): {self.status}, {counts}"
+
+
+def error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+class JobsClient:
+    """Bedrock batch job operations over a boto3 ``bedrock`` client."""
+
+    def __init__(self, bedrock: Any, config: JobConfig):
+        self._bedrock = bedrock
+        self._config = config
+
+    def create_request(self, spec: JobSpec) -> dict[str, Any]:
+        c = self._config
+        request: dict[str, Any] = {
+            "jobName": spec.job_name,
+            "clientRequestToken": spec.client_request_token,
+            "roleArn": c.role_arn,
+            "modelId": spec.model_id,
+            "modelInvocationType": c.model_invocation_type,
+            "inputDataConfig": {"s3InputDataConfig": {"s3Uri": spec.input_s3_uri,
+                                                      "s3InputFormat": "JSONL"}},
+            "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": spec.output_s3_uri}},
+        }
+        if c.kms_key_id:
+            request["outputDataConfig"]["s3OutputDataConfig"]["s3EncryptionKeyId"] = c.kms_key_id
+        if c.timeout_hours is not None:
+            request["timeoutDurationInHours"] = c.timeout_hours
+        if c.vpc_subnet_ids:
+            request["vpcConfig"] = {"subnetIds": list(c.vpc_subnet_ids),
+                                    "securityGroupIds": list(c.vpc_security_group_ids)}
+        if c.tags:
+            request["tags"] = [{"key": k, "value": v} for k, v in sorted(c.tags.items())]
+        return request
+
+    def create(self, spec: JobSpec) -> str:
+        """Create the job, or return the ARN of the one this spec already created.
+
+        The clientRequestToken makes a retried call idempotent on the service side; a name
+        conflict (the job exists from an earlier, crashed run) resolves to the existing job.
+        """
+        try:
+            return self._bedrock.create_model_invocation_job(**self.create_request(spec))["jobArn"]
+        except Exception as exc:  # botocore ClientError; imported lazily by boto3 users
+            if error_code(exc) != "ConflictException":
+                raise
+            existing = self.find(spec.job_name)
+            if existing is None:
+                raise
+            return existing.arn
+
+    def get(self, arn: str) -> JobStatus:
+        return JobStatus.from_response(self._bedrock.get_model_invocation_job(jobIdentifier=arn))
+
+    def list(self, name_contains: str | None = None, status: str | None = None) -> Iterator[JobStatus]:
+        kwargs: dict[str, Any] = {"sortBy": "CreationTime", "sortOrder": "Ascending"}
+        if name_contains:
+            kwargs["nameContains"] = name_contains
+        if status:
+            kwargs["statusEquals"] = status
+        for page in self._bedrock.get_paginator("list_model_invocation_jobs").paginate(**kwargs):
+            for job in page.get("invocationJobSummaries", []):
+                yield JobStatus.from_response(job)
+
+    def find(self, name: str) -> JobStatus | None:
+        return next((j for j in self.list(name_contains=name) if j.name == name), None)
+
+    def reconcile(self, names: Iterable[str], prefix: str) -> dict[str, JobStatus]:
+        """Jobs that already exist under ``prefix`` (one List call), by name."""
+        wanted = set(names)
+        return {j.name: j for j in self.list(name_contains=prefix) if j.name in wanted}
+
+    def in_flight(self, model_id: str) -> int:
+        """Jobs of this model counting against the concurrent-jobs quota, from any client."""
+        return sum(1 for status in sorted(IN_FLIGHT) for j in self.list(status=status)
+                   if j.model_id == model_id)
+
+    def stop(self, arn: str) -> None:
+        self._bedrock.stop_model_invocation_job(jobIdentifier=arn)
+
+
+def plan_submissions(pending: Sequence[int], in_flight: int, max_concurrent: int) -> list[int]:
+    """Which of the not-yet-created jobs (in queue order) may be submitted now."""
+    free = max(0, max_concurrent - in_flight)
+    return list(pending[:free])

@@ -1,0 +1,36 @@
+"""Where a run keeps its files on S3. Deterministic, so a restarted run finds its own work."""
+from __future__ import annotations
+
+import datetime as dt
+
+from transforms.storage import join
+
+INDEX_SUFFIX = ".index.jsonl"
+
+
+def window_key(start: dt.datetime | None) -> str:
+    """Short, S3- and job-name-safe key of a window: 'g' for the global window."""
+    return "g" if start is None else f"w{int(start.timestamp())}"
+
+
+def run_root(base_uri: str, run_id: str) -> str:
+    return join(base_uri, run_id)
+
+
+def job_input_prefix(base_uri: str, run_id: str, job_name: str) -> str:
+    """Bedrock reads every .jsonl under this prefix, so it holds one job's shards and nothing else."""
+    return join(run_root(base_uri, run_id), "input", job_name) + "/"
+
+
+def shard_name(file_index: int) -> str:
+    return f"shard-{file_index:05d}.jsonl"
+
+
+def index_uri(base_uri: str, run_id: str, job_name: str, file_index: int) -> str:
+    """Sidecar that maps recordIds back to transcripts; outside the input prefix on purpose."""
+    return join(run_root(base_uri, run_id), "index", job_name, shard_name(file_index) + INDEX_SUFFIX)
+
+
+def output_prefix(base_uri: str, run_id: str) -> str:
+    """outputDataConfig.s3Uri; Bedrock writes <this>/<job id>/<input file>.out."""
+    return join(run_root(base_uri, run_id), "output") + "/"

@@ -1,0 +1,193 @@
+"""Read Bedrock batch job output (``*.jsonl.out`` + ``manifest.json.out``) into Summary / Failure.
+
+Pure: the harvest DoFn feeds it lines it read from storage. Output order is not guaranteed, so
+everything joins on recordId against the index sidecar written with the shard.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+from transforms.families import UnparseableOutput, parse_model_output
+from transforms.model import BatchRecord, Failure, Summary, encode_jsonl_line, metadata_json, truncate_raw
+
+OUTPUT_SUFFIX = ".out"
+MANIFEST_NAME = "manifest.json.out"
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    record_id: str
+    transcript_id: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+
+
+def index_line(record: BatchRecord) -> str:
+    return json.dumps({"recordId": record.record_id, "transcriptId": record.transcript_id,
+                       "metadata": dict(record.metadata), "attempt": record.attempt},
+                      ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+
+
+def parse_index_line(line: str) -> IndexEntry:
+    data = json.loads(line)
+    return IndexEntry(data["recordId"], data["transcriptId"], data.get("metadata") or {},
+                      int(data.get("attempt", 1)))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    total: int = 0
+    processed: int = 0
+    success: int = 0
+    error: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "Manifest":
+        d = json.loads(text)
+        return cls(d.get("totalRecordCount", 0), d.get("processedRecordCount", 0),
+                   d.get("successRecordCount", 0), d.get("errorRecordCount", 0),
+                   d.get("inputTokenCount", 0), d.get("outputTokenCount", 0))
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a result row needs to know about the job that produced it."""
+
+    model_id: str | None
+    job_arn: str | None
+    job_status: str = "Completed"
+    job_message: str | None = None
+    invocation_type: str = "InvokeModel"
+    window_start: dt.datetime | None = None
+    window_end: dt.datetime | None = None
+    max_attempts: int = 3  # 1 + --max-record-retries
+
+
+@dataclass
+class Harvest:
+    """Everything one output file turned into, plus counts for metrics and reconciliation."""
+
+    summaries: list[Summary] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    retries: list[BatchRecord] = field(default_factory=list)
+    model_errors: int = 0
+    missing: int = 0
+    truncated: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def merge(self, other: "Harvest") -> None:
+        self.summaries += other.summaries
+        self.failures += other.failures
+        self.retries += other.retries
+        for name in ("model_errors", "missing", "truncated", "input_tokens", "output_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def retry_or_fail(entry: IndexEntry, model_input: Mapping[str, Any] | None, ctx: JobContext,
+                  code: str, message: str, stage: str = "model") -> BatchRecord | Failure:
+    """A record that got no answer: resubmit while attempts are left, else a Failure row."""
+    if model_input is not None and entry.attempt < ctx.max_attempts:
+        line = encode_jsonl_line(entry.record_id, model_input)
+        return BatchRecord(entry.record_id, entry.transcript_id, model_input,
+                           len(line.encode("utf-8")), entry.metadata, entry.attempt + 1)
+    return Failure(stage=stage, error_code=code, error_message=message,
+                   transcript_id=entry.transcript_id, record_id=entry.record_id,
+                   attempt=entry.attempt, job_arn=ctx.job_arn,
+                   raw=truncate_raw(model_input) if model_input is not None else None)
+
+
+def _add(harvest: Harvest, outcome: BatchRecord | Failure) -> None:
+    (harvest.retries if isinstance(outcome, BatchRecord) else harvest.failures).append(outcome)
+
+
+def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] | None,
+                  ctx: JobContext) -> tuple[Harvest, set[str]]:
+    """Turn output lines into rows. Returns the harvest and the recordIds seen.
+
+    Without an index (a job this pipeline did not submit) the recordId stands in for the
+    transcript id and nothing is retried.
+    """
+    harvest, seen = Harvest(), set()
+    for number, line in enumerate(output_lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            record_id = str(data["recordId"])
+        except (ValueError, KeyError, TypeError) as exc:
+            harvest.failures.append(Failure(stage="parse", error_code="MalformedOutputLine",
+                                            error_message=f"output line {number}: {exc}",
+                                            job_arn=ctx.job_arn, raw=truncate_raw(line)))
+            continue
+        entry = (index or {}).get(record_id)
+        if index is not None and entry is None:
+            harvest.failures.append(Failure(stage="parse", error_code="UnknownRecordId",
+                                            error_message=f"recordId {record_id} is not in the job's index",
+                                            record_id=record_id, job_arn=ctx.job_arn,
+                                            raw=truncate_raw(line)))
+            continue
+        if entry is None:
+            entry = IndexEntry(record_id, record_id, {}, ctx.max_attempts)
+        seen.add(record_id)
+        error = data.get("error")
+        if error is not None or "modelOutput" not in data:
+            harvest.model_errors += 1
+            error = error if isinstance(error, dict) else {"errorMessage": str(error or "no modelOutput")}
+            code = str(error.get("errorCode", "ModelError"))
+            _add(harvest, retry_or_fail(entry, data.get("modelInput"), ctx, code,
+                                        str(error.get("errorMessage", "record failed"))))
+            continue
+        try:
+            parsed = parse_model_output(data["modelOutput"], ctx.model_id, ctx.invocation_type)
+        except UnparseableOutput as exc:
+            harvest.failures.append(Failure(stage="parse", error_code="UnparseableOutput",
+                                            error_message=str(exc), transcript_id=entry.transcript_id,
+                                            record_id=record_id, attempt=entry.attempt,
+                                            job_arn=ctx.job_arn, raw=truncate_raw(data["modelOutput"])))
+            continue
+        harvest.truncated += int(parsed.truncated)
+        harvest.input_tokens += parsed.input_tokens or 0
+        harvest.output_tokens += parsed.output_tokens or 0
+        harvest.summaries.append(Summary(
+            transcript_id=entry.transcript_id, record_id=record_id, model_id=ctx.model_id or "unknown",
+            summary=parsed.text, stop_reason=parsed.stop_reason, input_tokens=parsed.input_tokens,
+            output_tokens=parsed.output_tokens, job_arn=ctx.job_arn, window_start=ctx.window_start,
+            window_end=ctx.window_end, attempt=entry.attempt, metadata=metadata_json(entry.metadata)))
+    return harvest, seen
+
+
+def unanswered(index: Mapping[str, IndexEntry], seen: set[str],
+               model_inputs: Mapping[str, Mapping[str, Any]], ctx: JobContext) -> Harvest:
+    """Records of the index with no output line: retried, or failed with the job's status."""
+    harvest = Harvest()
+    message = (f"job ended {ctx.job_status} without processing the record"
+               + (f": {ctx.job_message}" if ctx.job_message else ""))
+    for record_id, entry in index.items():
+        if record_id in seen:
+            continue
+        harvest.missing += 1
+        _add(harvest, retry_or_fail(entry, model_inputs.get(record_id), ctx,
+                                    f"Job{ctx.job_status}", message,
+                                    stage="model" if ctx.job_status != "Failed" else "submit"))
+    return harvest
+
+
+def read_input_models(lines: Iterable[str], wanted: set[str]) -> dict[str, Mapping[str, Any]]:
+    """modelInput of the wanted recordIds from a shard file (only those, to bound memory)."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for line in lines:
+        if line.strip():
+            data = json.loads(line)
+            if data.get("recordId") in wanted:
+                found[data["recordId"]] = data["modelInput"]
+    return found
+
+
+def iter_index(lines: Iterable[str]) -> Iterator[IndexEntry]:
+    return (parse_index_line(line) for line in lines if line.strip())

@@ -1,0 +1,76 @@
+"""Object storage for shard, index and output files: S3 (boto3) or a local directory.
+
+Local paths are accepted so ``collect`` can parse a job output that was downloaded by hand.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"{uri!r} is not an s3://bucket/key URI")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+class Storage:
+    """Read, write and list objects by URI (``s3://...`` or a local path)."""
+
+    def __init__(self, s3_client: Any = None):
+        self._s3 = s3_client
+
+    def _client(self) -> Any:
+        if self._s3 is None:
+            raise ValueError("an s3:// URI needs an S3 client; pass AwsConfig settings")
+        return self._s3
+
+    def upload(self, local_path: str, uri: str) -> None:
+        if uri.startswith("s3://"):
+            bucket, key = split_s3(uri)
+            self._client().upload_file(local_path, bucket, key)  # multipart for big shards
+        else:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local_path, uri)
+
+    def read_lines(self, uri: str) -> Iterator[str]:
+        """Yield text lines without loading the whole object into memory."""
+        if uri.startswith("s3://"):
+            bucket, key = split_s3(uri)
+            body = self._client().get_object(Bucket=bucket, Key=key)["Body"]
+            for raw in body.iter_lines():
+                yield raw.decode("utf-8")
+        else:
+            with open(uri, encoding="utf-8") as handle:
+                for line in handle:
+                    yield line.rstrip("\n")
+
+    def read_text(self, uri: str) -> str:
+        return "\n".join(self.read_lines(uri))
+
+    def exists(self, uri: str) -> bool:
+        if uri.startswith("s3://"):
+            bucket, key = split_s3(uri)
+            found = self._client().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+            return any(o["Key"] == key for o in found.get("Contents", []))
+        return os.path.exists(uri)
+
+    def list(self, prefix: str) -> list[str]:
+        """URIs of all objects under a prefix (a directory for local paths), sorted."""
+        if prefix.startswith("s3://"):
+            bucket, key = split_s3(prefix)
+            pages = self._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+            return sorted(f"s3://{bucket}/{o['Key']}" for page in pages
+                          for o in page.get("Contents", []))
+        root = Path(prefix)
+        if root.is_file():
+            return [str(root)]
+        return sorted(str(p) for p in root.rglob("*") if p.is_file())
