@@ -329,6 +329,23 @@ def test_extract_transcript_leaves_instructions_out():
     assert extract_transcript("Just one paragraph of text.") == "Just one paragraph of text."
 
 
+def test_anonymous_speakers_get_roles_from_who_speaks_first():
+    transcript = (
+        "spk_0: Good afternoon, this is Priya from Northwind Bank. How may I help you?\n"
+        "spk_1: Hi, I noticed two identical charges of 49.99 on my credit card. I only made one "
+        "purchase.\n"
+        "spk_0: Can you confirm the last four digits of the card?\n"
+        "spk_1: Sure, it's 4421.\n"
+        "spk_0: I see both transactions. The second one looks like a duplicate authorization.\n"
+        "spk_0: I've opened a dispute for the duplicate charge and issued a temporary credit.\n"
+        "spk_1: Perfect, thanks so much.\n"
+        "spk_0: You're welcome, have a great day.")
+    text = " ".join(summarize(transcript))
+    assert "spk_1: Hi, I noticed two identical charges" in text
+    assert "opened a dispute" in text
+    assert "this is Priya" not in text and "have a great day" not in text
+
+
 def test_free_text_without_speakers():
     text = ("The caller reported that the washing machine stopped draining water. "
             "The technician visit was booked for Monday morning. "

@@ -31,7 +31,8 @@ _ISSUE_CUES = frozenset(
     """problem problems issue issues error errors broken wrong charged charge overcharged double
     billed bill fee cancel cancelled refund late missing lost stolen declined failed failing fails
     stopped down unable cannot can't won't doesn't isn't didn't haven't hasn't not never complaint
-    disconnected outage slow locked damaged delayed incorrect frustrated upset""".split()
+    disconnected outage slow locked damaged delayed incorrect frustrated upset because calling
+    called""".split()
 )
 _RESOLUTION_CUES = frozenset(
     """refund refunded credit credited resolved fixed fix reset replaced replacement scheduled
@@ -46,7 +47,8 @@ _SMALL_TALK = re.compile(
 )
 # Call-center openings and closings: long enough to look substantive, but say nothing about the call.
 _SCRIPT = re.compile(
-    r"thank(s| you) for (calling|contacting|holding|your patience)|my name is|how (can|may) i "
+    r"thank(s| you) for (calling|contacting|holding|your patience)|my name is|this is \w+ from|"
+    r"how (can|may) i "
     r"(help|assist)|anything else i can|have a (great|good|nice|wonderful)|is there anything else",
     re.IGNORECASE,
 )
@@ -161,6 +163,16 @@ def _role(speaker: str | None) -> str:
     return "other"
 
 
+def _roles(sentences: list[Sentence]) -> dict[str | None, str]:
+    """Role per speaker label. Anonymous labels (Transcribe's spk_0, spk_1) get roles from who
+    speaks first: in a contact-center call the agent answers, so the first speaker is the agent."""
+    roles = {s.speaker: _role(s.speaker) for s in sentences}
+    if set(roles.values()) == {"other"} and None not in roles and len(roles) == 2:
+        first, second = roles  # dicts keep insertion order: first speaker first
+        roles = {first: "agent", second: "customer"}
+    return roles
+
+
 def _substantive(sentence: Sentence) -> bool:
     """False for fragments and pleasantries ("Hi Sam.", "Okay, thank you.")."""
     words = _words(sentence.text)
@@ -179,9 +191,13 @@ def score_sentences(sentences: list[Sentence]) -> list[float]:
             freq[w] = freq.get(w, 0) + 1
     top = max(freq.values(), default=1)
     last = max(len(sentences) - 1, 1)
-    # The customer's first real sentence usually states why they called.
+    roles = _roles(sentences)
+    # The customer's first real sentence (the first of the text when nobody is labelled customer)
+    # usually states why they called.
+    has_customer = "customer" in roles.values()
     opener = next((s.index for s in sentences
-                   if _role(s.speaker) == "customer" and _substantive(s)), None)
+                   if _substantive(s) and not _SCRIPT.search(s.text)
+                   and (roles[s.speaker] == "customer" or not has_customer)), None)
     scores = []
     for sentence, words in zip(sentences, content):
         if not _substantive(sentence):
@@ -190,23 +206,25 @@ def score_sentences(sentences: list[Sentence]) -> list[float]:
         # Frequency: words the whole call keeps coming back to are its topic.
         score = sum(freq[w] / top for w in words) / math.sqrt(len(words))
         all_words = set(_words(sentence.text))
-        role = _role(sentence.speaker)
+        role = roles[sentence.speaker]
         early = sentence.index / last < 0.5
+        bonus = 0.0
         if role != "agent" and all_words & _ISSUE_CUES:
-            score += 1.0 + (0.5 if early else 0.0)  # the problem, usually stated early
+            bonus = 1.0 + (0.5 if early else 0.0)  # the problem, usually stated early
         if role != "customer" and all_words & _RESOLUTION_CUES:
-            score += 1.0 + (0.0 if early else 0.5)  # the fix, usually agreed late
-        if sentence.index == opener:
-            score += 1.0
+            bonus = max(bonus, 1.0 + (0.0 if early else 0.5))  # the fix, usually agreed late
+        score += bonus + (1.0 if sentence.index == opener else 0.0)
         if _SCRIPT.search(sentence.text):
             score *= 0.2
+        elif sentence.text.endswith("?"):
+            score *= 0.6  # questions ask for facts; the answers state them
         scores.append(score)
     return scores
 
 
 def summary_size(sentence_count: int) -> int:
-    """How many sentences to keep: about a quarter of the call, between 1 and 5."""
-    return max(1, min(5, math.ceil(sentence_count / 4)))
+    """How many sentences to keep: about a third of the call, between 1 and 5."""
+    return max(1, min(5, math.ceil(sentence_count / 3)))
 
 
 def summarize(prompt: str, max_sentences: int | None = None) -> list[str]:
