@@ -87,6 +87,30 @@ def test_transcribe_without_speaker_labels_uses_plain_transcript_and_file_name()
     assert transcript.metadata == {"language_code": "en-US"}
 
 
+def test_transcribe_words_fall_in_speaker_segments_by_time_without_segment_items():
+    def word(content, start, end):
+        return {"type": "pronunciation", "start_time": start, "end_time": end,
+                "alternatives": [{"content": content}]}
+    results = {"transcripts": [{"transcript": "Hi. Hello there"}],
+               "speaker_labels": {"segments": [
+                   {"speaker_label": "spk_0", "start_time": "0.0", "end_time": "1.0"},
+                   {"speaker_label": "spk_1", "start_time": "1.2", "end_time": "3.0"}]},
+               "items": [word("Hi", "0.1", "0.5"),
+                         {"type": "punctuation", "alternatives": [{"content": "."}]},
+                         word("Hello", "1.3", "1.8"), word("there", "2.0", "2.9")]}
+    transcript = transcribe_to_transcript({"jobName": "j", "results": results}, "j.json")
+    assert transcript.turns == (Turn("spk_0", "Hi.", 0.1, 0.5), Turn("spk_1", "Hello there", 1.3, 2.9))
+    assert transcript.text == "spk_0: Hi.\nspk_1: Hello there"
+
+
+def test_broken_transcribe_segments_are_a_failure():
+    results = {"transcripts": [{"transcript": "x"}], "speaker_labels": {"segments": [{}]},
+               "items": [{"type": "pronunciation", "start_time": "zero"}]}
+    failure = transcribe_to_transcript({"jobName": "j", "results": results}, "j.json")
+    assert (failure.stage, failure.error_code, failure.origin) == (
+        "source", "InvalidTranscribeOutput", "j.json")
+
+
 def test_transcribe_format_refuses_other_json():
     [failure] = read_bytes(b'{"id": "x", "text": "hi"}', "x.json", "transcribe")
     assert (failure.stage, failure.error_code) == ("source", "NotTranscribeOutput")
@@ -185,6 +209,15 @@ def test_csv_reads_cells_over_the_default_field_size_limit():
     data = ("id,text\nbig," + text + "\n").encode()
     [transcript] = list(read_csv(io.BytesIO(data), "in.csv", MAPPING))
     assert transcript.text == text
+
+
+def test_jsonl_and_csv_are_streamed_not_loaded_whole():
+    jsonl = io.BytesIO(b"".join(b'{"id": "%d", "text": "t"}\n' % i for i in range(20_000)))
+    assert next(read_jsonl(jsonl, "big.jsonl", MAPPING)).id == "0"
+    assert jsonl.tell() < 100
+    csv_file = io.BytesIO(b"id,text\n" + b"".join(b"%d,t\n" % i for i in range(20_000)))
+    assert next(read_csv(csv_file, "big.csv", MAPPING)).id == "0"
+    assert csv_file.tell() < 100
 
 
 def test_oversized_text_file_fails_without_reading_it_whole():

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import typing
 
 import apache_beam as beam
 import boto3
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -76,20 +78,26 @@ def test_bad_records_become_failures_and_good_ones_flow(tmp_path):
         b'{"call": "e", "body": "\xff\xfe"}\n')
     (tmp_path / "in.txt").write_text("z" * 30)
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 but nothing else")
-    with TestPipeline() as p:
-        result = p | ReadTranscripts(str(tmp_path / "*"), id_field="call", text_field="body",
-                                     metadata_fields=["queue"], max_text_chars=20)
-        assert_that(result["transcripts"] | beam.Map(lambda t: (t.id, t.text, dict(t.metadata))),
-                    equal_to([("a", "fine", {"queue": "q"})]), label="Transcripts")
-        assert_that(failure_keys(result), equal_to([
-            ("source", "InvalidJson", "in.jsonl:2"),
-            ("validate", "MissingId", "in.jsonl:3"),
-            ("validate", "EmptyText", "in.jsonl:4"),
-            ("validate", "TextTooLong", "in.jsonl:5"),
-            ("source", "InvalidEncoding", "in.jsonl:6"),
-            ("validate", "TextTooLong", "in.txt"),
-            ("source", "UnreadableFile", "broken.parquet"),
-        ]), label="Failures")
+    p = TestPipeline()
+    result = p | ReadTranscripts(str(tmp_path / "*"), id_field="call", text_field="body",
+                                 metadata_fields=["queue"], max_text_chars=20)
+    assert_that(result["transcripts"] | beam.Map(lambda t: (t.id, t.text, dict(t.metadata))),
+                equal_to([("a", "fine", {"queue": "q"})]), label="Transcripts")
+    assert_that(failure_keys(result), equal_to([
+        ("source", "InvalidJson", "in.jsonl:2"),
+        ("validate", "MissingId", "in.jsonl:3"),
+        ("validate", "EmptyText", "in.jsonl:4"),
+        ("validate", "TextTooLong", "in.jsonl:5"),
+        ("source", "InvalidEncoding", "in.jsonl:6"),
+        ("validate", "TextTooLong", "in.txt"),
+        ("source", "UnreadableFile", "broken.parquet"),
+    ]), label="Failures")
+    run = p.run()
+    run.wait_until_finish()
+    counters = {c.key.metric.name: c.committed
+                for c in run.metrics().query(MetricsFilter().with_namespace(
+                    "transcripts.sources"))["counters"]}
+    assert counters == {"files_read": 3, "transcripts_read": 1, "records_failed": 7}
 
 
 def test_gzipped_jsonl_is_read(tmp_path):
@@ -157,6 +165,13 @@ def test_bad_options_fail_at_construction_with_a_clear_message():
         ReadTranscripts("x", format="xml")
     with pytest.raises(ValueError, match="max_text_chars"):
         TranscriptsFromRows(max_text_chars=0)
+
+
+def test_a_pattern_matching_nothing_stops_the_pipeline_naming_it(tmp_path):
+    for pattern in (str(tmp_path / "missing.jsonl"), str(tmp_path / "*.jsonl")):
+        with pytest.raises(Exception, match="Empty match for pattern " + re.escape(pattern)):
+            with TestPipeline() as p:
+                p | ReadTranscripts(pattern)
 
 
 @pytest.fixture(scope="module")

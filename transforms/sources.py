@@ -11,6 +11,7 @@ from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.fileio import EmptyMatchTreatment
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
@@ -83,7 +84,8 @@ class ReadTranscripts(beam.PTransform):
 
     ``format`` is one of ``auto`` (by extension), jsonl, json, csv, txt, avro, parquet,
     transcribe. Returns {"transcripts": PCollection[Transcript], "failures":
-    PCollection[Failure]}. Ids are not deduplicated here: apply ``DeduplicateTranscripts`` once
+    PCollection[Failure]}. A pattern that matches no file fails the pipeline with an error naming
+    it. Ids are not deduplicated here: apply ``DeduplicateTranscripts`` once
     after combining all sources.
     """
 
@@ -105,7 +107,10 @@ class ReadTranscripts(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (
             pbegin
-            | "MatchFiles" >> fileio.MatchFiles(self._pattern)
+            # DISALLOW: a pattern matching nothing is a mistake worth stopping for (and Beam's
+            # default, ALLOW_IF_WILDCARD, fails with a bare "ValueError: ALLOW_IF_WILDCARD" on a
+            # plain path that does not exist).
+            | "MatchFiles" >> fileio.MatchFiles(self._pattern, EmptyMatchTreatment.DISALLOW)
             # Spread the matched files over workers before each is read whole by one DoFn call.
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadMatches" >> fileio.ReadMatches()
