@@ -23,7 +23,8 @@ MAPPING = FieldMapping()
 
 
 def expected_transcript(call: dict) -> Transcript:
-    turns = tuple(Turn(t["speaker"], t["text"], t["start"], t["end"]) for t in call.get("turns", ()))
+    turns = tuple(Turn(t["speaker"], t["text"], t["start"], t["end"])
+                  for t in call.get("turns", ()))
     text = call.get("text") or "\n".join(f"{t.speaker}: {t.text}" for t in turns)
     return Transcript(id=call["id"], text=text, turns=turns,
                       metadata={"queue": call["queue"], "agent": call["agent"]})
@@ -66,7 +67,8 @@ def test_origins_name_the_file_and_line_or_record():
 def test_plain_text_file_is_one_transcript_named_after_the_file():
     path = os.path.join(DATA, "text", "call-002.txt")
     [transcript] = read_path(path)
-    assert (transcript.id, transcript.text, transcript.origin) == ("call-002", CALLS[1]["text"], path)
+    assert (transcript.id, transcript.text, transcript.origin) == (
+        "call-002", CALLS[1]["text"], path)
 
 
 @pytest.mark.parametrize("name,style", [("call-001.json", "speaker_labels + items"),
@@ -99,7 +101,8 @@ def test_transcribe_words_fall_in_speaker_segments_by_time_without_segment_items
                          {"type": "punctuation", "alternatives": [{"content": "."}]},
                          word("Hello", "1.3", "1.8"), word("there", "2.0", "2.9")]}
     transcript = transcribe_to_transcript({"jobName": "j", "results": results}, "j.json")
-    assert transcript.turns == (Turn("spk_0", "Hi.", 0.1, 0.5), Turn("spk_1", "Hello there", 1.3, 2.9))
+    assert transcript.turns == (Turn("spk_0", "Hi.", 0.1, 0.5),
+                                Turn("spk_1", "Hello there", 1.3, 2.9))
     assert transcript.text == "spk_0: Hi.\nspk_1: Hello there"
 
 
@@ -190,13 +193,20 @@ def test_bad_csv_rows_fail_alone():
             b'b,"caf\xe9",q\n'
             b'c,too,many,fields\n'
             b',no id,q\n'
-            b'd,fine,q\n')
+            b'd,fine,q\n'
+            b'e,"stray"quote,q\n'
+            b'f,also fine,q\n'
+            b'g,"never closed,q\n'
+            b'h,swallowed by the open quote,q\n')
     items = list(read_csv(io.BytesIO(data), "in.csv", MAPPING))
     assert failures_by_origin(items) == {"in.csv:4": ("source", "InvalidEncoding"),
                                          "in.csv:5": ("source", "InvalidCsv"),
-                                         "in.csv:6": ("validate", "InvalidId")}
+                                         "in.csv:6": ("validate", "InvalidId"),
+                                         "in.csv:8": ("source", "InvalidCsv"),
+                                         "in.csv:10": ("source", "InvalidCsv")}
     good = [(t.id, t.text, t.origin) for t in items if isinstance(t, Transcript)]
-    assert good == [("a", "multi\nline text", "in.csv:2"), ("d", "fine", "in.csv:7")]
+    assert good == [("a", "multi\nline text", "in.csv:2"), ("d", "fine", "in.csv:7"),
+                    ("f", "also fine", "in.csv:9")]
 
 
 def test_csv_header_without_the_id_column_is_one_clear_failure():

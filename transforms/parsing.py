@@ -243,23 +243,25 @@ def read_json(handle: IO[bytes], path: str, mapping: FieldMapping,
         yield _record_or_failure(document, mapping, path)
 
 
-def _cells_encoding_error(cells: Sequence[str]) -> UnicodeEncodeError | None:
-    for cell in cells:
-        try:
+def _has_bad_bytes(cells: Sequence[str]) -> bool:
+    """True when a cell holds a surrogate left by surrogateescape, i.e. bytes that are not UTF-8."""
+    try:
+        for cell in cells:
             cell.encode("utf-8")
-        except UnicodeEncodeError as err:  # a surrogate left by surrogateescape: bad input bytes
-            return err
-    return None
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def read_csv(handle: IO[bytes], path: str, mapping: FieldMapping) -> Iterator[Item]:
     """CSV with a header row. Bad bytes are decoded with surrogateescape so only the rows that
-    hold them fail, not the rest of the file."""
+    hold them fail, not the rest of the file; strict quoting turns a stray quote into a failed
+    row instead of silently mangled text."""
     # Transcripts exceed csv's 128 KiB default field limit; oversize text is reported by
     # validation with the real limit instead of a csv.Error.
     csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     lines = (raw.decode("utf-8", errors="surrogateescape") for raw in _lines(handle))
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -289,8 +291,7 @@ def read_csv(handle: IO[bytes], path: str, mapping: FieldMapping) -> Iterator[It
             continue
         if not cells:
             continue
-        bad = _cells_encoding_error(cells)
-        if bad is not None:
+        if _has_bad_bytes(cells):
             yield source_failure("InvalidEncoding", f"row at {origin} is not UTF-8; re-encode "
                                  f"the file as UTF-8", origin=origin,
                                  raw=",".join(cells).encode("utf-8", "surrogateescape"))

@@ -133,7 +133,8 @@ class _RowsFn(_EmitFn):
         if record is None:
             yield from self._emit(source_failure(
                 "InvalidRecord", f"input row of type {type(row).__name__} is not a dict, beam.Row, "
-                f"NamedTuple or dataclass; map it to one of those first", origin=None, raw=repr(row)))
+                f"NamedTuple or dataclass; map it to one of those first", origin=None,
+                raw=repr(row)))
             return
         yield from self._emit(record_to_transcript(record, self._mapping, None))
 

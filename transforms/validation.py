@@ -153,7 +153,8 @@ def validate_transcript(transcript: Transcript, max_text_chars: int = DEFAULT_MA
             origin=transcript.origin, raw=transcript.text)
     if not isinstance(transcript.text, str) or not transcript.text.strip():
         return validation_failure(
-            "EmptyText", f"transcript {transcript.id!r}{where} has empty text; nothing to summarize",
+            "EmptyText",
+            f"transcript {transcript.id!r}{where} has empty text; nothing to summarize",
             origin=transcript.origin, raw=transcript.text, transcript_id=transcript.id)
     if len(transcript.text) > max_text_chars:
         return validation_failure(

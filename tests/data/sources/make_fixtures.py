@@ -96,10 +96,10 @@ def _transcribe(call: dict, style: str) -> dict:
             sentences = re.findall(r"[^.?!]+[.?!]", turn["text"])
             span = (turn["end"] - turn["start"]) / len(sentences)
             for n, sentence in enumerate(sentences):
+                end = turn["end"] if n == len(sentences) - 1 else turn["start"] + (n + 1) * span
                 results["audio_segments"].append({
                     "id": len(results["audio_segments"]), "transcript": sentence.strip(),
-                    "start_time": f"{turn['start'] + n * span:.3f}",
-                    "end_time": f"{turn['end'] if n == len(sentences) - 1 else turn['start'] + (n + 1) * span:.3f}",
+                    "start_time": f"{turn['start'] + n * span:.3f}", "end_time": f"{end:.3f}",
                     "speaker_label": turn["speaker"], "items": []})
     return {"jobName": call["id"], "accountId": "123456789012", "status": "COMPLETED",
             "results": results}
