@@ -148,6 +148,9 @@ def _json_default(value: Any) -> str:
 def _handler_for(service: BedrockBatchService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
+        # Headers and body go out in separate writes; with Nagle on, each response would wait
+        # for the client's delayed ACK (about 40 ms).
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
