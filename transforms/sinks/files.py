@@ -11,9 +11,11 @@ Output layout under ``path``::
     part-20260101T000000Z-20260101T000500Z-00000-of-00001.parquet  per window
 
 Window bounds use the ISO 8601 basic format because Hadoop/Spark paths reject ``:``.
-Empty input in the global window still writes ``part-00000-of-00001.<ext>``: a Parquet file
-with the schema and no rows, a header-only Avro file, an empty JSONL file; so a reader of the
-directory sees the schema rather than "no files". Empty windows write nothing (no pane fires).
+Empty input in the global window still writes ``part-00000-of-00001.<ext>`` for the formats
+that carry a schema (a Parquet file with the schema and no rows, a header-only Avro file), so a
+reader of the directory sees the schema rather than "no files". JSONL writes no file then: an
+empty one says nothing, and Beam's S3 filesystem cannot upload zero bytes. Empty windows write
+nothing (no pane fires).
 Each window may fire once (default trigger): files are named by window, not by pane.
 """
 from __future__ import annotations
@@ -196,7 +198,7 @@ class _FinishBatch(beam.DoFn):
         self.empty_file_name = empty_file_name
 
     def process(self, written_count: int):
-        if FileSystems.match([self.temp_dir])[0].metadata_list:
+        if FileSystems.exists(self.temp_dir):  # object stores have no directory left to remove
             FileSystems.delete([self.temp_dir])
         if written_count or self.empty_file_name is None:
             return
@@ -263,7 +265,9 @@ class WriteRows(beam.PTransform):
         if not pcoll.is_bounded:
             # Streaming never "ends": the temp dir stays (hidden, emptied after every window).
             return written
-        empty_name = naming(window.GlobalWindow(), None, 0, 1, "", None) if global_window else None
+        carries_schema = self.file_format in ("parquet", "avro")
+        empty_name = (naming(window.GlobalWindow(), None, 0, 1, "", None)
+                      if global_window and carries_schema else None)
         finished = (
             written
             | "AllWindows" >> beam.WindowInto(window.GlobalWindows())
