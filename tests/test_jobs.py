@@ -2,6 +2,7 @@
 shape, and JobsClient against the real local Bedrock batch service (boto3 over HTTP, moto S3)."""
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from pipeline.local.backend import SERVICE_ROLE_ARN, LocalBackend
 from pipeline.local.jobs_store import Timing
+from transforms import layout
 from transforms.families import family_for
 from transforms.jobs import (HARVESTABLE, IN_FLIGHT, JOB_NAME_MAX, TERMINAL, JobConfig, JobsClient,
                              JobStatus, client_token, job_id_from_arn, job_name, plan_submissions,
@@ -191,6 +193,22 @@ def test_full_request_carries_kms_vpc_tags_and_timeout() -> None:
     shape = _SHAPES.operation_model("CreateModelInvocationJob").input_shape
     report = ParamValidator().validate(request, shape)
     assert not report.has_errors(), report.generate_report()
+
+
+@pytest.mark.parametrize("window", [None, dt.datetime(2025, 3, 1, 12, 5, tzinfo=dt.timezone.utc),
+                                    dt.datetime(1969, 12, 31, tzinfo=dt.timezone.utc)])
+def test_layout_names_and_uris_satisfy_the_service_model(window: dt.datetime | None) -> None:
+    s3_uri, _, s3_max = _constraint("S3Uri")
+    base, run = "s3://my-bucket.prod/bedrock/batch", "nightly-2025"
+    for attempt, shard in ((1, 0), (3, 9999)):
+        name = job_name(run, layout.window_key(window), attempt, shard)
+        assert_valid_name(name)
+        spec = JobSpec(name, client_token(name), MODEL, layout.job_input_prefix(base, run, name),
+                       layout.output_prefix(base, run), 1, 1)
+        request = JobsClient(None, JobConfig(SERVICE_ROLE_ARN)).create_request(spec)
+        for uri in (request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"],
+                    request["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]):
+            assert s3_uri.fullmatch(uri) and len(uri) <= s3_max, uri
 
 
 # ---- JobStatus ----------------------------------------------------------------------------------
