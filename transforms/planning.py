@@ -1,24 +1,30 @@
 """Shard/job planner (DESIGN.md sections 3 and 4): pure, no Beam.
 
-The planner decides from counts and sizes only (``WindowStats``), so a window's records never
-need to be held in memory: ``ShardAssigner`` then places records one by one, in stream order.
+The planner decides from counts and sizes only (``WindowStats``: count, total, extremes and a
+coarse size histogram), so a window's records are never held in memory: ``ShardAssigner`` then
+places records one by one, in any stream order, with O(1) work per record.
 
-Byte quotas are met by construction. Knowing only the count, total, largest and smallest record
-size, the heaviest set of ``n`` records weighs at most ``min(n * max, total - (N - n) * min)``; a
-job (file) is never planned with more records than fit its byte quota in that worst case, so
-records can be streamed in any order without a job or file overflowing. When that worst case
-allows it, the job count is the lower bound ``max(ceil(N / max_records_per_job),
-ceil(total / max_job_bytes))``; with very skewed sizes it can be higher.
+How records are spread: think of the window's records sorted by size class, largest first, and
+dealt like cards: position ``p`` goes to job ``p % jobs``, and within a job its ``q``-th record
+goes to file ``q % files``. A streamed record only needs its size class and how many records of
+that class came before it to know its position. Dealing gives every job (file) an even record
+count (they differ by at most one) and an even share of every size class, so from the histogram
+alone the planner bounds each job's (file's) bytes and picks the fewest jobs (files) whose bounds
+fit the byte quotas. That is the lower bound ``max(ceil(N / max_records_per_job),
+ceil(total / max_job_bytes))`` unless jobs would be within a size class's width (<= 12.5%) of
+the byte quota. The smallest records are the ones left over when a tail goes to the policy.
 """
 from __future__ import annotations
 
+import bisect
 import math
-from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 from typing import Iterable, Sequence
 
 from transforms.quotas import Quotas
+
+ALL_SIZES = -1  # the one size class of stats built without a histogram
 
 
 class UndersizedPolicy(str, Enum):
@@ -28,14 +34,35 @@ class UndersizedPolicy(str, Enum):
     FAIL = "fail"  # to failures with the reason
 
 
+def size_class(size: int) -> int:
+    """Histogram class of a record size: exact below 8 bytes, then 8 classes per power of two."""
+    if size < 8:
+        return size
+    exponent = size.bit_length() - 1
+    return exponent * 8 + ((size >> (exponent - 3)) & 7)
+
+
+def class_bounds(key: int) -> tuple[int, int]:
+    """Smallest and largest size in a class (a class spans at most 12.5% of its lower bound)."""
+    if key < 8:
+        return key, key
+    exponent, mantissa = divmod(key, 8)
+    return (8 + mantissa) << (exponent - 3), ((9 + mantissa) << (exponent - 3)) - 1
+
+
 @dataclass(frozen=True)
 class WindowStats:
-    """Record count and sizes of one window (and model): all the planner needs."""
+    """Record count and sizes of one window (and model): all the planner needs.
+
+    ``histogram`` holds (size class, records) pairs in ascending class order; stats made without
+    one (histogram empty) are planned with the extremes only, which is more conservative.
+    """
 
     records: int = 0
     total_bytes: int = 0
     max_record_bytes: int = 0
-    min_record_bytes: int = 0  # 0 when there are no records
+    min_record_bytes: int = 0
+    histogram: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def of(cls, sizes: Iterable[int]) -> "WindowStats":
@@ -45,21 +72,44 @@ class WindowStats:
         return stats
 
     def add(self, size: int) -> "WindowStats":
-        return self.merge(WindowStats(1, size, size, size))
+        if not self.records:
+            return WindowStats(1, size, size, size, ((size_class(size), 1),))
+        hist = self.histogram
+        if self._has_histogram():
+            key = size_class(size)
+            i = bisect.bisect_left(hist, (key, 0))
+            if i < len(hist) and hist[i][0] == key:
+                hist = hist[:i] + ((key, hist[i][1] + 1),) + hist[i + 1:]
+            else:
+                hist = hist[:i] + ((key, 1),) + hist[i:]
+        return WindowStats(self.records + 1, self.total_bytes + size,
+                           max(self.max_record_bytes, size), min(self.min_record_bytes, size), hist)
 
     def merge(self, other: "WindowStats") -> "WindowStats":
         if not other.records:
             return self
         if not self.records:
             return other
+        hist: tuple[tuple[int, int], ...] = ()
+        if self._has_histogram() and other._has_histogram():
+            counts = dict(self.histogram)
+            for key, count in other.histogram:
+                counts[key] = counts.get(key, 0) + count
+            hist = tuple(sorted(counts.items()))
         return WindowStats(self.records + other.records, self.total_bytes + other.total_bytes,
                            max(self.max_record_bytes, other.max_record_bytes),
-                           min(self.min_record_bytes, other.min_record_bytes))
+                           min(self.min_record_bytes, other.min_record_bytes), hist)
 
-    def heaviest(self, n: int) -> int:
-        """Upper bound on the bytes of any ``n`` of these records."""
-        return min(n * self.max_record_bytes,
-                   self.total_bytes - (self.records - n) * self.min_record_bytes)
+    def _has_histogram(self) -> bool:
+        return sum(count for _, count in self.histogram) == self.records > 0
+
+    def classes(self) -> tuple[tuple[int, int, int, int], ...]:
+        """(class, records, min size, max size), largest class first: the dealing order."""
+        lo_all, hi_all = self.min_record_bytes, self.max_record_bytes
+        if not self._has_histogram():
+            return ((ALL_SIZES, self.records, lo_all, hi_all),) if self.records else ()
+        return tuple((key, count, max(class_bounds(key)[0], lo_all), min(class_bounds(key)[1], hi_all))
+                     for key, count in reversed(self.histogram))
 
 
 @dataclass(frozen=True)
@@ -74,6 +124,7 @@ class WindowPlan:
     undersized: int  # records that cannot form a job of >= min records: they go to the policy
     policy: UndersizedPolicy
     undersized_reason: str | None = None
+    size_classes: tuple[tuple[int, int], ...] = ()  # (class, records) in dealing order
 
     @property
     def batched(self) -> int:
@@ -102,22 +153,41 @@ def oversized(size: int, quotas: Quotas) -> str | None:
     return None
 
 
-def _capacity(stats: WindowStats, max_records: int, max_bytes: int) -> int:
-    """Most records a job (or file) can be planned with so that any such set fits ``max_bytes``."""
-    lo, hi = 0, min(max_records, stats.records)
-    while lo < hi:  # heaviest(n) grows with n: binary search the largest n that fits
-        mid = (lo + hi + 1) // 2
-        if stats.heaviest(mid) <= max_bytes:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+def _dealt(start: int, end: int, slot: int, slots: int) -> int:
+    """How many positions in [start, end) are dealt to ``slot`` (p % slots == slot)."""
+    def upto(x: int) -> int:
+        return (x - slot + slots - 1) // slots
+    return upto(end) - upto(start) if end > start else 0
 
 
-def _split(total: int, parts: int) -> list[int]:
-    """``total`` spread over ``parts`` as evenly as possible, larger parts first."""
-    base, extra = divmod(total, parts)
-    return [base + 1] * extra + [base] * (parts - extra)
+class _Deal:
+    """Byte bounds of the parts a run of positions is dealt into."""
+
+    def __init__(self, stats: WindowStats) -> None:
+        self.total = stats.total_bytes
+        self.spans = []  # (start, end, min size, max size) per size class, in dealing order
+        position = 0
+        for _, count, lo, hi in stats.classes():
+            self.spans.append((position, position + count, lo, hi))
+            position += count
+
+    def max_bytes(self, spans: Sequence[tuple[int, int, int, int]], parts: int, placed: int) -> int:
+        """Largest byte bound over ``parts`` parts dealt positions [0, placed) of ``spans``."""
+        worst = 0
+        for part in range(parts):
+            heavy = light_elsewhere = 0
+            for start, end, lo, hi in spans:
+                mine = _dealt(start, min(end, placed), part, parts)
+                heavy += mine * hi
+                light_elsewhere += (end - start - mine) * lo
+            worst = max(worst, min(heavy, self.total - light_elsewhere))
+        return worst
+
+    def job_spans(self, job: int, jobs: int) -> list[tuple[int, int, int, int]]:
+        """The size-class spans of one job, in the job's own positions q (p = job + q * jobs)."""
+        def q(p: int) -> int:
+            return (p - job + jobs - 1) // jobs
+        return [(q(start), q(end), lo, hi) for start, end, lo, hi in self.spans]
 
 
 def lower_bound_jobs(stats: WindowStats, quotas: Quotas) -> int:
@@ -125,13 +195,40 @@ def lower_bound_jobs(stats: WindowStats, quotas: Quotas) -> int:
                math.ceil(stats.total_bytes / quotas.max_job_bytes))
 
 
+def _fits(deal: _Deal, jobs: int, placed: int, quotas: Quotas) -> bool:
+    return (math.ceil(placed / jobs) <= quotas.max_records_per_job
+            and deal.max_bytes(deal.spans, jobs, placed) <= quotas.max_job_bytes)
+
+
+def _most_placed(deal: _Deal, jobs: int, limit: int, quotas: Quotas) -> int:
+    """Most records (<= limit) that ``jobs`` jobs of >= min records hold, or 0."""
+    lo, hi = jobs * quotas.min_records_per_job, min(limit, jobs * quotas.max_records_per_job)
+    if lo > hi or not _fits(deal, jobs, lo, quotas):
+        return 0
+    while lo < hi:  # a job's bound only grows as positions are added
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if _fits(deal, jobs, mid, quotas) else (lo, mid - 1)
+    return lo
+
+
+def _files(deal: _Deal, job: int, jobs: int, records: int, quotas: Quotas) -> tuple[int, ...]:
+    spans = deal.job_spans(job, jobs)
+    heavy = deal.max_bytes(spans, 1, records)
+    count = max(math.ceil(records / quotas.max_records_per_file),
+                math.ceil(heavy / quotas.max_file_bytes))
+    # One record per file always fits (no record is oversized), so this ends.
+    while deal.max_bytes(spans, count, records) > quotas.max_file_bytes:
+        count += 1
+    return tuple(_dealt(0, records, f, count) for f in range(count))
+
+
 def plan_window(stats: WindowStats, quotas: Quotas, policy: UndersizedPolicy) -> WindowPlan:
     """Jobs and files for one window; records that cannot make a job >= min are ``undersized``.
 
     ``pad-merge`` spreads all records evenly over the fewest jobs, which merges an undersized
     tail into the previous jobs whenever every job still gets the minimum. The other policies
-    keep jobs full and hand a tail smaller than the minimum to the policy (e.g. ``defer`` carries
-    it into the next window instead of making smaller jobs now).
+    keep jobs full and hand a tail smaller than the minimum to the policy (``defer`` carries it
+    into the next window rather than making smaller jobs now).
     """
     policy = UndersizedPolicy(policy)
     n, minimum = stats.records, quotas.min_records_per_job
@@ -140,94 +237,108 @@ def plan_window(stats: WindowStats, quotas: Quotas, policy: UndersizedPolicy) ->
     if stats.max_record_bytes > min(quotas.max_file_bytes, quotas.max_job_bytes):
         raise ValueError(f"window stats include a {stats.max_record_bytes}-byte record; filter "
                          f"records with oversized() before planning")
-    per_job = _capacity(stats, quotas.max_records_per_job, quotas.max_job_bytes)
-    if per_job < minimum:
-        return WindowPlan((), n, policy, f"{n} records cannot form a batch job of at least "
-                                         f"{minimum} records within the job quotas")
-    jobs = math.ceil(n / per_job)
-    tail = n - (jobs - 1) * per_job
-    if tail >= minimum or (policy is UndersizedPolicy.PAD_MERGE and n // jobs >= minimum):
-        counts = _split(n, jobs)
-        undersized, reason = 0, None
+    classes = tuple((key, count) for key, count, _, _ in stats.classes())
+    if n < minimum:
+        return WindowPlan((), n, policy, f"{n} records are fewer than the minimum of {minimum} "
+                                         f"per batch job", classes)
+    deal = _Deal(stats)
+    jobs = lower_bound_jobs(stats, quotas)
+    while not _fits(deal, jobs, n, quotas):  # n jobs of one record each always fit
+        jobs += 1
+    # A tail exists when the record quota decides the job count and the last job would be short.
+    tail = n - (jobs - 1) * quotas.max_records_per_job
+    tail_case = (policy is not UndersizedPolicy.PAD_MERGE and 0 < tail < minimum
+                 and jobs == math.ceil(n / quotas.max_records_per_job))
+    full = _most_placed(deal, jobs - 1, n, quotas) if tail_case else 0
+    if tail_case and full == (jobs - 1) * quotas.max_records_per_job:
+        placed, jobs = full, jobs - 1
+    elif n // jobs >= minimum:
+        placed = n
     else:
-        counts = [per_job] * (jobs - 1)
-        undersized = tail
-        merged = "" if policy is not UndersizedPolicy.PAD_MERGE else (
-            " and do not fit into the previous jobs")
-        reason = (f"{tail} records are fewer than the minimum of {minimum} per batch job{merged}")
-    per_file = _capacity(stats, quotas.max_records_per_file, quotas.max_file_bytes)
-    plans = tuple(JobPlan(c, tuple(_split(c, math.ceil(c / per_file)))) for c in counts)
-    return WindowPlan(plans, undersized, policy, reason)
-
-
-class _Slot:
-    """A job or file being filled: target record count, what it holds so far."""
-
-    __slots__ = ("index", "target", "records", "bytes")
-
-    def __init__(self, index: int, target: int) -> None:
-        self.index, self.target, self.records, self.bytes = index, target, 0, 0
+        placed, fewer = 0, min(jobs - 1, n // minimum)
+        while fewer and not placed:
+            placed = _most_placed(deal, fewer, n, quotas)
+            jobs, fewer = fewer, fewer - 1
+        jobs = jobs if placed else 0
+    reason = None
+    if placed < n:
+        merged = " and do not fit into the previous jobs" if policy is UndersizedPolicy.PAD_MERGE else ""
+        reason = (f"{n - placed} records are fewer than the minimum of {minimum} per batch job{merged}"
+                  if n - placed < minimum else
+                  f"{n - placed} records do not fit batch jobs of at least {minimum} records "
+                  f"within the record and byte quotas")
+    counts = [_dealt(0, placed, j, jobs) for j in range(jobs)]
+    plans = tuple(JobPlan(c, _files(deal, j, jobs, c, quotas)) for j, c in enumerate(counts))
+    return WindowPlan(plans, n - placed, policy, reason, classes)
 
 
 class ShardAssigner:
     """Places records one at a time, in stream order, following a ``WindowPlan``.
 
-    Jobs and files are filled in order up to their planned record counts. A record that would
-    push a file (job) over its byte quota opens a new file (job) that takes over the rest of the
-    target; with truthful ``WindowStats`` this never happens for jobs, but a quota is never
-    broken either way. Records beyond the planned batch count go to the undersized path.
+    Each record takes the next dealing position of its size class. Records the stats did not
+    announce (more records, or sizes outside the histogram) and placements that would break a
+    quota go to overflow jobs after the planned ones, filled in order and split before any quota
+    is exceeded: with truthful stats this never happens, and a quota is never broken either way.
     """
 
     def __init__(self, plan: WindowPlan, quotas: Quotas) -> None:
         self._quotas = quotas
-        self._pending: deque[tuple[int, deque[int]]] = deque(
-            (job.records, deque(job.files)) for job in plan.jobs)
-        self._job: _Slot | None = None
-        self._file: _Slot | None = None
-        self._files: deque[int] = deque()
-        self._next_job = 0
-        self._next_file = 0
-
-    def _open_job(self, target: int, files: deque[int]) -> None:
-        self._job = _Slot(self._next_job, target)
-        self._next_job += 1
-        self._files, self._next_file, self._file = files, 0, None
-
-    def _open_file(self, target: int) -> None:
-        self._file = _Slot(self._next_file, target)
-        self._next_file += 1
-
-    def _remaining_files(self) -> deque[int]:
-        """File targets not yet filled in the current job, the open file's remainder first."""
-        rest = deque(self._files)
-        if self._file is not None and self._file.records < self._file.target:
-            rest.appendleft(self._file.target - self._file.records)
-        return rest
+        self._jobs = len(plan.jobs)
+        self._batched = plan.batched
+        self._files = [len(job.files) for job in plan.jobs]
+        self._by_class = plan.size_classes and plan.size_classes[0][0] != ALL_SIZES
+        self._next: dict[int, list[int]] = {}  # class -> [next position, end]
+        position = 0
+        for key, count in plan.size_classes:
+            self._next[key] = [position, position + count]
+            position += count
+        self._job_load: dict[int, list[int]] = {}  # job -> [records, bytes]
+        self._file_load: dict[tuple[int, int], list[int]] = {}
+        self._overflow: tuple[int, int] | None = None  # (job, file) being filled
 
     def assign(self, size_bytes: int) -> Placement:
         q = self._quotas
         if oversized(size_bytes, q):
             return OVERSIZED
-        if self._job is None or self._job.records >= self._job.target:
-            if not self._pending:
-                return UNDERSIZED
-            self._open_job(*self._pending.popleft())
-        job = self._job
-        if job.bytes + size_bytes > q.max_job_bytes:
-            # Stats understated the sizes: move the rest of this job's target to a new job.
-            rest = self._remaining_files()
-            self._open_job(job.target - job.records, rest)
-            job = self._job
-        if self._file is None or self._file.records >= self._file.target:
-            self._open_file(self._files.popleft())
-        elif self._file.bytes + size_bytes > q.max_file_bytes:
-            self._open_file(self._file.target - self._file.records)
-        file = self._file
-        job.records += 1
-        job.bytes += size_bytes
-        file.records += 1
-        file.bytes += size_bytes
-        return Placement(job.index, file.index)
+        slot = self._next.get(size_class(size_bytes) if self._by_class else ALL_SIZES)
+        if slot is None or slot[0] >= slot[1]:
+            return self._place_overflow(size_bytes)
+        position = slot[0]
+        slot[0] += 1
+        if position >= self._batched:
+            return UNDERSIZED
+        job = position % self._jobs
+        file = (position // self._jobs) % self._files[job]
+        if not self._room(job, file, size_bytes):
+            return self._place_overflow(size_bytes)
+        return self._take(job, file, size_bytes)
+
+    def _room(self, job: int, file: int, size: int) -> bool:
+        q = self._quotas
+        jr, jb = self._job_load.get(job, (0, 0))
+        fr, fb = self._file_load.get((job, file), (0, 0))
+        return (jr < q.max_records_per_job and jb + size <= q.max_job_bytes
+                and fr < q.max_records_per_file and fb + size <= q.max_file_bytes)
+
+    def _take(self, job: int, file: int, size: int) -> Placement:
+        for load in (self._job_load.setdefault(job, [0, 0]),
+                     self._file_load.setdefault((job, file), [0, 0])):
+            load[0] += 1
+            load[1] += size
+        return Placement(job, file)
+
+    def _place_overflow(self, size: int) -> Placement:
+        if self._overflow is None:
+            self._overflow = (self._jobs, 0)
+        job, file = self._overflow
+        if not self._room(job, file, size):
+            jr, jb = self._job_load.get(job, (0, 0))
+            if jr < self._quotas.max_records_per_job and jb + size <= self._quotas.max_job_bytes:
+                file += 1
+            else:
+                job, file = job + 1, 0
+            self._overflow = (job, file)
+        return self._take(job, file, size)
 
 
 def plan_sizes(sizes: Sequence[int], quotas: Quotas,
