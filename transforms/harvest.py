@@ -67,8 +67,7 @@ class HarvestJobFn(beam.DoFn):
                          max_attempts=cfg.max_attempts if outcome.error is None else 0)
         output_dir = status.job_output_uri if status and status.status in HARVESTABLE else None
         total = Harvest()
-        index_prefix = join(layout.run_root(cfg.base_uri, cfg.run_id), "index", spec.job_name) + "/"
-        for index_uri in self._storage.list(index_prefix):
+        for index_uri in self._storage.list(layout.index_prefix(cfg.base_uri, cfg.run_id, spec.job_name)):
             shard = index_uri.rsplit("/", 1)[-1][: -len(layout.INDEX_SUFFIX)]
             index = {e.record_id: e for e in iter_index(self._storage.read_lines(index_uri))}
             seen: set[str] = set()

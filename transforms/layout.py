@@ -26,9 +26,13 @@ def shard_name(file_index: int) -> str:
     return f"shard-{file_index:05d}.jsonl"
 
 
+def index_prefix(base_uri: str, run_id: str, job_name: str) -> str:
+    """Sidecars that map recordIds back to transcripts; outside the input prefix on purpose."""
+    return join(run_root(base_uri, run_id), "index", job_name) + "/"
+
+
 def index_uri(base_uri: str, run_id: str, job_name: str, file_index: int) -> str:
-    """Sidecar that maps recordIds back to transcripts; outside the input prefix on purpose."""
-    return join(run_root(base_uri, run_id), "index", job_name, shard_name(file_index) + INDEX_SUFFIX)
+    return index_prefix(base_uri, run_id, job_name) + shard_name(file_index) + INDEX_SUFFIX
 
 
 def output_prefix(base_uri: str, run_id: str) -> str:

@@ -5,6 +5,7 @@ everything joins on recordId against the index sidecar written with the shard.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -114,6 +115,8 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
     transcript id and nothing is retried.
     """
     harvest, seen = Harvest(), set()
+    if index is None:
+        ctx = dataclasses.replace(ctx, max_attempts=1)
     for number, line in enumerate(output_lines, 1):
         if not line.strip():
             continue
@@ -132,8 +135,8 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
                                             record_id=record_id, job_arn=ctx.job_arn,
                                             raw=truncate_raw(line)))
             continue
-        if entry is None:
-            entry = IndexEntry(record_id, record_id, {}, ctx.max_attempts)
+        if entry is None:  # a job from elsewhere: nothing to resubmit it with
+            entry = IndexEntry(record_id, record_id, {}, 1)
         seen.add(record_id)
         error = data.get("error")
         if error is not None or "modelOutput" not in data:
@@ -174,7 +177,8 @@ def unanswered(index: Mapping[str, IndexEntry], seen: set[str],
         harvest.missing += 1
         _add(harvest, retry_or_fail(entry, model_inputs.get(record_id), ctx,
                                     f"Job{ctx.job_status}", message,
-                                    stage="model" if ctx.job_status != "Failed" else "submit"))
+                                    stage="submit" if ctx.job_status in ("Failed", "NotCreated")
+                                    else "model"))
     return harvest
 
 

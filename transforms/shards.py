@@ -105,6 +105,12 @@ class WriteShardsFn(beam.DoFn):
                 for data, index in handles.values():
                     data.close()
                     index.close()
+            for j, name in enumerate(names):
+                if name not in existing:
+                    # Files left by an earlier run that never created this job (same run id,
+                    # other input) must not be mixed into it.
+                    self._storage.delete_prefix(layout.job_input_prefix(cfg.base_uri, cfg.run_id, name))
+                    self._storage.delete_prefix(layout.index_prefix(cfg.base_uri, cfg.run_id, name))
             for (j, f), _ in sorted(handles.items()):
                 self._storage.upload(os.path.join(tmp, f"{j}-{f}.jsonl"),
                                      layout.job_input_prefix(cfg.base_uri, cfg.run_id, names[j])

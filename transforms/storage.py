@@ -63,6 +63,17 @@ class Storage:
             return any(o["Key"] == key for o in found.get("Contents", []))
         return os.path.exists(uri)
 
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every object under a prefix (a directory for local paths)."""
+        if prefix.startswith("s3://"):
+            bucket, _ = split_s3(prefix)
+            uris = self.list(prefix)
+            for start in range(0, len(uris), 1000):  # DeleteObjects takes 1,000 keys a call
+                keys = [{"Key": split_s3(u)[1]} for u in uris[start:start + 1000]]
+                self._client().delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        else:
+            shutil.rmtree(prefix, ignore_errors=True)
+
     def list(self, prefix: str) -> list[str]:
         """URIs of all objects under a prefix (a directory for local paths), sorted."""
         if prefix.startswith("s3://"):

@@ -328,10 +328,15 @@ def _shape_converse(out: _Output, model_id: str, model_input: dict) -> dict:
 
 # ---- Meta Llama and Mistral text completion: a raw prompt ----------------------------------------
 
+# Chat-template markup of raw prompts (Llama 3 headers, Mistral [INST]) is not conversation text.
+_TEMPLATE_MARKUP = re.compile(r"<\|start_header_id\|>\w+<\|end_header_id\|>|<\|[a-z_]+\|>|</?s>|\[/?INST\]")
+
+
 def _prompt_parser(max_key: str, default_max: int) -> Callable[[dict], _Request]:
     def parse(body: dict) -> _Request:
         prompt = _get(body, "prompt", "String", "#", required=True)
-        return _Request(prompt, (prompt,), *_limits(body, "#", max_key, default_max, "stop"))
+        text = _TEMPLATE_MARKUP.sub(" ", prompt)
+        return _Request(text, (prompt,), *_limits(body, "#", max_key, default_max, "stop"))
     return parse
 
 

@@ -1,0 +1,77 @@
+"""Helpers to run SummarizeTranscripts on a chosen runner against a LocalBackend and read results."""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
+from transforms.aws import AwsConfig
+from transforms.config import BatchConfig
+from transforms.jobs import JobConfig
+from transforms.model import Transcript
+from transforms.sinks.files import WriteFailures, WriteSummaries
+from transforms.summarize import SummarizeTranscripts
+
+RUNNERS = ("DirectRunner", "FnApiRunner", "PortableRunner")
+
+
+def local_config(backend: LocalBackend, run_id: str | None = None, **overrides: Any) -> BatchConfig:
+    job = JobConfig(role_arn=SERVICE_ROLE_ARN,
+                    model_invocation_type=overrides.pop("model_invocation_type", "InvokeModel"))
+    aws = AwsConfig(region=backend.region, s3_endpoint_url=backend.s3_endpoint_url,
+                    bedrock_endpoint_url=backend.bedrock_endpoint_url,
+                    bedrock_runtime_endpoint_url=backend.bedrock_endpoint_url)
+    # moto keeps S3 state per process, so each test run gets a run id of its own.
+    run_id = run_id or f"t{uuid.uuid4().hex[:12]}"
+    settings = dict(base_uri=f"s3://{DEFAULT_BUCKET}/runs", run_id=run_id, job=job,
+                    quotas=backend.quotas, aws=aws, poll_interval_seconds=1)
+    settings.update(overrides)
+    return BatchConfig(**settings)
+
+
+def transcripts(count: int, prefix: str = "call") -> list[Transcript]:
+    return [Transcript(id=f"{prefix}-{i:04d}",
+                       text=(f"Customer: Hello, my order {i} arrived damaged and I want a replacement. "
+                             f"Agent: I am sorry about that. I have shipped replacement order R{i} "
+                             f"today. Customer: Thank you, that solves it."),
+                       metadata={"n": i})
+            for i in range(count)]
+
+
+def _pipeline(runner: str, extra: Sequence[str] = ()) -> beam.Pipeline:
+    if runner == "FnApiRunner":
+        return beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(list(extra)))
+    if runner == "PortableRunner":
+        args = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
+        return beam.Pipeline(options=PipelineOptions(args + list(extra)))
+    return beam.Pipeline(options=PipelineOptions([f"--runner={runner}", *extra]))
+
+
+def read_rows(directory: Path) -> list[dict[str, Any]]:
+    rows = []
+    for path in sorted(glob.glob(str(directory / "*.jsonl"))):
+        with open(path, encoding="utf-8") as handle:
+            rows += [json.loads(line) for line in handle if line.strip()]
+    return rows
+
+
+def summarize(items: Sequence[Transcript], config: BatchConfig, out: Path,
+              runner: str = "DirectRunner", extra: Sequence[str] = ()) -> tuple[list[dict], list[dict]]:
+    """Run the composite and return (summary rows, failure rows) as written by the JSONL sinks."""
+    with _pipeline(runner, extra) as p:
+        result = p | beam.Create(list(items)) | SummarizeTranscripts(config)
+        result["summaries"] | "S" >> WriteSummaries(str(out / "summaries"), format="jsonl")
+        result["failures"] | "F" >> WriteFailures(str(out / "failures"), format="jsonl")
+    return read_rows(out / "summaries"), read_rows(out / "failures")
+
+
+def with_quotas(backend: LocalBackend, config: BatchConfig) -> BatchConfig:
+    return dataclasses.replace(config, quotas=backend.quotas)

@@ -1,0 +1,141 @@
+"""SummarizeTranscripts end to end on the embedded local backend (real moto S3, real local service)."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pipeline.local.faults import Faults
+from pipeline.local.responses import invoke
+from tests.pipelines import local_config, summarize, transcripts
+from transforms.families import parse_model_output
+from transforms.quotas import Quotas
+from transforms.records import build_record
+
+SMALL = Quotas(max_concurrent_jobs=3, max_records_per_file=40, max_records_per_job=100,
+               min_records_per_job=20)
+
+
+def _jobs(backend) -> list[dict]:
+    pages = backend.boto3_client("bedrock").get_paginator("list_model_invocation_jobs").paginate()
+    return [j for page in pages for j in page["invocationJobSummaries"]]
+
+
+def _assert_each_input_once(items, summaries, failures) -> None:
+    ids = [t.id for t in items]
+    out = [r["transcript_id"] for r in summaries] + [r["transcript_id"] for r in failures]
+    assert sorted(out) == sorted(ids), "every input must end in exactly one of summaries/failures"
+
+
+@pytest.mark.parametrize("model_id", ["anthropic.claude-3-haiku-20240307-v1:0",
+                                      "amazon.nova-lite-v1:0", "meta.llama3-1-8b-instruct-v1:0"])
+def test_every_input_summarized_once_and_matches_local_model(local_backend_factory, tmp_path, model_id):
+    backend = local_backend_factory(quotas=SMALL)
+    items = transcripts(90)
+    config = local_config(backend, model_id=model_id)
+    summaries, failures = summarize(items, config, tmp_path)
+    _assert_each_input_once(items, summaries, failures)
+    assert failures == []
+    by_id = {r["transcript_id"]: r for r in summaries}
+    for t in items[:10]:
+        record = build_record(t, model_id, config.prompt)
+        expected = parse_model_output(invoke(model_id, "InvokeModel", dict(record.model_input)).body,
+                                      model_id)
+        row = by_id[t.id]
+        assert row["summary"] == expected.text
+        assert row["summary"].startswith("[local extractive summary]")
+        assert (row["input_tokens"], row["output_tokens"]) == (expected.input_tokens, expected.output_tokens)
+        assert row["record_id"] == record.record_id and row["model_id"] == model_id
+        assert row["metadata"] == '{"n": %d}' % int(t.id.split("-")[1])
+        assert row["attempt"] == 1 and row["job_arn"].startswith("arn:aws:bedrock:")
+    jobs = _jobs(backend)
+    assert len(jobs) == 1 and jobs[0]["status"] == "Completed"
+    assert jobs[0]["successRecordCount"] == len(items)
+
+
+def test_converse_jobs(local_backend_factory, tmp_path):
+    backend = local_backend_factory(quotas=SMALL)
+    items = transcripts(25)
+    summaries, failures = summarize(items, local_config(backend, model_invocation_type="Converse",
+                                                       model_id="amazon.nova-pro-v1:0"), tmp_path)
+    assert failures == [] and len(summaries) == 25
+    assert _jobs(backend)[0]["modelInvocationType"] == "Converse"
+
+
+def test_250_records_queue_behind_one_concurrent_job(local_backend_factory, tmp_path):
+    quotas = Quotas(max_concurrent_jobs=1, max_records_per_file=50_000, max_records_per_job=100,
+                    min_records_per_job=60)
+    backend = local_backend_factory(quotas=quotas)
+    items = transcripts(250)
+    summaries, failures = summarize(items, local_config(backend), tmp_path)
+    _assert_each_input_once(items, summaries, failures)
+    assert failures == []
+    jobs = sorted(_jobs(backend), key=lambda j: j["submitTime"])
+    assert len(jobs) == 3  # the lower bound ceil(250 / 100)
+    assert all(60 <= j["totalRecordCount"] <= 100 for j in jobs)
+    # Queued: each job was created only after the previous one ended.
+    for earlier, later in zip(jobs, jobs[1:]):
+        assert later["submitTime"] >= earlier["endTime"]
+
+
+def test_record_errors_are_retried_then_reported(local_backend_factory, tmp_path):
+    backend = local_backend_factory(quotas=Quotas(max_records_per_job=200, min_records_per_job=1),
+                                    faults=Faults(seed=7, record_error_rate=0.3))
+    items = transcripts(60)
+    summaries, failures = summarize(items, local_config(backend, max_record_retries=2), tmp_path)
+    _assert_each_input_once(items, summaries, failures)
+    attempts = {r["attempt"] for r in summaries}
+    assert {1, 2} <= attempts, "errored records must be resubmitted in a later job"
+    for f in failures:  # only records that failed all three attempts
+        assert f["stage"] == "model" and f["attempt"] == 3 and f["error_code"]
+    assert len(_jobs(backend)) >= 2
+
+
+@pytest.mark.parametrize("fault", ["partial_job_rate", "expire_job_rate", "fail_job_rate"])
+def test_unfinished_jobs_are_harvested_and_resubmitted(local_backend_factory, tmp_path, fault):
+    backend = local_backend_factory(quotas=Quotas(max_records_per_job=200, min_records_per_job=1),
+                                    faults=Faults(seed=3, **{fault: 1.0}))
+    items = transcripts(20)
+    summaries, failures = summarize(items, local_config(backend, max_record_retries=1), tmp_path)
+    _assert_each_input_once(items, summaries, failures)
+    statuses = {j["status"] for j in _jobs(backend)}
+    assert statuses <= {"PartiallyCompleted", "Expired", "Failed"}
+    assert len(_jobs(backend)) == 2  # first attempt and one retry
+    for f in failures:
+        assert f["attempt"] == 2 and f["error_code"].startswith("Job")
+        assert f["stage"] == ("submit" if fault == "fail_job_rate" else "model")
+
+
+def test_undersized_tail_fail_policy(local_backend_factory, tmp_path):
+    backend = local_backend_factory(quotas=Quotas(max_records_per_job=100, min_records_per_job=60))
+    items = transcripts(101)  # one full job; the one record left can neither merge nor stand alone
+    summaries, failures = summarize(items, local_config(backend, undersized_policy="fail"), tmp_path)
+    _assert_each_input_once(items, summaries, failures)
+    assert len(failures) >= 1
+    assert {f["error_code"] for f in failures} == {"UndersizedJob"}
+    assert "--undersized-policy on-demand" in failures[0]["error_message"]
+
+
+def test_windows_become_separate_jobs(local_backend_factory, tmp_path):
+    import apache_beam as beam
+    from apache_beam.transforms import window
+
+    from tests.pipelines import read_rows
+    from transforms.sinks.files import WriteSummaries
+    from transforms.summarize import SummarizeTranscripts
+
+    backend = local_backend_factory(quotas=Quotas(max_records_per_job=100, min_records_per_job=5))
+    items = transcripts(30)
+    config = local_config(backend)
+    with beam.Pipeline() as p:
+        stamped = (p | beam.Create([(t, 60 * (i % 3)) for i, t in enumerate(items)])
+                   | beam.Map(lambda e: window.TimestampedValue(e[0], e[1]))
+                   | beam.WindowInto(window.FixedWindows(60)))
+        result = stamped | SummarizeTranscripts(config)
+        result["summaries"] | WriteSummaries(str(tmp_path / "s"), format="jsonl")
+    rows = read_rows(tmp_path / "s")
+    assert len(rows) == 30
+    starts = {r["window_start"] for r in rows}
+    assert len(starts) == 3 and len(_jobs(backend)) == 3
+    first = dt.datetime.fromisoformat(min(starts))
+    assert first == dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
