@@ -304,3 +304,11 @@ def test_pick_unique_keeps_the_first_origin_numerically_and_names_both():
     assert all(f.error_code == "DuplicateTranscriptId" and "a.jsonl:9" in f.error_message
                for f in failures)
     assert origin_sort_key(None) > origin_sort_key("z.csv:1")
+
+
+def test_metadata_object_is_the_metadata_and_other_fields_join_it():
+    from transforms.validation import FieldMapping, record_to_transcript
+
+    record = {"id": "c1", "text": "hello", "metadata": {"queue": "billing"}, "agent": "dana"}
+    transcript = record_to_transcript(record, FieldMapping(), "f.jsonl:1")
+    assert transcript.metadata == {"queue": "billing", "agent": "dana"}

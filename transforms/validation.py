@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from transforms.model import Failure, Transcript, Turn, truncate_raw
 
 DEFAULT_MAX_TEXT_CHARS = 400_000
+METADATA_FIELD = "metadata"
 
 _ORIGIN_NUMBER = re.compile(r"^(.*?)(?:[:#](\d+))?$", re.DOTALL)
 
@@ -133,7 +134,12 @@ def record_to_transcript(record: Mapping[str, Any], mapping: FieldMapping,
             origin=origin, raw=record, transcript_id=transcript_id)
     own = (mapping.id_field, mapping.text_field, mapping.turns_field)
     if mapping.metadata_fields is None:
-        metadata = {k: v for k, v in record.items() if k not in own}
+        # A "metadata" object is the documented place for pass-through fields; any other
+        # top-level field rides along beside its entries.
+        nested = record.get(METADATA_FIELD)
+        metadata = dict(nested) if isinstance(nested, Mapping) else {}
+        metadata.update((k, v) for k, v in record.items()
+                        if k not in own and not (k == METADATA_FIELD and isinstance(v, Mapping)))
     else:
         metadata = {k: record[k] for k in mapping.metadata_fields if k in record}
     # Formats without nulls (CSV) leave the text cell empty when the call is given as turns.
