@@ -111,7 +111,7 @@ def test_local_backend_env_clients_and_bucket() -> None:
         with pytest.raises(ValueError, match="serves"):
             backend.boto3_client("sqs")
     with pytest.raises(RuntimeError, match="not running"):
-        backend.bedrock_endpoint_url
+        _ = backend.bedrock_endpoint_url
 
 
 def test_backend_stops_cleanly_with_jobs_still_running() -> None:

@@ -129,7 +129,7 @@ class JobRunner:
         outputs: dict[str, list[dict[str, Any]]] = {f.name: [] for f in files}
         tokens = [0, 0]
         index, stopped, timed_out = 0, False, False
-        for f, line_no, line in ((f, n, ln) for f in files for n, ln in enumerate(f.lines, 1)):
+        for f, line_no, line in ((src, n, ln) for src in files for n, ln in enumerate(src.lines, 1)):
             if index >= cutoff:
                 break
             stopped = self._wait(job, self.store.timing.per_record, jf.slowdown)

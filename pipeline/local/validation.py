@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from urllib.parse import unquote
 
 import botocore.session
-from botocore.model import OperationModel, ServiceModel, Shape
+from botocore.model import NoShapeFoundError, OperationModel, ServiceModel, Shape
 
 OPERATIONS = (
     "CreateModelInvocationJob",
@@ -37,7 +37,7 @@ class ApiError(Exception):
     def status(self) -> int:
         try:
             shape = service_model().shape_for(self.code)
-        except Exception:  # codes the model does not declare (SerializationException) are client faults
+        except NoShapeFoundError:  # codes the model does not declare (SerializationException)
             return 400
         return int(shape.metadata.get("error", {}).get("httpStatusCode", 400))
 
@@ -156,8 +156,9 @@ def _from_json(shape: Shape, value: Any, path: str) -> Any:
         raise ApiError("SerializationException",
                        f"Value at '{path}' must be of type {kind}, got {type(value).__name__}")
     if kind == "structure":
-        return {k: _from_json(shape.members[k], v, f"{path}.{k}") if k in shape.members else v
-                for k, v in value.items()}
+        # Members the model does not define are ignored, as the real service's deserializer does.
+        return {k: _from_json(shape.members[k], v, f"{path}.{k}")
+                for k, v in value.items() if k in shape.members}
     if kind == "list":
         return [_from_json(shape.member, v, f"{path}.{i + 1}.member") for i, v in enumerate(value)]
     return value
