@@ -1,9 +1,10 @@
 """Estimated batch prices for the `plan` command's "see before you pay" cost line.
 
 ESTIMATE ONLY: batch inference is billed at about half the on-demand price. The figures are 50%
-of the us-east-1 on-demand list prices for a few common models (USD per 1M tokens) as published
-on https://aws.amazon.com/bedrock/pricing/; prices change and differ by region, so the real bill
-is whatever that page says. Models not listed get no estimate rather than a guess.
+of us-east-1 on-demand list prices for a few common models (USD per 1M tokens), recorded by hand
+from public pricing information and not checked against the live page; prices change and differ
+by region, so the real bill is whatever https://aws.amazon.com/bedrock/pricing/ says. Models not
+listed get no estimate rather than a guess.
 """
 from __future__ import annotations
 
