@@ -188,9 +188,10 @@ def test_stop_in_progress_keeps_processed_output(local_s3: Any, s3_client: Any, 
     assert out["manifest.json.out"]["totalRecordCount"] == 200
 
 
-# 24 simulated hours pass in 0.1 s at this speed, so the default timeout can be reached quickly.
+# 24 simulated hours pass in 0.5 s at this speed, so the default timeout is reached quickly yet
+# leaves a loaded machine time to start the job.
 DAY = 86_400.0
-SPEED = DAY * 10
+SPEED = DAY * 2
 
 
 def test_timeout_while_scheduled_expires(local_s3: Any, s3_client: Any, bucket: str) -> None:

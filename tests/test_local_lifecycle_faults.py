@@ -100,12 +100,12 @@ def test_failed_validation_fault(local_s3: Any, s3_client: Any, bucket: str) -> 
 def test_slow_jobs_take_multiplier_times_longer(local_s3: Any, s3_client: Any, bucket: str) -> None:
     timing = Timing(submitted=0.02, validating=0.02, scheduled=0.02, per_record=0.005)
     uri = put_lines(s3_client, bucket, "in/a.jsonl", record_lines(10))
-    with start_service(local_s3, faults=Faults(slow_job_rate=1.0, slow_multiplier=10),
+    with start_service(local_s3, faults=Faults(slow_job_rate=1.0, slow_multiplier=20),
                        timing=timing) as slow_svc, start_service(local_s3, timing=timing) as fast_svc:
         slow, fast = bedrock_client(slow_svc), bedrock_client(fast_svc)
         slow_arn = create_job(slow, uri, f"s3://{bucket}/slow/")
         fast_arn = create_job(fast, uri, f"s3://{bucket}/fast/")
-        assert wait_for(fast, fast_arn, timeout=0.6)["status"] == "Completed"
+        assert wait_for(fast, fast_arn, timeout=1.5)["status"] == "Completed"
         assert slow.get_model_invocation_job(jobIdentifier=slow_arn)["status"] != "Completed"
         assert wait_for(slow, slow_arn, timeout=5)["status"] == "Completed"
 
