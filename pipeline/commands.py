@@ -119,7 +119,10 @@ def collect_command(argv: list[str]) -> int:
     from pipeline.collect import collect
 
     options, opts = _options(argv, "job-output", "output")
-    print("\n".join(collect(options, opts.job_output, _remote_aws(opts))))
+    # A downloaded job output needs no AWS at all; an s3:// one needs the S3 endpoint only.
+    aws = AwsConfig(region=opts.aws_region, profile=opts.aws_profile) \
+        if opts.job_output.startswith("s3://") else AwsConfig()
+    print("\n".join(collect(options, opts.job_output, aws)))
     return 0
 
 
