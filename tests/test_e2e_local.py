@@ -139,3 +139,15 @@ def test_windows_become_separate_jobs(local_backend_factory, tmp_path):
     assert len(starts) == 3 and len(_jobs(backend)) == 3
     first = dt.datetime.fromisoformat(min(starts))
     assert first == dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def test_undersized_tail_on_demand_policy(local_backend_factory, tmp_path):
+    backend = local_backend_factory(quotas=Quotas(max_records_per_job=100, min_records_per_job=60))
+    items = transcripts(103)
+    config = local_config(backend, undersized_policy="on-demand", on_demand_rps=50)
+    summaries, failures = summarize(items, config, tmp_path)
+    _assert_each_input_once(items, summaries, failures)
+    assert failures == []
+    on_demand = [r for r in summaries if r["job_arn"] is None]
+    assert len(on_demand) == 3 and len(_jobs(backend)) == 1
+    assert all(r["summary"].startswith("[local extractive summary]") for r in on_demand)

@@ -74,6 +74,7 @@ class LocalBackend:
         return {
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
             "AWS_ENDPOINT_URL_BEDROCK": self.bedrock_endpoint_url,
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.bedrock_endpoint_url,
             "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
             "AWS_DEFAULT_REGION": self.region,
@@ -82,7 +83,8 @@ class LocalBackend:
 
     def boto3_client(self, service: str, **config: Any) -> Any:
         """A boto3 client for "s3" or "bedrock" on the local endpoints; keyword args go to Config."""
-        endpoints = {"s3": self.s3_endpoint_url, "bedrock": self.bedrock_endpoint_url}
+        endpoints = {"s3": self.s3_endpoint_url, "bedrock": self.bedrock_endpoint_url,
+                     "bedrock-runtime": self.bedrock_endpoint_url}
         if service not in endpoints:
             raise ValueError(f"the local backend serves {sorted(endpoints)}, not {service!r}")
         return boto3.client(service, endpoint_url=endpoints[service], region_name=self.region,

@@ -26,6 +26,7 @@ from pipeline.local.faults import THROTTLE_MESSAGE, FaultPlan, Faults
 from pipeline.local.jobs_store import JobStore, Timing
 from pipeline.local.responses import family_of
 from pipeline.local.runner import JobRunner, model_name
+from pipeline.local.runtime import handle_runtime, is_runtime_path
 from pipeline.local.validation import ApiError, match_route, parse_request
 
 log = logging.getLogger(__name__)
@@ -115,17 +116,21 @@ class BedrockBatchService:
                                "Missing SigV4 Authorization header: sign requests with any credentials "
                                "(for example AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing)")
             parts = urlsplit(raw_path)
-            op, labels = match_route(method, parts.path)
+            runtime = is_runtime_path(parts.path)
+            if not runtime:
+                op, labels = match_route(method, parts.path)
             if self.faults.throttle():
                 raise ApiError("ThrottlingException", THROTTLE_MESSAGE)
-            params = parse_request(op, labels, parse_qs(parts.query, keep_blank_values=True), body)
-            result = self._operation(op)(params)
-            status, payload = int(op.http.get("responseCode", 200)), result
+            if runtime:
+                extra, payload = handle_runtime(method, parts.path, body)
+                status = 200
+            else:
+                params = parse_request(op, labels, parse_qs(parts.query, keep_blank_values=True), body)
+                status, payload = int(op.http.get("responseCode", 200)), self._operation(op)(params)
+                extra = {}
         except ApiError as e:
             status, payload = e.status, {"message": e.message}
             extra = {"x-amzn-ErrorType": e.code}
-        else:
-            extra = {}
         data = json.dumps(payload, default=_json_default).encode()
         return status, {"Content-Type": "application/json", "x-amzn-RequestId": request_id, **extra}, data
 
