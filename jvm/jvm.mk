@@ -7,10 +7,17 @@
 JVM_CACHE ?= .cache/jvm
 MVN ?= mvn
 MVN_FLAGS ?= -q -B -Dstyle.color=never
+FLINK_JOB_SERVER_JAR := $(JVM_CACHE)/flink-job-server.jar
+
+# Flink's launch scripts open these JDK packages on Java 17 for its
+# reflection-based serializers.
+FLINK_ADD_OPENS := java.lang java.lang.reflect java.io java.net java.nio \
+	java.text java.time java.util java.util.concurrent \
+	java.util.concurrent.atomic java.util.concurrent.locks sun.nio.ch
 
 .PHONY: jvm-jars jvm-clean
 
-jvm-jars: $(JVM_CACHE)/kafka.stamp $(JVM_CACHE)/flink.stamp
+jvm-jars: $(JVM_CACHE)/kafka.stamp $(FLINK_JOB_SERVER_JAR)
 
 # The directory is rebuilt from scratch so jars of an older pom never linger
 # on the classpath ('<dir>/*').
@@ -19,6 +26,20 @@ $(JVM_CACHE)/%.stamp: jvm/%/pom.xml
 	$(MVN) $(MVN_FLAGS) -f $< dependency:copy-dependencies \
 		-DincludeScope=runtime -DoutputDirectory=$(abspath $(JVM_CACHE)/$*)
 	touch $@
+
+# A runnable job-server jar for `--runner FlinkRunner --flink_job_server_jar`
+# and for the test fixture. Maven Central serves no Beam job-server jar for
+# this Beam version, so this jar is only a manifest: Main-Class, the JDK
+# opens, and a Class-Path naming the jars in flink/ beside it. Manifest lines
+# are capped at 72 bytes, hence fold plus continuation spaces.
+$(FLINK_JOB_SERVER_JAR): $(JVM_CACHE)/flink.stamp
+	( echo 'Main-Class: org.apache.beam.runners.flink.FlinkJobServerDriver'; \
+	  echo 'Add-Opens: $(addprefix java.base/,$(FLINK_ADD_OPENS))' | fold -b -w 70 | sed '2,$$s/^/ /'; \
+	  cd $(JVM_CACHE) && printf 'Class-Path:%s\n' "$$(printf ' %s' flink/*.jar)" \
+	    | fold -b -w 70 | sed '2,$$s/^/ /' \
+	) > $@.mf
+	jar --create --file $@ --manifest $@.mf
+	rm $@.mf
 
 jvm-clean:
 	rm -rf $(JVM_CACHE)

@@ -18,7 +18,7 @@ from apache_beam.transforms.periodicsequence import PeriodicImpulse
 from apache_beam.utils.timestamp import Duration
 from confluent_kafka import Consumer, Producer
 
-from tests.jvm_services import flink_pipeline_args
+from tests.jvm_services import flink_pipeline_args, flink_runner_args
 
 pytest_plugins = ["tests.jvm_services"]
 
@@ -73,6 +73,12 @@ def test_flink_runs_batch_pipeline_on_external_worker_pool(
         flink_job_endpoint: str, sdk_worker_pool: str) -> None:
     args = flink_pipeline_args(flink_job_endpoint, worker_pool=sdk_worker_pool)
     with beam.Pipeline(options=PipelineOptions(args)) as p:
+        count_words(p)
+
+
+@flink_timeout
+def test_flink_runner_starts_its_own_job_server_from_the_jar() -> None:
+    with beam.Pipeline(options=PipelineOptions(flink_runner_args())) as p:
         count_words(p)
 
 
@@ -139,7 +145,7 @@ def test_flink_streaming_honours_defer_delay_while_source_is_live(flink_job_endp
     """While an unbounded source keeps the watermark open, Flink waits the
     requested delay before resuming (once input ends it resumes at once)."""
     start = time.time()
-    live_s = POLLS * DEFER_S * 2 + 4
+    live_s = POLLS * DEFER_S * 2 + 8  # room for a slow job start before the polls
     args = flink_pipeline_args(flink_job_endpoint, streaming=True)
     with beam.Pipeline(options=PipelineOptions(args)) as p:
         polls = (p
