@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import apache_beam as beam
 from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration
@@ -119,8 +120,13 @@ class AwaitJobsFn(beam.DoFn):
         self._jobs = JobsClient(self._config.aws.client("bedrock"), self._config.job)
         self._last_status: dict[str, str] = {}
 
-    def process(self, batch: JobBatch,
-                tracker=beam.DoFn.RestrictionParam(WaitRestrictionProvider())) -> Iterator[JobOutcome]:
+    def process(self, batch: JobBatch, timestamp=beam.DoFn.TimestampParam,
+                tracker=beam.DoFn.RestrictionParam(WaitRestrictionProvider()),
+                watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())
+                ) -> Iterator[JobOutcome]:
+        # Hold the output watermark at the batch's own time until its jobs are harvested, so
+        # downstream windows (the sinks) do not close before their summaries arrive.
+        watermark.set_watermark(timestamp)
         specs = batch.specs
         restriction: WaitRestriction = tracker.current_restriction()
         delay = restriction.next_poll_at - time.time()

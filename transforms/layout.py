@@ -8,9 +8,10 @@ from transforms.storage import join
 INDEX_SUFFIX = ".index.jsonl"
 
 
-def window_key(start: dt.datetime | None) -> str:
-    """Short, S3- and job-name-safe key of a window: 'g' for the global window."""
-    return "g" if start is None else f"w{int(start.timestamp())}"
+def window_key(start: dt.datetime | None, pane: int = 0) -> str:
+    """Short, S3- and job-name-safe key of a window pane: 'g' for the global window."""
+    key = "g" if start is None else f"w{int(start.timestamp())}"
+    return key if pane == 0 else f"{key}p{pane}"
 
 
 def run_root(base_uri: str, run_id: str) -> str:

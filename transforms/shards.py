@@ -49,8 +49,8 @@ class WriteShardsFn(beam.DoFn):
         self._storage = Storage(self._config.aws.client("s3"))
         self._jobs = JobsClient(self._config.aws.client("bedrock"), self._config.job)
 
-    def process(self, element: tuple[Any, Iterable[BatchRecord]],
-                window=beam.DoFn.WindowParam) -> Iterator[Any]:
+    def process(self, element: tuple[Any, Iterable[BatchRecord]], window=beam.DoFn.WindowParam,
+                pane=beam.DoFn.PaneInfoParam) -> Iterator[Any]:
         _, records = element
         cfg = self._config
         # Pass 1: ids and sizes only.
@@ -74,7 +74,9 @@ class WriteShardsFn(beam.DoFn):
                 job_bytes[p.job_index] = job_bytes.get(p.job_index, 0) + size
 
         start, end = window_bounds(window)
-        wkey = layout.window_key(start)
+        # A window fires more than once in streaming (early when a full job is ready, late for
+        # resubmissions): each pane gets job names of its own.
+        wkey = layout.window_key(start, pane.index if pane is not None else 0)
         names = [job_name(cfg.run_id, wkey, self._attempt, j) for j in range(len(job_records))]
         existing = self._jobs.reconcile(names, run_prefix(cfg.run_id)) if names else {}
 

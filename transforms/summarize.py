@@ -13,6 +13,8 @@ from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms import trigger, window
+from apache_beam.utils.timestamp import Duration
 
 from transforms import harvest, shards
 from transforms.await_jobs import AwaitJobs
@@ -22,6 +24,9 @@ from transforms.model import BatchRecord, Failure, Transcript, truncate_raw
 from transforms.records import assign_record_ids, build_record, record_id_for
 
 FAILURES = "failures"
+# Longest a job may take (168 h timeout) plus a day of queueing: resubmissions arriving this late
+# still form jobs.
+ALLOWED_LATENESS = Duration(seconds=8 * 24 * 3600)
 
 
 class _BuildRecordFn(beam.DoFn):
@@ -87,6 +92,17 @@ class BatchRound(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self._config
+        windowfn = records.windowing.windowfn
+        if not isinstance(windowfn, window.GlobalWindows):
+            # Streaming windows: a window becomes jobs when it closes, or early as soon as a full
+            # job's worth of records is there; records that come late (resubmissions) still form
+            # jobs of their own instead of being dropped.
+            records = records | "SizeTrigger" >> beam.WindowInto(
+                windowfn, trigger=trigger.AfterWatermark(
+                    early=trigger.AfterCount(cfg.quotas.max_records_per_job),
+                    late=trigger.AfterCount(1)),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                allowed_lateness=ALLOWED_LATENESS)
         sharded = (records
                    | "ByModel" >> beam.Map(lambda r, model=cfg.model_id: (model, r))
                    | "Group" >> beam.GroupByKey()
@@ -116,6 +132,7 @@ class SummarizeTranscripts(beam.PTransform):
 
     def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self._config
+        windowfn = transcripts.windowing.windowfn
         prepared = transcripts | "Prepare" >> PrepareRecords(cfg)
         summaries, failures = [], [prepared["failures"]]
         records = prepared["records"]
@@ -127,5 +144,8 @@ class SummarizeTranscripts(beam.PTransform):
             summaries.append(on_demand["summaries"])
             failures.append(on_demand["failures"])
             records = result["retries"]
-        return {"summaries": tuple(summaries) | "AllSummaries" >> beam.Flatten(),
-                "failures": tuple(failures) | "AllFailures" >> beam.Flatten()}
+        # Hand the caller back its own windowing (the rounds used their own triggers).
+        return {"summaries": (tuple(summaries) | "AllSummaries" >> beam.Flatten()
+                              | "SummaryWindows" >> beam.WindowInto(windowfn)),
+                "failures": (tuple(failures) | "AllFailures" >> beam.Flatten()
+                             | "FailureWindows" >> beam.WindowInto(windowfn))}
