@@ -20,8 +20,6 @@ from confluent_kafka import Consumer, Producer
 
 from tests.jvm_services import flink_pipeline_args, flink_runner_args
 
-pytest_plugins = ["tests.jvm_services"]
-
 # A job whose workers cannot start waits forever on the runner side.
 flink_timeout = pytest.mark.timeout(120)
 

@@ -7,6 +7,7 @@ the pipeline goes on.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
@@ -14,6 +15,7 @@ from apache_beam.io import fileio
 from apache_beam.io.fileio import EmptyMatchTreatment
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.utils.timestamp import MAX_TIMESTAMP
 
 from transforms.model import Failure, Transcript
 from transforms.parsing import (FORMATS, detect_format, read_transcripts, row_to_record,
@@ -104,20 +106,47 @@ class ReadTranscripts(beam.PTransform):
         self._mapping = FieldMapping.of(id_field, text_field, turns_field, metadata_fields)
         self._max_text_chars = max_text_chars
 
+    def _match(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (pbegin
+                # DISALLOW: a pattern matching nothing is a mistake worth stopping for (and
+                # Beam's default, ALLOW_IF_WILDCARD, fails with a bare "ValueError:
+                # ALLOW_IF_WILDCARD" on a plain path that does not exist).
+                | "MatchFiles" >> fileio.MatchFiles(self._pattern, EmptyMatchTreatment.DISALLOW)
+                # Spread the matched files over workers before each is read whole by one call.
+                | "SpreadFiles" >> beam.Reshuffle())
+
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (
-            pbegin
-            # DISALLOW: a pattern matching nothing is a mistake worth stopping for (and Beam's
-            # default, ALLOW_IF_WILDCARD, fails with a bare "ValueError: ALLOW_IF_WILDCARD" on a
-            # plain path that does not exist).
-            | "MatchFiles" >> fileio.MatchFiles(self._pattern, EmptyMatchTreatment.DISALLOW)
-            # Spread the matched files over workers before each is read whole by one DoFn call.
-            | "SpreadFiles" >> beam.Reshuffle()
+            self._match(pbegin)
             | "ReadMatches" >> fileio.ReadMatches()
             | "ParseFiles" >> beam.ParDo(
                 _ReadFileFn(self._format, self._mapping, self._max_text_chars)
             ).with_outputs(FAILURES, main=TRANSCRIPTS))
         return _tagged(parsed)
+
+
+class WatchTranscripts(ReadTranscripts):
+    """Streaming: read every new file that appears under ``file_pattern`` (a local folder or an
+    s3:// prefix glob), checking every ``interval_seconds``. Each transcript is timestamped with
+    the time its file was found, so windows group transcripts by arrival.
+
+    ``stop_after_seconds`` ends the watch (and, once in-flight work is done, the pipeline);
+    None watches until the pipeline is cancelled. Files are read once even if rewritten.
+    """
+
+    def __init__(self, file_pattern: str, interval_seconds: float = 10.0,
+                 stop_after_seconds: float | None = None, **kwargs: Any) -> None:
+        super().__init__(file_pattern, **kwargs)
+        if interval_seconds <= 0:
+            raise ValueError("--watch-interval-seconds must be > 0")
+        self._interval = interval_seconds
+        self._stop_after = stop_after_seconds
+
+    def _match(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        start = time.time()
+        stop = start + self._stop_after if self._stop_after else MAX_TIMESTAMP
+        return pbegin | "MatchContinuously" >> fileio.MatchContinuously(
+            self._pattern, interval=self._interval, start_timestamp=start, stop_timestamp=stop)
 
 
 class _RowsFn(_EmitFn):
