@@ -40,7 +40,7 @@ def _quotas(opts: BedrockBatchOptions) -> Quotas:
 def run_command(argv: list[str]) -> int:
     from pipeline.run import run
 
-    options, opts = _options(argv, "input", "output")
+    options, opts = _options(argv, "output")
     check_runner(options)
     with environment(opts, _quotas(opts)) as env:
         config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,

@@ -43,6 +43,17 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "sink", default="parquet", choices=["parquet", "jsonl", "avro"],
               help="Output file format")
 
+        g = parser.add_argument_group("streaming (with Beam's --streaming)")
+        _flag(g, "window-seconds", type=int,
+              help="Fixed windows of this many seconds; each window's records become its jobs "
+                   "(early, as soon as a full job's worth is ready)")
+        _flag(g, "watch-interval-seconds", type=float, default=10.0,
+              help="How often --input is checked for new files when streaming")
+        _flag(g, "watch-seconds", type=float,
+              help="Stop watching for new input after this many seconds (default: never)")
+        _flag(g, "kafka-bootstrap-servers", help="Read transcripts (JSON values) from Kafka")
+        _flag(g, "kafka-topic", help="Kafka topic to read transcripts from")
+
         g = parser.add_argument_group("Bedrock")
         _flag(g, "backend", default="local", choices=["local", "aws"],
               help="local: embedded local Bedrock batch service + S3; aws: the real services")

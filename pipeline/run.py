@@ -7,13 +7,14 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.transforms import window
 
 from pipeline.options import BedrockBatchOptions
 from transforms.config import BatchConfig
 from transforms.pricing import estimate_cost
 from transforms.sinks.files import WriteFailures, WriteSummaries
-from transforms.sources import DeduplicateTranscripts, ReadTranscripts
+from transforms.sources import DeduplicateTranscripts, ReadTranscripts, WatchTranscripts
 from transforms.storage import join
 from transforms.summarize import SummarizeTranscripts
 
@@ -27,13 +28,37 @@ def _counted(name: str):
     return count
 
 
+def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) -> dict:
+    fields = dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field)
+    if opts.kafka_topic:
+        from transforms.kafka_source import ReadTranscriptsFromKafka
+        if not opts.kafka_bootstrap_servers:
+            raise ValueError("--kafka-topic needs --kafka-bootstrap-servers host:port")
+        return p | "ReadKafka" >> ReadTranscriptsFromKafka(
+            opts.kafka_bootstrap_servers, opts.kafka_topic, stop_after_seconds=opts.watch_seconds,
+            **fields)
+    if not opts.input:
+        raise ValueError("--input is required (or --kafka-topic)")
+    if streaming:
+        return p | "Watch" >> WatchTranscripts(
+            opts.input, interval_seconds=opts.watch_interval_seconds,
+            stop_after_seconds=opts.watch_seconds, format=opts.input_format, **fields)
+    return p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format, **fields)
+
+
 def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig) -> None:
-    read = p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format,
-                                         id_field=opts.id_field, text_field=opts.text_field,
-                                         turns_field=opts.turns_field)
-    unique = read["transcripts"] | "Dedup" >> DeduplicateTranscripts()
+    streaming = p.options.view_as(StandardOptions).streaming
+    if streaming and not opts.window_seconds:
+        raise ValueError("--streaming needs --window-seconds N: jobs are submitted per window")
+    read = read_source(p, opts, streaming)
+    transcripts, source_failures = read["transcripts"], read["failures"]
+    if opts.window_seconds:
+        windows = window.FixedWindows(opts.window_seconds)
+        transcripts = transcripts | "Window" >> beam.WindowInto(windows)
+        source_failures = source_failures | "WindowFailures" >> beam.WindowInto(windows)
+    unique = transcripts | "Dedup" >> DeduplicateTranscripts()
     result = unique["transcripts"] | "Summarize" >> SummarizeTranscripts(config)
-    failures = ((read["failures"], unique["failures"], result["failures"])
+    failures = ((source_failures, unique["failures"], result["failures"])
                 | "AllFailures" >> beam.Flatten())
     (result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
      | "WriteSummaries" >> WriteSummaries(join(opts.output, "summaries"), format=opts.sink))

@@ -23,11 +23,13 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration
 
+from transforms import beam_compat
 from transforms.config import BatchConfig
 from transforms.jobs import JobsClient, JobStatus, error_code, plan_submissions, run_prefix
 from transforms.model import JobBatch, JobSpec
 
 log = logging.getLogger(__name__)
+beam_compat.apply()
 
 # Errors that mean "no slot now": wait for the next poll rather than fail.
 BACKOFF_CODES = frozenset({"ServiceQuotaExceededException", "ThrottlingException",

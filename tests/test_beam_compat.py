@@ -1,0 +1,49 @@
+"""Metrics stay readable after a stage ran many bundles (the await stage's resumes)."""
+from __future__ import annotations
+
+import sys
+
+import apache_beam as beam
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Duration
+
+from transforms import beam_compat
+
+RESUMES = 300
+
+
+class _Provider(RestrictionProvider):
+    def initial_restriction(self, element):
+        return OffsetRange(0, RESUMES)
+
+    def create_tracker(self, restriction):
+        return OffsetRestrictionTracker(restriction)
+
+    def restriction_size(self, element, restriction):
+        return restriction.size()
+
+
+class _OnePerBundle(beam.DoFn):
+    """Claims one position per bundle, like a poller deferring between polls."""
+
+    def process(self, element, tracker=beam.DoFn.RestrictionParam(_Provider())):
+        position = tracker.current_restriction().start
+        if tracker.try_claim(position):
+            Metrics.counter("test", "resumes").inc()
+            tracker.defer_remainder(Duration(seconds=0))
+
+
+def test_counters_readable_after_hundreds_of_bundles():
+    beam_compat.apply()
+    old = sys.getrecursionlimit()
+    with beam.Pipeline() as p:
+        p | beam.Create([0]) | beam.ParDo(_OnePerBundle())
+    try:
+        sys.setrecursionlimit(200)  # below the bundle count: a chained fold would overflow
+        counters = p.result.metrics().query(MetricsFilter().with_name("resumes"))["counters"]
+    finally:
+        sys.setrecursionlimit(old)
+    assert sum(c.committed for c in counters) == RESUMES
