@@ -1,0 +1,329 @@
+"""Streaming source: transcripts from a Kafka topic, read natively with confluent-kafka.
+
+No JVM on the worker, so it runs on every runner (DirectRunner ``--streaming``, Flink portable).
+Each message value is one JSON transcript record (the JSONL record shape of
+``transforms.parsing``); an undecodable or invalid message becomes a Failure row whose origin is
+``kafka:<topic>/<partition>@<offset>``.
+
+Shape: Impulse -> list the topic's partitions and resolve their start offsets -> Reshuffle (so
+partitions spread over workers) -> a splittable DoFn per partition whose restriction is the
+offset range still to read. The partition is ``assign()``-ed at the restriction's start (no
+consumer-group rebalances): the restriction checkpointed by the runner IS the read position, so
+Kafka's committed offsets are only a courtesy for lag monitoring. When the partition is idle the
+DoFn self-checkpoints with ``defer_remainder`` (no processing-time timers: the DirectRunner drops
+them, DESIGN.md section 7).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import apache_beam as beam
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Duration, Timestamp
+from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException,
+                             TopicPartition)
+
+from transforms.model import Failure, Transcript
+from transforms.parsing import source_failure
+from transforms.sources import FAILURES, TRANSCRIPTS, _check_options
+from transforms.validation import (DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript,
+                                   validate_transcript)
+
+log = logging.getLogger(__name__)
+
+START_OFFSETS = ("earliest", "latest")
+# Kafka offsets are int64: a restriction ending here never runs out while the source is unbounded.
+UNBOUNDED_END = 2**63 - 1
+# An idle partition moves its watermark to "now minus this", like Beam Java KafkaIO's
+# LogAppendTimePolicy, so one quiet partition does not hold back every window.
+IDLE_WATERMARK_LAG = Duration(seconds=2)
+# One process() call reads at most this long before checkpointing, so a busy partition still
+# commits its output downstream regularly and the runner gets a chance to checkpoint.
+MAX_READ_SECONDS = 5.0
+METADATA_TIMEOUT_SECONDS = 30.0
+_NAMESPACE = "transcripts.kafka"
+
+
+def kafka_origin(topic: str, partition: int, offset: int) -> str:
+    return f"kafka:{topic}/{partition}@{offset}"
+
+
+def message_to_item(value: bytes | None, origin: str, mapping: FieldMapping,
+                    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Transcript | Failure:
+    """One Kafka message value (a JSON transcript record) as a valid Transcript, or the source /
+    validate Failure saying what is wrong with it."""
+    if value is None:
+        return source_failure("EmptyMessage", f"message {origin} has no value (a tombstone?); "
+                              f"produce one JSON transcript object per message", origin=origin)
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return source_failure("InvalidEncoding", f"message {origin} is not UTF-8 ({err.reason} at "
+                              f"byte {err.start}); produce UTF-8 JSON", origin=origin, raw=value)
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        return source_failure("InvalidJson", f"message {origin} is not valid JSON: {err}",
+                              origin=origin, raw=text)
+    if not isinstance(record, Mapping):
+        return source_failure(
+            "InvalidRecord", f"message {origin} is a JSON {type(record).__name__}, not an object; "
+            f"produce one JSON transcript object per message", origin=origin, raw=record)
+    item = record_to_transcript(record, mapping, origin)
+    if isinstance(item, Transcript):
+        return validate_transcript(item, max_text_chars) or item
+    return item
+
+
+def message_time(kind: int, millis: int, now: float) -> Timestamp:
+    """The element timestamp for a message: its Kafka timestamp (create or log-append time), or
+    ``now`` when the message carries none."""
+    if kind == TIMESTAMP_NOT_AVAILABLE or millis < 0:
+        return Timestamp.of(now)
+    return Timestamp(micros=millis * 1000)
+
+
+@dataclass(frozen=True)
+class KafkaPartition:
+    """One partition to read, from ``start_offset``, until ``stop_at`` (epoch seconds; None reads
+    until the pipeline is cancelled)."""
+
+    topic: str
+    partition: int
+    start_offset: int
+    stop_at: float | None = None
+
+
+class PartitionTracker(OffsetRestrictionTracker):
+    """Offsets of one partition. Only checkpoints split it (fraction 0): a partition is read in
+    order by one consumer, and a fractional split of an endless range would leave a primary that
+    never ends."""
+
+    def try_split(self, fraction_of_remainder: float) -> tuple[OffsetRange, OffsetRange] | None:
+        if fraction_of_remainder != 0:
+            return None
+        return super().try_split(0)
+
+    def is_bounded(self) -> bool:
+        return self.stop_position() != UNBOUNDED_END
+
+
+class PartitionRestrictionProvider(RestrictionProvider):
+    def initial_restriction(self, element: KafkaPartition) -> OffsetRange:
+        return OffsetRange(element.start_offset, UNBOUNDED_END)
+
+    def create_tracker(self, restriction: OffsetRange) -> PartitionTracker:
+        return PartitionTracker(restriction)
+
+    def restriction_size(self, element: KafkaPartition, restriction: OffsetRange) -> int:
+        # The backlog is unknown without a broker round trip; equal sizes weigh partitions alike.
+        return 1
+
+
+def _consumer_settings(bootstrap_servers: str, group_id: str,
+                       extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        # Only reached when the assigned offset was deleted by retention: resume at the oldest
+        # message still kept instead of skipping to the end.
+        "auto.offset.reset": "earliest",
+        **(extra or {}),
+    }
+
+
+class _ListPartitionsFn(beam.DoFn):
+    """Impulse -> a KafkaPartition per partition of the topic, starting at the earliest or latest
+    offset the broker holds now."""
+
+    def __init__(self, settings: dict[str, Any], topic: str, start_offset: str,
+                 stop_after_seconds: float | None) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._start_offset = start_offset
+        self._stop_after = stop_after_seconds
+
+    def setup(self) -> None:
+        self._consumer = Consumer(self._settings)
+
+    def process(self, unused_impulse: Any) -> Iterator[KafkaPartition]:
+        metadata = self._consumer.list_topics(self._topic, timeout=METADATA_TIMEOUT_SECONDS)
+        topic = metadata.topics.get(self._topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            reason = topic.error.str() if topic is not None and topic.error else "no partitions"
+            raise ValueError(f"Kafka topic {self._topic!r} on {self._settings['bootstrap.servers']}"
+                             f" cannot be read ({reason}); create the topic or fix --kafka-topic")
+        # The deadline starts when reading starts, not when the pipeline was constructed.
+        stop_at = time.time() + self._stop_after if self._stop_after else None
+        for partition in sorted(topic.partitions):
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, partition), timeout=METADATA_TIMEOUT_SECONDS)
+            start = low if self._start_offset == "earliest" else high
+            yield KafkaPartition(self._topic, partition, start, stop_at)
+
+    def teardown(self) -> None:
+        self._consumer.close()
+
+
+class _ReadPartitionFn(beam.DoFn):
+    """KafkaPartition -> Transcript (main) / Failure (tagged), one per message, timestamped with
+    the message time."""
+
+    def __init__(self, settings: dict[str, Any], mapping: FieldMapping, max_text_chars: int,
+                 poll_timeout_seconds: float) -> None:
+        self._settings = settings
+        self._mapping = mapping
+        self._max_text_chars = max_text_chars
+        self._poll_timeout = poll_timeout_seconds
+        self._messages = Metrics.counter(_NAMESPACE, "messages_read")
+        self._read = Metrics.counter(_NAMESPACE, "transcripts_read")
+        self._failed = Metrics.counter(_NAMESPACE, "records_failed")
+
+    def setup(self) -> None:
+        self._consumer = Consumer(self._settings)
+        # (topic, partition, offset of the next message poll() returns), to skip a re-assign
+        # (and the refetch it costs) when a resumed restriction continues where we stopped.
+        self._position: tuple[str, int, int] | None = None
+
+    def _seek(self, part: KafkaPartition, offset: int) -> None:
+        if self._position != (part.topic, part.partition, offset):
+            self._consumer.assign([TopicPartition(part.topic, part.partition, offset)])
+            self._position = (part.topic, part.partition, offset)
+
+    def _commit(self, part: KafkaPartition, next_offset: int) -> None:
+        # Courtesy only, for lag monitoring: restarts resume from the runner's restriction.
+        self._consumer.commit(offsets=[TopicPartition(part.topic, part.partition, next_offset)],
+                              asynchronous=True)
+
+    @beam.DoFn.unbounded_per_element()
+    def process(self, part: KafkaPartition,
+                tracker=beam.DoFn.RestrictionParam(PartitionRestrictionProvider()),
+                watermark=beam.DoFn.WatermarkEstimatorParam(
+                    ManualWatermarkEstimator.default_provider())) -> Iterator[Any]:
+        restriction: OffsetRange = tracker.current_restriction()
+        self._seek(part, restriction.start)
+        read_until = time.monotonic() + MAX_READ_SECONDS
+        claimed = None
+        try:
+            while True:
+                now = time.time()
+                if part.stop_at is not None and now >= part.stop_at:
+                    tracker.try_claim(restriction.stop)  # past the end: the restriction is done
+                    return
+                if time.monotonic() >= read_until:
+                    tracker.defer_remainder(Duration(seconds=0))
+                    return
+                timeout = self._poll_timeout
+                if part.stop_at is not None:
+                    timeout = min(timeout, part.stop_at - now)
+                message = self._consumer.poll(timeout)
+                if message is None:
+                    self._advance_idle(watermark)
+                    tracker.defer_remainder(Duration(seconds=1))
+                    return
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaException(error)
+                offset = message.offset()
+                self._position = (part.topic, part.partition, offset + 1)
+                if not tracker.try_claim(offset):
+                    return
+                claimed = offset
+                yield from self._emit(part, message, watermark)
+        finally:
+            if claimed is not None:
+                self._commit(part, claimed + 1)
+
+    def _emit(self, part: KafkaPartition, message: Any,
+              watermark: ManualWatermarkEstimator) -> Iterator[Any]:
+        self._messages.inc()
+        kind, millis = message.timestamp()
+        timestamp = message_time(kind, millis, time.time())
+        current = watermark.current_watermark()
+        if current is None or timestamp > current:
+            watermark.set_watermark(timestamp)
+        origin = kafka_origin(part.topic, part.partition, message.offset())
+        item = message_to_item(message.value(), origin, self._mapping, self._max_text_chars)
+        if isinstance(item, Transcript):
+            self._read.inc()
+            yield TimestampedValue(item, timestamp)
+        else:
+            self._failed.inc()
+            yield TaggedOutput(FAILURES, TimestampedValue(item, timestamp))
+
+    @staticmethod
+    def _advance_idle(watermark: ManualWatermarkEstimator) -> None:
+        idle_mark = Timestamp.now() - IDLE_WATERMARK_LAG
+        current = watermark.current_watermark()
+        if current is None or idle_mark > current:
+            watermark.set_watermark(idle_mark)
+
+    def teardown(self) -> None:
+        self._consumer.close()
+
+
+class ReadTranscriptsFromKafka(beam.PTransform):
+    """Reads transcripts from every partition of a Kafka topic, one JSON record per message.
+
+    Returns {"transcripts": PCollection[Transcript], "failures": PCollection[Failure]}, both
+    unbounded and timestamped with the message time. ``stop_after_seconds`` ends reading that
+    long after the partitions were listed (and, once in-flight work is done, the pipeline); None
+    reads until the pipeline is cancelled. ``start_offset`` chooses where a new pipeline starts;
+    a restarted one resumes from the runner's checkpointed offsets. ``consumer_config`` adds
+    librdkafka settings (e.g. security.protocol, sasl.*). Partitions added to the topic after
+    the pipeline started are not read. Ids are not deduplicated here (see
+    ``DeduplicateTranscripts``).
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, group_id: str = "bedrock-batch-beam",
+                 id_field: str = "id", text_field: str = "text", turns_field: str = "turns",
+                 metadata_fields: Sequence[str] | None = None,
+                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS, poll_timeout_seconds: float = 1.0,
+                 stop_after_seconds: float | None = None, start_offset: str = "earliest",
+                 consumer_config: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        _check_options(max_text_chars, id_field=id_field, text_field=text_field,
+                       turns_field=turns_field)
+        for flag, value in (("bootstrap_servers", bootstrap_servers), ("topic", topic),
+                            ("group_id", group_id)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"Kafka {flag} must be a non-empty string, got {value!r}")
+        if start_offset not in START_OFFSETS:
+            raise ValueError(f"Kafka start_offset must be one of {', '.join(START_OFFSETS)}, "
+                             f"got {start_offset!r}")
+        if poll_timeout_seconds <= 0:
+            raise ValueError(f"poll_timeout_seconds must be > 0, got {poll_timeout_seconds}")
+        if stop_after_seconds is not None and stop_after_seconds <= 0:
+            raise ValueError(f"stop_after_seconds must be > 0 or None (read forever), got "
+                             f"{stop_after_seconds}")
+        self._settings = _consumer_settings(bootstrap_servers, group_id, consumer_config)
+        self._topic = topic
+        self._mapping = FieldMapping.of(id_field, text_field, turns_field, metadata_fields)
+        self._max_text_chars = max_text_chars
+        self._poll_timeout = poll_timeout_seconds
+        self._stop_after = stop_after_seconds
+        self._start_offset = start_offset
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        read = (
+            pbegin
+            | "Impulse" >> beam.Impulse()
+            | "ListPartitions" >> beam.ParDo(_ListPartitionsFn(
+                self._settings, self._topic, self._start_offset, self._stop_after))
+            | "SpreadPartitions" >> beam.Reshuffle()
+            | "ReadPartitions" >> beam.ParDo(_ReadPartitionFn(
+                self._settings, self._mapping, self._max_text_chars, self._poll_timeout)
+            ).with_outputs(FAILURES, main=TRANSCRIPTS))
+        return {TRANSCRIPTS: read[TRANSCRIPTS], FAILURES: read[FAILURES]}
