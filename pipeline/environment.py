@@ -45,7 +45,7 @@ def environment(opts: BedrockBatchOptions, quotas: Quotas) -> Iterator[Environme
                                     bedrock_runtime_endpoint_url=opts.bedrock_runtime_endpoint_url),
                           quotas)
         return
-    from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
+    from pipeline.local.backend import CREDENTIALS, DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
     from pipeline.local.jobs_store import Timing
 
     with LocalBackend(quotas=quotas, bucket=DEFAULT_BUCKET,
@@ -57,7 +57,9 @@ def environment(opts: BedrockBatchOptions, quotas: Quotas) -> Iterator[Environme
             yield Environment(AwsConfig(region=backend.region,
                                         s3_endpoint_url=backend.s3_endpoint_url,
                                         bedrock_endpoint_url=backend.bedrock_endpoint_url,
-                                        bedrock_runtime_endpoint_url=backend.bedrock_endpoint_url),
+                                        bedrock_runtime_endpoint_url=backend.bedrock_endpoint_url,
+                                        access_key_id=CREDENTIALS["aws_access_key_id"],
+                                        secret_access_key=CREDENTIALS["aws_secret_access_key"]),
                               quotas, LOCAL_BUCKET_URI, SERVICE_ROLE_ARN)
         finally:
             os.environ.clear()

@@ -18,6 +18,11 @@ class AwsConfig:
     bedrock_endpoint_url: str | None = None
     bedrock_runtime_endpoint_url: str | None = None
     profile: str | None = None
+    # Only for endpoints that take fixed test credentials (the local backend): workers in other
+    # processes (Flink EXTERNAL environments) do not share the launcher's environment. On AWS
+    # these stay None and the standard credential chain applies.
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
 
     def client(self, service: str) -> Any:
         import boto3
@@ -25,6 +30,8 @@ class AwsConfig:
 
         endpoint = {"s3": self.s3_endpoint_url, "bedrock": self.bedrock_endpoint_url,
                     "bedrock-runtime": self.bedrock_runtime_endpoint_url}.get(service)
-        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+        session = boto3.session.Session(profile_name=self.profile, region_name=self.region,
+                                        aws_access_key_id=self.access_key_id,
+                                        aws_secret_access_key=self.secret_access_key)
         return session.client(service, endpoint_url=endpoint,
                               config=Config(retries=dict(RETRIES)))
