@@ -119,8 +119,8 @@ def resolve_quotas(opts: BedrockBatchOptions, service_quotas=None) -> Quotas:
         if service_quotas is None:
             raise ValueError("--quota-profile service-quotas reads AWS Service Quotas: use it with "
                              "--backend aws, or pick article / aws-default")
-        from pipeline.service_quotas import read_quotas
-        base = read_quotas(service_quotas)
+        from transforms.service_quotas import read_quotas
+        base = read_quotas(service_quotas, opts.model_id)
     else:
         base = profile(opts.quota_profile)
     return base.override(**{name: getattr(opts, name) for name in QUOTA_FLAGS})
