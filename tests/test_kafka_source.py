@@ -1,5 +1,6 @@
 """ReadTranscriptsFromKafka against a real Kafka broker (tests/jvm_services.py), on the
-DirectRunner in streaming mode, plus unit tests of the pure message -> Transcript | Failure step."""
+DirectRunner in streaming mode and on Flink (portable, streaming), plus unit tests of the pure
+message -> Transcript | Failure step."""
 from __future__ import annotations
 
 import json
@@ -7,14 +8,16 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Consumer, Producer
+from confluent_kafka import (TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Consumer, Producer,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.jvm_services import flink_pipeline_args
 from transforms.kafka_source import (KafkaPartition, ReadTranscriptsFromKafka, _ListPartitionsFn,
                                      _consumer_settings, message_time,
                                      message_to_item)
@@ -120,20 +123,20 @@ class RecordFn(beam.DoFn):
         self._folder = folder
         self._kind = kind
 
-    def process(self, item: Any, timestamp=beam.DoFn.TimestampParam) -> Iterator[None]:
+    def process(self, item: Any, timestamp=beam.DoFn.TimestampParam) -> None:
         row = {"kind": self._kind, "ts_micros": timestamp.micros, "origin": item.origin}
         if isinstance(item, Transcript):
             row.update(id=item.id, text=item.text, metadata=dict(item.metadata))
         else:
             row.update(stage=item.stage, code=item.error_code, message=item.error_message)
         Path(self._folder, f"{uuid.uuid4().hex}.json").write_text(json.dumps(row))
-        return iter(())
 
 
-def run_streaming(bootstrap: str, topic: str, out: Path, stop_after: float) -> list[dict]:
+def run_pipeline(bootstrap: str, topic: str, out: Path, stop_after: float,
+                 args: list[str]) -> list[dict]:
+    """Runs the source to ``stop_after`` and returns the recorded transcripts and failures."""
     out.mkdir()
-    options = PipelineOptions(["--streaming"])
-    with beam.Pipeline(options=options) as p:  # blocks until reading stops and work drains
+    with beam.Pipeline(options=PipelineOptions(args)) as p:  # blocks until reading stops
         result = p | ReadTranscriptsFromKafka(bootstrap, topic, group_id=f"g-{topic}",
                                               poll_timeout_seconds=0.5,
                                               stop_after_seconds=stop_after)
@@ -157,7 +160,8 @@ def test_reads_every_message_once_and_reports_bad_ones(kafka_bootstrap, tmp_path
         sent.send(label, value, n % 2, BASE_MS + 100 + n)
     sent.flush()
 
-    rows = run_streaming(kafka_bootstrap, topic, tmp_path / "out", stop_after=8)
+    rows = run_pipeline(kafka_bootstrap, topic, tmp_path / "out", stop_after=8,
+                        args=["--streaming"])
 
     transcripts = [r for r in rows if r["kind"] == "t"]
     assert sorted(r["id"] for r in transcripts) == sorted(f"call-{n}" for n in range(20))
@@ -173,6 +177,13 @@ def test_reads_every_message_once_and_reports_bad_ones(kafka_bootstrap, tmp_path
         assert (row["stage"], row["code"]) == (stage, code)
         assert sent.origins[label] in row["message"]
         assert row["ts_micros"] == sent.times[label] * 1000
+    # Offsets are committed as a courtesy, so lag monitoring sees the group caught up.
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"g-{topic}"})
+    try:
+        committed = consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], 30)
+    finally:
+        consumer.close()
+    assert [c.offset for c in committed] == [12, 12]
 
 
 def test_reads_messages_produced_while_the_pipeline_runs(kafka_bootstrap, tmp_path):
@@ -192,7 +203,8 @@ def test_reads_messages_produced_while_the_pipeline_runs(kafka_bootstrap, tmp_pa
     producer = threading.Thread(target=produce_in_batches)
     producer.start()
     try:
-        rows = run_streaming(kafka_bootstrap, topic, tmp_path / "out", stop_after=9)
+        rows = run_pipeline(kafka_bootstrap, topic, tmp_path / "out", stop_after=9,
+                            args=["--streaming"])
     finally:
         producer.join()
     assert sorted(r["id"] for r in rows if r["kind"] == "t") == sorted(labels)
@@ -224,3 +236,17 @@ def test_start_offset_chooses_earliest_or_latest(kafka_bootstrap):
 def test_missing_topic_fails_with_a_message_naming_it(kafka_bootstrap):
     with pytest.raises(ValueError, match=r"'no-such-topic-\w+'.*create the topic"):
         list_partitions(kafka_bootstrap, f"no-such-topic-{uuid.uuid4().hex[:6]}", "earliest")
+
+
+@pytest.mark.timeout(150)  # a job whose workers cannot start waits forever on the runner side
+def test_reads_on_flink_portable_runner(kafka_bootstrap, flink_job_endpoint, tmp_path):
+    topic = create_topic(kafka_bootstrap)
+    sent = Sent(kafka_bootstrap, topic)
+    for n in range(10):
+        sent.send(f"f-{n}", json.dumps({"id": f"f-{n}", "text": "Hi."}).encode(), n % 2, BASE_MS)
+    sent.send("bad", b"nope", 0, BASE_MS)
+    sent.flush()
+    rows = run_pipeline(kafka_bootstrap, topic, tmp_path / "out", stop_after=8,
+                        args=flink_pipeline_args(flink_job_endpoint, streaming=True))
+    assert sorted(r["id"] for r in rows if r["kind"] == "t") == sorted(f"f-{n}" for n in range(10))
+    assert [r["origin"] for r in rows if r["kind"] == "f"] == [sent.origins["bad"]]

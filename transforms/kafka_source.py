@@ -233,8 +233,11 @@ class _ReadPartitionFn(beam.DoFn):
                     return
                 error = message.error()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
+                    if error.code() == KafkaError._PARTITION_EOF or error.retriable():
+                        # librdkafka retries by itself; the next poll may succeed.
+                        log.warning("Kafka %s/%d: %s", part.topic, part.partition, error.str())
                         continue
+                    # Fails the bundle; the runner retries it from the same restriction.
                     raise KafkaException(error)
                 offset = message.offset()
                 self._position = (part.topic, part.partition, offset + 1)
