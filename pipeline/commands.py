@@ -41,6 +41,8 @@ def run_command(argv: list[str]) -> int:
     from pipeline.run import run
 
     options, opts = _options(argv, "output")
+    if not opts.input and not opts.kafka_topic:
+        raise ValueError("--input is required (or --kafka-topic)")
     check_runner(options)
     with environment(opts, _quotas(opts)) as env:
         config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,

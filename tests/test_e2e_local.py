@@ -151,3 +151,42 @@ def test_undersized_tail_on_demand_policy(local_backend_factory, tmp_path):
     on_demand = [r for r in summaries if r["job_arn"] is None]
     assert len(on_demand) == 3 and len(_jobs(backend)) == 1
     assert all(r["summary"].startswith("[local extractive summary]") for r in on_demand)
+
+
+def test_defer_carries_tails_across_windows(local_backend_factory, tmp_path):
+    """Three windows of 4 records each, minimum 6 per job: no window can have a job of its own,
+    so their tails are carried until two jobs of 6 can be made."""
+    import apache_beam as beam
+    from apache_beam.transforms import window
+
+    from tests.pipelines import read_rows
+    from transforms.sinks.files import WriteFailures, WriteSummaries
+    from transforms.summarize import SummarizeTranscripts
+
+    backend = local_backend_factory(quotas=Quotas(max_records_per_job=100, min_records_per_job=6))
+    items = transcripts(12)
+    config = local_config(backend, undersized_policy="defer")
+    with beam.Pipeline() as p:
+        stamped = (p | beam.Create([(t, 60 * (i % 3)) for i, t in enumerate(items)])
+                   | beam.Map(lambda e: window.TimestampedValue(e[0], e[1]))
+                   | beam.WindowInto(window.FixedWindows(60)))
+        result = stamped | SummarizeTranscripts(config)
+        result["summaries"] | "S" >> WriteSummaries(str(tmp_path / "s"), format="jsonl")
+        result["failures"] | "F" >> WriteFailures(str(tmp_path / "f"), format="jsonl")
+    summaries = read_rows(tmp_path / "s")
+    assert sorted(r["transcript_id"] for r in summaries) == sorted(t.id for t in items)
+    assert read_rows(tmp_path / "f") == []
+    jobs = _jobs(backend)
+    assert len(jobs) == 2 and all(j["totalRecordCount"] == 6 for j in jobs)
+    assert all("-c" in j["jobName"] for j in jobs)
+
+
+def test_defer_reports_what_is_still_waiting_at_the_end(local_backend_factory, tmp_path):
+    backend = local_backend_factory(quotas=Quotas(max_records_per_job=100, min_records_per_job=60))
+    items = transcripts(101)
+    summaries, failures = summarize(items, local_config(backend, undersized_policy="defer"), tmp_path)
+    _assert_each_input_once(items, summaries, failures)
+    assert len(summaries) == 100
+    [failure] = failures
+    assert failure["error_code"] == "UndersizedJob"
+    assert "still waiting at the end of the input" in failure["error_message"]

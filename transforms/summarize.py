@@ -18,6 +18,7 @@ from apache_beam.utils.timestamp import Duration
 
 from transforms import harvest, shards
 from transforms.await_jobs import AwaitJobs
+from transforms.carry import CarryTails
 from transforms.config import BatchConfig
 from transforms.on_demand import InvokeOnDemand
 from transforms.model import BatchRecord, Failure, Transcript, truncate_raw
@@ -107,13 +108,14 @@ class BatchRound(beam.PTransform):
                    | "ByModel" >> beam.Map(lambda r, model=cfg.model_id: (model, r))
                    | "Group" >> beam.GroupByKey()
                    | "WriteShards" >> beam.ParDo(shards.WriteShardsFn(cfg, self._attempt))
-                   .with_outputs(shards.FAILURES, shards.ON_DEMAND, main="batches"))
-        harvested = (sharded.batches
+                   .with_outputs(shards.FAILURES, shards.ON_DEMAND, shards.DEFERRED, main="batches"))
+        carried = sharded[shards.DEFERRED] | "CarryTails" >> CarryTails(cfg, self._attempt)
+        harvested = ((sharded.batches, carried["batches"]) | "AllBatches" >> beam.Flatten()
                      | "AwaitJobs" >> AwaitJobs(cfg)
                      | "Spread" >> beam.Reshuffle()
                      | "Harvest" >> beam.ParDo(harvest.HarvestJobFn(cfg)).with_outputs(
                          harvest.FAILURES, harvest.RETRIES, main="summaries"))
-        failures = ((sharded[shards.FAILURES], harvested[harvest.FAILURES])
+        failures = ((sharded[shards.FAILURES], carried["failures"], harvested[harvest.FAILURES])
                     | "Failures" >> beam.Flatten())
         return {"summaries": harvested.summaries, "failures": failures,
                 "retries": harvested[harvest.RETRIES], "on_demand": sharded[shards.ON_DEMAND]}
