@@ -34,7 +34,7 @@ from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafk
 
 from transforms.model import Failure, Transcript
 from transforms.parsing import source_failure
-from transforms.sources import FAILURES, TRANSCRIPTS, _check_options
+from transforms.sources import FAILURES, TRANSCRIPTS, check_field_options
 from transforms.validation import (DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript,
                                    validate_transcript)
 
@@ -297,7 +297,7 @@ class ReadTranscriptsFromKafka(beam.PTransform):
                  stop_after_seconds: float | None = None, start_offset: str = "earliest",
                  consumer_config: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        _check_options(max_text_chars, id_field=id_field, text_field=text_field,
+        check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
                        turns_field=turns_field)
         for flag, value in (("bootstrap_servers", bootstrap_servers), ("topic", topic),
                             ("group_id", group_id)):

@@ -72,7 +72,7 @@ def _tagged(result: beam.pvalue.DoOutputsTuple) -> dict[str, beam.PCollection]:
     return {TRANSCRIPTS: result[TRANSCRIPTS], FAILURES: result[FAILURES]}
 
 
-def _check_options(max_text_chars: int, **fields: str) -> None:
+def check_field_options(max_text_chars: int, **fields: str) -> None:
     if max_text_chars <= 0:
         raise ValueError(f"max_text_chars must be positive, got {max_text_chars}")
     for flag, value in fields.items():
@@ -99,7 +99,7 @@ class ReadTranscripts(beam.PTransform):
         if format != "auto" and format not in FORMATS:
             raise ValueError(f"--input-format {format!r} is not supported; use auto or one of "
                              f"{', '.join(FORMATS)}")
-        _check_options(max_text_chars, id_field=id_field, text_field=text_field,
+        check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
                        turns_field=turns_field)
         self._pattern = file_pattern
         self._format = format
@@ -176,7 +176,7 @@ class TranscriptsFromRows(beam.PTransform):
                  metadata_fields: Sequence[str] | None = None,
                  max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
         super().__init__()
-        _check_options(max_text_chars, id_field=id_field, text_field=text_field,
+        check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
                        turns_field=turns_field)
         self._mapping = FieldMapping.of(id_field, text_field, turns_field, metadata_fields)
         self._max_text_chars = max_text_chars
