@@ -10,7 +10,6 @@ import logging
 import sys
 from typing import Callable
 
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.options import BedrockBatchOptions
 

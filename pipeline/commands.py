@@ -46,12 +46,7 @@ def run_command(argv: list[str]) -> int:
     check_runner(options)
     with environment(opts, _quotas(opts)) as env:
         config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,
-                              env.default_role_arn)
-        if opts.backend == "local" and "--poll-interval-seconds" not in " ".join(argv) \
-                and "--poll_interval_seconds" not in " ".join(argv):
-            # Local jobs take seconds, not hours: poll accordingly unless told otherwise.
-            from dataclasses import replace
-            config = replace(config, poll_interval_seconds=1)
+                              env.default_role_arn, env.default_poll_interval)
         report = run(options, config)
     print("\n".join(report.lines(opts.output, config.model_id)))
     return 0

@@ -21,6 +21,7 @@ class Environment:
     quotas: Quotas
     default_bucket_uri: str | None = None
     default_role_arn: str | None = None
+    default_poll_interval: int = 60
 
 
 def check_runner(options: PipelineOptions) -> None:
@@ -60,7 +61,8 @@ def environment(opts: BedrockBatchOptions, quotas: Quotas) -> Iterator[Environme
                                         bedrock_runtime_endpoint_url=backend.bedrock_endpoint_url,
                                         access_key_id=CREDENTIALS["aws_access_key_id"],
                                         secret_access_key=CREDENTIALS["aws_secret_access_key"]),
-                              quotas, LOCAL_BUCKET_URI, SERVICE_ROLE_ARN)
+                              quotas, LOCAL_BUCKET_URI, SERVICE_ROLE_ARN,
+                              default_poll_interval=1)  # local jobs take seconds, not hours
         finally:
             os.environ.clear()
             os.environ.update(saved)

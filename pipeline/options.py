@@ -73,8 +73,9 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "vpc-security-group-ids", type=_csv, default=[], help="Comma-separated SG ids")
         _flag(g, "tags", type=json.loads, default={}, help='Job tags as JSON, e.g. {"team":"cx"}')
         _flag(g, "job-timeout-hours", type=int, help="Job timeout, 24-168 hours")
-        _flag(g, "poll-interval-seconds", type=int, default=60,
-              help="Seconds between job status polls (whole seconds)")
+        _flag(g, "poll-interval-seconds", type=int,
+              help="Seconds between job status polls, whole seconds (default: 60 on aws, "
+                   "1 on the local backend, whose jobs take seconds)")
 
         g = parser.add_argument_group("prompt")
         _flag(g, "prompt-template", help="File with the user prompt; {transcript} marks the text")
@@ -127,7 +128,8 @@ def resolve_quotas(opts: BedrockBatchOptions, service_quotas=None) -> Quotas:
 
 
 def batch_config(opts: BedrockBatchOptions, aws: AwsConfig, quotas: Quotas,
-                 default_bucket_uri: str | None = None, default_role: str | None = None) -> BatchConfig:
+                 default_bucket_uri: str | None = None, default_role: str | None = None,
+                 default_poll_interval: int = 60) -> BatchConfig:
     bucket_uri = opts.bucket_uri or default_bucket_uri
     if not bucket_uri:
         raise ValueError("--bucket-uri is required with --backend aws: an s3://bucket/prefix "
@@ -148,5 +150,5 @@ def batch_config(opts: BedrockBatchOptions, aws: AwsConfig, quotas: Quotas,
     return BatchConfig(base_uri=bucket_uri, run_id=run_id, job=job, model_id=opts.model_id,
                        quotas=quotas, undersized_policy=opts.undersized_policy, prompt=prompt,
                        aws=aws, max_record_retries=opts.max_record_retries,
-                       poll_interval_seconds=opts.poll_interval_seconds,
+                       poll_interval_seconds=opts.poll_interval_seconds or default_poll_interval,
                        on_demand_rps=opts.on_demand_rps)

@@ -3,7 +3,6 @@ parallelism 2), batch and streaming, LOOPBACK and EXTERNAL workers, through the 
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from pipeline.__main__ import main
 from tests.jvm_services import flink_pipeline_args, flink_runner_args
 from tests.pipelines import read_rows, transcripts
-from tests.test_streaming import BATCHES, PER_BATCH, _drop_files
+from tests.test_streaming import BATCHES, PER_BATCH, files_arriving
 
 flink_timeout = pytest.mark.timeout(300)
 
@@ -53,20 +52,12 @@ def test_batch_on_flink_with_external_worker_pool(tmp_path, flink_job_endpoint, 
 
 @flink_timeout
 def test_streaming_on_flink(tmp_path, flink_job_endpoint):
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    stop = threading.Event()
-    dropper = threading.Thread(target=_drop_files, args=(inbox, stop))
-    dropper.start()
-    try:
+    with files_arriving(tmp_path / "inbox") as inbox:
         _run(["run", "--input", str(inbox / "*.jsonl"), "--output", str(tmp_path / "out"),
               "--sink", "jsonl", "--window-seconds", "3", "--watch-interval-seconds", "1",
               "--watch-seconds", "10", "--min-records-per-job", "1",
               "--environment_type", "LOOPBACK"]
              + flink_pipeline_args(flink_job_endpoint, streaming=True))
-    finally:
-        stop.set()
-        dropper.join()
     summaries = read_rows(tmp_path / "out" / "summaries")
     assert sorted(r["transcript_id"] for r in summaries) == \
         sorted(t.id for t in transcripts(BATCHES * PER_BATCH, prefix="live"))

@@ -3,28 +3,17 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from pipeline.local.jobs_store import Timing
-from pipeline.local.service import BedrockBatchService
 from tests.test_local_support import (  # noqa: F401  (fixtures)
-    TEXT, bedrock_client, bucket, create_job, job_id, local_s3, put_lines, read_output, record_lines,
+    client, service, TEXT, bedrock_client, bucket, create_job, job_id, local_s3, put_lines, read_output, record_lines,
     s3_client, start_service, wait_for)
 from transforms.quotas import Quotas
 
 
-@pytest.fixture(scope="module")
-def service(local_s3: Any) -> Iterator[BedrockBatchService]:
-    svc = start_service(local_s3)
-    yield svc
-    svc.stop()
-
-
-@pytest.fixture(scope="module")
-def client(service: BedrockBatchService) -> Any:
-    return bedrock_client(service)
 
 
 def test_walks_every_status_with_live_counts(local_s3: Any, s3_client: Any, bucket: str) -> None:

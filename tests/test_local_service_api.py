@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Iterator
+from typing import Any
 
 import botocore
 import pytest
@@ -13,7 +13,7 @@ from pipeline.local.backend import SERVICE_ROLE_ARN
 from pipeline.local.jobs_store import Timing
 from pipeline.local.service import BedrockBatchService
 from tests.test_local_support import (  # noqa: F401  (fixtures)
-    MODEL, bedrock_client, bucket, create_job, job_id, local_s3, put_lines, record_lines, s3_client,
+    client, service, MODEL, bedrock_client, bucket, create_job, job_id, local_s3, put_lines, record_lines, s3_client,
     start_service, unique, wait_for)
 
 ARN = re.compile(r"^arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/[a-z0-9]{12}$")
@@ -21,16 +21,6 @@ ARN = re.compile(r"^arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/
 PARKED = Timing(submitted=60, speed=1)
 
 
-@pytest.fixture(scope="module")
-def service(local_s3: Any) -> Iterator[BedrockBatchService]:
-    svc = start_service(local_s3)
-    yield svc
-    svc.stop()
-
-
-@pytest.fixture(scope="module")
-def client(service: BedrockBatchService) -> Any:
-    return bedrock_client(service)
 
 
 @pytest.fixture(scope="module")

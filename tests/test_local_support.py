@@ -72,6 +72,17 @@ def bedrock_client(service: BedrockBatchService, **config: Any) -> Any:
     return boto3.client("bedrock", endpoint_url=service.endpoint_url, region_name=REGION,
                         config=Config(**config) if config else None, **CREDENTIALS)
 
+@pytest.fixture(scope="module")
+def service(local_s3: Any) -> Iterator[BedrockBatchService]:
+    svc = start_service(local_s3)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service: BedrockBatchService) -> Any:
+    return bedrock_client(service)
+
 
 def put_lines(s3: Any, bucket: str, key: str, lines: list[str]) -> str:
     s3.put_object(Bucket=bucket, Key=key, Body=("\n".join(lines) + "\n").encode())

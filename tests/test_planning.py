@@ -23,7 +23,7 @@ from transforms.planning import (
     size_class,
 )
 from transforms.pricing import batch_price, estimate_cost
-from transforms.quotas import GB, MB, Quotas, profile
+from transforms.quotas import GB, Quotas, profile
 
 PAD, DEFER, ON_DEMAND, FAIL = (UndersizedPolicy.PAD_MERGE, UndersizedPolicy.DEFER,
                                UndersizedPolicy.ON_DEMAND, UndersizedPolicy.FAIL)

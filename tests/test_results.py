@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.local.faults import RECORD_ERRORS
 from pipeline.local.responses import invoke
-from transforms.model import RAW_LIMIT, BatchRecord, Failure, Transcript, encode_jsonl_line
+from transforms.model import RAW_LIMIT, BatchRecord, Failure, Transcript
 from transforms.records import PromptConfig, build_record
 from transforms.results import (Harvest, IndexEntry, JobContext, Manifest, harvest_lines, index_line,
                                 iter_index, parse_index_line, read_input_models, unanswered)

@@ -3,11 +3,13 @@ window and a summary per transcript; the watch ends after a set time so the pipe
 (the Python DirectRunner cannot cancel a streaming pipeline)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 from pipeline.__main__ import main
 from tests.pipelines import read_rows, transcripts
@@ -27,21 +29,27 @@ def _drop_files(folder: Path, stop: threading.Event) -> None:
         os.rename(tmp, folder / f"batch-{batch}.jsonl")  # appear whole, as an S3 PUT does
 
 
-def test_watched_folder_streams_into_windowed_jobs(tmp_path, capsys):
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
+@contextlib.contextmanager
+def files_arriving(folder: Path) -> Iterator[Path]:
+    """A folder that receives a batch of transcripts every 2.5 s while the block runs."""
+    folder.mkdir()
     stop = threading.Event()
-    dropper = threading.Thread(target=_drop_files, args=(inbox, stop))
+    dropper = threading.Thread(target=_drop_files, args=(folder, stop))
     dropper.start()
-    started = time.monotonic()
     try:
+        yield folder
+    finally:
+        stop.set()
+        dropper.join()
+
+
+def test_watched_folder_streams_into_windowed_jobs(tmp_path, capsys):
+    started = time.monotonic()
+    with files_arriving(tmp_path / "inbox") as inbox:
         code = main(["run", "--streaming", "--input", str(inbox / "*.jsonl"),
                      "--output", str(tmp_path / "out"), "--sink", "jsonl",
                      "--window-seconds", "3", "--watch-interval-seconds", "1",
                      "--watch-seconds", "10", "--min-records-per-job", "1", "--debug"])
-    finally:
-        stop.set()
-        dropper.join()
     assert code == 0
     assert time.monotonic() - started < 120
     summaries = read_rows(tmp_path / "out" / "summaries")

@@ -21,7 +21,7 @@ from transforms.await_jobs import AwaitJobs
 from transforms.carry import CarryTails
 from transforms.config import BatchConfig
 from transforms.on_demand import InvokeOnDemand
-from transforms.model import BatchRecord, Failure, Transcript, truncate_raw
+from transforms.model import BatchRecord, Failure, Transcript, encode_jsonl_line, truncate_raw
 from transforms.records import assign_record_ids, build_record, record_id_for
 
 FAILURES = "failures"
@@ -62,9 +62,9 @@ class _ResolveCollisionsFn(beam.DoFn):
         assigned = assign_record_ids(r.transcript_id for r in records)
         for record in records:
             new_id = assigned[record.transcript_id]
-            line = record.jsonl_line().replace(record.record_id, new_id, 1)
-            yield BatchRecord(new_id, record.transcript_id, record.model_input,
-                              len(line.encode("utf-8")), record.metadata, record.attempt)
+            size = len(encode_jsonl_line(new_id, record.model_input).encode("utf-8"))
+            yield BatchRecord(new_id, record.transcript_id, record.model_input, size,
+                              record.metadata, record.attempt)
 
 
 class PrepareRecords(beam.PTransform):

@@ -1,0 +1,35 @@
+"""PrepareRecords: every transcript gets a recordId of its own, even when hashes collide."""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that
+
+from tests.pipelines import transcripts
+from transforms import records, summarize
+from transforms.config import BatchConfig
+from transforms.jobs import JobConfig
+from transforms.summarize import PrepareRecords
+
+real_record_id_for = records.record_id_for
+
+
+def colliding_record_id_for(transcript_id: str, salt: int = 0) -> str:
+    """Every transcript's first-choice id is the same: a forced collision."""
+    return "RSAME" if salt == 0 else real_record_id_for(transcript_id, salt)
+
+
+def test_colliding_record_ids_are_resolved(monkeypatch):
+    monkeypatch.setattr(records, "record_id_for", colliding_record_id_for)
+    monkeypatch.setattr(summarize, "record_id_for", colliding_record_id_for)
+    config = BatchConfig(base_uri="s3://b/p", run_id="r", job=JobConfig(role_arn="arn:aws:iam::1:role/x"))
+
+    def check(built):
+        ids = [r.record_id for r in built]
+        assert len(ids) == 4 and len(set(ids)) == 4, ids
+        assert ids.count("RSAME") == 1 and all(i.isalnum() for i in ids)
+        for r in built:
+            assert r.size_bytes == len(r.jsonl_line().encode("utf-8"))
+
+    with beam.Pipeline() as p:
+        prepared = p | beam.Create(transcripts(4)) | PrepareRecords(config)
+        assert_that(prepared["records"] | beam.combiners.ToList(), lambda lists: check(lists[0]))
