@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
+from pipeline.local.backend import DEFAULT_BUCKET
 from pipeline.local.faults import Faults
 from pipeline.local.responses import invoke
 from tests.pipelines import local_config, summarize, transcripts
@@ -51,6 +53,15 @@ def test_every_input_summarized_once_and_matches_local_model(local_backend_facto
     jobs = _jobs(backend)
     assert len(jobs) == 1 and jobs[0]["status"] == "Completed"
     assert jobs[0]["successRecordCount"] == len(items)
+    # The job's manifest reconciles with the rows written.
+    job_id = jobs[0]["jobArn"].rsplit("/", 1)[-1]
+    manifest = json.loads(backend.boto3_client("s3").get_object(
+        Bucket=DEFAULT_BUCKET, Key=f"runs/{config.run_id}/output/{job_id}/manifest.json.out")
+        ["Body"].read())
+    assert manifest["totalRecordCount"] == manifest["successRecordCount"] == len(summaries)
+    assert manifest["errorRecordCount"] == 0
+    assert manifest["inputTokenCount"] == sum(r["input_tokens"] for r in summaries)
+    assert manifest["outputTokenCount"] == sum(r["output_tokens"] for r in summaries)
 
 
 def test_converse_jobs(local_backend_factory, tmp_path):

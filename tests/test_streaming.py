@@ -63,3 +63,25 @@ def test_watched_folder_streams_into_windowed_jobs(tmp_path, capsys):
     assert len(jobs) >= len(windows), "each window is submitted as its own job(s)"
     files = sorted(p.name for p in (tmp_path / "out" / "summaries").glob("*.jsonl"))
     assert len(files) == len(windows), f"one file per window: {files}"
+
+
+def test_kafka_topic_streams_into_summaries(tmp_path, kafka_bootstrap):
+    from confluent_kafka import Producer
+
+    from tests.test_kafka_source import create_topic
+
+    topic = create_topic(kafka_bootstrap)
+    items = transcripts(12, prefix="kafka")
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for t in items:
+        producer.produce(topic, value=json.dumps({"id": t.id, "text": t.text}).encode())
+    producer.produce(topic, value=b"{not json")
+    producer.flush(10)
+    assert main(["run", "--streaming", "--kafka-bootstrap-servers", kafka_bootstrap,
+                 "--kafka-topic", topic, "--output", str(tmp_path / "out"), "--sink", "jsonl",
+                 "--window-seconds", "5", "--watch-seconds", "6", "--min-records-per-job", "1",
+                 "--debug"]) == 0
+    summaries = read_rows(tmp_path / "out" / "summaries")
+    assert sorted(r["transcript_id"] for r in summaries) == sorted(t.id for t in items)
+    [failure] = read_rows(tmp_path / "out" / "failures")
+    assert failure["error_code"] == "InvalidJson" and failure["origin"].startswith(f"kafka:{topic}/")
