@@ -114,3 +114,25 @@ def test_errors_are_one_clear_line(argv, message, capsys):
     err = capsys.readouterr().err
     [line] = [line for line in err.splitlines() if line.startswith("error:")]
     assert message in line and "Traceback" not in err
+
+
+def test_jobs_and_collect_against_a_running_backend(local_backend_factory, tmp_path, capsys):
+    """`jobs` lists a run's jobs with live counts; `collect` parses one of them from S3."""
+    from tests.pipelines import local_config, summarize
+    from transforms.quotas import Quotas
+
+    local_backend = local_backend_factory(quotas=Quotas(min_records_per_job=1))
+    config = local_config(local_backend)
+    summaries, _ = summarize(transcripts(30), config, tmp_path / "run")
+    assert main(["jobs", "--bedrock-endpoint-url", local_backend.bedrock_endpoint_url,
+                 "--run-id", config.run_id]) == 0
+    listing = capsys.readouterr().out
+    [row] = [line for line in listing.splitlines() if config.run_id in line]
+    assert "Completed" in row and row.split()[2:4] == ["30", "30"]
+    job_id = summaries[0]["job_arn"].rsplit("/", 1)[-1]
+    job_output = f"{config.base_uri}/{config.run_id}/output/{job_id}/"
+    assert main(["collect", "--job-output", job_output, "--output", str(tmp_path / "c"),
+                 "--sink", "jsonl"]) == 0
+    assert "30 succeeded, 0 errored" in capsys.readouterr().out
+    collected = read_rows(tmp_path / "c" / "summaries")
+    assert sorted(r["record_id"] for r in collected) == sorted(r["record_id"] for r in summaries)
