@@ -140,8 +140,8 @@ class AwaitJobsFn(beam.DoFn):
             if index in restriction.emitted:
                 continue
             status = statuses.get(spec.job_name)
-            if status is not None and not status.terminal:
-                status = self._poll(status)
+            if status is not None:
+                status = self._observe(status if status.terminal else self._poll(status))
             if status is None:
                 pending.append(index)
             elif status.terminal and tracker.try_claim(index):
@@ -159,7 +159,10 @@ class AwaitJobsFn(beam.DoFn):
 
     def _poll(self, status: JobStatus) -> JobStatus:
         self._polls.inc()
-        status = self._jobs.get(status.arn)
+        return self._jobs.get(status.arn)
+
+    def _observe(self, status: JobStatus) -> JobStatus:
+        """A log line per state change (only for this worker's view: logs, not state)."""
         if self._last_status.get(status.arn) != status.status:
             self._last_status[status.arn] = status.status
             log.info("job %s", status.progress())
