@@ -1,7 +1,6 @@
 """Helpers to run SummarizeTranscripts on a chosen runner against a LocalBackend and read results."""
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import uuid
@@ -9,6 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
@@ -66,14 +66,18 @@ def read_rows(directory: Path) -> list[dict[str, Any]]:
 
 
 def summarize(items: Sequence[Transcript], config: BatchConfig, out: Path,
-              runner: str = "DirectRunner", extra: Sequence[str] = ()) -> tuple[list[dict], list[dict]]:
-    """Run the composite and return (summary rows, failure rows) as written by the JSONL sinks."""
+              runner: str = "DirectRunner", extra: Sequence[str] = (),
+              counters: dict[str, int] | None = None) -> tuple[list[dict], list[dict]]:
+    """Run the composite and return (summary rows, failure rows) as written by the JSONL sinks;
+    the pipeline's "bedrock" counters go into ``counters`` when given."""
     with _pipeline(runner, extra) as p:
         result = p | beam.Create(list(items)) | SummarizeTranscripts(config)
         result["summaries"] | "S" >> WriteSummaries(str(out / "summaries"), format="jsonl")
         result["failures"] | "F" >> WriteFailures(str(out / "failures"), format="jsonl")
+    if counters is not None:
+        query = p.result.metrics().query(MetricsFilter().with_namespace("bedrock"))
+        for counter in query["counters"]:
+            name = counter.key.metric.name
+            counters[name] = counters.get(name, 0) + counter.committed
     return read_rows(out / "summaries"), read_rows(out / "failures")
 
-
-def with_quotas(backend: LocalBackend, config: BatchConfig) -> BatchConfig:
-    return dataclasses.replace(config, quotas=backend.quotas)

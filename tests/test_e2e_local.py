@@ -93,8 +93,14 @@ def test_record_errors_are_retried_then_reported(local_backend_factory, tmp_path
     backend = local_backend_factory(quotas=Quotas(max_records_per_job=200, min_records_per_job=1),
                                     faults=Faults(seed=7, record_error_rate=0.3))
     items = transcripts(60)
-    summaries, failures = summarize(items, local_config(backend, max_record_retries=2), tmp_path)
+    counters: dict[str, int] = {}
+    summaries, failures = summarize(items, local_config(backend, max_record_retries=2), tmp_path,
+                                    counters=counters)
     _assert_each_input_once(items, summaries, failures)
+    assert counters.get("manifest_mismatches", 0) == 0
+    assert counters["records_succeeded"] == len(summaries)
+    assert counters["records_retried"] > 0
+    assert counters["input_tokens"] == sum(r["input_tokens"] for r in summaries)
     attempts = {r["attempt"] for r in summaries}
     assert {1, 2} <= attempts, "errored records must be resubmitted in a later job"
     for f in failures:  # only records that failed all three attempts

@@ -66,35 +66,39 @@ class HarvestJobFn(beam.DoFn):
                          window_start=spec.window_start, window_end=spec.window_end,
                          max_attempts=cfg.max_attempts if outcome.error is None else 0)
         output_dir = status.job_output_uri if status and status.status in HARVESTABLE else None
-        total = Harvest()
+        # Rows go out file by file (memory holds one shard's rows); counts add up for the job.
+        answered = model_errors = summaries = failures = retries = 0
         for index_uri in self._storage.list(layout.index_prefix(cfg.base_uri, cfg.run_id, spec.job_name)):
             shard = index_uri.rsplit("/", 1)[-1][: -len(layout.INDEX_SUFFIX)]
             index = {e.record_id: e for e in iter_index(self._storage.read_lines(index_uri))}
-            seen: set[str] = set()
+            harvest, seen = Harvest(), set()
             if output_dir is not None:
                 out_uri = join(output_dir, shard + OUTPUT_SUFFIX)
                 if self._storage.exists(out_uri):
                     harvest, seen = harvest_lines(self._storage.read_lines(out_uri), index, ctx)
-                    total.merge(harvest)
+            answered += len(harvest.summaries) + sum(f.stage == "parse" for f in harvest.failures)
+            model_errors += harvest.model_errors
             missing = set(index) - seen
             inputs = (read_input_models(self._storage.read_lines(spec.input_s3_uri + shard), missing)
                       if missing else {})
-            total.merge(unanswered(index, seen, inputs, ctx))
+            harvest.merge(unanswered(index, seen, inputs, ctx))
+            summaries += len(harvest.summaries)
+            failures += len(harvest.failures)
+            retries += len(harvest.retries)
+            yield from self._metrics.emit(harvest)
         if output_dir is not None:
-            self._reconcile(output_dir, total, spec.job_name)
+            self._reconcile(output_dir, answered, model_errors, spec.job_name)
         log.info("harvested %s: %d summaries, %d failures, %d to retry", spec.job_name,
-                 len(total.summaries), len(total.failures), len(total.retries))
-        yield from self._metrics.emit(total)
+                 summaries, failures, retries)
 
-    def _reconcile(self, output_dir: str, harvest: Harvest, job_name: str) -> None:
+    def _reconcile(self, output_dir: str, answered: int, model_errors: int, job_name: str) -> None:
         manifest_uri = join(output_dir, MANIFEST_NAME)
         if not self._storage.exists(manifest_uri):
             log.warning("job %s has no %s; counts not reconciled", job_name, MANIFEST_NAME)
             return
         manifest = Manifest.parse(self._storage.read_text(manifest_uri))
-        answered = len(harvest.summaries) + sum(f.stage == "parse" for f in harvest.failures)
-        if manifest.success != answered or manifest.error != harvest.model_errors:
+        if manifest.success != answered or manifest.error != model_errors:
             self._mismatches.inc()
             log.warning("job %s: manifest says %d succeeded / %d errored, output files hold %d / %d",
-                        job_name, manifest.success, manifest.error, answered, harvest.model_errors)
+                        job_name, manifest.success, manifest.error, answered, model_errors)
 
