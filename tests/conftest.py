@@ -1,6 +1,7 @@
 """Shared fixtures: the embedded local backend (real moto S3 + the local Bedrock batch service)."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Callable, Iterator
 
@@ -48,3 +49,9 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Beam's job-server log thread may still print a Flink shutdown line after pytest closed its
+    output streams; that is noise, not a test outcome."""
+    logging.raiseExceptions = False
