@@ -85,3 +85,36 @@ def test_kafka_topic_streams_into_summaries(tmp_path, kafka_bootstrap):
     assert sorted(r["transcript_id"] for r in summaries) == sorted(t.id for t in items)
     [failure] = read_rows(tmp_path / "out" / "failures")
     assert failure["error_code"] == "InvalidJson" and failure["origin"].startswith(f"kafka:{topic}/")
+
+
+def test_streaming_resubmits_failed_records_in_later_panes(local_backend_factory, tmp_path):
+    """Record errors in a streaming window are resubmitted after the window closed (late panes)
+    and still reach the sinks: nothing is dropped as late data."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.transforms import window
+
+    from pipeline.local.faults import Faults
+    from tests.pipelines import local_config
+    from transforms.quotas import Quotas
+    from transforms.sinks.files import WriteFailures, WriteSummaries
+    from transforms.sources import WatchTranscripts
+    from transforms.summarize import SummarizeTranscripts
+
+    backend = local_backend_factory(quotas=Quotas(min_records_per_job=1),
+                                    faults=Faults(seed=11, record_error_rate=0.3))
+    items = transcripts(20, prefix="retry")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "calls.jsonl").write_text(
+        "".join(json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items))
+    with beam.Pipeline(options=PipelineOptions(["--streaming"])) as p:
+        read = p | WatchTranscripts(str(tmp_path / "in" / "*.jsonl"), interval_seconds=1,
+                                    stop_after_seconds=3)
+        result = (read["transcripts"] | beam.WindowInto(window.FixedWindows(2))
+                  | SummarizeTranscripts(local_config(backend, max_record_retries=3)))
+        result["summaries"] | "S" >> WriteSummaries(str(tmp_path / "s"), format="jsonl")
+        result["failures"] | "F" >> WriteFailures(str(tmp_path / "f"), format="jsonl")
+    summaries, failures = read_rows(tmp_path / "s"), read_rows(tmp_path / "f")
+    out = sorted([r["transcript_id"] for r in summaries] + [r["transcript_id"] for r in failures])
+    assert out == sorted(t.id for t in items)
+    assert max(r["attempt"] for r in summaries) >= 2
