@@ -33,3 +33,17 @@ def test_colliding_record_ids_are_resolved(monkeypatch):
     with beam.Pipeline() as p:
         prepared = p | beam.Create(transcripts(4)) | PrepareRecords(config)
         assert_that(prepared["records"] | beam.combiners.ToList(), lambda lists: check(lists[0]))
+
+
+def test_unbounded_input_needs_windows():
+    import pytest
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.transforms.periodicsequence import PeriodicImpulse
+
+    from transforms.summarize import SummarizeTranscripts
+
+    config = BatchConfig(base_uri="s3://b/p", run_id="r", job=JobConfig(role_arn="arn:aws:iam::1:role/x"))
+    p = beam.Pipeline(options=PipelineOptions(["--streaming"]))
+    ticks = p | PeriodicImpulse(fire_interval=1, apply_windowing=False)
+    with pytest.raises(ValueError, match="FixedWindows"):
+        ticks | SummarizeTranscripts(config)

@@ -135,6 +135,10 @@ class SummarizeTranscripts(beam.PTransform):
     def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self._config
         windowfn = transcripts.windowing.windowfn
+        if not transcripts.is_bounded and isinstance(windowfn, window.GlobalWindows):
+            raise ValueError("SummarizeTranscripts got an unbounded PCollection in the global "
+                             "window, which never closes: apply beam.WindowInto("
+                             "window.FixedWindows(seconds)) first (the CLI: --window-seconds)")
         prepared = transcripts | "Prepare" >> PrepareRecords(cfg)
         summaries, failures = [], [prepared["failures"]]
         records = prepared["records"]
