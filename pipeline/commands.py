@@ -18,7 +18,7 @@ from transforms.quotas import Quotas
 from transforms.parsing import detect_format, read_transcripts
 from transforms.planning import UndersizedPolicy, estimate_tokens, plan_sizes
 from transforms.records import build_record
-from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping
+from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, validate_transcript
 
 
 def _options(argv: list[str], *required: str) -> tuple[PipelineOptions, BedrockBatchOptions]:
@@ -74,7 +74,7 @@ def plan_command(argv: list[str]) -> int:
                                      max_tokens=opts.max_tokens, temperature=opts.temperature)
     sizes, tokens, invalid = [], 0, 0
     for item in _read_local(opts.input, opts.input_format, mapping):
-        if not isinstance(item, Transcript):
+        if not isinstance(item, Transcript) or validate_transcript(item) is not None:
             invalid += 1
             continue
         record = build_record(item, opts.model_id, prompt, opts.model_invocation_type)
