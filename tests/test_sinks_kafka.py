@@ -1,0 +1,275 @@
+"""WriteSummariesToKafka / WriteFailuresToKafka: DirectRunner pipelines produce to a real Kafka
+broker (the session fixture ``kafka_bootstrap``); the messages are consumed back with
+confluent-kafka and compared with what went in."""
+import datetime as dt
+import io
+import json
+import os
+import time
+import uuid
+
+import apache_beam as beam
+import fastavro
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import window
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.jvm_services import free_port
+from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Failure, Summary
+from transforms.schema import avro_schema, normalize_row
+from transforms.sinks.kafka import (AVRO_SCHEMA_HEADER, KafkaDeliveryError, RowEncoder,
+                                    WriteFailuresToKafka, WriteRowsToKafka, WriteSummariesToKafka,
+                                    default_flush_timeout_s, producer_settings)
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH_T0 = int(T0.timestamp())
+
+
+def summaries(n=20):
+    return [
+        Summary(
+            transcript_id=f"anruf-ü-{i:03d}", record_id=f"rec{i:03d}", model_id="anthropic.claude-3-haiku",
+            summary=f"Kunde #{i} fragt nach Rückerstattung — 退款 ✓ \"quoted\"\nsecond line",
+            stop_reason=None if i % 3 else "end_turn", input_tokens=None if i % 4 == 0 else 100 + i,
+            output_tokens=40 + i, job_arn=None if i % 2 else f"arn:aws:bedrock:us-east-1:1:job/j{i}",
+            # Naive datetimes are taken as UTC; None where the row has no window.
+            window_start=None if i % 5 == 0 else T0.replace(tzinfo=None),
+            window_end=None if i % 5 == 0 else T0 + dt.timedelta(minutes=5),
+            attempt=1 + i % 2, metadata=None if i % 2 else json.dumps({"queue": "billing", "n": i}),
+            created_at=T0 + dt.timedelta(seconds=i, microseconds=i))
+        for i in range(n)
+    ]
+
+
+def failures(n=9):
+    return [
+        Failure(stage=("source", "model", "parse")[i % 3], error_code="ModelError",
+                error_message=f"record {i}: ütf-8 ✗ failure", transcript_id=None if i % 3 == 0 else f"t{i}",
+                record_id=None if i % 2 else f"r{i}", attempt=i % 3 + 1, raw=None if i % 3 else "{\"bad\": ",
+                origin=f"input.jsonl:{i}", created_at=T0 + dt.timedelta(milliseconds=i))
+        for i in range(n)
+    ]
+
+
+def create_topic(bootstrap, partitions=2, config=None):
+    topic = f"sink-{uuid.uuid4().hex[:10]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
+                                            config=config or {})])
+    futures[topic].result(timeout=30)
+    return topic
+
+
+def consume_all(bootstrap, topic, expected, partitions=2, settle_s=1.0):
+    """Every message of the topic, read from offset 0 of each partition with assign(): waits for
+    ``expected`` messages, then ``settle_s`` longer so duplicates would show up too."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    messages, deadline, settled_at = [], time.monotonic() + 20, None
+    try:
+        while time.monotonic() < deadline:
+            if len(messages) >= expected:
+                settled_at = settled_at or time.monotonic() + settle_s
+                if time.monotonic() >= settled_at:
+                    break
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            messages.append(msg)
+    finally:
+        consumer.close()
+    return messages
+
+
+def run(build, args=()):
+    """Run ``build(pipeline)`` on the DirectRunner; return the finished result (for metrics)."""
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner", "DirectRunner", *args]))
+    build(pipeline)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
+
+
+def counter(result, name):
+    found = result.metrics().query(MetricsFilter().with_name(name))["counters"]
+    return sum(c.committed for c in found)
+
+
+def expected_rows(items, fields):
+    return [normalize_row(fields, item.to_row()) for item in items]
+
+
+def decoded(messages, encoder):
+    return sorted(((m.key(), encoder.decode(m.value())) for m in messages),
+                  key=lambda kv: (kv[0] or b"", kv[1].get("error_message") or "", kv[1]["created_at"]))
+
+
+def keyed(rows):
+    return sorted(((r["transcript_id"].encode() if r["transcript_id"] is not None else None, r) for r in rows),
+                  key=lambda kv: (kv[0] or b"", kv[1].get("error_message") or "", kv[1]["created_at"]))
+
+
+# --- pure encoding -------------------------------------------------------------------------------
+
+def test_json_encoding_is_compact_utf8_with_iso_timestamps():
+    summary = Summary(transcript_id="anruf-ü", record_id="r1", model_id="m", summary="Grüße ✓",
+                      input_tokens=3, window_start=T0,
+                      created_at=dt.datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=dt.timezone.utc))
+    key, value = RowEncoder("summaries", "json").encode(summary)
+    assert key == "anruf-ü".encode("utf-8")
+    assert value.decode("utf-8") == (
+        '{"transcript_id":"anruf-ü","record_id":"r1","model_id":"m","summary":"Grüße ✓",'
+        '"stop_reason":null,"input_tokens":3,"output_tokens":null,"job_arn":null,'
+        '"window_start":"2026-01-01T00:00:00+00:00","window_end":null,"attempt":1,"metadata":null,'
+        '"created_at":"2026-01-01T01:02:03.000004+00:00"}')
+    assert RowEncoder("summaries", "json").headers == []
+
+
+@pytest.mark.parametrize("fmt", ["json", "avro"])
+def test_encoding_round_trips_rows_and_dicts(fmt):
+    for kind, items, fields in (("summaries", summaries(), SUMMARY_FIELDS),
+                                ("failures", failures(), FAILURE_FIELDS)):
+        encoder = RowEncoder(kind, fmt)
+        for item in items:
+            row = normalize_row(fields, item.to_row())
+            for element in (item, item.to_row()):
+                key, value = encoder.encode(element)
+                assert key == (None if row["transcript_id"] is None else row["transcript_id"].encode())
+                assert encoder.decode(value) == row
+
+
+def test_avro_value_is_schemaless_and_the_header_carries_the_writer_schema():
+    encoder = RowEncoder("failures", "avro")
+    [(name, schema_json)] = encoder.headers
+    assert name == AVRO_SCHEMA_HEADER
+    schema = json.loads(schema_json)
+    assert schema == avro_schema("Failure", FAILURE_FIELDS)
+    item = failures()[1]
+    _, value = encoder.encode(item)
+    # A consumer with nothing but the header decodes the value (no container, no registry prefix).
+    read = fastavro.schemaless_reader(io.BytesIO(value), fastavro.parse_schema(schema))
+    assert read == normalize_row(FAILURE_FIELDS, item.to_row())
+
+
+def test_bad_rows_fail_with_the_column_named():
+    with pytest.raises(ValueError, match="column 'attempt' needs an int"):
+        RowEncoder("summaries", "avro").encode({**summaries(1)[0].to_row(), "attempt": "1"})
+
+
+def test_construction_rejects_bad_arguments_with_clear_errors():
+    with pytest.raises(ValueError, match="not a valid Kafka topic name"):
+        WriteSummariesToKafka("127.0.0.1:9092", "bad/topic")
+    with pytest.raises(ValueError, match="format 'xml' is not supported"):
+        WriteSummariesToKafka("127.0.0.1:9092", "t", format="xml")
+    with pytest.raises(ValueError, match="row kind 'rows' is unknown"):
+        WriteRowsToKafka("127.0.0.1:9092", "t", kind="rows")
+    with pytest.raises(ValueError, match="needs bootstrap_servers"):
+        WriteFailuresToKafka("", "t")
+    with pytest.raises(ValueError, match="pass the brokers as bootstrap_servers"):
+        WriteSummariesToKafka("127.0.0.1:9092", "t", producer_config={"bootstrap.servers": "x:1"})
+    with pytest.raises(ValueError, match="producer_config is invalid: .*acks"):
+        WriteSummariesToKafka("127.0.0.1:9092", "t", producer_config={"acks": "sometimes"})
+    with pytest.raises(ValueError, match="producer_config is invalid: No such configuration property"):
+        WriteSummariesToKafka("127.0.0.1:9092", "t", producer_config={"no.such.setting": 1})
+    with pytest.raises(ValueError, match="flush_timeout_s must be positive"):
+        WriteSummariesToKafka("127.0.0.1:9092", "t", flush_timeout_s=0)
+
+
+def test_producer_settings_defaults_and_flush_timeout():
+    settings = producer_settings("h:1", {"acks": "1", "security.protocol": "SASL_SSL"})
+    assert settings == {"enable.idempotence": True, "acks": "1", "partitioner": "murmur2_random",
+                        "security.protocol": "SASL_SSL", "bootstrap.servers": "h:1"}
+    assert default_flush_timeout_s(settings) == 330.0
+    assert default_flush_timeout_s(producer_settings("h:1", {"delivery.timeout.ms": "5000"})) == 35.0
+
+
+# --- real broker ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["json", "avro"])
+def test_rows_reach_the_topic_keyed_by_transcript_id(kafka_bootstrap, fmt):
+    summary_topic, failure_topic = create_topic(kafka_bootstrap), create_topic(kafka_bootstrap)
+    items, bad = summaries(), failures()
+    totals = {}
+
+    def build(p):
+        totals["summaries"] = (p | "S" >> beam.Create(items)
+                               | WriteSummariesToKafka(kafka_bootstrap, summary_topic, format=fmt)
+                               | "SumS" >> beam.CombineGlobally(sum))
+        # Row dicts work as well as Failure objects.
+        totals["failures"] = (p | "F" >> beam.Create([f.to_row() for f in bad])
+                              | WriteFailuresToKafka(kafka_bootstrap, failure_topic, format=fmt)
+                              | "SumF" >> beam.CombineGlobally(sum))
+        assert_that(totals["summaries"], equal_to([len(items)]), label="CheckS")
+        assert_that(totals["failures"], equal_to([len(bad)]), label="CheckF")
+
+    result = run(build)
+    assert counter(result, "summaries_messages_delivered") == len(items)
+    assert counter(result, "failures_messages_delivered") == len(bad)
+
+    for topic, kind, rows, fields in ((summary_topic, "summaries", items, SUMMARY_FIELDS),
+                                      (failure_topic, "failures", bad, FAILURE_FIELDS)):
+        encoder = RowEncoder(kind, fmt)
+        messages = consume_all(kafka_bootstrap, topic, len(rows))
+        assert decoded(messages, encoder) == keyed(expected_rows(rows, fields))
+        assert {tuple(m.headers() or ()) for m in messages} == {tuple(encoder.headers)}
+        # One key, one partition: the producer hashes keys, so retries and reruns stay ordered.
+        partitions = {}
+        for m in messages:
+            if m.key() is not None:
+                assert partitions.setdefault(m.key(), m.partition()) == m.partition()
+        assert len({m.partition() for m in messages}) == 2  # keys spread over both partitions
+
+
+def test_delivery_counts_stay_in_the_input_windows(kafka_bootstrap):
+    topic = create_topic(kafka_bootstrap)
+    items = summaries(12)
+
+    def build(p):
+        counts = (p | beam.Create(items)
+                  | beam.Map(lambda s: window.TimestampedValue(s, EPOCH_T0 + s.created_at.second))
+                  | "Fixed5s" >> beam.WindowInto(window.FixedWindows(5))
+                  | WriteSummariesToKafka(kafka_bootstrap, topic))
+        per_window = (counts
+                      | beam.ParDo(lambda n, w=beam.DoFn.WindowParam: [(int(w.start) - EPOCH_T0, n)])
+                      | "Global" >> beam.WindowInto(window.GlobalWindows())
+                      | beam.CombinePerKey(sum))
+        assert_that(per_window, equal_to([(0, 5), (5, 5), (10, 2)]))
+
+    run(build)
+    assert len(consume_all(kafka_bootstrap, topic, len(items))) == len(items)
+
+
+def test_a_full_local_queue_waits_for_room_instead_of_failing(kafka_bootstrap):
+    topic = create_topic(kafka_bootstrap)
+    items = summaries(60)
+    # A 3-message local queue: produce() raises BufferError again and again during the bundle.
+    run(lambda p: p | beam.Create(items) | WriteSummariesToKafka(
+        kafka_bootstrap, topic, producer_config={"queue.buffering.max.messages": 3}))
+    messages = consume_all(kafka_bootstrap, topic, len(items))
+    assert decoded(messages, RowEncoder("summaries", "json")) == keyed(expected_rows(items, SUMMARY_FIELDS))
+
+
+def test_a_message_the_broker_rejects_fails_the_bundle(kafka_bootstrap):
+    # The topic accepts at most 1 KiB per record batch; the producer's own limit (1 MB) lets the
+    # big row through, so the rejection comes from the broker in the delivery report.
+    topic = create_topic(kafka_bootstrap, config={"max.message.bytes": "1024"})
+    big = Summary(transcript_id="big", record_id="r", model_id="m",
+                  summary=os.urandom(2048).hex(), created_at=T0)
+    with pytest.raises(KafkaDeliveryError, match=rf"messages to topic '{topic}' failed delivery: MSG_SIZE_TOO_LARGE"):
+        run(lambda p: p | beam.Create([big] + summaries(3)) | WriteSummariesToKafka(kafka_bootstrap, topic))
+
+
+def test_unreachable_brokers_fail_the_bundle_at_the_flush_timeout():
+    # Nothing listens on the port, so no delivery report arrives before the 1 s flush timeout.
+    bootstrap = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(KafkaDeliveryError, match=r"2 of 2 messages to topic 'nowhere' not confirmed within 1s"):
+        run(lambda p: p | beam.Create(summaries(2)) | WriteSummariesToKafka(
+            bootstrap, "nowhere", flush_timeout_s=1, producer_config={"log_level": 0}))
+    assert time.monotonic() - started < 15

@@ -1,0 +1,273 @@
+"""Kafka sink for Summary / Failure rows, produced natively with confluent-kafka from a DoFn.
+
+No JVM and no cross-language expansion, so it runs on every runner (DirectRunner, Flink
+portable, ...). One message per row:
+
+* key: the row's ``transcript_id`` as UTF-8, or no key when the row has none (a Failure from the
+  source stage). The default partitioner is ``murmur2_random``, the Java client's hash, so a
+  transcript lands on the partition a Java producer would pick.
+* value, ``format="json"``: the row as one compact UTF-8 JSON object, timestamps as ISO 8601
+  strings (``transforms.schema.json_line``, the JSONL sink's encoding). No headers.
+* value, ``format="avro"``: the row as Avro binary *without* a container header or a schema
+  registry prefix (fastavro ``schemaless_writer``). Every message carries the writer schema as
+  compact JSON in the header ``avro.schema`` (``AVRO_SCHEMA_HEADER``), so any consumer can decode
+  it without a registry; consumers that already hold ``transforms.schema.avro_schema`` can
+  ignore the header. ``RowEncoder.decode`` is the inverse of the encoding for either format.
+
+Delivery: every bundle ends with ``flush()`` and every delivery report is checked. A delivery
+error, a fatal producer error or a flush timeout raises ``KafkaDeliveryError`` (one line naming
+the topic and the error), so the runner retries the bundle: delivery is at-least-once, and a
+retried bundle may write some rows twice (consumers de-duplicate by key and ``record_id`` /
+``created_at`` if they need to). The idempotent producer (default) only removes duplicates caused
+by the producer's own retries within one bundle.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any, Iterator, Mapping
+
+import apache_beam as beam
+import fastavro
+from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from transforms.schema import (AVRO_RECORD_NAMES, avro_schema, fields_for, json_line, normalize_row,
+                               row_from_json)
+
+KAFKA_FORMATS = ("json", "avro")
+AVRO_SCHEMA_HEADER = "avro.schema"
+# acks=all + idempotence: a message counts as delivered only once every in-sync replica has it,
+# and the producer's internal retries cannot duplicate or reorder it.
+DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "partitioner": "murmur2_random",
+}
+# librdkafka's default for message.timeout.ms (alias delivery.timeout.ms).
+LIBRDKAFKA_MESSAGE_TIMEOUT_MS = 300_000
+# The flush outlasts the producer's own delivery timeout by this much, so a message that cannot
+# be delivered reports its real error instead of a bare flush timeout.
+FLUSH_MARGIN_S = 30.0
+# How long produce() waits for room when the local queue is full before retrying.
+QUEUE_FULL_POLL_S = 0.5
+TEARDOWN_FLUSH_S = 10.0
+# Kafka's own rule for topic names.
+_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+class KafkaDeliveryError(RuntimeError):
+    """Some rows of a bundle were not confirmed by the broker; the runner retries the bundle."""
+
+
+class RowEncoder:
+    """Row (Summary / Failure, or a row dict of that kind) -> Kafka key, value and headers."""
+
+    def __init__(self, kind: str, format: str = "json") -> None:
+        self.fields = fields_for(kind)
+        if format not in KAFKA_FORMATS:
+            raise ValueError(f"Kafka value format {format!r} is not supported: "
+                             f"use one of {list(KAFKA_FORMATS)}")
+        self.kind = kind
+        self.format = format
+        self.headers: list[tuple[str, bytes]] = []
+        if format == "avro":
+            schema = avro_schema(AVRO_RECORD_NAMES[kind], self.fields)
+            self._parsed = fastavro.parse_schema(schema)
+            self.headers = [(AVRO_SCHEMA_HEADER,
+                             json.dumps(schema, separators=(",", ":")).encode("utf-8"))]
+
+    def encode(self, element: Any) -> tuple[bytes | None, bytes]:
+        row = element.to_row() if hasattr(element, "to_row") else element
+        transcript_id = row.get("transcript_id")
+        key = transcript_id.encode("utf-8") if transcript_id is not None else None
+        if self.format == "json":
+            return key, json_line(self.fields, row).encode("utf-8")
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, self._parsed, normalize_row(self.fields, row))
+        return key, buf.getvalue()
+
+    def decode(self, value: bytes) -> dict[str, Any]:
+        """A message value written with this encoding back into a row (UTC datetimes)."""
+        if self.format == "json":
+            return row_from_json(self.fields, json.loads(value.decode("utf-8")))
+        return normalize_row(self.fields, fastavro.schemaless_reader(io.BytesIO(value), self._parsed))
+
+
+def producer_settings(bootstrap_servers: str, producer_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The librdkafka settings the sink's producer uses: defaults, then the caller's settings."""
+    extra = dict(producer_config or {})
+    if "bootstrap.servers" in extra:
+        raise ValueError("producer_config sets 'bootstrap.servers': pass the brokers as "
+                         "bootstrap_servers instead")
+    for key in ("on_delivery", "delivery.report.only.error"):
+        if key in extra:
+            raise ValueError(f"producer_config sets {key!r}: the sink needs every delivery report "
+                             "to confirm a bundle; remove it")
+    return {**DEFAULT_PRODUCER_CONFIG, **extra, "bootstrap.servers": bootstrap_servers}
+
+
+def default_flush_timeout_s(settings: Mapping[str, Any]) -> float:
+    """The producer's message timeout plus a margin (librdkafka's 300 s when not set)."""
+    timeout_ms = settings.get("message.timeout.ms", settings.get("delivery.timeout.ms",
+                                                                 LIBRDKAFKA_MESSAGE_TIMEOUT_MS))
+    return float(timeout_ms) / 1000.0 + FLUSH_MARGIN_S
+
+
+class _ProduceToKafka(beam.DoFn):
+    """Produces each row, then confirms the whole bundle in finish_bundle (see module docstring).
+
+    Emits, per bundle and window, the number of messages delivered (in that window, timestamped
+    at its end), only after the flush confirmed all of them.
+    """
+
+    def __init__(self, topic: str, encoder: RowEncoder, settings: Mapping[str, Any],
+                 flush_timeout_s: float) -> None:
+        self.topic = topic
+        self.encoder = encoder
+        self.settings = dict(settings)
+        self.flush_timeout_s = flush_timeout_s
+        self.delivered = Metrics.counter("sinks.kafka", f"{encoder.kind}_messages_delivered")
+        self._producer: Producer | None = None
+
+    def _new_producer(self) -> Producer:
+        return Producer({**self.settings, "error_cb": self._on_error})
+
+    def setup(self) -> None:
+        self._producer = self._new_producer()
+
+    def start_bundle(self) -> None:
+        if self._producer is None:  # the previous bundle failed and dropped its producer
+            self._producer = self._new_producer()
+        self._per_window: dict[Any, int] = {}
+        self._sent = 0
+        self._confirmed = 0
+        self._failed = 0
+        self._first_error: KafkaError | None = None
+        self._fatal: KafkaError | None = None
+
+    def _on_error(self, err: KafkaError) -> None:
+        # Non-fatal errors (a broker briefly down) are retried by librdkafka and surface, if they
+        # persist, as delivery errors; a fatal one leaves the producer unusable.
+        if err.fatal() and self._fatal is None:
+            self._fatal = err
+
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            self._confirmed += 1
+            return
+        self._failed += 1
+        if self._first_error is None:
+            self._first_error = err
+
+    def process(self, element: Any, window=beam.DoFn.WindowParam) -> None:
+        key, value = self.encoder.encode(element)
+        while True:
+            try:
+                self._producer.produce(self.topic, value=value, key=key, headers=self.encoder.headers,
+                                       on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                # Local queue full (queue.buffering.max.*): wait for deliveries to make room.
+                self._producer.poll(QUEUE_FULL_POLL_S)
+            except KafkaException as err:
+                self._fail(f"Kafka sink could not produce to topic {self.topic!r}: "
+                           f"{err.args[0].str()}")
+        self._sent += 1
+        self._per_window[window] = self._per_window.get(window, 0) + 1
+        self._producer.poll(0)  # serve delivery reports as they arrive
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if not self._sent:
+            return
+        remaining = self._producer.flush(self.flush_timeout_s)
+        if self._fatal is not None:
+            self._fail(f"Kafka producer for topic {self.topic!r} hit a fatal error: {self._fatal.str()}")
+        if remaining:
+            self._fail(f"Kafka sink: {remaining} of {self._sent} messages to topic {self.topic!r} "
+                       f"not confirmed within {self.flush_timeout_s:g}s (brokers "
+                       f"{self.settings['bootstrap.servers']} unreachable or slow?)")
+        if self._failed:
+            self._fail(f"Kafka sink: {self._failed} of {self._sent} messages to topic {self.topic!r} "
+                       f"failed delivery: {self._first_error.name()}: {self._first_error.str()}")
+        self.delivered.inc(self._confirmed)
+        for win, count in self._per_window.items():
+            yield WindowedValue(count, win.max_timestamp(), [win])
+
+    def _fail(self, message: str) -> None:
+        """Drop what is still queued (the retried bundle sends it again), replace the producer on
+        the next bundle, and fail this bundle."""
+        producer, self._producer = self._producer, None
+        producer.purge()
+        producer.poll(0)
+        producer.close()
+        raise KafkaDeliveryError(message)
+
+    def teardown(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(TEARDOWN_FLUSH_S)
+            self._producer.purge()
+            self._producer.close()
+            self._producer = None
+
+
+class WriteRowsToKafka(beam.PTransform):
+    """Write Summary or Failure rows to the Kafka topic ``topic``, one message per row.
+
+    Input: elements with ``to_row()`` (Summary / Failure) or row dicts of that kind, bounded or
+    unbounded, any windowing. ``producer_config`` adds librdkafka settings (SASL/SSL, linger,
+    compression, ...) over ``DEFAULT_PRODUCER_CONFIG``. ``flush_timeout_s`` bounds the wait for
+    delivery reports at the end of each bundle (default: the producer's message timeout + 30 s).
+    Output: PCollection of ints, the number of messages delivered per bundle and window, in the
+    input's windows (sum them for a total); emitted only after the broker confirmed them.
+    Delivery is at-least-once (see the module docstring).
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, kind: str = "summaries",
+                 format: str = "json", producer_config: Mapping[str, Any] | None = None,
+                 flush_timeout_s: float | None = None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if not bootstrap_servers:
+            raise ValueError(f"{name} needs bootstrap_servers (host:port[,host:port])")
+        if not _TOPIC_NAME.fullmatch(topic or "") or topic in (".", ".."):
+            raise ValueError(f"{name} topic {topic!r} is not a valid Kafka topic name: use 1-249 "
+                             "characters from letters, digits, '.', '_' and '-'")
+        self.topic = topic
+        self.encoder = RowEncoder(kind, format)
+        self.settings = producer_settings(bootstrap_servers, producer_config)
+        try:
+            # Validate every setting now, not on a worker. Without bootstrap.servers the
+            # throwaway producer opens no connection (log_level 0: nor warns about that).
+            check = {k: v for k, v in self.settings.items() if k != "bootstrap.servers"}
+            Producer({**check, "log_level": 0}).close()
+        except KafkaException as err:
+            raise ValueError(f"{name} producer_config is invalid: {err.args[0].str()}") from None
+        self.flush_timeout_s = (default_flush_timeout_s(self.settings) if flush_timeout_s is None
+                                else float(flush_timeout_s))
+        if self.flush_timeout_s <= 0:
+            raise ValueError(f"{name} flush_timeout_s must be positive, got {flush_timeout_s!r}")
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        return pcoll | "Produce" >> beam.ParDo(
+            _ProduceToKafka(self.topic, self.encoder, self.settings, self.flush_timeout_s))
+
+
+class WriteSummariesToKafka(WriteRowsToKafka):
+    """Write Summary rows to a Kafka topic as JSON (default) or Avro."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, format: str = "json",
+                 producer_config: Mapping[str, Any] | None = None,
+                 flush_timeout_s: float | None = None) -> None:
+        super().__init__(bootstrap_servers, topic, "summaries", format, producer_config, flush_timeout_s)
+
+
+class WriteFailuresToKafka(WriteRowsToKafka):
+    """Write Failure rows to a Kafka topic as JSON (default) or Avro."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, format: str = "json",
+                 producer_config: Mapping[str, Any] | None = None,
+                 flush_timeout_s: float | None = None) -> None:
+        super().__init__(bootstrap_servers, topic, "failures", format, producer_config, flush_timeout_s)
