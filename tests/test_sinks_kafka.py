@@ -13,6 +13,7 @@ import fastavro
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import window
 from confluent_kafka import Consumer, TopicPartition
@@ -64,7 +65,7 @@ def create_topic(bootstrap, partitions=2, config=None):
     return topic
 
 
-def consume_all(bootstrap, topic, expected, partitions=2, settle_s=1.0):
+def consume_all(bootstrap, topic, expected, partitions=2, settle_s=0.5):
     """Every message of the topic, read from offset 0 of each partition with assign(): waits for
     ``expected`` messages, then ``settle_s`` longer so duplicates would show up too."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex}",
@@ -195,18 +196,16 @@ def test_producer_settings_defaults_and_flush_timeout():
 def test_rows_reach_the_topic_keyed_by_transcript_id(kafka_bootstrap, fmt):
     summary_topic, failure_topic = create_topic(kafka_bootstrap), create_topic(kafka_bootstrap)
     items, bad = summaries(), failures()
-    totals = {}
-
     def build(p):
-        totals["summaries"] = (p | "S" >> beam.Create(items)
-                               | WriteSummariesToKafka(kafka_bootstrap, summary_topic, format=fmt)
-                               | "SumS" >> beam.CombineGlobally(sum))
+        summary_total = (p | "S" >> beam.Create(items)
+                         | WriteSummariesToKafka(kafka_bootstrap, summary_topic, format=fmt)
+                         | "SumS" >> beam.CombineGlobally(sum))
         # Row dicts work as well as Failure objects.
-        totals["failures"] = (p | "F" >> beam.Create([f.to_row() for f in bad])
-                              | WriteFailuresToKafka(kafka_bootstrap, failure_topic, format=fmt)
-                              | "SumF" >> beam.CombineGlobally(sum))
-        assert_that(totals["summaries"], equal_to([len(items)]), label="CheckS")
-        assert_that(totals["failures"], equal_to([len(bad)]), label="CheckF")
+        failure_total = (p | "F" >> beam.Create([f.to_row() for f in bad])
+                         | WriteFailuresToKafka(kafka_bootstrap, failure_topic, format=fmt)
+                         | "SumF" >> beam.CombineGlobally(sum))
+        assert_that(summary_total, equal_to([len(items)]), label="CheckS")
+        assert_that(failure_total, equal_to([len(bad)]), label="CheckF")
 
     result = run(build)
     assert counter(result, "summaries_messages_delivered") == len(items)
@@ -273,3 +272,36 @@ def test_unreachable_brokers_fail_the_bundle_at_the_flush_timeout():
         run(lambda p: p | beam.Create(summaries(2)) | WriteSummariesToKafka(
             bootstrap, "nowhere", flush_timeout_s=1, producer_config={"log_level": 0}))
     assert time.monotonic() - started < 15
+
+
+def test_a_message_over_the_producer_limit_fails_at_produce():
+    # librdkafka refuses it locally (no broker involved): the error names the topic and the cause.
+    bootstrap = f"127.0.0.1:{free_port()}"
+    big = Summary(transcript_id="big", record_id="r", model_id="m", summary="x" * 5000, created_at=T0)
+    with pytest.raises(KafkaDeliveryError,
+                       match=r"could not produce to topic 'small': .*(too large|size)"):
+        run(lambda p: p | beam.Create([big]) | WriteSummariesToKafka(
+            bootstrap, "small", producer_config={"message.max.bytes": 2000, "log_level": 0}))
+
+
+def test_streaming_windows_are_confirmed_per_window(kafka_bootstrap):
+    topic = create_topic(kafka_bootstrap)
+    items = summaries(6)
+    stream = (TestStream()
+              .add_elements([window.TimestampedValue(s, EPOCH_T0 + i) for i, s in enumerate(items[:3])])
+              .advance_watermark_to(EPOCH_T0 + 10)
+              .add_elements([window.TimestampedValue(s, EPOCH_T0 + 10 + i) for i, s in enumerate(items[3:])])
+              .advance_watermark_to_infinity())
+
+    def build(p):
+        counts = (p | stream
+                  | "Fixed10s" >> beam.WindowInto(window.FixedWindows(10))
+                  | WriteSummariesToKafka(kafka_bootstrap, topic, format="avro"))
+        per_window = (counts
+                      | beam.ParDo(lambda n, w=beam.DoFn.WindowParam: [(int(w.start) - EPOCH_T0, n)])
+                      | beam.CombinePerKey(sum))
+        assert_that(per_window, equal_to([(0, 3), (10, 3)]))
+
+    run(build, ["--streaming"])
+    messages = consume_all(kafka_bootstrap, topic, len(items))
+    assert decoded(messages, RowEncoder("summaries", "avro")) == keyed(expected_rows(items, SUMMARY_FIELDS))
