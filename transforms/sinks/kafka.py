@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, NoReturn
 
 import apache_beam as beam
 import fastavro
@@ -196,7 +196,7 @@ class _ProduceToKafka(beam.DoFn):
         for win, count in self._per_window.items():
             yield WindowedValue(count, win.max_timestamp(), [win])
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str) -> NoReturn:
         """Drop what is still queued (the retried bundle sends it again), replace the producer on
         the next bundle, and fail this bundle."""
         producer, self._producer = self._producer, None
