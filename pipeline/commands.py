@@ -40,15 +40,18 @@ def _quotas(opts: BedrockBatchOptions) -> Quotas:
 def run_command(argv: list[str]) -> int:
     from pipeline.run import run
 
-    options, opts = _options(argv, "output")
+    from pipeline.run import sinks
+
+    options, opts = _options(argv)
     if not opts.input and not opts.kafka_topic:
         raise ValueError("--input is required (or --kafka-topic)")
+    destination = sinks(opts)[0]  # checks the sink flags before anything starts
     check_runner(options)
     with environment(opts, _quotas(opts)) as env:
         config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,
                               env.default_role_arn, env.default_poll_interval)
         report = run(options, config)
-    print("\n".join(report.lines(opts.output, config.model_id)))
+    print("\n".join(report.lines(destination, config.model_id)))
     return 0
 
 

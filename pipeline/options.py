@@ -40,8 +40,13 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "text-field", default="text", help="Field holding the transcript text")
         _flag(g, "turns-field", default="turns", help="Field holding speaker turns, if any")
         _flag(g, "output", help="Output directory (local or s3://): writes summaries/ and failures/")
-        _flag(g, "sink", default="parquet", choices=["parquet", "jsonl", "avro"],
-              help="Output file format")
+        _flag(g, "sink", default="parquet", choices=["parquet", "jsonl", "avro", "kafka"],
+              help="Output file format, or kafka (summaries and failures to two topics)")
+        _flag(g, "kafka-summaries-topic", help="--sink kafka: topic for summary rows")
+        _flag(g, "kafka-failures-topic", help="--sink kafka: topic for failure rows")
+        _flag(g, "kafka-format", default="json", choices=["json", "avro"],
+              help="--sink kafka: message value encoding (avro carries its schema in the "
+                   "'avro.schema' header)")
 
         g = parser.add_argument_group("streaming (with Beam's --streaming)")
         _flag(g, "window-seconds", type=int,
@@ -51,7 +56,8 @@ class BedrockBatchOptions(PipelineOptions):
               help="How often --input is checked for new files when streaming")
         _flag(g, "watch-seconds", type=float,
               help="Stop watching for new input after this many seconds (default: never)")
-        _flag(g, "kafka-bootstrap-servers", help="Read transcripts (JSON values) from Kafka")
+        _flag(g, "kafka-bootstrap-servers",
+              help="Kafka brokers for --kafka-topic and --sink kafka (host:port,...)")
         _flag(g, "kafka-topic", help="Kafka topic to read transcripts from")
 
         g = parser.add_argument_group("Bedrock")

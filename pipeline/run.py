@@ -60,10 +60,30 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig) -> N
     result = unique["transcripts"] | "Summarize" >> SummarizeTranscripts(config)
     failures = ((source_failures, unique["failures"], result["failures"])
                 | "AllFailures" >> beam.Flatten())
+    summaries, write_summaries, write_failures = sinks(opts)
     (result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
-     | "WriteSummaries" >> WriteSummaries(join(opts.output, "summaries"), format=opts.sink))
+     | "WriteSummaries" >> write_summaries)
     (failures | "CountFailures" >> beam.Map(_counted("failures_written"))
-     | "WriteFailures" >> WriteFailures(join(opts.output, "failures"), format=opts.sink))
+     | "WriteFailures" >> write_failures)
+
+
+def sinks(opts: BedrockBatchOptions) -> tuple[str, beam.PTransform, beam.PTransform]:
+    """(where summaries go, for the report; the summaries sink; the failures sink)."""
+    if opts.sink == "kafka":
+        from transforms.sinks.kafka import WriteFailuresToKafka, WriteSummariesToKafka
+        servers, topics = opts.kafka_bootstrap_servers, (opts.kafka_summaries_topic,
+                                                          opts.kafka_failures_topic)
+        if not servers or not all(topics):
+            raise ValueError("--sink kafka needs --kafka-bootstrap-servers, "
+                             "--kafka-summaries-topic and --kafka-failures-topic")
+        return (f"kafka:{topics[0]} (failures: kafka:{topics[1]})",
+                WriteSummariesToKafka(servers, topics[0], format=opts.kafka_format),
+                WriteFailuresToKafka(servers, topics[1], format=opts.kafka_format))
+    if not opts.output:
+        raise ValueError(f"--output DIR is required with --sink {opts.sink}")
+    return (f"{join(opts.output, 'summaries')} (failures: {join(opts.output, 'failures')})",
+            WriteSummaries(join(opts.output, "summaries"), format=opts.sink),
+            WriteFailures(join(opts.output, "failures"), format=opts.sink))
 
 
 @dataclass(frozen=True)
@@ -74,7 +94,7 @@ class Report:
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
 
-    def lines(self, output: str, model_id: str) -> list[str]:
+    def lines(self, destination: str, model_id: str) -> list[str]:
         summaries, failures = self.get("summaries_written"), self.get("failures_written")
         tin, tout = self.get("input_tokens"), self.get("output_tokens")
         lines = [
@@ -88,8 +108,7 @@ class Report:
         cost = estimate_cost(model_id, tin, tout)
         if cost is not None:
             lines.append(f"estimated cost  ${cost:.4f} at batch prices (estimate)")
-        lines.append(f"summaries at    {join(output, 'summaries')}")
-        lines.append(f"failures at     {join(output, 'failures')}")
+        lines.append(f"written to      {destination}")
         return lines
 
 

@@ -118,3 +118,35 @@ def test_streaming_resubmits_failed_records_in_later_panes(local_backend_factory
     out = sorted([r["transcript_id"] for r in summaries] + [r["transcript_id"] for r in failures])
     assert out == sorted(t.id for t in items)
     assert max(r["attempt"] for r in summaries) >= 2
+
+
+def test_summaries_and_failures_to_kafka_topics(tmp_path, kafka_bootstrap, capsys):
+    """`--sink kafka`: every summary and failure lands on its topic, keyed by transcript id."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from tests.test_kafka_source import create_topic
+
+    summaries_topic, failures_topic = create_topic(kafka_bootstrap, 1), create_topic(kafka_bootstrap, 1)
+    path = tmp_path / "in.jsonl"
+    items = transcripts(8, prefix="tok")
+    path.write_text("".join(json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items)
+                    + '{"id": "broken"}\n')
+    assert main(["run", "--input", str(path), "--sink", "kafka",
+                 "--kafka-bootstrap-servers", kafka_bootstrap,
+                 "--kafka-summaries-topic", summaries_topic,
+                 "--kafka-failures-topic", failures_topic, "--min-records-per-job", "1"]) == 0
+    assert f"written to      kafka:{summaries_topic}" in capsys.readouterr().out
+
+    def consume(topic: str) -> list[tuple[str, dict]]:
+        consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "t",
+                             "enable.auto.commit": False})
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        messages = consumer.consume(num_messages=100, timeout=5)
+        consumer.close()
+        return [(m.key().decode(), json.loads(m.value())) for m in messages if m.error() is None]
+
+    got = consume(summaries_topic)
+    assert sorted(key for key, _ in got) == sorted(t.id for t in items)
+    assert all(value["summary"].startswith("[local extractive summary]") for _, value in got)
+    [(key, failure)] = consume(failures_topic)
+    assert key == "broken" and failure["error_code"] == "MissingText"
