@@ -22,9 +22,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests.jvm_services import free_port
 from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Failure, Summary
 from transforms.schema import avro_schema, normalize_row
-from transforms.sinks.kafka import (AVRO_SCHEMA_HEADER, KafkaDeliveryError, RowEncoder,
-                                    WriteFailuresToKafka, WriteRowsToKafka, WriteSummariesToKafka,
-                                    default_flush_timeout_s, producer_settings)
+from transforms.sinks.kafka import (KafkaDeliveryError, WriteFailuresToKafka, WriteRowsToKafka,
+                                    WriteSummariesToKafka, default_flush_timeout_s,
+                                    producer_settings)
+from transforms.sinks.kafka_encoding import AVRO_SCHEMA_HEADER, RowEncoder
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 EPOCH_T0 = int(T0.timestamp())

@@ -23,22 +23,16 @@ by the producer's own retries within one bundle.
 """
 from __future__ import annotations
 
-import io
-import json
 import re
 from typing import Any, Iterator, Mapping, NoReturn
 
 import apache_beam as beam
-import fastavro
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from transforms.schema import (AVRO_RECORD_NAMES, avro_schema, fields_for, json_line, normalize_row,
-                               row_from_json)
+from transforms.sinks.kafka_encoding import RowEncoder
 
-KAFKA_FORMATS = ("json", "avro")
-AVRO_SCHEMA_HEADER = "avro.schema"
 # acks=all + idempotence: a message counts as delivered only once every in-sync replica has it,
 # and the producer's internal retries cannot duplicate or reorder it.
 DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
@@ -60,40 +54,6 @@ _TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 class KafkaDeliveryError(RuntimeError):
     """Some rows of a bundle were not confirmed by the broker; the runner retries the bundle."""
-
-
-class RowEncoder:
-    """Row (Summary / Failure, or a row dict of that kind) -> Kafka key, value and headers."""
-
-    def __init__(self, kind: str, format: str = "json") -> None:
-        self.fields = fields_for(kind)
-        if format not in KAFKA_FORMATS:
-            raise ValueError(f"Kafka value format {format!r} is not supported: "
-                             f"use one of {list(KAFKA_FORMATS)}")
-        self.kind = kind
-        self.format = format
-        self.headers: list[tuple[str, bytes]] = []
-        if format == "avro":
-            schema = avro_schema(AVRO_RECORD_NAMES[kind], self.fields)
-            self._parsed = fastavro.parse_schema(schema)
-            self.headers = [(AVRO_SCHEMA_HEADER,
-                             json.dumps(schema, separators=(",", ":")).encode("utf-8"))]
-
-    def encode(self, element: Any) -> tuple[bytes | None, bytes]:
-        row = element.to_row() if hasattr(element, "to_row") else element
-        transcript_id = row.get("transcript_id")
-        key = transcript_id.encode("utf-8") if transcript_id is not None else None
-        if self.format == "json":
-            return key, json_line(self.fields, row).encode("utf-8")
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, self._parsed, normalize_row(self.fields, row))
-        return key, buf.getvalue()
-
-    def decode(self, value: bytes) -> dict[str, Any]:
-        """A message value written with this encoding back into a row (UTC datetimes)."""
-        if self.format == "json":
-            return row_from_json(self.fields, json.loads(value.decode("utf-8")))
-        return normalize_row(self.fields, fastavro.schemaless_reader(io.BytesIO(value), self._parsed))
 
 
 def producer_settings(bootstrap_servers: str, producer_config: Mapping[str, Any] | None) -> dict[str, Any]:
