@@ -14,10 +14,10 @@ from transforms import pricing
 from transforms.aws import AwsConfig
 from transforms.jobs import JobConfig, JobsClient
 from transforms.model import Transcript
-from transforms.quotas import Quotas
 from transforms.parsing import detect_format, read_transcripts
+from transforms.quotas import Quotas
 from transforms.planning import UndersizedPolicy, estimate_tokens, plan_sizes
-from transforms.records import build_record
+from transforms.records import PromptConfig, build_record
 from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, validate_transcript
 
 
@@ -55,7 +55,7 @@ def run_command(argv: list[str]) -> int:
     return 0
 
 
-def _read_local(pattern: str, fmt: str, mapping: FieldMapping) -> Iterator[Any]:
+def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping) -> Iterator[Any]:
     matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
     if not matches:
         raise ValueError(f"--input {pattern!r} matches no files")
@@ -70,19 +70,20 @@ def _read_local(pattern: str, fmt: str, mapping: FieldMapping) -> Iterator[Any]:
 def plan_command(argv: list[str]) -> int:
     """The plan for one window holding the whole input: what `run` would submit."""
     _, opts = _options(argv, "input")
-    quotas = resolve_quotas(opts)
+    quotas = _quotas(opts)
     mapping = FieldMapping.of(opts.id_field, opts.text_field, opts.turns_field)
-    from transforms.records import PromptConfig
     prompt = PromptConfig.from_files(opts.prompt_template, opts.system_prompt_file,
                                      max_tokens=opts.max_tokens, temperature=opts.temperature)
-    sizes, tokens, invalid = [], 0, 0
-    for item in _read_local(opts.input, opts.input_format, mapping):
+    sized, tokens, invalid = [], 0, 0
+    for item in _read_inputs(opts.input, opts.input_format, mapping):
         if not isinstance(item, Transcript) or validate_transcript(item) is not None:
             invalid += 1
             continue
         record = build_record(item, opts.model_id, prompt, opts.model_invocation_type)
-        sizes.append(record.size_bytes)
+        sized.append((record.record_id, record.size_bytes))
         tokens += estimate_tokens(json.dumps(record.model_input))
+    # In recordId order, as the shard writer places them, so the plan is the one `run` makes.
+    sizes = [size for _, size in sorted(sized)]
     plan, placements = plan_sizes(sizes, quotas, UndersizedPolicy(opts.undersized_policy))
     jobs: dict[int, dict[str, Any]] = {}
     for size, placement in zip(sizes, placements):
