@@ -2,6 +2,7 @@
 # because its dependency pins clash with apache-beam[gcp]. Created once; the stamp makes later
 # runs a no-op until bq/requirements.txt changes. tests/bq_services.py reads the same venv: env
 # BQEMU_VENV, default .cache/bqemulator-venv under the repo root.
+PYTHON ?= python3
 BQEMU_VENV ?= .cache/bqemulator-venv
 BQEMU_STAMP := $(BQEMU_VENV)/.installed
 

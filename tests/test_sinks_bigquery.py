@@ -12,7 +12,9 @@ import pytest
 from apache_beam.io.gcp.internal.clients.bigquery import bigquery_v2_client
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import window
 from google.cloud import bigquery
 
 from tests.bq_services import bq_client, bq_emulator, bq_env  # noqa: F401 (fixtures)
@@ -51,8 +53,8 @@ def failures(n=7):
     ]
 
 
-def run(build):
-    pipeline = beam.Pipeline(options=PipelineOptions(["--runner", "DirectRunner"]))
+def run(build, args=()):
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner", "DirectRunner", *args]))
     build(pipeline)
     result = pipeline.run()
     result.wait_until_finish()
@@ -172,6 +174,24 @@ def test_rows_the_table_rejects_become_failures(bq_env, bq_client):
     landed = [r["transcript_id"] for r in read_back(bq_client, table, SUMMARY_FIELDS)]
     assert sorted(landed) == sorted(s.transcript_id for s in items if s.stop_reason is None)
     assert counter(result, "summaries_rows_rejected") == len(bad)
+
+
+def test_unbounded_windowed_summaries_stream_in(bq_env, bq_client):
+    table = new_table(bq_client, SUMMARY_FIELDS)
+    items = summaries(6)
+    stream = TestStream()
+    for offset in (0, 3):
+        stream = stream.advance_watermark_to(offset * 60).add_elements(
+            [window.TimestampedValue(s, offset * 60 + i) for i, s in enumerate(items[offset:offset + 3])])
+    stream = stream.advance_watermark_to_infinity()
+
+    def build(p):
+        out = (p | stream | beam.WindowInto(window.FixedWindows(60))
+               | WriteSummariesToBigQuery(table, create_disposition="CREATE_NEVER"))
+        assert_that(out["failures"], equal_to([]))
+
+    run(build, ["--streaming"])
+    assert read_back(bq_client, table, SUMMARY_FIELDS) == expected(items, SUMMARY_FIELDS)
 
 
 def test_create_if_needed_creates_the_table_with_the_summary_schema(bq_env, bq_client, monkeypatch):
