@@ -1,5 +1,6 @@
 # A local BigQuery emulator for the tests (PyPI bqemulator: REST API on DuckDB), in its own venv
-# because its dependency pins clash with apache-beam[gcp]. Created once; the stamp makes later
+# so its many dependencies (DuckDB, FastAPI, gRPC tools, OpenTelemetry) never change the versions
+# the pipeline's .venv resolves. Created once; the stamp makes later
 # runs a no-op until bq/requirements.txt changes. tests/bq_services.py reads the same venv: env
 # BQEMU_VENV, default .cache/bqemulator-venv under the repo root.
 PYTHON ?= python3
