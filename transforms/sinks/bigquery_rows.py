@@ -47,8 +47,8 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
     """insertAll's per-row error list as one line: ``reason at location: message; ...``."""
     parts = []
     for error in errors:
-        where = f" at {error['location']}" if error.get("location") else ""
-        parts.append(f"{error.get('reason') or 'error'}{where}: {error.get('message', '')}".rstrip(": "))
+        text = (error.get("reason") or "error") + (f" at {error['location']}" if error.get("location") else "")
+        parts.append(f"{text}: {error['message']}" if error.get("message") else text)
     return "; ".join(parts) or "no error detail returned"
 
 
