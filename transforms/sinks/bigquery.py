@@ -1,0 +1,120 @@
+"""BigQuery sink for Summary / Failure rows: Beam's ``WriteToBigQuery`` with streaming inserts.
+
+The table schema is ``transforms.schema.bigquery_schema`` of the row kind, and rows are sent as
+``json_row`` (timestamps as ISO 8601 strings). Rows BigQuery rejects come back from Beam's
+``failed_rows_with_errors`` output and become Failure rows (``bigquery_rows.rejected_failure``):
+nothing is dropped silently. With the default ``RETRY_ON_TRANSIENT_ERROR`` Beam retries rows
+whose error is transient (timeouts, backend errors) and gives up on the others (invalid values,
+unknown fields).
+
+Only ``STREAMING_INSERTS`` is offered: Beam 2.70's ``FILE_LOADS`` has no failed-rows output (a
+bad row fails the whole load job) and needs a ``gs://`` temp location.
+
+Endpoint and credentials: Beam builds its clients itself, so they come from the environment.
+Inserts go through google-cloud-bigquery, which honours ``BIGQUERY_EMULATOR_HOST``; credentials
+are Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``). Creating a missing
+table (``CREATE_IF_NEEDED``) goes through Beam's apitools client, whose base URL is fixed to
+bigquery.googleapis.com: against an emulator create the table first and use ``CREATE_NEVER``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
+from apache_beam.io.gcp.bigquery_tools import RetryStrategy
+from apache_beam.metrics import Metrics
+
+from transforms.schema import bigquery_schema, fields_for
+from transforms.sinks.bigquery_rows import InsertRows, parse_table, rejected_failure
+
+CREATE_DISPOSITIONS = (BigQueryDisposition.CREATE_IF_NEEDED, BigQueryDisposition.CREATE_NEVER)
+WRITE_DISPOSITIONS = (BigQueryDisposition.WRITE_APPEND, BigQueryDisposition.WRITE_EMPTY)
+RETRY_STRATEGIES = (RetryStrategy.RETRY_ON_TRANSIENT_ERROR, RetryStrategy.RETRY_NEVER,
+                    RetryStrategy.RETRY_ALWAYS)
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"WriteRowsToBigQuery {name} {value!r} is not supported: use one of {list(allowed)}")
+    return value
+
+
+class _ToInsertRow(beam.DoFn):
+    def __init__(self, kind: str) -> None:
+        self.to_row = InsertRows(kind)
+        self.sent = Metrics.counter("bigquery", f"{kind}_rows_sent")
+
+    def process(self, element: Any):
+        row = self.to_row(element)
+        self.sent.inc()
+        yield row
+
+
+class _ToFailure(beam.DoFn):
+    def __init__(self, kind: str, table: str) -> None:
+        self.table = table
+        self.rejected = Metrics.counter("bigquery", f"{kind}_rows_rejected")
+
+    def process(self, element: tuple[str, dict[str, Any], list[dict[str, Any]]]):
+        _destination, row, errors = element
+        self.rejected.inc()
+        yield rejected_failure(self.table, row, errors)
+
+
+class WriteRowsToBigQuery(beam.PTransform):
+    """Write Summary or Failure rows (``kind``) to the BigQuery table ``project:dataset.table``.
+
+    Input: elements with ``to_row()`` (Summary / Failure) or row dicts of that kind, bounded or
+    unbounded. Output: ``{"written": WriteResult, "failures": PCollection[Failure]}``, the
+    ``WriteToBigQuery`` result and one Failure (stage ``REJECTED_STAGE``, error_code
+    ``BigQueryInsertFailed``, raw = the rejected row) per row BigQuery did not accept.
+    ``insert_client`` replaces the google-cloud-bigquery client Beam builds (an object with its
+    ``insert_rows_json``, e.g. a test fake); Beam then uses it for table calls too, so it needs
+    ``CREATE_NEVER``. Delivery is at-least-once with Beam's best-effort insert-id de-duplication.
+    """
+
+    def __init__(self, table: str, kind: str = "summaries",
+                 create_disposition: str = BigQueryDisposition.CREATE_IF_NEEDED,
+                 write_disposition: str = BigQueryDisposition.WRITE_APPEND,
+                 retry_strategy: str = RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
+                 insert_client: Any = None) -> None:
+        super().__init__()
+        parse_table(table)
+        fields_for(kind)
+        self.table = table
+        self.kind = kind
+        self.create_disposition = _one_of("create_disposition", create_disposition, CREATE_DISPOSITIONS)
+        self.write_disposition = _one_of("write_disposition", write_disposition, WRITE_DISPOSITIONS)
+        self.retry_strategy = _one_of("retry_strategy", retry_strategy, RETRY_STRATEGIES)
+        if insert_client is not None and create_disposition != BigQueryDisposition.CREATE_NEVER:
+            raise ValueError("WriteRowsToBigQuery insert_client needs create_disposition=CREATE_NEVER "
+                             "(Beam would send table calls to it too)")
+        self.insert_client = insert_client
+
+    def expand(self, pcoll: beam.PCollection) -> dict[str, Any]:
+        written = (
+            pcoll
+            | "ToInsertRows" >> beam.ParDo(_ToInsertRow(self.kind))
+            | "Insert" >> WriteToBigQuery(
+                self.table, schema=bigquery_schema(fields_for(self.kind)),
+                method=WriteToBigQuery.Method.STREAMING_INSERTS,
+                create_disposition=self.create_disposition, write_disposition=self.write_disposition,
+                insert_retry_strategy=self.retry_strategy, test_client=self.insert_client))
+        failures = written.failed_rows_with_errors | "ToFailures" >> beam.ParDo(
+            _ToFailure(self.kind, self.table))
+        return {"written": written, "failures": failures}
+
+
+class WriteSummariesToBigQuery(WriteRowsToBigQuery):
+    """Write Summary rows to a BigQuery table; rejected rows come back as Failures."""
+
+    def __init__(self, table: str, **options: Any) -> None:
+        super().__init__(table, "summaries", **options)
+
+
+class WriteFailuresToBigQuery(WriteRowsToBigQuery):
+    """Write Failure rows to a BigQuery table; rejected rows come back as (new) Failures."""
+
+    def __init__(self, table: str, **options: Any) -> None:
+        super().__init__(table, "failures", **options)
