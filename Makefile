@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
 # Both create .venv when missing and install the package from setup.py; `make test` also
-# fetches the Kafka and Flink jars from Maven Central (cached under .cache/jvm).
+# fetches the Kafka and Flink jars from Maven Central (cached under .cache/jvm) and builds the
+# BigQuery emulator's own venv (.cache/bqemulator-venv).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,13 +9,14 @@ STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?= -q
 
 include jvm/jvm.mk
+include bq/bq.mk
 
 .PHONY: demo test install clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[local,kafka,test]'
+	$(PY) -m pip install -q -e '.[local,kafka,bigquery,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,8 +24,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m pipeline run --input pipeline/samples/calls.jsonl --output out/demo
 
-test: $(STAMP) jvm-jars
+test: $(STAMP) jvm-jars bq-emulator
 	$(PY) -m pytest $(PYTEST_FLAGS) tests
 
-clean: jvm-clean
+clean: jvm-clean bq-clean
 	rm -rf $(VENV) out .pytest_cache

@@ -40,8 +40,14 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "text-field", default="text", help="Field holding the transcript text")
         _flag(g, "turns-field", default="turns", help="Field holding speaker turns, if any")
         _flag(g, "output", help="Output directory (local or s3://): writes summaries/ and failures/")
-        _flag(g, "sink", default="parquet", choices=["parquet", "jsonl", "avro", "kafka"],
-              help="Output file format, or kafka (summaries and failures to two topics)")
+        _flag(g, "sink", default="parquet", choices=["parquet", "jsonl", "avro", "kafka", "bigquery"],
+              help="Output file format, or kafka / bigquery (summaries and failures to two "
+                   "topics / tables)")
+        _flag(g, "bigquery-summaries-table", help="--sink bigquery: project:dataset.table")
+        _flag(g, "bigquery-failures-table", help="--sink bigquery: project:dataset.table")
+        _flag(g, "bigquery-create-disposition", default="CREATE_IF_NEEDED",
+              choices=["CREATE_IF_NEEDED", "CREATE_NEVER"],
+              help="--sink bigquery: create missing tables (with the schema) or not")
         _flag(g, "kafka-summaries-topic", help="--sink kafka: topic for summary rows")
         _flag(g, "kafka-failures-topic", help="--sink kafka: topic for failure rows")
         _flag(g, "kafka-format", default="json", choices=["json", "avro"],

@@ -1,6 +1,7 @@
 """`run`: read transcripts, summarize them with Bedrock batch jobs, write summaries and failures."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.sources import DeduplicateTranscripts, ReadTranscripts, WatchTranscripts
 from transforms.storage import join
 from transforms.summarize import SummarizeTranscripts
+
+log = logging.getLogger(__name__)
 
 
 def _counted(name: str):
@@ -60,11 +63,28 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig) -> N
     result = unique["transcripts"] | "Summarize" >> SummarizeTranscripts(config)
     failures = ((source_failures, unique["failures"], result["failures"])
                 | "AllFailures" >> beam.Flatten())
-    summaries, write_summaries, write_failures = sinks(opts)
+    _, write_summaries, write_failures = sinks(opts)
+    if opts.sink == "bigquery":
+        # Rows a table rejects come back: rejected summaries join the failures; rejected
+        # failures can only be reported (logged at ERROR and counted in the run report).
+        written = result["summaries"] | "WriteSummaries" >> write_summaries
+        rejected_summaries = written["failures"] | "CountRejected" >> beam.Map(
+            _counted("summaries_rejected"))
+        failures = ((failures, rejected_summaries) | "WithRejected" >> beam.Flatten())
+        rejected = (failures | "CountFailures" >> beam.Map(_counted("failures_written"))
+                    | "WriteFailures" >> write_failures)["failures"]
+        rejected | "ReportRejected" >> beam.Map(_report_rejected)
+        result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
+        return
     (result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
      | "WriteSummaries" >> write_summaries)
     (failures | "CountFailures" >> beam.Map(_counted("failures_written"))
      | "WriteFailures" >> write_failures)
+
+
+def _report_rejected(failure: Any) -> None:
+    Metrics.counter("pipeline", "failures_rejected").inc()
+    log.error("failures table rejected a failure row: %s", failure)
 
 
 def sinks(opts: BedrockBatchOptions) -> tuple[str, beam.PTransform, beam.PTransform]:
@@ -79,6 +99,16 @@ def sinks(opts: BedrockBatchOptions) -> tuple[str, beam.PTransform, beam.PTransf
         return (f"kafka:{topics[0]} (failures: kafka:{topics[1]})",
                 WriteSummariesToKafka(servers, topics[0], format=opts.kafka_format),
                 WriteFailuresToKafka(servers, topics[1], format=opts.kafka_format))
+    if opts.sink == "bigquery":
+        from transforms.sinks.bigquery import WriteFailuresToBigQuery, WriteSummariesToBigQuery
+        tables = (opts.bigquery_summaries_table, opts.bigquery_failures_table)
+        if not all(tables):
+            raise ValueError("--sink bigquery needs --bigquery-summaries-table and "
+                             "--bigquery-failures-table (project:dataset.table)")
+        create = opts.bigquery_create_disposition
+        return (f"bigquery:{tables[0]} (failures: bigquery:{tables[1]})",
+                WriteSummariesToBigQuery(tables[0], create_disposition=create),
+                WriteFailuresToBigQuery(tables[1], create_disposition=create))
     if not opts.output:
         raise ValueError(f"--output DIR is required with --sink {opts.sink}")
     return (f"{join(opts.output, 'summaries')} (failures: {join(opts.output, 'failures')})",
@@ -95,7 +125,9 @@ class Report:
         return self.counters.get(name, 0)
 
     def lines(self, destination: str, model_id: str) -> list[str]:
-        summaries, failures = self.get("summaries_written"), self.get("failures_written")
+        # A summary the sink rejected (BigQuery) was written again as a failure row.
+        summaries = self.get("summaries_written") - self.get("summaries_rejected")
+        failures = self.get("failures_written")
         tin, tout = self.get("input_tokens"), self.get("output_tokens")
         lines = [
             f"run id          {self.run_id}",
@@ -108,6 +140,9 @@ class Report:
         cost = estimate_cost(model_id, tin, tout)
         if cost is not None:
             lines.append(f"estimated cost  ${cost:.4f} at batch prices (estimate)")
+        if self.get("failures_rejected"):
+            lines.append(f"NOT WRITTEN     {self.get('failures_rejected')} failure rows the "
+                         f"failures table rejected (logged above)")
         lines.append(f"written to      {destination}")
         return lines
 

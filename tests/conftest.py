@@ -10,8 +10,9 @@ import pytest
 from pipeline.local.backend import DEFAULT_BUCKET, LocalBackend
 from pipeline.local.jobs_store import Timing
 
-# Real Kafka broker, Flink job server and SDK worker pool (session fixtures, started on first use).
-pytest_plugins = ["tests.jvm_services"]
+# Real Kafka broker, Flink job server, SDK worker pool and BigQuery emulator (session fixtures,
+# started on first use).
+pytest_plugins = ["tests.jvm_services", "tests.bq_services"]
 
 # Fast simulated clock: a job's phases take a few hundred milliseconds in real time.
 FAST = Timing(submitted=1.0, validating=1.0, scheduled=1.0, per_record=0.02, speed=10.0)

@@ -17,7 +17,6 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import window
 from google.cloud import bigquery
 
-from tests.bq_services import bq_client, bq_emulator, bq_env  # noqa: F401 (fixtures)
 from transforms.model import FAILURE_FIELDS, RAW_LIMIT, SUMMARY_FIELDS, Failure, Summary
 from transforms.schema import bigquery_schema, normalize_row
 from transforms.sinks.bigquery import (WriteFailuresToBigQuery, WriteRowsToBigQuery,
@@ -283,3 +282,51 @@ def test_retry_never_turns_a_transient_error_into_a_failure(tmp_path):
 
     run(build)
     assert stored_ids(fake) == [items[1].transcript_id]
+
+
+def test_cli_sink_bigquery(bq_env, bq_client, tmp_path, capsys):
+    """`run --sink bigquery` on the local backend: summaries and failures land in their tables."""
+    import json as _json
+
+    from pipeline.__main__ import main
+    from tests.pipelines import transcripts
+
+    summaries_table = new_table(bq_client, SUMMARY_FIELDS)
+    failures_table = new_table(bq_client, FAILURE_FIELDS)
+    items = transcripts(6, prefix="bq")
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(_json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items)
+                    + '{"id": "no-text"}\n')
+    assert main(["run", "--input", str(path), "--sink", "bigquery", "--min-records-per-job", "1",
+                 "--bigquery-summaries-table", summaries_table,
+                 "--bigquery-failures-table", failures_table,
+                 "--bigquery-create-disposition", "CREATE_NEVER"]) == 0
+    report = capsys.readouterr().out
+    assert "summaries       6" in report and "failures        1" in report
+    rows = read_back(bq_client, summaries_table, SUMMARY_FIELDS)
+    assert sorted(r["transcript_id"] for r in rows) == sorted(t.id for t in items)
+    [failure] = read_back(bq_client, failures_table, FAILURE_FIELDS)
+    assert failure["transcript_id"] == "no-text" and failure["error_code"] == "MissingText"
+
+
+def test_cli_rows_the_summaries_table_rejects_become_failure_rows(bq_env, bq_client, tmp_path, capsys):
+    import json as _json
+
+    from pipeline.__main__ import main
+    from tests.pipelines import transcripts
+
+    # A summaries table whose stop_reason column is INT64 rejects every summary row.
+    summaries_table = new_table(bq_client, SUMMARY_FIELDS, overrides={"stop_reason": "INT64"})
+    failures_table = new_table(bq_client, FAILURE_FIELDS)
+    items = transcripts(4, prefix="rej")
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(_json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items))
+    assert main(["run", "--input", str(path), "--sink", "bigquery", "--min-records-per-job", "1",
+                 "--bigquery-summaries-table", summaries_table,
+                 "--bigquery-failures-table", failures_table,
+                 "--bigquery-create-disposition", "CREATE_NEVER"]) == 0
+    report = capsys.readouterr().out
+    assert "records in      4" in report and "summaries       0" in report
+    failures = read_back(bq_client, failures_table, FAILURE_FIELDS)
+    assert sorted(f["transcript_id"] for f in failures) == sorted(t.id for t in items)
+    assert {(f["stage"], f["error_code"]) for f in failures} == {("sink", "BigQueryInsertFailed")}

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-# Stages a Failure can come from, in pipeline order.
-STAGES = ("source", "validate", "submit", "model", "parse")
+# Stages a Failure can come from, in pipeline order ("sink": a row the destination rejected).
+STAGES = ("source", "validate", "submit", "model", "parse", "sink")
 
 # Raw input kept on a Failure row is cut to this many characters so one bad 50 MB record
 # cannot blow up the failures sink.
@@ -48,7 +48,7 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
 FAILURE_FIELDS: tuple[Field, ...] = (
     Field("transcript_id", "string", True, "Id of the input transcript, when known"),
     Field("record_id", "string", True, "Bedrock batch recordId, when assigned"),
-    Field("stage", "string", False, "source | validate | submit | model | parse"),
+    Field("stage", "string", False, "source | validate | submit | model | parse | sink"),
     Field("error_code", "string", False, "Machine-readable reason"),
     Field("error_message", "string", False, "Human-readable reason"),
     Field("attempt", "int64", False, "Attempts made before giving up"),

@@ -13,7 +13,7 @@ from transforms.schema import fields_for, json_row
 
 # model.STAGES has no sink stage: a row BigQuery rejects was produced by the output side's last
 # stage (parse for Summaries), so its Failure is filed there; raw holds the rejected row.
-REJECTED_STAGE = "parse"
+REJECTED_STAGE = "sink"
 REJECTED_CODE = "BigQueryInsertFailed"
 
 # "project:dataset.table"; a project id may carry a legacy domain prefix ("example.com:proj").
