@@ -2,7 +2,6 @@
 local BigQuery emulator (session fixture ``bq_emulator``, PyPI bqemulator) and the rows are read
 back through its REST API with google-cloud-bigquery. The retry paths of real BigQuery that the
 emulator never takes (transient errors) use a recording fake, said so where used."""
-import datetime as dt
 import json
 import uuid
 from pathlib import Path
@@ -17,39 +16,23 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import window
 from google.cloud import bigquery
 
-from transforms.model import FAILURE_FIELDS, RAW_LIMIT, SUMMARY_FIELDS, Failure, Summary
+from tests import rows as sample_rows
+from transforms.model import FAILURE_FIELDS, RAW_LIMIT, SUMMARY_FIELDS
 from transforms.schema import bigquery_schema, normalize_row
 from transforms.sinks.bigquery import (WriteFailuresToBigQuery, WriteRowsToBigQuery,
                                        WriteSummariesToBigQuery)
 from transforms.sinks.bigquery_rows import (REJECTED_CODE, REJECTED_STAGE, InsertRows, describe_errors,
                                             parse_table, rejected_failure)
 
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+T0 = sample_rows.T0
 
 
 def summaries(n=12):
-    return [
-        Summary(
-            transcript_id=f"anruf-ü-{i:03d}", record_id=f"rec{i:03d}", model_id="anthropic.claude-3-haiku",
-            summary=f"Kunde #{i} fragt nach Rückerstattung — 退款 ✓ \"quoted\"\nsecond line",
-            stop_reason=None if i % 3 else "end_turn", input_tokens=None if i % 4 == 0 else 100 + i,
-            output_tokens=40 + i, job_arn=None if i % 2 else f"arn:aws:bedrock:us-east-1:1:job/j{i}",
-            window_start=None if i % 5 == 0 else T0.replace(tzinfo=None),
-            window_end=None if i % 5 == 0 else T0 + dt.timedelta(minutes=5),
-            attempt=1 + i % 2, metadata=None if i % 2 else json.dumps({"queue": "billing", "n": i}),
-            created_at=T0 + dt.timedelta(seconds=i, microseconds=i))
-        for i in range(n)
-    ]
+    return sample_rows.summaries(n)
 
 
 def failures(n=7):
-    return [
-        Failure(stage=("source", "model", "parse")[i % 3], error_code="ModelError",
-                error_message=f"record {i}: ütf-8 ✗ failure", transcript_id=None if i % 3 == 0 else f"t{i}",
-                record_id=None if i % 2 else f"r{i}", attempt=i % 3 + 1, raw=None if i % 3 else "{\"bad\": ",
-                origin=f"input.jsonl:{i}", created_at=T0 + dt.timedelta(milliseconds=i))
-        for i in range(n)
-    ]
+    return sample_rows.failures(n)
 
 
 def run(build, args=()):
@@ -284,23 +267,31 @@ def test_retry_never_turns_a_transient_error_into_a_failure(tmp_path):
     assert stored_ids(fake) == [items[1].transcript_id]
 
 
+def run_cli_into_tables(tmp_path, lines: str, summaries_table: str, failures_table: str) -> None:
+    """`run --sink bigquery` on the local backend over JSONL ``lines``, into existing tables."""
+    from pipeline.__main__ import main
+
+    path = tmp_path / "in.jsonl"
+    path.write_text(lines)
+    assert main(["run", "--input", str(path), "--sink", "bigquery", "--min-records-per-job", "1",
+                 "--bigquery-summaries-table", summaries_table,
+                 "--bigquery-failures-table", failures_table,
+                 "--bigquery-create-disposition", "CREATE_NEVER"]) == 0
+
+
+def jsonl(items) -> str:
+    return "".join(json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items)
+
+
 def test_cli_sink_bigquery(bq_env, bq_client, tmp_path, capsys):
     """`run --sink bigquery` on the local backend: summaries and failures land in their tables."""
-    import json as _json
-
-    from pipeline.__main__ import main
     from tests.pipelines import transcripts
 
     summaries_table = new_table(bq_client, SUMMARY_FIELDS)
     failures_table = new_table(bq_client, FAILURE_FIELDS)
     items = transcripts(6, prefix="bq")
-    path = tmp_path / "in.jsonl"
-    path.write_text("".join(_json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items)
-                    + '{"id": "no-text"}\n')
-    assert main(["run", "--input", str(path), "--sink", "bigquery", "--min-records-per-job", "1",
-                 "--bigquery-summaries-table", summaries_table,
-                 "--bigquery-failures-table", failures_table,
-                 "--bigquery-create-disposition", "CREATE_NEVER"]) == 0
+    run_cli_into_tables(tmp_path, jsonl(items) + '{"id": "no-text"}\n', summaries_table,
+                        failures_table)
     report = capsys.readouterr().out
     assert "summaries       6" in report and "failures        1" in report
     rows = read_back(bq_client, summaries_table, SUMMARY_FIELDS)
@@ -310,21 +301,13 @@ def test_cli_sink_bigquery(bq_env, bq_client, tmp_path, capsys):
 
 
 def test_cli_rows_the_summaries_table_rejects_become_failure_rows(bq_env, bq_client, tmp_path, capsys):
-    import json as _json
-
-    from pipeline.__main__ import main
     from tests.pipelines import transcripts
 
     # A summaries table whose stop_reason column is INT64 rejects every summary row.
     summaries_table = new_table(bq_client, SUMMARY_FIELDS, overrides={"stop_reason": "INT64"})
     failures_table = new_table(bq_client, FAILURE_FIELDS)
     items = transcripts(4, prefix="rej")
-    path = tmp_path / "in.jsonl"
-    path.write_text("".join(_json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items))
-    assert main(["run", "--input", str(path), "--sink", "bigquery", "--min-records-per-job", "1",
-                 "--bigquery-summaries-table", summaries_table,
-                 "--bigquery-failures-table", failures_table,
-                 "--bigquery-create-disposition", "CREATE_NEVER"]) == 0
+    run_cli_into_tables(tmp_path, jsonl(items), summaries_table, failures_table)
     report = capsys.readouterr().out
     assert "records in      4" in report and "summaries       0" in report
     failures = read_back(bq_client, failures_table, FAILURE_FIELDS)

@@ -20,41 +20,24 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.jvm_services import free_port
-from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Failure, Summary
+from tests import rows as sample_rows
+from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Summary
 from transforms.schema import avro_schema, normalize_row
 from transforms.sinks.kafka import (KafkaDeliveryError, WriteFailuresToKafka, WriteRowsToKafka,
                                     WriteSummariesToKafka, default_flush_timeout_s,
                                     producer_settings)
 from transforms.sinks.kafka_encoding import AVRO_SCHEMA_HEADER, RowEncoder
 
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+T0 = sample_rows.T0
 EPOCH_T0 = int(T0.timestamp())
 
 
 def summaries(n=20):
-    return [
-        Summary(
-            transcript_id=f"anruf-ü-{i:03d}", record_id=f"rec{i:03d}", model_id="anthropic.claude-3-haiku",
-            summary=f"Kunde #{i} fragt nach Rückerstattung — 退款 ✓ \"quoted\"\nsecond line",
-            stop_reason=None if i % 3 else "end_turn", input_tokens=None if i % 4 == 0 else 100 + i,
-            output_tokens=40 + i, job_arn=None if i % 2 else f"arn:aws:bedrock:us-east-1:1:job/j{i}",
-            # Naive datetimes are taken as UTC; None where the row has no window.
-            window_start=None if i % 5 == 0 else T0.replace(tzinfo=None),
-            window_end=None if i % 5 == 0 else T0 + dt.timedelta(minutes=5),
-            attempt=1 + i % 2, metadata=None if i % 2 else json.dumps({"queue": "billing", "n": i}),
-            created_at=T0 + dt.timedelta(seconds=i, microseconds=i))
-        for i in range(n)
-    ]
+    return sample_rows.summaries(n)
 
 
 def failures(n=9):
-    return [
-        Failure(stage=("source", "model", "parse")[i % 3], error_code="ModelError",
-                error_message=f"record {i}: ütf-8 ✗ failure", transcript_id=None if i % 3 == 0 else f"t{i}",
-                record_id=None if i % 2 else f"r{i}", attempt=i % 3 + 1, raw=None if i % 3 else "{\"bad\": ",
-                origin=f"input.jsonl:{i}", created_at=T0 + dt.timedelta(milliseconds=i))
-        for i in range(n)
-    ]
+    return sample_rows.failures(n)
 
 
 def create_topic(bootstrap, partitions=2, config=None):
