@@ -11,6 +11,7 @@ import sys
 from typing import Callable
 
 
+from pipeline import exit_codes
 from pipeline.options import BedrockBatchOptions
 
 COMMANDS = {
@@ -64,11 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return _handlers()[command](rest)
+    except exit_codes.UsageError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
     except Exception as exc:  # one clear line for users; the trace only when asked
         if debug:
             raise
         print(f"error: {type(exc).__name__}: {exc} (add --debug for the stack trace)", file=sys.stderr)
-        return 1
+        return exit_codes.INTERNAL_ERROR
 
 
 if __name__ == "__main__":
