@@ -50,7 +50,8 @@ def conflict(output: str, entries: Iterable[str], owner: str | None, run_id: str
         return None
     held = f"the output of run {owner}" if owner else "files of another run or program"
     shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
-    resume = f"rerun with --run-id {owner} to finish that run, " if owner else ""
+    unfinished = owner and SUCCESS_MARKER not in others
+    resume = f"rerun with --run-id {owner} to finish that run, " if unfinished else ""
     return (f"--output {output} already holds {held} ({shown}): {resume}pass --overwrite to "
             f"replace its summaries/ and failures/, or choose an empty --output")
 
