@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -148,6 +149,7 @@ def prepare(opts: BedrockBatchOptions, run_id: str) -> None:
         raise exit_codes.UsageError(f"--max-failure-rate {opts.max_failure_rate:g} is not a "
                                     f"fraction: pass a number from 0 to 1, e.g. 0.05")
     if opts.sink in FORMATS:
+        FileSystems.set_options(opts)  # e.g. s3:// settings; a pipeline sets them only when built
         try:
             commit.claim(opts.output, run_id, opts.overwrite)
         except commit.OutputInUse as exc:
