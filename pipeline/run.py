@@ -206,7 +206,8 @@ class Report:
         return self.failures / out if out else 0.0
 
     def exit_code(self) -> int:
-        if self.unaccounted or self.get("manifest_mismatches"):
+        # A failure row its table rejected was logged but is in no output: as good as lost.
+        if self.unaccounted or self.get("manifest_mismatches") or self.get("failures_rejected"):
             return exit_codes.UNACCOUNTED
         if self.failures and (not self.summaries or self.failure_rate() > self.max_failure_rate):
             return exit_codes.FAILURES_ABOVE_THRESHOLD

@@ -54,6 +54,14 @@ def test_a_manifest_mismatch_exits_4_even_when_the_counts_agree():
     assert any(text.startswith("NOT ACCOUNTED   1 job manifests disagree") for text in r.lines(HAIKU))
 
 
+def test_a_failure_row_the_table_rejected_exits_4():
+    """BigQuery: that failure row was counted on its way to the sink but is in no output."""
+    r = report(records_in=2, summaries_written=1, failures_written=1, failures_rejected=1)
+    assert r.exit_code() == exit_codes.UNACCOUNTED
+    assert any(text.startswith("NOT ACCOUNTED   1 failure rows the failures table rejected")
+               for text in r.lines(HAIKU))
+
+
 @pytest.mark.parametrize("summaries, failures, limit, code", [
     (8, 2, 0.2, exit_codes.OK),                        # exactly at the limit
     (7, 3, 0.2, exit_codes.FAILURES_ABOVE_THRESHOLD),  # above it
