@@ -105,9 +105,10 @@ def claim(output: str, run_id: str, overwrite: bool) -> None:
         raise OutputInUse(reason)
     # Files staged by a crashed attempt of this run are rewritten from scratch by this one.
     _remove_tree(staging_dir(output, run_id))
+    # Until this run finishes, no _SUCCESS (another run's, or an earlier attempt's) vouches
+    # for the folder.
+    _delete([p for p in [join(output, SUCCESS_MARKER)] if FileSystems.exists(p)])
     if owner != run_id:
-        # A _SUCCESS from another run must not vouch for this run's folder.
-        _delete([p for p in [join(output, SUCCESS_MARKER)] if FileSystems.exists(p)])
         _write(join(output, RUN_MARKER), run_id)
 
 
@@ -117,7 +118,7 @@ def publish(output: str, run_id: str) -> None:
     Call only after the pipeline succeeded. Readers that must never see a half-moved folder
     wait for _SUCCESS: it is removed first and written last. Moving is a rename per file (a
     copy and delete on object stores), so a crash mid-way is repaired by rerunning with the
-    same run id, which publishes again from the same staging.
+    same run id, which stages and publishes its rows again.
     """
     staging = staging_dir(output, run_id)
     success = join(output, SUCCESS_MARKER)
