@@ -22,7 +22,7 @@ $(STAMP): setup.py Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m pipeline run --input pipeline/samples/calls.jsonl --output out/demo
+	$(PY) -m pipeline run --input pipeline/samples/calls.jsonl --output out/demo --overwrite
 
 test: $(STAMP) jvm-jars bq-emulator
 	$(PY) -m pytest $(PYTEST_FLAGS) tests

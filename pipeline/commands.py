@@ -38,21 +38,20 @@ def _quotas(opts: BedrockBatchOptions) -> Quotas:
 
 
 def run_command(argv: list[str]) -> int:
-    from pipeline.run import run
-
-    from pipeline.run import sinks
+    from pipeline.run import prepare, run, sinks
 
     options, opts = _options(argv)
     if not opts.input and not opts.kafka_topic:
         raise ValueError("--input is required (or --kafka-topic)")
-    destination = sinks(opts)[0]  # checks the sink flags before anything starts
+    sinks(opts)  # checks the sink flags before anything starts
     check_runner(options)
     with environment(opts, _quotas(opts)) as env:
         config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,
                               env.default_role_arn, env.default_poll_interval)
+        prepare(opts, config.run_id)  # refuses another run's --output before any job exists
         report = run(options, config)
-    print("\n".join(report.lines(destination, config.model_id)))
-    return 0
+    print("\n".join(report.lines(config.model_id)))
+    return report.exit_code()
 
 
 def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping) -> Iterator[Any]:

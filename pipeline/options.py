@@ -16,6 +16,8 @@ from transforms.records import PromptConfig
 
 QUOTA_FLAGS = ("max_concurrent_jobs", "max_records_per_file", "max_records_per_job",
                "min_records_per_job", "max_file_bytes", "max_job_bytes")
+# Failure rows above this fraction of the rows out make the run exit 3 (see exit_codes).
+DEFAULT_MAX_FAILURE_RATE = 0.2
 
 
 def _flag(parser, name: str, **kwargs) -> None:
@@ -43,6 +45,13 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "sink", default="parquet", choices=["parquet", "jsonl", "avro", "kafka", "bigquery"],
               help="Output file format, or kafka / bigquery (summaries and failures to two "
                    "topics / tables)")
+        _flag(g, "overwrite", action="store_true",
+              help="Replace the summaries/ and failures/ of another run in --output (without "
+                   "it, a run refuses an --output that holds another run's files)")
+        _flag(g, "max-failure-rate", type=float, default=DEFAULT_MAX_FAILURE_RATE,
+              help="Exit with code 3 when failure rows are more than this fraction of the rows "
+                   "out (default 0.2; 0 = any failure). A run where every record failed always "
+                   "exits 3")
         _flag(g, "bigquery-summaries-table", help="--sink bigquery: project:dataset.table")
         _flag(g, "bigquery-failures-table", help="--sink bigquery: project:dataset.table")
         _flag(g, "bigquery-create-disposition", default="CREATE_IF_NEEDED",

@@ -1,20 +1,24 @@
 """`run`: read transcripts, summarize them with Bedrock batch jobs, write summaries and failures."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms import window
 
-from pipeline.options import BedrockBatchOptions
+from pipeline import exit_codes
+from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from transforms.config import BatchConfig
-from transforms.pricing import estimate_cost
-from transforms.sinks.files import WriteFailures, WriteSummaries
+from transforms.pricing import BATCH_DISCOUNT, estimate_cost
+from transforms.sinks import commit
+from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
 from transforms.sources import DeduplicateTranscripts, ReadTranscripts, WatchTranscripts
 from transforms.storage import join
 from transforms.summarize import SummarizeTranscripts
@@ -29,6 +33,23 @@ def _counted(name: str):
         counter.inc()
         return element
     return count
+
+
+class _CountFailures(beam.DoFn):
+    """Counts failure rows just before their sink: all of them, and per stage and error code
+    (``failures.<stage>.<code>``), for the report's breakdown."""
+
+    def setup(self) -> None:
+        self._total = Metrics.counter("pipeline", "failures_written")
+        self._by_cause: dict[tuple[str, str], Any] = {}
+
+    def process(self, failure: Any) -> Iterator[Any]:
+        self._total.inc()
+        cause = (failure.stage, failure.error_code)
+        if cause not in self._by_cause:
+            self._by_cause[cause] = Metrics.counter("pipeline", f"failures.{cause[0]}.{cause[1]}")
+        self._by_cause[cause].inc()
+        yield failure
 
 
 def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) -> dict:
@@ -49,7 +70,8 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) ->
     return p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format, **fields)
 
 
-def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig) -> None:
+def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str) -> None:
+    """The whole run; file sinks write under ``files_root``."""
     streaming = p.options.view_as(StandardOptions).streaming
     if streaming and not opts.window_seconds:
         raise ValueError("--streaming needs --window-seconds N: jobs are submitted per window")
@@ -63,7 +85,7 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig) -> N
     result = unique["transcripts"] | "Summarize" >> SummarizeTranscripts(config)
     failures = ((source_failures, unique["failures"], result["failures"])
                 | "AllFailures" >> beam.Flatten())
-    _, write_summaries, write_failures = sinks(opts)
+    _, write_summaries, write_failures = sinks(opts, files_root)
     if opts.sink == "bigquery":
         # Rows a table rejects come back: rejected summaries join the failures; rejected
         # failures can only be reported (logged at ERROR and counted in the run report).
@@ -71,14 +93,14 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig) -> N
         rejected_summaries = written["failures"] | "CountRejected" >> beam.Map(
             _counted("summaries_rejected"))
         failures = ((failures, rejected_summaries) | "WithRejected" >> beam.Flatten())
-        rejected = (failures | "CountFailures" >> beam.Map(_counted("failures_written"))
+        rejected = (failures | "CountFailures" >> beam.ParDo(_CountFailures())
                     | "WriteFailures" >> write_failures)["failures"]
         rejected | "ReportRejected" >> beam.Map(_report_rejected)
         result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
         return
     (result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
      | "WriteSummaries" >> write_summaries)
-    (failures | "CountFailures" >> beam.Map(_counted("failures_written"))
+    (failures | "CountFailures" >> beam.ParDo(_CountFailures())
      | "WriteFailures" >> write_failures)
 
 
@@ -87,8 +109,12 @@ def _report_rejected(failure: Any) -> None:
     log.error("failures table rejected a failure row: %s", failure)
 
 
-def sinks(opts: BedrockBatchOptions) -> tuple[str, beam.PTransform, beam.PTransform]:
-    """(where summaries go, for the report; the summaries sink; the failures sink)."""
+def sinks(opts: BedrockBatchOptions, files_root: str | None = None
+          ) -> tuple[tuple[str, str], beam.PTransform, beam.PTransform]:
+    """((where summaries go, where failures go), the summaries sink, the failures sink).
+
+    File sinks write under ``files_root`` (default: --output).
+    """
     if opts.sink == "kafka":
         from transforms.sinks.kafka import WriteFailuresToKafka, WriteSummariesToKafka
         servers, topics = opts.kafka_bootstrap_servers, (opts.kafka_summaries_topic,
@@ -96,7 +122,7 @@ def sinks(opts: BedrockBatchOptions) -> tuple[str, beam.PTransform, beam.PTransf
         if not servers or not all(topics):
             raise ValueError("--sink kafka needs --kafka-bootstrap-servers, "
                              "--kafka-summaries-topic and --kafka-failures-topic")
-        return (f"kafka:{topics[0]} (failures: kafka:{topics[1]})",
+        return ((f"kafka:{topics[0]}", f"kafka:{topics[1]}"),
                 WriteSummariesToKafka(servers, topics[0], format=opts.kafka_format),
                 WriteFailuresToKafka(servers, topics[1], format=opts.kafka_format))
     if opts.sink == "bigquery":
@@ -106,54 +132,177 @@ def sinks(opts: BedrockBatchOptions) -> tuple[str, beam.PTransform, beam.PTransf
             raise ValueError("--sink bigquery needs --bigquery-summaries-table and "
                              "--bigquery-failures-table (project:dataset.table)")
         create = opts.bigquery_create_disposition
-        return (f"bigquery:{tables[0]} (failures: bigquery:{tables[1]})",
+        return ((f"bigquery:{tables[0]}", f"bigquery:{tables[1]}"),
                 WriteSummariesToBigQuery(tables[0], create_disposition=create),
                 WriteFailuresToBigQuery(tables[1], create_disposition=create))
     if not opts.output:
         raise ValueError(f"--output DIR is required with --sink {opts.sink}")
-    return (f"{join(opts.output, 'summaries')} (failures: {join(opts.output, 'failures')})",
-            WriteSummaries(join(opts.output, "summaries"), format=opts.sink),
-            WriteFailures(join(opts.output, "failures"), format=opts.sink))
+    root = files_root or opts.output
+    return ((join(opts.output, "summaries"), join(opts.output, "failures")),
+            WriteSummaries(join(root, "summaries"), format=opts.sink),
+            WriteFailures(join(root, "failures"), format=opts.sink))
+
+
+def prepare(opts: BedrockBatchOptions, run_id: str) -> None:
+    """Checks that need no pipeline, and claims a file --output for ``run_id``: before any job."""
+    if not 0 <= opts.max_failure_rate <= 1:
+        raise exit_codes.UsageError(f"--max-failure-rate {opts.max_failure_rate:g} is not a "
+                                    f"fraction: pass a number from 0 to 1, e.g. 0.05")
+    if opts.sink in FORMATS:
+        FileSystems.set_options(opts)  # e.g. s3:// settings; a pipeline sets them only when built
+        try:
+            commit.claim(opts.output, run_id, opts.overwrite)
+        except commit.OutputInUse as exc:
+            raise exit_codes.UsageError(str(exc)) from None
+
+
+_FAILURES_PREFIX = "failures."
 
 
 @dataclass(frozen=True)
 class Report:
+    """The run's accounting, from Beam counters summed by name across namespaces.
+
+    ``written`` names the destinations that hold this run's rows (nothing when none do).
+    """
+
     run_id: str
     counters: dict[str, int]
+    written: tuple[str, ...] = ()
+    max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
 
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
 
-    def lines(self, destination: str, model_id: str) -> list[str]:
+    @property
+    def records_in(self) -> int:
+        return self.get("records_in")  # counted at the source, one per input unit
+
+    @property
+    def summaries(self) -> int:
         # A summary the sink rejected (BigQuery) was written again as a failure row.
-        summaries = self.get("summaries_written") - self.get("summaries_rejected")
-        failures = self.get("failures_written")
-        tin, tout = self.get("input_tokens"), self.get("output_tokens")
+        return self.get("summaries_written") - self.get("summaries_rejected")
+
+    @property
+    def failures(self) -> int:
+        return self.get("failures_written")
+
+    @property
+    def unaccounted(self) -> int:
+        """Records in minus rows out: > 0 lost, < 0 produced twice (or not counted in)."""
+        return self.records_in - self.summaries - self.failures
+
+    def failures_by_cause(self) -> list[tuple[str, str, int]]:
+        """(stage, error code, count), most frequent first."""
+        causes = []
+        for name, count in self.counters.items():
+            if name.startswith(_FAILURES_PREFIX) and count:
+                stage, _, code = name[len(_FAILURES_PREFIX):].partition(".")
+                causes.append((stage, code, count))
+        return sorted(causes, key=lambda c: (-c[2], c[0], c[1]))
+
+    def failure_rate(self) -> float:
+        out = self.summaries + self.failures
+        return self.failures / out if out else 0.0
+
+    def exit_code(self) -> int:
+        # A failure row its table rejected was logged but is in no output: as good as lost.
+        if self.unaccounted or self.get("manifest_mismatches") or self.get("failures_rejected"):
+            return exit_codes.UNACCOUNTED
+        if self.failures and (not self.summaries or self.failure_rate() > self.max_failure_rate):
+            return exit_codes.FAILURES_ABOVE_THRESHOLD
+        return exit_codes.OK
+
+    def cost(self, model_id: str) -> tuple[float, float] | None:
+        """Estimated (batch, on-demand) USD, or None for a model without a listed price."""
+        batch = estimate_cost(model_id, self.get("input_tokens"), self.get("output_tokens"))
+        on_demand = estimate_cost(model_id, self.get("on_demand_input_tokens"),
+                                  self.get("on_demand_output_tokens"))
+        if batch is None or on_demand is None:
+            return None
+        # The price table holds batch prices: on-demand calls cost the undiscounted price.
+        return batch, on_demand / BATCH_DISCOUNT
+
+    def lines(self, model_id: str) -> list[str]:
+        failures = self.failures
+        rate = f"  ({self.failure_rate():.1%} of rows out)" if failures else ""
         lines = [
             f"run id          {self.run_id}",
-            f"records in      {summaries + failures}",
-            f"summaries       {summaries}  ({self.get('summaries_truncated')} cut at max tokens)",
-            f"failures        {failures}",
-            f"jobs            {self.get('jobs_submitted')} submitted, {self.get('jobs_finished')} finished",
-            f"tokens          {tin} in, {tout} out",
+            f"records in      {self.records_in}",
+            f"summaries       {self.summaries}  ({self.get('summaries_truncated')} cut at max tokens)",
+            f"failures        {failures}{rate}",
         ]
-        cost = estimate_cost(model_id, tin, tout)
-        if cost is not None:
-            lines.append(f"estimated cost  ${cost:.4f} at batch prices (estimate)")
-        if self.get("failures_rejected"):
-            lines.append(f"NOT WRITTEN     {self.get('failures_rejected')} failure rows the "
-                         f"failures table rejected (logged above)")
-        lines.append(f"written to      {destination}")
+        lines += [f"  {stage:<8} {code:<32} {count}" for stage, code, count in self.failures_by_cause()]
+        lines += [
+            f"jobs            {self.get('jobs_planned')} planned, {self.get('jobs_submitted')} "
+            f"submitted, {self.get('jobs_finished')} finished, {self.get('jobs_not_created')} "
+            f"not created",
+            f"tokens          batch {self.get('input_tokens')} in, {self.get('output_tokens')} out; "
+            f"on demand {self.get('on_demand_calls')} calls, "
+            f"{self.get('on_demand_input_tokens')} in, {self.get('on_demand_output_tokens')} out",
+        ]
+        cost = self.cost(model_id)
+        if cost is None:
+            lines.append(f"estimated cost  unknown: no listed price for {model_id}")
+        else:
+            batch, on_demand = cost
+            lines.append(f"estimated cost  ${batch + on_demand:.4f} (batch ${batch:.4f}, on demand "
+                         f"${on_demand:.4f}; estimate from list prices)")
+        for name, text in (("failures_rejected", "failure rows the failures table rejected "
+                                                 "(logged above)"),
+                           ("manifest_mismatches", "job manifests disagree with their output "
+                                                   "files (logged above)")):
+            if self.get(name):
+                lines.append(f"NOT ACCOUNTED   {self.get(name)} {text}")
+        if self.unaccounted > 0:
+            lines.append(f"NOT ACCOUNTED   {self.unaccounted} records in are neither a summary "
+                         f"nor a failure row: records were lost")
+        elif self.unaccounted < 0:
+            lines.append(f"NOT ACCOUNTED   {-self.unaccounted} more rows out than records in: "
+                         f"rows were produced twice, or the source did not count them")
+        lines.append(f"written to      {', '.join(self.written) if self.written else 'nothing'}")
+        lines.append(self._verdict())
         return lines
+
+    def _verdict(self) -> str:
+        code = self.exit_code()
+        if code == exit_codes.UNACCOUNTED:
+            why = "records are not accounted for (see NOT ACCOUNTED above)"
+        elif code == exit_codes.FAILURES_ABOVE_THRESHOLD and not self.summaries:
+            why = "every record failed (see the failure rows)"
+        elif code == exit_codes.FAILURES_ABOVE_THRESHOLD:
+            why = (f"failures are {self.failure_rate():.1%} of rows, above --max-failure-rate "
+                   f"{self.max_failure_rate:g} (see the failure rows)")
+        elif not self.records_in:
+            why = "the input held no records"
+        else:
+            why = "every record is a summary or a failure row"
+        return f"exit code       {code}: {why}"
 
 
 def run(options: PipelineOptions, config: BatchConfig) -> Report:
+    """Run the pipeline (after ``prepare``), publish file output, and account for every record."""
     opts = options.view_as(BedrockBatchOptions)
+    streaming = options.view_as(StandardOptions).streaming
+    files = opts.sink in FORMATS
+    # A batch run stages its files and publishes them all once it succeeded; a streaming run
+    # never ends by itself, so each window's files appear (whole) as the window closes.
+    root = commit.staging_dir(opts.output, config.run_id) if files and not streaming else opts.output
     with beam.Pipeline(options=options) as p:
-        build(p, opts, config)
-    result = p.result
+        build(p, opts, config, root)
+    if files and streaming:
+        commit.mark_finished(opts.output, config.run_id)
+    elif files:
+        commit.publish(opts.output, config.run_id)
     counters: dict[str, int] = {}
-    for counter in result.metrics().query(MetricsFilter())["counters"]:
+    for counter in p.result.metrics().query(MetricsFilter())["counters"]:
         name = counter.key.metric.name
         counters[name] = counters.get(name, 0) + (counter.committed or 0)
-    return Report(config.run_id, counters)
+    report = Report(config.run_id, counters, max_failure_rate=opts.max_failure_rate)
+    if files:
+        written = commit.written_dirs(opts.output)
+    else:
+        (to_summaries, to_failures), _, _ = sinks(opts)
+        written = [d for d, rows in ((to_summaries, report.summaries),
+                                     (to_failures, report.failures)) if rows]
+    return dataclasses.replace(report, written=tuple(written))

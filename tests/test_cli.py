@@ -63,8 +63,9 @@ def test_run_reports_bad_records_as_failures(tmp_path, capsys):
     path = tmp_path / "in.jsonl"
     path.write_text('{"id": "a", "text": "Customer: hi. Agent: hello, how can I help?"}\n'
                     '{"id": "b"}\nnot json\n{"id": "a", "text": "duplicate"}\n')
+    # 3 of 4 records failed: above the default --max-failure-rate, so the run exits 3.
     assert main(["run", "--input", str(path), "--output", str(tmp_path / "o"), "--sink", "jsonl",
-                 "--min-records-per-job", "1"]) == 0
+                 "--min-records-per-job", "1"]) == 3
     failures = read_rows(tmp_path / "o" / "failures")
     codes = sorted(f["error_code"] for f in failures)
     assert codes == ["DuplicateTranscriptId", "InvalidJson", "MissingText"]

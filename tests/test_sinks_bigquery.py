@@ -267,7 +267,8 @@ def test_retry_never_turns_a_transient_error_into_a_failure(tmp_path):
     assert stored_ids(fake) == [items[1].transcript_id]
 
 
-def run_cli_into_tables(tmp_path, lines: str, summaries_table: str, failures_table: str) -> None:
+def run_cli_into_tables(tmp_path, lines: str, summaries_table: str, failures_table: str,
+                        exit_code: int = 0) -> None:
     """`run --sink bigquery` on the local backend over JSONL ``lines``, into existing tables."""
     from pipeline.__main__ import main
 
@@ -276,7 +277,7 @@ def run_cli_into_tables(tmp_path, lines: str, summaries_table: str, failures_tab
     assert main(["run", "--input", str(path), "--sink", "bigquery", "--min-records-per-job", "1",
                  "--bigquery-summaries-table", summaries_table,
                  "--bigquery-failures-table", failures_table,
-                 "--bigquery-create-disposition", "CREATE_NEVER"]) == 0
+                 "--bigquery-create-disposition", "CREATE_NEVER"]) == exit_code
 
 
 def jsonl(items) -> str:
@@ -307,7 +308,8 @@ def test_cli_rows_the_summaries_table_rejects_become_failure_rows(bq_env, bq_cli
     summaries_table = new_table(bq_client, SUMMARY_FIELDS, overrides={"stop_reason": "INT64"})
     failures_table = new_table(bq_client, FAILURE_FIELDS)
     items = transcripts(4, prefix="rej")
-    run_cli_into_tables(tmp_path, jsonl(items), summaries_table, failures_table)
+    # Every record ended as a failure row, so the run exits 3.
+    run_cli_into_tables(tmp_path, jsonl(items), summaries_table, failures_table, exit_code=3)
     report = capsys.readouterr().out
     assert "records in      4" in report and "summaries       0" in report
     failures = read_back(bq_client, failures_table, FAILURE_FIELDS)
