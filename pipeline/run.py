@@ -13,6 +13,7 @@ from apache_beam.transforms import window
 
 from pipeline.options import BedrockBatchOptions
 from transforms.config import BatchConfig
+from transforms.on_demand import report_line as on_demand_line
 from transforms.pricing import estimate_cost
 from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.sources import DeduplicateTranscripts, ReadTranscripts, WatchTranscripts
@@ -140,6 +141,9 @@ class Report:
         cost = estimate_cost(model_id, tin, tout)
         if cost is not None:
             lines.append(f"estimated cost  ${cost:.4f} at batch prices (estimate)")
+        if self.get("on_demand_calls"):
+            lines.append(on_demand_line(model_id, self.get("on_demand_calls"), self.get(
+                "on_demand_input_tokens"), self.get("on_demand_output_tokens")))
         if self.get("failures_rejected"):
             lines.append(f"NOT WRITTEN     {self.get('failures_rejected')} failure rows the "
                          f"failures table rejected (logged above)")
