@@ -2,6 +2,7 @@
 Bedrock service): beside the batch jobs, throttling retried, failures once, tokens counted."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.transforms import window
 
 from pipeline.__main__ import main
 from pipeline.local.faults import Faults
@@ -24,6 +26,7 @@ from transforms.records import PromptConfig, build_record
 from transforms.sinks.files import WriteFailures, WriteSummaries
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def _record_requests(backend) -> list[tuple[float, str]]:
@@ -101,6 +104,24 @@ def test_throttled_calls_are_retried_until_every_record_has_a_summary(local_back
     assert counters["on_demand_throttled"] > 0
     assert counters["on_demand_calls"] == 30 + counters["on_demand_throttled"]
     assert "on-demand calls: 30/30 done (0 failed)" in caplog.text
+
+
+def test_each_output_keeps_its_own_records_window(local_backend, tmp_path):
+    """Results are emitted as calls finish, often while another record is being processed:
+    each still lands in the window of the record it answers."""
+    records = _records(12)
+    with beam.Pipeline() as p:
+        stamped = (p | beam.Create([(r, 60 * (i % 3)) for i, r in enumerate(records)])
+                   | beam.Map(lambda e: window.TimestampedValue(e[0], e[1]))
+                   | beam.WindowInto(window.FixedWindows(60)))
+        result = stamped | InvokeOnDemand(local_config(local_backend, on_demand_concurrency=3))
+        result["summaries"] | WriteSummaries(str(tmp_path / "s"), format="jsonl")
+    rows = read_rows(tmp_path / "s")
+    assert len(rows) == 12
+    index = {r.transcript_id: i for i, r in enumerate(records)}
+    for row in rows:
+        start = dt.datetime.fromisoformat(row["window_start"])
+        assert start == EPOCH + dt.timedelta(seconds=60 * (index[row["transcript_id"]] % 3))
 
 
 def test_a_record_the_model_rejects_becomes_one_failure_row_without_retries(local_backend,

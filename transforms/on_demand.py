@@ -8,6 +8,7 @@ one Summary or one Failure row.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from transforms.jobs import error_code
 from transforms.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
 from transforms.pricing import estimate_on_demand_cost
 from transforms.rate_control import AdaptiveRate, Progress, RetryPolicy, is_throttling
+from transforms.shards import window_bounds
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ class InvokeOnDemandFn(beam.DoFn):
                 timestamp=beam.DoFn.TimestampParam, pane=beam.DoFn.PaneInfoParam) -> Iterator[Any]:
         # The undersized tail of a window is below one job's minimum record count, so holding
         # a bundle's worth of waiting records is small.
-        self._pending[self._pool.submit(self._invoke, record)] = WindowedValue(
+        self._pending[self._pool.submit(self._invoke, record, window_bounds(window))] = WindowedValue(
             None, timestamp, (window,), pane)
         self._progress.add()
         yield from self._collect(block=False)
@@ -141,7 +143,8 @@ class InvokeOnDemandFn(beam.DoFn):
 
     # ---- on the pool's threads -------------------------------------------------------------
 
-    def _invoke(self, record: BatchRecord) -> CallOutcome:
+    def _invoke(self, record: BatchRecord,
+                bounds: tuple[dt.datetime | None, dt.datetime | None]) -> CallOutcome:
         """Call until the record has an answer, a non-retriable error, or no attempts left."""
         attempt, throttles = 1, 0
         while True:
@@ -172,8 +175,8 @@ class InvokeOnDemandFn(beam.DoFn):
                 transcript_id=record.transcript_id, record_id=record.record_id,
                 model_id=self._config.model_id, summary=parsed.text,
                 stop_reason=parsed.stop_reason, input_tokens=parsed.input_tokens,
-                output_tokens=parsed.output_tokens, job_arn=None, attempt=record.attempt,
-                metadata=metadata_json(record.metadata))
+                output_tokens=parsed.output_tokens, job_arn=None, window_start=bounds[0],
+                window_end=bounds[1], attempt=record.attempt, metadata=metadata_json(record.metadata))
             return CallOutcome(summary, attempt, throttles, parsed)
 
     def _call(self, record: BatchRecord) -> dict[str, Any]:
