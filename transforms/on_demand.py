@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 FAILURES = "failures"
 PROGRESS_INTERVAL_SECONDS = 5.0
+# Records waiting in memory for a thread. The policy's input, a window's undersized tail, is
+# below one job's minimum record count; this bounds what other callers may queue.
+MAX_WAITING = 1000
 
 
 def converse_request(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -90,10 +93,10 @@ class InvokeOnDemandFn(beam.DoFn):
 
     def process(self, record: BatchRecord, window=beam.DoFn.WindowParam,
                 timestamp=beam.DoFn.TimestampParam, pane=beam.DoFn.PaneInfoParam) -> Iterator[Any]:
-        # The undersized tail of a window is below one job's minimum record count, so holding
-        # a bundle's worth of waiting records is small.
-        self._pending[self._pool.submit(self._invoke, record, window_bounds(window))] = WindowedValue(
-            None, timestamp, (window,), pane)
+        while len(self._pending) >= MAX_WAITING:
+            yield from self._collect(block=True)
+        future = self._pool.submit(self._invoke, record, window_bounds(window))
+        self._pending[future] = WindowedValue(None, timestamp, (window,), pane)
         self._progress.add()
         yield from self._collect(block=False)
 
