@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.transforms import window
 
@@ -19,7 +20,7 @@ from pipeline.local.faults import Faults
 from tests.pipelines import local_config, read_rows, summarize, transcripts
 from transforms.model import BatchRecord
 from transforms.on_demand import InvokeOnDemand
-from transforms.pricing import estimate_on_demand_cost
+from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.quotas import Quotas
 from transforms.rate_control import RetryPolicy
 from transforms.records import PromptConfig, build_record
@@ -169,3 +170,10 @@ def test_cli_report_shows_the_on_demand_calls_tokens_and_cost(local_backend, tmp
     cost = estimate_on_demand_cost(MODEL, tokens_in, tokens_out)
     assert (f"on-demand       12 calls, {tokens_in} tokens in, {tokens_out} out, "
             f"${cost:.4f} at on-demand prices (estimate)") in report
+
+
+def test_on_demand_cost_is_the_list_price_twice_the_batch_estimate():
+    assert estimate_on_demand_cost(MODEL, 1_000_000, 1_000_000) == 0.25 + 1.25
+    assert estimate_on_demand_cost("us." + MODEL, 2000, 400) == pytest.approx(
+        2 * estimate_cost(MODEL, 2000, 400))
+    assert estimate_on_demand_cost("example.unlisted-model-v1:0", 10, 10) is None
