@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import socket
 import threading
 import time
 from dataclasses import replace
@@ -16,8 +17,12 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.transforms import window
 
 from pipeline.__main__ import main
+from pipeline.local.backend import SERVICE_ROLE_ARN
 from pipeline.local.faults import Faults
 from tests.pipelines import local_config, read_rows, summarize, transcripts
+from transforms.aws import AwsConfig
+from transforms.config import BatchConfig
+from transforms.jobs import JobConfig
 from transforms.model import BatchRecord
 from transforms.on_demand import InvokeOnDemand
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
@@ -177,3 +182,20 @@ def test_on_demand_cost_is_the_list_price_twice_the_batch_estimate():
     assert estimate_on_demand_cost("us." + MODEL, 2000, 400) == pytest.approx(
         2 * estimate_cost(MODEL, 2000, 400))
     assert estimate_on_demand_cost("example.unlisted-model-v1:0", 10, 10) is None
+
+
+def test_an_unreachable_service_is_retried_then_fails_the_pipeline_loudly(tmp_path, caplog):
+    """No service at all (a closed port): a connection error has no error code to become a
+    failure row with, so after its attempts the bundle fails and the runner reports it."""
+    with socket.socket() as probe:  # a free port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    config = BatchConfig(base_uri="s3://unused/runs", run_id="unreachable",
+                         job=JobConfig(role_arn=SERVICE_ROLE_ARN),
+                         aws=AwsConfig(region="us-east-1", bedrock_runtime_endpoint_url=closed,
+                                       access_key_id="testing", secret_access_key="testing"))
+    retry = RetryPolicy(max_attempts=2, base_seconds=0.01, cap_seconds=0.01)
+    with caplog.at_level(logging.WARNING, logger="transforms.on_demand"):
+        with pytest.raises(Exception, match="Could not connect to the endpoint URL"):
+            _invoke(_records(1), config, tmp_path, retry)
+    assert "attempt 2 of 2" in caplog.text

@@ -19,6 +19,8 @@ from typing import Any, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
 
 from transforms.config import BatchConfig
 from transforms.families import ParsedOutput, UnparseableOutput, parse_model_output
@@ -159,6 +161,17 @@ class InvokeOnDemandFn(beam.DoFn):
             except UnparseableOutput as exc:
                 return CallOutcome(self._failure(record, "parse", "UnparseableOutput", str(exc)),
                                    attempt, throttles)
+            except (BotoConnectionError, HTTPClientError) as exc:
+                # No answer from the service. botocore's retries are off for this client, so
+                # retry here; when the attempts run out the bundle fails and the runner retries.
+                if attempt >= self._retry.max_attempts:
+                    raise
+                delay = self._retry.backoff(attempt)
+                log.warning("on-demand call for %s: %s; attempt %d of %d in %.2f s",
+                            record.transcript_id, exc, attempt + 1, self._retry.max_attempts, delay)
+                time.sleep(delay)
+                attempt += 1
+                continue
             except Exception as exc:  # botocore ClientError carries the service's error code
                 code = error_code(exc)
                 if code is None:
