@@ -22,7 +22,7 @@ def test_a_caller_arriving_late_starts_at_once():
 def test_throttling_halves_the_rate_and_spaces_the_next_calls_at_the_new_rate():
     rate = AdaptiveRate(ceiling=10.0)
     rate.reserve(now=0.0)
-    assert rate.on_throttle(now=1.0)
+    assert rate.on_throttle(now=1.0, started=0.0)
     assert rate.rate == 5.0
     assert rate.reserve(now=1.0) == pytest.approx(1.2)
     assert rate.reserve(now=1.0) == pytest.approx(1.4)
@@ -30,23 +30,23 @@ def test_throttling_halves_the_rate_and_spaces_the_next_calls_at_the_new_rate():
 
 def test_a_burst_of_throttles_from_calls_already_in_flight_is_one_signal():
     rate = AdaptiveRate(ceiling=10.0)
-    assert rate.on_throttle(now=1.0)
-    assert not rate.on_throttle(now=1.05)  # within 1 / rate (0.2 s) of the last decrease
+    assert rate.on_throttle(now=2.0, started=0.5)
+    assert not rate.on_throttle(now=2.5, started=1.9)  # was in flight when the rate halved
     assert rate.rate == 5.0
-    assert rate.on_throttle(now=1.3)
+    assert rate.on_throttle(now=3.0, started=2.1)  # sent at the new pace, still throttled
     assert rate.rate == 2.5
 
 
 def test_rate_never_drops_below_the_floor():
     rate = AdaptiveRate(ceiling=1.0, floor=0.3)
     for step in range(20):
-        rate.on_throttle(now=float(step * 100))
+        rate.on_throttle(now=float(step + 1), started=float(step + 1))
     assert rate.rate == 0.3
 
 
 def test_successes_climb_back_additively_up_to_the_ceiling():
     rate = AdaptiveRate(ceiling=10.0, increase_fraction=0.05)
-    rate.on_throttle(now=0.0)
+    rate.on_throttle(now=0.0, started=0.0)
     assert rate.rate == 5.0
     for _ in range(4):
         rate.on_success()

@@ -178,7 +178,7 @@ class InvokeOnDemandFn(beam.DoFn):
                     raise
                 if is_throttling(code):
                     throttles += 1
-                    self._rate.on_throttle(time.monotonic())
+                    self._rate.on_throttle(time.monotonic(), started=start)
                 if self._retry.should_retry(code, attempt):
                     time.sleep(self._retry.backoff(attempt))
                     attempt += 1

@@ -33,9 +33,9 @@ def is_retriable(code: str | None) -> bool:
 class AdaptiveRate:
     """Thread-safe AIMD pacer: ``reserve(now)`` hands out call start times at the current rate.
 
-    The rate starts at ``ceiling`` calls per second. A throttle halves it (at most once per
-    ``1 / rate`` seconds, so a burst of throttled calls that were already in flight counts as one
-    signal), never below ``floor``. Each success adds ``ceiling * increase_fraction`` back, up to
+    The rate starts at ``ceiling`` calls per second. A throttle halves it, never below ``floor``;
+    calls that had started before the last halving do not halve it again, so a burst of
+    throttled calls that were in flight together counts as one signal. Each success adds ``ceiling * increase_fraction`` back, up to
     the ceiling: after a halving, about ``0.5 / increase_fraction`` successes restore the ceiling.
     """
 
@@ -68,11 +68,11 @@ class AdaptiveRate:
         with self._lock:
             self._rate = min(self.ceiling, self._rate + self._step)
 
-    def on_throttle(self, now: float) -> bool:
-        """Slow down after a throttle; False when this throttle was part of a burst already
-        answered by a decrease."""
+    def on_throttle(self, now: float, started: float) -> bool:
+        """Slow down after a call that started at ``started`` was throttled; False when that call
+        was already in flight at the last decrease."""
         with self._lock:
-            if self._last_decrease is not None and now - self._last_decrease < 1.0 / self._rate:
+            if self._last_decrease is not None and started < self._last_decrease:
                 return False
             self._rate = max(self.floor, self._rate * self._decrease)
             self._last_decrease = now
