@@ -82,8 +82,8 @@ def test_batch_jobs_are_created_before_the_on_demand_calls_finish(local_backend_
     assert counters["on_demand_output_tokens"] == sum(r["output_tokens"] for r in on_demand) > 0
 
 
-def _records(count: int) -> list[BatchRecord]:
-    return [build_record(t, MODEL, PromptConfig()) for t in transcripts(count)]
+def _records(count: int, invocation_type: str = "InvokeModel") -> list[BatchRecord]:
+    return [build_record(t, MODEL, PromptConfig(), invocation_type) for t in transcripts(count)]
 
 
 def _invoke(records, config, out: Path, retry: RetryPolicy | None = None):
@@ -128,6 +128,15 @@ def test_each_output_keeps_its_own_records_window(local_backend, tmp_path):
     for row in rows:
         start = dt.datetime.fromisoformat(row["window_start"])
         assert start == EPOCH + dt.timedelta(seconds=60 * (index[row["transcript_id"]] % 3))
+
+
+def test_converse_calls_are_counted_like_invoke_model(local_backend, tmp_path):
+    config = local_config(local_backend, model_invocation_type="Converse")
+    summaries, failures, counters = _invoke(_records(3, "Converse"), config, tmp_path)
+    assert failures == [] and len(summaries) == 3
+    assert all(r["summary"].startswith("[local extractive summary]") for r in summaries)
+    assert counters["on_demand_input_tokens"] == sum(r["input_tokens"] for r in summaries) > 0
+    assert counters["on_demand_output_tokens"] == sum(r["output_tokens"] for r in summaries) > 0
 
 
 def test_a_record_the_model_rejects_becomes_one_failure_row_without_retries(local_backend,
