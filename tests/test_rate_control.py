@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transforms.rate_control import AdaptiveRate, Progress, RetryPolicy, is_retriable, is_throttling
 
@@ -110,3 +112,24 @@ def test_progress_without_news_says_nothing():
     progress = Progress(start=0.0, interval=1.0)
     progress.add(3)
     assert progress.line(now=30.0) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(ceiling=st.floats(min_value=0.1, max_value=100.0),
+       events=st.lists(st.tuples(st.sampled_from(["reserve", "success", "throttle"]),
+                                 st.floats(min_value=0.0, max_value=5.0)), max_size=60))
+def test_pace_stays_between_floor_and_ceiling_and_slots_never_crowd(ceiling, events):
+    rate = AdaptiveRate(ceiling=ceiling)
+    now, starts = 0.0, []
+    for kind, advance in events:
+        now += advance
+        if kind == "reserve":
+            starts.append(rate.reserve(now))
+            assert starts[-1] >= now
+        elif kind == "success":
+            rate.on_success()
+        else:
+            rate.on_throttle(now, started=starts[-1] if starts else now)
+        assert rate.floor <= rate.rate <= rate.ceiling
+    # Never faster than the ceiling, whatever happened in between.
+    assert all(b - a >= 1.0 / ceiling - 1e-9 for a, b in zip(starts, starts[1:]))
