@@ -110,6 +110,7 @@ def test_throttled_calls_are_retried_until_every_record_has_a_summary(local_back
     assert counters["on_demand_throttled"] > 0
     assert counters["on_demand_calls"] == 30 + counters["on_demand_throttled"]
     assert "on-demand calls: 30/30 done (0 failed)" in caplog.text
+    assert "on-demand calls throttled (ThrottlingException): pace lowered to" in caplog.text
 
 
 def test_each_output_keeps_its_own_records_window(local_backend, tmp_path):

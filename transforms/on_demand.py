@@ -178,7 +178,9 @@ class InvokeOnDemandFn(beam.DoFn):
                     raise
                 if is_throttling(code):
                     throttles += 1
-                    self._rate.on_throttle(time.monotonic(), started=start)
+                    if self._rate.on_throttle(time.monotonic(), started=start):
+                        log.info("on-demand calls throttled (%s): pace lowered to %.2f calls/s",
+                                 code, self._rate.rate)
                 if self._retry.should_retry(code, attempt):
                     time.sleep(self._retry.backoff(attempt))
                     attempt += 1
