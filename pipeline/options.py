@@ -114,8 +114,11 @@ class BedrockBatchOptions(PipelineOptions):
               help="What to do with a tail smaller than the minimum records per job")
         _flag(g, "max-record-retries", type=int, default=2,
               help="Resubmissions of records a job did not answer")
-        _flag(g, "on-demand-rps", type=float, default=1.0,
-              help="InvokeModel calls per second per worker for the on-demand policy")
+        _flag(g, "on-demand-rps", type=float, default=20.0,
+              help="On-demand policy: most InvokeModel/Converse calls per second per worker; "
+                   "throttling lowers the pace below it")
+        _flag(g, "on-demand-concurrency", type=int, default=8,
+              help="On-demand policy: calls in flight at once per worker")
 
         g = parser.add_argument_group("local backend")
         _flag(g, "local-speed", type=float, default=20.0,
@@ -172,4 +175,5 @@ def batch_config(opts: BedrockBatchOptions, aws: AwsConfig, quotas: Quotas,
                        quotas=quotas, undersized_policy=opts.undersized_policy, prompt=prompt,
                        aws=aws, max_record_retries=opts.max_record_retries,
                        poll_interval_seconds=opts.poll_interval_seconds or default_poll_interval,
-                       on_demand_rps=opts.on_demand_rps)
+                       on_demand_rps=opts.on_demand_rps,
+                       on_demand_concurrency=opts.on_demand_concurrency)

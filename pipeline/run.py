@@ -16,7 +16,7 @@ from apache_beam.transforms import window
 from pipeline import exit_codes
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from transforms.config import BatchConfig
-from transforms.pricing import BATCH_DISCOUNT, estimate_cost
+from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
 from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
 from transforms.sources import DeduplicateTranscripts, ReadTranscripts, WatchTranscripts
@@ -216,12 +216,11 @@ class Report:
     def cost(self, model_id: str) -> tuple[float, float] | None:
         """Estimated (batch, on-demand) USD, or None for a model without a listed price."""
         batch = estimate_cost(model_id, self.get("input_tokens"), self.get("output_tokens"))
-        on_demand = estimate_cost(model_id, self.get("on_demand_input_tokens"),
-                                  self.get("on_demand_output_tokens"))
+        on_demand = estimate_on_demand_cost(model_id, self.get("on_demand_input_tokens"),
+                                            self.get("on_demand_output_tokens"))
         if batch is None or on_demand is None:
             return None
-        # The price table holds batch prices: on-demand calls cost the undiscounted price.
-        return batch, on_demand / BATCH_DISCOUNT
+        return batch, on_demand
 
     def lines(self, model_id: str) -> list[str]:
         failures = self.failures

@@ -24,7 +24,8 @@ class AwsConfig:
     access_key_id: str | None = None
     secret_access_key: str | None = None
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, max_attempts: int | None = None) -> Any:
+        """A boto3 client; ``max_attempts`` overrides botocore's retries (1: the caller retries)."""
         import boto3
         from botocore.config import Config
 
@@ -33,5 +34,5 @@ class AwsConfig:
         session = boto3.session.Session(profile_name=self.profile, region_name=self.region,
                                         aws_access_key_id=self.access_key_id,
                                         aws_secret_access_key=self.secret_access_key)
-        return session.client(service, endpoint_url=endpoint,
-                              config=Config(retries=dict(RETRIES)))
+        retries = dict(RETRIES) if max_attempts is None else dict(RETRIES, max_attempts=max_attempts)
+        return session.client(service, endpoint_url=endpoint, config=Config(retries=retries))

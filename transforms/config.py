@@ -26,7 +26,10 @@ class BatchConfig:
     aws: AwsConfig = field(default_factory=AwsConfig)
     max_record_retries: int = 2
     poll_interval_seconds: int = 60
-    on_demand_rps: float = 1.0  # InvokeModel calls per second per worker (on-demand policy)
+    # On-demand policy, per worker: a ceiling on calls per second (throttling lowers the pace
+    # below it) and how many calls may be in flight at once.
+    on_demand_rps: float = 20.0
+    on_demand_concurrency: int = 8
 
     def __post_init__(self) -> None:
         validate_run_id(self.run_id)
@@ -43,7 +46,9 @@ class BatchConfig:
                              "(runners only honour whole-second delays)")
 
         if self.on_demand_rps <= 0:
-            raise ValueError("--on-demand-rps must be > 0")
+            raise ValueError(f"--on-demand-rps {self.on_demand_rps} must be > 0")
+        if self.on_demand_concurrency < 1:
+            raise ValueError(f"--on-demand-concurrency {self.on_demand_concurrency} must be >= 1")
 
     @property
     def max_attempts(self) -> int:

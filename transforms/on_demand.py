@@ -1,20 +1,41 @@
 """Beam stage for the ``on-demand`` undersized policy: records too few for a batch job are sent
-one by one with InvokeModel (or Converse), rate limited, at on-demand prices."""
+one by one with InvokeModel (or Converse), at on-demand prices, beside the batch jobs.
+
+Each worker keeps up to ``on_demand_concurrency`` calls in flight, paced by an AIMD rate whose
+ceiling is ``on_demand_rps`` (transforms/rate_control.py): throttling halves the rate, successes
+restore it, and throttled or transient errors are retried with backoff. A record ends as exactly
+one Summary or one Failure row.
+"""
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
 
 from transforms.config import BatchConfig
-from transforms.families import UnparseableOutput, parse_model_output
+from transforms.families import ParsedOutput, UnparseableOutput, parse_model_output
 from transforms.jobs import error_code
 from transforms.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
+from transforms.rate_control import AdaptiveRate, Progress, RetryPolicy, is_throttling
+from transforms.shards import window_bounds
+
+log = logging.getLogger(__name__)
 
 FAILURES = "failures"
+PROGRESS_INTERVAL_SECONDS = 5.0
+# Records waiting in memory for a thread. The policy's input, a window's undersized tail, is
+# below one job's minimum record count; this bounds what other callers may queue.
+MAX_WAITING = 1000
 
 
 def converse_request(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -26,66 +47,190 @@ def converse_request(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
     return request
 
 
-class InvokeOnDemandFn(beam.DoFn):
-    """BatchRecord -> Summary, or Failure (``failures``) with the service's error."""
+@dataclass
+class CallOutcome:
+    """What one record's calls produced. Counted by the bundle thread: Beam metrics do not
+    record increments made on other threads."""
 
-    def __init__(self, config: BatchConfig):
+    output: Summary | Failure
+    calls: int
+    throttles: int
+    parsed: ParsedOutput | None = None
+
+
+class InvokeOnDemandFn(beam.DoFn):
+    """BatchRecord -> Summary, or Failure (``failures``) with the service's error.
+
+    ``process`` hands each record to a thread pool and emits whatever calls have finished;
+    ``finish_bundle`` waits for the rest. Outputs keep their own record's window and timestamp.
+    """
+
+    def __init__(self, config: BatchConfig, retry: RetryPolicy):
         self._config = config
+        self._retry = retry
         self._calls = Metrics.counter("bedrock", "on_demand_calls")
+        self._throttled = Metrics.counter("bedrock", "on_demand_throttled")
+        self._tokens_in = Metrics.counter("bedrock", "on_demand_input_tokens")
+        self._tokens_out = Metrics.counter("bedrock", "on_demand_output_tokens")
+        self._truncated = Metrics.counter("bedrock", "summaries_truncated")
 
     def setup(self) -> None:
-        self._runtime = self._config.aws.client("bedrock-runtime")
-        self._next_call = 0.0
+        # botocore must not retry throttling itself: the pacer has to see it to slow down.
+        self._runtime = self._config.aws.client("bedrock-runtime", max_attempts=1)
+        self._pool = ThreadPoolExecutor(max_workers=self._config.on_demand_concurrency,
+                                        thread_name_prefix="on-demand")
+        self._rate = AdaptiveRate(self._config.on_demand_rps)
 
-    def _throttle(self) -> None:
-        # Per-worker pacing; botocore's retry config absorbs the service's own throttling.
-        wait = self._next_call - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        self._next_call = time.monotonic() + 1.0 / self._config.on_demand_rps
+    def start_bundle(self) -> None:
+        self._pending: dict[Future, WindowedValue] = {}
+        self._progress = Progress(time.monotonic(), PROGRESS_INTERVAL_SECONDS)
 
-    def process(self, record: BatchRecord) -> Iterator[Any]:
-        cfg = self._config
-        self._throttle()
-        self._calls.inc()
-        try:
-            if cfg.job.model_invocation_type == "Converse":
-                body = self._runtime.converse(**converse_request(cfg.model_id, dict(record.model_input)))
-                body.pop("ResponseMetadata", None)
-            else:
-                response = self._runtime.invoke_model(
-                    modelId=cfg.model_id, body=json.dumps(record.model_input),
-                    contentType="application/json", accept="application/json")
-                body = json.loads(response["body"].read())
-            parsed = parse_model_output(body, cfg.model_id, cfg.job.model_invocation_type)
-        except UnparseableOutput as exc:
-            yield self._failure(record, "parse", "UnparseableOutput", str(exc))
-            return
-        except Exception as exc:  # botocore ClientError carries the service's error code
-            code = error_code(exc)
-            if code is None:
+    def process(self, record: BatchRecord, window=beam.DoFn.WindowParam,
+                timestamp=beam.DoFn.TimestampParam, pane=beam.DoFn.PaneInfoParam) -> Iterator[Any]:
+        while len(self._pending) >= MAX_WAITING:
+            yield from self._collect(block=True)
+        future = self._pool.submit(self._invoke, record, window_bounds(window))
+        self._pending[future] = WindowedValue(None, timestamp, (window,), pane)
+        self._progress.add()
+        yield from self._collect(block=False)
+
+    def finish_bundle(self) -> Iterator[Any]:
+        while self._pending:
+            yield from self._collect(block=True)
+
+    def teardown(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _collect(self, block: bool) -> Iterator[Any]:
+        """Emit the finished calls (waiting up to the progress interval for one if ``block``)."""
+        if block:
+            done, _ = wait(self._pending, timeout=PROGRESS_INTERVAL_SECONDS,
+                           return_when=FIRST_COMPLETED)
+        else:
+            done = [f for f in self._pending if f.done()]
+        for future in done:
+            where = self._pending.pop(future)
+            try:
+                outcome = future.result()
+            except BaseException:
+                # The bundle fails and the runner retries it: calls not yet started are not made.
+                for other in self._pending:
+                    other.cancel()
                 raise
-            yield self._failure(record, "model", code, str(exc))
-            return
-        yield Summary(transcript_id=record.transcript_id, record_id=record.record_id,
-                      model_id=cfg.model_id, summary=parsed.text, stop_reason=parsed.stop_reason,
-                      input_tokens=parsed.input_tokens, output_tokens=parsed.output_tokens,
-                      job_arn=None, attempt=record.attempt, metadata=metadata_json(record.metadata))
+            self._count(outcome)
+            value = where.with_value(outcome.output)
+            yield (beam.pvalue.TaggedOutput(FAILURES, value)
+                   if isinstance(outcome.output, Failure) else value)
+        line = self._progress.line(time.monotonic())
+        if line:
+            log.info("%s (rate ceiling %.1f/s, now %.1f/s)", line, self._rate.ceiling,
+                     self._rate.rate)
 
-    def _failure(self, record: BatchRecord, stage: str, code: str, message: str) -> Any:
-        return beam.pvalue.TaggedOutput(FAILURES, Failure(
-            stage=stage, error_code=code, error_message=message, transcript_id=record.transcript_id,
-            record_id=record.record_id, attempt=record.attempt, raw=truncate_raw(record.model_input)))
+    def _count(self, outcome: CallOutcome) -> None:
+        self._calls.inc(outcome.calls)
+        self._throttled.inc(outcome.throttles)
+        self._progress.finish(failed=isinstance(outcome.output, Failure))
+        if outcome.parsed is not None:
+            self._tokens_in.inc(outcome.parsed.input_tokens or 0)
+            self._tokens_out.inc(outcome.parsed.output_tokens or 0)
+            if outcome.parsed.truncated:
+                self._truncated.inc()
+
+    # ---- on the pool's threads -------------------------------------------------------------
+
+    def _invoke(self, record: BatchRecord,
+                bounds: tuple[dt.datetime | None, dt.datetime | None]) -> CallOutcome:
+        """Call until the record has an answer, a non-retriable error, or no attempts left."""
+        attempt, throttles = 1, 0
+        while True:
+            start = self._rate.reserve(time.monotonic())
+            time.sleep(max(0.0, start - time.monotonic()))
+            try:
+                parsed = parse_model_output(self._call(record), self._config.model_id,
+                                            self._config.job.model_invocation_type)
+            except UnparseableOutput as exc:
+                return CallOutcome(self._failure(record, "parse", "UnparseableOutput", str(exc)),
+                                   attempt, throttles)
+            except (BotoConnectionError, HTTPClientError) as exc:
+                # No answer from the service. botocore's retries are off for this client, so
+                # retry here; when the attempts run out the bundle fails and the runner retries.
+                if attempt >= self._retry.max_attempts:
+                    raise
+                delay = self._retry.backoff(attempt)
+                log.warning("on-demand call for %s: %s; attempt %d of %d in %.2f s",
+                            record.transcript_id, exc, attempt + 1, self._retry.max_attempts, delay)
+                time.sleep(delay)
+                attempt += 1
+                continue
+            except Exception as exc:  # botocore ClientError carries the service's error code
+                code = error_code(exc)
+                if code is None:
+                    raise
+                if is_throttling(code):
+                    throttles += 1
+                    if self._rate.on_throttle(time.monotonic(), started=start):
+                        log.info("on-demand calls throttled (%s): pace lowered to %.2f calls/s",
+                                 code, self._rate.rate)
+                if self._retry.should_retry(code, attempt):
+                    time.sleep(self._retry.backoff(attempt))
+                    attempt += 1
+                    continue
+                tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+                return CallOutcome(self._failure(record, "model", code, f"{exc}{tries}"),
+                                   attempt, throttles)
+            self._rate.on_success()
+            summary = Summary(
+                transcript_id=record.transcript_id, record_id=record.record_id,
+                model_id=self._config.model_id, summary=parsed.text,
+                stop_reason=parsed.stop_reason, input_tokens=parsed.input_tokens,
+                output_tokens=parsed.output_tokens, job_arn=None, window_start=bounds[0],
+                window_end=bounds[1], attempt=record.attempt, metadata=metadata_json(record.metadata))
+            return CallOutcome(summary, attempt, throttles, parsed)
+
+    def _call(self, record: BatchRecord) -> dict[str, Any]:
+        cfg = self._config
+        if cfg.job.model_invocation_type == "Converse":
+            body = self._runtime.converse(**converse_request(cfg.model_id, dict(record.model_input)))
+            body.pop("ResponseMetadata", None)
+            return body
+        response = self._runtime.invoke_model(
+            modelId=cfg.model_id, body=json.dumps(record.model_input),
+            contentType="application/json", accept="application/json")
+        return json.loads(response["body"].read())
+
+    def _failure(self, record: BatchRecord, stage: str, code: str, message: str) -> Failure:
+        return Failure(stage=stage, error_code=code, error_message=message,
+                       transcript_id=record.transcript_id, record_id=record.record_id,
+                       attempt=record.attempt, raw=truncate_raw(record.model_input))
 
 
 class InvokeOnDemand(beam.PTransform):
-    """PCollection[BatchRecord] -> {"summaries", "failures"} via InvokeModel / Converse."""
+    """PCollection[BatchRecord] -> {"summaries", "failures"} via InvokeModel / Converse.
 
-    def __init__(self, config: BatchConfig):
+    ``retry`` sets how throttled and transient errors are retried (default: 8 attempts with
+    exponential backoff from 0.25 s, capped at 20 s).
+    """
+
+    def __init__(self, config: BatchConfig, retry: RetryPolicy | None = None):
         super().__init__()
         self._config = config
+        self._retry = retry or RetryPolicy()
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
-        out = records | beam.ParDo(InvokeOnDemandFn(self._config)).with_outputs(
-            FAILURES, main="summaries")
+        # Two shuffles, so the batch jobs do not wait for the on-demand calls:
+        # - "Detach" ends the fused stage that wrote the shards. Fused, the calls would run in
+        #   its bundle, and no JobBatch would leave that bundle (to be submitted) until every
+        #   call was done.
+        # - "Queue": the DirectRunner runs one stage at a time, in the order stages become
+        #   ready. With one shuffle the calls' stage becomes ready together with the first stage
+        #   of AwaitJobs (its restriction split) and runs before the stage that creates the
+        #   jobs; with two it becomes ready after that stage, so the jobs are created first and
+        #   run in the service while the calls are made.
+        out = (records
+               | "Detach" >> beam.Reshuffle()
+               | "Queue" >> beam.Reshuffle()
+               | "Invoke" >> beam.ParDo(InvokeOnDemandFn(self._config, self._retry))
+               .with_outputs(FAILURES, main="summaries"))
         return {"summaries": out.summaries, "failures": out[FAILURES]}

@@ -1,10 +1,11 @@
-"""Estimated batch prices for the `plan` command's "see before you pay" cost line.
+"""Estimated prices for the "see before you pay" cost lines: batch jobs and on-demand calls.
 
-ESTIMATE ONLY: batch inference is billed at about half the on-demand price. The figures are 50%
-of us-east-1 on-demand list prices for a few common models (USD per 1M tokens), recorded by hand
-from public pricing information and not checked against the live page; prices change and differ
-by region, so the real bill is whatever https://aws.amazon.com/bedrock/pricing/ says. Models not
-listed get no estimate rather than a guess.
+ESTIMATE ONLY: batch inference is billed at about half the on-demand price. The figures are
+us-east-1 on-demand list prices for a few common models (USD per 1M tokens), halved for batch,
+recorded by hand from public pricing information and not checked against the live page;
+prices change and differ by region, so the real bill is whatever
+https://aws.amazon.com/bedrock/pricing/ says. Models not listed get no estimate rather than a
+guess.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ BATCH_DISCOUNT = 0.5
 
 @dataclass(frozen=True)
 class Price:
-    """Estimated batch price in USD per 1M tokens."""
+    """Estimated price in USD per 1M tokens."""
 
     input_per_million: float
     output_per_million: float
@@ -49,10 +50,25 @@ def batch_price(model_id: str) -> Price | None:
     return BATCH_PRICES.get(base_model_id(model_id))
 
 
-def estimate_cost(model_id: str, input_tokens: int, output_tokens: int) -> float | None:
-    """Estimated batch cost in USD, or None when the model has no listed price."""
-    price = batch_price(model_id)
+def on_demand_price(model_id: str) -> Price | None:
+    """On-demand list price for a model id (inference-profile prefixes ignored), or None."""
+    prices = _ON_DEMAND.get(base_model_id(model_id))
+    return None if prices is None else Price(*prices)
+
+
+def _cost(price: Price | None, input_tokens: int, output_tokens: int) -> float | None:
     if price is None:
         return None
     return (input_tokens * price.input_per_million
             + output_tokens * price.output_per_million) / 1_000_000
+
+
+def estimate_cost(model_id: str, input_tokens: int, output_tokens: int) -> float | None:
+    """Estimated batch cost in USD, or None when the model has no listed price."""
+    return _cost(batch_price(model_id), input_tokens, output_tokens)
+
+
+def estimate_on_demand_cost(model_id: str, input_tokens: int, output_tokens: int) -> float | None:
+    """Estimated cost in USD of InvokeModel/Converse calls (the on-demand undersized policy) at
+    on-demand list prices, or None when the model has no listed price."""
+    return _cost(on_demand_price(model_id), input_tokens, output_tokens)
