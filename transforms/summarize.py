@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
+from apache_beam.transforms.core import Windowing
 from apache_beam.utils.timestamp import Duration
 
 from transforms import harvest, shards
@@ -134,8 +135,8 @@ class SummarizeTranscripts(beam.PTransform):
 
     def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self._config
-        windowfn = transcripts.windowing.windowfn
-        if not transcripts.is_bounded and isinstance(windowfn, window.GlobalWindows):
+        windowing = transcripts.windowing
+        if not transcripts.is_bounded and isinstance(windowing.windowfn, window.GlobalWindows):
             raise ValueError("SummarizeTranscripts got an unbounded PCollection in the global "
                              "window, which never closes: apply beam.WindowInto("
                              "window.FixedWindows(seconds)) first (the CLI: --window-seconds)")
@@ -150,8 +151,18 @@ class SummarizeTranscripts(beam.PTransform):
             summaries.append(on_demand["summaries"])
             failures.append(on_demand["failures"])
             records = result["retries"]
-        # Hand the caller back its own windowing (the rounds used their own triggers).
+        # Hand the caller back its own windowing whole (the rounds used their own triggers):
+        # a WindowInto with only the windowfn would reset trigger and allowed lateness.
         return {"summaries": (tuple(summaries) | "AllSummaries" >> beam.Flatten()
-                              | "SummaryWindows" >> beam.WindowInto(windowfn)),
+                              | "SummaryWindows" >> restore_windowing(windowing)),
                 "failures": (tuple(failures) | "AllFailures" >> beam.Flatten()
-                             | "FailureWindows" >> beam.WindowInto(windowfn))}
+                             | "FailureWindows" >> restore_windowing(windowing))}
+
+
+def restore_windowing(windowing: Windowing) -> beam.WindowInto:
+    """A WindowInto that puts a PCollection back into ``windowing``: windowfn, trigger,
+    accumulation mode, allowed lateness and timestamp combiner."""
+    return beam.WindowInto(windowing.windowfn, trigger=windowing.triggerfn,
+                           accumulation_mode=windowing.accumulation_mode,
+                           timestamp_combiner=windowing.timestamp_combiner,
+                           allowed_lateness=windowing.allowed_lateness)
