@@ -43,9 +43,12 @@ log = logging.getLogger(__name__)
 START_OFFSETS = ("earliest", "latest")
 # Kafka offsets are int64: a restriction ending here never runs out while the source is unbounded.
 UNBOUNDED_END = 2**63 - 1
-# An idle partition moves its watermark to "now minus this", like Beam Java KafkaIO's
-# LogAppendTimePolicy, so one quiet partition does not hold back every window.
+# A caught-up partition (nothing left to read) moves its watermark to "now minus this", like
+# Beam Java KafkaIO's LogAppendTimePolicy when its backlog is 0, so one quiet partition does not
+# hold back every window.
 IDLE_WATERMARK_LAG = Duration(seconds=2)
+# How long an idle poll waits for the broker's high watermark; no answer keeps the watermark.
+BACKLOG_TIMEOUT_SECONDS = 5.0
 # One process() call reads at most this long before checkpointing, so a busy partition still
 # commits its output downstream regularly and the runner gets a chance to checkpoint.
 MAX_READ_SECONDS = 5.0
@@ -90,6 +93,20 @@ def message_time(kind: int, millis: int, now: float) -> Timestamp:
     if kind == TIMESTAMP_NOT_AVAILABLE or millis < 0:
         return Timestamp.of(now)
     return Timestamp(micros=millis * 1000)
+
+
+def idle_watermark(current: Timestamp | None, now: Timestamp, backlog: int | None
+                   ) -> Timestamp | None:
+    """The watermark a partition moves to after a poll that returned nothing, or None to keep it.
+
+    Only a partition with no backlog (every message up to the broker's high watermark read) may
+    jump to ``now - IDLE_WATERMARK_LAG``: an empty poll with messages still unread (a slow fetch)
+    or an unknown backlog (None) says nothing about their times, and jumping would make them
+    late."""
+    if backlog is None or backlog > 0:
+        return None
+    mark = now - IDLE_WATERMARK_LAG
+    return mark if current is None or mark > current else None
 
 
 @dataclass(frozen=True)
@@ -228,7 +245,7 @@ class _ReadPartitionFn(beam.DoFn):
                     timeout = min(timeout, part.stop_at - now)
                 message = self._consumer.poll(timeout)
                 if message is None:
-                    self._advance_idle(watermark)
+                    self._advance_idle(part, watermark)
                     tracker.defer_remainder(Duration(seconds=1))
                     return
                 error = message.error()
@@ -266,12 +283,30 @@ class _ReadPartitionFn(beam.DoFn):
             self._failed.inc()
             yield TaggedOutput(FAILURES, TimestampedValue(item, timestamp))
 
-    @staticmethod
-    def _advance_idle(watermark: ManualWatermarkEstimator) -> None:
-        idle_mark = Timestamp.now() - IDLE_WATERMARK_LAG
-        current = watermark.current_watermark()
-        if current is None or idle_mark > current:
-            watermark.set_watermark(idle_mark)
+    def _advance_idle(self, part: KafkaPartition, watermark: ManualWatermarkEstimator) -> None:
+        mark = idle_watermark(watermark.current_watermark(), Timestamp.now(), self._backlog(part))
+        if mark is not None:
+            watermark.set_watermark(mark)
+
+    def _backlog(self, part: KafkaPartition) -> int | None:
+        """Messages of the partition not read yet: the broker's high watermark minus the
+        consumer's position; None when the broker does not answer."""
+        partition = TopicPartition(part.topic, part.partition)
+        try:
+            _, high = self._consumer.get_watermark_offsets(
+                partition, timeout=BACKLOG_TIMEOUT_SECONDS, cached=False)
+        except KafkaException as err:
+            log.warning("Kafka %s/%d: high watermark unknown (%s); watermark kept",
+                        part.topic, part.partition, err)
+            return None
+        # The consumer's position also steps over transaction markers, which our own count of
+        # returned messages does not see; before the first fetch it is unset (negative).
+        [position] = self._consumer.position([partition])
+        if position.offset >= 0:
+            return max(0, high - position.offset)
+        if self._position is None:
+            return None
+        return max(0, high - self._position[2])
 
     def teardown(self) -> None:
         self._consumer.close()
