@@ -9,15 +9,15 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.transforms import window
 
+from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions
 from transforms.config import BatchConfig
 from transforms.pricing import estimate_cost
 from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.sources import DeduplicateTranscripts, ReadTranscripts, WatchTranscripts
 from transforms.storage import join
-from transforms.summarize import SummarizeTranscripts
+from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) ->
             raise ValueError("--kafka-topic needs --kafka-bootstrap-servers host:port")
         return p | "ReadKafka" >> ReadTranscriptsFromKafka(
             opts.kafka_bootstrap_servers, opts.kafka_topic, stop_after_seconds=opts.watch_seconds,
-            **fields)
+            allowed_lateness_seconds=opts.allowed_lateness_seconds, **fields)
     if not opts.input:
         raise ValueError("--input is required (or --kafka-topic)")
     if streaming:
@@ -55,10 +55,16 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig) -> N
         raise ValueError("--streaming needs --window-seconds N: jobs are submitted per window")
     read = read_source(p, opts, streaming)
     transcripts, source_failures = read["transcripts"], read["failures"]
+    if opts.allowed_lateness_seconds < 0:
+        raise UsageError(f"--allowed-lateness-seconds {opts.allowed_lateness_seconds:g}: use 0 "
+                         f"or more seconds")
     if opts.window_seconds:
-        windows = window.FixedWindows(opts.window_seconds)
-        transcripts = transcripts | "Window" >> beam.WindowInto(windows)
-        source_failures = source_failures | "WindowFailures" >> beam.WindowInto(windows)
+        # With allowed lateness: a record behind the watermark is summarized in a late pane
+        # instead of being dropped silently at the first GroupByKey (Dedup).
+        def windows() -> beam.WindowInto:
+            return fixed_windows_with_lateness(opts.window_seconds, opts.allowed_lateness_seconds)
+        transcripts = transcripts | "Window" >> windows()
+        source_failures = source_failures | "WindowFailures" >> windows()
     unique = transcripts | "Dedup" >> DeduplicateTranscripts()
     result = unique["transcripts"] | "Summarize" >> SummarizeTranscripts(config)
     failures = ((source_failures, unique["failures"], result["failures"])

@@ -1,15 +1,21 @@
-"""The Kafka source's watermark never passes unread backlog (pure policy, then against the real
-broker of tests/jvm_services.py)."""
+"""The Kafka source's watermark never passes unread backlog, and a message too far behind it
+becomes a LateRecord failure row (pure policy, then against the real broker of
+tests/jvm_services.py)."""
 from __future__ import annotations
 
 import json
+import time
 
+from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Duration, Timestamp
 
 from tests.test_kafka_source import BASE_MS, Sent, create_topic
-from transforms.kafka_source import (IDLE_WATERMARK_LAG, KafkaPartition, _consumer_settings,
-                                     _ReadPartitionFn, idle_watermark)
+from transforms.kafka_source import (IDLE_WATERMARK_LAG, UNBOUNDED_END, KafkaPartition,
+                                     PartitionTracker, _consumer_settings, _ReadPartitionFn,
+                                     idle_watermark, late_message_failure)
 from transforms.validation import FieldMapping
 
 NOW = Timestamp(seconds=1_800_000_000)
@@ -52,3 +58,53 @@ def test_an_idle_partition_with_unread_messages_keeps_its_watermark(kafka_bootst
             "caught up: the watermark follows the clock"
     finally:
         fn.teardown()
+
+
+def test_late_message_failure_only_beyond_the_allowed_lateness():
+    wm = Timestamp(seconds=1000)
+    allowed = Duration(seconds=60)
+    assert late_message_failure(b"{}", "kafka:t/0@1", Timestamp(seconds=940), wm, allowed) is None
+    assert late_message_failure(b"{}", "kafka:t/0@1", Timestamp(seconds=10), None, allowed) is None
+    assert late_message_failure(b"{}", "kafka:t/0@1", Timestamp(seconds=10), wm, None) is None
+    failure = late_message_failure(b'{"id": "x"}', "kafka:t/0@1", Timestamp(seconds=939), wm,
+                                   allowed)
+    assert (failure.stage, failure.error_code, failure.origin) == ("source", "LateRecord",
+                                                                   "kafka:t/0@1")
+    assert "61 s behind" in failure.error_message
+    assert "--allowed-lateness-seconds" in failure.error_message
+    assert failure.raw  # kept, so it can be replayed
+
+
+def test_a_message_behind_the_allowed_lateness_becomes_a_late_record_failure(kafka_bootstrap):
+    """Messages with out-of-order producer timestamps on one partition, read by the DoFn itself
+    (called directly, to see each output's timestamp and the watermark it leaves)."""
+    topic = create_topic(kafka_bootstrap, partitions=1)
+    sent = Sent(kafka_bootstrap, topic)
+    times = {"new": BASE_MS + 600_000, "slightly-old": BASE_MS + 590_000, "too-old": BASE_MS}
+    for label, millis in times.items():
+        sent.send(label, json.dumps({"id": label, "text": "Hi."}).encode(), 0, millis)
+    sent.flush()
+    fn = _ReadPartitionFn(_consumer_settings(kafka_bootstrap, f"g-{topic}", None), FieldMapping(),
+                          max_text_chars=1000, poll_timeout_seconds=2,
+                          allowed_lateness_seconds=60)
+    fn.setup()
+    estimator = ManualWatermarkEstimator(None)
+    outputs = []
+    try:
+        part = KafkaPartition(topic, 0, 0, stop_at=time.time() + 60)
+        tracker = PartitionTracker(OffsetRange(0, UNBOUNDED_END))
+        for output in fn.process(part, tracker=tracker, watermark=estimator):
+            outputs.append(output)
+            if len(outputs) == len(times):
+                break
+    finally:
+        fn.teardown()
+    transcripts = {o.value.id: o.timestamp for o in outputs if isinstance(o, TimestampedValue)}
+    assert transcripts == {"new": Timestamp(micros=times["new"] * 1000),
+                           "slightly-old": Timestamp(micros=times["slightly-old"] * 1000)}, \
+        "10 s out of order is within the allowed 60 s: kept with its own time"
+    [late] = [o for o in outputs if isinstance(o, TaggedOutput)]
+    assert late.tag == "failures"
+    failure, stamped = late.value.value, late.value.timestamp
+    assert (failure.error_code, failure.origin) == ("LateRecord", sent.origins["too-old"])
+    assert stamped == Timestamp(micros=times["new"] * 1000), "stamped at the watermark, not dropped"

@@ -6,14 +6,19 @@ from __future__ import annotations
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.core import Windowing
+from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration
+from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from tests.pipelines import transcripts
 from transforms.config import BatchConfig
 from transforms.jobs import JobConfig
-from transforms.summarize import SummarizeTranscripts
+from transforms.sources import DeduplicateTranscripts
+from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
 
 CONFIG = BatchConfig(base_uri="s3://b/p", run_id="r", job=JobConfig(role_arn="arn:aws:iam::1:role/x"))
 
@@ -40,3 +45,45 @@ def test_summaries_and_failures_keep_the_callers_windowing(windowing):
     result = windowed | SummarizeTranscripts(CONFIG)
     assert result["summaries"].windowing == windowing
     assert result["failures"].windowing == windowing
+
+
+# --- late records: processed under allowed lateness (TestStream) ------------------------------
+
+def _late_stream() -> TestStream:
+    """late-a arrives in window [0, 10); the watermark passes 30 (the window has closed); then
+    late-b arrives with time 2, in that closed window."""
+    early, late = transcripts(2, prefix="late")
+    return (TestStream()
+            .add_elements([TimestampedValue(early, 1)])
+            .advance_watermark_to(30)
+            .add_elements([TimestampedValue(late, 2)])
+            .advance_watermark_to_infinity())
+
+
+def _check_after_dedup(windowing: beam.PTransform, expected: list[tuple[str, int]]) -> None:
+    """Runs the stream through ``windowing`` and the CLI's first GroupByKey (Dedup) and checks
+    the (transcript id, pane timing) of what comes out."""
+    def id_and_timing(transcript, pane=beam.DoFn.PaneInfoParam):
+        return transcript.id, pane.timing
+
+    with beam.Pipeline(options=PipelineOptions(["--streaming"])) as p:
+        unique = p | _late_stream() | windowing | DeduplicateTranscripts()
+        assert_that(unique["transcripts"] | beam.Map(id_and_timing), equal_to(expected))
+
+
+def test_a_late_record_is_summarized_in_a_late_pane_not_dropped():
+    _check_after_dedup(fixed_windows_with_lateness(10, allowed_lateness_seconds=3600),
+                       [("late-0000", PaneInfoTiming.ON_TIME), ("late-0001", PaneInfoTiming.LATE)])
+
+
+def test_without_allowed_lateness_beam_drops_the_late_record():
+    """The control: what the CLI did before (plain FixedWindows) loses late-b silently."""
+    _check_after_dedup(beam.WindowInto(window.FixedWindows(10)),
+                       [("late-0000", PaneInfoTiming.ON_TIME)])
+
+
+def test_window_options_are_checked():
+    with pytest.raises(ValueError, match="allowed_lateness_seconds"):
+        fixed_windows_with_lateness(10, allowed_lateness_seconds=-1)
+    with pytest.raises(ValueError, match="window_seconds"):
+        fixed_windows_with_lateness(0)

@@ -20,7 +20,7 @@ from apache_beam.utils.timestamp import Duration
 from transforms import harvest, shards
 from transforms.await_jobs import AwaitJobs
 from transforms.carry import CarryTails
-from transforms.config import BatchConfig
+from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS, BatchConfig
 from transforms.on_demand import InvokeOnDemand
 from transforms.model import BatchRecord, Failure, Transcript, encode_jsonl_line, truncate_raw
 from transforms.records import assign_record_ids, build_record, record_id_for
@@ -29,6 +29,27 @@ FAILURES = "failures"
 # Longest a job may take (168 h timeout) plus a day of queueing: resubmissions arriving this late
 # still form jobs.
 ALLOWED_LATENESS = Duration(seconds=8 * 24 * 3600)
+
+
+def fixed_windows_with_lateness(window_seconds: int,
+                                allowed_lateness_seconds: float = DEFAULT_INPUT_LATENESS_SECONDS
+                                ) -> beam.WindowInto:
+    """Fixed windows for unbounded input that keep records arriving behind the watermark.
+
+    Plain ``WindowInto(FixedWindows(n))`` has no allowed lateness, so the first GroupByKey drops
+    every record whose window already closed, without a trace. Here each window fires when it
+    closes and again for every record arriving up to ``allowed_lateness_seconds`` later (its own
+    late pane, so its own jobs). Records later still are dropped by Beam: sources that can see
+    them (``ReadTranscriptsFromKafka``) turn them into ``LateRecord`` failure rows first.
+    """
+    if window_seconds <= 0:
+        raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
+    if allowed_lateness_seconds < 0:
+        raise ValueError(f"allowed_lateness_seconds must be >= 0, got {allowed_lateness_seconds}")
+    return beam.WindowInto(window.FixedWindows(window_seconds),
+                           trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                           accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                           allowed_lateness=Duration(seconds=allowed_lateness_seconds))
 
 
 class _BuildRecordFn(beam.DoFn):
