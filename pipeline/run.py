@@ -49,10 +49,33 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) ->
     return p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format, **fields)
 
 
+# What the DirectRunner actually runs a pipeline on (Beam 2.70): it first tries Prism, whose
+# binary it downloads from GitHub; when that fails (offline) it falls back to the FnApiRunner for
+# anything without TestStream or Pub/Sub, --streaming or not. The FnApiRunner holds the watermark
+# of a splittable DoFn's output at the minimum while the DoFn has residual work, ignoring its
+# watermark estimator; the file watch (PeriodicImpulse) and the Kafka read always have residual
+# work until they stop. So no window closes, and no job is submitted, before the watch ends.
+_DIRECT_RUNNERS = ("directrunner", "switchingdirectrunner", "bundlebaseddirectrunner",
+                   "fnapirunner", "direct")
+
+
+def check_streaming_runner(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
+    """Refuse an unbounded --streaming run on the DirectRunner: it would never submit a job."""
+    runner = str(options.view_as(StandardOptions).runner or "DirectRunner").lower()
+    if opts.watch_seconds is None and runner in _DIRECT_RUNNERS:
+        raise UsageError(
+            "--streaming without --watch-seconds never submits a job on the DirectRunner (it "
+            "closes windows only when the watch ends); add --watch-seconds N to summarize what "
+            "arrives in N seconds, or run on Flink (--runner FlinkRunner), which submits each "
+            "window's jobs as it closes")
+
+
 def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig) -> None:
     streaming = p.options.view_as(StandardOptions).streaming
     if streaming and not opts.window_seconds:
         raise ValueError("--streaming needs --window-seconds N: jobs are submitted per window")
+    if streaming:
+        check_streaming_runner(p.options, opts)
     read = read_source(p, opts, streaming)
     transcripts, source_failures = read["transcripts"], read["failures"]
     if opts.allowed_lateness_seconds < 0:

@@ -87,3 +87,34 @@ def test_window_options_are_checked():
         fixed_windows_with_lateness(10, allowed_lateness_seconds=-1)
     with pytest.raises(ValueError, match="window_seconds"):
         fixed_windows_with_lateness(0)
+
+
+# --- the DirectRunner cannot close windows while a watch runs: an endless watch is refused ----
+
+def test_an_endless_streaming_run_on_the_direct_runner_is_refused(tmp_path, capsys):
+    from pipeline.__main__ import main
+
+    (tmp_path / "in").mkdir()
+    code = main(["run", "--streaming", "--input", str(tmp_path / "in" / "*.jsonl"),
+                 "--output", str(tmp_path / "out"), "--window-seconds", "5"])
+    assert code == 2
+    err = capsys.readouterr().err
+    [line] = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "--watch-seconds" in line and "FlinkRunner" in line
+
+
+@pytest.mark.parametrize("args, refused", [
+    ([], True), (["--runner", "DirectRunner"], True), (["--runner=BundleBasedDirectRunner"], True),
+    (["--watch-seconds", "30"], False), (["--runner", "FlinkRunner"], False),
+])
+def test_which_streaming_runs_are_refused(args, refused):
+    from pipeline.exit_codes import UsageError
+    from pipeline.options import BedrockBatchOptions
+    from pipeline.run import check_streaming_runner
+
+    options = PipelineOptions(["--streaming", "--window-seconds", "5", *args])
+    if refused:
+        with pytest.raises(UsageError, match="--watch-seconds"):
+            check_streaming_runner(options, options.view_as(BedrockBatchOptions))
+    else:
+        check_streaming_runner(options, options.view_as(BedrockBatchOptions))
