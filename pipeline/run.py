@@ -52,9 +52,10 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) ->
 # What the DirectRunner actually runs a pipeline on (Beam 2.70): it first tries Prism, whose
 # binary it downloads from GitHub; when that fails (offline) it falls back to the FnApiRunner for
 # anything without TestStream or Pub/Sub, --streaming or not. The FnApiRunner holds the watermark
-# of a splittable DoFn's output at the minimum while the DoFn has residual work, ignoring its
-# watermark estimator; the file watch (PeriodicImpulse) and the Kafka read always have residual
-# work until they stop. So no window closes, and no job is submitted, before the watch ends.
+# of a splittable DoFn's input at the minimum while the DoFn has residual work (ignoring its
+# watermark estimator), and schedules a stage's output for the next stage only at the end of
+# time. The file watch (PeriodicImpulse) and the Kafka read have residual work until they stop,
+# so no window closes, and no job is submitted, before the watch ends.
 _DIRECT_RUNNERS = ("directrunner", "switchingdirectrunner", "bundlebaseddirectrunner",
                    "fnapirunner", "direct")
 

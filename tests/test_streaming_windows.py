@@ -118,3 +118,25 @@ def test_which_streaming_runs_are_refused(args, refused):
             check_streaming_runner(options, options.view_as(BedrockBatchOptions))
     else:
         check_streaming_runner(options, options.view_as(BedrockBatchOptions))
+
+
+def test_late_summaries_get_files_of_their_own(tmp_path):
+    """A window's late pane (a late record's summary) is written next to its on-time file,
+    not over it."""
+    from tests.pipelines import read_rows
+    from tests.rows import summaries
+    from transforms.sinks.files import WriteSummaries
+
+    on_time, late = summaries(2)
+    stream = (TestStream()
+              .add_elements([TimestampedValue(on_time, 1)])
+              .advance_watermark_to(30)
+              .add_elements([TimestampedValue(late, 2)])
+              .advance_watermark_to_infinity())
+    with beam.Pipeline(options=PipelineOptions(["--streaming"])) as p:
+        (p | stream | fixed_windows_with_lateness(10, allowed_lateness_seconds=3600)
+         | WriteSummaries(str(tmp_path / "s"), format="jsonl"))
+    names = sorted(path.name for path in (tmp_path / "s").glob("*.jsonl"))
+    assert len(names) == 2 and len([n for n in names if "-p1-" in n]) == 1, names
+    assert sorted(r["transcript_id"] for r in read_rows(tmp_path / "s")) == \
+        sorted([on_time.transcript_id, late.transcript_id])
