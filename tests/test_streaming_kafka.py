@@ -108,3 +108,28 @@ def test_a_message_behind_the_allowed_lateness_becomes_a_late_record_failure(kaf
     failure, stamped = late.value.value, late.value.timestamp
     assert (failure.error_code, failure.origin) == ("LateRecord", sent.origins["too-old"])
     assert stamped == Timestamp(micros=times["new"] * 1000), "stamped at the watermark, not dropped"
+
+
+def test_cli_writes_a_late_record_row_and_summarizes_the_rest(kafka_bootstrap, tmp_path):
+    """Through the CLI: a message two days behind its partition's watermark (beyond the default
+    allowed lateness of one day) is a LateRecord failure row; one an hour behind is summarized."""
+    from pipeline.__main__ import main
+    from tests.pipelines import read_rows
+
+    topic = create_topic(kafka_bootstrap, partitions=1)
+    sent = Sent(kafka_bootstrap, topic)
+    now_ms = int(time.time() * 1000)
+    times = {"new": now_ms, "hour-old": now_ms - 3_600_000, "two-days-old": now_ms - 172_800_000}
+    for label, millis in times.items():
+        text = f"Customer {label} asks about a refund. Agent confirms the refund today."
+        sent.send(label, json.dumps({"id": label, "text": text}).encode(), 0, millis)
+    sent.flush()
+    assert main(["run", "--streaming", "--kafka-bootstrap-servers", kafka_bootstrap,
+                 "--kafka-topic", topic, "--output", str(tmp_path / "out"), "--sink", "jsonl",
+                 "--window-seconds", "60", "--watch-seconds", "6", "--min-records-per-job", "1",
+                 "--debug"]) == 0
+    summaries = read_rows(tmp_path / "out" / "summaries")
+    assert sorted(r["transcript_id"] for r in summaries) == ["hour-old", "new"]
+    [failure] = read_rows(tmp_path / "out" / "failures")
+    assert (failure["stage"], failure["error_code"], failure["origin"]) == (
+        "source", "LateRecord", sent.origins["two-days-old"])
