@@ -63,7 +63,7 @@ _DIRECT_RUNNERS = ("directrunner", "switchingdirectrunner", "bundlebaseddirectru
 def check_streaming_runner(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
     """Refuse an unbounded --streaming run on the DirectRunner: it would never submit a job."""
     runner = str(options.view_as(StandardOptions).runner or "DirectRunner").lower()
-    if opts.watch_seconds is None and runner in _DIRECT_RUNNERS:
+    if not opts.watch_seconds and runner in _DIRECT_RUNNERS:  # 0 watches forever too
         raise UsageError(
             "--streaming without --watch-seconds never submits a job on the DirectRunner (it "
             "closes windows only when the watch ends); add --watch-seconds N to summarize what "

@@ -105,6 +105,7 @@ def test_an_endless_streaming_run_on_the_direct_runner_is_refused(tmp_path, caps
 
 @pytest.mark.parametrize("args, refused", [
     ([], True), (["--runner", "DirectRunner"], True), (["--runner=BundleBasedDirectRunner"], True),
+    (["--watch-seconds", "0"], True),
     (["--watch-seconds", "30"], False), (["--runner", "FlinkRunner"], False),
 ])
 def test_which_streaming_runs_are_refused(args, refused):
