@@ -38,13 +38,14 @@ def _quotas(opts: BedrockBatchOptions) -> Quotas:
 
 
 def run_command(argv: list[str]) -> int:
-    from pipeline.run import prepare, run, sinks
+    from pipeline.run import check_streaming, prepare, run, sinks
 
     options, opts = _options(argv)
     if not opts.input and not opts.kafka_topic:
         raise ValueError("--input is required (or --kafka-topic)")
     sinks(opts)  # checks the sink flags before anything starts
     check_runner(options)
+    check_streaming(options, opts)
     with environment(opts, _quotas(opts)) as env:
         config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,
                               env.default_role_arn, env.default_poll_interval)

@@ -9,7 +9,8 @@ import datetime as dt
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.aws import AwsConfig
-from transforms.config import DEFAULT_MODEL_ID, UNDERSIZED_POLICIES, BatchConfig
+from transforms.config import (DEFAULT_INPUT_LATENESS_SECONDS, DEFAULT_MODEL_ID,
+                               UNDERSIZED_POLICIES, BatchConfig)
 from transforms.jobs import JobConfig
 from transforms.quotas import PROFILES, Quotas, profile
 from transforms.records import PromptConfig
@@ -67,6 +68,10 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "window-seconds", type=int,
               help="Fixed windows of this many seconds; each window's records become its jobs "
                    "(early, as soon as a full job's worth is ready)")
+        _flag(g, "allowed-lateness-seconds", type=float, default=DEFAULT_INPUT_LATENESS_SECONDS,
+              help="Records arriving up to this long after their window closed are still "
+                   "summarized (in late jobs); later ones become LateRecord failure rows "
+                   "(Kafka) (default: one day)")
         _flag(g, "watch-interval-seconds", type=float, default=10.0,
               help="How often --input is checked for new files when streaming")
         _flag(g, "watch-seconds", type=float,

@@ -11,7 +11,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.transforms import window
 
 from pipeline import exit_codes
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
@@ -21,7 +20,7 @@ from transforms.sinks import commit
 from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
 from transforms.sources import DeduplicateTranscripts, ReadTranscripts, WatchTranscripts
 from transforms.storage import join
-from transforms.summarize import SummarizeTranscripts
+from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) ->
             raise ValueError("--kafka-topic needs --kafka-bootstrap-servers host:port")
         return p | "ReadKafka" >> ReadTranscriptsFromKafka(
             opts.kafka_bootstrap_servers, opts.kafka_topic, stop_after_seconds=opts.watch_seconds,
-            **fields)
+            allowed_lateness_seconds=opts.allowed_lateness_seconds, **fields)
     if not opts.input:
         raise ValueError("--input is required (or --kafka-topic)")
     if streaming:
@@ -68,6 +67,34 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) ->
             opts.input, interval_seconds=opts.watch_interval_seconds,
             stop_after_seconds=opts.watch_seconds, format=opts.input_format, **fields)
     return p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format, **fields)
+
+
+# What the DirectRunner actually runs a pipeline on (Beam 2.70): it first tries Prism, whose
+# binary it downloads from GitHub; when that fails (offline) it falls back to the FnApiRunner for
+# anything without TestStream or Pub/Sub, --streaming or not. The FnApiRunner holds the watermark
+# of a splittable DoFn's input at the minimum while the DoFn has residual work (ignoring its
+# watermark estimator), and schedules a stage's output for the next stage only at the end of
+# time. The file watch (PeriodicImpulse) and the Kafka read have residual work until they stop,
+# so no window closes, and no job is submitted, before the watch ends.
+_DIRECT_RUNNERS = ("directrunner", "switchingdirectrunner", "bundlebaseddirectrunner",
+                   "fnapirunner", "direct")
+
+
+def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
+    """Streaming flags that cannot work; an unbounded --streaming run on the DirectRunner would
+    never submit a job."""
+    if opts.allowed_lateness_seconds < 0:
+        raise exit_codes.UsageError(f"--allowed-lateness-seconds {opts.allowed_lateness_seconds:g}: "
+                                    f"use 0 or more seconds")
+    if not options.view_as(StandardOptions).streaming:
+        return
+    runner = str(options.view_as(StandardOptions).runner or "DirectRunner").lower()
+    if not opts.watch_seconds and runner in _DIRECT_RUNNERS:  # 0 watches forever too
+        raise exit_codes.UsageError(
+            "--streaming without --watch-seconds never submits a job on the DirectRunner (it "
+            "closes windows only when the watch ends); add --watch-seconds N to summarize what "
+            "arrives in N seconds, or run on Flink (--runner FlinkRunner), which submits each "
+            "window's jobs as it closes")
 
 
 def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str) -> None:
@@ -78,9 +105,12 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
     read = read_source(p, opts, streaming)
     transcripts, source_failures = read["transcripts"], read["failures"]
     if opts.window_seconds:
-        windows = window.FixedWindows(opts.window_seconds)
-        transcripts = transcripts | "Window" >> beam.WindowInto(windows)
-        source_failures = source_failures | "WindowFailures" >> beam.WindowInto(windows)
+        # With allowed lateness: a record behind the watermark is summarized in a late pane
+        # instead of being dropped silently at the first GroupByKey (Dedup).
+        def windows() -> beam.WindowInto:
+            return fixed_windows_with_lateness(opts.window_seconds, opts.allowed_lateness_seconds)
+        transcripts = transcripts | "Window" >> windows()
+        source_failures = source_failures | "WindowFailures" >> windows()
     unique = transcripts | "Dedup" >> DeduplicateTranscripts()
     result = unique["transcripts"] | "Summarize" >> SummarizeTranscripts(config)
     failures = ((source_failures, unique["failures"], result["failures"])

@@ -10,6 +10,9 @@ from transforms.records import PromptConfig
 
 DEFAULT_MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 UNDERSIZED_POLICIES = ("pad-merge", "defer", "on-demand", "fail")
+# Streaming: how far behind the watermark an input record may arrive and still be summarized
+# (the CLI's --allowed-lateness-seconds default).
+DEFAULT_INPUT_LATENESS_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException,
                              TopicPartition)
 
+from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
 from transforms.model import Failure, Transcript
 from transforms.parsing import source_failure
 from transforms.sources import FAILURES, TRANSCRIPTS, check_field_options
@@ -43,9 +44,12 @@ log = logging.getLogger(__name__)
 START_OFFSETS = ("earliest", "latest")
 # Kafka offsets are int64: a restriction ending here never runs out while the source is unbounded.
 UNBOUNDED_END = 2**63 - 1
-# An idle partition moves its watermark to "now minus this", like Beam Java KafkaIO's
-# LogAppendTimePolicy, so one quiet partition does not hold back every window.
+# A caught-up partition (nothing left to read) moves its watermark to "now minus this", like
+# Beam Java KafkaIO's LogAppendTimePolicy when its backlog is 0, so one quiet partition does not
+# hold back every window.
 IDLE_WATERMARK_LAG = Duration(seconds=2)
+# How long an idle poll waits for the broker's high watermark; no answer keeps the watermark.
+BACKLOG_TIMEOUT_SECONDS = 5.0
 # One process() call reads at most this long before checkpointing, so a busy partition still
 # commits its output downstream regularly and the runner gets a chance to checkpoint.
 MAX_READ_SECONDS = 5.0
@@ -90,6 +94,37 @@ def message_time(kind: int, millis: int, now: float) -> Timestamp:
     if kind == TIMESTAMP_NOT_AVAILABLE or millis < 0:
         return Timestamp.of(now)
     return Timestamp(micros=millis * 1000)
+
+
+def idle_watermark(current: Timestamp | None, now: Timestamp, backlog: int | None
+                   ) -> Timestamp | None:
+    """The watermark a partition moves to after a poll that returned nothing, or None to keep it.
+
+    Only a partition with no backlog (every message up to the broker's high watermark read) may
+    jump to ``now - IDLE_WATERMARK_LAG``: an empty poll with messages still unread (a slow fetch)
+    or an unknown backlog (None) says nothing about their times, and jumping would make them
+    late."""
+    if backlog is None or backlog > 0:
+        return None
+    mark = now - IDLE_WATERMARK_LAG
+    return mark if current is None or mark > current else None
+
+
+def late_message_failure(value: bytes | None, origin: str, timestamp: Timestamp,
+                         watermark: Timestamp | None, allowed_lateness: Duration | None
+                         ) -> Failure | None:
+    """The LateRecord failure for a message further behind its partition's watermark than the
+    windowing's allowed lateness (its window has closed: Beam would drop it silently), else None.
+    Checked against the partition's own watermark, which is never behind the pipeline's, so a
+    message that passes is never dropped as late."""
+    if allowed_lateness is None or watermark is None or timestamp + allowed_lateness >= watermark:
+        return None
+    behind = (watermark - timestamp).micros / 1e6
+    return source_failure(
+        "LateRecord", f"message {origin} has time {timestamp.to_rfc3339()}, {behind:.0f} s behind "
+        f"its partition's watermark {watermark.to_rfc3339()}, more than the allowed lateness of "
+        f"{allowed_lateness.micros / 1e6:g} s, so its window has closed; raise "
+        f"--allowed-lateness-seconds or fix the producer's timestamps", origin=origin, raw=value)
 
 
 @dataclass(frozen=True)
@@ -180,8 +215,10 @@ class _ReadPartitionFn(beam.DoFn):
     the message time."""
 
     def __init__(self, settings: dict[str, Any], mapping: FieldMapping, max_text_chars: int,
-                 poll_timeout_seconds: float) -> None:
+                 poll_timeout_seconds: float, allowed_lateness_seconds: float | None = None) -> None:
         self._settings = settings
+        self._allowed_lateness = (None if allowed_lateness_seconds is None
+                                  else Duration(seconds=allowed_lateness_seconds))
         self._mapping = mapping
         self._max_text_chars = max_text_chars
         self._poll_timeout = poll_timeout_seconds
@@ -228,7 +265,7 @@ class _ReadPartitionFn(beam.DoFn):
                     timeout = min(timeout, part.stop_at - now)
                 message = self._consumer.poll(timeout)
                 if message is None:
-                    self._advance_idle(watermark)
+                    self._advance_idle(part, watermark)
                     tracker.defer_remainder(Duration(seconds=1))
                     return
                 error = message.error()
@@ -255,9 +292,16 @@ class _ReadPartitionFn(beam.DoFn):
         kind, millis = message.timestamp()
         timestamp = message_time(kind, millis, time.time())
         current = watermark.current_watermark()
+        origin = kafka_origin(part.topic, part.partition, message.offset())
+        late = late_message_failure(message.value(), origin, timestamp, current,
+                                    self._allowed_lateness)
+        if late is not None:
+            self._failed.inc()
+            # Stamped at the watermark, not behind it, so the failure row itself is not dropped.
+            yield TaggedOutput(FAILURES, TimestampedValue(late, current))
+            return
         if current is None or timestamp > current:
             watermark.set_watermark(timestamp)
-        origin = kafka_origin(part.topic, part.partition, message.offset())
         item = message_to_item(message.value(), origin, self._mapping, self._max_text_chars)
         if isinstance(item, Transcript):
             self._read.inc()
@@ -266,12 +310,30 @@ class _ReadPartitionFn(beam.DoFn):
             self._failed.inc()
             yield TaggedOutput(FAILURES, TimestampedValue(item, timestamp))
 
-    @staticmethod
-    def _advance_idle(watermark: ManualWatermarkEstimator) -> None:
-        idle_mark = Timestamp.now() - IDLE_WATERMARK_LAG
-        current = watermark.current_watermark()
-        if current is None or idle_mark > current:
-            watermark.set_watermark(idle_mark)
+    def _advance_idle(self, part: KafkaPartition, watermark: ManualWatermarkEstimator) -> None:
+        mark = idle_watermark(watermark.current_watermark(), Timestamp.now(), self._backlog(part))
+        if mark is not None:
+            watermark.set_watermark(mark)
+
+    def _backlog(self, part: KafkaPartition) -> int | None:
+        """Messages of the partition not read yet: the broker's high watermark minus the
+        consumer's position; None when the broker does not answer."""
+        partition = TopicPartition(part.topic, part.partition)
+        try:
+            _, high = self._consumer.get_watermark_offsets(
+                partition, timeout=BACKLOG_TIMEOUT_SECONDS, cached=False)
+        except KafkaException as err:
+            log.warning("Kafka %s/%d: high watermark unknown (%s); watermark kept",
+                        part.topic, part.partition, err)
+            return None
+        # The consumer's position also steps over transaction markers, which our own count of
+        # returned messages does not see; before the first fetch it is unset (negative).
+        [position] = self._consumer.position([partition])
+        if position.offset >= 0:
+            return max(0, high - position.offset)
+        if self._position is None:
+            return None
+        return max(0, high - self._position[2])
 
     def teardown(self) -> None:
         self._consumer.close()
@@ -288,6 +350,11 @@ class ReadTranscriptsFromKafka(beam.PTransform):
     librdkafka settings (e.g. security.protocol, sasl.*). Partitions added to the topic after
     the pipeline started are not read. Ids are not deduplicated here (see
     ``DeduplicateTranscripts``).
+
+    ``allowed_lateness_seconds`` should be the allowed lateness of the windowing applied
+    downstream (see ``transforms.summarize.fixed_windows_with_lateness``): a message further
+    behind its partition's watermark than that becomes a ``LateRecord`` failure row instead of
+    being dropped by the window. None turns the check off.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, group_id: str = "bedrock-batch-beam",
@@ -295,7 +362,8 @@ class ReadTranscriptsFromKafka(beam.PTransform):
                  metadata_fields: Sequence[str] | None = None,
                  max_text_chars: int = DEFAULT_MAX_TEXT_CHARS, poll_timeout_seconds: float = 1.0,
                  stop_after_seconds: float | None = None, start_offset: str = "earliest",
-                 consumer_config: Mapping[str, Any] | None = None) -> None:
+                 consumer_config: Mapping[str, Any] | None = None,
+                 allowed_lateness_seconds: float | None = DEFAULT_INPUT_LATENESS_SECONDS) -> None:
         super().__init__()
         check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
                        turns_field=turns_field)
@@ -308,6 +376,9 @@ class ReadTranscriptsFromKafka(beam.PTransform):
                              f"got {start_offset!r}")
         if poll_timeout_seconds <= 0:
             raise ValueError(f"poll_timeout_seconds must be > 0, got {poll_timeout_seconds}")
+        if allowed_lateness_seconds is not None and allowed_lateness_seconds < 0:
+            raise ValueError(f"allowed_lateness_seconds must be >= 0 or None (no check), got "
+                             f"{allowed_lateness_seconds}")
         if stop_after_seconds is not None and stop_after_seconds <= 0:
             raise ValueError(f"stop_after_seconds must be > 0 or None (read forever), got "
                              f"{stop_after_seconds}")
@@ -318,6 +389,7 @@ class ReadTranscriptsFromKafka(beam.PTransform):
         self._poll_timeout = poll_timeout_seconds
         self._stop_after = stop_after_seconds
         self._start_offset = start_offset
+        self._allowed_lateness = allowed_lateness_seconds
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         read = (
@@ -327,6 +399,7 @@ class ReadTranscriptsFromKafka(beam.PTransform):
                 self._settings, self._topic, self._start_offset, self._stop_after))
             | "SpreadPartitions" >> beam.Reshuffle()
             | "ReadPartitions" >> beam.ParDo(_ReadPartitionFn(
-                self._settings, self._mapping, self._max_text_chars, self._poll_timeout)
+                self._settings, self._mapping, self._max_text_chars, self._poll_timeout,
+                self._allowed_lateness)
             ).with_outputs(FAILURES, main=TRANSCRIPTS))
         return {TRANSCRIPTS: read[TRANSCRIPTS], FAILURES: read[FAILURES]}

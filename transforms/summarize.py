@@ -14,12 +14,13 @@ from typing import Any, Iterable, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
+from apache_beam.transforms.core import Windowing
 from apache_beam.utils.timestamp import Duration
 
 from transforms import harvest, shards
 from transforms.await_jobs import AwaitJobs
 from transforms.carry import CarryTails
-from transforms.config import BatchConfig
+from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS, BatchConfig
 from transforms.on_demand import InvokeOnDemand
 from transforms.model import BatchRecord, Failure, Transcript, encode_jsonl_line, truncate_raw
 from transforms.records import assign_record_ids, build_record, record_id_for
@@ -28,6 +29,27 @@ FAILURES = "failures"
 # Longest a job may take (168 h timeout) plus a day of queueing: resubmissions arriving this late
 # still form jobs.
 ALLOWED_LATENESS = Duration(seconds=8 * 24 * 3600)
+
+
+def fixed_windows_with_lateness(window_seconds: int,
+                                allowed_lateness_seconds: float = DEFAULT_INPUT_LATENESS_SECONDS
+                                ) -> beam.WindowInto:
+    """Fixed windows for unbounded input that keep records arriving behind the watermark.
+
+    Plain ``WindowInto(FixedWindows(n))`` has no allowed lateness, so the first GroupByKey drops
+    every record whose window already closed, without a trace. Here each window fires when it
+    closes and again for every record arriving up to ``allowed_lateness_seconds`` later (its own
+    late pane, so its own jobs). Records later still are dropped by Beam: sources that can see
+    them (``ReadTranscriptsFromKafka``) turn them into ``LateRecord`` failure rows first.
+    """
+    if window_seconds <= 0:
+        raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
+    if allowed_lateness_seconds < 0:
+        raise ValueError(f"allowed_lateness_seconds must be >= 0, got {allowed_lateness_seconds}")
+    return beam.WindowInto(window.FixedWindows(window_seconds),
+                           trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                           accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                           allowed_lateness=Duration(seconds=allowed_lateness_seconds))
 
 
 class _BuildRecordFn(beam.DoFn):
@@ -134,8 +156,8 @@ class SummarizeTranscripts(beam.PTransform):
 
     def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self._config
-        windowfn = transcripts.windowing.windowfn
-        if not transcripts.is_bounded and isinstance(windowfn, window.GlobalWindows):
+        windowing = transcripts.windowing
+        if not transcripts.is_bounded and isinstance(windowing.windowfn, window.GlobalWindows):
             raise ValueError("SummarizeTranscripts got an unbounded PCollection in the global "
                              "window, which never closes: apply beam.WindowInto("
                              "window.FixedWindows(seconds)) first (the CLI: --window-seconds)")
@@ -150,8 +172,18 @@ class SummarizeTranscripts(beam.PTransform):
             summaries.append(on_demand["summaries"])
             failures.append(on_demand["failures"])
             records = result["retries"]
-        # Hand the caller back its own windowing (the rounds used their own triggers).
+        # Hand the caller back its own windowing whole (the rounds used their own triggers):
+        # a WindowInto with only the windowfn would reset trigger and allowed lateness.
         return {"summaries": (tuple(summaries) | "AllSummaries" >> beam.Flatten()
-                              | "SummaryWindows" >> beam.WindowInto(windowfn)),
+                              | "SummaryWindows" >> restore_windowing(windowing)),
                 "failures": (tuple(failures) | "AllFailures" >> beam.Flatten()
-                             | "FailureWindows" >> beam.WindowInto(windowfn))}
+                             | "FailureWindows" >> restore_windowing(windowing))}
+
+
+def restore_windowing(windowing: Windowing) -> beam.WindowInto:
+    """A WindowInto that puts a PCollection back into ``windowing``: windowfn, trigger,
+    accumulation mode, allowed lateness and timestamp combiner."""
+    return beam.WindowInto(windowing.windowfn, trigger=windowing.triggerfn,
+                           accumulation_mode=windowing.accumulation_mode,
+                           timestamp_combiner=windowing.timestamp_combiner,
+                           allowed_lateness=windowing.allowed_lateness)

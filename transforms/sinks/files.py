@@ -150,7 +150,9 @@ def _compact_utc(ts: Any) -> str:
 
 
 class WindowedFileNaming:
-    """WriteToFiles file naming: ``<prefix>[-<start>-<end>]-<shard>-of-<total><suffix>``."""
+    """WriteToFiles file naming: ``<prefix>[-<start>-<end>][-p<pane>]-<shard>-of-<total><suffix>``.
+    A window's later panes (late records, within the allowed lateness) add ``-p<pane index>``, so
+    they never overwrite its on-time files."""
 
     def __init__(self, prefix: str, suffix: str) -> None:
         self.prefix = prefix
@@ -161,15 +163,18 @@ class WindowedFileNaming:
         parts = [self.prefix]
         if isinstance(win, window.IntervalWindow):
             parts += [_compact_utc(win.start), _compact_utc(win.end)]
+        if pane is not None and pane.index > 0:
+            parts.append(f"p{pane.index}")
         parts.append(f"{shard_index or 0:05d}-of-{total_shards or 1:05d}")
         return "-".join(parts) + self.suffix
 
 
 def _single_firing(windowing: Any) -> bool:
+    """Each window fires once when it closes (late panes, named apart, may follow)."""
     trig = windowing.triggerfn
     if isinstance(trig, trigger.DefaultTrigger):
         return True
-    return isinstance(trig, trigger.AfterWatermark) and trig.early is None and trig.late is None
+    return isinstance(trig, trigger.AfterWatermark) and trig.early is None
 
 
 class _NormalizeRow(beam.DoFn):
@@ -244,12 +249,18 @@ class WriteRows(beam.PTransform):
                 "apply beam.WindowInto(window.FixedWindows(seconds)) before writing files")
         if not _single_firing(windowing):
             raise ValueError(
-                f"{name} names files by window, so each window must fire once: drop the "
-                f"early/late/repeated trigger ({windowing.triggerfn}) before writing files")
+                f"{name} names files by window, so each window must fire once when it closes "
+                f"(late panes get files of their own): drop the early/repeated trigger "
+                f"({windowing.triggerfn}) before writing files")
 
         suffix = FORMATS[self.file_format]
         sinks = _SinkFactory(self.kind, self.file_format)
         naming = WindowedFileNaming(self.prefix, suffix)
+        # Late panes need the pane index in their names, which only WriteToFiles' sharded path
+        # passes on (its unsharded path gives the naming no pane): route every record there.
+        late_panes = windowing.allowed_lateness > 0
+        routing = dict(max_writers_per_bundle=0, shards=self.shards or 1) if late_panes else dict(
+            shards=self.shards)
         # Our own temp dir (same place WriteToFiles would pick) so a bounded run can remove it.
         temp_root = pcoll.pipeline.options.view_as(GoogleCloudOptions).temp_location or self.path
         temp_dir = FileSystems.join(temp_root, f".temp-{uuid.uuid4()}")
@@ -257,8 +268,8 @@ class WriteRows(beam.PTransform):
             pcoll
             | "ToRow" >> beam.ParDo(_NormalizeRow(self.kind))
             | "WriteToFiles" >> fileio.WriteToFiles(
-                path=self.path, file_naming=naming, sink=sinks, shards=self.shards,
-                temp_directory=StaticValueProvider(str, temp_dir))
+                path=self.path, file_naming=naming, sink=sinks,
+                temp_directory=StaticValueProvider(str, temp_dir), **routing)
         )
         path = self.path
         written = results | "FullPath" >> beam.Map(lambda r: FileSystems.join(path, r.file_name))
