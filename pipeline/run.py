@@ -15,7 +15,7 @@ from pipeline.options import BedrockBatchOptions
 from transforms.config import BatchConfig
 from transforms.pricing import estimate_cost
 from transforms.sinks.files import WriteFailures, WriteSummaries
-from transforms.sources import DeduplicateTranscripts, ReadTranscripts, WatchTranscripts
+from transforms.sources import ReadTranscripts, WatchTranscripts
 from transforms.storage import join
 from transforms.summarize import SummarizeTranscripts
 
@@ -59,10 +59,8 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig) -> N
         windows = window.FixedWindows(opts.window_seconds)
         transcripts = transcripts | "Window" >> beam.WindowInto(windows)
         source_failures = source_failures | "WindowFailures" >> beam.WindowInto(windows)
-    unique = transcripts | "Dedup" >> DeduplicateTranscripts()
-    result = unique["transcripts"] | "Summarize" >> SummarizeTranscripts(config)
-    failures = ((source_failures, unique["failures"], result["failures"])
-                | "AllFailures" >> beam.Flatten())
+    result = transcripts | "Summarize" >> SummarizeTranscripts(config)
+    failures = ((source_failures, result["failures"]) | "AllFailures" >> beam.Flatten())
     _, write_summaries, write_failures = sinks(opts)
     if opts.sink == "bigquery":
         # Rows a table rejects come back: rejected summaries join the failures; rejected

@@ -23,6 +23,7 @@ from transforms.config import BatchConfig
 from transforms.on_demand import InvokeOnDemand
 from transforms.model import BatchRecord, Failure, Transcript, encode_jsonl_line, truncate_raw
 from transforms.records import assign_record_ids, build_record, record_id_for
+from transforms.sources import DeduplicateTranscripts
 
 FAILURES = "failures"
 # Longest a job may take (168 h timeout) plus a day of queueing: resubmissions arriving this late
@@ -37,13 +38,15 @@ class _BuildRecordFn(beam.DoFn):
     def process(self, transcript: Transcript) -> Iterator[Any]:
         cfg = self._config
         try:
-            yield record_id_for(transcript.id), build_record(
+            built = record_id_for(transcript.id), build_record(
                 transcript, cfg.model_id, cfg.prompt, cfg.job.model_invocation_type)
-        except ValueError as exc:
+        except Exception as exc:  # noqa: BLE001 - one transcript that cannot be built fails alone
             yield beam.pvalue.TaggedOutput(FAILURES, Failure(
-                stage="validate", error_code="RecordNotBuilt", error_message=str(exc),
-                transcript_id=transcript.id, raw=truncate_raw(transcript.text),
-                origin=transcript.origin))
+                stage="validate", error_code="RecordNotBuilt",
+                error_message=f"{type(exc).__name__}: {exc}", transcript_id=transcript.id,
+                raw=truncate_raw(transcript.text), origin=transcript.origin))
+            return
+        yield built
 
 
 class _ResolveCollisionsFn(beam.DoFn):
@@ -124,8 +127,10 @@ class BatchRound(beam.PTransform):
 class SummarizeTranscripts(beam.PTransform):
     """PCollection[Transcript] -> {"summaries": PCollection[Summary], "failures": PCollection[Failure]}.
 
-    Every input ends up in exactly one of the two. Windowing is the caller's: each window's
-    records are submitted as that window's jobs.
+    Every input ends up in exactly one of the two. Transcripts sharing an id (within a window)
+    are summarized once: the first by origin is kept, the others become DuplicateTranscriptId
+    failures. Windowing is the caller's: each window's records are submitted as that window's
+    jobs.
     """
 
     def __init__(self, config: BatchConfig):
@@ -139,8 +144,9 @@ class SummarizeTranscripts(beam.PTransform):
             raise ValueError("SummarizeTranscripts got an unbounded PCollection in the global "
                              "window, which never closes: apply beam.WindowInto("
                              "window.FixedWindows(seconds)) first (the CLI: --window-seconds)")
-        prepared = transcripts | "Prepare" >> PrepareRecords(cfg)
-        summaries, failures = [], [prepared["failures"]]
+        unique = transcripts | "Dedup" >> DeduplicateTranscripts()
+        prepared = unique["transcripts"] | "Prepare" >> PrepareRecords(cfg)
+        summaries, failures = [], [unique["failures"], prepared["failures"]]
         records = prepared["records"]
         for attempt in range(1, cfg.max_attempts + 1):
             result = records | f"Round{attempt}" >> BatchRound(cfg, attempt)
