@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 
 import pipeline.run
 from pipeline.__main__ import main
-from tests.pipelines import read_rows
+from tests.pipelines import local_config, read_rows, summarize
+from transforms.model import Transcript
+from transforms.quotas import Quotas
 
 TEXT = ("Customer: my parcel {n} never arrived. Agent: I am sorry, I have sent a new one today. "
         "Customer: thank you.")
@@ -164,3 +166,32 @@ def test_every_input_is_accounted_for_exactly_once(fmt, plan, tmp_path_factory, 
     assert len(failures) == len(expected_failures)  # no origin twice
     assert counters["records_in"] == len(summaries) + len(failures)
     assert all(f["error_message"] and f["stage"] in ("source", "validate") for f in failures)
+
+
+def test_plan_counts_hostile_input_as_invalid_instead_of_crashing(tmp_path, capsys):
+    files, _ = build_inputs(tmp_path, [("jsonl", KINDS), ("not_gzip", ["valid"]),
+                                       ("cut_gz", ["valid"] * 200)])
+    assert main(["plan", "--input", str(tmp_path / "*")]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    valid = sum(line.code is None for line in files["f0.jsonl"][1])
+    # The cut file gives its whole lines before the cut, then one failure.
+    assert valid < plan["records"] < valid + 200
+    assert plan["invalid_records"] == len(HOSTILE) + 2
+
+
+def test_summarize_transcripts_embedded_keeps_one_of_each_duplicate_id(local_backend_factory,
+                                                                      tmp_path):
+    """The public transform, as a user embeds it, fed the same id twice from two origins."""
+    backend = local_backend_factory(quotas=Quotas(max_concurrent_jobs=3, max_records_per_file=40,
+                                                  max_records_per_job=100, min_records_per_job=1))
+    text = TEXT.format(n=1)
+    items = [Transcript(id="dup", text=text, metadata={"from": "b"}, origin="b.jsonl:1"),
+             Transcript(id="dup", text=text, metadata={"from": "a"}, origin="a.jsonl:7"),
+             Transcript(id="solo", text=text, metadata={"from": "c"}, origin="c.jsonl:1")]
+    summaries, failures = summarize(items, local_config(backend), tmp_path)
+    assert sorted((s["transcript_id"], json.loads(s["metadata"])["from"]) for s in summaries) \
+        == [("dup", "a"), ("solo", "c")]
+    [duplicate] = failures
+    assert (duplicate["error_code"], duplicate["origin"]) == ("DuplicateTranscriptId",
+                                                              "b.jsonl:1")
+    assert "a.jsonl:7" in duplicate["error_message"]
