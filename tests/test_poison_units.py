@@ -7,6 +7,7 @@ checks it becomes a failure row naming where it came from, and that the row itse
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import datetime as dt
 import gzip
 import io
@@ -19,9 +20,10 @@ import pyarrow as pa
 import pytest
 import zstandard
 
-from transforms.model import RAW_LIMIT, Failure, Transcript, Turn, truncate_raw
+from transforms.model import RAW_LIMIT, Failure, Summary, Transcript, Turn, truncate_raw
 from transforms.parsing import StorageReadError, read_file
-from transforms.schema import arrow_schema, avro_schema, fields_for, json_line, normalize_row
+from transforms.schema import (arrow_schema, avro_schema, fields_for, json_line, normalize_row,
+                               row_problem)
 from transforms.sinks.kafka_encoding import RowEncoder
 from transforms.validation import (FieldMapping, MAX_ID_CHARS, dedup_key, metadata_problem,
                                    pick_unique, validate_transcript)
@@ -187,3 +189,10 @@ def test_ids_equal_up_to_unicode_normalization_are_duplicates():
     assert kept.id == composed and duplicate.transcript_id == decomposed
     assert "a.jsonl:1" in duplicate.error_message and "b.jsonl:1" in duplicate.error_message
     assert "Unicode normalization" in duplicate.error_message
+
+
+def test_row_problem_names_what_no_sink_can_write():
+    summary = Summary(transcript_id="t", record_id="R1", model_id="m", summary="ok")
+    assert row_problem("summaries", summary.to_row()) is None
+    bad = dataclasses.replace(summary, output_tokens=2**64)
+    assert "output_tokens" in row_problem("summaries", bad.to_row())

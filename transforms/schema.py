@@ -128,6 +128,15 @@ def normalize_row(fields: Sequence[Field], row: Mapping[str, Any]) -> dict[str, 
     return out
 
 
+def row_problem(kind: str, row: Mapping[str, Any]) -> str | None:
+    """Why ``row`` of ``kind`` cannot be written by the sinks, or None when it can."""
+    try:
+        normalize_row(fields_for(kind), row)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 def json_row(fields: Sequence[Field], row: Mapping[str, Any]) -> dict[str, Any]:
     """A normalized row with timestamps as ISO 8601 strings (JSONL, Kafka JSON, BigQuery inserts)."""
     out = normalize_row(fields, row)

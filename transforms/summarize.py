@@ -21,8 +21,10 @@ from transforms.await_jobs import AwaitJobs
 from transforms.carry import CarryTails
 from transforms.config import BatchConfig
 from transforms.on_demand import InvokeOnDemand
-from transforms.model import BatchRecord, Failure, Transcript, encode_jsonl_line, truncate_raw
+from transforms.model import (BatchRecord, Failure, Summary, Transcript, encode_jsonl_line,
+                              truncate_raw)
 from transforms.records import assign_record_ids, build_record, record_id_for
+from transforms.schema import row_problem
 from transforms.sources import DeduplicateTranscripts
 
 FAILURES = "failures"
@@ -84,6 +86,22 @@ class PrepareRecords(beam.PTransform):
                    | "ByRecordId" >> beam.GroupByKey()
                    | "Resolve" >> beam.ParDo(_ResolveCollisionsFn()))
         return {"records": records, "failures": built[FAILURES]}
+
+
+class _WritableFn(beam.DoFn):
+    """Summaries no sink could write (a model answer with token counts outside int64) become
+    failure rows here, rather than failing the sink and with it the whole run."""
+
+    def process(self, summary: Summary) -> Iterator[Any]:
+        problem = row_problem("summaries", summary.to_row())
+        if problem is None:
+            yield summary
+            return
+        yield beam.pvalue.TaggedOutput(FAILURES, Failure(
+            stage="parse", error_code="UnwritableSummary",
+            error_message=f"the summary of {summary.transcript_id!r} cannot be written: {problem}",
+            transcript_id=summary.transcript_id, record_id=summary.record_id,
+            attempt=summary.attempt, job_arn=summary.job_arn, raw=truncate_raw(summary.to_row())))
 
 
 class BatchRound(beam.PTransform):
@@ -156,8 +174,12 @@ class SummarizeTranscripts(beam.PTransform):
             summaries.append(on_demand["summaries"])
             failures.append(on_demand["failures"])
             records = result["retries"]
+        writable = (tuple(summaries) | "AllSummaries" >> beam.Flatten()
+                    | "Writable" >> beam.ParDo(_WritableFn()).with_outputs(FAILURES,
+                                                                           main="summaries"))
+        failures.append(writable[FAILURES])
         # Hand the caller back its own windowing (the rounds used their own triggers).
-        return {"summaries": (tuple(summaries) | "AllSummaries" >> beam.Flatten()
+        return {"summaries": (writable.summaries
                               | "SummaryWindows" >> beam.WindowInto(windowfn)),
                 "failures": (tuple(failures) | "AllFailures" >> beam.Flatten()
                              | "FailureWindows" >> beam.WindowInto(windowfn))}
