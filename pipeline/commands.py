@@ -10,6 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.environment import check_runner, environment
+from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions, batch_config, resolve_quotas
 from transforms import pricing
 from transforms.aws import AwsConfig
@@ -59,11 +60,11 @@ def run_command(argv: list[str]) -> int:
 def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping) -> Iterator[Any]:
     matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
     if not matches:
-        raise ValueError(f"--input {pattern!r} matches no files")
+        raise UsageError(f"--input {pattern!r} matches no files")
     for path in sorted(matches):
         file_format = detect_format(path) if fmt == "auto" else fmt
         if file_format is None:
-            raise ValueError(f"cannot tell the format of {path}; pass --input-format")
+            raise UsageError(f"cannot tell the format of {path}; pass --input-format")
         # Raw bytes: read_file decompresses, and turns a damaged file into a failure item.
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             yield from read_file(handle, path, file_format, mapping, DEFAULT_MAX_TEXT_CHARS)
