@@ -196,3 +196,10 @@ def test_row_problem_names_what_no_sink_can_write():
     assert row_problem("summaries", summary.to_row()) is None
     bad = dataclasses.replace(summary, output_tokens=2**64)
     assert "output_tokens" in row_problem("summaries", bad.to_row())
+
+
+@pytest.mark.parametrize("start", [10**400, "inf", [1], {"s": 1}])
+def test_turn_times_no_float_holds_fail_the_record_as_invalid_turns(start):
+    line = json.dumps({"id": "t", "turns": [{"speaker": "A", "text": "hi", "start": start}]})
+    [failure] = read(line.encode() + b"\n", "in.jsonl")
+    assert (failure.error_code, failure.origin) == ("InvalidTurns", "in.jsonl:1")

@@ -87,7 +87,13 @@ def _number(value: Any, what: str) -> float | None:
         return None
     if isinstance(value, bool):
         raise ValueError(f"{what} must be a number of seconds, got {value!r}")
-    return float(value)
+    try:
+        seconds = float(value)
+    except (OverflowError, TypeError):
+        raise ValueError(f"{what} must be a number of seconds, got {value!r:.40}") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"{what} must be a finite number of seconds, got {value!r:.40}")
+    return seconds
 
 
 def parse_turns(value: Any) -> tuple[Turn, ...]:
