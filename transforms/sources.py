@@ -77,6 +77,7 @@ class _ReadFileFn(_EmitFn):
         path = readable.metadata.path
         fmt = detect_format(path) if self._format == "auto" else self._format
         if fmt is None:
+            log.info("read %s: unknown format, 1 failure", path)
             yield from self._emit(unknown_format_failure(path))
             return
         self._files.inc()
