@@ -5,16 +5,18 @@ import json
 import sys
 from typing import Any, Iterator
 
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.environment import check_runner, environment
+from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions, batch_config, resolve_quotas
 from transforms import pricing
 from transforms.aws import AwsConfig
 from transforms.jobs import JobConfig, JobsClient
 from transforms.model import Transcript
-from transforms.parsing import detect_format, read_transcripts
+from transforms.parsing import detect_format, read_file
 from transforms.quotas import Quotas
 from transforms.planning import UndersizedPolicy, estimate_tokens, plan_sizes
 from transforms.records import PromptConfig, build_record
@@ -58,13 +60,14 @@ def run_command(argv: list[str]) -> int:
 def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping) -> Iterator[Any]:
     matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
     if not matches:
-        raise ValueError(f"--input {pattern!r} matches no files")
+        raise UsageError(f"--input {pattern!r} matches no files")
     for path in sorted(matches):
         file_format = detect_format(path) if fmt == "auto" else fmt
         if file_format is None:
-            raise ValueError(f"cannot tell the format of {path}; pass --input-format")
-        with FileSystems.open(path) as handle:
-            yield from read_transcripts(handle, path, file_format, mapping, DEFAULT_MAX_TEXT_CHARS)
+            raise UsageError(f"cannot tell the format of {path}; pass --input-format")
+        # Raw bytes: read_file decompresses, and turns a damaged file into a failure item.
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            yield from read_file(handle, path, file_format, mapping, DEFAULT_MAX_TEXT_CHARS)
 
 
 def plan_command(argv: list[str]) -> int:
@@ -79,7 +82,11 @@ def plan_command(argv: list[str]) -> int:
         if not isinstance(item, Transcript) or validate_transcript(item) is not None:
             invalid += 1
             continue
-        record = build_record(item, opts.model_id, prompt, opts.model_invocation_type)
+        try:
+            record = build_record(item, opts.model_id, prompt, opts.model_invocation_type)
+        except ValueError:  # as in `run`, a transcript that cannot be built is a failure row
+            invalid += 1
+            continue
         sized.append((record.record_id, record.size_bytes))
         tokens += estimate_tokens(json.dumps(record.model_input))
     # In recordId order, as the shard writer places them, so the plan is the one `run` makes.

@@ -18,7 +18,7 @@ from transforms.config import BatchConfig
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
 from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
-from transforms.sources import DeduplicateTranscripts, ReadTranscripts, WatchTranscripts
+from transforms.sources import ReadTranscripts, WatchTranscripts
 from transforms.storage import join
 from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
 
@@ -106,15 +106,14 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
     transcripts, source_failures = read["transcripts"], read["failures"]
     if opts.window_seconds:
         # With allowed lateness: a record behind the watermark is summarized in a late pane
-        # instead of being dropped silently at the first GroupByKey (Dedup).
+        # instead of being dropped silently at the first GroupByKey (the dedup inside
+        # SummarizeTranscripts).
         def windows() -> beam.WindowInto:
             return fixed_windows_with_lateness(opts.window_seconds, opts.allowed_lateness_seconds)
         transcripts = transcripts | "Window" >> windows()
         source_failures = source_failures | "WindowFailures" >> windows()
-    unique = transcripts | "Dedup" >> DeduplicateTranscripts()
-    result = unique["transcripts"] | "Summarize" >> SummarizeTranscripts(config)
-    failures = ((source_failures, unique["failures"], result["failures"])
-                | "AllFailures" >> beam.Flatten())
+    result = transcripts | "Summarize" >> SummarizeTranscripts(config)
+    failures = ((source_failures, result["failures"]) | "AllFailures" >> beam.Flatten())
     _, write_summaries, write_failures = sinks(opts, files_root)
     if opts.sink == "bigquery":
         # Rows a table rejects come back: rejected summaries join the failures; rejected

@@ -56,34 +56,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Beam's job-server log thread may still print a Flink shutdown line after pytest closed its
     output streams; that is noise, not a test outcome."""
     logging.raiseExceptions = False
-
-
-@pytest.fixture
-def records_in_counted(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Test-only stand-in until the source transforms count ``records_in`` themselves (a change
-    merged separately): counts each item the CLI's source yields, transcript or failure. Once
-    transforms/sources.py counts it, this does nothing, so the count is never doubled."""
-    import inspect
-
-    import apache_beam as beam
-
-    import pipeline.run
-    import transforms.sources
-
-    if "records_in" in inspect.getsource(transforms.sources):
-        return
-    real = pipeline.run.read_source
-
-    def counted(p, opts, streaming):
-        read = real(p, opts, streaming)
-        return {tag: read[tag] | f"CountIn{tag}" >> beam.Map(_count_record_in)
-                for tag in ("transcripts", "failures")}
-
-    monkeypatch.setattr(pipeline.run, "read_source", counted)
-
-
-def _count_record_in(element):
-    from apache_beam.metrics import Metrics
-
-    Metrics.counter("test", "records_in").inc()
-    return element

@@ -48,8 +48,7 @@ def test_conflict_names_the_other_run_and_the_flags():
                               "(notes.txt)")
 
 
-def test_rerun_into_a_used_folder_is_refused_then_overwrite_replaces_it(tmp_path, capsys,
-                                                                       records_in_counted):
+def test_rerun_into_a_used_folder_is_refused_then_overwrite_replaces_it(tmp_path, capsys):
     out = tmp_path / "out"
     first = write_input(tmp_path / "first.jsonl", transcripts(3, prefix="old"), '{"id": "bad"}\n')
     assert run_cli("--input", str(first), "--output", str(out), "--run-id",
@@ -76,8 +75,7 @@ def test_rerun_into_a_used_folder_is_refused_then_overwrite_replaces_it(tmp_path
     assert f"written to      {out / 'summaries'}\n" in capsys.readouterr().out
 
 
-def test_a_crashed_run_rerun_with_its_run_id_publishes_only_its_new_rows(tmp_path,
-                                                                        records_in_counted):
+def test_a_crashed_run_rerun_with_its_run_id_publishes_only_its_new_rows(tmp_path):
     """The crash is simulated by the files a run leaves when it dies before publishing: its
     _RUN_ID claim and a partly written staging folder."""
     run_id = f"crash{uuid.uuid4().hex[:8]}"
@@ -94,7 +92,7 @@ def test_a_crashed_run_rerun_with_its_run_id_publishes_only_its_new_rows(tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["_RUN_ID", "_SUCCESS", "summaries"]
 
 
-def test_a_run_where_every_record_failed_exits_3(tmp_path, capsys, records_in_counted):
+def test_a_run_where_every_record_failed_exits_3(tmp_path, capsys):
     out = tmp_path / "out"
     path = write_input(tmp_path / "in.jsonl", transcripts(3, prefix="tiny"))
     code = main(["run", "--input", str(path), "--output", str(out), "--sink", "jsonl",

@@ -13,8 +13,8 @@ import pytest
 
 from tests.data.sources.make_fixtures import CALLS
 from transforms.model import Failure, Transcript, Turn
-from transforms.parsing import (detect_format, read_csv, read_jsonl, read_parquet, read_text,
-                                read_transcripts, transcribe_to_transcript)
+from transforms.parsing import (detect_format, read_csv, read_file, read_jsonl, read_parquet,
+                                read_text, transcribe_to_transcript)
 from transforms.validation import (FieldMapping, coerce_id, InvalidId, origin_sort_key,
                                    pick_unique, record_to_transcript, validate_transcript)
 
@@ -33,12 +33,12 @@ def expected_transcript(call: dict) -> Transcript:
 def read_path(path: str, fmt: str | None = None, mapping: FieldMapping = MAPPING,
               max_text_chars: int = 400_000) -> list:
     with open(path, "rb") as handle:
-        return list(read_transcripts(handle, path, fmt or detect_format(path), mapping,
-                                     max_text_chars))
+        return list(read_file(handle, path, fmt or detect_format(path), mapping,
+                              max_text_chars))
 
 
 def read_bytes(data: bytes, path: str, fmt: str, mapping: FieldMapping = MAPPING) -> list:
-    return list(read_transcripts(io.BytesIO(data), path, fmt, mapping, 400_000))
+    return list(read_file(io.BytesIO(data), path, fmt, mapping, 400_000))
 
 
 def content(items: list, with_metadata: bool = True) -> list[tuple]:

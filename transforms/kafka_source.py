@@ -15,7 +15,6 @@ them, DESIGN.md section 7).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -34,10 +33,9 @@ from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafk
 
 from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
 from transforms.model import Failure, Transcript
-from transforms.parsing import source_failure
-from transforms.sources import FAILURES, TRANSCRIPTS, check_field_options
-from transforms.validation import (DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript,
-                                   validate_transcript)
+from transforms.parsing import parse_json, source_failure
+from transforms.sources import FAILURES, RECORDS_IN, TRANSCRIPTS, check_field_options, checked
+from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +71,19 @@ def message_to_item(value: bytes | None, origin: str, mapping: FieldMapping,
     except UnicodeDecodeError as err:
         return source_failure("InvalidEncoding", f"message {origin} is not UTF-8 ({err.reason} at "
                               f"byte {err.start}); produce UTF-8 JSON", origin=origin, raw=value)
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
-        return source_failure("InvalidJson", f"message {origin} is not valid JSON: {err}",
-                              origin=origin, raw=text)
+    record = parse_json(text, origin, what="message")
+    if isinstance(record, Failure):
+        return record
     if not isinstance(record, Mapping):
         return source_failure(
             "InvalidRecord", f"message {origin} is a JSON {type(record).__name__}, not an object; "
             f"produce one JSON transcript object per message", origin=origin, raw=record)
-    item = record_to_transcript(record, mapping, origin)
-    if isinstance(item, Transcript):
-        return validate_transcript(item, max_text_chars) or item
-    return item
+    try:
+        item = record_to_transcript(record, mapping, origin)
+    except Exception as err:  # noqa: BLE001 - one odd message must not stop the partition
+        return source_failure("InvalidRecord", f"message {origin} cannot be read: "
+                              f"{type(err).__name__}: {err}", origin=origin, raw=record)
+    return checked(item, max_text_chars)
 
 
 def message_time(kind: int, millis: int, now: float) -> Timestamp:
@@ -223,6 +221,7 @@ class _ReadPartitionFn(beam.DoFn):
         self._max_text_chars = max_text_chars
         self._poll_timeout = poll_timeout_seconds
         self._messages = Metrics.counter(_NAMESPACE, "messages_read")
+        self._records_in = Metrics.counter(_NAMESPACE, RECORDS_IN)
         self._read = Metrics.counter(_NAMESPACE, "transcripts_read")
         self._failed = Metrics.counter(_NAMESPACE, "records_failed")
 
@@ -289,6 +288,7 @@ class _ReadPartitionFn(beam.DoFn):
     def _emit(self, part: KafkaPartition, message: Any,
               watermark: ManualWatermarkEstimator) -> Iterator[Any]:
         self._messages.inc()
+        self._records_in.inc()
         kind, millis = message.timestamp()
         timestamp = message_time(kind, millis, time.time())
         current = watermark.current_watermark()
@@ -348,8 +348,8 @@ class ReadTranscriptsFromKafka(beam.PTransform):
     reads until the pipeline is cancelled. ``start_offset`` chooses where a new pipeline starts;
     a restarted one resumes from the runner's checkpointed offsets. ``consumer_config`` adds
     librdkafka settings (e.g. security.protocol, sasl.*). Partitions added to the topic after
-    the pipeline started are not read. Ids are not deduplicated here (see
-    ``DeduplicateTranscripts``).
+    the pipeline started are not read. Ids are not deduplicated here (SummarizeTranscripts
+    does it, per window).
 
     ``allowed_lateness_seconds`` should be the allowed lateness of the windowing applied
     downstream (see ``transforms.summarize.fixed_windows_with_lateness``): a message further

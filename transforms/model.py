@@ -63,17 +63,34 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def encodable(text: str) -> str:
+    """``text`` with lone surrogates (which no UTF-8 encoder accepts) written as ``\\udXXX``
+    escapes, so a Failure row can always be written, whatever input it describes."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def truncate_raw(value: Any) -> str | None:
-    """Render offending input as text, bounded by RAW_LIMIT."""
+    """Render offending input as text, bounded by RAW_LIMIT. Never raises: raw input may be
+    anything a reader produced (undecodable bytes, lone surrogates, nesting too deep to render)."""
     if value is None:
         return None
     if isinstance(value, bytes):
-        text = value.decode("utf-8", errors="replace")
+        text = value[: RAW_LIMIT * 4].decode("utf-8", errors="backslashreplace")
     elif isinstance(value, str):
         text = value
     else:
-        text = json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "...[truncated]"
+        try:
+            text = json.dumps(value, default=str, ensure_ascii=False)
+        except Exception as err:  # noqa: BLE001 - rendering must never fail the failure row
+            text = f"<{type(value).__name__} that cannot be shown: {type(err).__name__}>"
+    text = text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "...[truncated]"
+    return encodable(text)
 
 
 @dataclass(frozen=True)
@@ -152,6 +169,12 @@ class Failure:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"Failure stage {self.stage!r} is not one of {STAGES}")
+        # A failure often describes input no encoder accepts (an id with a lone surrogate): its
+        # text columns are escaped here, once, so every sink can write every failure row.
+        for name in ("transcript_id", "record_id", "error_message", "job_arn", "raw", "origin"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, encodable(value))
 
     def to_row(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

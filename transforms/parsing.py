@@ -8,18 +8,26 @@ held in memory; JSON, plain text and Amazon Transcribe output are single documen
 Origins name where a record came from: ``path:LINE`` for JSONL and CSV (1-based line),
 ``path#N`` for the N-th record (1-based) of a JSON array, Avro or Parquet file, and the bare
 ``path`` for a file that holds one transcript.
+
+``read_file`` is the one entry point for a whole file: it decompresses by suffix (detecting cut
+streams, which Beam's own decompression reads as a silent end of file) and turns any exception
+while decoding into a failure row naming the file and how many records were read before it.
+Only errors of the storage read itself propagate, so the runner retries the file.
 """
 from __future__ import annotations
 
+import bz2
 import csv
+import io
 import json
+import lzma
 import os
 import zlib
-from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import fastavro
-import pyarrow as pa
 import pyarrow.parquet as pq
+import zstandard
 
 from transforms.model import Failure, Transcript, Turn, truncate_raw
 from transforms.validation import (FieldMapping, record_to_transcript, render_turns,
@@ -29,13 +37,19 @@ FORMATS = ("jsonl", "json", "csv", "txt", "avro", "parquet", "transcribe")
 
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
                ".txt": "txt", ".avro": "avro", ".parquet": "parquet"}
-# Suffixes Beam's filesystems decompress transparently (CompressionTypes.detect_compression_type).
-_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".deflate", ".zst", ".zstd", ".xz", ".lzma")
-
-# What a corrupt Avro or Parquet file raises while being decoded; pyarrow reports corrupt pages
-# as plain OSError. Other errors (e.g. a failing S3 read) propagate so the runner retries.
-_AVRO_ERRORS = (ValueError, EOFError, zlib.error, KeyError, IndexError, TypeError, OverflowError)
-_PARQUET_ERRORS = (pa.ArrowException, ValueError, OSError)
+# The suffixes Beam's filesystems decompress (CompressionTypes.detect_compression_type), with the
+# streaming decompressor for each; all of them report .eof and .unused_data.
+_DECOMPRESSORS: dict[str, Callable[[], Any]] = {
+    ".gz": lambda: zlib.decompressobj(zlib.MAX_WBITS | 16),
+    ".bz2": bz2.BZ2Decompressor,
+    ".deflate": zlib.decompressobj,
+    ".zst": lambda: zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj(),
+    ".zstd": lambda: zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj(),
+    ".xz": lzma.LZMADecompressor,
+    ".lzma": lzma.LZMADecompressor,
+}
+_COMPRESSION_SUFFIXES = tuple(_DECOMPRESSORS)
+_READ_CHUNK = 64 * 1024
 
 PARQUET_BATCH_ROWS = 1024
 
@@ -80,7 +94,24 @@ def _record_or_failure(value: Any, mapping: FieldMapping, origin: str) -> Item:
         return source_failure(
             "InvalidRecord", f"record at {origin} is a JSON {type(value).__name__}, not an object",
             origin=origin, raw=value)
-    return record_to_transcript(value, mapping, origin)
+    try:
+        return record_to_transcript(value, mapping, origin)
+    except Exception as err:  # noqa: BLE001 - one odd record must not stop the file
+        return source_failure("InvalidRecord", f"record at {origin} cannot be read: "
+                              f"{type(err).__name__}: {err}", origin=origin, raw=value)
+
+
+def parse_json(text: str, origin: str, what: str = "line") -> Any:
+    """``text`` as a JSON value, or the Failure saying why it is not one (nesting too deep for
+    the decoder is TooDeep, not a crash)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        return source_failure("InvalidJson", f"{what} {origin} is not valid JSON: {err}",
+                              origin=origin, raw=text)
+    except RecursionError:
+        return source_failure("TooDeep", f"{what} {origin} is JSON nested too deep to decode; "
+                              f"flatten it", origin=origin, raw=text[:200])
 
 
 def _lines(handle: IO[bytes]) -> Iterator[bytes]:
@@ -98,16 +129,12 @@ def read_jsonl(handle: IO[bytes], path: str, mapping: FieldMapping) -> Iterator[
                                  f"byte {err.start}); re-encode the file as UTF-8",
                                  origin=origin, raw=raw)
             continue
-        line = line.lstrip("\ufeff") if number == 1 else line
+        # A BOM on any line, not only the first: files joined with `cat` keep each one's BOM.
+        line = line.lstrip("\ufeff")
         if not line.strip():
             continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            yield source_failure("InvalidJson", f"line {origin} is not valid JSON: {err}",
-                                 origin=origin, raw=line)
-            continue
-        yield _record_or_failure(value, mapping, origin)
+        value = parse_json(line, origin)
+        yield value if isinstance(value, Failure) else _record_or_failure(value, mapping, origin)
 
 
 # Amazon Transcribe job output: {"jobName", "results": {"transcripts": [{"transcript"}],
@@ -217,13 +244,14 @@ def read_json(handle: IO[bytes], path: str, mapping: FieldMapping,
     """A JSON document: an array of records, {"transcripts": [...]}, one record, or an Amazon
     Transcribe job output (recognized by its shape)."""
     try:
-        document = json.loads(handle.read().decode("utf-8-sig"))
+        text = handle.read().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         yield source_failure("InvalidEncoding", f"{path} is not UTF-8 ({err.reason} at byte "
                              f"{err.start}); re-encode it as UTF-8", origin=path)
         return
-    except json.JSONDecodeError as err:
-        yield source_failure("InvalidJson", f"{path} is not valid JSON: {err}", origin=path)
+    document = parse_json(text, path, what="file")
+    if isinstance(document, Failure):
+        yield document
         return
     if is_transcribe_output(document):
         yield transcribe_to_transcript(document, path)
@@ -326,40 +354,25 @@ def read_text(handle: IO[bytes], path: str, max_text_chars: int) -> Iterator[Ite
     yield Transcript(id=transcript_id, text=text, origin=path)
 
 
-def _unreadable(path: str, fmt: str, err: Exception, emitted: int) -> Failure:
-    return source_failure(
-        "UnreadableFile", f"{path} cannot be read as {fmt} after {emitted} records: "
-        f"{type(err).__name__}: {err}; check the file is a complete {fmt} file or pass the right "
-        f"--input-format", origin=path)
-
-
 def read_avro(handle: IO[bytes], path: str, mapping: FieldMapping) -> Iterator[Item]:
-    emitted = 0
-    try:
-        for number, record in enumerate(fastavro.reader(handle), start=1):
-            emitted = number
-            yield _record_or_failure(record, mapping, f"{path}#{number}")
-    except _AVRO_ERRORS as err:
-        yield _unreadable(path, "avro", err, emitted)
+    for number, record in enumerate(fastavro.reader(handle), start=1):
+        yield _record_or_failure(record, mapping, f"{path}#{number}")
 
 
 def read_parquet(handle: IO[bytes], path: str, mapping: FieldMapping,
                  batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[Item]:
     """Reads by record batches; when metadata fields are chosen only the needed columns."""
-    emitted = 0
-    try:
-        parquet = pq.ParquetFile(handle)
-        columns = None
-        if mapping.metadata_fields is not None:
-            wanted = {mapping.id_field, mapping.text_field, mapping.turns_field,
-                      *mapping.metadata_fields}
-            columns = [name for name in parquet.schema_arrow.names if name in wanted]
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
-            for record in batch.to_pylist():
-                emitted += 1
-                yield _record_or_failure(record, mapping, f"{path}#{emitted}")
-    except _PARQUET_ERRORS as err:
-        yield _unreadable(path, "parquet", err, emitted)
+    parquet = pq.ParquetFile(handle)
+    columns = None
+    if mapping.metadata_fields is not None:
+        wanted = {mapping.id_field, mapping.text_field, mapping.turns_field,
+                  *mapping.metadata_fields}
+        columns = [name for name in parquet.schema_arrow.names if name in wanted]
+    number = 0
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+        for record in batch.to_pylist():
+            number += 1
+            yield _record_or_failure(record, mapping, f"{path}#{number}")
 
 
 def read_transcripts(handle: IO[bytes], path: str, fmt: str, mapping: FieldMapping,
@@ -378,6 +391,133 @@ def read_transcripts(handle: IO[bytes], path: str, fmt: str, mapping: FieldMappi
     if fmt == "parquet":
         return read_parquet(handle, path, mapping)
     raise ValueError(f"unknown input format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+class StorageReadError(OSError):
+    """Reading the file's bytes from storage failed (e.g. a broken S3 connection): worth a retry,
+    unlike bytes that cannot be decoded."""
+
+
+class TruncatedStream(EOFError):
+    """A compressed stream that ends before its end-of-stream marker: the file was cut."""
+
+
+class _StorageStream(io.RawIOBase):
+    """The file handle from storage, with its read errors marked as StorageReadError so
+    ``read_file`` can tell them from errors in the bytes."""
+
+    def __init__(self, handle: IO[bytes], path: str) -> None:
+        self._handle = handle
+        self._path = path
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return bool(getattr(self._handle, "seekable", lambda: False)())
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._call(self._handle.seek, offset, whence)
+
+    def tell(self) -> int:
+        return self._call(self._handle.tell)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._call(self._handle.read, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return method(*args)
+        except Exception as err:  # noqa: BLE001 - re-raised, marked as a storage error
+            raise StorageReadError(f"reading {self._path} failed: {err}") from err
+
+
+class _DecompressedStream(io.RawIOBase):
+    """The decompressed bytes of ``source``; concatenated streams (multi-member gzip) are read
+    through, and input that ends mid-stream raises TruncatedStream instead of a quiet EOF."""
+
+    def __init__(self, source: IO[bytes], new_decompressor: Callable[[], Any]) -> None:
+        self._source = source
+        self._new = new_decompressor
+        self._decompressor = new_decompressor()
+        self._pending = b""
+        self._fed = False  # whether the current decompressor has been given any input
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = self._source.read(_READ_CHUNK)
+            if not chunk:
+                if self._fed and not self._decompressor.eof:
+                    raise TruncatedStream("the compressed data ends before its end-of-stream "
+                                          "marker")
+                return 0
+            self._feed(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def _feed(self, chunk: bytes) -> None:
+        while chunk:
+            if self._decompressor.eof:
+                self._decompressor, self._fed = self._new(), False
+            self._fed = True
+            self._pending += self._decompressor.decompress(chunk)
+            chunk = self._decompressor.unused_data if self._decompressor.eof else b""
+
+
+def compression_suffix(path: str) -> str | None:
+    name = path.lower()
+    return next((suffix for suffix in _COMPRESSION_SUFFIXES if name.endswith(suffix)), None)
+
+
+def open_decoded(handle: IO[bytes], path: str) -> IO[bytes]:
+    """The raw (undecompressed) storage ``handle`` as a buffered stream of the file's content,
+    decompressed by the path's suffix."""
+    stream: IO[bytes] = io.BufferedReader(_StorageStream(handle, path), _READ_CHUNK)
+    suffix = compression_suffix(path)
+    if suffix is not None:
+        stream = io.BufferedReader(_DecompressedStream(stream, _DECOMPRESSORS[suffix]),
+                                   _READ_CHUNK)
+    return stream
+
+
+def file_failure(path: str, fmt: str, err: Exception, records: int) -> Failure:
+    """The failure row for a file that stopped decoding after ``records`` records."""
+    read = f"{records} record{'' if records == 1 else 's'} read before it"
+    if isinstance(err, TruncatedStream):
+        return source_failure(
+            "TruncatedFile", f"{path} is cut short: {err} ({read}; the rest of the file is "
+            f"lost); copy or export the file again", origin=path)
+    return source_failure(
+        "UnreadableFile", f"{path} cannot be read as {fmt}"
+        f"{f' ({compression_suffix(path)})' if compression_suffix(path) else ''}: "
+        f"{type(err).__name__}: {err} ({read}); check the file is complete and of that format, "
+        f"or pass the right --input-format", origin=path)
+
+
+def read_file(handle: IO[bytes], path: str, fmt: str, mapping: FieldMapping,
+              max_text_chars: int) -> Iterator[Item]:
+    """Every Transcript or Failure in one file, ``handle`` being its raw bytes from storage.
+
+    Whatever goes wrong while decompressing or decoding ends the file with one failure row that
+    names it; the items read before stay. StorageReadError propagates: the runner retries.
+    """
+    read = 0
+    try:
+        for item in read_transcripts(open_decoded(handle, path), path, fmt, mapping,
+                                     max_text_chars):
+            read += 1
+            yield item
+    except StorageReadError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any bad byte stops this file only
+        yield file_failure(path, fmt, err, read)
 
 
 def row_to_record(row: Any) -> Mapping[str, Any] | None:

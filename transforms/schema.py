@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
-from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Field
+from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Field, encodable
 
 TYPES = ("string", "int64", "timestamp")
 
@@ -114,13 +114,27 @@ def normalize_row(fields: Sequence[Field], row: Mapping[str, Any]) -> dict[str, 
         elif f.type == "string":
             if not isinstance(value, str):
                 raise ValueError(f"column {f.name!r} needs a string, got {type(value).__name__}")
+            # Model output can decode to a lone surrogate ("\\ud800" in its JSON), which no
+            # UTF-8 writer accepts: escaped, the row stays writable in every format.
+            value = encodable(value)
         elif f.type == "int64":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"column {f.name!r} needs an int, got {type(value).__name__}")
+            if not -(2**63) <= value < 2**63:
+                raise ValueError(f"column {f.name!r} holds {value}, outside the int64 range")
         else:
             value = _as_utc(f.name, value)
         out[f.name] = value
     return out
+
+
+def row_problem(kind: str, row: Mapping[str, Any]) -> str | None:
+    """Why ``row`` of ``kind`` cannot be written by the sinks, or None when it can."""
+    try:
+        normalize_row(fields_for(kind), row)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def json_row(fields: Sequence[Field], row: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,25 +7,43 @@ the pipeline goes on.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.fileio import EmptyMatchTreatment
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import MAX_TIMESTAMP
 
 from transforms.model import Failure, Transcript
-from transforms.parsing import (FORMATS, detect_format, read_transcripts, row_to_record,
+from transforms.parsing import (FORMATS, detect_format, read_file, row_to_record,
                                 source_failure, unknown_format_failure)
-from transforms.validation import (DEFAULT_MAX_TEXT_CHARS, FieldMapping, pick_unique,
+from transforms.validation import (DEFAULT_MAX_TEXT_CHARS, FieldMapping, dedup_key, pick_unique,
                                    record_to_transcript, validate_transcript)
 
 TRANSCRIPTS = "transcripts"
 FAILURES = "failures"
+# Counted once per input unit (a record, or a file that could only become one failure row), at
+# the source and independently of any output, so the run report can prove nothing was lost.
+RECORDS_IN = "records_in"
 _NAMESPACE = "transcripts.sources"
+log = logging.getLogger(__name__)
+
+
+def checked(item: Transcript | Failure, max_text_chars: int) -> Transcript | Failure:
+    """The item itself, or the Failure that rejects it; a check that raises rejects it too."""
+    if not isinstance(item, Transcript):
+        return item
+    try:
+        return validate_transcript(item, max_text_chars) or item
+    except Exception as err:  # noqa: BLE001 - one odd transcript must not stop the run
+        return source_failure("InvalidRecord", f"transcript at {item.origin or 'an input row'} "
+                              f"cannot be checked: {type(err).__name__}: {err}",
+                              origin=item.origin, raw=item.text)
 
 
 class _EmitFn(beam.DoFn):
@@ -33,17 +51,17 @@ class _EmitFn(beam.DoFn):
 
     def __init__(self, max_text_chars: int) -> None:
         self._max_text_chars = max_text_chars
+        self._records_in = Metrics.counter(_NAMESPACE, RECORDS_IN)
         self._read = Metrics.counter(_NAMESPACE, "transcripts_read")
         self._failed = Metrics.counter(_NAMESPACE, "records_failed")
 
     def _emit(self, item: Transcript | Failure) -> Iterator[Any]:
+        self._records_in.inc()
+        item = checked(item, self._max_text_chars)
         if isinstance(item, Transcript):
-            failure = validate_transcript(item, self._max_text_chars)
-            if failure is None:
-                self._read.inc()
-                yield item
-                return
-            item = failure
+            self._read.inc()
+            yield item
+            return
         self._failed.inc()
         yield TaggedOutput(FAILURES, item)
 
@@ -59,13 +77,20 @@ class _ReadFileFn(_EmitFn):
         path = readable.metadata.path
         fmt = detect_format(path) if self._format == "auto" else self._format
         if fmt is None:
+            log.info("read %s: unknown format, 1 failure", path)
             yield from self._emit(unknown_format_failure(path))
             return
         self._files.inc()
-        # Binary mode: the readers decode per line/record so one bad byte fails one record.
-        with readable.open(mime_type="application/octet-stream") as handle:
-            for item in read_transcripts(handle, path, fmt, self._mapping, self._max_text_chars):
-                yield from self._emit(item)
+        records = failures = 0
+        # Raw bytes: read_file decompresses itself, so a cut or corrupt file is reported as one.
+        with readable.open(mime_type="application/octet-stream",
+                           compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            for item in read_file(handle, path, fmt, self._mapping, self._max_text_chars):
+                for output in self._emit(item):
+                    records += 1
+                    failures += isinstance(output, TaggedOutput)
+                    yield output
+        log.info("read %s: %d records, %d failures", path, records, failures)
 
 
 def _tagged(result: beam.pvalue.DoOutputsTuple) -> dict[str, beam.PCollection]:
@@ -87,8 +112,9 @@ class ReadTranscripts(beam.PTransform):
     ``format`` is one of ``auto`` (by extension), jsonl, json, csv, txt, avro, parquet,
     transcribe. Returns {"transcripts": PCollection[Transcript], "failures":
     PCollection[Failure]}. A pattern that matches no file fails the pipeline with an error naming
-    it. Ids are not deduplicated here: apply ``DeduplicateTranscripts`` once
-    after combining all sources.
+    it. A file that cannot be decompressed or decoded ends as one failure row naming it (after
+    the records read before the damage). Ids are not deduplicated here: SummarizeTranscripts
+    does it.
     """
 
     def __init__(self, file_pattern: str, format: str = "auto", id_field: str = "id",
@@ -155,17 +181,21 @@ class _RowsFn(_EmitFn):
         self._mapping = mapping
 
     def process(self, row: Any) -> Iterator[Any]:
+        yield from self._emit(self._item(row))
+
+    def _item(self, row: Any) -> Transcript | Failure:
         if isinstance(row, Transcript):
-            yield from self._emit(row)
-            return
-        record = row_to_record(row)
-        if record is None:
-            yield from self._emit(source_failure(
-                "InvalidRecord", f"input row of type {type(row).__name__} is not a dict, beam.Row, "
-                f"NamedTuple or dataclass; map it to one of those first", origin=None,
-                raw=repr(row)))
-            return
-        yield from self._emit(record_to_transcript(record, self._mapping, None))
+            return row
+        try:
+            record = row_to_record(row)
+            if record is not None:
+                return record_to_transcript(record, self._mapping, None)
+        except Exception as err:  # noqa: BLE001 - one odd row must not stop the run
+            return source_failure("InvalidRecord", f"input row cannot be read: "
+                                  f"{type(err).__name__}: {err}", origin=None, raw=row)
+        return source_failure(
+            "InvalidRecord", f"input row of type {type(row).__name__} is not a dict, beam.Row, "
+            f"NamedTuple or dataclass; map it to one of those first", origin=None, raw=row)
 
 
 class TranscriptsFromRows(beam.PTransform):
@@ -200,7 +230,8 @@ class _PickUniqueFn(beam.DoFn):
 
 class DeduplicateTranscripts(beam.PTransform):
     """Keeps one transcript per id (the first by origin, so the choice is deterministic); the
-    others become ``DuplicateTranscriptId`` failures naming both origins.
+    others become ``DuplicateTranscriptId`` failures naming both origins. Ids equal up to
+    Unicode normalization count as one id. SummarizeTranscripts applies it to its input.
 
     Groups by id, so on an unbounded input apply it after windowing: duplicates are found within
     a window.
@@ -209,6 +240,6 @@ class DeduplicateTranscripts(beam.PTransform):
     def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
         return _tagged(
             transcripts
-            | "KeyById" >> beam.Map(lambda transcript: (transcript.id, transcript))
+            | "KeyById" >> beam.Map(lambda transcript: (dedup_key(transcript.id), transcript))
             | "GroupById" >> beam.GroupByKey()
             | "PickOne" >> beam.ParDo(_PickUniqueFn()).with_outputs(FAILURES, main=TRANSCRIPTS))

@@ -22,8 +22,11 @@ from transforms.await_jobs import AwaitJobs
 from transforms.carry import CarryTails
 from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS, BatchConfig
 from transforms.on_demand import InvokeOnDemand
-from transforms.model import BatchRecord, Failure, Transcript, encode_jsonl_line, truncate_raw
+from transforms.model import (BatchRecord, Failure, Summary, Transcript, encode_jsonl_line,
+                              truncate_raw)
 from transforms.records import assign_record_ids, build_record, record_id_for
+from transforms.schema import row_problem
+from transforms.sources import DeduplicateTranscripts
 
 FAILURES = "failures"
 # Longest a job may take (168 h timeout) plus a day of queueing: resubmissions arriving this late
@@ -59,13 +62,15 @@ class _BuildRecordFn(beam.DoFn):
     def process(self, transcript: Transcript) -> Iterator[Any]:
         cfg = self._config
         try:
-            yield record_id_for(transcript.id), build_record(
+            built = record_id_for(transcript.id), build_record(
                 transcript, cfg.model_id, cfg.prompt, cfg.job.model_invocation_type)
-        except ValueError as exc:
+        except Exception as exc:  # noqa: BLE001 - one transcript that cannot be built fails alone
             yield beam.pvalue.TaggedOutput(FAILURES, Failure(
-                stage="validate", error_code="RecordNotBuilt", error_message=str(exc),
-                transcript_id=transcript.id, raw=truncate_raw(transcript.text),
-                origin=transcript.origin))
+                stage="validate", error_code="RecordNotBuilt",
+                error_message=f"{type(exc).__name__}: {exc}", transcript_id=transcript.id,
+                raw=truncate_raw(transcript.text), origin=transcript.origin))
+            return
+        yield built
 
 
 class _ResolveCollisionsFn(beam.DoFn):
@@ -103,6 +108,22 @@ class PrepareRecords(beam.PTransform):
                    | "ByRecordId" >> beam.GroupByKey()
                    | "Resolve" >> beam.ParDo(_ResolveCollisionsFn()))
         return {"records": records, "failures": built[FAILURES]}
+
+
+class _WritableFn(beam.DoFn):
+    """Summaries no sink could write (a model answer with token counts outside int64) become
+    failure rows here, rather than failing the sink and with it the whole run."""
+
+    def process(self, summary: Summary) -> Iterator[Any]:
+        problem = row_problem("summaries", summary.to_row())
+        if problem is None:
+            yield summary
+            return
+        yield beam.pvalue.TaggedOutput(FAILURES, Failure(
+            stage="parse", error_code="UnwritableSummary",
+            error_message=f"the summary of {summary.transcript_id!r} cannot be written: {problem}",
+            transcript_id=summary.transcript_id, record_id=summary.record_id,
+            attempt=summary.attempt, job_arn=summary.job_arn, raw=truncate_raw(summary.to_row())))
 
 
 class BatchRound(beam.PTransform):
@@ -146,8 +167,10 @@ class BatchRound(beam.PTransform):
 class SummarizeTranscripts(beam.PTransform):
     """PCollection[Transcript] -> {"summaries": PCollection[Summary], "failures": PCollection[Failure]}.
 
-    Every input ends up in exactly one of the two. Windowing is the caller's: each window's
-    records are submitted as that window's jobs.
+    Every input ends up in exactly one of the two. Transcripts sharing an id (within a window)
+    are summarized once: the first by origin is kept, the others become DuplicateTranscriptId
+    failures. Windowing is the caller's: each window's records are submitted as that window's
+    jobs.
     """
 
     def __init__(self, config: BatchConfig):
@@ -161,8 +184,9 @@ class SummarizeTranscripts(beam.PTransform):
             raise ValueError("SummarizeTranscripts got an unbounded PCollection in the global "
                              "window, which never closes: apply beam.WindowInto("
                              "window.FixedWindows(seconds)) first (the CLI: --window-seconds)")
-        prepared = transcripts | "Prepare" >> PrepareRecords(cfg)
-        summaries, failures = [], [prepared["failures"]]
+        unique = transcripts | "Dedup" >> DeduplicateTranscripts()
+        prepared = unique["transcripts"] | "Prepare" >> PrepareRecords(cfg)
+        summaries, failures = [], [unique["failures"], prepared["failures"]]
         records = prepared["records"]
         for attempt in range(1, cfg.max_attempts + 1):
             result = records | f"Round{attempt}" >> BatchRound(cfg, attempt)
@@ -172,9 +196,13 @@ class SummarizeTranscripts(beam.PTransform):
             summaries.append(on_demand["summaries"])
             failures.append(on_demand["failures"])
             records = result["retries"]
+        writable = (tuple(summaries) | "AllSummaries" >> beam.Flatten()
+                    | "Writable" >> beam.ParDo(_WritableFn()).with_outputs(FAILURES,
+                                                                           main="summaries"))
+        failures.append(writable[FAILURES])
         # Hand the caller back its own windowing whole (the rounds used their own triggers):
         # a WindowInto with only the windowfn would reset trigger and allowed lateness.
-        return {"summaries": (tuple(summaries) | "AllSummaries" >> beam.Flatten()
+        return {"summaries": (writable.summaries
                               | "SummaryWindows" >> restore_windowing(windowing)),
                 "failures": (tuple(failures) | "AllFailures" >> beam.Flatten()
                              | "FailureWindows" >> restore_windowing(windowing))}

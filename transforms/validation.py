@@ -8,7 +8,9 @@ offending input, so a bad record is reported and the pipeline goes on.
 from __future__ import annotations
 
 import json
+import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -16,6 +18,12 @@ from transforms.model import Failure, Transcript, Turn, truncate_raw
 
 DEFAULT_MAX_TEXT_CHARS = 400_000
 METADATA_FIELD = "metadata"
+# Ids are Kafka keys, log words and BigQuery join keys: a longer one is a mapping mistake (the
+# text field given as --id-field), not an id.
+MAX_ID_CHARS = 1024
+# Deeper metadata is refused before any JSON encoder (the S3 index, the metadata column) meets it.
+MAX_METADATA_DEPTH = 32
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 _ORIGIN_NUMBER = re.compile(r"^(.*?)(?:[:#](\d+))?$", re.DOTALL)
 
@@ -79,7 +87,13 @@ def _number(value: Any, what: str) -> float | None:
         return None
     if isinstance(value, bool):
         raise ValueError(f"{what} must be a number of seconds, got {value!r}")
-    return float(value)
+    try:
+        seconds = float(value)
+    except (OverflowError, TypeError):
+        raise ValueError(f"{what} must be a number of seconds, got {value!r:.40}") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"{what} must be a finite number of seconds, got {value!r:.40}")
+    return seconds
 
 
 def parse_turns(value: Any) -> tuple[Turn, ...]:
@@ -149,14 +163,121 @@ def record_to_transcript(record: Mapping[str, Any], mapping: FieldMapping,
                       metadata=metadata, turns=turns, origin=origin)
 
 
+def has_lone_surrogate(text: str) -> bool:
+    """True when ``text`` holds a lone surrogate (e.g. from a JSON ``"\\ud800"`` escape), which
+    no UTF-8 encoder (JSONL, Parquet, Avro, Kafka, BigQuery) accepts."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _control_character(text: str) -> str | None:
+    for char in text:
+        if unicodedata.category(char) == "Cc":
+            return char
+    return None
+
+
+def metadata_problem(value: Any, path: str = METADATA_FIELD, depth: int = 0
+                     ) -> tuple[str, str] | None:
+    """(error code, what is wrong) for metadata some sink could not encode faithfully, or None.
+
+    Refused: nesting deeper than MAX_METADATA_DEPTH (TooDeep), lone surrogates (InvalidUnicode),
+    non-string keys, integers outside int64 and NaN/Infinity (InvalidMetadata: JSON has no NaN,
+    and BigQuery or Spark readers of the metadata JSON would round big integers silently).
+    Other scalars (datetimes, decimals, bytes) are written as their str() and pass.
+    """
+    if depth > MAX_METADATA_DEPTH:
+        return "TooDeep", f"{path} is nested over {MAX_METADATA_DEPTH} levels deep"
+    if isinstance(value, str):
+        return ("InvalidUnicode", f"{path} holds a lone surrogate (invalid Unicode)") \
+            if has_lone_surrogate(value) else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            return "InvalidMetadata", (f"{path} is an integer outside the 64-bit range, which "
+                                       f"JSON readers round; send it as a string")
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (
+            "InvalidMetadata", f"{path} is {value}, which JSON cannot hold; send null or a string")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return "InvalidMetadata", (f"{path} has a {type(key).__name__} key {key!r:.40}; "
+                                           f"metadata keys must be strings")
+            if has_lone_surrogate(key):
+                return "InvalidUnicode", f"a key of {path} holds a lone surrogate (invalid Unicode)"
+            problem = metadata_problem(item, f"{path}.{key[:40]}", depth + 1)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            problem = metadata_problem(item, f"{path}[{index}]", depth + 1)
+            if problem:
+                return problem
+        return None
+    return metadata_problem(str(value), path, depth)
+
+
+def _id_problem(transcript_id: str) -> tuple[str, str] | None:
+    if has_lone_surrogate(transcript_id):
+        return "InvalidUnicode", "holds a lone surrogate (invalid Unicode)"
+    if len(transcript_id) > MAX_ID_CHARS:
+        return "IdTooLong", (f"is {len(transcript_id)} characters long, over {MAX_ID_CHARS}; "
+                             f"check --id-field names the id")
+    control = _control_character(transcript_id)
+    if control is not None:
+        return "InvalidId", f"holds the control character {control!r}; ids must be printable"
+    return None
+
+
+def _text_problem(transcript: Transcript) -> str | None:
+    if has_lone_surrogate(transcript.text):
+        return "its text"
+    for index, turn in enumerate(transcript.turns):
+        if has_lone_surrogate(turn.speaker) or has_lone_surrogate(turn.text):
+            return f"turn {index}"
+    return None
+
+
 def validate_transcript(transcript: Transcript, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
                         ) -> Failure | None:
-    """The reason ``transcript`` cannot be summarized, or None when it is fine."""
+    """The reason ``transcript`` cannot be summarized, or None when it is fine.
+
+    Besides the content checks, anything no sink could encode (see ``metadata_problem``,
+    ``_id_problem``) is refused here, so no encoder downstream ever meets it.
+    """
     where = _where(transcript.origin)
     if not isinstance(transcript.id, str) or not transcript.id.strip():
         return validation_failure(
             "MissingId", f"transcript{where} has an empty id; every transcript needs a unique id",
             origin=transcript.origin, raw=transcript.text)
+    id_problem = _id_problem(transcript.id)
+    if id_problem:
+        code, what = id_problem
+        return validation_failure(
+            code, f"transcript id {transcript.id[:80]!r}{where} {what}", origin=transcript.origin,
+            raw=transcript.text, transcript_id=transcript.id[:MAX_ID_CHARS])
+    if isinstance(transcript.text, str):
+        bad_text = _text_problem(transcript)
+        if bad_text:
+            return validation_failure(
+                "InvalidUnicode", f"transcript {transcript.id!r}{where}: {bad_text} holds a lone "
+                f"surrogate (invalid Unicode); fix the escape in the source",
+                origin=transcript.origin, raw=transcript.text, transcript_id=transcript.id)
+    meta_problem = metadata_problem(transcript.metadata)
+    if meta_problem:
+        code, what = meta_problem
+        return validation_failure(
+            code, f"transcript {transcript.id!r}{where}: {what}", origin=transcript.origin,
+            raw=transcript.text, transcript_id=transcript.id)
     if not isinstance(transcript.text, str) or not transcript.text.strip():
         return validation_failure(
             "EmptyText",
@@ -184,22 +305,29 @@ def origin_sort_key(origin: str | None) -> tuple[int, str, int]:
     return (0, path, int(number) if number is not None else -1)
 
 
+def dedup_key(transcript_id: str) -> str:
+    """The key ids are deduplicated by: NFC, so ids that differ only by Unicode normalization
+    (e.g. "café" typed precomposed or as e + combining accent) count as one id."""
+    return unicodedata.normalize("NFC", transcript_id)
+
+
 def pick_unique(transcripts: Iterable[Transcript]) -> tuple[Transcript, list[Failure]]:
     """Keeps the first of transcripts sharing one id (by origin order) and rejects the others.
 
-    Ties (same origin, e.g. rows without one) fall back to the text so the choice is the same on
-    every run and every runner, whatever order the GroupByKey delivered them in.
+    Ties (same origin, e.g. rows without one) fall back to the id and text so the choice is the
+    same on every run and every runner, whatever order the GroupByKey delivered them in.
     """
-    ordered = sorted(transcripts, key=lambda t: (origin_sort_key(t.origin), t.text))
+    ordered = sorted(transcripts, key=lambda t: (origin_sort_key(t.origin), t.id, t.text))
     if not ordered:
         raise ValueError("pick_unique needs at least one transcript")
     kept, duplicates = ordered[0], ordered[1:]
     failures = [
         validation_failure(
             "DuplicateTranscriptId",
-            f"transcript id {dup.id!r} at {dup.origin or 'an input row'} duplicates the one kept "
-            f"from {kept.origin or 'an input row'}; ids must be unique per run: fix the source or "
-            f"choose another --id-field",
+            f"transcript id {dup.id!r} at {dup.origin or 'an input row'} duplicates the one "
+            f"kept from {kept.origin or 'an input row'}"
+            f"{'' if dup.id == kept.id else f' ({kept.id!r}, equal up to Unicode normalization)'}"
+            f"; ids must be unique per run: fix the source or choose another --id-field",
             origin=dup.origin, raw=dup.text, transcript_id=dup.id)
         for dup in duplicates
     ]

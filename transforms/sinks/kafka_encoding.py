@@ -11,6 +11,7 @@ from typing import Any
 
 import fastavro
 
+from transforms.model import encodable
 from transforms.schema import (AVRO_RECORD_NAMES, avro_schema, fields_for, json_line, normalize_row,
                                row_from_json)
 
@@ -38,7 +39,7 @@ class RowEncoder:
     def encode(self, element: Any) -> tuple[bytes | None, bytes]:
         row = element.to_row() if hasattr(element, "to_row") else element
         transcript_id = row.get("transcript_id")
-        key = transcript_id.encode("utf-8") if transcript_id is not None else None
+        key = encodable(transcript_id).encode("utf-8") if transcript_id is not None else None
         if self.format == "json":
             return key, json_line(self.fields, row).encode("utf-8")
         buf = io.BytesIO()
