@@ -9,7 +9,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.environment import check_runner, environment
-from pipeline.options import BedrockBatchOptions, batch_config, resolve_quotas
+from pipeline.exit_codes import UsageError
+from pipeline.options import BedrockBatchOptions, batch_config, parse_options, resolve_quotas
 from transforms import pricing
 from transforms.aws import AwsConfig
 from transforms.jobs import JobConfig, JobsClient
@@ -18,15 +19,14 @@ from transforms.parsing import detect_format, read_transcripts
 from transforms.quotas import Quotas
 from transforms.planning import UndersizedPolicy, estimate_tokens, plan_sizes
 from transforms.records import PromptConfig, build_record
-from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, validate_transcript
+from transforms.validation import FieldMapping, validate_transcript
 
 
 def _options(argv: list[str], *required: str) -> tuple[PipelineOptions, BedrockBatchOptions]:
-    options = PipelineOptions(argv)
-    opts = options.view_as(BedrockBatchOptions)
+    options, opts = parse_options(argv)
     for name in required:
         if not getattr(opts, name.replace("-", "_")):
-            raise ValueError(f"--{name} is required")
+            raise UsageError(f"--{name} is required")
     return options, opts
 
 
@@ -55,7 +55,8 @@ def run_command(argv: list[str]) -> int:
     return 0
 
 
-def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping) -> Iterator[Any]:
+def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping, max_text_chars: int
+                 ) -> Iterator[Any]:
     matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
     if not matches:
         raise ValueError(f"--input {pattern!r} matches no files")
@@ -64,7 +65,7 @@ def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping) -> Iterator[Any]
         if file_format is None:
             raise ValueError(f"cannot tell the format of {path}; pass --input-format")
         with FileSystems.open(path) as handle:
-            yield from read_transcripts(handle, path, file_format, mapping, DEFAULT_MAX_TEXT_CHARS)
+            yield from read_transcripts(handle, path, file_format, mapping, max_text_chars)
 
 
 def plan_command(argv: list[str]) -> int:
@@ -75,8 +76,9 @@ def plan_command(argv: list[str]) -> int:
     prompt = PromptConfig.from_files(opts.prompt_template, opts.system_prompt_file,
                                      max_tokens=opts.max_tokens, temperature=opts.temperature)
     sized, tokens, invalid = [], 0, 0
-    for item in _read_inputs(opts.input, opts.input_format, mapping):
-        if not isinstance(item, Transcript) or validate_transcript(item) is not None:
+    for item in _read_inputs(opts.input, opts.input_format, mapping, opts.max_text_chars):
+        if (not isinstance(item, Transcript)
+                or validate_transcript(item, opts.max_text_chars) is not None):
             invalid += 1
             continue
         record = build_record(item, opts.model_id, prompt, opts.model_invocation_type)
