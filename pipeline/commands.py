@@ -8,7 +8,7 @@ from typing import Any, Iterator
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.environment import check_runner, environment
+from pipeline.environment import aws_from_flags, beam_s3, check_runner, environment
 from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions, batch_config, parse_options, resolve_quotas
 from transforms import pricing
@@ -47,7 +47,7 @@ def run_command(argv: list[str]) -> int:
         raise ValueError("--input is required (or --kafka-topic)")
     destination = sinks(opts)[0]  # checks the sink flags before anything starts
     check_runner(options)
-    with environment(opts, _quotas(opts)) as env:
+    with environment(options, _quotas(opts)) as env, beam_s3(options, env.aws):
         config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,
                               env.default_role_arn, env.default_poll_interval)
         report = run(options, config)
@@ -59,18 +59,27 @@ def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping, max_text_chars: 
                  ) -> Iterator[Any]:
     matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
     if not matches:
-        raise ValueError(f"--input {pattern!r} matches no files")
+        raise UsageError(f"--input {pattern!r} matches no files")
     for path in sorted(matches):
         file_format = detect_format(path) if fmt == "auto" else fmt
         if file_format is None:
-            raise ValueError(f"cannot tell the format of {path}; pass --input-format")
+            raise UsageError(f"cannot tell the format of {path}; pass --input-format")
         with FileSystems.open(path) as handle:
             yield from read_transcripts(handle, path, file_format, mapping, max_text_chars)
 
 
 def plan_command(argv: list[str]) -> int:
     """The plan for one window holding the whole input: what `run` would submit."""
-    _, opts = _options(argv, "input")
+    options, opts = _options(argv, "input")
+    with beam_s3(options, aws_from_flags(opts, options)):
+        FileSystems.set_options(options)  # s3:// input, read where `run` would read it
+        json.dump(plan_report(opts), sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def plan_report(opts: BedrockBatchOptions) -> dict[str, Any]:
+    """The plan for the whole input as one window, as `plan` prints it."""
     quotas = _quotas(opts)
     mapping = FieldMapping.of(opts.id_field, opts.text_field, opts.turns_field)
     prompt = PromptConfig.from_files(opts.prompt_template, opts.system_prompt_file,
@@ -97,7 +106,7 @@ def plan_command(argv: list[str]) -> int:
             target["records"] += 1
             target["bytes"] += size
     out_tokens = len(sizes) * opts.max_tokens
-    report = {
+    return {
         "records": len(sizes),
         "invalid_records": invalid,
         "model_id": opts.model_id,
@@ -113,36 +122,25 @@ def plan_command(argv: list[str]) -> int:
                      "note": "estimate: ~4 characters per token, output at --max-tokens, "
                              "batch prices"},
     }
-    json.dump(report, sys.stdout, indent=2)
-    print()
-    return 0
 
 
 def collect_command(argv: list[str]) -> int:
     from pipeline.collect import collect
 
     options, opts = _options(argv, "job-output", "output")
-    # A downloaded job output needs no AWS at all; an s3:// one needs the S3 endpoint only.
-    aws = AwsConfig(region=opts.aws_region, profile=opts.aws_profile) \
-        if opts.job_output.startswith("s3://") else AwsConfig()
-    print("\n".join(collect(options, opts.job_output, aws)))
+    aws = aws_from_flags(opts, options)
+    with beam_s3(options, aws):
+        print("\n".join(collect(options, opts.job_output, aws)))
     return 0
 
 
-def _remote_aws(opts: BedrockBatchOptions) -> AwsConfig:
-    """Clients for commands that look at existing jobs: real AWS, or a running serve-local."""
-    if opts.backend == "local" and not opts.bedrock_endpoint_url:
-        raise ValueError("this command looks at existing jobs: start `python -m pipeline "
-                         "serve-local` and pass the --bedrock-endpoint-url it prints (and "
-                         "AWS_ENDPOINT_URL_S3), or use --backend aws")
-    return AwsConfig(region=opts.aws_region, profile=opts.aws_profile,
-                     bedrock_endpoint_url=opts.bedrock_endpoint_url,
-                     bedrock_runtime_endpoint_url=opts.bedrock_runtime_endpoint_url)
-
-
 def jobs_command(argv: list[str]) -> int:
-    _, opts = _options(argv)
-    client = JobsClient(_remote_aws(opts).client("bedrock"), JobConfig(role_arn="unused"))
+    options, opts = _options(argv)
+    if opts.backend == "local" and not opts.bedrock_endpoint_url:
+        raise UsageError("jobs looks at existing jobs: start `python -m pipeline serve-local` "
+                         "and pass the --bedrock-endpoint-url it prints, or use --backend aws")
+    client = JobsClient(aws_from_flags(opts, options).client("bedrock"),
+                        JobConfig(role_arn="unused"))
     rows = list(client.list(name_contains=opts.run_id, status=opts.status))
     print(f"{'JOB NAME':<48} {'STATUS':<18} {'PROCESSED':>10} {'TOTAL':>8}  MODEL")
     for job in rows:
