@@ -1,15 +1,17 @@
 """The CLI subcommands (run, plan, collect, jobs) on top of the transforms."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any, Iterator
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.environment import aws_from_flags, beam_s3, check_runner, environment
 from pipeline.exit_codes import UsageError
+from pipeline.preflight import check_cost, preflight, run_banner
 from pipeline.options import BedrockBatchOptions, batch_config, parse_options, resolve_quotas
 from transforms import pricing
 from transforms.aws import AwsConfig
@@ -37,19 +39,47 @@ def _quotas(opts: BedrockBatchOptions) -> Quotas:
     return resolve_quotas(opts)
 
 
+@contextlib.contextmanager
+def _setup_errors() -> Iterator[None]:
+    """Before the pipeline starts, a ValueError is a rejected flag or setting: exit 2, not 1."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _check_cost(options: PipelineOptions, opts: BedrockBatchOptions, quotas: Quotas) -> None:
+    """Plan the whole input as `plan` does and compare its estimate with --max-cost-usd."""
+    if options.view_as(StandardOptions).streaming or opts.kafka_topic:
+        raise UsageError("--max-cost-usd needs a bounded --input to estimate before submitting; "
+                         "a streaming run has no total in advance: drop --max-cost-usd")
+    plan = plan_report(opts, quotas)
+    check_cost(plan["estimate"]["max_cost_usd"], opts.max_cost_usd, opts.model_id, plan["records"])
+
+
 def run_command(argv: list[str]) -> int:
     from pipeline.run import run
 
     from pipeline.run import sinks
 
     options, opts = _options(argv)
-    if not opts.input and not opts.kafka_topic:
-        raise ValueError("--input is required (or --kafka-topic)")
-    destination = sinks(opts)[0]  # checks the sink flags before anything starts
-    check_runner(options)
-    with environment(options, _quotas(opts)) as env, beam_s3(options, env.aws):
-        config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,
-                              env.default_role_arn, env.default_poll_interval)
+    with _setup_errors():
+        if not opts.input and not opts.kafka_topic:
+            raise UsageError("--input is required (or --kafka-topic)")
+        destination = sinks(opts)[0]  # checks the sink flags before anything starts
+        check_runner(options)
+        quotas = _quotas(opts)
+    with environment(options, quotas) as env, beam_s3(options, env.aws):
+        with _setup_errors():
+            config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,
+                                  env.default_role_arn, env.default_poll_interval)
+            FileSystems.set_options(options)  # the output probe writes as the sinks will
+            preflight(opts, config)
+            if opts.max_cost_usd is not None:
+                _check_cost(options, opts, env.quotas)
+        print(run_banner(config), file=sys.stderr)
         report = run(options, config)
     print("\n".join(report.lines(destination, config.model_id)))
     return 0
@@ -73,14 +103,13 @@ def plan_command(argv: list[str]) -> int:
     options, opts = _options(argv, "input")
     with beam_s3(options, aws_from_flags(opts, options)):
         FileSystems.set_options(options)  # s3:// input, read where `run` would read it
-        json.dump(plan_report(opts), sys.stdout, indent=2)
+        json.dump(plan_report(opts, _quotas(opts)), sys.stdout, indent=2)
     print()
     return 0
 
 
-def plan_report(opts: BedrockBatchOptions) -> dict[str, Any]:
+def plan_report(opts: BedrockBatchOptions, quotas: Quotas) -> dict[str, Any]:
     """The plan for the whole input as one window, as `plan` prints it."""
-    quotas = _quotas(opts)
     mapping = FieldMapping.of(opts.id_field, opts.text_field, opts.turns_field)
     prompt = PromptConfig.from_files(opts.prompt_template, opts.system_prompt_file,
                                      max_tokens=opts.max_tokens, temperature=opts.temperature)
