@@ -141,12 +141,12 @@ def check_bigquery(tables: Iterable[str], create_disposition: str) -> None:
     from google.api_core.exceptions import NotFound
     from google.cloud import bigquery
 
+    from transforms.sinks.bigquery_rows import parse_table
+
     for table in tables:
-        project, _, rest = table.partition(":")
-        if not rest:
-            project, rest = "", table
-        client = bigquery.Client(project=project or None)
-        ref = f"{project}.{rest}" if project else rest
+        project, dataset, name = parse_table(table)
+        client = bigquery.Client(project=project)
+        ref = f"{project}.{dataset}.{name}"
         try:
             client.get_table(ref)
             continue
@@ -159,12 +159,11 @@ def check_bigquery(tables: Iterable[str], create_disposition: str) -> None:
             raise UsageError(f"BigQuery table {table} does not exist and "
                              f"--bigquery-create-disposition is {create_disposition}; create it "
                              f"or use CREATE_IF_NEEDED")
-        dataset = ref.rsplit(".", 1)[0]
         try:
-            client.get_dataset(dataset)
+            client.get_dataset(f"{project}.{dataset}")
         except NotFound:
-            raise UsageError(f"BigQuery dataset {dataset} of table {table} does not exist; "
-                             f"create the dataset first") from None
+            raise UsageError(f"BigQuery dataset {project}:{dataset} of table {table} does not "
+                             f"exist; create the dataset first") from None
 
 
 def check_destinations(opts: Any) -> None:
