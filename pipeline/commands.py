@@ -79,7 +79,7 @@ def run_command(argv: list[str]) -> int:
             preflight(opts, config)
             if opts.max_cost_usd is not None:
                 _check_cost(options, opts, env.quotas)
-        print(run_banner(config), file=sys.stderr)
+        print(run_banner(config, opts.backend), file=sys.stderr)
         report = run(options, config)
     print("\n".join(report.lines(destination, config.model_id)))
     return 0

@@ -13,6 +13,7 @@ import uuid
 from typing import Any, Iterable
 
 from pipeline.exit_codes import UsageError
+from pipeline.options import BedrockBatchOptions
 from transforms.config import BatchConfig
 from transforms.quotas import Quotas
 
@@ -166,7 +167,7 @@ def check_bigquery(tables: Iterable[str], create_disposition: str) -> None:
                              f"exist; create the dataset first") from None
 
 
-def check_destinations(opts: Any) -> None:
+def check_destinations(opts: BedrockBatchOptions) -> None:
     """The sink of --sink is usable: probe folder, brokers and topics, or tables."""
     if opts.sink == "kafka":
         check_kafka(opts.kafka_bootstrap_servers,
@@ -178,8 +179,8 @@ def check_destinations(opts: Any) -> None:
         probe_output(opts.output)
 
 
-def preflight(opts: Any, config: BatchConfig) -> None:
-    """Every check, cheapest first. ``opts`` are the BedrockBatchOptions of the run."""
+def preflight(opts: BedrockBatchOptions, config: BatchConfig) -> None:
+    """Every check, cheapest first."""
     check_role_arn(config.job.role_arn)
     check_model(config.model_id, config.job.model_invocation_type)
     check_quotas(config.quotas)
@@ -187,10 +188,13 @@ def preflight(opts: Any, config: BatchConfig) -> None:
     check_destinations(opts)
 
 
-def run_banner(config: BatchConfig) -> str:
+def run_banner(config: BatchConfig, backend: str) -> str:
     """Printed before the pipeline starts: a crash never reaches the final report."""
     from transforms.layout import output_prefix
 
+    if backend == "local":
+        return (f"run id {config.run_id} (the embedded local backend keeps its jobs and files "
+                f"only while this run lasts)")
     return (f"run id {config.run_id}: after a crash, rerun with the same flags and --run-id "
             f"{config.run_id} to adopt its jobs instead of paying again\n"
             f"job results land under {output_prefix(config.base_uri, config.run_id)}<job id>/; "

@@ -12,6 +12,7 @@ from pipeline.__main__ import main
 from pipeline.exit_codes import UsageError
 from pipeline.preflight import check_cost, check_quotas, check_role_arn, probe_output
 from tests.pipelines import read_rows, transcripts
+from tests.standalone import aws_flags, profile_file, standalone_backend  # noqa: F401 (fixtures)
 from transforms.quotas import Quotas
 
 
@@ -94,17 +95,20 @@ def test_pure_checks():
         check_cost(None, 1.0, "m", 10)
 
 
-def test_a_crash_still_shows_the_run_id_and_how_to_resume(tmp_path, capsys, monkeypatch):
+def test_a_crash_still_shows_the_run_id_and_how_to_resume(tmp_path, capsys, monkeypatch,
+                                                          standalone_backend,  # noqa: F811
+                                                          profile_file):  # noqa: F811
     """A worker crash cannot be triggered on demand from the CLI, so `run` (the pipeline itself)
-    is replaced by one that fails; everything before it is real."""
+    is replaced by one that fails; everything before it is real. The jobs would live in a
+    standalone backend reached with --backend aws, where resuming is possible."""
     import pipeline.run
 
     def crash(options, config):
         raise RuntimeError("worker lost")
 
     monkeypatch.setattr(pipeline.run, "run", crash)
-    assert main(["run", "--input", str(_input(tmp_path)), "--output", str(tmp_path / "o"),
-                 "--run-id", "nightly-7"]) == 1
+    assert main(["run", *aws_flags(standalone_backend), "--input", str(_input(tmp_path)),
+                 "--output", str(tmp_path / "o"), "--run-id", "nightly-7"]) == 1
     err = capsys.readouterr().err
     assert "run id nightly-7: after a crash, rerun with the same flags and --run-id nightly-7" in err
     assert "s3://bedrock-batch-local/runs/nightly-7/output/<job id>/" in err
@@ -117,7 +121,8 @@ def test_a_good_run_prints_its_id_first_and_stays_under_the_cost_limit(tmp_path,
                  "--sink", "jsonl", "--min-records-per-job", "1", "--max-cost-usd", "1"]) == 0
     captured = capsys.readouterr()
     [banner] = [line for line in captured.err.splitlines() if line.startswith("run id ")]
-    run_id = banner.split()[2].rstrip(":")
+    assert "embedded local backend keeps its jobs and files only while this run lasts" in banner
+    run_id = banner.split()[2]
     assert f"run id          {run_id}" in captured.out
     assert len(read_rows(out / "summaries")) == 5
     assert {p.name for p in out.iterdir()} <= {"failures", "summaries"}  # no probe left

@@ -1,40 +1,18 @@
 """One S3 configuration: --aws-profile, the profile's region and --s3_endpoint_url reach Beam's own
 S3 filesystem (s3:// input and output) as well as the project's clients.
 
-The run goes to a standalone local backend (as `serve-local` runs it) with --backend aws, so
-nothing but the CLI flags says where S3 is: no AWS_* endpoint, region or key variables are set in
-this process. The profile lives in a config file named by AWS_CONFIG_FILE, which is how a user's
-~/.aws/config is found.
+The run goes to a standalone local backend with --backend aws (tests/standalone.py), so nothing
+but the CLI flags says where S3 is: no AWS_* endpoint, region or key variables are set.
 """
 from __future__ import annotations
 
 import json
 import os
 
-import pytest
-
 from pipeline.__main__ import main
-from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
-from tests.conftest import FAST
+from pipeline.local.backend import DEFAULT_BUCKET
 from tests.pipelines import transcripts
-from transforms.quotas import Quotas
-
-
-@pytest.fixture
-def standalone_backend():
-    backend = LocalBackend(bucket=DEFAULT_BUCKET, timing=FAST,
-                           quotas=Quotas(min_records_per_job=1)).start()
-    yield backend
-    backend.stop()
-
-
-@pytest.fixture
-def profile_file(tmp_path, monkeypatch):
-    config = tmp_path / "aws-config"
-    config.write_text("[profile serve-local]\nregion = us-east-1\n"
-                      "aws_access_key_id = testing\naws_secret_access_key = testing\n")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
-    return "serve-local"
+from tests.standalone import aws_flags, profile_file, standalone_backend  # noqa: F401 (fixtures)
 
 
 def _read_jsonl(s3, prefix: str) -> list[dict]:
@@ -45,28 +23,26 @@ def _read_jsonl(s3, prefix: str) -> list[dict]:
             if line.strip()]
 
 
-def test_s3_input_and_output_through_the_flags_only(standalone_backend, profile_file, capsys):
+def test_s3_input_and_output_through_the_flags_only(standalone_backend, profile_file,  # noqa: F811
+                                                     capsys):
     s3 = standalone_backend.boto3_client("s3")
     calls = transcripts(12)
     s3.put_object(Bucket=DEFAULT_BUCKET, Key="in/calls.jsonl", Body="".join(
         json.dumps({"id": t.id, "text": t.text}) + "\n" for t in calls).encode())
     assert not [k for k in os.environ if k.startswith("AWS_") and k != "AWS_CONFIG_FILE"
                 and k != "AWS_SHARED_CREDENTIALS_FILE"]
-    bedrock = standalone_backend.bedrock_endpoint_url
-    assert main(["run", "--backend", "aws", "--aws-profile", profile_file,
-                 "--s3_endpoint_url", standalone_backend.s3_endpoint_url,
-                 "--bedrock-endpoint-url", bedrock, "--bedrock-runtime-endpoint-url", bedrock,
-                 "--bucket-uri", f"s3://{DEFAULT_BUCKET}/runs", "--role-arn", SERVICE_ROLE_ARN,
+    assert main(["run", *aws_flags(standalone_backend),
                  "--input", f"s3://{DEFAULT_BUCKET}/in/*.jsonl",
                  "--output", f"s3://{DEFAULT_BUCKET}/out", "--sink", "jsonl",
-                 "--poll-interval-seconds", "1", "--min-records-per-job", "1"]) == 0, \
+                 "--min-records-per-job", "1"]) == 0, \
         capsys.readouterr().err
     summaries = _read_jsonl(s3, "out/summaries")
     assert sorted(r["transcript_id"] for r in summaries) == sorted(t.id for t in calls)
     assert "AWS_PROFILE" not in os.environ  # set for the run only
 
 
-def test_plan_reads_s3_input_through_the_flags(standalone_backend, profile_file, capsys):
+def test_plan_reads_s3_input_through_the_flags(standalone_backend, profile_file,  # noqa: F811
+                                               capsys):
     s3 = standalone_backend.boto3_client("s3")
     s3.put_object(Bucket=DEFAULT_BUCKET, Key="in/calls.jsonl", Body="".join(
         json.dumps({"id": t.id, "text": t.text}) + "\n" for t in transcripts(5)).encode())
