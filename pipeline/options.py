@@ -10,7 +10,7 @@ import uuid
 import datetime as dt
 from typing import Iterator
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from pipeline.exit_codes import UsageError
 from transforms.aws import AwsConfig
@@ -134,8 +134,9 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "debug", action="store_true", help="Show stack traces")
 
 
-class _StrictParser(argparse.ArgumentParser):
-    """Raises UsageError instead of printing usage and exiting, so the CLI prints one line."""
+class _StrictParser(_BeamArgumentParser):
+    """Beam's parser (it knows ValueProvider options), raising UsageError instead of printing
+    usage and exiting, so the CLI prints one line."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)

@@ -1,5 +1,6 @@
 """One S3 configuration: --aws-profile, the profile's region and --s3_endpoint_url reach Beam's own
-S3 filesystem (s3:// input and output) as well as the project's clients.
+S3 filesystem (s3:// input and output) as well as the project's clients. The same run shows the
+run banner before the report, a cost limit it stays under, and no preflight probe left behind.
 
 The run goes to a standalone local backend with --backend aws (tests/standalone.py), so nothing
 but the CLI flags says where S3 is: no AWS_* endpoint, region or key variables are set.
@@ -34,10 +35,18 @@ def test_s3_input_and_output_through_the_flags_only(standalone_backend, profile_
     assert main(["run", *aws_flags(standalone_backend),
                  "--input", f"s3://{DEFAULT_BUCKET}/in/*.jsonl",
                  "--output", f"s3://{DEFAULT_BUCKET}/out", "--sink", "jsonl",
-                 "--min-records-per-job", "1"]) == 0, \
+                 "--min-records-per-job", "1", "--max-cost-usd", "1"]) == 0, \
         capsys.readouterr().err
+    captured = capsys.readouterr()
+    [banner] = [line for line in captured.err.splitlines() if line.startswith("run id ")]
+    run_id = banner.split()[2].rstrip(":")
+    assert f"--run-id {run_id} to adopt its jobs" in banner
+    assert f"run id          {run_id}" in captured.out  # the final report names the same run
     summaries = _read_jsonl(s3, "out/summaries")
     assert sorted(r["transcript_id"] for r in summaries) == sorted(t.id for t in calls)
+    written = [o["Key"] for o in s3.list_objects_v2(Bucket=DEFAULT_BUCKET, Prefix="out/")
+               .get("Contents", [])]
+    assert written and not [k for k in written if ".preflight-probe-" in k]  # probe removed
     assert "AWS_PROFILE" not in os.environ  # set for the run only
 
 
