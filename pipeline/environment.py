@@ -9,6 +9,7 @@ from typing import Iterator
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, S3Options,
                                                   StandardOptions)
 
+from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions
 from transforms.aws import AwsConfig
 from transforms.quotas import Quotas
@@ -28,6 +29,16 @@ class Environment:
 def aws_from_flags(opts: BedrockBatchOptions, options: PipelineOptions) -> AwsConfig:
     """Real AWS (or a running serve-local): region, profile, endpoints from the flags; the S3
     endpoint is Beam's own --s3_endpoint_url, so one flag points both at the same S3."""
+    if opts.aws_profile:
+        import boto3
+        from botocore.exceptions import ProfileNotFound
+
+        try:
+            boto3.session.Session(profile_name=opts.aws_profile)
+        except ProfileNotFound:
+            raise UsageError(f"--aws-profile {opts.aws_profile} is not in the AWS config files "
+                             f"(~/.aws/config, ~/.aws/credentials); name a profile they "
+                             f"define") from None
     return AwsConfig(region=opts.aws_region, profile=opts.aws_profile,
                      s3_endpoint_url=options.view_as(S3Options).s3_endpoint_url,
                      bedrock_endpoint_url=opts.bedrock_endpoint_url,

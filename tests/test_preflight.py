@@ -44,6 +44,8 @@ def _refused(capsys) -> str:
     (["--output", "s3://no-such-bucket/out"],
      "--output s3://no-such-bucket/out is not writable (An error occurred (NoSuchBucket)"),
     (["--max-cost-usd", "0.000001"], "exceeds --max-cost-usd 1e-06; raise --max-cost-usd"),
+    (["--backend", "aws", "--aws-profile", "nightly"],
+     "--aws-profile nightly is not in the AWS config files"),
     (["--max-cost-usd", "5", "--streaming", "--window-seconds", "60"],
      "--max-cost-usd needs a bounded --input"),
 ])
