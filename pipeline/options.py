@@ -117,7 +117,8 @@ class BedrockBatchOptions(PipelineOptions):
               help="Resubmissions of records a job did not answer")
         _flag(g, "max-cost-usd", type=float,
               help="Refuse to submit a batch run whose estimated cost exceeds this many USD "
-                   "(the estimate `plan` prints; refused with --streaming)")
+                   "(the estimate `plan` prints); a streaming or Kafka run has no total to "
+                   "estimate, so there the flag is refused")
         _flag(g, "on-demand-rps", type=float, default=1.0,
               help="InvokeModel calls per second per worker for the on-demand policy")
 
