@@ -45,6 +45,21 @@ def aws_from_flags(opts: BedrockBatchOptions, options: PipelineOptions) -> AwsCo
                      bedrock_runtime_endpoint_url=opts.bedrock_runtime_endpoint_url)
 
 
+def beam_s3_options(aws: AwsConfig) -> dict[str, str]:
+    """``aws``'s S3 settings as Beam ``S3Options`` values, for Beam's own S3 filesystem.
+
+    Beam builds its boto3 session without a profile name, so a profile's region is resolved
+    here; the profile's credentials reach Beam through AWS_PROFILE (see beam_s3).
+    """
+    region = aws.region
+    if region is None and aws.profile:
+        import boto3
+        region = boto3.session.Session(profile_name=aws.profile).region_name
+    values = {"s3_endpoint_url": aws.s3_endpoint_url, "s3_region_name": region,
+              "s3_access_key_id": aws.access_key_id, "s3_secret_access_key": aws.secret_access_key}
+    return {name: value for name, value in values.items() if value}
+
+
 @contextlib.contextmanager
 def beam_s3(options: PipelineOptions, aws: AwsConfig) -> Iterator[None]:
     """Point Beam's S3 filesystem (s3:// input and output) where ``aws`` points the clients.
@@ -55,7 +70,7 @@ def beam_s3(options: PipelineOptions, aws: AwsConfig) -> Iterator[None]:
     processes (Flink) use their own credential chain, as the README says.
     """
     s3 = options.view_as(S3Options)
-    for name, value in aws.beam_s3_options().items():
+    for name, value in beam_s3_options(aws).items():
         setattr(s3, name, value)
     if not aws.profile:
         yield

@@ -111,14 +111,14 @@ class BedrockBatchOptions(PipelineOptions):
               help="Quota set; explicit quota flags override it")
         for name in QUOTA_FLAGS:
             _flag(g, name.replace("_", "-"), type=int, help=f"Override the profile's {name}")
-        _flag(g, "undersized-policy", default="pad-merge", choices=list(UNDERSIZED_POLICIES),
-              help="What to do with a tail smaller than the minimum records per job")
-        _flag(g, "max-record-retries", type=int, default=2,
-              help="Resubmissions of records a job did not answer")
         _flag(g, "max-cost-usd", type=float,
               help="Refuse to submit a batch run whose estimated cost exceeds this many USD "
                    "(the estimate `plan` prints); a streaming or Kafka run has no total to "
                    "estimate, so there the flag is refused")
+        _flag(g, "undersized-policy", default="pad-merge", choices=list(UNDERSIZED_POLICIES),
+              help="What to do with a tail smaller than the minimum records per job")
+        _flag(g, "max-record-retries", type=int, default=2,
+              help="Resubmissions of records a job did not answer")
         _flag(g, "on-demand-rps", type=float, default=1.0,
               help="InvokeModel calls per second per worker for the on-demand policy")
 

@@ -24,24 +24,6 @@ class AwsConfig:
     access_key_id: str | None = None
     secret_access_key: str | None = None
 
-    def resolved_region(self) -> str | None:
-        """The region clients use: --aws-region, else the profile's own region, else None."""
-        if self.region or not self.profile:
-            return self.region
-        import boto3
-        return boto3.session.Session(profile_name=self.profile).region_name
-
-    def beam_s3_options(self) -> dict[str, str]:
-        """The same S3 settings as Beam ``S3Options`` values, for Beam's own S3 filesystem.
-
-        Beam builds its boto3 session without a profile name, so a profile's region is resolved
-        here; its credentials are the caller's concern (see pipeline/environment.py).
-        """
-        values = {"s3_endpoint_url": self.s3_endpoint_url, "s3_region_name": self.resolved_region(),
-                  "s3_access_key_id": self.access_key_id,
-                  "s3_secret_access_key": self.secret_access_key}
-        return {name: value for name, value in values.items() if value}
-
     def client(self, service: str) -> Any:
         import boto3
         from botocore.config import Config
