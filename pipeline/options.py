@@ -197,17 +197,20 @@ def parse_options(argv: list[str]) -> tuple[PipelineOptions, BedrockBatchOptions
     _, unknown = parser.parse_known_args(argv)
     ours = [f for a in _cli_parser()._actions for f in a.option_strings]
     direct = _runner(argv).endswith("DirectRunner")
+    takes_value = False  # the previous token was a passed-through flag without "=value"
     for arg in unknown:
         if not arg.startswith("-"):
-            if direct:
+            if not takes_value:
                 raise UsageError(f"unexpected argument {arg!r}: every input is given by a flag "
                                  f"(e.g. --input {arg})")
-            continue  # the value of a pass-through flag
+            takes_value = False
+            continue
         name = arg.split("=", 1)[0]
         if (direct or "-" in name[2:]
                 or difflib.get_close_matches(name, ours, n=1, cutoff=0.85)):
             raise _unknown_flag_error(name)
         log.info("passing %s to the runner (not a flag of this CLI or of Beam's Python SDK)", name)
+        takes_value = "=" not in arg
     options = PipelineOptions(argv)
     return options, options.view_as(BedrockBatchOptions)
 

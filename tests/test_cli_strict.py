@@ -55,8 +55,14 @@ def test_a_typo_is_a_usage_error_with_a_suggestion(argv, suggestion, tmp_path, c
     assert not out.exists()  # refused before anything ran
 
 
-def test_a_stray_argument_is_a_usage_error(capsys):
-    assert main(["plan", "calls.jsonl"]) == 2
+@pytest.mark.parametrize("argv", [
+    ["calls.jsonl"],
+    ["calls.jsonl", "--runner", "FlinkRunner"],
+    # A pass-through flag written with "=" takes no value from the next token.
+    ["--runner", "FlinkRunner", "--checkpointing_interval=5", "calls.jsonl"],
+])
+def test_a_stray_argument_is_a_usage_error(argv, capsys):
+    assert main(["plan", *argv]) == 2
     assert "unexpected argument 'calls.jsonl'" in _error_line(capsys)
 
 
