@@ -37,6 +37,17 @@ def _csv(value: str) -> list[str]:
     return [v for v in (s.strip() for s in value.split(",")) if v]
 
 
+def _tags(value: str) -> dict[str, str]:
+    try:
+        tags = json.loads(value)
+    except json.JSONDecodeError:
+        tags = None
+    if not isinstance(tags, dict):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a JSON object; write e.g. "
+                                         f"'{{\"team\":\"cx\"}}'")
+    return tags
+
+
 class BedrockBatchOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
@@ -93,7 +104,7 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "kms-key-id", help="KMS key for the job output")
         _flag(g, "vpc-subnet-ids", type=_csv, default=[], help="Comma-separated subnet ids")
         _flag(g, "vpc-security-group-ids", type=_csv, default=[], help="Comma-separated SG ids")
-        _flag(g, "tags", type=json.loads, default={}, help='Job tags as JSON, e.g. {"team":"cx"}')
+        _flag(g, "tags", type=_tags, default={}, help='Job tags as JSON, e.g. {"team":"cx"}')
         _flag(g, "job-timeout-hours", type=int, help="Job timeout, 24-168 hours")
         _flag(g, "poll-interval-seconds", type=int,
               help="Seconds between job status polls, whole seconds (default: 60 on aws, "

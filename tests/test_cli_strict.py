@@ -80,9 +80,15 @@ def test_a_java_option_passes_only_to_a_portable_runner(tmp_path, capsys):
     assert "did you mean --max_records_per_job?" in _error_line(capsys)
 
 
-def test_a_bad_flag_value_is_one_line(capsys):
-    assert main(["plan", "--input", "x", "--sink", "csv"]) == 2
-    assert "argument --sink: invalid choice: 'csv'" in _error_line(capsys)
+@pytest.mark.parametrize("argv, message", [
+    (["--sink", "csv"], "argument --sink: invalid choice: 'csv'"),
+    (["--tags", "team=cx"], """argument --tags: 'team=cx' is not a JSON object; write e.g. '{"team":"cx"}'"""),
+    (["--max-records-per-job", "many"],
+     "argument --max-records-per-job/--max_records_per_job: invalid int value: 'many'"),
+])
+def test_a_bad_flag_value_is_one_line(argv, message, capsys):
+    assert main(["plan", "--input", "x", *argv]) == 2
+    assert message in _error_line(capsys)
 
 
 def test_beam_flags_pass_through(tmp_path, capsys):
