@@ -1,7 +1,8 @@
 """python -m pipeline run | plan | collect | jobs | serve-local
 
 Every flag is a Beam PipelineOption (pipeline/options.py); Beam's own flags (--runner,
---flink_master, ...) pass straight through. Errors print as one line; --debug shows the trace.
+--flink_master, ...) pass straight through, and an unknown flag is a usage error with a "did you
+mean" suggestion. Errors print as one line; --debug shows the trace.
 """
 from __future__ import annotations
 

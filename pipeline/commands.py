@@ -1,17 +1,19 @@
 """The CLI subcommands (run, plan, collect, jobs) on top of the transforms."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any, Iterator
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.environment import check_runner, environment
+from pipeline.environment import aws_from_flags, beam_s3, check_runner, environment
 from pipeline.exit_codes import UsageError
-from pipeline.options import BedrockBatchOptions, batch_config, resolve_quotas
+from pipeline.preflight import check_cost, preflight, run_banner
+from pipeline.options import BedrockBatchOptions, batch_config, parse_options, resolve_quotas
 from transforms import pricing
 from transforms.aws import AwsConfig
 from transforms.jobs import JobConfig, JobsClient
@@ -20,15 +22,14 @@ from transforms.parsing import detect_format, read_file
 from transforms.quotas import Quotas
 from transforms.planning import UndersizedPolicy, estimate_tokens, plan_sizes
 from transforms.records import PromptConfig, build_record
-from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, validate_transcript
+from transforms.validation import FieldMapping, validate_transcript
 
 
 def _options(argv: list[str], *required: str) -> tuple[PipelineOptions, BedrockBatchOptions]:
-    options = PipelineOptions(argv)
-    opts = options.view_as(BedrockBatchOptions)
+    options, opts = parse_options(argv)
     for name in required:
         if not getattr(opts, name.replace("-", "_")):
-            raise ValueError(f"--{name} is required")
+            raise UsageError(f"--{name} is required")
     return options, opts
 
 
@@ -39,25 +40,54 @@ def _quotas(opts: BedrockBatchOptions) -> Quotas:
     return resolve_quotas(opts)
 
 
+@contextlib.contextmanager
+def _setup_errors() -> Iterator[None]:
+    """Before the pipeline starts, a ValueError is a rejected flag or setting: exit 2, not 1."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _check_cost(options: PipelineOptions, opts: BedrockBatchOptions, quotas: Quotas) -> None:
+    """Plan the whole input as `plan` does and compare its estimate with --max-cost-usd."""
+    if options.view_as(StandardOptions).streaming or opts.kafka_topic:
+        raise UsageError("--max-cost-usd needs a bounded --input to estimate before submitting; "
+                         "a streaming run has no total in advance: drop --max-cost-usd")
+    plan = plan_report(opts, quotas)
+    check_cost(plan["estimate"]["max_cost_usd"], opts.max_cost_usd, opts.model_id, plan["records"])
+
+
 def run_command(argv: list[str]) -> int:
     from pipeline.run import check_streaming, prepare, run, sinks
 
     options, opts = _options(argv)
-    if not opts.input and not opts.kafka_topic:
-        raise ValueError("--input is required (or --kafka-topic)")
-    sinks(opts)  # checks the sink flags before anything starts
-    check_runner(options)
-    check_streaming(options, opts)
-    with environment(opts, _quotas(opts)) as env:
-        config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,
-                              env.default_role_arn, env.default_poll_interval)
-        prepare(opts, config.run_id)  # refuses another run's --output before any job exists
+    with _setup_errors():
+        if not opts.input and not opts.kafka_topic:
+            raise UsageError("--input is required (or --kafka-topic)")
+        sinks(opts)  # checks the sink flags before anything starts
+        check_runner(options)
+        check_streaming(options, opts)
+        quotas = _quotas(opts)
+    with environment(options, quotas) as env, beam_s3(options, env.aws):
+        with _setup_errors():
+            config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,
+                                  env.default_role_arn, env.default_poll_interval)
+            FileSystems.set_options(options)  # the output probe writes as the sinks will
+            preflight(opts, config)
+            if opts.max_cost_usd is not None:
+                _check_cost(options, opts, env.quotas)
+            prepare(opts, config.run_id)  # refuses another run's --output before any job exists
+        print(run_banner(config, opts.backend), file=sys.stderr)
         report = run(options, config)
     print("\n".join(report.lines(config.model_id)))
     return report.exit_code()
 
 
-def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping) -> Iterator[Any]:
+def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping, max_text_chars: int
+                 ) -> Iterator[Any]:
     matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
     if not matches:
         raise UsageError(f"--input {pattern!r} matches no files")
@@ -67,19 +97,28 @@ def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping) -> Iterator[Any]
             raise UsageError(f"cannot tell the format of {path}; pass --input-format")
         # Raw bytes: read_file decompresses, and turns a damaged file into a failure item.
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            yield from read_file(handle, path, file_format, mapping, DEFAULT_MAX_TEXT_CHARS)
+            yield from read_file(handle, path, file_format, mapping, max_text_chars)
 
 
 def plan_command(argv: list[str]) -> int:
     """The plan for one window holding the whole input: what `run` would submit."""
-    _, opts = _options(argv, "input")
-    quotas = _quotas(opts)
+    options, opts = _options(argv, "input")
+    with beam_s3(options, aws_from_flags(opts, options)):
+        FileSystems.set_options(options)  # s3:// input, read where `run` would read it
+        json.dump(plan_report(opts, _quotas(opts)), sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def plan_report(opts: BedrockBatchOptions, quotas: Quotas) -> dict[str, Any]:
+    """The plan for the whole input as one window, as `plan` prints it."""
     mapping = FieldMapping.of(opts.id_field, opts.text_field, opts.turns_field)
     prompt = PromptConfig.from_files(opts.prompt_template, opts.system_prompt_file,
                                      max_tokens=opts.max_tokens, temperature=opts.temperature)
     sized, tokens, invalid = [], 0, 0
-    for item in _read_inputs(opts.input, opts.input_format, mapping):
-        if not isinstance(item, Transcript) or validate_transcript(item) is not None:
+    for item in _read_inputs(opts.input, opts.input_format, mapping, opts.max_text_chars):
+        if (not isinstance(item, Transcript)
+                or validate_transcript(item, opts.max_text_chars) is not None):
             invalid += 1
             continue
         try:
@@ -102,7 +141,7 @@ def plan_command(argv: list[str]) -> int:
             target["records"] += 1
             target["bytes"] += size
     out_tokens = len(sizes) * opts.max_tokens
-    report = {
+    return {
         "records": len(sizes),
         "invalid_records": invalid,
         "model_id": opts.model_id,
@@ -118,36 +157,25 @@ def plan_command(argv: list[str]) -> int:
                      "note": "estimate: ~4 characters per token, output at --max-tokens, "
                              "batch prices"},
     }
-    json.dump(report, sys.stdout, indent=2)
-    print()
-    return 0
 
 
 def collect_command(argv: list[str]) -> int:
     from pipeline.collect import collect
 
     options, opts = _options(argv, "job-output", "output")
-    # A downloaded job output needs no AWS at all; an s3:// one needs the S3 endpoint only.
-    aws = AwsConfig(region=opts.aws_region, profile=opts.aws_profile) \
-        if opts.job_output.startswith("s3://") else AwsConfig()
-    print("\n".join(collect(options, opts.job_output, aws)))
+    aws = aws_from_flags(opts, options)
+    with beam_s3(options, aws):
+        print("\n".join(collect(options, opts.job_output, aws)))
     return 0
 
 
-def _remote_aws(opts: BedrockBatchOptions) -> AwsConfig:
-    """Clients for commands that look at existing jobs: real AWS, or a running serve-local."""
-    if opts.backend == "local" and not opts.bedrock_endpoint_url:
-        raise ValueError("this command looks at existing jobs: start `python -m pipeline "
-                         "serve-local` and pass the --bedrock-endpoint-url it prints (and "
-                         "AWS_ENDPOINT_URL_S3), or use --backend aws")
-    return AwsConfig(region=opts.aws_region, profile=opts.aws_profile,
-                     bedrock_endpoint_url=opts.bedrock_endpoint_url,
-                     bedrock_runtime_endpoint_url=opts.bedrock_runtime_endpoint_url)
-
-
 def jobs_command(argv: list[str]) -> int:
-    _, opts = _options(argv)
-    client = JobsClient(_remote_aws(opts).client("bedrock"), JobConfig(role_arn="unused"))
+    options, opts = _options(argv)
+    if opts.backend == "local" and not opts.bedrock_endpoint_url:
+        raise UsageError("jobs looks at existing jobs: start `python -m pipeline serve-local` "
+                         "and pass the --bedrock-endpoint-url it prints, or use --backend aws")
+    client = JobsClient(aws_from_flags(opts, options).client("bedrock"),
+                        JobConfig(role_arn="unused"))
     rows = list(client.list(name_contains=opts.run_id, status=opts.status))
     print(f"{'JOB NAME':<48} {'STATUS':<18} {'PROCESSED':>10} {'TOTAL':>8}  MODEL")
     for job in rows:

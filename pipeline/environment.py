@@ -6,8 +6,10 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, S3Options,
+                                                  StandardOptions)
 
+from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions
 from transforms.aws import AwsConfig
 from transforms.quotas import Quotas
@@ -24,8 +26,68 @@ class Environment:
     default_poll_interval: int = 60
 
 
+def aws_from_flags(opts: BedrockBatchOptions, options: PipelineOptions) -> AwsConfig:
+    """Real AWS (or a running serve-local): region, profile, endpoints from the flags; the S3
+    endpoint is Beam's own --s3_endpoint_url, so one flag points both at the same S3."""
+    if opts.aws_profile:
+        import boto3
+        from botocore.exceptions import ProfileNotFound
+
+        try:
+            boto3.session.Session(profile_name=opts.aws_profile)
+        except ProfileNotFound:
+            raise UsageError(f"--aws-profile {opts.aws_profile} is not in the AWS config files "
+                             f"(~/.aws/config, ~/.aws/credentials); name a profile they "
+                             f"define") from None
+    return AwsConfig(region=opts.aws_region, profile=opts.aws_profile,
+                     s3_endpoint_url=options.view_as(S3Options).s3_endpoint_url,
+                     bedrock_endpoint_url=opts.bedrock_endpoint_url,
+                     bedrock_runtime_endpoint_url=opts.bedrock_runtime_endpoint_url)
+
+
+def beam_s3_options(aws: AwsConfig) -> dict[str, str]:
+    """``aws``'s S3 settings as Beam ``S3Options`` values, for Beam's own S3 filesystem.
+
+    Beam builds its boto3 session without a profile name, so a profile's region is resolved
+    here; the profile's credentials reach Beam through AWS_PROFILE (see beam_s3).
+    """
+    region = aws.region
+    if region is None and aws.profile:
+        import boto3
+        region = boto3.session.Session(profile_name=aws.profile).region_name
+    values = {"s3_endpoint_url": aws.s3_endpoint_url, "s3_region_name": region,
+              "s3_access_key_id": aws.access_key_id, "s3_secret_access_key": aws.secret_access_key}
+    return {name: value for name, value in values.items() if value}
+
+
+@contextlib.contextmanager
+def beam_s3(options: PipelineOptions, aws: AwsConfig) -> Iterator[None]:
+    """Point Beam's S3 filesystem (s3:// input and output) where ``aws`` points the clients.
+
+    Endpoint, region and the local backend's keys go into ``S3Options``, which travel with the
+    pipeline to every worker. Beam's boto3 session takes no profile name, so --aws-profile
+    reaches it through AWS_PROFILE, set for this process while the block runs; workers in other
+    processes (Flink) use their own credential chain, as the README says.
+    """
+    s3 = options.view_as(S3Options)
+    for name, value in beam_s3_options(aws).items():
+        setattr(s3, name, value)
+    if not aws.profile:
+        yield
+        return
+    saved = os.environ.get("AWS_PROFILE")
+    os.environ["AWS_PROFILE"] = aws.profile
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("AWS_PROFILE", None)
+        else:
+            os.environ["AWS_PROFILE"] = saved
+
+
 def check_runner(options: PipelineOptions) -> None:
-    """Refuse runner settings that would silently lose work (DESIGN.md section 7)."""
+    """Refuse runner settings that would silently lose work."""
     runner = str(options.view_as(StandardOptions).runner or "DirectRunner")
     mode = options.view_as(DirectOptions).direct_running_mode
     if runner.endswith("DirectRunner") and mode == "multi_processing":
@@ -34,35 +96,26 @@ def check_runner(options: PipelineOptions) -> None:
 
 
 @contextlib.contextmanager
-def environment(opts: BedrockBatchOptions, quotas: Quotas) -> Iterator[Environment]:
-    """Start the local backend when asked (and point this process's AWS clients at it).
+def environment(options: PipelineOptions, quotas: Quotas) -> Iterator[Environment]:
+    """Start the local backend when asked; the Environment's AwsConfig points at it.
 
     The local service enforces the same quotas the pipeline plans with: it stands in for an
     account whose quotas are the ones configured.
     """
+    opts = options.view_as(BedrockBatchOptions)
     if opts.backend == "aws":
-        yield Environment(AwsConfig(region=opts.aws_region, profile=opts.aws_profile,
-                                    bedrock_endpoint_url=opts.bedrock_endpoint_url,
-                                    bedrock_runtime_endpoint_url=opts.bedrock_runtime_endpoint_url),
-                          quotas)
+        yield Environment(aws_from_flags(opts, options), quotas)
         return
     from pipeline.local.backend import CREDENTIALS, DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
     from pipeline.local.jobs_store import Timing
 
     with LocalBackend(quotas=quotas, bucket=DEFAULT_BUCKET,
                       timing=Timing(speed=opts.local_speed)) as backend:
-        saved = dict(os.environ)
-        # Beam's own S3 filesystem (reading s3:// inputs) picks these up through boto3.
-        os.environ.update(backend.env())
-        try:
-            yield Environment(AwsConfig(region=backend.region,
-                                        s3_endpoint_url=backend.s3_endpoint_url,
-                                        bedrock_endpoint_url=backend.bedrock_endpoint_url,
-                                        bedrock_runtime_endpoint_url=backend.bedrock_endpoint_url,
-                                        access_key_id=CREDENTIALS["aws_access_key_id"],
-                                        secret_access_key=CREDENTIALS["aws_secret_access_key"]),
-                              quotas, LOCAL_BUCKET_URI, SERVICE_ROLE_ARN,
-                              default_poll_interval=1)  # local jobs take seconds, not hours
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        yield Environment(AwsConfig(region=backend.region,
+                                    s3_endpoint_url=backend.s3_endpoint_url,
+                                    bedrock_endpoint_url=backend.bedrock_endpoint_url,
+                                    bedrock_runtime_endpoint_url=backend.bedrock_endpoint_url,
+                                    access_key_id=CREDENTIALS["aws_access_key_id"],
+                                    secret_access_key=CREDENTIALS["aws_secret_access_key"]),
+                          quotas, LOCAL_BUCKET_URI, SERVICE_ROLE_ARN,
+                          default_poll_interval=1)  # local jobs take seconds, not hours

@@ -1,19 +1,27 @@
 """Every CLI flag as a Beam PipelineOption, so the transforms see them under any runner."""
 from __future__ import annotations
 
+import argparse
+import difflib
 import json
+import logging
 import re
 import uuid
 import datetime as dt
+from typing import Iterator
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
+from pipeline.exit_codes import UsageError
 from transforms.aws import AwsConfig
 from transforms.config import (DEFAULT_INPUT_LATENESS_SECONDS, DEFAULT_MODEL_ID,
                                UNDERSIZED_POLICIES, BatchConfig)
 from transforms.jobs import JobConfig
 from transforms.quotas import PROFILES, Quotas, profile
 from transforms.records import PromptConfig
+from transforms.validation import DEFAULT_MAX_TEXT_CHARS
+
+log = logging.getLogger(__name__)
 
 QUOTA_FLAGS = ("max_concurrent_jobs", "max_records_per_file", "max_records_per_job",
                "min_records_per_job", "max_file_bytes", "max_job_bytes")
@@ -32,6 +40,17 @@ def _csv(value: str) -> list[str]:
     return [v for v in (s.strip() for s in value.split(",")) if v]
 
 
+def _tags(value: str) -> dict[str, str]:
+    try:
+        tags = json.loads(value)
+    except json.JSONDecodeError:
+        tags = None
+    if not isinstance(tags, dict):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a JSON object; write e.g. "
+                                         f"'{{\"team\":\"cx\"}}'")
+    return tags
+
+
 class BedrockBatchOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
@@ -42,6 +61,8 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "id-field", default="id", help="Field holding the transcript id")
         _flag(g, "text-field", default="text", help="Field holding the transcript text")
         _flag(g, "turns-field", default="turns", help="Field holding speaker turns, if any")
+        _flag(g, "max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS,
+              help="Longest transcript text accepted; longer ones become TextTooLong failure rows")
         _flag(g, "output", help="Output directory (local or s3://): writes summaries/ and failures/")
         _flag(g, "sink", default="parquet", choices=["parquet", "jsonl", "avro", "kafka", "bigquery"],
               help="Output file format, or kafka / bigquery (summaries and failures to two "
@@ -97,7 +118,7 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "kms-key-id", help="KMS key for the job output")
         _flag(g, "vpc-subnet-ids", type=_csv, default=[], help="Comma-separated subnet ids")
         _flag(g, "vpc-security-group-ids", type=_csv, default=[], help="Comma-separated SG ids")
-        _flag(g, "tags", type=json.loads, default={}, help='Job tags as JSON, e.g. {"team":"cx"}')
+        _flag(g, "tags", type=_tags, default={}, help='Job tags as JSON, e.g. {"team":"cx"}')
         _flag(g, "job-timeout-hours", type=int, help="Job timeout, 24-168 hours")
         _flag(g, "poll-interval-seconds", type=int,
               help="Seconds between job status polls, whole seconds (default: 60 on aws, "
@@ -115,6 +136,10 @@ class BedrockBatchOptions(PipelineOptions):
               help="Quota set; explicit quota flags override it")
         for name in QUOTA_FLAGS:
             _flag(g, name.replace("_", "-"), type=int, help=f"Override the profile's {name}")
+        _flag(g, "max-cost-usd", type=float,
+              help="Refuse to submit a batch run whose estimated cost exceeds this many USD "
+                   "(the estimate `plan` prints); a streaming or Kafka run has no total to "
+                   "estimate, so there the flag is refused")
         _flag(g, "undersized-policy", default="pad-merge", choices=list(UNDERSIZED_POLICIES),
               help="What to do with a tail smaller than the minimum records per job")
         _flag(g, "max-record-retries", type=int, default=2,
@@ -136,6 +161,86 @@ class BedrockBatchOptions(PipelineOptions):
 
         g = parser.add_argument_group("CLI")
         _flag(g, "debug", action="store_true", help="Show stack traces")
+
+
+class _StrictParser(_BeamArgumentParser):
+    """Beam's parser (it knows ValueProvider options), raising UsageError instead of printing
+    usage and exiting, so the CLI prints one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _option_classes(cls: type = PipelineOptions) -> Iterator[type]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _option_classes(sub)
+
+
+def known_flags() -> set[str]:
+    """Every flag of this CLI and of every Beam PipelineOptions class imported so far."""
+    return {flag for action in _all_options_parser()._actions for flag in action.option_strings}
+
+
+def _all_options_parser() -> argparse.ArgumentParser:
+    parser = _StrictParser(allow_abbrev=False, add_help=False)
+    seen: set[str] = set()
+    for cls in _option_classes():
+        # Beam pipeline classes may be defined twice (e.g. re-imported main sessions); add once.
+        if str(cls) in seen:
+            continue
+        seen.add(str(cls))
+        cls._add_argparse_args(parser)
+    return parser
+
+
+def _cli_parser() -> argparse.ArgumentParser:
+    parser = _StrictParser(allow_abbrev=False, add_help=False)
+    BedrockBatchOptions._add_argparse_args(parser)
+    return parser
+
+
+def _runner(argv: list[str]) -> str:
+    from apache_beam.options.pipeline_options import StandardOptions
+    return str(PipelineOptions(argv).view_as(StandardOptions).runner or "DirectRunner")
+
+
+def _unknown_flag_error(name: str) -> UsageError:
+    close = difflib.get_close_matches(name, sorted(f for f in known_flags() if f.startswith("--")),
+                                      n=1)
+    hint = f"; did you mean {close[0]}?" if close else "; see --help for the flags"
+    return UsageError(f"unknown flag {name}{hint}")
+
+
+def parse_options(argv: list[str]) -> tuple[PipelineOptions, BedrockBatchOptions]:
+    """Beam options from ``argv``, refusing what no option class defines.
+
+    Beam alone drops an unknown flag with a warning; a misspelt quota flag would
+    then silently run with the default, so here it is a usage error with a suggestion. A portable
+    runner (Flink, Spark, ...) hands unknown flags to its Java job server, whose options
+    (--checkpointing_interval, ...) Python cannot list: those pass when they are in Beam's
+    underscore_form and not a near miss of one of this CLI's flags.
+    """
+    parser = _all_options_parser()
+    _, unknown = parser.parse_known_args(argv)
+    ours = [f for a in _cli_parser()._actions for f in a.option_strings]
+    direct = _runner(argv).endswith("DirectRunner")
+    takes_value = False  # the previous token was a passed-through flag without "=value"
+    for arg in unknown:
+        if not arg.startswith("-"):
+            if not takes_value:
+                raise UsageError(f"unexpected argument {arg!r}: every input is given by a flag "
+                                 f"(e.g. --input {arg})")
+            takes_value = False
+            continue
+        name = arg.split("=", 1)[0]
+        if (direct or "-" in name[2:]
+                or difflib.get_close_matches(name, ours, n=1, cutoff=0.85)):
+            raise _unknown_flag_error(name)
+        log.info("passing %s to the runner (not a flag of this CLI or of Beam's Python SDK)", name)
+        takes_value = "=" not in arg
+    options = PipelineOptions(argv)
+    return options, options.view_as(BedrockBatchOptions)
 
 
 def new_run_id() -> str:

@@ -52,7 +52,8 @@ class _CountFailures(beam.DoFn):
 
 
 def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) -> dict:
-    fields = dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field)
+    fields = dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field,
+                  max_text_chars=opts.max_text_chars)
     if opts.kafka_topic:
         from transforms.kafka_source import ReadTranscriptsFromKafka
         if not opts.kafka_bootstrap_servers:
