@@ -20,11 +20,13 @@ from pathlib import Path
 import fastavro
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import pipeline.run
+from pipeline import exit_codes
 from pipeline.__main__ import main
+from pipeline.options import DEFAULT_MAX_FAILURE_RATE
 from tests.pipelines import local_config, read_rows, summarize
 from transforms.model import Transcript
 from transforms.quotas import Quotas
@@ -114,8 +116,9 @@ def read_output(directory: Path, fmt: str) -> list[dict]:
     return rows
 
 
-def run_cli(folder: Path, out: Path, fmt: str, monkeypatch) -> dict[str, int]:
-    """Runs the CLI in-process; returns the run's counters (spied on the Report it prints)."""
+def run_cli(folder: Path, out: Path, fmt: str, monkeypatch) -> tuple[int, dict[str, int]]:
+    """Runs the CLI in-process; returns its exit code and the run's counters (spied on the
+    Report it prints)."""
     reports = []
     real_run = pipeline.run.run
 
@@ -124,19 +127,21 @@ def run_cli(folder: Path, out: Path, fmt: str, monkeypatch) -> dict[str, int]:
         return reports[-1]
 
     monkeypatch.setattr(pipeline.run, "run", spy)
-    assert main(["run", "--input", str(folder / "*"), "--output", str(out), "--sink", fmt,
-                 "--min-records-per-job", "1", "--local-speed", "100"]) == 0
-    return reports[0].counters
+    code = main(["run", "--input", str(folder / "*"), "--output", str(out), "--sink", fmt,
+                 "--min-records-per-job", "1", "--local-speed", "100"])
+    return code, reports[0].counters
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "avro"])
+# No shrinking: each example is a whole CLI run, and a failing one is reported as drawn.
 @settings(max_examples=1, deadline=None, database=None,
+          phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(plan=plans())
 def test_every_input_is_accounted_for_exactly_once(fmt, plan, tmp_path_factory, monkeypatch):
     folder, out = tmp_path_factory.mktemp("in"), tmp_path_factory.mktemp("out")
     files, _ = build_inputs(folder, plan)
-    counters = run_cli(folder, out, fmt, monkeypatch)
+    code, counters = run_cli(folder, out, fmt, monkeypatch)
     summaries = read_output(out / "summaries", fmt)
     failures = read_output(out / "failures", fmt)
 
@@ -166,6 +171,10 @@ def test_every_input_is_accounted_for_exactly_once(fmt, plan, tmp_path_factory, 
     assert len(failures) == len(expected_failures)  # no origin twice
     assert counters["records_in"] == len(summaries) + len(failures)
     assert all(f["error_message"] and f["stage"] in ("source", "validate") for f in failures)
+    # The documented exit code: 3 when failure rows exceed the default --max-failure-rate.
+    rate = len(failures) / (len(summaries) + len(failures))
+    assert code == (exit_codes.FAILURES_ABOVE_THRESHOLD if rate > DEFAULT_MAX_FAILURE_RATE
+                    else exit_codes.OK)
 
 
 def test_plan_counts_hostile_input_as_invalid_instead_of_crashing(tmp_path, capsys):
