@@ -57,8 +57,10 @@ class CarryTailsFn(ShardingDoFn):
 
     def _release(self, tail, count, groups, start, end) -> Iterator[Any]:
         groups.write((groups.read() or 0) + 1)
+        # Which tails complete a group depends on arrival order, so a rerun looks up its records
+        # in every carried group's jobs (family "c").
         result = self._writer.write(list(tail.read()), f"c{groups.read()}", self._attempt,
-                                    start, end)
+                                    start, end, family="c")
         tail.clear()
         count.clear()
         yield from self._emit(result)

@@ -71,13 +71,19 @@ class HarvestJobFn(beam.DoFn):
         for index_uri in self._storage.list(layout.index_prefix(cfg.base_uri, cfg.run_id, spec.job_name)):
             shard = index_uri.rsplit("/", 1)[-1][: -len(layout.INDEX_SUFFIX)]
             index = {e.record_id: e for e in iter_index(self._storage.read_lines(index_uri))}
+            others: set[str] = set()
+            if spec.record_ids is not None:  # an earlier run's job: emit this input's records only
+                others = set(index) - spec.record_ids
+                index = {rid: e for rid, e in index.items() if rid in spec.record_ids}
             harvest, seen = Harvest(), set()
             if output_dir is not None:
                 out_uri = join(output_dir, shard + OUTPUT_SUFFIX)
                 if self._storage.exists(out_uri):
-                    harvest, seen = harvest_lines(self._storage.read_lines(out_uri), index, ctx)
-            answered += len(harvest.summaries) + sum(f.stage == "parse" for f in harvest.failures)
-            model_errors += harvest.model_errors
+                    harvest, seen = harvest_lines(self._storage.read_lines(out_uri), index, ctx,
+                                                  others)
+            answered += (len(harvest.summaries) + sum(f.stage == "parse" for f in harvest.failures)
+                         + harvest.others_answered)
+            model_errors += harvest.model_errors + harvest.others_errored
             missing = set(index) - seen
             inputs = (read_input_models(self._storage.read_lines(spec.input_s3_uri + shard), missing)
                       if missing else {})

@@ -38,9 +38,12 @@ def run_prefix(run_id: str) -> str:
     return f"{NAME_PREFIX}-{validate_run_id(run_id)}-"
 
 
-def job_name(run_id: str, window_key: str, attempt: int, shard_index: int) -> str:
-    """Deterministic job name: the same (run, window, attempt, shard) always maps to one job."""
-    name = f"{run_prefix(run_id)}{window_key}-a{attempt}-{shard_index:04d}"
+def job_name(run_id: str, window_key: str, attempt: int, shard_index: int,
+             generation: int = 0) -> str:
+    """Deterministic job name: the same (run, window, attempt, shard, generation) always maps to
+    one job. A rerun whose input holds records no existing job has gives them a new generation."""
+    suffix = f"g{generation}-" if generation else ""
+    name = f"{run_prefix(run_id)}{window_key}-a{attempt}-{suffix}{shard_index:04d}"
     if len(name) > JOB_NAME_MAX:  # keep the run prefix (reconcile filters on it), hash the rest
         digest = hashlib.sha256(name.encode()).hexdigest()
         name = f"{run_prefix(run_id)}{digest}"[:JOB_NAME_MAX]

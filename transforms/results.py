@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Collection, Iterable, Iterator, Mapping
 
 from transforms.families import UnparseableOutput, parse_model_output
 from transforms.model import BatchRecord, Failure, Summary, encode_jsonl_line, metadata_json, truncate_raw
@@ -77,6 +77,10 @@ class Harvest:
     failures: list[Failure] = field(default_factory=list)
     retries: list[BatchRecord] = field(default_factory=list)
     model_errors: int = 0
+    # Lines of records the job holds that this harvest does not emit (a rerun's input lacks them):
+    # answered / errored, counted only so the job's manifest still reconciles.
+    others_answered: int = 0
+    others_errored: int = 0
     missing: int = 0
     truncated: int = 0
     input_tokens: int = 0
@@ -86,7 +90,7 @@ class Harvest:
         self.summaries += other.summaries
         self.failures += other.failures
         self.retries += other.retries
-        for name in ("model_errors", "missing", "truncated", "input_tokens", "output_tokens"):
+        for name in ("model_errors", "others_answered", "others_errored", "missing", "truncated", "input_tokens", "output_tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -108,11 +112,12 @@ def _add(harvest: Harvest, outcome: BatchRecord | Failure) -> None:
 
 
 def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] | None,
-                  ctx: JobContext) -> tuple[Harvest, set[str]]:
+                  ctx: JobContext, others: Collection[str] = ()) -> tuple[Harvest, set[str]]:
     """Turn output lines into rows. Returns the harvest and the recordIds seen.
 
     Without an index (a job this pipeline did not submit) the recordId stands in for the
-    transcript id and nothing is retried.
+    transcript id and nothing is retried. ``others``: recordIds the job holds that are not to be
+    emitted (not in ``index``); their lines are only counted.
     """
     harvest, seen = Harvest(), set()
     if index is None:
@@ -127,6 +132,11 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
             harvest.failures.append(Failure(stage="parse", error_code="MalformedOutputLine",
                                             error_message=f"output line {number}: {exc}",
                                             job_arn=ctx.job_arn, raw=truncate_raw(line)))
+            continue
+        if record_id in others:
+            failed = data.get("error") is not None or "modelOutput" not in data
+            harvest.others_errored += int(failed)
+            harvest.others_answered += int(not failed)
             continue
         entry = (index or {}).get(record_id)
         if index is not None and entry is None:

@@ -34,6 +34,8 @@ class ShardingDoFn(beam.DoFn):
         self._attempt = attempt
         self._jobs_planned = Metrics.counter("bedrock", "jobs_planned")
         self._records_sharded = Metrics.counter("bedrock", "records_sharded")
+        self._records_adopted = Metrics.counter("bedrock", "records_adopted")
+        self._records_not_in_input = Metrics.counter("bedrock", "records_not_in_input")
 
     def setup(self) -> None:
         self._writer = ShardWriter(self._config, Storage(self._config.aws.client("s3")),
@@ -41,6 +43,8 @@ class ShardingDoFn(beam.DoFn):
 
     def _emit(self, result: ShardResult) -> Iterator[Any]:
         self._records_sharded.inc(result.records_sharded)
+        self._records_adopted.inc(result.records_adopted)
+        self._records_not_in_input.inc(result.records_not_in_input)
         for failure in result.oversized:
             yield beam.pvalue.TaggedOutput(FAILURES, failure)
         if result.batch is not None:
@@ -57,7 +61,9 @@ class WriteShardsFn(ShardingDoFn):
         # A window fires more than once in streaming (early when a full job is ready, late for
         # resubmissions): each pane gets job names of its own.
         key = layout.window_key(start, pane.index if pane is not None else 0)
-        result = self._writer.write(element[1], key, self._attempt, start, end)
+        # A rerun's panes need not match the first run's: records are looked up window-wide.
+        result = self._writer.write(element[1], key, self._attempt, start, end,
+                                    family=layout.window_key(start))
         yield from self._emit(result)
         policy = self._config.undersized_policy
         for record in result.undersized:
