@@ -120,6 +120,32 @@ class JobStatus:
         return f"{self.name} ({job_id_from_arn(self.arn)}): {self.status}, {counts}"
 
 
+# Create errors that mean "no slot now": wait for the next poll.
+BACKOFF_CODES = frozenset({"ServiceQuotaExceededException", "ThrottlingException",
+                           "TooManyRequestsException"})
+# Create errors of the service itself (5xx): the same request may succeed at the next poll.
+TRANSIENT_CODES = frozenset({"InternalServerException", "ServiceUnavailableException"})
+
+
+def create_error_kind(code: str | None, http_status: int | None) -> str:
+    """How to treat a CreateModelInvocationJob error: "backoff" (quota or throttling: wait for a
+    slot), "transient" (a server error: try again at the next poll) or "permanent" (the request
+    itself is refused, such as ValidationException, AccessDeniedException or
+    ResourceNotFoundException: sending it again would fail the same way)."""
+    if code in BACKOFF_CODES or http_status == 429:
+        return "backoff"
+    if code in TRANSIENT_CODES or (http_status is not None and http_status >= 500):
+        return "transient"
+    return "permanent"
+
+
+def http_status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
 def error_code(exc: BaseException) -> str | None:
     response = getattr(exc, "response", None)
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None

@@ -94,10 +94,18 @@ class Harvest:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+def retriable_record_error(code: str) -> bool:
+    """Whether a record's errorCode may go away on another attempt. A 4xx other than timeout
+    (408), model error (424) and throttling (429) says the request itself is wrong (400: the model
+    input is invalid): sending it again would fail the same way."""
+    return not (code.isdigit() and 400 <= int(code) < 500 and int(code) not in (408, 424, 429))
+
+
 def retry_or_fail(entry: IndexEntry, model_input: Mapping[str, Any] | None, ctx: JobContext,
-                  code: str, message: str, stage: str = "model") -> BatchRecord | Failure:
+                  code: str, message: str, stage: str = "model",
+                  retriable: bool = True) -> BatchRecord | Failure:
     """A record that got no answer: resubmit while attempts are left, else a Failure row."""
-    if model_input is not None and entry.attempt < ctx.max_attempts:
+    if retriable and model_input is not None and entry.attempt < ctx.max_attempts:
         line = encode_jsonl_line(entry.record_id, model_input)
         return BatchRecord(entry.record_id, entry.transcript_id, model_input,
                            len(line.encode("utf-8")), entry.metadata, entry.attempt + 1)
@@ -154,7 +162,8 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
             error = error if isinstance(error, dict) else {"errorMessage": str(error or "no modelOutput")}
             code = str(error.get("errorCode", "ModelError"))
             _add(harvest, retry_or_fail(entry, data.get("modelInput"), ctx, code,
-                                        str(error.get("errorMessage", "record failed"))))
+                                        str(error.get("errorMessage", "record failed")),
+                                        retriable=retriable_record_error(code)))
             continue
         try:
             parsed = parse_model_output(data["modelOutput"], ctx.model_id, ctx.invocation_type)
@@ -179,8 +188,12 @@ def unanswered(index: Mapping[str, IndexEntry], seen: set[str],
                model_inputs: Mapping[str, Mapping[str, Any]], ctx: JobContext) -> Harvest:
     """Records of the index with no output line: retried, or failed with the job's status."""
     harvest = Harvest()
-    message = (f"job ended {ctx.job_status} without processing the record"
-               + (f": {ctx.job_message}" if ctx.job_message else ""))
+    if ctx.job_status == "NotCreated":
+        message = (f"CreateModelInvocationJob refused the job, so it was not sent again: "
+                   f"{ctx.job_message}")
+    else:
+        message = (f"job ended {ctx.job_status} without processing the record"
+                   + (f": {ctx.job_message}" if ctx.job_message else ""))
     for record_id, entry in index.items():
         if record_id in seen:
             continue

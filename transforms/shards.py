@@ -67,7 +67,9 @@ class WriteShardsFn(ShardingDoFn):
         yield from self._emit(result)
         policy = self._config.undersized_policy
         for record in result.undersized:
-            if policy == "on-demand":
+            # Retries too few for a job of their own (a few record errors of a big job, the
+            # usual case) would otherwise never be retried: they go on-demand whatever the policy.
+            if policy == "on-demand" or self._attempt > 1:
                 yield beam.pvalue.TaggedOutput(ON_DEMAND, record)
             elif policy == "defer":
                 yield beam.pvalue.TaggedOutput(DEFERRED, record)
