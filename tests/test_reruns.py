@@ -69,6 +69,8 @@ def test_rerun_with_changed_input_emits_each_record_once_and_bills_none_twice(cr
     assert sum(j["totalRecordCount"] for j in after.values()) == 60 + 50
     assert counters["records_adopted"] == 30
     assert counters["records_not_in_input"] == 30
+    # The adopted jobs' output files still reconcile with their manifests.
+    assert counters.get("manifest_mismatches", 0) == 0
     overlap = {r["transcript_id"]: r["job_arn"] for r in summaries if r["transcript_id"] < "call-9"}
     assert set(overlap.values()) <= {j["jobArn"] for j in before.values()}
 

@@ -90,7 +90,8 @@ class Harvest:
         self.summaries += other.summaries
         self.failures += other.failures
         self.retries += other.retries
-        for name in ("model_errors", "others_answered", "others_errored", "missing", "truncated", "input_tokens", "output_tokens"):
+        for name in ("model_errors", "others_answered", "others_errored", "missing", "truncated",
+                     "input_tokens", "output_tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 

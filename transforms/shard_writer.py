@@ -46,7 +46,7 @@ class ShardWriter:
     def write(self, records: Iterable[BatchRecord], group_key: str, attempt: int,
               window_start: dt.datetime | None, window_end: dt.datetime | None,
               family: str) -> ShardResult:
-        """``records`` is iterated twice (Beam's grouped values are re-iterable); ``group_key``
+        """``records`` is iterated three times (Beam's grouped values are re-iterable); ``group_key``
         names the jobs (window and pane), so it must be unique per group within the run;
         ``family`` groups the keys whose jobs a rerun may find its records in (a window's panes).
 
@@ -58,9 +58,9 @@ class ShardWriter:
         cfg = self._config
         result = ShardResult()
         run_jobs = {j.name for j in self._jobs.list(name_contains=run_prefix(cfg.run_id))}
-        held = self._held_records(family, attempt, run_jobs)
+        held = self._held_records(family, attempt, run_jobs, {r.record_id for r in records})
         # (a record two jobs hold, which no run of this code makes, goes to the first by name)
-        owner = {rid: name for name in sorted(held, reverse=True) for rid in held[name]}
+        owner = {rid: name for name in sorted(held, reverse=True) for rid in held[name][0]}
         # Pass 1: ids and sizes only.
         adopted: dict[str, list[tuple[str, int]]] = {}
         fresh: list[tuple[str, int]] = []
@@ -114,7 +114,7 @@ class ShardWriter:
                  for j, name in enumerate(names)]
         for name, placed in sorted(adopted.items()):
             ids = frozenset(rid for rid, _ in placed)
-            left_out = len(held[name] - ids)
+            left_out = held[name][1] - len(ids)
             result.records_adopted += len(ids)
             result.records_not_in_input += left_out
             if left_out:
@@ -140,19 +140,29 @@ class ShardWriter:
                        record_count=records, input_bytes=size, window_start=window_start,
                        window_end=window_end, attempt=attempt, record_ids=record_ids)
 
-    def _held_records(self, family: str, attempt: int, run_jobs: set[str]) -> dict[str, set[str]]:
-        """recordIds of every job of the family that exists, by job name, from their indexes.
+    def _held_records(self, family: str, attempt: int, run_jobs: set[str],
+                      wanted: set[str]) -> dict[str, tuple[set[str], int]]:
+        """For every existing job of the family that holds some of the ``wanted`` recordIds: those
+        ids and how many records it holds in all, from its index (only wanted ids are kept, so
+        memory is bounded by the group, not by the family).
 
         A marker whose job does not exist is a job never created (a crash before its submission,
         or a create the service refused): it holds no record."""
         cfg = self._config
-        held: dict[str, set[str]] = {}
+        held: dict[str, tuple[set[str], int]] = {}
         for marker in self._storage.list(layout.family_prefix(cfg.base_uri, cfg.run_id, attempt, family)):
             name = marker.rsplit("/", 1)[-1]
-            if name in run_jobs:
-                held[name] = {entry.record_id for uri in self._storage.list(
-                    layout.index_prefix(cfg.base_uri, cfg.run_id, name))
-                    for entry in iter_index(self._storage.read_lines(uri))}
+            if name not in run_jobs:
+                continue
+            found: set[str] = set()
+            total = 0
+            for uri in self._storage.list(layout.index_prefix(cfg.base_uri, cfg.run_id, name)):
+                for entry in iter_index(self._storage.read_lines(uri)):
+                    total += 1
+                    if entry.record_id in wanted:
+                        found.add(entry.record_id)
+            if found:
+                held[name] = (found, total)
         return held
 
     def _new_names(self, group_key: str, attempt: int, count: int, run_jobs: set[str]) -> list[str]:
