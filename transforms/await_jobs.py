@@ -17,12 +17,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import apache_beam as beam
-from botocore.exceptions import ParamValidationError
 from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration
+from botocore.exceptions import ParamValidationError
 
 from transforms import beam_compat
 from transforms.config import BatchConfig
@@ -187,7 +187,6 @@ class AwaitJobsFn(beam.DoFn):
         self._submitted.inc()
         log.info("submitted %s as %s (%d records)", spec.job_name, arn, spec.record_count)
         return None
-
 
     def _not_created_outcome(self, spec: JobSpec, error: str) -> JobOutcome:
         self._not_created.inc()
