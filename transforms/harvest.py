@@ -93,14 +93,19 @@ class HarvestJobFn(beam.DoFn):
             retries += len(harvest.retries)
             yield from self._metrics.emit(harvest)
         if output_dir is not None:
-            self._reconcile(output_dir, answered, model_errors, spec.job_name)
+            self._reconcile(output_dir, answered, model_errors, spec.job_name, status.status)
         log.info("harvested %s: %d summaries, %d failures, %d to retry", spec.job_name,
                  summaries, failures, retries)
 
-    def _reconcile(self, output_dir: str, answered: int, model_errors: int, job_name: str) -> None:
+    def _reconcile(self, output_dir: str, answered: int, model_errors: int, job_name: str,
+                   status: str) -> None:
         manifest_uri = join(output_dir, MANIFEST_NAME)
         if not self._storage.exists(manifest_uri):
-            log.warning("job %s has no %s; counts not reconciled", job_name, MANIFEST_NAME)
+            # A job that completed always writes one: its absence is a mismatch too.
+            if status in ("Completed", "PartiallyCompleted"):
+                self._mismatches.inc()
+            log.warning("job %s (%s) has no %s; counts not reconciled", job_name, status,
+                        MANIFEST_NAME)
             return
         manifest = Manifest.parse(self._storage.read_text(manifest_uri))
         if manifest.success != answered or manifest.error != model_errors:
