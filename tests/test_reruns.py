@@ -91,8 +91,9 @@ class _Run:
         return [build_record(t, cfg.model_id, cfg.prompt, cfg.job.model_invocation_type)
                 for t in items]
 
-    def write(self, items: list[Transcript], key: str, family: str):
-        return self.writer.write(self.records(items), key, 1, None, None, family=family)
+    def write(self, items: list[Transcript], key: str, family: str, also_in: tuple[str, ...] = ()):
+        return self.writer.write(self.records(items), key, 1, None, None, family=family,
+                                 also_in=also_in)
 
     def create(self, batch: JobBatch) -> None:
         for spec in batch.specs:
@@ -134,6 +135,21 @@ def test_records_are_found_in_any_group_of_their_family(run: _Run, family: str, 
     emitted = run.harvested_ids(a.batch) + run.harvested_ids(b.batch)
     expected = [r.record_id for r in run.records(old + new)]
     assert sorted(emitted) == sorted(expected), "every record once, from one job"
+
+
+@pytest.mark.parametrize("first,then", [(("g", "g", ()), ("c1", "c", ("g",))),
+                                        (("c1", "c", ()), ("g", "g", ("c",)))],
+                         ids=["full-job-then-tail", "tail-then-full-job"])
+def test_records_are_found_across_window_and_carried_jobs(run: _Run, first, then) -> None:
+    """Under the defer policy a rerun may carry a record the first run put in a full job, or the
+    other way round; the writer is told to look in the other family too."""
+    items = transcripts(30)
+    done = run.write(items, *first)
+    run.create(done.batch)
+    again = run.write(items[:12] + transcripts(8, "new"), *then)
+    assert (again.records_adopted, again.records_sharded) == (12, 8)
+    emitted = run.harvested_ids(again.batch)
+    assert sorted(emitted) == sorted(r.record_id for r in run.records(items[:12] + transcripts(8, "new")))
 
 
 def test_unchanged_rerun_adopts_every_job_and_writes_nothing(run: _Run) -> None:

@@ -45,10 +45,11 @@ class ShardWriter:
 
     def write(self, records: Iterable[BatchRecord], group_key: str, attempt: int,
               window_start: dt.datetime | None, window_end: dt.datetime | None,
-              family: str) -> ShardResult:
+              family: str, also_in: tuple[str, ...] = ()) -> ShardResult:
         """``records`` is iterated three times (Beam's grouped values are re-iterable); ``group_key``
         names the jobs (window and pane), so it must be unique per group within the run;
-        ``family`` groups the keys whose jobs a rerun may find its records in (a window's panes).
+        ``family`` groups the keys whose jobs a rerun may find its records in (a window's panes);
+        ``also_in`` names other families whose jobs may hold them too.
 
         Each existing job's index is the truth: a record an existing job of the family holds is
         harvested from that job, never placed again; only the others get new jobs, whose names
@@ -58,7 +59,8 @@ class ShardWriter:
         cfg = self._config
         result = ShardResult()
         run_jobs = {j.name for j in self._jobs.list(name_contains=run_prefix(cfg.run_id))}
-        held = self._held_records(family, attempt, run_jobs, {r.record_id for r in records})
+        held = self._held_records((family, *also_in), attempt, run_jobs,
+                                  {r.record_id for r in records})
         # (a record two jobs hold, which no run of this code makes, goes to the first by name)
         owner = {rid: name for name in sorted(held, reverse=True) for rid in held[name][0]}
         # Pass 1: ids and sizes only.
@@ -140,17 +142,19 @@ class ShardWriter:
                        record_count=records, input_bytes=size, window_start=window_start,
                        window_end=window_end, attempt=attempt, record_ids=record_ids)
 
-    def _held_records(self, family: str, attempt: int, run_jobs: set[str],
+    def _held_records(self, families: tuple[str, ...], attempt: int, run_jobs: set[str],
                       wanted: set[str]) -> dict[str, tuple[set[str], int]]:
-        """For every existing job of the family that holds some of the ``wanted`` recordIds: those
-        ids and how many records it holds in all, from its index (only wanted ids are kept, so
-        memory is bounded by the group, not by the family).
+        """For every existing job of the families that holds some of the ``wanted`` recordIds:
+        those ids and how many records it holds in all, from its index (only wanted ids are kept,
+        so memory is bounded by the group, not by the families).
 
         A marker whose job does not exist is a job never created (a crash before its submission,
         or a create the service refused): it holds no record."""
         cfg = self._config
         held: dict[str, tuple[set[str], int]] = {}
-        for marker in self._storage.list(layout.family_prefix(cfg.base_uri, cfg.run_id, attempt, family)):
+        markers = [uri for family in families for uri in self._storage.list(
+            layout.family_prefix(cfg.base_uri, cfg.run_id, attempt, family))]
+        for marker in markers:
             name = marker.rsplit("/", 1)[-1]
             if name not in run_jobs:
                 continue

@@ -18,6 +18,7 @@ from transforms.storage import Storage
 FAILURES = "failures"
 ON_DEMAND = "on_demand"
 DEFERRED = "deferred"
+CARRIED = "c"  # job family (and group key prefix) of the carried tails' jobs
 
 
 def window_bounds(window: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -61,9 +62,10 @@ class WriteShardsFn(ShardingDoFn):
         # A window fires more than once in streaming (early when a full job is ready, late for
         # resubmissions): each pane gets job names of its own.
         key = layout.window_key(start, pane.index if pane is not None else 0)
-        # A rerun's panes need not match the first run's: records are looked up window-wide.
+        # A rerun's panes need not match the first run's: records are looked up window-wide, and
+        # in the carried tails' jobs (a record the first run deferred may fill a job now).
         result = self._writer.write(element[1], key, self._attempt, start, end,
-                                    family=layout.window_key(start))
+                                    family=layout.window_key(start), also_in=(CARRIED,))
         yield from self._emit(result)
         policy = self._config.undersized_policy
         for record in result.undersized:
