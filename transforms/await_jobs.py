@@ -22,19 +22,16 @@ from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration
+from botocore.exceptions import ParamValidationError
 
 from transforms import beam_compat
 from transforms.config import BatchConfig
-from transforms.jobs import JobsClient, JobStatus, error_code, plan_submissions, run_prefix
+from transforms.jobs import (JobsClient, JobStatus, create_error_kind, error_code, http_status,
+                            plan_submissions, run_prefix)
 from transforms.model import JobBatch, JobSpec
 
 log = logging.getLogger(__name__)
 beam_compat.apply()
-
-# Errors that mean "no slot now": wait for the next poll rather than fail.
-BACKOFF_CODES = frozenset({"ServiceQuotaExceededException", "ThrottlingException",
-                           "TooManyRequestsException"})
-
 
 @dataclass(frozen=True)
 class JobOutcome:
@@ -117,6 +114,7 @@ class AwaitJobsFn(beam.DoFn):
         self._finished = Metrics.counter("bedrock", "jobs_finished")
         self._polls = Metrics.counter("bedrock", "job_polls")
         self._backoffs = Metrics.counter("bedrock", "submit_backoffs")
+        self._not_created = Metrics.counter("bedrock", "jobs_not_created")
 
     def setup(self) -> None:
         self._jobs = JobsClient(self._config.aws.client("bedrock"), self._config.job)
@@ -169,21 +167,32 @@ class AwaitJobsFn(beam.DoFn):
         return status
 
     def _submit(self, spec: JobSpec) -> JobOutcome | None:
-        """Create the job; a JobOutcome only when it can never be created (bad request)."""
+        """Create the job; a JobOutcome only when it can never be created (a refused request):
+        its records become failure rows once, and no later round sends them again."""
         try:
             arn = self._jobs.create(spec)
+        except ParamValidationError as exc:  # botocore refused the request before sending it
+            return self._not_created_outcome(spec, f"ParamValidationError: {exc}")
         except Exception as exc:  # botocore ClientError
             code = error_code(exc)
-            if code in BACKOFF_CODES:
-                self._backoffs.inc()
-                log.info("no slot for %s yet (%s); retrying at the next poll", spec.job_name, code)
-                return None
-            if code is None:
+            if code is None:  # no answer from the service (connection): the runner retries
                 raise
-            return JobOutcome(spec, None, error=f"{code}: {exc}")
+            kind = create_error_kind(code, http_status(exc))
+            if kind != "permanent":
+                self._backoffs.inc()
+                log.info("could not create %s yet (%s); retrying at the next poll",
+                         spec.job_name, code)
+                return None
+            return self._not_created_outcome(spec, f"{code}: {exc}")
         self._submitted.inc()
         log.info("submitted %s as %s (%d records)", spec.job_name, arn, spec.record_count)
         return None
+
+    def _not_created_outcome(self, spec: JobSpec, error: str) -> JobOutcome:
+        self._not_created.inc()
+        log.error("job %s was not created, its %d record(s) become failure rows: %s",
+                  spec.job_name, spec.record_count, error)
+        return JobOutcome(spec, None, error=error)
 
 
 class AwaitJobs(beam.PTransform):

@@ -15,10 +15,11 @@ from apache_beam.coders import PickleCoder, VarIntCoder
 from apache_beam.transforms import userstate, window
 from apache_beam.transforms.timeutil import TimeDomain
 
+from transforms import layout
 from transforms.config import BatchConfig
 from transforms.model import BatchRecord
 from transforms.shard_writer import undersized_failure
-from transforms.shards import FAILURES, ShardingDoFn, window_bounds
+from transforms.shards import CARRIED, FAILURES, ShardingDoFn, window_bounds
 
 
 class CarryTailsFn(ShardingDoFn):
@@ -57,8 +58,13 @@ class CarryTailsFn(ShardingDoFn):
 
     def _release(self, tail, count, groups, start, end) -> Iterator[Any]:
         groups.write((groups.read() or 0) + 1)
-        result = self._writer.write(list(tail.read()), f"c{groups.read()}", self._attempt,
-                                    start, end)
+        # Which tails complete a group depends on arrival order, so a rerun looks up its records
+        # in every carried group's jobs; in the global window also in the window's own jobs (a
+        # record the first run put in a full job may be a tail now).
+        also_in = ((layout.window_key(None),)
+                   if isinstance(self._windowfn, window.GlobalWindows) else ())
+        result = self._writer.write(list(tail.read()), f"{CARRIED}{groups.read()}", self._attempt,
+                                    start, end, family=CARRIED, also_in=also_in)
         tail.clear()
         count.clear()
         yield from self._emit(result)

@@ -71,13 +71,19 @@ class HarvestJobFn(beam.DoFn):
         for index_uri in self._storage.list(layout.index_prefix(cfg.base_uri, cfg.run_id, spec.job_name)):
             shard = index_uri.rsplit("/", 1)[-1][: -len(layout.INDEX_SUFFIX)]
             index = {e.record_id: e for e in iter_index(self._storage.read_lines(index_uri))}
+            others: set[str] = set()
+            if spec.record_ids is not None:  # an earlier run's job: emit this input's records only
+                others = set(index) - spec.record_ids
+                index = {rid: e for rid, e in index.items() if rid in spec.record_ids}
             harvest, seen = Harvest(), set()
             if output_dir is not None:
                 out_uri = join(output_dir, shard + OUTPUT_SUFFIX)
                 if self._storage.exists(out_uri):
-                    harvest, seen = harvest_lines(self._storage.read_lines(out_uri), index, ctx)
-            answered += len(harvest.summaries) + sum(f.stage == "parse" for f in harvest.failures)
-            model_errors += harvest.model_errors
+                    harvest, seen = harvest_lines(self._storage.read_lines(out_uri), index, ctx,
+                                                  others)
+            answered += (len(harvest.summaries) + sum(f.stage == "parse" for f in harvest.failures)
+                         + harvest.others_answered)
+            model_errors += harvest.model_errors + harvest.others_errored
             missing = set(index) - seen
             inputs = (read_input_models(self._storage.read_lines(spec.input_s3_uri + shard), missing)
                       if missing else {})
@@ -87,14 +93,19 @@ class HarvestJobFn(beam.DoFn):
             retries += len(harvest.retries)
             yield from self._metrics.emit(harvest)
         if output_dir is not None:
-            self._reconcile(output_dir, answered, model_errors, spec.job_name)
+            self._reconcile(output_dir, answered, model_errors, spec.job_name, status.status)
         log.info("harvested %s: %d summaries, %d failures, %d to retry", spec.job_name,
                  summaries, failures, retries)
 
-    def _reconcile(self, output_dir: str, answered: int, model_errors: int, job_name: str) -> None:
+    def _reconcile(self, output_dir: str, answered: int, model_errors: int, job_name: str,
+                   status: str) -> None:
         manifest_uri = join(output_dir, MANIFEST_NAME)
         if not self._storage.exists(manifest_uri):
-            log.warning("job %s has no %s; counts not reconciled", job_name, MANIFEST_NAME)
+            # A job that completed always writes one: its absence is a mismatch too.
+            if status in ("Completed", "PartiallyCompleted"):
+                self._mismatches.inc()
+            log.warning("job %s (%s) has no %s; counts not reconciled", job_name, status,
+                        MANIFEST_NAME)
             return
         manifest = Manifest.parse(self._storage.read_text(manifest_uri))
         if manifest.success != answered or manifest.error != model_errors:

@@ -38,9 +38,12 @@ def run_prefix(run_id: str) -> str:
     return f"{NAME_PREFIX}-{validate_run_id(run_id)}-"
 
 
-def job_name(run_id: str, window_key: str, attempt: int, shard_index: int) -> str:
-    """Deterministic job name: the same (run, window, attempt, shard) always maps to one job."""
-    name = f"{run_prefix(run_id)}{window_key}-a{attempt}-{shard_index:04d}"
+def job_name(run_id: str, window_key: str, attempt: int, shard_index: int,
+             generation: int = 0) -> str:
+    """Deterministic job name: the same (run, window, attempt, shard, generation) always maps to
+    one job. A rerun whose input holds records no existing job has gives them a new generation."""
+    suffix = f"g{generation}-" if generation else ""
+    name = f"{run_prefix(run_id)}{window_key}-a{attempt}-{suffix}{shard_index:04d}"
     if len(name) > JOB_NAME_MAX:  # keep the run prefix (reconcile filters on it), hash the rest
         digest = hashlib.sha256(name.encode()).hexdigest()
         name = f"{run_prefix(run_id)}{digest}"[:JOB_NAME_MAX]
@@ -115,6 +118,32 @@ class JobStatus:
     def progress(self) -> str:
         counts = f"{self.processed}/{self.total} records" if self.total is not None else "counts n/a"
         return f"{self.name} ({job_id_from_arn(self.arn)}): {self.status}, {counts}"
+
+
+# Create errors that mean "no slot now": wait for the next poll.
+BACKOFF_CODES = frozenset({"ServiceQuotaExceededException", "ThrottlingException",
+                           "TooManyRequestsException"})
+# Create errors of the service itself (5xx): the same request may succeed at the next poll.
+TRANSIENT_CODES = frozenset({"InternalServerException", "ServiceUnavailableException"})
+
+
+def create_error_kind(code: str | None, http_status: int | None) -> str:
+    """How to treat a CreateModelInvocationJob error: "backoff" (quota or throttling: wait for a
+    slot), "transient" (a server error: try again at the next poll) or "permanent" (the request
+    itself is refused, such as ValidationException, AccessDeniedException or
+    ResourceNotFoundException: sending it again would fail the same way)."""
+    if code in BACKOFF_CODES or http_status == 429:
+        return "backoff"
+    if code in TRANSIENT_CODES or (http_status is not None and http_status >= 500):
+        return "transient"
+    return "permanent"
+
+
+def http_status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 def error_code(exc: BaseException) -> str | None:

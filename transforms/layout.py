@@ -36,6 +36,13 @@ def index_uri(base_uri: str, run_id: str, job_name: str, file_index: int) -> str
     return index_prefix(base_uri, run_id, job_name) + shard_name(file_index) + INDEX_SUFFIX
 
 
+def family_prefix(base_uri: str, run_id: str, attempt: int, family: str) -> str:
+    """Markers naming every job planned for a family at one attempt: the panes of one window, or
+    the carried tails. A rerun reads them to find the jobs that may already hold its records,
+    whatever generation or pane their names carry."""
+    return join(run_root(base_uri, run_id), "families", f"a{attempt}", family) + "/"
+
+
 def output_prefix(base_uri: str, run_id: str) -> str:
     """outputDataConfig.s3Uri; Bedrock writes <this>/<job id>/<input file>.out."""
     return join(run_root(base_uri, run_id), "output") + "/"

@@ -194,6 +194,9 @@ class JobSpec:
     window_start: dt.datetime | None = None
     window_end: dt.datetime | None = None
     attempt: int = 1
+    # Set when an earlier run created the job with records this input lacks: only these recordIds
+    # are harvested from it (None: all of its records).
+    record_ids: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Collection, Iterable, Iterator, Mapping
 
 from transforms.families import UnparseableOutput, parse_model_output
 from transforms.model import BatchRecord, Failure, Summary, encode_jsonl_line, metadata_json, truncate_raw
@@ -77,6 +77,10 @@ class Harvest:
     failures: list[Failure] = field(default_factory=list)
     retries: list[BatchRecord] = field(default_factory=list)
     model_errors: int = 0
+    # Lines of records the job holds that this harvest does not emit (a rerun's input lacks them):
+    # answered / errored, counted only so the job's manifest still reconciles.
+    others_answered: int = 0
+    others_errored: int = 0
     missing: int = 0
     truncated: int = 0
     input_tokens: int = 0
@@ -86,14 +90,23 @@ class Harvest:
         self.summaries += other.summaries
         self.failures += other.failures
         self.retries += other.retries
-        for name in ("model_errors", "missing", "truncated", "input_tokens", "output_tokens"):
+        for name in ("model_errors", "others_answered", "others_errored", "missing", "truncated",
+                     "input_tokens", "output_tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+def retriable_record_error(code: str) -> bool:
+    """Whether a record's errorCode may go away on another attempt. A 4xx other than timeout
+    (408), model error (424) and throttling (429) says the request itself is wrong (400: the model
+    input is invalid): sending it again would fail the same way."""
+    return not (code.isdigit() and 400 <= int(code) < 500 and int(code) not in (408, 424, 429))
+
+
 def retry_or_fail(entry: IndexEntry, model_input: Mapping[str, Any] | None, ctx: JobContext,
-                  code: str, message: str, stage: str = "model") -> BatchRecord | Failure:
+                  code: str, message: str, stage: str = "model",
+                  retriable: bool = True) -> BatchRecord | Failure:
     """A record that got no answer: resubmit while attempts are left, else a Failure row."""
-    if model_input is not None and entry.attempt < ctx.max_attempts:
+    if retriable and model_input is not None and entry.attempt < ctx.max_attempts:
         line = encode_jsonl_line(entry.record_id, model_input)
         return BatchRecord(entry.record_id, entry.transcript_id, model_input,
                            len(line.encode("utf-8")), entry.metadata, entry.attempt + 1)
@@ -108,11 +121,12 @@ def _add(harvest: Harvest, outcome: BatchRecord | Failure) -> None:
 
 
 def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] | None,
-                  ctx: JobContext) -> tuple[Harvest, set[str]]:
+                  ctx: JobContext, others: Collection[str] = ()) -> tuple[Harvest, set[str]]:
     """Turn output lines into rows. Returns the harvest and the recordIds seen.
 
     Without an index (a job this pipeline did not submit) the recordId stands in for the
-    transcript id and nothing is retried.
+    transcript id and nothing is retried. ``others``: recordIds the job holds that are not to be
+    emitted (not in ``index``); their lines are only counted.
     """
     harvest, seen = Harvest(), set()
     if index is None:
@@ -127,6 +141,11 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
             harvest.failures.append(Failure(stage="parse", error_code="MalformedOutputLine",
                                             error_message=f"output line {number}: {exc}",
                                             job_arn=ctx.job_arn, raw=truncate_raw(line)))
+            continue
+        if record_id in others:
+            failed = data.get("error") is not None or "modelOutput" not in data
+            harvest.others_errored += int(failed)
+            harvest.others_answered += int(not failed)
             continue
         entry = (index or {}).get(record_id)
         if index is not None and entry is None:
@@ -144,7 +163,8 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
             error = error if isinstance(error, dict) else {"errorMessage": str(error or "no modelOutput")}
             code = str(error.get("errorCode", "ModelError"))
             _add(harvest, retry_or_fail(entry, data.get("modelInput"), ctx, code,
-                                        str(error.get("errorMessage", "record failed"))))
+                                        str(error.get("errorMessage", "record failed")),
+                                        retriable=retriable_record_error(code)))
             continue
         try:
             parsed = parse_model_output(data["modelOutput"], ctx.model_id, ctx.invocation_type)
@@ -169,8 +189,12 @@ def unanswered(index: Mapping[str, IndexEntry], seen: set[str],
                model_inputs: Mapping[str, Mapping[str, Any]], ctx: JobContext) -> Harvest:
     """Records of the index with no output line: retried, or failed with the job's status."""
     harvest = Harvest()
-    message = (f"job ended {ctx.job_status} without processing the record"
-               + (f": {ctx.job_message}" if ctx.job_message else ""))
+    if ctx.job_status == "NotCreated":
+        message = (f"CreateModelInvocationJob refused the job, so it was not sent again: "
+                   f"{ctx.job_message}")
+    else:
+        message = (f"job ended {ctx.job_status} without processing the record"
+                   + (f": {ctx.job_message}" if ctx.job_message else ""))
     for record_id, entry in index.items():
         if record_id in seen:
             continue

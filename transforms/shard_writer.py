@@ -19,7 +19,7 @@ from transforms.config import BatchConfig
 from transforms.jobs import JobsClient, client_token, job_name, run_prefix
 from transforms.model import BatchRecord, Failure, JobBatch, JobSpec, truncate_raw
 from transforms.planning import UndersizedPolicy, oversized, plan_sizes
-from transforms.results import index_line
+from transforms.results import index_line, iter_index
 from transforms.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ class ShardResult:
     undersized: list[BatchRecord] = field(default_factory=list)
     oversized: list[Failure] = field(default_factory=list)
     records_sharded: int = 0
+    records_adopted: int = 0  # found in jobs an earlier run created: harvested from those
+    records_not_in_input: int = 0  # held by those jobs but not among this group's records
 
 
 class ShardWriter:
@@ -42,39 +44,59 @@ class ShardWriter:
         self._jobs = jobs
 
     def write(self, records: Iterable[BatchRecord], group_key: str, attempt: int,
-              window_start: dt.datetime | None, window_end: dt.datetime | None) -> ShardResult:
-        """``records`` is iterated twice (Beam's grouped values are re-iterable); ``group_key``
-        names the jobs (window and pane), so it must be unique per group within the run."""
+              window_start: dt.datetime | None, window_end: dt.datetime | None,
+              family: str, also_in: tuple[str, ...] = ()) -> ShardResult:
+        """``records`` is iterated three times (Beam's grouped values are re-iterable); ``group_key``
+        names the jobs (window and pane), so it must be unique per group within the run;
+        ``family`` groups the keys whose jobs a rerun may find its records in (a window's panes);
+        ``also_in`` names other families whose jobs may hold them too.
+
+        Each existing job's index is the truth: a record an existing job of the family holds is
+        harvested from that job, never placed again; only the others get new jobs, whose names
+        no existing job has. So a rerun with the same run id creates no job twice, and a changed
+        input loses or duplicates no record.
+        """
         cfg = self._config
         result = ShardResult()
+        run_jobs = {j.name for j in self._jobs.list(name_contains=run_prefix(cfg.run_id))}
+        held = self._held_records((family, *also_in), attempt, run_jobs,
+                                  {r.record_id for r in records})
+        # (a record two jobs hold, which no run of this code makes, goes to the first by name)
+        owner = {rid: name for name in sorted(held, reverse=True) for rid in held[name][0]}
         # Pass 1: ids and sizes only.
-        sized = sorted((r.record_id, r.size_bytes) for r in records
-                       if oversized(r.size_bytes, cfg.quotas) is None)
-        plan, placements = plan_sizes([size for _, size in sized], cfg.quotas,
+        adopted: dict[str, list[tuple[str, int]]] = {}
+        fresh: list[tuple[str, int]] = []
+        for r in records:
+            if r.record_id in owner:
+                adopted.setdefault(owner[r.record_id], []).append((r.record_id, r.size_bytes))
+            elif oversized(r.size_bytes, cfg.quotas) is None:
+                fresh.append((r.record_id, r.size_bytes))
+        fresh.sort()
+        plan, placements = plan_sizes([size for _, size in fresh], cfg.quotas,
                                       UndersizedPolicy(cfg.undersized_policy))
-        placement_of = {rid: p for (rid, _), p in zip(sized, placements)}
+        placement_of = {rid: p for (rid, _), p in zip(fresh, placements)}
         # The assigner may open more jobs than planned when byte quotas force it: count from it.
         job_records: dict[int, int] = {}
         job_bytes: dict[int, int] = {}
-        for (_, size), p in zip(sized, placements):
+        for (_, size), p in zip(fresh, placements):
             if p.job_index is not None:
                 job_records[p.job_index] = job_records.get(p.job_index, 0) + 1
                 job_bytes[p.job_index] = job_bytes.get(p.job_index, 0) + size
-        names = [job_name(cfg.run_id, group_key, attempt, j) for j in range(len(job_records))]
-        existing = self._jobs.reconcile(names, run_prefix(cfg.run_id)) if names else {}
+        names = self._new_names(group_key, attempt, len(job_records), run_jobs)
 
-        # Pass 2: stream each record into its shard's temp file (and index sidecar).
+        # Pass 2: stream each new record into its shard's temp file (and index sidecar).
         with tempfile.TemporaryDirectory(prefix="shards-") as tmp:
             handles: dict[tuple[int, int], tuple[Any, Any]] = {}
             try:
                 for record in records:
+                    if record.record_id in owner:
+                        continue
                     placement = placement_of.get(record.record_id)
                     if placement is None:
                         result.oversized.append(self._oversized(record))
                     elif placement.job_index is None:
                         result.undersized.append(record)
-                    elif names[placement.job_index] not in existing:
-                        # (a job an earlier run created keeps the files it was created with)
+                    else:
                         key = (placement.job_index, placement.file_index)
                         if key not in handles:
                             base = os.path.join(tmp, f"{key[0]}-{key[1]}")
@@ -88,30 +110,85 @@ class ShardWriter:
                 for data, index in handles.values():
                     data.close()
                     index.close()
-            self._upload(tmp, names, existing, sorted(handles))
+            self._upload(tmp, names, family, attempt, sorted(handles))
 
-        specs = tuple(
-            JobSpec(job_name=name, client_request_token=client_token(name), model_id=cfg.model_id,
-                    input_s3_uri=layout.job_input_prefix(cfg.base_uri, cfg.run_id, name),
-                    output_s3_uri=layout.output_prefix(cfg.base_uri, cfg.run_id),
-                    record_count=job_records[j], input_bytes=job_bytes[j],
-                    window_start=window_start, window_end=window_end, attempt=attempt)
-            for j, name in enumerate(names))
+        specs = [self._spec(name, job_records[j], job_bytes[j], window_start, window_end, attempt)
+                 for j, name in enumerate(names)]
+        for name, placed in sorted(adopted.items()):
+            ids = frozenset(rid for rid, _ in placed)
+            left_out = held[name][1] - len(ids)
+            result.records_adopted += len(ids)
+            result.records_not_in_input += left_out
+            if left_out:
+                log.warning("job %s (created earlier with this run id) holds %d record(s) that are "
+                            "not among this group's records: they are not emitted from it",
+                            name, left_out)
+            specs.append(self._spec(name, len(ids), sum(size for _, size in placed), window_start,
+                                    window_end, attempt, ids if left_out else None))
         for spec in specs:
             log.info("planned %s: %d records, %d bytes%s", spec.job_name, spec.record_count,
-                     spec.input_bytes, " (exists, not rewritten)" if spec.job_name in existing else "")
+                     spec.input_bytes, "" if spec.job_name in names else " (exists, adopted)")
         if specs:
-            result.batch = JobBatch(cfg.model_id, specs, cfg.poll_interval_seconds)
+            result.batch = JobBatch(cfg.model_id, tuple(specs), cfg.poll_interval_seconds)
         return result
 
-    def _upload(self, tmp: str, names: list[str], existing: dict, shards: list[tuple[int, int]]) -> None:
+    def _spec(self, name: str, records: int, size: int, window_start: dt.datetime | None,
+              window_end: dt.datetime | None, attempt: int,
+              record_ids: frozenset[str] | None = None) -> JobSpec:
+        cfg = self._config
+        return JobSpec(job_name=name, client_request_token=client_token(name), model_id=cfg.model_id,
+                       input_s3_uri=layout.job_input_prefix(cfg.base_uri, cfg.run_id, name),
+                       output_s3_uri=layout.output_prefix(cfg.base_uri, cfg.run_id),
+                       record_count=records, input_bytes=size, window_start=window_start,
+                       window_end=window_end, attempt=attempt, record_ids=record_ids)
+
+    def _held_records(self, families: tuple[str, ...], attempt: int, run_jobs: set[str],
+                      wanted: set[str]) -> dict[str, tuple[set[str], int]]:
+        """For every existing job of the families that holds some of the ``wanted`` recordIds:
+        those ids and how many records it holds in all, from its index (only wanted ids are kept,
+        so memory is bounded by the group, not by the families).
+
+        A marker whose job does not exist is a job never created (a crash before its submission,
+        or a create the service refused): it holds no record."""
+        cfg = self._config
+        held: dict[str, tuple[set[str], int]] = {}
+        markers = [uri for family in families for uri in self._storage.list(
+            layout.family_prefix(cfg.base_uri, cfg.run_id, attempt, family))]
+        for marker in markers:
+            name = marker.rsplit("/", 1)[-1]
+            if name not in run_jobs:
+                continue
+            found: set[str] = set()
+            total = 0
+            for uri in self._storage.list(layout.index_prefix(cfg.base_uri, cfg.run_id, name)):
+                for entry in iter_index(self._storage.read_lines(uri)):
+                    total += 1
+                    if entry.record_id in wanted:
+                        found.add(entry.record_id)
+            if found:
+                held[name] = (found, total)
+        return held
+
+    def _new_names(self, group_key: str, attempt: int, count: int, run_jobs: set[str]) -> list[str]:
+        """Names for ``count`` new jobs: the first generation none of whose names exists yet, so
+        an unchanged first run gets generation 0 and a rerun never reuses a created job's name."""
+        run_id = self._config.run_id
+        generation = 0
+        while any(job_name(run_id, group_key, attempt, j, generation) in run_jobs
+                  for j in range(count)):
+            generation += 1
+        return [job_name(run_id, group_key, attempt, j, generation) for j in range(count)]
+
+    def _upload(self, tmp: str, names: list[str], family: str, attempt: int,
+                shards: list[tuple[int, int]]) -> None:
         cfg = self._config
         for name in names:
-            if name not in existing:
-                # Files left by an earlier run that never created this job (same run id, other
-                # input) must not be mixed into it.
-                self._storage.delete_prefix(layout.job_input_prefix(cfg.base_uri, cfg.run_id, name))
-                self._storage.delete_prefix(layout.index_prefix(cfg.base_uri, cfg.run_id, name))
+            # Files left by an earlier run that never created this job (same run id, other
+            # input, or a crash mid-upload) must not be mixed into it.
+            self._storage.delete_prefix(layout.job_input_prefix(cfg.base_uri, cfg.run_id, name))
+            self._storage.delete_prefix(layout.index_prefix(cfg.base_uri, cfg.run_id, name))
+            self._storage.write_text(
+                layout.family_prefix(cfg.base_uri, cfg.run_id, attempt, family) + name, "")
         for j, f in shards:
             base = os.path.join(tmp, f"{j}-{f}")
             self._storage.upload(base + ".jsonl", layout.job_input_prefix(

@@ -18,6 +18,7 @@ from transforms.storage import Storage
 FAILURES = "failures"
 ON_DEMAND = "on_demand"
 DEFERRED = "deferred"
+CARRIED = "c"  # job family (and group key prefix) of the carried tails' jobs
 
 
 def window_bounds(window: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -34,6 +35,8 @@ class ShardingDoFn(beam.DoFn):
         self._attempt = attempt
         self._jobs_planned = Metrics.counter("bedrock", "jobs_planned")
         self._records_sharded = Metrics.counter("bedrock", "records_sharded")
+        self._records_adopted = Metrics.counter("bedrock", "records_adopted")
+        self._records_not_in_input = Metrics.counter("bedrock", "records_not_in_input")
 
     def setup(self) -> None:
         self._writer = ShardWriter(self._config, Storage(self._config.aws.client("s3")),
@@ -41,6 +44,8 @@ class ShardingDoFn(beam.DoFn):
 
     def _emit(self, result: ShardResult) -> Iterator[Any]:
         self._records_sharded.inc(result.records_sharded)
+        self._records_adopted.inc(result.records_adopted)
+        self._records_not_in_input.inc(result.records_not_in_input)
         for failure in result.oversized:
             yield beam.pvalue.TaggedOutput(FAILURES, failure)
         if result.batch is not None:
@@ -57,11 +62,16 @@ class WriteShardsFn(ShardingDoFn):
         # A window fires more than once in streaming (early when a full job is ready, late for
         # resubmissions): each pane gets job names of its own.
         key = layout.window_key(start, pane.index if pane is not None else 0)
-        result = self._writer.write(element[1], key, self._attempt, start, end)
+        # A rerun's panes need not match the first run's: records are looked up window-wide, and
+        # in the carried tails' jobs (a record the first run deferred may fill a job now).
+        result = self._writer.write(element[1], key, self._attempt, start, end,
+                                    family=layout.window_key(start), also_in=(CARRIED,))
         yield from self._emit(result)
         policy = self._config.undersized_policy
         for record in result.undersized:
-            if policy == "on-demand":
+            # Retries too few for a job of their own (a few record errors of a big job, the
+            # usual case) would otherwise never be retried: they go on-demand whatever the policy.
+            if policy == "on-demand" or self._attempt > 1:
                 yield beam.pvalue.TaggedOutput(ON_DEMAND, record)
             elif policy == "defer":
                 yield beam.pvalue.TaggedOutput(DEFERRED, record)

@@ -22,6 +22,10 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
+class StorageError(RuntimeError):
+    """An object operation S3 reported as failed for some keys."""
+
+
 class Storage:
     """Read, write and list objects by URI (``s3://...`` or a local path)."""
 
@@ -40,6 +44,14 @@ class Storage:
         else:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(local_path, uri)
+
+    def write_text(self, uri: str, text: str) -> None:
+        if uri.startswith("s3://"):
+            bucket, key = split_s3(uri)
+            self._client().put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+        else:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            Path(uri).write_text(text, encoding="utf-8")
 
     def read_lines(self, uri: str) -> Iterator[str]:
         """Yield text lines without loading the whole object into memory."""
@@ -68,9 +80,16 @@ class Storage:
         if prefix.startswith("s3://"):
             bucket, _ = split_s3(prefix)
             uris = self.list(prefix)
+            failed: list[str] = []
             for start in range(0, len(uris), 1000):  # DeleteObjects takes 1,000 keys a call
                 keys = [{"Key": split_s3(u)[1]} for u in uris[start:start + 1000]]
-                self._client().delete_objects(Bucket=bucket, Delete={"Objects": keys})
+                response = self._client().delete_objects(Bucket=bucket, Delete={"Objects": keys})
+                # DeleteObjects answers 200 even when some keys were not deleted: check each.
+                failed += [f"s3://{bucket}/{e.get('Key')} ({e.get('Code')}: {e.get('Message')})"
+                           for e in response.get("Errors", [])]
+            if failed:
+                raise StorageError(f"could not delete {len(failed)} object(s) under {prefix}: "
+                                   + "; ".join(failed[:10]) + ("; ..." if len(failed) > 10 else ""))
         else:
             shutil.rmtree(prefix, ignore_errors=True)
 
