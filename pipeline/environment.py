@@ -46,7 +46,8 @@ def environment(opts: BedrockBatchOptions, quotas: Quotas) -> Iterator[Environme
                                     bedrock_runtime_endpoint_url=opts.bedrock_runtime_endpoint_url),
                           quotas)
         return
-    from pipeline.local.backend import CREDENTIALS, DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
+    from pipeline.local.backend import (DEFAULT_BUCKET, FOREIGN_CREDENTIAL_VARS, SERVICE_ROLE_ARN,
+                                        LocalBackend)
     from pipeline.local.jobs_store import Timing
 
     with LocalBackend(quotas=quotas, bucket=DEFAULT_BUCKET,
@@ -54,13 +55,15 @@ def environment(opts: BedrockBatchOptions, quotas: Quotas) -> Iterator[Environme
         saved = dict(os.environ)
         # Beam's own S3 filesystem (reading s3:// inputs) picks these up through boto3.
         os.environ.update(backend.env())
+        for name in FOREIGN_CREDENTIAL_VARS:  # the local endpoints reject a foreign session token
+            os.environ.pop(name, None)
         try:
             yield Environment(AwsConfig(region=backend.region,
                                         s3_endpoint_url=backend.s3_endpoint_url,
                                         bedrock_endpoint_url=backend.bedrock_endpoint_url,
                                         bedrock_runtime_endpoint_url=backend.bedrock_endpoint_url,
-                                        access_key_id=CREDENTIALS["aws_access_key_id"],
-                                        secret_access_key=CREDENTIALS["aws_secret_access_key"]),
+                                        access_key_id=backend.credentials.access_key_id,
+                                        secret_access_key=backend.credentials.secret_access_key),
                               quotas, LOCAL_BUCKET_URI, SERVICE_ROLE_ARN,
                               default_poll_interval=1)  # local jobs take seconds, not hours
         finally:
