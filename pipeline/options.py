@@ -1,18 +1,22 @@
 """Every CLI flag as a Beam PipelineOption, so the transforms see them under any runner."""
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import uuid
 import datetime as dt
+from typing import Any, Callable
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.exit_codes import UsageError
 from transforms.aws import AwsConfig
 from transforms.config import DEFAULT_MODEL_ID, UNDERSIZED_POLICIES, BatchConfig
 from transforms.jobs import JobConfig
 from transforms.quotas import PROFILES, Quotas, profile
 from transforms.records import PromptConfig
+from transforms.redaction import redact_pii
 
 QUOTA_FLAGS = ("max_concurrent_jobs", "max_records_per_file", "max_records_per_job",
                "min_records_per_job", "max_file_bytes", "max_job_bytes")
@@ -95,6 +99,14 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "max-tokens", type=int, default=512, help="Max output tokens per summary")
         _flag(g, "temperature", type=float, default=0.2)
 
+        g = parser.add_argument_group("privacy")
+        _flag(g, "redact", action="store_true",
+              help="Mask card numbers (Luhn-checked), emails, phone numbers and US SSNs in the "
+                   "transcripts before they are sent (best-effort pattern matching)")
+        _flag(g, "redactor", metavar="MODULE:FUNCTION",
+              help="Your own redactor instead, a callable text -> (text, {kind: count}) "
+                   "importable on the workers (for example one calling Amazon Comprehend)")
+
         g = parser.add_argument_group("quotas and planning")
         _flag(g, "quota-profile", default="aws-default",
               choices=sorted(PROFILES) + ["service-quotas"],
@@ -139,6 +151,21 @@ def resolve_quotas(opts: BedrockBatchOptions, service_quotas=None) -> Quotas:
     return base.override(**{name: getattr(opts, name) for name in QUOTA_FLAGS})
 
 
+def resolve_redactor(opts: BedrockBatchOptions) -> Callable[[str], Any] | None:
+    """--redactor MODULE:FUNCTION, else the built-in one with --redact, else None."""
+    if not opts.redactor:
+        return redact_pii if opts.redact else None
+    module_name, _, attr = opts.redactor.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), attr) if attr else None
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"--redactor {opts.redactor!r} cannot be loaded ({e}): give "
+                         f"MODULE:FUNCTION importable from this Python") from None
+    if not callable(found):
+        raise UsageError(f"--redactor {opts.redactor!r} is not MODULE:FUNCTION naming a callable")
+    return found
+
+
 def batch_config(opts: BedrockBatchOptions, aws: AwsConfig, quotas: Quotas,
                  default_bucket_uri: str | None = None, default_role: str | None = None,
                  default_poll_interval: int = 60) -> BatchConfig:
@@ -163,4 +190,4 @@ def batch_config(opts: BedrockBatchOptions, aws: AwsConfig, quotas: Quotas,
                        quotas=quotas, undersized_policy=opts.undersized_policy, prompt=prompt,
                        aws=aws, max_record_retries=opts.max_record_retries,
                        poll_interval_seconds=opts.poll_interval_seconds or default_poll_interval,
-                       on_demand_rps=opts.on_demand_rps)
+                       on_demand_rps=opts.on_demand_rps, redactor=resolve_redactor(opts))

@@ -140,11 +140,26 @@ class Report:
         cost = estimate_cost(model_id, tin, tout)
         if cost is not None:
             lines.append(f"estimated cost  ${cost:.4f} at batch prices (estimate)")
+        redacted = redaction_line(self.counters)
+        if redacted:
+            lines.append(redacted)
         if self.get("failures_rejected"):
             lines.append(f"NOT WRITTEN     {self.get('failures_rejected')} failure rows the "
                          f"failures table rejected (logged above)")
         lines.append(f"written to      {destination}")
         return lines
+
+
+def redaction_line(counters: dict[str, int]) -> str | None:
+    """What --redact masked, or None when no redaction ran."""
+    kinds = {name[len("redacted_"):]: n for name, n in sorted(counters.items())
+             if name.startswith("redacted_")}
+    if not counters.get("redaction_transcripts") and not kinds:
+        return None
+    labels = {"ssns": "SSNs"}
+    found = ", ".join(f"{n} {labels.get(kind, kind.replace('_', ' '))}" for kind, n in kinds.items())
+    return (f"redacted        {found or 'nothing'} in {counters.get('redaction_transcripts', 0)} "
+            f"transcripts (best-effort)")
 
 
 def run(options: PipelineOptions, config: BatchConfig) -> Report:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 from transforms.aws import AwsConfig
 from transforms.jobs import JobConfig, validate_run_id
@@ -27,6 +28,9 @@ class BatchConfig:
     max_record_retries: int = 2
     poll_interval_seconds: int = 60
     on_demand_rps: float = 1.0  # InvokeModel calls per second per worker (on-demand policy)
+    # text -> (redacted text, {kind: count}), applied before submission; picklable (a module-level
+    # function or an object of a module-level class). None sends the text as read.
+    redactor: Callable[[str], "tuple[str, Mapping[str, int]]"] | None = None
 
     def __post_init__(self) -> None:
         validate_run_id(self.run_id)
@@ -44,6 +48,9 @@ class BatchConfig:
 
         if self.on_demand_rps <= 0:
             raise ValueError("--on-demand-rps must be > 0")
+        if self.redactor is not None and not callable(self.redactor):
+            raise ValueError(f"redactor {self.redactor!r} must be a callable text -> "
+                             f"(text, counts)")
 
     @property
     def max_attempts(self) -> int:

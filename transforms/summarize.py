@@ -23,6 +23,7 @@ from transforms.config import BatchConfig
 from transforms.on_demand import InvokeOnDemand
 from transforms.model import BatchRecord, Failure, Transcript, encode_jsonl_line, truncate_raw
 from transforms.records import assign_record_ids, build_record, record_id_for
+from transforms.redaction_stage import RedactTranscripts
 
 FAILURES = "failures"
 # Longest a job may take (168 h timeout) plus a day of queueing: resubmissions arriving this late
@@ -139,8 +140,13 @@ class SummarizeTranscripts(beam.PTransform):
             raise ValueError("SummarizeTranscripts got an unbounded PCollection in the global "
                              "window, which never closes: apply beam.WindowInto("
                              "window.FixedWindows(seconds)) first (the CLI: --window-seconds)")
+        redaction_failures = []
+        if cfg.redactor is not None:  # before the records: unredacted text never reaches a shard
+            redacted = transcripts | "Redact" >> RedactTranscripts(cfg.redactor)
+            transcripts, redaction_failures = redacted["transcripts"], [redacted["failures"]]
         prepared = transcripts | "Prepare" >> PrepareRecords(cfg)
         summaries, failures = [], [prepared["failures"]]
+        failures += redaction_failures
         records = prepared["records"]
         for attempt in range(1, cfg.max_attempts + 1):
             result = records | f"Round{attempt}" >> BatchRound(cfg, attempt)
