@@ -131,8 +131,8 @@ def _remote_aws(opts: BedrockBatchOptions) -> AwsConfig:
     """Clients for commands that look at existing jobs: real AWS, or a running serve-local."""
     if opts.backend == "local" and not opts.bedrock_endpoint_url:
         raise ValueError("this command looks at existing jobs: start `python -m pipeline "
-                         "serve-local` and pass the --bedrock-endpoint-url it prints (and "
-                         "AWS_ENDPOINT_URL_S3), or use --backend aws")
+                         "serve-local`, export the environment it prints (endpoints and its "
+                         "key) and pass the --bedrock-endpoint-url it prints, or use --backend aws")
     return AwsConfig(region=opts.aws_region, profile=opts.aws_profile,
                      bedrock_endpoint_url=opts.bedrock_endpoint_url,
                      bedrock_runtime_endpoint_url=opts.bedrock_runtime_endpoint_url)

@@ -8,6 +8,7 @@ import datetime as dt
 import http.client
 import json
 import logging
+import socket
 from unittest import mock
 from urllib.parse import urlsplit
 
@@ -286,3 +287,26 @@ def test_each_backend_has_its_own_random_key() -> None:
     assert first.access_key_id != second.access_key_id
     assert first.secret_access_key != second.secret_access_key
     assert first.secret_access_key not in repr(first)
+
+
+def test_a_client_that_stalls_mid_body_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Declares 100 bytes, sends 10, then waits: the server lets go instead of waiting forever
+    (the idle timeout is cut from 60 s to 1 s here)."""
+    import pipeline.local.s3 as local_s3_module
+    import pipeline.local.service as service_module
+
+    monkeypatch.setattr(local_s3_module, "IDLE_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(service_module, "IDLE_TIMEOUT_SECONDS", 1)
+    with LocalBackend() as backend:
+        for url in (backend.s3_endpoint_url, backend.bedrock_endpoint_url):
+            parts = urlsplit(url)
+            with socket.create_connection((parts.hostname, parts.port), timeout=30) as conn:
+                conn.sendall(b"PUT /bkt/key HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+                             b"0123456789")
+                answer = b""
+                while chunk := conn.recv(65536):  # until the server closes the connection
+                    answer += chunk
+            if url == backend.s3_endpoint_url:  # S3 answers with its error first
+                assert b"<Code>RequestTimeout</Code>" in answer
+            else:  # the Bedrock service just closes
+                assert answer == b""

@@ -53,8 +53,7 @@ def _error(start_response: Callable, status: int, code: str, message: str,
             f"<RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>").encode()
     reason = {400: "Bad Request", 403: "Forbidden", 501: "Not Implemented"}.get(status, "Error")
     start_response(f"{status} {reason}", [("Content-Type", "application/xml"),
-                                          ("Content-Length", str(len(body))),
-                                          ("Connection", "close")])
+                                          ("Content-Length", str(len(body)))])
     return [body]
 
 
@@ -82,14 +81,19 @@ class SigV4Guard:
                           f"Your proposed upload of {length} bytes exceeds the maximum allowed "
                           f"object size of {MAX_BODY_BYTES} bytes for one PUT")
         stream = environ["wsgi.input"]
-        if chunked:  # werkzeug has de-chunked it; read one byte past the limit to detect excess
-            body = stream.read(MAX_BODY_BYTES + 1)
-            if len(body) > MAX_BODY_BYTES:
-                return _error(start_response, 400, "EntityTooLarge",
-                              f"Your upload exceeds the maximum allowed object size of "
-                              f"{MAX_BODY_BYTES} bytes for one PUT")
-        else:
-            body = stream.read(length) if length else b""
+        try:
+            if chunked:  # werkzeug has de-chunked it; one byte past the limit shows excess
+                body = stream.read(MAX_BODY_BYTES + 1)
+                if len(body) > MAX_BODY_BYTES:
+                    return _error(start_response, 400, "EntityTooLarge",
+                                  f"Your upload exceeds the maximum allowed object size of "
+                                  f"{MAX_BODY_BYTES} bytes for one PUT")
+            else:
+                body = stream.read(length) if length else b""
+        except TimeoutError:  # the client stopped sending before the end of its body
+            return _error(start_response, 400, "RequestTimeout",
+                          "Your socket connection to the server was not read from or written to "
+                          "within the timeout period.")
         raw_path, _, raw_query = environ.get("RAW_URI", environ.get("PATH_INFO", "/")).partition("?")
         request = SignedRequest(environ["REQUEST_METHOD"], raw_path, raw_query,
                                 EnvironHeaders(environ), body)
@@ -108,10 +112,6 @@ class SigV4Guard:
         environ.pop("HTTP_TRANSFER_ENCODING", None)
         environ.pop("wsgi.input_terminated", None)
         return self._app(environ, start_response)
-
-
-class _Handler(MotoRequestHandler):
-    timeout = IDLE_TIMEOUT_SECONDS
 
 
 class LocalS3:
@@ -148,8 +148,9 @@ class LocalS3:
         app = SigV4Guard(DomainDispatcherApplication(create_backend_app), self.credentials,
                          self.region)
         # port=0 lets the OS pick a free port; endpoint_url asks the bound socket which one.
+        handler = type("Handler", (MotoRequestHandler,), {"timeout": IDLE_TIMEOUT_SECONDS})
         self._server = make_server(self._host, self._port, app, threaded=True,
-                                   request_handler=_Handler)
+                                   request_handler=handler)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True, name="local-s3")
         self._thread.start()
