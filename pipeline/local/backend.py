@@ -26,6 +26,7 @@ FOREIGN_CREDENTIAL_VARS = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
 def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the endpoints reachable from this machine only."""
     if host == "localhost":
         return True
     try:
@@ -38,7 +39,8 @@ class LocalBackend:
     """Both local endpoints with the settings a pipeline or test needs to reach them.
 
     Both accept only requests SigV4-signed with ``credentials`` (a fresh random pair per backend
-    unless given), so other users and processes on the machine cannot use them.
+    unless given), so nobody without the key can use them: not other users of the machine, nor
+    a web page that makes the browser send requests to localhost.
     """
 
     def __init__(self, quotas: Quotas | None = None, faults: Faults | None = None,

@@ -68,8 +68,8 @@ def instructions(backend: LocalBackend) -> str:
     """How to point boto3, the AWS CLI and Beam at the running backend.
 
     It includes this backend's secret key: the user who started it needs the key to reach it,
-    the banner goes to that user's terminal only (never to a log), and the key is random per
-    start, so a copy that leaks opens nothing once the backend has stopped.
+    the banner goes to that user's stdout (the request log never shows it), and the key is random
+    per start, so a copy that leaks opens nothing once the backend has stopped.
     """
     env = backend.env()
     s3, bedrock = backend.s3_endpoint_url, backend.bedrock_endpoint_url
