@@ -89,8 +89,36 @@ def verify(request: SignedRequest, credentials: LocalCredentials, region: str, s
         if not date_text and request.headers.get("Date"):
             date_text = _from_http_date(request.headers["Date"])
     signed_at = _parse_amz_date(date_text)
+    scope = _check_scope(request, query, auth["credential"], date_text, credentials, region,
+                         service)
+    signed_headers = _check_signed_headers(request, auth["signed_headers"], presigned)
+    _check_time(signed_at, date_text, now, max_skew, auth.get("expires") if presigned else None)
+    canonical = "\n".join([
+        request.method.upper(),
+        _canonical_path(request.raw_path, s3),
+        _canonical_query(q for q in query if not (presigned and q[0] == "X-Amz-Signature")),
+        _canonical_headers(request.headers, signed_headers) + "\n",
+        ";".join(signed_headers),
+        _payload_hash(request, s3, presigned),
+    ])
+    string_to_sign = "\n".join([ALGORITHM, date_text, "/".join(scope),
+                                hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
+    key = f"AWS4{credentials.secret_access_key}".encode()
+    for part in scope:  # date, region, service, "aws4_request"
+        key = _hmac(key, part)
+    expected = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), auth["signature"].encode("utf-8")):
+        raise AuthError("signature", "The request signature we calculated does not match the "
+                                     "signature you provided. Check your AWS Secret Access Key "
+                                     "and signing method. Consult the service documentation for "
+                                     "details.")
 
-    key_id, scope_date, scope_region, scope_service, terminator = _scope_parts(auth["credential"])
+
+def _check_scope(request: SignedRequest, query: list[tuple[str, str]], credential: str,
+                 date_text: str, credentials: LocalCredentials, region: str,
+                 service: str) -> list[str]:
+    """The credential scope (date, region, service, terminator) once it is the expected one."""
+    key_id, scope_date, scope_region, scope_service, terminator = _scope_parts(credential)
     if key_id != credentials.access_key_id:
         raise AuthError("unknown_key", "The security token included in the request is invalid.")
     if request.headers.get("X-Amz-Security-Token") is not None or any(
@@ -106,8 +134,11 @@ def verify(request: SignedRequest, credentials: LocalCredentials, region: str, s
                                   f"'{scope_region}' is wrong; expecting '{region}'", detail=region)
     if scope_service != service or terminator != "aws4_request":
         raise AuthError("scope", f"Credential should be scoped to correct service: '{service}'.")
+    return [scope_date, scope_region, scope_service, terminator]
 
-    signed_headers = auth["signed_headers"].split(";")
+
+def _check_signed_headers(request: SignedRequest, listed: str, presigned: bool) -> list[str]:
+    signed_headers = listed.split(";")
     if "host" not in signed_headers:
         raise AuthError("malformed", "'Host' or ':authority' must be a 'SignedHeader' in the "
                                      "AWS Authorization.")
@@ -116,42 +147,27 @@ def verify(request: SignedRequest, credentials: LocalCredentials, region: str, s
     if unsigned_amz and not presigned:
         raise AuthError("malformed", f"There were headers present in the request which were not "
                                      f"signed: {', '.join(unsigned_amz)}")
+    return signed_headers
 
-    if presigned:
-        if now > signed_at + dt.timedelta(seconds=auth["expires"]):
+
+def _check_time(signed_at: dt.datetime, date_text: str, now: dt.datetime,
+                max_skew: dt.timedelta, expires: int | None) -> None:
+    """Within the clock-skew window; a presigned URL (``expires`` seconds) also not expired."""
+    if expires is not None:
+        if now > signed_at + dt.timedelta(seconds=expires):
             raise AuthError("expired", "Request has expired")
         if signed_at - now > max_skew:
             raise AuthError("skew", "Request is not yet valid")
-    elif abs(now - signed_at) > max_skew:
-        minutes = int(max_skew.total_seconds() // 60)
-        stamp = now.strftime(_AMZ_DATE)
-        if signed_at < now:
-            raise AuthError("skew", f"Signature expired: {date_text} is now earlier than "
-                                    f"{(now - max_skew).strftime(_AMZ_DATE)} ({stamp} - {minutes} min.)")
-        raise AuthError("skew", f"Signature not yet current: {date_text} is still later than "
-                                f"{(now + max_skew).strftime(_AMZ_DATE)} ({stamp} + {minutes} min.)")
-
-    payload_hash = _payload_hash(request, s3, presigned)
-    canonical = "\n".join([
-        request.method.upper(),
-        _canonical_path(request.raw_path, s3),
-        _canonical_query(q for q in query if not (presigned and q[0] == "X-Amz-Signature")),
-        _canonical_headers(request.headers, signed_headers) + "\n",
-        ";".join(signed_headers),
-        payload_hash,
-    ])
-    string_to_sign = "\n".join([
-        ALGORITHM, date_text, f"{scope_date}/{scope_region}/{scope_service}/aws4_request",
-        hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
-    key = _hmac(f"AWS4{credentials.secret_access_key}".encode(), scope_date)
-    for part in (scope_region, scope_service, "aws4_request"):
-        key = _hmac(key, part)
-    expected = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, auth["signature"]):
-        raise AuthError("signature", "The request signature we calculated does not match the "
-                                     "signature you provided. Check your AWS Secret Access Key "
-                                     "and signing method. Consult the service documentation for "
-                                     "details.")
+        return
+    if abs(now - signed_at) <= max_skew:
+        return
+    minutes = int(max_skew.total_seconds() // 60)
+    stamp = now.strftime(_AMZ_DATE)
+    if signed_at < now:
+        raise AuthError("skew", f"Signature expired: {date_text} is now earlier than "
+                                f"{(now - max_skew).strftime(_AMZ_DATE)} ({stamp} - {minutes} min.)")
+    raise AuthError("skew", f"Signature not yet current: {date_text} is still later than "
+                            f"{(now + max_skew).strftime(_AMZ_DATE)} ({stamp} + {minutes} min.)")
 
 
 def _hmac(key: bytes, msg: str) -> bytes:
