@@ -19,7 +19,7 @@ import time
 import tracemalloc
 from typing import Callable, Iterator
 
-from pipeline.local.backend import CREDENTIALS, DEFAULT_BUCKET, SERVICE_ROLE_ARN
+from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from transforms.aws import AwsConfig
 from transforms.config import BatchConfig
 from transforms.jobs import JobConfig, JobsClient
@@ -68,19 +68,22 @@ def naive(records: Records, storage: Storage, base: str, per_file: int) -> None:
 
 
 @contextlib.contextmanager
-def serve_local() -> Iterator[tuple[str, str]]:
-    """`python -m pipeline serve-local` in a subprocess; yields its S3 and Bedrock endpoints."""
+def serve_local() -> Iterator[tuple[str, str, dict[str, str]]]:
+    """`python -m pipeline serve-local` in a subprocess; yields its S3 and Bedrock endpoints and
+    the credentials it printed."""
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve-local", "--s3-port", "0",
                              "--bedrock-port", "0"], stdout=subprocess.PIPE, text=True)
     try:
         urls: dict[str, str] = {}
+        exports: dict[str, str] = {}
         for line in proc.stdout:
             match = re.match(r"\s+(S3|Bedrock) endpoint:\s+(\S+)", line)
             if match:
                 urls[match[1]] = match[2]
-            if len(urls) == 2:
+            exports.update(re.findall(r"export (AWS_\w+)=(\S+)", line))
+            if line.startswith("Press Ctrl-C"):
                 break
-        yield urls["S3"], urls["Bedrock"]
+        yield urls["S3"], urls["Bedrock"], exports
     finally:
         proc.terminate()
         proc.wait()
@@ -91,10 +94,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     args = parser.parse_args()
     quotas = Quotas(max_records_per_file=5_000, max_records_per_job=50_000, min_records_per_job=1)
-    with serve_local() as (s3_url, bedrock_url):
+    with serve_local() as (s3_url, bedrock_url, exports):
         aws = AwsConfig(region="us-east-1", s3_endpoint_url=s3_url, bedrock_endpoint_url=bedrock_url,
-                        access_key_id=CREDENTIALS["aws_access_key_id"],
-                        secret_access_key=CREDENTIALS["aws_secret_access_key"])
+                        access_key_id=exports["AWS_ACCESS_KEY_ID"],
+                        secret_access_key=exports["AWS_SECRET_ACCESS_KEY"])
         config = BatchConfig(base_uri=f"s3://{DEFAULT_BUCKET}/bench", run_id="bench",
                              job=JobConfig(role_arn=SERVICE_ROLE_ARN), quotas=quotas, aws=aws)
         storage = Storage(aws.client("s3"))

@@ -172,8 +172,9 @@ def collect_command(argv: list[str]) -> int:
 def jobs_command(argv: list[str]) -> int:
     options, opts = _options(argv)
     if opts.backend == "local" and not opts.bedrock_endpoint_url:
-        raise UsageError("jobs looks at existing jobs: start `python -m pipeline serve-local` "
-                         "and pass the --bedrock-endpoint-url it prints, or use --backend aws")
+        raise UsageError("jobs looks at existing jobs: start `python -m pipeline serve-local`, "
+                         "export the environment it prints (endpoints and its key) and pass the "
+                         "--bedrock-endpoint-url it prints, or use --backend aws")
     client = JobsClient(aws_from_flags(opts, options).client("bedrock"),
                         JobConfig(role_arn="unused"))
     rows = list(client.list(name_contains=opts.run_id, status=opts.status))

@@ -106,7 +106,8 @@ def environment(options: PipelineOptions, quotas: Quotas) -> Iterator[Environmen
     if opts.backend == "aws":
         yield Environment(aws_from_flags(opts, options), quotas)
         return
-    from pipeline.local.backend import CREDENTIALS, DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
+    from pipeline.local.backend import (DEFAULT_BUCKET, SERVICE_ROLE_ARN,
+                                        LocalBackend)
     from pipeline.local.jobs_store import Timing
 
     with LocalBackend(quotas=quotas, bucket=DEFAULT_BUCKET,
@@ -115,7 +116,7 @@ def environment(options: PipelineOptions, quotas: Quotas) -> Iterator[Environmen
                                     s3_endpoint_url=backend.s3_endpoint_url,
                                     bedrock_endpoint_url=backend.bedrock_endpoint_url,
                                     bedrock_runtime_endpoint_url=backend.bedrock_endpoint_url,
-                                    access_key_id=CREDENTIALS["aws_access_key_id"],
-                                    secret_access_key=CREDENTIALS["aws_secret_access_key"]),
+                                    access_key_id=backend.credentials.access_key_id,
+                                    secret_access_key=backend.credentials.secret_access_key),
                           quotas, LOCAL_BUCKET_URI, SERVICE_ROLE_ARN,
                           default_poll_interval=1)  # local jobs take seconds, not hours

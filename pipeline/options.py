@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import json
 import logging
 import re
 import uuid
 import datetime as dt
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
@@ -19,6 +20,7 @@ from transforms.config import (DEFAULT_INPUT_LATENESS_SECONDS, DEFAULT_MODEL_ID,
 from transforms.jobs import JobConfig
 from transforms.quotas import PROFILES, Quotas, profile
 from transforms.records import PromptConfig
+from transforms.redaction import redact_pii
 from transforms.validation import DEFAULT_MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,14 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "system-prompt-file", help="File with the system prompt")
         _flag(g, "max-tokens", type=int, default=512, help="Max output tokens per summary")
         _flag(g, "temperature", type=float, default=0.2)
+
+        g = parser.add_argument_group("privacy")
+        _flag(g, "redact", action="store_true",
+              help="Mask card numbers (Luhn-checked), emails, phone numbers and US SSNs in the "
+                   "transcripts before they are sent (best-effort pattern matching)")
+        _flag(g, "redactor", metavar="MODULE:FUNCTION",
+              help="Your own redactor instead, a callable text -> (text, {kind: count}) "
+                   "importable on the workers (for example one calling Amazon Comprehend)")
 
         g = parser.add_argument_group("quotas and planning")
         _flag(g, "quota-profile", default="aws-default",
@@ -261,6 +271,21 @@ def resolve_quotas(opts: BedrockBatchOptions, service_quotas=None) -> Quotas:
     return base.override(**{name: getattr(opts, name) for name in QUOTA_FLAGS})
 
 
+def resolve_redactor(opts: BedrockBatchOptions) -> Callable[[str], Any] | None:
+    """--redactor MODULE:FUNCTION, else the built-in one with --redact, else None."""
+    if not opts.redactor:
+        return redact_pii if opts.redact else None
+    module_name, _, attr = opts.redactor.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), attr) if attr else None
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"--redactor {opts.redactor!r} cannot be loaded ({e}): give "
+                         f"MODULE:FUNCTION importable from this Python") from None
+    if not callable(found):
+        raise UsageError(f"--redactor {opts.redactor!r} is not MODULE:FUNCTION naming a callable")
+    return found
+
+
 def batch_config(opts: BedrockBatchOptions, aws: AwsConfig, quotas: Quotas,
                  default_bucket_uri: str | None = None, default_role: str | None = None,
                  default_poll_interval: int = 60) -> BatchConfig:
@@ -286,4 +311,5 @@ def batch_config(opts: BedrockBatchOptions, aws: AwsConfig, quotas: Quotas,
                        aws=aws, max_record_retries=opts.max_record_retries,
                        poll_interval_seconds=opts.poll_interval_seconds or default_poll_interval,
                        on_demand_rps=opts.on_demand_rps,
-                       on_demand_concurrency=opts.on_demand_concurrency)
+                       on_demand_concurrency=opts.on_demand_concurrency,
+                       redactor=resolve_redactor(opts))

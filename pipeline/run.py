@@ -289,6 +289,9 @@ class Report:
         elif self.unaccounted < 0:
             lines.append(f"NOT ACCOUNTED   {-self.unaccounted} more rows out than records in: "
                          f"rows were produced twice, or the source did not count them")
+        redacted = redaction_line(self.counters)
+        if redacted:
+            lines.append(redacted)
         lines.append(f"written to      {', '.join(self.written) if self.written else 'nothing'}")
         lines.append(self._verdict())
         return lines
@@ -307,6 +310,18 @@ class Report:
         else:
             why = "every record is a summary or a failure row"
         return f"exit code       {code}: {why}"
+
+
+def redaction_line(counters: dict[str, int]) -> str | None:
+    """What --redact masked, or None when no redaction ran."""
+    kinds = {name[len("redacted_"):]: n for name, n in sorted(counters.items())
+             if name.startswith("redacted_")}
+    if not counters.get("redaction_transcripts") and not kinds:
+        return None
+    labels = {"ssns": "SSNs"}
+    found = ", ".join(f"{n} {labels.get(kind, kind.replace('_', ' '))}" for kind, n in kinds.items())
+    return (f"redacted        {found or 'nothing'} in {counters.get('redaction_transcripts', 0)} "
+            f"transcripts (best-effort)")
 
 
 def run(options: PipelineOptions, config: BatchConfig) -> Report:

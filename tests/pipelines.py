@@ -12,7 +12,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline.local.backend import CREDENTIALS, DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
+from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
 from transforms.aws import AwsConfig
 from transforms.config import BatchConfig
 from transforms.jobs import JobConfig
@@ -29,8 +29,8 @@ def local_config(backend: LocalBackend, run_id: str | None = None, **overrides: 
     aws = AwsConfig(region=backend.region, s3_endpoint_url=backend.s3_endpoint_url,
                     bedrock_endpoint_url=backend.bedrock_endpoint_url,
                     bedrock_runtime_endpoint_url=backend.bedrock_endpoint_url,
-                    access_key_id=CREDENTIALS["aws_access_key_id"],
-                    secret_access_key=CREDENTIALS["aws_secret_access_key"])
+                    access_key_id=backend.credentials.access_key_id,
+                    secret_access_key=backend.credentials.secret_access_key)
     # moto keeps S3 state per process, so each test run gets a run id of its own.
     run_id = run_id or f"t{uuid.uuid4().hex[:12]}"
     settings = dict(base_uri=f"s3://{DEFAULT_BUCKET}/runs", run_id=run_id, job=job,

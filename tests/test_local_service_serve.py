@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from pipeline.local.backend import CREDENTIALS, SERVICE_ROLE_ARN, LocalBackend
+from pipeline.local.backend import SERVICE_ROLE_ARN, LocalBackend
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing
 from pipeline.local.serve import backend_from_args, build_parser
@@ -46,12 +46,15 @@ def test_serve_local_subprocess_serves_boto3_and_stops_on_ctrl_c() -> None:
     try:
         banner = read_banner(proc)
         exports = dict(re.findall(r"export (\w+)=(\S+)", banner))
-        assert exports["AWS_ACCESS_KEY_ID"] == "testing" and exports["AWS_DEFAULT_REGION"] == "us-east-1"
+        assert exports["AWS_ACCESS_KEY_ID"].startswith("LOCAL")
+        assert exports["AWS_DEFAULT_REGION"] == "us-east-1"
         s3_url, bedrock_url = exports["AWS_ENDPOINT_URL_S3"], exports["AWS_ENDPOINT_URL_BEDROCK"]
         assert f"--s3_endpoint_url={s3_url}" in banner
         assert f"aws --endpoint-url {bedrock_url}" in banner
 
-        s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", **CREDENTIALS)
+        s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
+                          aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"])
         s3.put_object(Bucket="serve-local-test", Key="in/a.jsonl", Body="\n".join(record_lines(4)).encode())
         # A script that knows nothing but the printed environment reaches both endpoints.
         script = (

@@ -11,13 +11,17 @@ from typing import Any, Iterator
 
 import boto3
 import pytest
+from botocore.auth import S3SigV4Auth, SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
-from pipeline.local.backend import CREDENTIALS, SERVICE_ROLE_ARN
+from pipeline.local.backend import SERVICE_ROLE_ARN
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import TERMINAL, Timing
 from pipeline.local.s3 import LocalS3
 from pipeline.local.service import BedrockBatchService
+from pipeline.local.sigv4 import LocalCredentials
 from transforms.quotas import Quotas
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -53,7 +57,8 @@ def local_s3() -> Iterator[LocalS3]:
 
 @pytest.fixture(scope="session")
 def s3_client(local_s3: LocalS3) -> Any:
-    return boto3.client("s3", endpoint_url=local_s3.endpoint_url, region_name=REGION, **CREDENTIALS)
+    return boto3.client("s3", endpoint_url=local_s3.endpoint_url, region_name=REGION,
+                        **local_s3.credentials.boto3_kwargs())
 
 
 @pytest.fixture
@@ -65,12 +70,14 @@ def bucket(s3_client: Any) -> str:
 
 def start_service(local_s3: LocalS3, quotas: Quotas = LOOSE, faults: Faults | None = None,
                   timing: Timing = FAST) -> BedrockBatchService:
-    return BedrockBatchService(local_s3.endpoint_url, quotas, faults=faults, timing=timing).start()
+    return BedrockBatchService(local_s3.endpoint_url, quotas, faults=faults, timing=timing,
+                               credentials=local_s3.credentials).start()
 
 
 def bedrock_client(service: BedrockBatchService, **config: Any) -> Any:
     return boto3.client("bedrock", endpoint_url=service.endpoint_url, region_name=REGION,
-                        config=Config(**config) if config else None, **CREDENTIALS)
+                        config=Config(**config) if config else None,
+                        **service.credentials.boto3_kwargs())
 
 @pytest.fixture(scope="module")
 def service(local_s3: Any) -> Iterator[BedrockBatchService]:
@@ -82,6 +89,17 @@ def service(local_s3: Any) -> Iterator[BedrockBatchService]:
 @pytest.fixture(scope="module")
 def client(service: BedrockBatchService) -> Any:
     return bedrock_client(service)
+
+
+def signed_headers(credentials: LocalCredentials, method: str, url: str, body: bytes = b"",
+                   headers: dict[str, str] | None = None, service: str = "bedrock",
+                   region: str = REGION) -> dict[str, str]:
+    """The headers botocore's own SigV4 signer adds, for raw HTTP requests in tests."""
+    request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    signer = (S3SigV4Auth if service == "s3" else SigV4Auth)(
+        Credentials(credentials.access_key_id, credentials.secret_access_key), service, region)
+    signer.add_auth(request)
+    return dict(request.headers.items())
 
 
 def put_lines(s3: Any, bucket: str, key: str, lines: list[str]) -> str:

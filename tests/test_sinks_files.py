@@ -251,17 +251,19 @@ def s3():
     from pipeline.local.s3 import LocalS3
     with LocalS3() as server:
         client = boto3.client("s3", endpoint_url=server.endpoint_url, region_name="us-east-1",
-                              aws_access_key_id="test", aws_secret_access_key="test")
+                              **server.credentials.boto3_kwargs())
         client.create_bucket(Bucket="sinks-test")
-        yield server.endpoint_url, client
+        yield server, client
 
 
 @pytest.mark.parametrize("file_format", FORMATS)
 def test_writes_to_s3_through_beams_s3_filesystem(s3, tmp_path, file_format):
     """Real S3 protocol (moto server): the sinks write through Beam's S3 file handles."""
-    endpoint, client = s3
-    options = PipelineOptions([f"--s3_endpoint_url={endpoint}", "--s3_region_name=us-east-1",
-                               "--s3_access_key_id=test", "--s3_secret_access_key=test"])
+    server, client = s3
+    key = server.credentials
+    options = PipelineOptions([f"--s3_endpoint_url={server.endpoint_url}", "--s3_region_name=us-east-1",
+                               f"--s3_access_key_id={key.access_key_id}",
+                               f"--s3_secret_access_key={key.secret_access_key}"])
     elements = summaries(8)
     with BeamTestPipeline(options=options) as p:
         written = p | beam.Create(elements) | WriteSummaries(f"s3://sinks-test/{file_format}", format=file_format)

@@ -1,7 +1,7 @@
 """boto3 client settings shared by every DoFn: picklable, clients built in setup()."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # Throttling is retried by botocore itself (standard mode backs off with jitter); quota errors
@@ -22,7 +22,7 @@ class AwsConfig:
     # processes (Flink EXTERNAL environments) do not share the launcher's environment. On AWS
     # these stay None and the standard credential chain applies.
     access_key_id: str | None = None
-    secret_access_key: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)  # never in logs or errors
 
     def client(self, service: str, max_attempts: int | None = None) -> Any:
         """A boto3 client; ``max_attempts`` overrides botocore's retries (1: the caller retries)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 from transforms.aws import AwsConfig
 from transforms.jobs import JobConfig, validate_run_id
@@ -33,6 +34,9 @@ class BatchConfig:
     # below it) and how many calls may be in flight at once.
     on_demand_rps: float = 20.0
     on_demand_concurrency: int = 8
+    # text -> (redacted text, {kind: count}), applied before submission; picklable (a module-level
+    # function or an object of a module-level class). None sends the text as read.
+    redactor: Callable[[str], "tuple[str, Mapping[str, int]]"] | None = None
 
     def __post_init__(self) -> None:
         validate_run_id(self.run_id)
@@ -52,6 +56,9 @@ class BatchConfig:
             raise ValueError(f"--on-demand-rps {self.on_demand_rps} must be > 0")
         if self.on_demand_concurrency < 1:
             raise ValueError(f"--on-demand-concurrency {self.on_demand_concurrency} must be >= 1")
+        if self.redactor is not None and not callable(self.redactor):
+            raise ValueError(f"redactor {self.redactor!r} must be a callable text -> "
+                             f"(text, counts)")
 
     @property
     def max_attempts(self) -> int:

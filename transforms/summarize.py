@@ -27,6 +27,7 @@ from transforms.model import (BatchRecord, Failure, Summary, Transcript, encode_
 from transforms.records import assign_record_ids, build_record, record_id_for
 from transforms.schema import row_problem
 from transforms.sources import DeduplicateTranscripts
+from transforms.redaction_stage import RedactTranscripts
 
 FAILURES = "failures"
 # Longest a job may take (168 h timeout) plus a day of queueing: resubmissions arriving this late
@@ -184,9 +185,13 @@ class SummarizeTranscripts(beam.PTransform):
             raise ValueError("SummarizeTranscripts got an unbounded PCollection in the global "
                              "window, which never closes: apply beam.WindowInto("
                              "window.FixedWindows(seconds)) first (the CLI: --window-seconds)")
+        redaction_failures = []
+        if cfg.redactor is not None:  # before the records: unredacted text never reaches a shard
+            redacted = transcripts | "Redact" >> RedactTranscripts(cfg.redactor)
+            transcripts, redaction_failures = redacted["transcripts"], [redacted["failures"]]
         unique = transcripts | "Dedup" >> DeduplicateTranscripts()
         prepared = unique["transcripts"] | "Prepare" >> PrepareRecords(cfg)
-        summaries, failures = [], [unique["failures"], prepared["failures"]]
+        summaries, failures = [], [*redaction_failures, unique["failures"], prepared["failures"]]
         records = prepared["records"]
         for attempt in range(1, cfg.max_attempts + 1):
             result = records | f"Round{attempt}" >> BatchRound(cfg, attempt)

@@ -1,6 +1,8 @@
 """LocalBackend: local S3 plus the local Bedrock batch service, started together on free ports."""
 from __future__ import annotations
 
+import ipaddress
+import logging
 from typing import Any
 
 import boto3
@@ -12,26 +14,49 @@ from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import ACCOUNT_ID, Timing
 from pipeline.local.s3 import LocalS3
 from pipeline.local.service import BedrockBatchService
+from pipeline.local.sigv4 import LocalCredentials
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BUCKET = "bedrock-batch-local"
 # The local service accepts any well-formed role; this one reads well in examples and docs.
 SERVICE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/BedrockBatchInferenceLocalRole"
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# Credentials of other origins that boto3 would otherwise send along with the local key pair.
+FOREIGN_CREDENTIAL_VARS = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the endpoints reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class LocalBackend:
-    """Both local endpoints with the settings a pipeline or test needs to reach them."""
+    """Both local endpoints with the settings a pipeline or test needs to reach them.
+
+    Both accept only requests SigV4-signed with ``credentials`` (a fresh random pair per backend
+    unless given), so nobody without the key can use them: not other users of the machine, nor
+    a web page that makes the browser send requests to localhost.
+    """
 
     def __init__(self, quotas: Quotas | None = None, faults: Faults | None = None,
                  timing: Timing | None = None, region: str = "us-east-1", host: str = "127.0.0.1",
                  s3_port: int = 0, bedrock_port: int = 0, bucket: str | None = None,
-                 quiet: bool = True) -> None:
+                 quiet: bool = True, credentials: LocalCredentials | None = None) -> None:
         self.region = region
         self.bucket = bucket
         self.quotas = quotas or PROFILES["aws-default"]
-        self._s3 = LocalS3(host=host, port=s3_port, quiet=quiet)
+        self.credentials = credentials or LocalCredentials.generate()
+        self._host = host
+        self._s3 = LocalS3(host=host, port=s3_port, quiet=quiet, credentials=self.credentials,
+                           region=region)
         self._settings = dict(quotas=self.quotas, faults=faults, timing=timing, region=region,
-                              host=host, port=bedrock_port, log_requests=not quiet)
+                              host=host, port=bedrock_port, log_requests=not quiet,
+                              credentials=self.credentials)
         self.service: BedrockBatchService | None = None
 
     @property
@@ -47,6 +72,10 @@ class LocalBackend:
     def start(self) -> "LocalBackend":
         if self.service is not None:
             return self
+        if not is_loopback(self._host):
+            log.warning("the local backend listens on %s, reachable from other machines: anyone "
+                        "there who learns its credentials can use it (the default is 127.0.0.1)",
+                        self._host)
         self._s3.start()
         try:
             self.service = BedrockBatchService(self._s3.endpoint_url, **self._settings).start()
@@ -75,8 +104,8 @@ class LocalBackend:
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
             "AWS_ENDPOINT_URL_BEDROCK": self.bedrock_endpoint_url,
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.bedrock_endpoint_url,
-            "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+            "AWS_ACCESS_KEY_ID": self.credentials.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.secret_access_key,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
         }
@@ -88,7 +117,8 @@ class LocalBackend:
         if service not in endpoints:
             raise ValueError(f"the local backend serves {sorted(endpoints)}, not {service!r}")
         return boto3.client(service, endpoint_url=endpoints[service], region_name=self.region,
-                            config=Config(**config) if config else None, **CREDENTIALS)
+                            config=Config(**config) if config else None,
+                            **self.credentials.boto3_kwargs())
 
     def _ensure_bucket(self, name: str) -> None:
         s3 = self.boto3_client("s3")

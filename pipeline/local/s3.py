@@ -1,31 +1,142 @@
-"""Local S3: moto's standalone server on a free localhost port, started and stopped by code."""
+"""Local S3: moto's S3 on a free localhost port behind a SigV4 check, started and stopped by code."""
 from __future__ import annotations
 
+import datetime as dt
+import io
 import logging
-from typing import Any
+import re
+import threading
+import uuid
+from typing import Any, Callable, Iterable
+from xml.sax.saxutils import escape
 
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
+                                           create_backend_app)
+from werkzeug.datastructures import EnvironHeaders
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from pipeline.local.sigv4 import AuthError, LocalCredentials, SignedRequest, verify
+
+log = logging.getLogger(__name__)
+
+# S3's documented limit for one PUT; larger objects need a multipart upload.
+MAX_BODY_BYTES = 5 * 1024**3
+# S3 refuses requests whose clock is more than 15 minutes off.
+MAX_SKEW = dt.timedelta(minutes=15)
+# A client that stops sending mid-request is dropped after this long instead of holding a thread.
+IDLE_TIMEOUT_SECONDS = 60
+
+# (HTTP status, S3 error code, message or None to use the AuthError's message).
+_S3_AUTH_ERRORS = {
+    "missing": (403, "AccessDenied", "Access Denied"),
+    "malformed": (400, "AuthorizationHeaderMalformed", None),
+    "unknown_key": (403, "InvalidAccessKeyId",
+                    "The AWS Access Key Id you provided does not exist in our records."),
+    "token": (400, "InvalidToken", "The provided token is malformed or otherwise invalid."),
+    "scope": (400, "AuthorizationHeaderMalformed", None),
+    "region": (400, "AuthorizationHeaderMalformed", None),
+    "skew": (403, "RequestTimeTooSkewed",
+             "The difference between the request time and the current time is too large."),
+    "expired": (403, "AccessDenied", None),
+    "signature": (403, "SignatureDoesNotMatch",
+                  "The request signature we calculated does not match the signature you "
+                  "provided. Check your key and signing method."),
+    "payload_mismatch": (400, "XAmzContentSHA256Mismatch", None),
+    "unsupported_payload": (501, "NotImplemented", None),
+}
+
+
+def _error(start_response: Callable, status: int, code: str, message: str,
+           extra: str = "") -> Iterable[bytes]:
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{escape(message)}</Message>{extra}"
+            f"<RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>").encode()
+    reason = {400: "Bad Request", 403: "Forbidden", 501: "Not Implemented"}.get(status, "Error")
+    start_response(f"{status} {reason}", [("Content-Type", "application/xml"),
+                                          ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class SigV4Guard:
+    """WSGI middleware: only requests signed with the local credentials reach moto.
+
+    It also reads the body itself, so a bad or oversized Content-Length is answered with a 400
+    before moto (or a stalled client) can hold the request.
+    """
+
+    def __init__(self, app: Callable, credentials: LocalCredentials, region: str) -> None:
+        self._app = app
+        self._credentials = credentials
+        self._region = region
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        chunked = environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
+        if length_text and not re.fullmatch(r"\d+", length_text):
+            return _error(start_response, 400, "InvalidArgument",
+                          f"Content-Length {length_text!r} is not a whole number of bytes")
+        length = int(length_text or 0)
+        if length > MAX_BODY_BYTES:
+            return _error(start_response, 400, "EntityTooLarge",
+                          f"Your proposed upload of {length} bytes exceeds the maximum allowed "
+                          f"object size of {MAX_BODY_BYTES} bytes for one PUT")
+        stream = environ["wsgi.input"]
+        try:
+            if chunked:  # werkzeug has de-chunked it; one byte past the limit shows excess
+                body = stream.read(MAX_BODY_BYTES + 1)
+                if len(body) > MAX_BODY_BYTES:
+                    return _error(start_response, 400, "EntityTooLarge",
+                                  f"Your upload exceeds the maximum allowed object size of "
+                                  f"{MAX_BODY_BYTES} bytes for one PUT")
+            else:
+                body = stream.read(length) if length else b""
+        except TimeoutError:  # the client stopped sending before the end of its body
+            return _error(start_response, 400, "RequestTimeout",
+                          "Your socket connection to the server was not read from or written to "
+                          "within the timeout period.")
+        raw_path, _, raw_query = environ.get("RAW_URI", environ.get("PATH_INFO", "/")).partition("?")
+        request = SignedRequest(environ["REQUEST_METHOD"], raw_path, raw_query,
+                                EnvironHeaders(environ), body)
+        try:
+            verify(request, self._credentials, self._region, "s3",
+                   dt.datetime.now(dt.timezone.utc), MAX_SKEW, s3=True)
+        except AuthError as e:
+            status, code, message = _S3_AUTH_ERRORS[e.reason]
+            extra = ""
+            if e.reason == "region":  # botocore reads <Region> and re-signs for that region
+                message, extra = (f"The authorization header is malformed; {e.message}",
+                                  f"<Region>{escape(e.detail)}</Region>")
+            return _error(start_response, status, code, message or e.message, extra)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ.pop("wsgi.input_terminated", None)
+        return self._app(environ, start_response)
 
 
 class LocalS3:
-    """A real S3-compatible HTTP endpoint (moto server) for boto3, the AWS CLI and Beam's S3 filesystem.
+    """A real S3-compatible HTTP endpoint (moto) for boto3, the AWS CLI and Beam's S3 filesystem.
 
-    Moto keeps its data in process-wide state, so two LocalS3 instances in one process see the
-    same buckets; use distinct bucket names when that matters.
+    Every request must be SigV4-signed with ``credentials`` for ``region`` (a fresh random
+    pair when none is given). Moto keeps its data in process-wide state, so two LocalS3
+    instances in one process see the same buckets; use distinct bucket names when that matters.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
+                 credentials: LocalCredentials | None = None, region: str = "us-east-1") -> None:
         self._host = host
         self._quiet = quiet
         self._port = port
-        self._server: ThreadedMotoServer | None = None
-        self._bound: tuple[str, int] | None = None
+        self.credentials = credentials or LocalCredentials.generate()
+        self.region = region
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def endpoint_url(self) -> str:
-        if self._bound is None:
+        if self._server is None:
             raise RuntimeError("LocalS3 is not running; call start() or use it as a context manager")
-        host, port = self._bound
+        host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> "LocalS3":
@@ -34,18 +145,25 @@ class LocalS3:
         if self._quiet:
             # Moto serves through werkzeug, which logs every request at INFO on its own logger.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
-        server.start()
-        self._server = server
-        # port=0 lets the OS pick a free port; ask the bound socket which one it chose.
-        self._bound = (self._host, server.get_host_and_port()[1])
+        app = SigV4Guard(DomainDispatcherApplication(create_backend_app), self.credentials,
+                         self.region)
+        # port=0 lets the OS pick a free port; endpoint_url asks the bound socket which one.
+        handler = type("Handler", (MotoRequestHandler,), {"timeout": IDLE_TIMEOUT_SECONDS})
+        self._server = make_server(self._host, self._port, app, threaded=True,
+                                   request_handler=handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True, name="local-s3")
+        self._thread.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
+            self._server.shutdown()
+            self._server.server_close()
             self._server = None
-            self._bound = None
+            if self._thread is not None:
+                self._thread.join()
+                self._thread = None
 
     def __enter__(self) -> "LocalS3":
         return self.start()

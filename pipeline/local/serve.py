@@ -10,7 +10,8 @@ from typing import Any
 
 from transforms.quotas import profile
 
-from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
+from pipeline.local.backend import (DEFAULT_BUCKET, FOREIGN_CREDENTIAL_VARS, SERVICE_ROLE_ARN,
+                                    LocalBackend)
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing
 
@@ -26,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the embedded local backend (S3 + Bedrock batch inference API) on localhost "
                     "for boto3, the AWS CLI and Beam pipelines. Its model is a local extractive "
                     "summarizer, not a real LLM.")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: 127.0.0.1; any other address is reachable from "
+                        "other machines and is warned about)")
     p.add_argument("--s3-port", type=int, default=5100, help="S3 port; 0 picks a free one (default: 5100)")
     p.add_argument("--bedrock-port", type=int, default=5101,
                    help="Bedrock port; 0 picks a free one (default: 5101)")
@@ -62,7 +65,12 @@ def backend_from_args(args: argparse.Namespace) -> LocalBackend:
 
 
 def instructions(backend: LocalBackend) -> str:
-    """How to point boto3, the AWS CLI and Beam at the running backend."""
+    """How to point boto3, the AWS CLI and Beam at the running backend.
+
+    It includes this backend's secret key: the user who started it needs the key to reach it,
+    the banner goes to that user's stdout (the request log never shows it), and the key is random
+    per start, so a copy that leaks opens nothing once the backend has stopped.
+    """
     env = backend.env()
     s3, bedrock = backend.s3_endpoint_url, backend.bedrock_endpoint_url
     lines = [
@@ -72,8 +80,9 @@ def instructions(backend: LocalBackend) -> str:
         f"  Bucket:           {backend.bucket or '(none created)'}",
         f"  Service role ARN: {SERVICE_ROLE_ARN}",
         "",
-        "Environment for boto3 / the AWS CLI (paste into a shell):",
+        "Environment for boto3 / the AWS CLI (paste into a shell; the key is new at every start):",
         *(f"  export {k}={v}" for k, v in env.items()),
+        f"  unset {' '.join(FOREIGN_CREDENTIAL_VARS)}",
         "",
         "AWS CLI flags:",
         f"  aws --endpoint-url {bedrock} --region {backend.region} bedrock list-model-invocation-jobs",

@@ -28,13 +28,16 @@ OPERATIONS = (
 class ApiError(Exception):
     """An error the service returns to the client as a rest-json error response."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self._status = status  # for errors the service model does not declare (auth, HTTP)
 
     @property
     def status(self) -> int:
+        if self._status is not None:
+            return self._status
         try:
             shape = service_model().shape_for(self.code)
         except NoShapeFoundError:  # codes the model does not declare (SerializationException)
