@@ -55,7 +55,7 @@ def test_streaming_on_flink(tmp_path, flink_job_endpoint):
     with files_arriving(tmp_path / "inbox") as inbox:
         _run(["run", "--input", str(inbox / "*.jsonl"), "--output", str(tmp_path / "out"),
               "--sink", "jsonl", "--window-seconds", "3", "--watch-interval-seconds", "1",
-              "--watch-seconds", "10", "--min-records-per-job", "1",
+              "--watch-seconds", "45", "--min-records-per-job", "1",
               "--environment_type", "LOOPBACK"]
              + flink_pipeline_args(flink_job_endpoint, streaming=True))
     summaries = read_rows(tmp_path / "out" / "summaries")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -18,10 +19,42 @@ BATCHES = 3
 PER_BATCH = 8
 
 
-def _drop_files(folder: Path, stop: threading.Event) -> None:
+# A batch is dropped this long after the previous one was read, so the two are found in
+# different fixed windows of --window-seconds 3 (files are timestamped when found).
+GAP_SECONDS = 3.5
+# How long to wait for the pipeline to read a batch before dropping the next one anyway.
+READ_WAIT_SECONDS = 90
+
+
+class _FilesRead(logging.Handler):
+    """Notes the files the source reports it has read (its "read FILE: ..." log line)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.read: set[str] = set()
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("read "):
+            with self.changed:
+                self.read.add(message[len("read "):].split(":", 1)[0])
+                self.changed.notify_all()
+
+    def wait_for(self, path: Path, stop: threading.Event) -> None:
+        deadline = time.monotonic() + READ_WAIT_SECONDS
+        with self.changed:
+            while str(path) not in self.read and not stop.is_set():
+                if time.monotonic() > deadline:
+                    return
+                self.changed.wait(0.2)
+
+
+def _drop_files(folder: Path, stop: threading.Event, reads: _FilesRead) -> None:
     items = transcripts(BATCHES * PER_BATCH, prefix="live")
     for batch in range(BATCHES):
-        if stop.wait(2.5):
+        if batch and (reads.wait_for(folder / f"batch-{batch - 1}.jsonl", stop)
+                      or stop.wait(GAP_SECONDS)):
             return
         chunk = items[batch * PER_BATCH:(batch + 1) * PER_BATCH]
         tmp = folder / f".batch-{batch}.tmp"
@@ -31,16 +64,23 @@ def _drop_files(folder: Path, stop: threading.Event) -> None:
 
 @contextlib.contextmanager
 def files_arriving(folder: Path) -> Iterator[Path]:
-    """A folder that receives a batch of transcripts every 2.5 s while the block runs."""
+    """A folder that receives a batch of transcripts, then another each time the pipeline has
+    read the previous one and GAP_SECONDS have passed: the batches fall into different windows
+    however slowly the pipeline starts on a busy machine (the pipeline must run in this process,
+    as the DirectRunner and LOOPBACK workers do, for its log lines to be seen)."""
     folder.mkdir()
     stop = threading.Event()
-    dropper = threading.Thread(target=_drop_files, args=(folder, stop))
+    reads = _FilesRead()
+    source_log = logging.getLogger("transforms.sources")
+    source_log.addHandler(reads)
+    dropper = threading.Thread(target=_drop_files, args=(folder, stop, reads))
     dropper.start()
     try:
         yield folder
     finally:
         stop.set()
         dropper.join()
+        source_log.removeHandler(reads)
 
 
 def test_watched_folder_streams_into_windowed_jobs(tmp_path, capsys):
@@ -49,9 +89,9 @@ def test_watched_folder_streams_into_windowed_jobs(tmp_path, capsys):
         code = main(["run", "--streaming", "--input", str(inbox / "*.jsonl"),
                      "--output", str(tmp_path / "out"), "--sink", "jsonl",
                      "--window-seconds", "3", "--watch-interval-seconds", "1",
-                     "--watch-seconds", "10", "--min-records-per-job", "1", "--debug"])
+                     "--watch-seconds", "30", "--min-records-per-job", "1", "--debug"])
     assert code == 0
-    assert time.monotonic() - started < 120
+    assert time.monotonic() - started < 240
     summaries = read_rows(tmp_path / "out" / "summaries")
     assert sorted(r["transcript_id"] for r in summaries) == \
         sorted(t.id for t in transcripts(BATCHES * PER_BATCH, prefix="live"))

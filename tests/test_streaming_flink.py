@@ -11,11 +11,9 @@ import time
 from pathlib import Path
 
 import apache_beam as beam
-import boto3
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.local.backend import CREDENTIALS
 from tests.jvm_services import flink_pipeline_args
 from tests.pipelines import local_config, read_rows, transcripts
 from transforms.quotas import Quotas
@@ -49,8 +47,7 @@ def test_windows_are_submitted_while_the_watch_goes_on(tmp_path, local_backend_f
                                                          flink_job_endpoint):
     backend = local_backend_factory(quotas=Quotas(min_records_per_job=1))
     config = local_config(backend)
-    bedrock = boto3.client("bedrock", endpoint_url=backend.bedrock_endpoint_url,
-                           region_name=backend.region, **CREDENTIALS)
+    bedrock = backend.boto3_client("bedrock")
 
     def jobs_of_run() -> list[dict]:
         return bedrock.list_model_invocation_jobs(
