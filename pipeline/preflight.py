@@ -15,7 +15,6 @@ from typing import Any, Iterable
 from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions
 from transforms.config import BatchConfig
-from transforms.quotas import Quotas
 
 # botocore's pattern for CreateModelInvocationJob's roleArn, with the account id required.
 ROLE_ARN = re.compile(r"arn:aws(-[^:]+)?:iam::[0-9]{12}:role/.+")
@@ -42,18 +41,6 @@ def check_model(model_id: str, invocation_type: str) -> None:
         family_for(model_id, invocation_type)
     except ValueError as exc:
         raise UsageError(f"--model-id: {exc}") from None
-
-
-def check_quotas(quotas: Quotas) -> None:
-    """Quotas that contradict each other (min > max is refused by Quotas itself)."""
-    if quotas.max_records_per_file > quotas.max_records_per_job:
-        raise UsageError(f"--max-records-per-file ({quotas.max_records_per_file}) exceeds "
-                         f"--max-records-per-job ({quotas.max_records_per_job}): a file is part "
-                         f"of a job; lower --max-records-per-file")
-    if quotas.max_file_bytes > quotas.max_job_bytes:
-        raise UsageError(f"--max-file-bytes ({quotas.max_file_bytes}) exceeds --max-job-bytes "
-                         f"({quotas.max_job_bytes}): a file is part of a job; lower "
-                         f"--max-file-bytes")
 
 
 def _missing_dirs(path: str) -> list[str]:
@@ -183,7 +170,6 @@ def preflight(opts: BedrockBatchOptions, config: BatchConfig) -> None:
     """Every check, cheapest first."""
     check_role_arn(config.job.role_arn)
     check_model(config.model_id, config.job.model_invocation_type)
-    check_quotas(config.quotas)
     check_bucket(config.aws.client("s3"), config.base_uri)
     check_destinations(opts)
 

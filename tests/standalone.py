@@ -26,10 +26,13 @@ def standalone_backend() -> Iterator[LocalBackend]:
 
 
 @pytest.fixture
-def profile_file(tmp_path, monkeypatch) -> str:
+def profile_file(tmp_path, monkeypatch, standalone_backend) -> str:
+    """The profile a user would write from the key `serve-local` prints (new at every start)."""
+    key = standalone_backend.credentials
     config = tmp_path / "aws-config"
     config.write_text(f"[profile {PROFILE}]\nregion = us-east-1\n"
-                      "aws_access_key_id = testing\naws_secret_access_key = testing\n")
+                      f"aws_access_key_id = {key.access_key_id}\n"
+                      f"aws_secret_access_key = {key.secret_access_key}\n")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     return PROFILE
 

@@ -10,10 +10,9 @@ import pytest
 
 from pipeline.__main__ import main
 from pipeline.exit_codes import UsageError
-from pipeline.preflight import check_cost, check_quotas, check_role_arn, probe_output
+from pipeline.preflight import check_cost, check_role_arn, probe_output
 from tests.pipelines import transcripts
 from tests.standalone import aws_flags, profile_file, standalone_backend  # noqa: F401 (fixtures)
-from transforms.quotas import Quotas
 
 
 def _input(tmp_path: Path, count: int = 3) -> Path:
@@ -36,8 +35,6 @@ def _refused(capsys) -> str:
      "--bucket-uri s3://no-such-bucket/runs: bucket 'no-such-bucket' is not reachable"),
     (["--role-arn", "arn:aws:iam::12:role/x"], "--role-arn 'arn:aws:iam::12:role/x' is not an IAM"),
     (["--model-id", "acme.summarizer-v1"], "--model-id: model id 'acme.summarizer-v1' is not of a"),
-    (["--max-records-per-file", "600", "--max-records-per-job", "500"],
-     "--max-records-per-file (600) exceeds --max-records-per-job (500)"),
     (["--min-records-per-job", "600", "--max-records-per-job", "500"],
      "lower --min-records-per-job"),
     (["--run-id", "Bad_ID"], "--run-id 'Bad_ID': use lowercase letters"),
@@ -87,9 +84,6 @@ def test_pure_checks():
     check_role_arn("arn:aws-us-gov:iam::123456789012:role/path/Role")
     with pytest.raises(UsageError, match="not an IAM role ARN"):
         check_role_arn("arn:aws:iam::123456789012:user/alice")
-    check_quotas(Quotas())
-    with pytest.raises(UsageError, match="--max-file-bytes"):
-        check_quotas(Quotas(max_file_bytes=10, max_job_bytes=5))
     check_cost(0.5, 1.0, "m", 10)
     with pytest.raises(UsageError, match=r"estimated cost \$2.0000 for 10 records"):
         check_cost(2.0, 1.0, "m", 10)
