@@ -52,6 +52,10 @@ BACKLOG_TIMEOUT_SECONDS = 5.0
 # commits its output downstream regularly and the runner gets a chance to checkpoint.
 MAX_READ_SECONDS = 5.0
 METADATA_TIMEOUT_SECONDS = 30.0
+# Past its stop time a partition still reads what it holds (the runner may start one partition's
+# reader long after another's), but for at most this long, so a producer that outpaces the
+# consumer cannot keep a bounded read going.
+DRAIN_SECONDS = 120.0
 _NAMESPACE = "transcripts.kafka"
 
 
@@ -237,9 +241,16 @@ class _ReadPartitionFn(beam.DoFn):
             self._position = (part.topic, part.partition, offset)
 
     def _commit(self, part: KafkaPartition, next_offset: int) -> None:
-        # Courtesy only, for lag monitoring: restarts resume from the runner's restriction.
-        self._consumer.commit(offsets=[TopicPartition(part.topic, part.partition, next_offset)],
-                              asynchronous=True)
+        # Courtesy only, for lag monitoring: restarts resume from the runner's restriction. It
+        # waits for the broker: an asynchronous commit in flight is lost when the consumer is
+        # re-assigned to the next partition, once a process() call ends.
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(part.topic, part.partition, next_offset)],
+                asynchronous=False)
+        except KafkaException as err:
+            log.warning("Kafka %s/%d: offset %d not committed (%s); lag monitoring will lag",
+                        part.topic, part.partition, next_offset, err)
 
     @beam.DoFn.unbounded_per_element()
     def process(self, part: KafkaPartition,
@@ -253,14 +264,15 @@ class _ReadPartitionFn(beam.DoFn):
         try:
             while True:
                 now = time.time()
-                if part.stop_at is not None and now >= part.stop_at:
+                draining = part.stop_at is not None and now >= part.stop_at
+                if draining and (now >= part.stop_at + DRAIN_SECONDS or not self._backlog(part)):
                     tracker.try_claim(restriction.stop)  # past the end: the restriction is done
                     return
                 if time.monotonic() >= read_until:
                     tracker.defer_remainder(Duration(seconds=0))
                     return
                 timeout = self._poll_timeout
-                if part.stop_at is not None:
+                if part.stop_at is not None and not draining:
                     timeout = min(timeout, part.stop_at - now)
                 message = self._consumer.poll(timeout)
                 if message is None:
@@ -344,7 +356,8 @@ class ReadTranscriptsFromKafka(beam.PTransform):
 
     Returns {"transcripts": PCollection[Transcript], "failures": PCollection[Failure]}, both
     unbounded and timestamped with the message time. ``stop_after_seconds`` ends reading that
-    long after the partitions were listed (and, once in-flight work is done, the pipeline); None
+    long after the partitions were listed, once each partition has read the messages it already
+    held (for at most DRAIN_SECONDS more), and then, once in-flight work is done, the pipeline; None
     reads until the pipeline is cancelled. ``start_offset`` chooses where a new pipeline starts;
     a restarted one resumes from the runner's checkpointed offsets. ``consumer_config`` adds
     librdkafka settings (e.g. security.protocol, sasl.*). Partitions added to the topic after
