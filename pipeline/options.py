@@ -86,6 +86,9 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "kafka-format", default="json", choices=["json", "avro"],
               help="--sink kafka: message value encoding (avro carries its schema in the "
                    "'avro.schema' header)")
+        _flag(g, "kafka-delivery-timeout-seconds", type=float,
+              help="--sink kafka: how long the producer keeps retrying a row while the brokers "
+                   "are unreachable before the run fails (exit 1) (default: librdkafka's 300)")
 
         g = parser.add_argument_group("streaming (with Beam's --streaming)")
         _flag(g, "window-seconds", type=int,

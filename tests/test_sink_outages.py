@@ -1,0 +1,179 @@
+"""Sink outages on real services: a Kafka broker killed mid-run and restarted on the same port and
+log dir (a broker of this module's own, not the session one), and a BigQuery emulator that is
+not there. What is checked is what README's "Guarantees" promise: no row lost, duplicates
+allowed (counted and printed), and the documented exit code."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests import rows as sample_rows
+from tests.jvm_services import (KAFKA_LOG4J2, REPO_ROOT, STARTUP_TIMEOUT_S, ServiceProcess,
+                                broker_answers, free_port, jar_classpath, kafka_server_properties,
+                                port_open)
+from tests.pipelines import transcripts
+from transforms.sinks.kafka import WriteSummariesToKafka
+
+DEADLINE_S = 180.0
+
+
+class RestartableKafka:
+    """A single-node KRaft broker that can be killed (SIGKILL, as in a crash) and started again
+    on the same ports and log dir."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.broker_port, controller_port = free_port(), free_port()
+        self.bootstrap = f"127.0.0.1:{self.broker_port}"
+        self.properties = work / "server.properties"
+        self.properties.write_text(kafka_server_properties(work / "data", self.broker_port,
+                                                           controller_port))
+        log4j = work / "log4j2.properties"
+        log4j.write_text(KAFKA_LOG4J2)
+        self.java = ["java", "-Xms128m", "-Xmx512m", f"-Dlog4j2.configurationFile={log4j}",
+                     "-cp", jar_classpath("kafka")]
+        subprocess.run(self.java + ["kafka.tools.StorageTool", "format", "-t", str(uuid.uuid4()),
+                                    "-c", str(self.properties), "--standalone"],
+                       check=True, capture_output=True, cwd=work, timeout=STARTUP_TIMEOUT_S)
+        self.starts = 0
+        self.process: ServiceProcess | None = None
+
+    def start(self) -> None:
+        self.starts += 1
+        self.process = ServiceProcess("kafka broker", self.java + ["kafka.Kafka", str(self.properties)],
+                                      self.work / f"broker-{self.starts}.log", self.work)
+        self.process.wait_until(lambda: True if port_open(self.broker_port)
+                                and broker_answers(self.bootstrap) else None)
+
+    def kill(self) -> None:
+        os.killpg(self.process.process.pid, signal.SIGKILL)
+        self.process.process.wait(30)
+        self.process.stop()  # closes the log
+
+    def create_topic(self) -> str:
+        topic = f"outage-{uuid.uuid4().hex[:10]}"
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+        return topic
+
+    def keys(self, topic: str, at_least: int) -> Counter:
+        """Message keys of the topic, read from offset 0 until ``at_least`` arrived (plus a short
+        settle so duplicates show up too) or the deadline passed."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": uuid.uuid4().hex,
+                             "enable.auto.commit": False})
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        keys: Counter = Counter()
+        deadline, settle = time.monotonic() + 60, None
+        try:
+            while time.monotonic() < deadline:
+                if sum(keys.values()) >= at_least:
+                    settle = settle or time.monotonic() + 1.0
+                    if time.monotonic() > settle:
+                        break
+                msg = consumer.poll(0.2)
+                if msg is not None and msg.error() is None:
+                    keys[msg.key().decode()] += 1
+        finally:
+            consumer.close()
+        return keys
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@pytest.fixture
+def restartable_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableKafka]:
+    broker = RestartableKafka(tmp_path_factory.mktemp("kafka-outage"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def report_duplicates(what: str, keys: Counter) -> int:
+    duplicates = sum(n - 1 for n in keys.values())
+    print(f"{what}: {sum(keys.values())} messages, {len(keys)} distinct keys, {duplicates} duplicates")
+    return duplicates
+
+
+# --- Kafka: a broker down for less than the delivery timeout ------------------------------------
+
+# The gate below holds the pipeline thread (the DirectRunner runs bundles in this process) so
+# that the broker dies at a known point: after the first rows were delivered and before the rest
+# are produced. It only waits; every row still goes through the real sink to the real broker.
+_GATES: dict[str, dict[str, threading.Event]] = {}
+
+
+class _HoldAfter(beam.DoFn):
+    def __init__(self, gate: str, first: int, total: int) -> None:
+        self.gate, self.first, self.total = gate, first, total
+        self.seen = 0
+
+    def process(self, element):
+        events = _GATES[self.gate]
+        if self.seen == self.first:
+            events["first_sent"].set()
+            if not events["broker_down"].wait(DEADLINE_S):
+                raise TimeoutError("the test never killed the broker")
+        self.seen += 1
+        yield element
+        if self.seen == self.total:
+            events["all_produced"].set()
+
+
+def test_broker_killed_and_restarted_mid_bundle_loses_no_row(restartable_kafka):
+    """The broker dies after the first rows were delivered and while the rest are produced; it
+    comes back within librdkafka's message timeout, so the same bundle delivers everything."""
+    broker = restartable_kafka
+    topic = broker.create_topic()
+    items = sample_rows.summaries(40)
+    first = 10
+    gate = uuid.uuid4().hex
+    _GATES[gate] = {name: threading.Event() for name in ("first_sent", "broker_down", "all_produced")}
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
+                (p | beam.Create(items) | beam.ParDo(_HoldAfter(gate, first, len(items)))
+                 | WriteSummariesToKafka(broker.bootstrap, topic))
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    pipeline = threading.Thread(target=run)
+    pipeline.start()
+    try:
+        assert _GATES[gate]["first_sent"].wait(DEADLINE_S), errors
+        assert sum(broker.keys(topic, first).values()) >= first, "the first rows never arrived"
+        broker.kill()
+        _GATES[gate]["broker_down"].set()
+        assert _GATES[gate]["all_produced"].wait(DEADLINE_S), errors
+        # The rest are in the producer's queue and the broker is down: bring it back.
+        broker.start()
+        pipeline.join(DEADLINE_S)
+        assert not pipeline.is_alive(), "the pipeline did not finish after the broker came back"
+    finally:
+        _GATES[gate]["broker_down"].set()
+        pipeline.join(DEADLINE_S)
+        del _GATES[gate]
+    assert not errors, errors
+    keys = broker.keys(topic, len(items))
+    assert set(keys) == {s.transcript_id for s in items}
+    report_duplicates("summaries topic", keys)
