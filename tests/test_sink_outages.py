@@ -177,3 +177,70 @@ def test_broker_killed_and_restarted_mid_bundle_loses_no_row(restartable_kafka):
     keys = broker.keys(topic, len(items))
     assert set(keys) == {s.transcript_id for s in items}
     report_duplicates("summaries topic", keys)
+
+
+# --- Kafka: a broker down for longer than the delivery timeout, through the CLI -----------------
+
+def _cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "run", *args], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _read_stderr(process: subprocess.Popen, lines: list[str], seen: threading.Event,
+                 marker: str) -> None:
+    for line in process.stderr:
+        lines.append(line)
+        if marker in line:
+            seen.set()
+
+
+def test_broker_down_past_the_delivery_timeout_exits_1_and_a_rerun_delivers_every_row(
+        restartable_kafka, tmp_path):
+    """`run --sink kafka`: the broker dies once the batch jobs are submitted and stays down, so
+    the sink gives up after --kafka-delivery-timeout-seconds with one clear line and exit 1
+    (README: "an outage the run could not ride out"). After the broker is back, a rerun with
+    the same --run-id delivers every summary and failure row."""
+    broker = restartable_kafka
+    summaries_topic, failures_topic = broker.create_topic(), broker.create_topic()
+    items = transcripts(6, prefix="outage")
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items)
+                    + '{"id": "no-text"}\n')
+    args = ["--input", str(path), "--sink", "kafka", "--kafka-bootstrap-servers", broker.bootstrap,
+            "--kafka-summaries-topic", summaries_topic, "--kafka-failures-topic", failures_topic,
+            "--min-records-per-job", "1", "--run-id", f"outage-{uuid.uuid4().hex[:8]}",
+            "--kafka-delivery-timeout-seconds", "3"]
+
+    t0 = time.monotonic()
+    first = _cli(*args)
+    lines: list[str] = []
+    submitted = threading.Event()
+    reader = threading.Thread(target=_read_stderr, args=(first, lines, submitted, "submitted "))
+    reader.start()
+    try:
+        # Preflight found the broker; the job now runs for seconds before any row is produced.
+        assert submitted.wait(DEADLINE_S), "".join(lines)
+        broker.kill()
+        first.wait(DEADLINE_S)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        reader.join(DEADLINE_S)
+    stderr = "".join(lines)
+    print(f"first run: exit {first.returncode} after {time.monotonic() - t0:.0f}s")
+    assert first.returncode == 1, stderr
+    [error] = [line for line in lines if line.startswith("error: ")]
+    assert "_MSG_TIMED_OUT" in error and "--kafka-delivery-timeout-seconds" in error, error
+    assert "Kafka sink, topic" in stderr  # the warning while the broker was unreachable
+
+    broker.start()
+    second = _cli(*args)
+    out, err = second.communicate(timeout=DEADLINE_S)
+    print(f"both runs: {time.monotonic() - t0:.0f}s")
+    assert second.returncode == 0, out + err
+    summaries = broker.keys(summaries_topic, len(items))
+    failures = broker.keys(failures_topic, 1)
+    assert set(summaries) == {t.id for t in items}
+    assert set(failures) == {"no-text"}
+    report_duplicates("summaries topic", summaries)
+    report_duplicates("failures topic", failures)

@@ -166,9 +166,9 @@ class _ProduceToKafka(beam.DoFn):
         if self._failed:
             hint = ""
             if self._first_error.code() == KafkaError._MSG_TIMED_OUT:
-                hint = (f" (the brokers did not take them within message.timeout.ms = "
-                        f"{message_timeout_s(self.settings):g}s: --kafka-delivery-timeout-seconds "
-                        f"in the CLI)")
+                hint = (f" (no broker took them within message.timeout.ms = "
+                        f"{message_timeout_s(self.settings):g}s; rerun once the brokers are back, "
+                        f"or raise it: --kafka-delivery-timeout-seconds in the CLI)")
             self._fail(f"Kafka sink: {self._failed} of {self._sent} messages to topic {self.topic!r} "
                        f"failed delivery: {self._first_error.name()}: {self._first_error.str()}{hint}")
         self.delivered.inc(self._confirmed)
