@@ -27,6 +27,8 @@ from tests.jvm_services import (KAFKA_LOG4J2, REPO_ROOT, STARTUP_TIMEOUT_S, Serv
                                 broker_answers, free_port, jar_classpath, kafka_server_properties,
                                 port_open)
 from tests.pipelines import transcripts
+from tests.bq_services import BigQueryEmulator
+from transforms.sinks.bigquery import BigQueryUnreachable, WriteSummariesToBigQuery
 from transforms.sinks.kafka import WriteSummariesToKafka
 
 DEADLINE_S = 180.0
@@ -244,3 +246,32 @@ def test_broker_down_past_the_delivery_timeout_exits_1_and_a_rerun_delivers_ever
     assert set(failures) == {"no-text"}
     report_duplicates("summaries topic", summaries)
     report_duplicates("failures topic", failures)
+
+
+# --- BigQuery unreachable -----------------------------------------------------------------------
+
+def _write_to_bigquery(table: str, timeout_s: float) -> None:
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
+        (p | beam.Create(sample_rows.summaries(3))
+         | WriteSummariesToBigQuery(table, create_disposition="CREATE_NEVER",
+                                    unreachable_timeout_s=timeout_s))
+
+
+def _point_bigquery_at(monkeypatch: pytest.MonkeyPatch, emulator: BigQueryEmulator, url: str) -> None:
+    for key, value in emulator.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", url)
+
+
+def test_bigquery_on_a_closed_port_stops_after_the_timeout_with_a_clear_error(
+        bq_emulator, monkeypatch):
+    """Nothing listens on the port: instead of google-cloud-bigquery's 10 minutes of retries,
+    the insert gives up after unreachable_timeout_s and the run fails naming the table."""
+    _point_bigquery_at(monkeypatch, bq_emulator, f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(BigQueryUnreachable, match=r"BigQuery table "
+                                        r"emulator-project\.outage\.summaries: no answer within 3s"):
+        _write_to_bigquery(f"{bq_emulator.project}:outage.summaries", 3)
+    took = time.monotonic() - started
+    print(f"closed port: gave up after {took:.0f}s")
+    assert took < 90
