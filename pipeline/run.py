@@ -171,10 +171,14 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None
         if not all(tables):
             raise ValueError("--sink bigquery needs --bigquery-summaries-table and "
                              "--bigquery-failures-table (project:dataset.table)")
-        create = opts.bigquery_create_disposition
+        settings = dict(create_disposition=opts.bigquery_create_disposition,
+                        unreachable_timeout_s=opts.bigquery_unreachable_timeout_seconds)
+        if not opts.bigquery_unreachable_timeout_seconds > 0:
+            raise ValueError(f"--bigquery-unreachable-timeout-seconds "
+                             f"{opts.bigquery_unreachable_timeout_seconds:g} must be positive, e.g. 120")
         return ((f"bigquery:{tables[0]}", f"bigquery:{tables[1]}"),
-                WriteSummariesToBigQuery(tables[0], create_disposition=create),
-                WriteFailuresToBigQuery(tables[1], create_disposition=create))
+                WriteSummariesToBigQuery(tables[0], **settings),
+                WriteFailuresToBigQuery(tables[1], **settings))
     if not opts.output:
         raise ValueError(f"--output DIR is required with --sink {opts.sink}")
     root = files_root or opts.output

@@ -27,7 +27,8 @@ from tests.jvm_services import (KAFKA_LOG4J2, REPO_ROOT, STARTUP_TIMEOUT_S, Serv
                                 broker_answers, free_port, jar_classpath, kafka_server_properties,
                                 port_open)
 from tests.pipelines import transcripts
-from tests.bq_services import BigQueryEmulator
+from tests.bq_services import (LAUNCHER, PROJECT, BigQueryEmulator, _answers, emulator_python,
+                               write_offline_credentials)
 from transforms.sinks.bigquery import BigQueryUnreachable, WriteSummariesToBigQuery
 from transforms.sinks.kafka import WriteSummariesToKafka
 
@@ -275,3 +276,78 @@ def test_bigquery_on_a_closed_port_stops_after_the_timeout_with_a_clear_error(
     took = time.monotonic() - started
     print(f"closed port: gave up after {took:.0f}s")
     assert took < 90
+
+
+@pytest.fixture
+def own_bq_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BigQueryEmulator, ServiceProcess]]:
+    """A bqemulator of this test's own (the session one must stay up), started as the
+    ``bq_emulator`` fixture starts it, so the test can kill it."""
+    work = tmp_path_factory.mktemp("bq-outage")
+    rest_port, grpc_port = free_port(), free_port()
+    env = {**os.environ, "BQEMU_SPATIAL": "0", "BQEMU_ENABLE_FORMAT_EXTENSIONS": "false",
+           "BQEMU_LOG_LEVEL": "warning"}
+    service = ServiceProcess(
+        "bqemulator", [str(emulator_python()), str(LAUNCHER), "start", "--ephemeral",
+                       "--rest-host", "127.0.0.1", "--rest-port", str(rest_port),
+                       "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port),
+                       "--project", PROJECT],
+        work / "bqemulator.log", cwd=work, env=env)
+    try:
+        rest_url = service.wait_until(lambda: _answers(f"http://127.0.0.1:{rest_port}"))
+        yield BigQueryEmulator(rest_url, PROJECT, write_offline_credentials(work / "adc.json")), service
+    finally:
+        service.stop()
+
+
+def _create_tables(emulator: BigQueryEmulator) -> tuple[str, str]:
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS
+    from transforms.schema import bigquery_schema
+
+    client = bigquery.Client(project=emulator.project, credentials=AnonymousCredentials(),
+                             client_options=ClientOptions(api_endpoint=emulator.rest_url))
+    client.create_dataset("outage")
+    for name, fields in (("summaries", SUMMARY_FIELDS), ("failures", FAILURE_FIELDS)):
+        schema = [bigquery.SchemaField.from_api_repr(f) for f in bigquery_schema(fields)["fields"]]
+        client.create_table(bigquery.Table(f"{emulator.project}.outage.{name}", schema=schema))
+    client.close()
+    return f"{emulator.project}:outage.summaries", f"{emulator.project}:outage.failures"
+
+
+def test_bigquery_emulator_killed_mid_run_exits_1_with_a_clear_error(own_bq_emulator, tmp_path):
+    """`run --sink bigquery`: preflight finds both tables, then the emulator dies while the batch
+    job runs. The insert gives up after --bigquery-unreachable-timeout-seconds and the run ends
+    with one line naming the table and exit 1, as README's exit codes promise."""
+    emulator, service = own_bq_emulator
+    summaries_table, failures_table = _create_tables(emulator)
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"id": t.id, "text": t.text}) + "\n"
+                            for t in transcripts(4, prefix="bq")))
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--input", str(path), "--sink", "bigquery",
+         "--bigquery-summaries-table", summaries_table, "--bigquery-failures-table", failures_table,
+         "--bigquery-create-disposition", "CREATE_NEVER", "--min-records-per-job", "1",
+         "--bigquery-unreachable-timeout-seconds", "3"],
+        cwd=REPO_ROOT, env={**os.environ, **emulator.env()},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    submitted = threading.Event()
+    reader = threading.Thread(target=_read_stderr, args=(process, lines, submitted, "submitted "))
+    reader.start()
+    try:
+        assert submitted.wait(DEADLINE_S), "".join(lines)
+        service.stop()
+        process.wait(DEADLINE_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        reader.join(DEADLINE_S)
+    print(f"emulator killed: exit {process.returncode} after {time.monotonic() - started:.0f}s")
+    assert process.returncode == 1, "".join(lines)
+    [error] = [line for line in lines if line.startswith("error: ")]
+    assert "BigQueryUnreachable: BigQuery table emulator-project.outage." in error, error
+    assert "no answer within 3s" in error, error
