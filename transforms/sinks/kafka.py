@@ -14,11 +14,14 @@ portable, ...). One message per row:
   it without a registry; consumers that already hold ``transforms.schema.avro_schema`` can
   ignore the header. ``RowEncoder.decode`` is the inverse of the encoding for either format.
 
-Delivery: every bundle ends with ``flush()`` and every delivery report is checked. A delivery
-error, a fatal producer error or a flush timeout raises ``KafkaDeliveryError`` (one line naming
-the topic and the error), so the runner retries the bundle: delivery is at-least-once, and a
-retried bundle may write some rows twice (consumers de-duplicate by key and ``record_id`` /
-``created_at`` if they need to). The idempotent producer (default) only removes duplicates caused
+Delivery: every bundle ends with ``flush()`` and every delivery report is checked. While no
+broker answers, librdkafka retries each message until ``message.timeout.ms`` (300 s unless
+set), so a broker back within that time loses nothing. A delivery error (that timeout
+included), a fatal producer error or a flush timeout raises ``KafkaDeliveryError`` (one line
+naming the topic and the error) and fails the bundle. A runner that retries bundles produces it
+again; the DirectRunner does not, so the run fails and a rerun produces the rows again.
+Delivery is at-least-once, and a retried bundle or a rerun may write some rows twice (consumers
+de-duplicate by key and ``record_id`` / ``created_at`` if they need to). The idempotent producer (default) only removes duplicates caused
 by the producer's own retries within one bundle.
 """
 from __future__ import annotations
