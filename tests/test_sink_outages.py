@@ -351,3 +351,54 @@ def test_bigquery_emulator_killed_mid_run_exits_1_with_a_clear_error(own_bq_emul
     [error] = [line for line in lines if line.startswith("error: ")]
     assert "BigQueryUnreachable: BigQuery table emulator-project.outage." in error, error
     assert "no answer within 3s" in error, error
+
+
+class AlwaysTransientClient:
+    """FAKE google-cloud-bigquery client (only ``insert_rows_json``), used because the emulator
+    never answers with transient errors: every row of every request gets 'backendError'. Each
+    request is appended to ``log`` (Beam pickles the client into its DoFn)."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def insert_rows_json(self, table, json_rows, **_):
+        with self.log.open("a") as out:
+            out.write(json.dumps([r["transcript_id"] for r in json_rows]) + "\n")
+        return [{"index": i, "errors": [{"reason": "backendError", "message": "try later"}]}
+                for i in range(len(json_rows))]
+
+
+def test_rows_bigquery_keeps_failing_transiently_become_failure_rows_after_bounded_retries(tmp_path):
+    """A BigQuery that answers but keeps failing rows transiently: the sink retries
+    transient_retries times, then every row comes back as a Failure instead of being retried
+    forever (Beam's default is 10,000 retries)."""
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms.sinks.bigquery_rows import REJECTED_CODE
+
+    items = sample_rows.summaries(3)
+    log = tmp_path / "calls.jsonl"
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
+        out = p | beam.Create(items) | WriteSummariesToBigQuery(
+            "p-123456:ds.t", create_disposition="CREATE_NEVER", transient_retries=2,
+            insert_client=AlwaysTransientClient(log))
+        assert_that(out["failures"] | beam.Map(lambda f: (f.transcript_id, f.error_code)),
+                    equal_to([(s.transcript_id, REJECTED_CODE) for s in items]))
+    assert len(log.read_text().splitlines()) == 3  # the first try and 2 retries
+
+
+def test_outage_bounds_must_be_positive_with_one_line_errors(capsys):
+    with pytest.raises(ValueError, match="unreachable_timeout_s must be positive, got 0"):
+        WriteSummariesToBigQuery("p-123456:ds.t", unreachable_timeout_s=0)
+    with pytest.raises(ValueError, match="transient_retries must be a whole number >= 0, got -1"):
+        WriteSummariesToBigQuery("p-123456:ds.t", transient_retries=-1)
+    from pipeline.__main__ import main
+    common = ["run", "--input", str(REPO_ROOT / "pipeline" / "samples" / "*.jsonl")]
+    assert main(common + ["--sink", "kafka", "--kafka-bootstrap-servers", "127.0.0.1:1",
+                          "--kafka-summaries-topic", "s", "--kafka-failures-topic", "f",
+                          "--kafka-delivery-timeout-seconds", "0"]) == 2
+    assert "error: --kafka-delivery-timeout-seconds 0 is out of range" in capsys.readouterr().err
+    assert main(common + ["--sink", "bigquery", "--bigquery-summaries-table", "p-123456:d.s",
+                          "--bigquery-failures-table", "p-123456:d.f",
+                          "--bigquery-unreachable-timeout-seconds", "-1"]) == 2
+    assert "error: --bigquery-unreachable-timeout-seconds -1 must be positive" in capsys.readouterr().err

@@ -4,8 +4,8 @@ The table schema is ``transforms.schema.bigquery_schema`` of the row kind, and r
 ``json_row`` (timestamps as ISO 8601 strings). Rows BigQuery rejects come back from Beam's
 ``failed_rows_with_errors`` output and become Failure rows (``bigquery_rows.rejected_failure``):
 nothing is dropped silently. With the default ``RETRY_ON_TRANSIENT_ERROR`` Beam retries rows
-whose error is transient (timeouts, backend errors) and gives up on the others (invalid values,
-unknown fields).
+whose error is transient (timeouts, backend errors), up to ``transient_retries`` times per bundle
+(10 unless set), and gives up on the others (invalid values, unknown fields).
 
 Only ``STREAMING_INSERTS`` is offered: Beam 2.70's ``FILE_LOADS`` has no failed-rows output (a
 bad row fails the whole load job) and needs a ``gs://`` temp location.
@@ -42,6 +42,9 @@ RETRY_STRATEGIES = (RetryStrategy.RETRY_ON_TRANSIENT_ERROR, RetryStrategy.RETRY_
 
 
 DEFAULT_UNREACHABLE_TIMEOUT_S = 120.0
+# Beam's default (10,000 retries, backoff up to 25 minutes) never gives up on a row BigQuery keeps
+# answering with a transient error; 10 retries back off for at most ~3.4 minutes per bundle.
+DEFAULT_TRANSIENT_RETRIES = 10
 
 
 class BigQueryUnreachable(PermanentException):
@@ -127,7 +130,9 @@ class WriteRowsToBigQuery(beam.PTransform):
     ``insert_client`` replaces the google-cloud-bigquery client Beam builds (an object with its
     ``insert_rows_json``, e.g. a test fake); Beam then uses it for table calls too, so it needs
     ``CREATE_NEVER``. ``unreachable_timeout_s`` bounds how long an insert retries a BigQuery that
-    does not answer before ``BigQueryUnreachable`` fails the bundle. Delivery is at-least-once with Beam's best-effort insert-id de-duplication.
+    does not answer before ``BigQueryUnreachable`` fails the bundle. ``transient_retries`` bounds
+    the retries (per bundle, exponential backoff from 0.2 s) of rows BigQuery answers with a
+    transient error; rows still failing then become Failures too. Delivery is at-least-once with Beam's best-effort insert-id de-duplication.
     """
 
     def __init__(self, table: str, kind: str = "summaries",
@@ -135,7 +140,8 @@ class WriteRowsToBigQuery(beam.PTransform):
                  write_disposition: str = BigQueryDisposition.WRITE_APPEND,
                  retry_strategy: str = RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
                  insert_client: Any = None,
-                 unreachable_timeout_s: float = DEFAULT_UNREACHABLE_TIMEOUT_S) -> None:
+                 unreachable_timeout_s: float = DEFAULT_UNREACHABLE_TIMEOUT_S,
+                 transient_retries: int = DEFAULT_TRANSIENT_RETRIES) -> None:
         super().__init__()
         parse_table(table)
         fields_for(kind)
@@ -150,6 +156,10 @@ class WriteRowsToBigQuery(beam.PTransform):
         if not unreachable_timeout_s > 0:
             raise ValueError(f"WriteRowsToBigQuery unreachable_timeout_s must be positive, "
                              f"got {unreachable_timeout_s!r}")
+        if not isinstance(transient_retries, int) or transient_retries < 0:
+            raise ValueError(f"WriteRowsToBigQuery transient_retries must be a whole number >= 0, "
+                             f"got {transient_retries!r}")
+        self.transient_retries = transient_retries
         self.insert_client = insert_client or _BoundedInsertClient(float(unreachable_timeout_s))
 
     def expand(self, pcoll: beam.PCollection) -> dict[str, Any]:
@@ -160,7 +170,8 @@ class WriteRowsToBigQuery(beam.PTransform):
                 self.table, schema=bigquery_schema(fields_for(self.kind)),
                 method=WriteToBigQuery.Method.STREAMING_INSERTS,
                 create_disposition=self.create_disposition, write_disposition=self.write_disposition,
-                insert_retry_strategy=self.retry_strategy, test_client=self.insert_client))
+                insert_retry_strategy=self.retry_strategy, max_retries=self.transient_retries,
+                test_client=self.insert_client))
         failures = written.failed_rows_with_errors | "ToFailures" >> beam.ParDo(
             _ToFailure(self.kind, self.table))
         return {"written": written, "failures": failures}
