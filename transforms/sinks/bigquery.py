@@ -130,9 +130,11 @@ class WriteRowsToBigQuery(beam.PTransform):
     ``insert_client`` replaces the google-cloud-bigquery client Beam builds (an object with its
     ``insert_rows_json``, e.g. a test fake); Beam then uses it for table calls too, so it needs
     ``CREATE_NEVER``. ``unreachable_timeout_s`` bounds how long an insert retries a BigQuery that
-    does not answer before ``BigQueryUnreachable`` fails the bundle. ``transient_retries`` bounds
-    the retries (per bundle, exponential backoff from 0.2 s) of rows BigQuery answers with a
-    transient error; rows still failing then become Failures too. Delivery is at-least-once with Beam's best-effort insert-id de-duplication.
+    does not answer before ``BigQueryUnreachable`` fails the bundle (an ``insert_client`` keeps
+    its own retries instead). ``transient_retries`` bounds the retries (per bundle, exponential
+    backoff from 0.2 s) of rows BigQuery answers with a transient error; rows still failing then
+    become Failures too. Delivery is at-least-once with Beam's best-effort insert-id
+    de-duplication.
     """
 
     def __init__(self, table: str, kind: str = "summaries",

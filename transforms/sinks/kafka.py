@@ -21,8 +21,8 @@ included), a fatal producer error or a flush timeout raises ``KafkaDeliveryError
 naming the topic and the error) and fails the bundle. A runner that retries bundles produces it
 again; the DirectRunner does not, so the run fails and a rerun produces the rows again.
 Delivery is at-least-once, and a retried bundle or a rerun may write some rows twice (consumers
-de-duplicate by key and ``record_id`` / ``created_at`` if they need to). The idempotent producer (default) only removes duplicates caused
-by the producer's own retries within one bundle.
+de-duplicate by key and ``record_id`` / ``created_at`` if they need to). The idempotent producer
+(default) only removes duplicates caused by the producer's own retries within one bundle.
 """
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ log = logging.getLogger(__name__)
 
 
 class KafkaDeliveryError(RuntimeError):
-    """Some rows of a bundle were not confirmed by the broker; the runner retries the bundle."""
+    """Some rows of a bundle were not confirmed by the broker; the bundle fails (see the module
+    docstring for what runners do then)."""
 
 
 def producer_settings(bootstrap_servers: str, producer_config: Mapping[str, Any] | None) -> dict[str, Any]:
