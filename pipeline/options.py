@@ -81,11 +81,17 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "bigquery-create-disposition", default="CREATE_IF_NEEDED",
               choices=["CREATE_IF_NEEDED", "CREATE_NEVER"],
               help="--sink bigquery: create missing tables (with the schema) or not")
+        _flag(g, "bigquery-unreachable-timeout-seconds", type=float, default=120.0,
+              help="--sink bigquery: how long an insert retries a BigQuery that does not "
+                   "answer before the run fails (exit 1) (default 120)")
         _flag(g, "kafka-summaries-topic", help="--sink kafka: topic for summary rows")
         _flag(g, "kafka-failures-topic", help="--sink kafka: topic for failure rows")
         _flag(g, "kafka-format", default="json", choices=["json", "avro"],
               help="--sink kafka: message value encoding (avro carries its schema in the "
                    "'avro.schema' header)")
+        _flag(g, "kafka-delivery-timeout-seconds", type=float,
+              help="--sink kafka: how long the producer keeps retrying a row while the brokers "
+                   "are unreachable before the run fails (exit 1) (default: librdkafka's 300)")
 
         g = parser.add_argument_group("streaming (with Beam's --streaming)")
         _flag(g, "window-seconds", type=int,

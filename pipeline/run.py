@@ -152,19 +152,33 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None
         if not servers or not all(topics):
             raise ValueError("--sink kafka needs --kafka-bootstrap-servers, "
                              "--kafka-summaries-topic and --kafka-failures-topic")
+        timeout = opts.kafka_delivery_timeout_seconds
+        producer_config = {}
+        if timeout is not None:
+            # librdkafka reads 0 as "retry forever": a dead broker would hang the run.
+            if not 1 <= timeout * 1000 <= 2**31 - 1:
+                raise ValueError(f"--kafka-delivery-timeout-seconds {timeout:g} is out of range: "
+                                 "pass seconds from 0.001 to 2147483, e.g. 300")
+            producer_config["message.timeout.ms"] = int(timeout * 1000)
         return ((f"kafka:{topics[0]}", f"kafka:{topics[1]}"),
-                WriteSummariesToKafka(servers, topics[0], format=opts.kafka_format),
-                WriteFailuresToKafka(servers, topics[1], format=opts.kafka_format))
+                WriteSummariesToKafka(servers, topics[0], format=opts.kafka_format,
+                                      producer_config=producer_config),
+                WriteFailuresToKafka(servers, topics[1], format=opts.kafka_format,
+                                     producer_config=producer_config))
     if opts.sink == "bigquery":
         from transforms.sinks.bigquery import WriteFailuresToBigQuery, WriteSummariesToBigQuery
         tables = (opts.bigquery_summaries_table, opts.bigquery_failures_table)
         if not all(tables):
             raise ValueError("--sink bigquery needs --bigquery-summaries-table and "
                              "--bigquery-failures-table (project:dataset.table)")
-        create = opts.bigquery_create_disposition
+        settings = dict(create_disposition=opts.bigquery_create_disposition,
+                        unreachable_timeout_s=opts.bigquery_unreachable_timeout_seconds)
+        if not opts.bigquery_unreachable_timeout_seconds > 0:
+            raise ValueError(f"--bigquery-unreachable-timeout-seconds "
+                             f"{opts.bigquery_unreachable_timeout_seconds:g} must be positive, e.g. 120")
         return ((f"bigquery:{tables[0]}", f"bigquery:{tables[1]}"),
-                WriteSummariesToBigQuery(tables[0], create_disposition=create),
-                WriteFailuresToBigQuery(tables[1], create_disposition=create))
+                WriteSummariesToBigQuery(tables[0], **settings),
+                WriteFailuresToBigQuery(tables[1], **settings))
     if not opts.output:
         raise ValueError(f"--output DIR is required with --sink {opts.sink}")
     root = files_root or opts.output

@@ -4,11 +4,16 @@ The table schema is ``transforms.schema.bigquery_schema`` of the row kind, and r
 ``json_row`` (timestamps as ISO 8601 strings). Rows BigQuery rejects come back from Beam's
 ``failed_rows_with_errors`` output and become Failure rows (``bigquery_rows.rejected_failure``):
 nothing is dropped silently. With the default ``RETRY_ON_TRANSIENT_ERROR`` Beam retries rows
-whose error is transient (timeouts, backend errors) and gives up on the others (invalid values,
-unknown fields).
+whose error is transient (timeouts, backend errors), up to ``transient_retries`` times per bundle
+(10 unless set), and gives up on the others (invalid values, unknown fields).
 
 Only ``STREAMING_INSERTS`` is offered: Beam 2.70's ``FILE_LOADS`` has no failed-rows output (a
 bad row fails the whole load job) and needs a ``gs://`` temp location.
+
+Unreachable BigQuery: google-cloud-bigquery retries a failing connection for 10 minutes per
+insert call. The sink bounds that at ``unreachable_timeout_s`` (default 120 s) and then raises
+``BigQueryUnreachable``, which fails the bundle and, on the DirectRunner, the run: nothing is
+written as a failure row, since the failures table is unreachable too.
 
 Endpoint and credentials: Beam builds its clients itself, so they come from the environment.
 Inserts go through google-cloud-bigquery, which honours ``BIGQUERY_EMULATOR_HOST``; credentials
@@ -24,6 +29,8 @@ import apache_beam as beam
 from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
 from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.metrics import Metrics
+from apache_beam.utils.retry import PermanentException
+from google.api_core.exceptions import RetryError
 
 from transforms.schema import bigquery_schema, fields_for
 from transforms.sinks.bigquery_rows import InsertRows, parse_table, rejected_failure
@@ -32,6 +39,57 @@ CREATE_DISPOSITIONS = (BigQueryDisposition.CREATE_IF_NEEDED, BigQueryDisposition
 WRITE_DISPOSITIONS = (BigQueryDisposition.WRITE_APPEND, BigQueryDisposition.WRITE_EMPTY)
 RETRY_STRATEGIES = (RetryStrategy.RETRY_ON_TRANSIENT_ERROR, RetryStrategy.RETRY_NEVER,
                     RetryStrategy.RETRY_ALWAYS)
+
+
+DEFAULT_UNREACHABLE_TIMEOUT_S = 120.0
+# Beam's default (10,000 retries, backoff up to 25 minutes) never gives up on a row BigQuery keeps
+# answering with a transient error; 10 retries back off for at most ~3.4 minutes per bundle.
+DEFAULT_TRANSIENT_RETRIES = 10
+
+
+class BigQueryUnreachable(PermanentException):
+    """No answer from BigQuery within the sink's retry deadline; the bundle fails. Permanent, so
+    Beam's own retry around the insert (3 more attempts) does not multiply the deadline."""
+
+
+class _BoundedInsertClient:
+    """The client Beam's streaming inserts use (``WriteToBigQuery(test_client=...)``), built on
+    the worker on first use: ``insert_rows_json`` goes through google-cloud-bigquery with a retry
+    deadline of ``timeout_s`` instead of its 10 minutes; every other call (Beam's table lookups
+    and creates) goes to the apitools client Beam would have built itself."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._inserts: Any = None
+        self._tables: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"timeout_s": self.timeout_s}  # clients hold sockets and credentials
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["timeout_s"])
+
+    def insert_rows_json(self, table: str, json_rows: Any, **kwargs: Any) -> Any:
+        from google.cloud import bigquery
+        if self._inserts is None:
+            self._inserts = bigquery.Client()
+        try:
+            return self._inserts.insert_rows_json(
+                table, json_rows, retry=bigquery.DEFAULT_RETRY.with_deadline(self.timeout_s), **kwargs)
+        except RetryError as exc:
+            raise BigQueryUnreachable(
+                f"BigQuery table {table}: no answer within {self.timeout_s:g}s "
+                f"({exc.cause or exc}); rerun once it is reachable") from exc
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._tables is None:
+            from apache_beam.io.gcp.bigquery_tools import BigQueryWrapper
+            from apache_beam.options.pipeline_options import PipelineOptions
+            # What BigQueryWrapper builds when it is given no client.
+            self._tables = BigQueryWrapper._bigquery_client(PipelineOptions())
+        return getattr(self._tables, name)
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -71,14 +129,21 @@ class WriteRowsToBigQuery(beam.PTransform):
     ``BigQueryInsertFailed``, raw = the rejected row) per row BigQuery did not accept.
     ``insert_client`` replaces the google-cloud-bigquery client Beam builds (an object with its
     ``insert_rows_json``, e.g. a test fake); Beam then uses it for table calls too, so it needs
-    ``CREATE_NEVER``. Delivery is at-least-once with Beam's best-effort insert-id de-duplication.
+    ``CREATE_NEVER``. ``unreachable_timeout_s`` bounds how long an insert retries a BigQuery that
+    does not answer before ``BigQueryUnreachable`` fails the bundle (an ``insert_client`` keeps
+    its own retries instead). ``transient_retries`` bounds the retries (per bundle, exponential
+    backoff from 0.2 s) of rows BigQuery answers with a transient error; rows still failing then
+    become Failures too. Delivery is at-least-once with Beam's best-effort insert-id
+    de-duplication.
     """
 
     def __init__(self, table: str, kind: str = "summaries",
                  create_disposition: str = BigQueryDisposition.CREATE_IF_NEEDED,
                  write_disposition: str = BigQueryDisposition.WRITE_APPEND,
                  retry_strategy: str = RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
-                 insert_client: Any = None) -> None:
+                 insert_client: Any = None,
+                 unreachable_timeout_s: float = DEFAULT_UNREACHABLE_TIMEOUT_S,
+                 transient_retries: int = DEFAULT_TRANSIENT_RETRIES) -> None:
         super().__init__()
         parse_table(table)
         fields_for(kind)
@@ -90,7 +155,14 @@ class WriteRowsToBigQuery(beam.PTransform):
         if insert_client is not None and create_disposition != BigQueryDisposition.CREATE_NEVER:
             raise ValueError("WriteRowsToBigQuery insert_client needs create_disposition=CREATE_NEVER "
                              "(Beam would send table calls to it too)")
-        self.insert_client = insert_client
+        if not unreachable_timeout_s > 0:
+            raise ValueError(f"WriteRowsToBigQuery unreachable_timeout_s must be positive, "
+                             f"got {unreachable_timeout_s!r}")
+        if not isinstance(transient_retries, int) or transient_retries < 0:
+            raise ValueError(f"WriteRowsToBigQuery transient_retries must be a whole number >= 0, "
+                             f"got {transient_retries!r}")
+        self.transient_retries = transient_retries
+        self.insert_client = insert_client or _BoundedInsertClient(float(unreachable_timeout_s))
 
     def expand(self, pcoll: beam.PCollection) -> dict[str, Any]:
         written = (
@@ -100,7 +172,8 @@ class WriteRowsToBigQuery(beam.PTransform):
                 self.table, schema=bigquery_schema(fields_for(self.kind)),
                 method=WriteToBigQuery.Method.STREAMING_INSERTS,
                 create_disposition=self.create_disposition, write_disposition=self.write_disposition,
-                insert_retry_strategy=self.retry_strategy, test_client=self.insert_client))
+                insert_retry_strategy=self.retry_strategy, max_retries=self.transient_retries,
+                test_client=self.insert_client))
         failures = written.failed_rows_with_errors | "ToFailures" >> beam.ParDo(
             _ToFailure(self.kind, self.table))
         return {"written": written, "failures": failures}

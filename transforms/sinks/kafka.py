@@ -14,15 +14,19 @@ portable, ...). One message per row:
   it without a registry; consumers that already hold ``transforms.schema.avro_schema`` can
   ignore the header. ``RowEncoder.decode`` is the inverse of the encoding for either format.
 
-Delivery: every bundle ends with ``flush()`` and every delivery report is checked. A delivery
-error, a fatal producer error or a flush timeout raises ``KafkaDeliveryError`` (one line naming
-the topic and the error), so the runner retries the bundle: delivery is at-least-once, and a
-retried bundle may write some rows twice (consumers de-duplicate by key and ``record_id`` /
-``created_at`` if they need to). The idempotent producer (default) only removes duplicates caused
-by the producer's own retries within one bundle.
+Delivery: every bundle ends with ``flush()`` and every delivery report is checked. While no
+broker answers, librdkafka retries each message until ``message.timeout.ms`` (300 s unless
+set), so a broker back within that time loses nothing. A delivery error (that timeout
+included), a fatal producer error or a flush timeout raises ``KafkaDeliveryError`` (one line
+naming the topic and the error) and fails the bundle. A runner that retries bundles produces it
+again; the DirectRunner does not, so the run fails and a rerun produces the rows again.
+Delivery is at-least-once, and a retried bundle or a rerun may write some rows twice (consumers
+de-duplicate by key and ``record_id`` / ``created_at`` if they need to). The idempotent producer
+(default) only removes duplicates caused by the producer's own retries within one bundle.
 """
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Iterator, Mapping, NoReturn
 
@@ -51,9 +55,12 @@ TEARDOWN_FLUSH_S = 10.0
 # Kafka's own rule for topic names.
 _TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
+log = logging.getLogger(__name__)
+
 
 class KafkaDeliveryError(RuntimeError):
-    """Some rows of a bundle were not confirmed by the broker; the runner retries the bundle."""
+    """Some rows of a bundle were not confirmed by the broker; the bundle fails (see the module
+    docstring for what runners do then)."""
 
 
 def producer_settings(bootstrap_servers: str, producer_config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -71,9 +78,13 @@ def producer_settings(bootstrap_servers: str, producer_config: Mapping[str, Any]
 
 def default_flush_timeout_s(settings: Mapping[str, Any]) -> float:
     """The producer's message timeout plus a margin (librdkafka's 300 s when not set)."""
-    timeout_ms = settings.get("message.timeout.ms", settings.get("delivery.timeout.ms",
-                                                                 LIBRDKAFKA_MESSAGE_TIMEOUT_MS))
-    return float(timeout_ms) / 1000.0 + FLUSH_MARGIN_S
+    return message_timeout_s(settings) + FLUSH_MARGIN_S
+
+
+def message_timeout_s(settings: Mapping[str, Any]) -> float:
+    """How long librdkafka keeps retrying one message before it reports it failed."""
+    return float(settings.get("message.timeout.ms", settings.get(
+        "delivery.timeout.ms", LIBRDKAFKA_MESSAGE_TIMEOUT_MS))) / 1000.0
 
 
 class _ProduceToKafka(beam.DoFn):
@@ -107,12 +118,19 @@ class _ProduceToKafka(beam.DoFn):
         self._failed = 0
         self._first_error: KafkaError | None = None
         self._fatal: KafkaError | None = None
+        self._warned = False
 
     def _on_error(self, err: KafkaError) -> None:
         # Non-fatal errors (a broker briefly down) are retried by librdkafka and surface, if they
         # persist, as delivery errors; a fatal one leaves the producer unusable.
         if err.fatal() and self._fatal is None:
             self._fatal = err
+        elif not err.fatal() and not self._warned:
+            # Once per bundle: a down broker reports every reconnect attempt.
+            self._warned = True
+            log.warning("Kafka sink, topic %r: %s; retrying each message for up to %gs "
+                        "(message.timeout.ms)", self.topic, err.str(),
+                        message_timeout_s(self.settings))
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
@@ -150,8 +168,13 @@ class _ProduceToKafka(beam.DoFn):
                        f"not confirmed within {self.flush_timeout_s:g}s (brokers "
                        f"{self.settings['bootstrap.servers']} unreachable or slow?)")
         if self._failed:
+            hint = ""
+            if self._first_error.code() == KafkaError._MSG_TIMED_OUT:
+                hint = (f" (no broker took them within message.timeout.ms = "
+                        f"{message_timeout_s(self.settings):g}s; rerun once the brokers are back, "
+                        f"or raise it: --kafka-delivery-timeout-seconds in the CLI)")
             self._fail(f"Kafka sink: {self._failed} of {self._sent} messages to topic {self.topic!r} "
-                       f"failed delivery: {self._first_error.name()}: {self._first_error.str()}")
+                       f"failed delivery: {self._first_error.name()}: {self._first_error.str()}{hint}")
         self.delivered.inc(self._confirmed)
         for win, count in self._per_window.items():
             yield WindowedValue(count, win.max_timestamp(), [win])
