@@ -221,7 +221,12 @@ class _PickUniqueFn(beam.DoFn):
         self._duplicates = Metrics.counter(_NAMESPACE, "duplicate_ids")
 
     def process(self, keyed: tuple[str, Any]) -> Iterator[Any]:
-        kept, failures = pick_unique(keyed[1])
+        group = list(keyed[1])  # one transcript unless ids repeat
+        if not group:
+            # An empty pane: with allowed lateness, Flink fires a window's on-time pane for a key
+            # even when its data came in another pane. Nothing to keep, nothing lost.
+            return
+        kept, failures = pick_unique(group)
         yield kept
         for failure in failures:
             self._duplicates.inc()
