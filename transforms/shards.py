@@ -58,6 +58,8 @@ class WriteShardsFn(ShardingDoFn):
 
     def process(self, element: tuple[Any, Iterable[BatchRecord]], window=beam.DoFn.WindowParam,
                 pane=beam.DoFn.PaneInfoParam) -> Iterator[Any]:
+        if next(iter(element[1]), None) is None:
+            return  # an empty pane (Flink fires them with allowed lateness): no job to plan
         start, end = window_bounds(window)
         # A window fires more than once in streaming (early when a full job is ready, late for
         # resubmissions): each pane gets job names of its own.
