@@ -127,7 +127,7 @@ def test_cli_writes_a_late_record_row_and_summarizes_the_rest(kafka_bootstrap, t
     assert main(["run", "--streaming", "--kafka-bootstrap-servers", kafka_bootstrap,
                  "--kafka-topic", topic, "--output", str(tmp_path / "out"), "--sink", "jsonl",
                  "--window-seconds", "60", "--watch-seconds", "6", "--min-records-per-job", "1",
-                 "--debug"]) == 0
+                 "--max-failure-rate", "0.5", "--debug"]) == 0
     summaries = read_rows(tmp_path / "out" / "summaries")
     assert sorted(r["transcript_id"] for r in summaries) == ["hour-old", "new"]
     [failure] = read_rows(tmp_path / "out" / "failures")
