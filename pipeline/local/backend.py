@@ -53,7 +53,7 @@ class LocalBackend:
         self.credentials = credentials or LocalCredentials.generate()
         self._host = host
         self._s3 = LocalS3(host=host, port=s3_port, quiet=quiet, credentials=self.credentials,
-                           region=region)
+                           region=region, faults=faults)
         self._settings = dict(quotas=self.quotas, faults=faults, timing=timing, region=region,
                               host=host, port=bedrock_port, log_requests=not quiet,
                               credentials=self.credentials)
