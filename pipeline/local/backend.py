@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections import Counter
 from typing import Any
 
 import boto3
@@ -68,6 +69,13 @@ class LocalBackend:
         if self.service is None:
             raise RuntimeError("LocalBackend is not running; call start() or use it as a context manager")
         return self.service.endpoint_url
+
+    def faults_injected(self) -> Counter[str]:
+        """How often each kind of fault was injected so far, S3 and Bedrock together."""
+        injected = Counter(self._s3.faults.injected if self._s3.faults else {})
+        if self.service is not None:
+            injected.update(self.service.faults.injected)
+        return injected
 
     def start(self) -> "LocalBackend":
         if self.service is not None:

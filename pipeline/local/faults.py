@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,13 +86,21 @@ class FaultPlan:
         self._throttle_rng = random.Random(f"{faults.seed}:throttle")
         self._s3_rng = random.Random(f"{faults.seed}:s3")
         self._lock = threading.Lock()
+        # How often each kind of fault was injected, so a test can tell that its fault happened.
+        self.injected: Counter[str] = Counter()
+
+    def count(self, kind: str) -> None:
+        with self._lock:
+            self.injected[kind] += 1
 
     def throttle(self) -> bool:
         """Whether this API call is throttled (a sequence over calls in arrival order)."""
         if self.faults.throttle_rate <= 0:
             return False
         with self._lock:
-            return self._throttle_rng.random() < self.faults.throttle_rate
+            hit = self._throttle_rng.random() < self.faults.throttle_rate
+            self.injected["throttle"] += hit
+            return hit
 
     def s3_error(self) -> tuple[int, str, str] | None:
         """The server error this S3 request gets, or None to serve it (a sequence over requests
@@ -101,6 +110,7 @@ class FaultPlan:
         with self._lock:
             if self._s3_rng.random() >= self.faults.s3_error_rate:
                 return None
+            self.injected["s3_error"] += 1
             return self._s3_rng.choice(S3_ERRORS)
 
     def for_job(self, seq: int) -> JobFaults:
@@ -133,6 +143,7 @@ class FaultPlan:
         if rng.random() >= self.faults.record_error_rate:
             return None
         code, message = rng.choice(RECORD_ERRORS)
+        self.count("record_error")
         return {"errorCode": code, "errorMessage": message}
 
     def unprocessed_from(self, total: int) -> int:

@@ -134,6 +134,7 @@ class JobRunner:
             if index >= cutoff:
                 break
             if index == stop_at:
+                self.faults.count("stop")
                 self.store.request_stop(job.arn)
             stopped = self._wait(job, self.store.timing.per_record, jf.slowdown)
             timed_out = utcnow() >= job.expiration_time
@@ -261,6 +262,8 @@ class JobRunner:
             shuffled = list(lines)
             rng.shuffle(shuffled)  # AWS gives no order guarantee; consumers must join on recordId
             body = "".join(json.dumps(line) + "\n" for line in shuffled)
+            if name == damaged and damage in ("missing_file", "torn_line"):
+                self.faults.count(damage)
             if name == damaged and damage == "missing_file":
                 log.info("fault: job %s writes no %s.out", job.job_id, name)
                 continue
@@ -275,6 +278,7 @@ class JobRunner:
                     "successRecordCount": success, "errorRecordCount": processed - success,
                     "inputTokenCount": tokens[0], "outputTokenCount": tokens[1]}
         if damage == "manifest":
+            self.faults.count(damage)
             manifest["processedRecordCount"] += 1
             manifest["successRecordCount"] += 1
             log.info("fault: job %s counts one success too many in its manifest", job.job_id)

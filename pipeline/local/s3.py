@@ -134,7 +134,7 @@ class LocalS3:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
                  credentials: LocalCredentials | None = None, region: str = "us-east-1",
                  faults: Faults | None = None) -> None:
-        self._faults = FaultPlan(faults) if faults and faults.s3_error_rate > 0 else None
+        self.faults = FaultPlan(faults) if faults and faults.s3_error_rate > 0 else None
         self._host = host
         self._quiet = quiet
         self._port = port
@@ -157,7 +157,7 @@ class LocalS3:
             # Moto serves through werkzeug, which logs every request at INFO on its own logger.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = SigV4Guard(DomainDispatcherApplication(create_backend_app), self.credentials,
-                         self.region, self._faults)
+                         self.region, self.faults)
         # port=0 lets the OS pick a free port; endpoint_url asks the bound socket which one.
         handler = type("Handler", (MotoRequestHandler,), {"timeout": IDLE_TIMEOUT_SECONDS})
         self._server = make_server(self._host, self._port, app, threaded=True,
