@@ -186,3 +186,17 @@ def test_s3_errors_are_seeded_and_ridden_out_by_botocore() -> None:
             assert all(patient.list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
                        for _ in range(10))
     assert runs[0] == runs[1] and {500, 503} <= set(runs[0]) and 200 in runs[0]
+
+
+def test_lost_create_answer_made_the_job_and_the_same_token_finds_it(
+        local_s3: Any, s3_client: Any, bucket: str) -> None:
+    uri = put_lines(s3_client, bucket, "in/a.jsonl", record_lines(4))
+    with start_service(local_s3, faults=Faults(lost_create_rate=1.0)) as svc:
+        client = bedrock_client(svc, **NO_RETRIES)
+        request = dict(name="lost-1", clientRequestToken="tok-lost-1")
+        with pytest.raises(ClientError) as lost:
+            create_job(client, uri, f"s3://{bucket}/lost/", **request)
+        assert lost.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        [job] = svc.store.jobs()
+        assert create_job(client, uri, f"s3://{bucket}/lost/", **request) == job.arn
+        assert len(svc.store.jobs()) == 1 and svc.faults.injected["lost_create"] == 1

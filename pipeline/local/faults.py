@@ -51,6 +51,7 @@ class Faults:
     missing_output_rate: float = 0.0  # jobs that write no .out file for one input file
     manifest_mismatch_rate: float = 0.0  # jobs whose manifest counts one success too many
     s3_error_rate: float = 0.0        # S3 requests answered 500 InternalError or 503 SlowDown
+    lost_create_rate: float = 0.0     # creates that make the job but answer 500 (answer lost)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -85,6 +86,7 @@ class FaultPlan:
         self.faults = faults
         self._throttle_rng = random.Random(f"{faults.seed}:throttle")
         self._s3_rng = random.Random(f"{faults.seed}:s3")
+        self._create_rng = random.Random(f"{faults.seed}:lost-create")
         self._lock = threading.Lock()
         # How often each kind of fault was injected, so a test can tell that its fault happened.
         self.injected: Counter[str] = Counter()
@@ -112,6 +114,16 @@ class FaultPlan:
                 return None
             self.injected["s3_error"] += 1
             return self._s3_rng.choice(S3_ERRORS)
+
+    def lose_create_answer(self) -> bool:
+        """Whether the answer to a create that made a new job is lost (a sequence over such
+        creates in arrival order): the client sees a 500 and retries with the same token."""
+        if self.faults.lost_create_rate <= 0:
+            return False
+        with self._lock:
+            hit = self._create_rng.random() < self.faults.lost_create_rate
+            self.injected["lost_create"] += hit
+            return hit
 
     def for_job(self, seq: int) -> JobFaults:
         f = self.faults
