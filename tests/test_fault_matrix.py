@@ -62,6 +62,8 @@ class Case:
     service_concurrent: int = CONCURRENT
     # Whether a job manifest must disagree with its output (exit code 4).
     mismatch: bool = False
+    # --output on S3 (Beam's S3 filesystem writes, stages and publishes it) instead of a folder.
+    s3_output: bool = False
 
 
 # One pipeline run per case (about 10 s each), so related faults share a case.
@@ -82,11 +84,12 @@ CASES = [
          injected=("missing_file",), counter="records_retried", mismatch=True),
     Case("manifest disagrees", Faults(seed=19, manifest_mismatch_rate=0.5), injected=("manifest",),
          mismatch=True),
-    Case("S3 answers 500/503 (10%)", Faults(seed=20, s3_error_rate=0.1), injected=("s3_error",)),
+    Case("S3 answers 500/503 (10%)", Faults(seed=20, s3_error_rate=0.1), injected=("s3_error",),
+         s3_output=True),
 ]
 
 
-def _run_cli(backend: LocalBackend, input_path: Path, out: Path, run_id: str,
+def _run_cli(backend: LocalBackend, input_path: Path, out: str, run_id: str,
              monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, int]]:
     """The CLI in-process; returns its exit code and the counters of the Report it printed."""
     reports = []
@@ -101,12 +104,25 @@ def _run_cli(backend: LocalBackend, input_path: Path, out: Path, run_id: str,
                  "--bedrock-runtime-endpoint-url", backend.bedrock_endpoint_url,
                  "--bucket-uri", f"s3://{DEFAULT_BUCKET}/runs", "--role-arn", SERVICE_ROLE_ARN,
                  "--aws-region", backend.region, "--run-id", run_id, "--input", str(input_path),
-                 "--output", str(out), "--sink", "jsonl", "--poll-interval-seconds", "1",
-                 "--max-records-per-file", str(PER_FILE), "--max-records-per-job", str(PER_JOB), "--min-records-per-job", str(MIN_PER_JOB),
-                 "--max-concurrent-jobs", str(CONCURRENT),
+                 "--output", out, "--s3_endpoint_url", backend.s3_endpoint_url, "--sink", "jsonl", "--poll-interval-seconds", "1",
+                 "--max-records-per-file", str(PER_FILE), "--max-records-per-job", str(PER_JOB),
+                 "--min-records-per-job", str(MIN_PER_JOB), "--max-concurrent-jobs", str(CONCURRENT),
                  "--max-record-retries", str(MAX_ATTEMPTS - 1)])
     assert reports, f"the run ended before its report (exit code {code})"
     return code, reports[0].counters
+
+
+def _rows(backend: LocalBackend, out: str, kind: str) -> list[dict[str, Any]]:
+    """The rows of ``out``/``kind`` (summaries or failures), a folder or an s3:// URI."""
+    if not out.startswith("s3://"):
+        return read_rows(Path(out) / kind)
+    s3 = backend.boto3_client("s3", retries={"mode": "standard", "max_attempts": 10})
+    bucket, _, prefix = out[len("s3://"):].partition("/")
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{prefix}/{kind}/") for o in page.get("Contents", [])]
+    return [json.loads(line) for key in sorted(keys) if key.endswith(".jsonl")
+            for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines()
+            if line.strip()]
 
 
 def _job_records(backend: LocalBackend, jobs: list[Any]) -> dict[str, set[str]]:
@@ -114,7 +130,8 @@ def _job_records(backend: LocalBackend, jobs: list[Any]) -> dict[str, set[str]]:
     s3 = backend.boto3_client("s3", retries={"mode": "standard", "max_attempts": 10})
     out = {}
     for job in jobs:
-        bucket, _, key = job.params["inputDataConfig"]["s3InputDataConfig"]["s3Uri"][5:].partition("/")
+        uri = job.params["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
+        bucket, _, key = uri[len("s3://"):].partition("/")
         keys = ([key] if key.endswith(".jsonl") else
                 [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
                     Bucket=bucket, Prefix=key) for o in page.get("Contents", [])
@@ -153,10 +170,10 @@ def test_fault_matrix(case: Case, local_backend_factory, tmp_path, monkeypatch) 
     input_path.write_text("".join(json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items))
     run_id = f"fm-{uuid.uuid4().hex[:10]}"  # moto's S3 is shared by every test of the process
 
-    code, counters = _run_cli(backend, input_path, tmp_path / "out", run_id, monkeypatch)
+    out = f"s3://{DEFAULT_BUCKET}/out-{run_id}" if case.s3_output else str(tmp_path / "out")
+    code, counters = _run_cli(backend, input_path, out, run_id, monkeypatch)
 
-    summaries = read_rows(tmp_path / "out" / "summaries")
-    failures = read_rows(tmp_path / "out" / "failures")
+    summaries, failures = _rows(backend, out, "summaries"), _rows(backend, out, "failures")
     out_ids = Counter([r["transcript_id"] for r in summaries + failures])
     jobs = backend.service.store.jobs()
     records = _job_records(backend, jobs)

@@ -163,7 +163,7 @@ def test_output_damages_are_disjoint_and_bounded() -> None:
 def test_s3_errors_are_seeded_and_ridden_out_by_botocore() -> None:
     faults = Faults(seed=4, s3_error_rate=0.3)
 
-    def statuses(s3: LocalS3, client: Any) -> list[int]:
+    def statuses(client: Any) -> list[int]:
         out = []
         for _ in range(20):
             try:
@@ -178,7 +178,7 @@ def test_s3_errors_are_seeded_and_ridden_out_by_botocore() -> None:
         with LocalS3(faults=faults) as s3:
             client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1",
                                   config=Config(**NO_RETRIES), **s3.credentials.boto3_kwargs())
-            runs.append(statuses(s3, client))
+            runs.append(statuses(client))
             assert s3.faults.injected["s3_error"] == sum(code != 200 for code in runs[-1])
             patient = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1",
                                    config=Config(retries={"mode": "standard", "max_attempts": 10}),
