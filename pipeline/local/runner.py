@@ -133,7 +133,7 @@ class JobRunner:
         for f, line_no, line in ((src, n, ln) for src in files for n, ln in enumerate(src.lines, 1)):
             if index >= cutoff:
                 break
-            if index == stop_at:
+            if index == stop_at and not job.stop_requested.is_set():  # unless a user stopped it
                 self.faults.count("stop")
                 self.store.request_stop(job.arn)
             stopped = self._wait(job, self.store.timing.per_record, jf.slowdown)
@@ -262,12 +262,12 @@ class JobRunner:
             shuffled = list(lines)
             rng.shuffle(shuffled)  # AWS gives no order guarantee; consumers must join on recordId
             body = "".join(json.dumps(line) + "\n" for line in shuffled)
-            if name == damaged and damage in ("missing_file", "torn_line"):
-                self.faults.count(damage)
             if name == damaged and damage == "missing_file":
+                self.faults.count(damage)
                 log.info("fault: job %s writes no %s.out", job.job_id, name)
                 continue
             if name == damaged and damage == "torn_line":
+                self.faults.count(damage)
                 last = json.dumps(shuffled[-1])
                 body = body[: len(body) - len(last) - 1] + last[: len(last) // 2]
                 log.info("fault: job %s tears the last line of %s.out", job.job_id, name)
