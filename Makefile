@@ -11,7 +11,7 @@ PYTEST_FLAGS ?= -q
 include jvm/jvm.mk
 include bq/bq.mk
 
-.PHONY: demo test install clean
+.PHONY: demo test faults install clean
 
 $(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: $(STAMP)
 
 test: $(STAMP) jvm-jars bq-emulator
 	$(PY) -m pytest $(PYTEST_FLAGS) tests
+
+# The fault matrix alone (also part of `make test`): one CLI run per injected fault on the local
+# backend; the report ends with the table of inputs, rows, jobs, duplicate jobs and lost records.
+faults: $(STAMP)
+	$(PY) -m pytest $(PYTEST_FLAGS) tests/test_fault_matrix.py
 
 clean: jvm-clean bq-clean
 	rm -rf $(VENV) out .pytest_cache

@@ -73,3 +73,18 @@ def test_completed_job_without_manifest_counts(job) -> None:
     run.config.aws.client("s3").delete_object(Bucket=bucket, Key=key)
     counters = _harvest(run, outcome)
     assert counters["manifest_mismatches"] == 1
+
+
+def test_torn_last_line_is_retried_not_a_mismatch(job) -> None:
+    """The manifest counts the torn line's record; the harvest resubmits that record instead of
+    writing a failure row for the line as well."""
+    run, outcome = job
+    [out_uri] = [u for u in run.storage.list(outcome.status.job_output_uri)
+                 if u.endswith(".jsonl.out")]
+    text = run.storage.read_text(out_uri)
+    run.storage.write_text(out_uri, text[: len(text) - 40])  # cuts into the last line
+    counters = _harvest(run, outcome)
+    assert counters["records_succeeded"] == 11 and counters["records_retried"] == 1
+    assert counters.get("records_failed", 0) == 0
+    assert counters["output_lines_unreadable"] == 1
+    assert counters.get("manifest_mismatches", 0) == 0

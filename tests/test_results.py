@@ -209,19 +209,33 @@ def test_unparseable_model_output_is_a_parse_failure() -> None:
     assert not harvest.retries and harvest.model_errors == 0
 
 
-@pytest.mark.parametrize("bad", ["not json", "[1, 2]", '"a string"', "null",
-                                 '{"modelOutput": {"content": []}}'])
-def test_malformed_line_is_a_parse_failure_with_its_line_number(bad: str) -> None:
+BAD_LINES = ["not json", "[1, 2]", '"a string"', "null", '{"modelOutput": {"content": []}}']
+
+
+@pytest.mark.parametrize("bad", BAD_LINES)
+def test_malformed_line_of_a_job_from_elsewhere_is_a_parse_failure_with_its_line_number(
+        bad: str) -> None:
     r = record("call-8")
-    harvest, seen = harvest_lines([ok_line(r), "", bad], index_of(r), ctx())
+    harvest, seen = harvest_lines([ok_line(r), "", bad], None, ctx())
     [f] = harvest.failures
     assert (f.stage, f.error_code, f.job_arn) == ("parse", "MalformedOutputLine", ARN)
     assert f.error_message.startswith("output line 3: ") and f.raw == bad
     assert len(harvest.summaries) == 1 and seen == {r.record_id}
 
 
+@pytest.mark.parametrize("bad", BAD_LINES)
+def test_malformed_line_of_an_indexed_job_is_counted_and_its_record_retried(bad: str) -> None:
+    answered, torn = record("call-8"), record("call-9")
+    index = {**index_of(answered), **index_of(torn)}
+    harvest, seen = harvest_lines([ok_line(answered), bad], index, ctx())
+    assert harvest.failures == [] and harvest.unreadable == 1
+    assert seen == {answered.record_id}  # the torn record is unanswered: one retry, no extra row
+    retry = unanswered(index, seen, {torn.record_id: torn.model_input}, ctx())
+    assert [r.transcript_id for r in retry.retries] == ["call-9"] and retry.failures == []
+
+
 def test_huge_malformed_line_is_cut_in_the_failure_row() -> None:
-    harvest, _ = harvest_lines(["x" * (RAW_LIMIT * 3)], {}, ctx())
+    harvest, _ = harvest_lines(["x" * (RAW_LIMIT * 3)], None, ctx())
     assert len(harvest.failures[0].raw) < RAW_LIMIT + 50
 
 

@@ -52,6 +52,7 @@ class HarvestJobFn(beam.DoFn):
     def __init__(self, config: BatchConfig):
         self._config = config
         self._mismatches = Metrics.counter("bedrock", "manifest_mismatches")
+        self._unreadable = Metrics.counter("bedrock", "output_lines_unreadable")
 
     def setup(self) -> None:
         self._storage = Storage(self._config.aws.client("s3"))
@@ -67,7 +68,7 @@ class HarvestJobFn(beam.DoFn):
                          max_attempts=cfg.max_attempts if outcome.error is None else 0)
         output_dir = status.job_output_uri if status and status.status in HARVESTABLE else None
         # Rows go out file by file (memory holds one shard's rows); counts add up for the job.
-        answered = model_errors = summaries = failures = retries = 0
+        answered = model_errors = unreadable = summaries = failures = retries = 0
         for index_uri in self._storage.list(layout.index_prefix(cfg.base_uri, cfg.run_id, spec.job_name)):
             shard = index_uri.rsplit("/", 1)[-1][: -len(layout.INDEX_SUFFIX)]
             index = {e.record_id: e for e in iter_index(self._storage.read_lines(index_uri))}
@@ -84,6 +85,12 @@ class HarvestJobFn(beam.DoFn):
             answered += (len(harvest.summaries) + sum(f.stage == "parse" for f in harvest.failures)
                          + harvest.others_answered)
             model_errors += harvest.model_errors + harvest.others_errored
+            if harvest.unreadable:
+                log.warning("job %s: %d line(s) of %s are no JSON record (a torn line?); their "
+                            "records are retried", spec.job_name, harvest.unreadable,
+                            join(output_dir, shard + OUTPUT_SUFFIX))
+            unreadable += harvest.unreadable
+            self._unreadable.inc(harvest.unreadable)
             missing = set(index) - seen
             inputs = (read_input_models(self._storage.read_lines(spec.input_s3_uri + shard), missing)
                       if missing else {})
@@ -93,12 +100,13 @@ class HarvestJobFn(beam.DoFn):
             retries += len(harvest.retries)
             yield from self._metrics.emit(harvest)
         if output_dir is not None:
-            self._reconcile(output_dir, answered, model_errors, spec.job_name, status.status)
+            self._reconcile(output_dir, answered, model_errors, unreadable, spec.job_name,
+                            status.status)
         log.info("harvested %s: %d summaries, %d failures, %d to retry", spec.job_name,
                  summaries, failures, retries)
 
-    def _reconcile(self, output_dir: str, answered: int, model_errors: int, job_name: str,
-                   status: str) -> None:
+    def _reconcile(self, output_dir: str, answered: int, model_errors: int, unreadable: int,
+                   job_name: str, status: str) -> None:
         manifest_uri = join(output_dir, MANIFEST_NAME)
         if not self._storage.exists(manifest_uri):
             # A job that completed always writes one: its absence is a mismatch too.
@@ -108,8 +116,12 @@ class HarvestJobFn(beam.DoFn):
                         MANIFEST_NAME)
             return
         manifest = Manifest.parse(self._storage.read_text(manifest_uri))
-        if manifest.success != answered or manifest.error != model_errors:
+        # An unreadable line is one the manifest counts as succeeded or errored: it must make up
+        # the difference exactly, or the files hold other records than the manifest says.
+        if (manifest.success + manifest.error != answered + model_errors + unreadable
+                or manifest.success < answered or manifest.error < model_errors):
             self._mismatches.inc()
-            log.warning("job %s: manifest says %d succeeded / %d errored, output files hold %d / %d",
-                        job_name, manifest.success, manifest.error, answered, model_errors)
+            log.warning("job %s: manifest says %d succeeded / %d errored, output files hold %d / "
+                        "%d (and %d unreadable lines)", job_name, manifest.success,
+                        manifest.error, answered, model_errors, unreadable)
 

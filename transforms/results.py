@@ -82,6 +82,8 @@ class Harvest:
     others_answered: int = 0
     others_errored: int = 0
     missing: int = 0
+    # Lines that are no JSON record (a torn line): their records count as unanswered.
+    unreadable: int = 0
     truncated: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -90,8 +92,8 @@ class Harvest:
         self.summaries += other.summaries
         self.failures += other.failures
         self.retries += other.retries
-        for name in ("model_errors", "others_answered", "others_errored", "missing", "truncated",
-                     "input_tokens", "output_tokens"):
+        for name in ("model_errors", "others_answered", "others_errored", "missing", "unreadable",
+                     "truncated", "input_tokens", "output_tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -125,8 +127,11 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
     """Turn output lines into rows. Returns the harvest and the recordIds seen.
 
     Without an index (a job this pipeline did not submit) the recordId stands in for the
-    transcript id and nothing is retried. ``others``: recordIds the job holds that are not to be
-    emitted (not in ``index``); their lines are only counted.
+    transcript id, nothing is retried, and a line that is no JSON record is a failure row of its
+    own. With an index such a line is only counted (``unreadable``): the record it held is not
+    seen, so ``unanswered`` retries or fails it, and it gets one row, not two.
+    ``others``: recordIds the job holds that are not to be emitted (not in ``index``); their
+    lines are only counted.
     """
     harvest, seen = Harvest(), set()
     if index is None:
@@ -138,6 +143,9 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
             data = json.loads(line)
             record_id = str(data["recordId"])
         except (ValueError, KeyError, TypeError) as exc:
+            if index is not None:
+                harvest.unreadable += 1
+                continue
             harvest.failures.append(Failure(stage="parse", error_code="MalformedOutputLine",
                                             error_message=f"output line {number}: {exc}",
                                             job_arn=ctx.job_arn, raw=truncate_raw(line)))

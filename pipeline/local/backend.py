@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections import Counter
 from typing import Any
 
 import boto3
@@ -53,7 +54,7 @@ class LocalBackend:
         self.credentials = credentials or LocalCredentials.generate()
         self._host = host
         self._s3 = LocalS3(host=host, port=s3_port, quiet=quiet, credentials=self.credentials,
-                           region=region)
+                           region=region, faults=faults)
         self._settings = dict(quotas=self.quotas, faults=faults, timing=timing, region=region,
                               host=host, port=bedrock_port, log_requests=not quiet,
                               credentials=self.credentials)
@@ -68,6 +69,13 @@ class LocalBackend:
         if self.service is None:
             raise RuntimeError("LocalBackend is not running; call start() or use it as a context manager")
         return self.service.endpoint_url
+
+    def faults_injected(self) -> Counter[str]:
+        """How often each kind of fault was injected so far, S3 and Bedrock together."""
+        injected = Counter(self._s3.faults.injected if self._s3.faults else {})
+        if self.service is not None:
+            injected.update(self.service.faults.injected)
+        return injected
 
     def start(self) -> "LocalBackend":
         if self.service is not None:

@@ -172,6 +172,11 @@ class JobStore:
                            f"Could not find the batch inference job {identifier!r} in {self.region}")
         return job
 
+    def jobs(self) -> list[Job]:
+        """Every job created so far, in creation order."""
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j.seq)
+
     def snapshot(self, job: Job) -> dict[str, Any]:
         with self._lock:
             return job.to_api()

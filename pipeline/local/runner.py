@@ -126,12 +126,16 @@ class JobRunner:
     def _process(self, job: Job, jf: JobFaults, files: list[InputFile]) -> None:
         total = sum(len(f.lines) for f in files)
         cutoff = self.faults.unprocessed_from(total) if jf.partial else total
+        stop_at = total // 2 if jf.stop else None  # as if someone stopped the job halfway
         outputs: dict[str, list[dict[str, Any]]] = {f.name: [] for f in files}
         tokens = [0, 0]
         index, stopped, timed_out = 0, False, False
         for f, line_no, line in ((src, n, ln) for src in files for n, ln in enumerate(src.lines, 1)):
             if index >= cutoff:
                 break
+            if index == stop_at and not job.stop_requested.is_set():  # unless a user stopped it
+                self.faults.count("stop")
+                self.store.request_stop(job.arn)
             stopped = self._wait(job, self.store.timing.per_record, jf.slowdown)
             timed_out = utcnow() >= job.expiration_time
             if stopped or timed_out:
@@ -141,7 +145,7 @@ class JobRunner:
             self.store.count_record(job, ok)
             index += 1
         # Stopped, expired and partial jobs still deliver what they processed, as on AWS.
-        self._write_output(job, outputs, tokens, total)
+        self._write_output(job, outputs, tokens, total, jf.damage)
         if stopped:
             return self._stopped(job)
         if index < total:
@@ -243,21 +247,41 @@ class JobRunner:
                                f"bytes per batch inference job (max_job_bytes)")
 
     def _write_output(self, job: Job, outputs: dict[str, list[dict[str, Any]]], tokens: list[int],
-                      total: int) -> None:
-        """<output>/<job id>/<file>.out per input file, in shuffled order, plus manifest.json.out."""
+                      total: int, damage: str | None = None) -> None:
+        """<output>/<job id>/<file>.out per input file, in shuffled order, plus manifest.json.out.
+
+        ``damage`` (a fault) spoils what is delivered: the last output file that has lines ends
+        in a line cut in half ("torn_line") or is not written ("missing_file"), or the manifest
+        counts one success that no output file holds ("manifest").
+        """
         bucket, prefix = split_s3_uri(job.params["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"])
         base = f"{prefix.rstrip('/')}/{job.job_id}/" if prefix.strip("/") else f"{job.job_id}/"
         rng = random.Random(f"{self.faults.faults.seed}:shuffle:{job.seq}")
+        damaged = max((name for name, lines in outputs.items() if lines), default=None)
         for name, lines in outputs.items():
             shuffled = list(lines)
             rng.shuffle(shuffled)  # AWS gives no order guarantee; consumers must join on recordId
             body = "".join(json.dumps(line) + "\n" for line in shuffled)
+            if name == damaged and damage == "missing_file":
+                self.faults.count(damage)
+                log.info("fault: job %s writes no %s.out", job.job_id, name)
+                continue
+            if name == damaged and damage == "torn_line":
+                self.faults.count(damage)
+                last = json.dumps(shuffled[-1])
+                body = body[: len(body) - len(last) - 1] + last[: len(last) // 2]
+                log.info("fault: job %s tears the last line of %s.out", job.job_id, name)
             self.s3.put_object(Bucket=bucket, Key=f"{base}{name}.out", Body=body.encode())
         processed = sum(len(lines) for lines in outputs.values())
         success = sum(1 for lines in outputs.values() for line in lines if "modelOutput" in line)
         manifest = {"totalRecordCount": total, "processedRecordCount": processed,
                     "successRecordCount": success, "errorRecordCount": processed - success,
                     "inputTokenCount": tokens[0], "outputTokenCount": tokens[1]}
+        if damage == "manifest":
+            self.faults.count(damage)
+            manifest["processedRecordCount"] += 1
+            manifest["successRecordCount"] += 1
+            log.info("fault: job %s counts one success too many in its manifest", job.job_id)
         self.s3.put_object(Bucket=bucket, Key=f"{base}manifest.json.out",
                            Body=json.dumps(manifest).encode())
 

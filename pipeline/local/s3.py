@@ -15,6 +15,7 @@ from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequ
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from pipeline.local.faults import FaultPlan, Faults
 from pipeline.local.sigv4 import AuthError, LocalCredentials, SignedRequest, verify
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def _error(start_response: Callable, status: int, code: str, message: str,
     body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
             f"<Message>{escape(message)}</Message>{extra}"
             f"<RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>").encode()
-    reason = {400: "Bad Request", 403: "Forbidden", 501: "Not Implemented"}.get(status, "Error")
+    reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error",
+              501: "Not Implemented", 503: "Service Unavailable"}.get(status, "Error")
     start_response(f"{status} {reason}", [("Content-Type", "application/xml"),
                                           ("Content-Length", str(len(body)))])
     return [body]
@@ -61,13 +63,16 @@ class SigV4Guard:
     """WSGI middleware: only requests signed with the local credentials reach moto.
 
     It also reads the body itself, so a bad or oversized Content-Length is answered with a 400
-    before moto (or a stalled client) can hold the request.
+    before moto (or a stalled client) can hold the request. With ``faults``, a share of the
+    signed requests gets a 500 or 503 instead, before moto sees them (so a retry is safe).
     """
 
-    def __init__(self, app: Callable, credentials: LocalCredentials, region: str) -> None:
+    def __init__(self, app: Callable, credentials: LocalCredentials, region: str,
+                 faults: FaultPlan | None = None) -> None:
         self._app = app
         self._credentials = credentials
         self._region = region
+        self._faults = faults
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         length_text = environ.get("CONTENT_LENGTH") or ""
@@ -107,6 +112,9 @@ class SigV4Guard:
                 message, extra = (f"The authorization header is malformed; {e.message}",
                                   f"<Region>{escape(e.detail)}</Region>")
             return _error(start_response, status, code, message or e.message, extra)
+        injected = self._faults.s3_error() if self._faults else None
+        if injected is not None:
+            return _error(start_response, *injected)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         environ.pop("HTTP_TRANSFER_ENCODING", None)
@@ -120,10 +128,13 @@ class LocalS3:
     Every request must be SigV4-signed with ``credentials`` for ``region`` (a fresh random
     pair when none is given). Moto keeps its data in process-wide state, so two LocalS3
     instances in one process see the same buckets; use distinct bucket names when that matters.
+    ``faults`` injects S3 server errors (its ``s3_error_rate``).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
-                 credentials: LocalCredentials | None = None, region: str = "us-east-1") -> None:
+                 credentials: LocalCredentials | None = None, region: str = "us-east-1",
+                 faults: Faults | None = None) -> None:
+        self.faults = FaultPlan(faults) if faults and faults.s3_error_rate > 0 else None
         self._host = host
         self._quiet = quiet
         self._port = port
@@ -146,7 +157,7 @@ class LocalS3:
             # Moto serves through werkzeug, which logs every request at INFO on its own logger.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = SigV4Guard(DomainDispatcherApplication(create_backend_app), self.credentials,
-                         self.region)
+                         self.region, self.faults)
         # port=0 lets the OS pick a free port; endpoint_url asks the bound socket which one.
         handler = type("Handler", (MotoRequestHandler,), {"timeout": IDLE_TIMEOUT_SECONDS})
         self._server = make_server(self._host, self._port, app, threaded=True,

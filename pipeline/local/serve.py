@@ -18,7 +18,9 @@ from pipeline.local.jobs_store import Timing
 QUOTA_FLAGS = ("max_concurrent_jobs", "max_records_per_file", "max_records_per_job",
                "min_records_per_job", "max_file_bytes", "max_job_bytes")
 FAULT_FLAGS = ("throttle_rate", "record_error_rate", "partial_job_rate", "expire_job_rate",
-               "fail_job_rate", "slow_job_rate")
+               "fail_job_rate", "slow_job_rate", "stop_job_rate", "torn_line_rate",
+               "missing_output_rate", "manifest_mismatch_rate", "s3_error_rate",
+               "lost_create_rate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -118,6 +118,9 @@ class BedrockBatchService:
         if created:
             log.info("created batch job %s (%s) for %s", job.job_id, job.name, job.model_id)
             self.runner.start(job)
+            if self.faults.lose_create_answer():
+                raise ApiError("InternalServerException", "The system encountered an unexpected "
+                               "error during processing. Try your request again.")
         return {"jobArn": job.arn}
 
     def get_model_invocation_job(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,36 @@
+"""The fault matrix's results as one table at the end of the test report (a pytest plugin,
+registered in conftest.py); tests/test_fault_matrix.py adds a row per case it runs."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+COLUMNS = ("case", "inputs", "summaries", "failures", "jobs created", "duplicate jobs", "lost",
+           "exit code")
+ROWS: list[dict[str, Any]] = []
+
+
+def add_row(row: dict[str, Any]) -> None:
+    """Record one case's row; every column of COLUMNS must be there."""
+    missing = [c for c in COLUMNS if c not in row]
+    if missing:
+        raise ValueError(f"fault matrix row lacks {missing}")
+    ROWS.append(row)
+
+
+def render(rows: list[dict[str, Any]]) -> list[str]:
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in COLUMNS]
+    line = lambda values: "  ".join(  # noqa: E731
+        str(v).ljust(w) if i == 0 else str(v).rjust(w)
+        for i, (v, w) in enumerate(zip(values, widths)))
+    return [line(COLUMNS), line("-" * w for w in widths)] + [line(r[c] for c in COLUMNS)
+                                                             for r in rows]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if not ROWS:
+        return
+    terminalreporter.write_sep("=", "fault matrix (local backend)")
+    for text in render(ROWS):
+        terminalreporter.write_line(text)
