@@ -33,7 +33,7 @@ def test_batch_on_flink_runner(tmp_path, capsys):
           "--sink", "jsonl", "--max-records-per-job", "25", "--min-records-per-job", "10",
           "--max-concurrent-jobs", "2", "--environment_type", "LOOPBACK"] + flink_runner_args())
     report = capsys.readouterr().out
-    assert "summaries       60" in report and "jobs            3 submitted" in report
+    assert "summaries       60" in report and "3 submitted, 3 finished" in report
     summaries = read_rows(out / "summaries")
     assert sorted(r["transcript_id"] for r in summaries) == sorted(t.id for t in transcripts(60))
     assert len({r["job_arn"] for r in summaries}) == 3
