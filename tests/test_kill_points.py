@@ -107,7 +107,7 @@ HOOK = textwrap.dedent("""
 """)
 
 
-def _cli_args(backend, input_path: Path, output: Path, run_id: str,
+def _cli_args(backend, input_path: Path, output: Path | str, run_id: str,
               min_records_per_job: int = 5) -> list[str]:
     return ["run", "--backend", "aws", "--bedrock-endpoint-url", backend.bedrock_endpoint_url,
             "--bucket-uri", f"s3://{DEFAULT_BUCKET}/runs", "--role-arn", SERVICE_ROLE_ARN,
@@ -200,7 +200,8 @@ def _assert_exactly_once(backend, run_id: str, output: Path, ids: list[str],
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("point", ["upload", "submit", "harvest", "sink", "publish"])
+# harvest is killed on Flink below, in the same DoFn the DirectRunner runs
+@pytest.mark.parametrize("point", ["upload", "submit", "sink", "publish"])
 def test_kill_and_rerun_on_the_direct_runner(point, local_backend_factory, tmp_path):
     backend = local_backend_factory(timing=QUICK, quotas=QUOTAS)
     input_path, ids = _input(tmp_path)
@@ -251,6 +252,31 @@ def test_kill_while_retries_are_submitted(local_backend_factory, tmp_path):
     jobs = _assert_exactly_once(backend, run_id, output, ids, after_kill)
     assert [n for n in jobs if "-a2-" in n] == retry_jobs, "the retry job is adopted"
 
+
+
+@pytest.mark.timeout(900)
+def test_kill_mid_publish_to_an_s3_output(local_backend_factory, tmp_path):
+    """As the publish point above, with --output on S3, where each move is a copy and a delete."""
+    backend = local_backend_factory(timing=QUICK, quotas=QUOTAS)
+    input_path, ids = _input(tmp_path)
+    run_id = "kill-publish-s3"
+    argv = _cli_args(backend, input_path, f"s3://{DEFAULT_BUCKET}/out", run_id) + [
+        "--s3_endpoint_url", backend.s3_endpoint_url]
+
+    assert _run_killed_at("publish", argv, tmp_path).startswith("publish")
+    after_kill = _jobs(backend, run_id)
+    published = [k for k in _objects(backend, "out/") if k.startswith(("out/summaries/",
+                                                                       "out/failures/"))]
+    assert len(published) == 1 and "out/_SUCCESS" not in _objects(backend, "out/")
+
+    _rerun(argv)
+    keys = _objects(backend, "out/")
+    assert "out/_SUCCESS" in keys and not [k for k in keys if k.startswith("out/.staging-")]
+    s3 = backend.boto3_client("s3")
+    rows = [json.loads(line) for k in keys if k.startswith("out/summaries/")
+            for line in s3.get_object(Bucket=DEFAULT_BUCKET, Key=k)["Body"].read().splitlines()]
+    assert sorted(r["transcript_id"] for r in rows) == ids
+    assert _jobs(backend, run_id) == after_kill
 
 def _wait_until_in_flight(backend, run_id: str, first: subprocess.Popen) -> dict:
     deadline = time.monotonic() + 300
