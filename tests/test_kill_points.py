@@ -1,27 +1,29 @@
-"""kill -9 at each point of a batch run, then a rerun with the same run id: nothing lost, no job twice.
+"""kill -9 at each point of a batch run, then a rerun with the same run id: nothing lost, no job
+created twice.
 
 The CLI runs as a real subprocess in its own process group and dies by a real SIGKILL to that
 group (the Flink job server the FlinkRunner starts is in it too), so no cleanup of any kind runs.
 The local backend (moto S3 + the local Bedrock service) belongs to the test, so it outlives the
-kill and is where the test counts the jobs: every job's name, ARN and clientRequestToken after the
-rerun are exactly those the service knew right after the kill, plus only jobs the killed run never
-created. The rerun reuses the killed run's --output folder, as a user would. Beyond the job list, the test
-reads the index of every job the service created: no record is in two jobs of the same attempt,
-so none is billed twice.
+kill and is where the test counts the jobs: after the rerun, the jobs the killed run created have
+the same names, ARNs and clientRequestTokens, and the rerun added only the jobs that were never
+created. The test also reads the index of every job the service created: no record is in two
+jobs of the same attempt, so none is billed twice. The rerun reuses the killed run's --output
+folder, as a user would.
 
 How each point is hit:
 - jobs in flight (Flink; the DirectRunner case is tests/test_restart.py): no hook. The service is
-  slow (SLOW), the test polls it until the jobs exist and are not finished, and kills from outside.
-  On Flink the rerun is then killed again, mid-harvest, by the hook, and a third run finishes.
-- shard upload, job creation, harvest, sink write, publish: a test-only hook. HOOK below is the subprocess entry
-  point; it wraps one function of the real code so that, right after that function did its real
-  work, the process notes the point in a file and SIGKILLs its own group. Only the moment of the
-  kill comes from the hook; everything it wraps runs unchanged. The points:
+  slow (SLOW), the test polls it until the jobs exist and are not finished, and kills from
+  outside. On Flink the rerun is then killed again, mid-harvest, by the hook, and a third run
+  finishes.
+- shard upload, job creation, harvest, sink write, publish: a test-only hook. HOOK below is the
+  subprocess entry point; it wraps one function of the real code so that, right after that
+  function did its real work, the process notes the point in a file and SIGKILLs its own group.
+  Only the moment of the kill comes from the hook; everything it wraps runs unchanged:
   - upload: after the first shard object and its index are in S3, before the others are;
   - submit: after the first job of attempt KILL_ATTEMPT was created, before the next one is;
   - harvest: after the rows of a finished job's first shard were emitted downstream;
   - sink: after the first JSONL file under .staging-<run id>/ was written and flushed;
-  - publish: after the first staged file was moved into summaries/ or failures/.
+  - publish: after the first staged file was moved into summaries/ or failures/ (local and S3).
 """
 from __future__ import annotations
 
@@ -138,7 +140,8 @@ def _objects(backend, prefix: str) -> list[str]:
 
 
 def _records_per_attempt(backend, run_id: str, jobs: dict) -> dict[int, list[str]]:
-    """The transcript ids the service's jobs were given, by attempt, from each created job's index."""
+    """The transcript ids the service's jobs were given, by attempt, from each created job's
+    index."""
     s3 = backend.boto3_client("s3")
     held: dict[int, list[str]] = {}
     for name in jobs:
@@ -189,7 +192,8 @@ def _assert_exactly_once(backend, run_id: str, output: Path, ids: list[str],
     assert (output / "_SUCCESS").exists()
     jobs = _jobs(backend, run_id)
     assert {n: v[:2] for n, v in jobs.items() if n in jobs_after_kill} == \
-        {n: v[:2] for n, v in jobs_after_kill.items()}, "the killed run's jobs are adopted, unchanged"
+        {n: v[:2] for n, v in jobs_after_kill.items()}, \
+        "the killed run's jobs are adopted, unchanged"
     assert len({v[1] for v in jobs.values()}) == len(jobs), "one clientRequestToken per job"
     held = _records_per_attempt(backend, run_id, jobs)
     assert sorted(held.get(1, [])) == ids, "each record is in exactly one first-attempt job"
