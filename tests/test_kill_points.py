@@ -12,7 +12,7 @@ folder, as a user would.
 
 How each point is hit:
 - jobs in flight (Flink; the DirectRunner case is tests/test_restart.py): no hook. The service is
-  slow (SLOW), the test polls it until the jobs exist and are not finished, and kills from
+  slow (IN_FLIGHT), the test polls it until the jobs exist and are not finished, and kills from
   outside. On Flink the rerun is then killed again, mid-harvest, by the hook, and a third run
   finishes.
 - shard upload, job creation, harvest, sink write, publish: a test-only hook. HOOK below is the
@@ -43,7 +43,6 @@ from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing
 from tests.jvm_services import flink_runner_args
 from tests.pipelines import read_rows, transcripts
-from tests.test_restart import SLOW
 from transforms.quotas import Quotas
 from transforms.results import iter_index
 
@@ -52,6 +51,8 @@ RECORDS = 30
 QUOTAS = Quotas(max_records_per_job=15, min_records_per_job=5)
 # Fast enough that a run takes seconds, slow enough that nothing is skipped.
 QUICK = Timing(submitted=1.0, validating=1.0, scheduled=1.0, per_record=0.02, speed=10.0)
+# Jobs stay in flight for 10 s or more, so a poll on a loaded machine still sees them running.
+IN_FLIGHT = Timing(submitted=2.0, validating=2.0, scheduled=6.0, per_record=0.05, speed=1.0)
 
 HOOK = textwrap.dedent("""
     import os, signal, sys
@@ -298,10 +299,10 @@ def test_flink_killed_in_flight_then_mid_harvest(local_backend_factory, tmp_path
     """--runner FlinkRunner (its own job server, LOOPBACK workers in the CLI process), killed
     twice with the same run id, then run to the end:
 
-    1. from outside, no hook, while the service still runs the jobs (SLOW);
+    1. from outside, no hook, while the service still runs the jobs (IN_FLIGHT);
     2. by the harvest hook, after the rerun adopted the jobs and harvested a first shard.
     """
-    backend = local_backend_factory(timing=SLOW, quotas=QUOTAS)
+    backend = local_backend_factory(timing=IN_FLIGHT, quotas=QUOTAS)
     input_path, ids = _input(tmp_path)
     output, run_id = tmp_path / "out", "kill-flink"
     argv = _cli_args(backend, input_path, output, run_id) + flink_runner_args()
