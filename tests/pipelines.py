@@ -81,3 +81,21 @@ def summarize(items: Sequence[Transcript], config: BatchConfig, out: Path,
             counters[name] = counters.get(name, 0) + counter.committed
     return read_rows(out / "summaries"), read_rows(out / "failures")
 
+
+def cli_with_counters(argv: Sequence[str], monkeypatch: Any) -> tuple[int, dict[str, int]]:
+    """Runs the CLI in-process as a user would; returns its exit code and the counters of the
+    run report it printed (read from the Report object, not parsed from its text)."""
+    import pipeline.run
+    from pipeline.__main__ import main
+
+    reports = []
+    real_run = pipeline.run.run
+
+    def spy(options, config):
+        reports.append(real_run(options, config))
+        return reports[-1]
+
+    monkeypatch.setattr(pipeline.run, "run", spy)
+    code = main(list(argv))
+    assert reports, f"the run ended before its report (exit code {code})"
+    return code, reports[0].counters

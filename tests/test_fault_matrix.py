@@ -28,15 +28,13 @@ from typing import Any
 
 import pytest
 
-import pipeline.run
 from pipeline import exit_codes
-from pipeline.__main__ import main
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE
 from tests.fault_table import add_row
-from tests.pipelines import read_rows, transcripts
+from tests.pipelines import cli_with_counters, read_rows, transcripts
 from transforms.quotas import Quotas
 from transforms.results import retriable_record_error
 
@@ -97,24 +95,16 @@ CASES = [
 def _run_cli(backend: LocalBackend, input_path: Path, out: str, run_id: str,
              monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, int]]:
     """The CLI in-process; returns its exit code and the counters of the Report it printed."""
-    reports = []
-    real_run = pipeline.run.run
-
-    def spy(options, config):
-        reports.append(real_run(options, config))
-        return reports[-1]
-
-    monkeypatch.setattr(pipeline.run, "run", spy)
-    code = main(["run", "--backend", "aws", "--bedrock-endpoint-url", backend.bedrock_endpoint_url,
-                 "--bedrock-runtime-endpoint-url", backend.bedrock_endpoint_url,
-                 "--bucket-uri", f"s3://{DEFAULT_BUCKET}/runs", "--role-arn", SERVICE_ROLE_ARN,
-                 "--aws-region", backend.region, "--run-id", run_id, "--input", str(input_path),
-                 "--output", out, "--s3_endpoint_url", backend.s3_endpoint_url, "--sink", "jsonl", "--poll-interval-seconds", "1",
-                 "--max-records-per-file", str(PER_FILE), "--max-records-per-job", str(PER_JOB),
-                 "--min-records-per-job", str(MIN_PER_JOB), "--max-concurrent-jobs", str(CONCURRENT),
-                 "--max-record-retries", str(MAX_ATTEMPTS - 1)])
-    assert reports, f"the run ended before its report (exit code {code})"
-    return code, reports[0].counters
+    return cli_with_counters(
+        ["run", "--backend", "aws", "--bedrock-endpoint-url", backend.bedrock_endpoint_url,
+         "--bedrock-runtime-endpoint-url", backend.bedrock_endpoint_url,
+         "--bucket-uri", f"s3://{DEFAULT_BUCKET}/runs", "--role-arn", SERVICE_ROLE_ARN,
+         "--aws-region", backend.region, "--run-id", run_id, "--input", str(input_path),
+         "--output", out, "--s3_endpoint_url", backend.s3_endpoint_url, "--sink", "jsonl",
+         "--poll-interval-seconds", "1", "--max-records-per-file", str(PER_FILE),
+         "--max-records-per-job", str(PER_JOB), "--min-records-per-job", str(MIN_PER_JOB),
+         "--max-concurrent-jobs", str(CONCURRENT), "--max-record-retries", str(MAX_ATTEMPTS - 1)],
+        monkeypatch)
 
 
 def _rows(backend: LocalBackend, out: str, kind: str) -> list[dict[str, Any]]:

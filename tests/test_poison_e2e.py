@@ -23,11 +23,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import pipeline.run
 from pipeline import exit_codes
 from pipeline.__main__ import main
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE
-from tests.pipelines import local_config, read_rows, summarize
+from tests.pipelines import cli_with_counters, local_config, read_rows, summarize
 from transforms.model import Transcript
 from transforms.quotas import Quotas
 
@@ -117,19 +116,10 @@ def read_output(directory: Path, fmt: str) -> list[dict]:
 
 
 def run_cli(folder: Path, out: Path, fmt: str, monkeypatch) -> tuple[int, dict[str, int]]:
-    """Runs the CLI in-process; returns its exit code and the run's counters (spied on the
-    Report it prints)."""
-    reports = []
-    real_run = pipeline.run.run
-
-    def spy(options, config):
-        reports.append(real_run(options, config))
-        return reports[-1]
-
-    monkeypatch.setattr(pipeline.run, "run", spy)
-    code = main(["run", "--input", str(folder / "*"), "--output", str(out), "--sink", fmt,
-                 "--min-records-per-job", "1", "--local-speed", "100"])
-    return code, reports[0].counters
+    """Runs the CLI in-process; returns its exit code and the run's counters."""
+    return cli_with_counters(["run", "--input", str(folder / "*"), "--output", str(out),
+                              "--sink", fmt, "--min-records-per-job", "1", "--local-speed", "100"],
+                             monkeypatch)
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "avro"])
