@@ -55,10 +55,14 @@ QUICK = Timing(submitted=1.0, validating=1.0, scheduled=1.0, per_record=0.02, sp
 IN_FLIGHT = Timing(submitted=2.0, validating=2.0, scheduled=6.0, per_record=0.05, speed=1.0)
 
 HOOK = textwrap.dedent("""
-    import os, signal, sys
+    import os, signal, sys, threading
     point, note = os.environ["KILL_AT"], os.environ["KILL_NOTE"]
+    # Worker threads may reach the point together: one writes the note, the others wait for the
+    # kill (a second open(note, "w") would empty the note the first one wrote).
+    dying = threading.Lock()
 
     def die(where):
+        dying.acquire()
         with open(note, "w") as f:
             f.write(where)
         os.killpg(os.getpgrp(), signal.SIGKILL)
