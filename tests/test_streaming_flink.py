@@ -42,6 +42,7 @@ def _drop_after_each_job(inbox: Path, jobs_of_run, stop: threading.Event,
                 return
 
 
+@pytest.mark.timing
 @pytest.mark.timeout(500)
 def test_windows_are_submitted_while_the_watch_goes_on(tmp_path, local_backend_factory,
                                                          flink_job_endpoint):
