@@ -1,5 +1,5 @@
 """Smoke tests of the real JVM services in tests/jvm_services.py, and the
-runner facts the project builds on (DESIGN.md section 7): how Beam's Flink
+runner facts the project builds on: how Beam's Flink
 runner treats a self-checkpointing splittable DoFn and streaming windows."""
 
 from __future__ import annotations

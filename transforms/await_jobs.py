@@ -2,7 +2,7 @@
 
 A splittable DoFn that self-checkpoints (``defer_remainder``) between polls, so a Flink task slot
 is not held while Bedrock works for hours. Processing-time timers are not used: the DirectRunner
-drops them and the portable local runners fail on them in batch (DESIGN.md section 7). Local
+drops them and the portable local runners fail on them in batch. Local
 runners also ignore the deferral delay, so the restriction carries the time of the next poll and
 the DoFn sleeps only what the runner did not already wait.
 

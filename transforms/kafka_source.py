@@ -11,7 +11,7 @@ offset range still to read. The partition is ``assign()``-ed at the restriction'
 consumer-group rebalances): the restriction checkpointed by the runner IS the read position, so
 Kafka's committed offsets are only a courtesy for lag monitoring. When the partition is idle the
 DoFn self-checkpoints with ``defer_remainder`` (no processing-time timers: the DirectRunner drops
-them, DESIGN.md section 7).
+them).
 """
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def utcnow() -> dt.datetime:
 
 
 def encodable(text: str) -> str:
-    """``text`` with lone surrogates (which no UTF-8 encoder accepts) written as ``\\udXXX``
+    """``text`` with lone surrogates (which no UTF-8 encoder accepts) written as ``\\ud800``-style
     escapes, so a Failure row can always be written, whatever input it describes."""
     if text.isascii():
         return text

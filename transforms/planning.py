@@ -1,4 +1,4 @@
-"""Shard/job planner (DESIGN.md sections 3 and 4): pure, no Beam.
+"""Shard/job planner: pure, no Beam.
 
 The planner decides from counts and sizes only (``WindowStats``: count, total, extremes and a
 coarse size histogram), so a window's records are never held in memory: ``ShardAssigner`` then

@@ -1,4 +1,4 @@
-"""Bedrock batch inference quotas (DESIGN.md section 4) and the named profiles that set them.
+"""Bedrock batch inference quotas and the named profiles that set them.
 
 Shared by the planner (to shape shards) and the local backend (to enforce them like AWS does).
 """
