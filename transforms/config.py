@@ -37,6 +37,10 @@ class BatchConfig:
     # text -> (redacted text, {kind: count}), applied before submission; picklable (a module-level
     # function or an object of a module-level class). None sends the text as read.
     redactor: Callable[[str], "tuple[str, Mapping[str, int]]"] | None = None
+    # "summary" (free text) or "insights" (a JSON object checked against output_schema, the
+    # JSON Schema object).
+    task: str = "summary"
+    output_schema: Mapping | None = None
 
     def __post_init__(self) -> None:
         validate_run_id(self.run_id)

@@ -148,6 +148,9 @@ class Summary:
     attempt: int = 1
     metadata: str | None = None  # JSON object string
     created_at: dt.datetime = field(default_factory=utcnow)
+    # The schema-valid JSON object with --task insights (``summary`` holds its "summary"); None
+    # for --task summary.
+    insights: Mapping[str, Any] | None = None
 
     def to_row(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,6 +1,10 @@
 """Sink schemas (Arrow/Parquet, Avro, BigQuery) and row converters, all derived from the one
 definition in ``transforms.model`` (``SUMMARY_FIELDS`` / ``FAILURE_FIELDS``).
 
+With ``--task insights`` the summaries gain one more column, ``insights``, typed from the task's
+JSON Schema (``transforms.insights.columns``): every function here takes it as ``insights``
+(None: no such column, the summary task's output).
+
 No Beam import: the Beam sinks call these functions.
 """
 from __future__ import annotations
@@ -11,6 +15,8 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
+from transforms.insights.columns import (Column, arrow_field, avro_type, bigquery_field,
+                                        json_value, typed_value)
 from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Field, encodable
 
 TYPES = ("string", "int64", "timestamp")
@@ -48,17 +54,31 @@ def _check_type(f: Field) -> str:
     return f.type
 
 
-def arrow_schema(fields: Sequence[Field]) -> pa.Schema:
-    """pyarrow schema (Parquet) with nullability and descriptions as field metadata."""
-    return pa.schema([
+def arrow_schema(fields: Sequence[Field], insights: Column | None = None) -> pa.Schema:
+    """pyarrow schema (Parquet) with nullability and descriptions as field metadata.
+
+    Args:
+        fields: The row kind's fields.
+        insights: The typed insights column, appended last; None for none.
+    """
+    columns = [
         pa.field(f.name, _ARROW_TYPES[_check_type(f)], nullable=f.nullable,
                  metadata={"description": f.description} if f.description else None)
         for f in fields
-    ])
+    ]
+    return pa.schema(columns + ([arrow_field(insights)] if insights else []))
 
 
-def avro_schema(name: str, fields: Sequence[Field], namespace: str = "bedrock_batch_beam") -> dict:
-    """Avro record schema for fastavro; nullable fields are ``["null", T]`` with default null."""
+def avro_schema(name: str, fields: Sequence[Field], namespace: str = "bedrock_batch_beam",
+                insights: Column | None = None) -> dict:
+    """Avro record schema for fastavro; nullable fields are ``["null", T]`` with default null.
+
+    Args:
+        name: The record name.
+        fields: The row kind's fields.
+        namespace: The Avro namespace.
+        insights: The typed insights column, appended last; None for none.
+    """
     avro_fields = []
     for f in fields:
         base = _AVRO_TYPES[_check_type(f)]
@@ -68,16 +88,25 @@ def avro_schema(name: str, fields: Sequence[Field], namespace: str = "bedrock_ba
         if f.description:
             entry["doc"] = f.description
         avro_fields.append(entry)
+    if insights:
+        avro_fields.append({"name": insights.name, "type": avro_type(insights, "Insights"),
+                            "default": None})
     return {"type": "record", "name": name, "namespace": namespace, "fields": avro_fields}
 
 
-def bigquery_schema(fields: Sequence[Field]) -> dict:
-    """The TableSchema dict that Beam's ``WriteToBigQuery(schema=...)`` accepts."""
-    return {"fields": [
+def bigquery_schema(fields: Sequence[Field], insights: Column | None = None) -> dict:
+    """The TableSchema dict that Beam's ``WriteToBigQuery(schema=...)`` accepts.
+
+    Args:
+        fields: The row kind's fields.
+        insights: The typed insights column (a RECORD), appended last; None for none.
+    """
+    columns = [
         {"name": f.name, "type": _BIGQUERY_TYPES[_check_type(f)],
          "mode": "NULLABLE" if f.nullable else "REQUIRED", "description": f.description}
         for f in fields
-    ]}
+    ]
+    return {"fields": columns + ([bigquery_field(insights)] if insights else [])}
 
 
 def _as_utc(name: str, value: Any) -> dt.datetime:
@@ -89,13 +118,25 @@ def _as_utc(name: str, value: Any) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
-def normalize_row(fields: Sequence[Field], row: Mapping[str, Any]) -> dict[str, Any]:
+def normalize_row(fields: Sequence[Field], row: Mapping[str, Any],
+                  insights: Column | None = None) -> dict[str, Any]:
     """Check a row against the fields and return it in field order with UTC-aware timestamps.
 
     Raises ValueError naming the column for a missing/unknown column, a null in a required
     column or a value of the wrong type, so a bad row fails with a clear message instead of a
     pyarrow/fastavro error deep inside a writer.
+
+    Args:
+        fields: The row kind's fields.
+        row: The row (``Summary.to_row()`` holds ``insights``, None for the summary task).
+        insights: The typed insights column; None when the sink writes none, and then a row
+            holding insights is refused rather than written without them.
     """
+    row = dict(row)
+    insights_value = row.pop("insights", None)
+    if insights is None and insights_value is not None:
+        raise ValueError("row holds insights but this sink has no insights column: give the "
+                         "sink the task's JSON Schema (insights_schema=...)")
     names = [f.name for f in fields]
     unknown = sorted(set(row) - set(names))
     if unknown:
@@ -125,6 +166,8 @@ def normalize_row(fields: Sequence[Field], row: Mapping[str, Any]) -> dict[str, 
         else:
             value = _as_utc(f.name, value)
         out[f.name] = value
+    if insights is not None:
+        out[insights.name] = typed_value(insights, insights_value)
     return out
 
 
@@ -137,22 +180,46 @@ def row_problem(kind: str, row: Mapping[str, Any]) -> str | None:
     return None
 
 
-def json_row(fields: Sequence[Field], row: Mapping[str, Any]) -> dict[str, Any]:
-    """A normalized row with timestamps as ISO 8601 strings (JSONL, Kafka JSON, BigQuery inserts)."""
-    out = normalize_row(fields, row)
+def json_row(fields: Sequence[Field], row: Mapping[str, Any], insights: Column | None = None,
+             null_arrays: bool = True) -> dict[str, Any]:
+    """A normalized row with timestamps as ISO 8601 strings (JSONL, Kafka JSON, BigQuery inserts).
+
+    Args:
+        fields: The row kind's fields.
+        row: The row.
+        insights: The typed insights column (written as a nested object); None for none.
+        null_arrays: False writes null insights arrays as [] (BigQuery has no null array).
+    """
+    out = normalize_row(fields, row, insights)
     for f in fields:
         if f.type == "timestamp" and out[f.name] is not None:
             out[f.name] = out[f.name].isoformat()
+    if insights is not None:
+        out[insights.name] = json_value(insights, out[insights.name], null_arrays)
     return out
 
 
-def json_line(fields: Sequence[Field], row: Mapping[str, Any]) -> str:
-    """One compact JSON object (no newline), UTF-8 text kept as is rather than \\u-escaped."""
-    return json.dumps(json_row(fields, row), ensure_ascii=False, separators=(",", ":"))
+def json_line(fields: Sequence[Field], row: Mapping[str, Any],
+              insights: Column | None = None) -> str:
+    """One compact JSON object (no newline), UTF-8 text kept as is rather than \\u-escaped.
+
+    Args:
+        fields: The row kind's fields.
+        row: The row.
+        insights: The typed insights column (a nested object); None for none.
+    """
+    return json.dumps(json_row(fields, row, insights), ensure_ascii=False, separators=(",", ":"))
 
 
-def row_from_json(fields: Sequence[Field], obj: Mapping[str, Any]) -> dict[str, Any]:
-    """Inverse of ``json_row``: parse ISO 8601 timestamp strings back into UTC datetimes."""
+def row_from_json(fields: Sequence[Field], obj: Mapping[str, Any],
+                  insights: Column | None = None) -> dict[str, Any]:
+    """Inverse of ``json_row``: parse ISO 8601 timestamp strings back into UTC datetimes.
+
+    Args:
+        fields: The row kind's fields.
+        obj: A row as ``json_row`` wrote it.
+        insights: The typed insights column; None for none.
+    """
     parsed = dict(obj)
     for f in fields:
         value = parsed.get(f.name)
@@ -161,4 +228,4 @@ def row_from_json(fields: Sequence[Field], obj: Mapping[str, Any]) -> dict[str, 
                 parsed[f.name] = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
                 raise ValueError(f"column {f.name!r} holds {value!r}, not an ISO 8601 timestamp") from None
-    return normalize_row(fields, parsed)
+    return normalize_row(fields, parsed, insights)

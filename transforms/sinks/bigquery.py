@@ -23,7 +23,7 @@ bigquery.googleapis.com: against an emulator create the table first and use ``CR
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import apache_beam as beam
 from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
@@ -32,6 +32,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.retry import PermanentException
 from google.api_core.exceptions import RetryError
 
+from transforms.insights.columns import Column, insights_column
 from transforms.schema import bigquery_schema, fields_for
 from transforms.sinks.bigquery_rows import InsertRows, parse_table, rejected_failure
 
@@ -99,8 +100,8 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
 
 
 class _ToInsertRow(beam.DoFn):
-    def __init__(self, kind: str) -> None:
-        self.to_row = InsertRows(kind)
+    def __init__(self, kind: str, insights: Column | None) -> None:
+        self.to_row = InsertRows(kind, insights)
         self.sent = Metrics.counter("bigquery", f"{kind}_rows_sent")
 
     def process(self, element: Any):
@@ -134,7 +135,8 @@ class WriteRowsToBigQuery(beam.PTransform):
     its own retries instead). ``transient_retries`` bounds the retries (per bundle, exponential
     backoff from 0.2 s) of rows BigQuery answers with a transient error; rows still failing then
     become Failures too. Delivery is at-least-once with Beam's best-effort insert-id
-    de-duplication.
+    de-duplication. ``insights_schema`` (summaries, ``--task insights``): the JSON Schema the
+    ``insights`` RECORD column is typed from (None: no such column).
     """
 
     def __init__(self, table: str, kind: str = "summaries",
@@ -143,10 +145,14 @@ class WriteRowsToBigQuery(beam.PTransform):
                  retry_strategy: str = RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
                  insert_client: Any = None,
                  unreachable_timeout_s: float = DEFAULT_UNREACHABLE_TIMEOUT_S,
-                 transient_retries: int = DEFAULT_TRANSIENT_RETRIES) -> None:
+                 transient_retries: int = DEFAULT_TRANSIENT_RETRIES,
+                 insights_schema: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         parse_table(table)
         fields_for(kind)
+        if insights_schema is not None and kind != "summaries":
+            raise ValueError(f"only summaries carry insights; {kind} take no insights_schema")
+        self.insights = insights_column(insights_schema) if insights_schema is not None else None
         self.table = table
         self.kind = kind
         self.create_disposition = _one_of("create_disposition", create_disposition, CREATE_DISPOSITIONS)
@@ -167,9 +173,9 @@ class WriteRowsToBigQuery(beam.PTransform):
     def expand(self, pcoll: beam.PCollection) -> dict[str, Any]:
         written = (
             pcoll
-            | "ToInsertRows" >> beam.ParDo(_ToInsertRow(self.kind))
+            | "ToInsertRows" >> beam.ParDo(_ToInsertRow(self.kind, self.insights))
             | "Insert" >> WriteToBigQuery(
-                self.table, schema=bigquery_schema(fields_for(self.kind)),
+                self.table, schema=bigquery_schema(fields_for(self.kind), self.insights),
                 method=WriteToBigQuery.Method.STREAMING_INSERTS,
                 create_disposition=self.create_disposition, write_disposition=self.write_disposition,
                 insert_retry_strategy=self.retry_strategy, max_retries=self.transient_retries,

@@ -8,6 +8,7 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
+from transforms.insights.columns import Column
 from transforms.model import Failure, truncate_raw
 from transforms.schema import fields_for, json_row
 
@@ -31,16 +32,24 @@ def parse_table(table: str) -> tuple[str, str, str]:
 
 
 class InsertRows:
-    """Summary / Failure elements (or row dicts of that kind) -> insertAll JSON rows."""
+    """Summary / Failure elements (or row dicts of that kind) -> insertAll JSON rows.
 
-    def __init__(self, kind: str) -> None:
+    Args:
+        kind: "summaries" or "failures".
+        insights: The typed insights column of summaries (``--task insights``), sent as a
+            nested object; None for none.
+    """
+
+    def __init__(self, kind: str, insights: Column | None = None) -> None:
         self.kind = kind
         self.fields = fields_for(kind)
+        self.insights = insights
 
     def __call__(self, element: Any) -> dict[str, Any]:
         row = element.to_row() if hasattr(element, "to_row") else element
-        # Timestamps as ISO 8601 strings: what insertAll accepts for TIMESTAMP columns.
-        return json_row(self.fields, row)
+        # Timestamps as ISO 8601 strings: what insertAll accepts for TIMESTAMP columns; a null
+        # array as [], since a REPEATED field cannot be null.
+        return json_row(self.fields, row, self.insights, null_arrays=False)
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:

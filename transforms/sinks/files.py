@@ -21,7 +21,7 @@ Each window may fire once (default trigger): files are named by window, not by p
 from __future__ import annotations
 
 import uuid
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import apache_beam as beam
 import fastavro
@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.transforms import trigger, window
 
+from transforms.insights.columns import Column, insights_column
 from transforms.model import Field
 from transforms.schema import (AVRO_RECORD_NAMES, arrow_schema, avro_schema, fields_for,
                                json_line, normalize_row)
@@ -48,8 +49,9 @@ class _RowSink(fileio.FileSink):
 
     mime_type = "application/octet-stream"
 
-    def __init__(self, fields: Sequence[Field]) -> None:
+    def __init__(self, fields: Sequence[Field], insights: Column | None = None) -> None:
         self.fields = tuple(fields)
+        self.insights = insights
 
     def create_metadata(self, destination: str, full_file_name: str) -> fileio.FileMetadata:
         # The formats compress internally (Parquet pages, Avro blocks); never wrap the handle.
@@ -64,7 +66,7 @@ class ParquetRowSink(_RowSink):
     """
 
     def open(self, fh: Any) -> None:
-        self._schema = arrow_schema(self.fields)
+        self._schema = arrow_schema(self.fields, self.insights)
         self._writer = pq.ParquetWriter(fh, self._schema)
         self._rows: list[dict[str, Any]] = []
 
@@ -92,7 +94,7 @@ class JsonlRowSink(_RowSink):
         self._fh = fh
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json_line(self.fields, record).encode("utf-8") + b"\n")
+        self._fh.write(json_line(self.fields, record, self.insights).encode("utf-8") + b"\n")
 
     def flush(self) -> None:
         self._fh.flush()
@@ -103,12 +105,14 @@ class AvroRowSink(_RowSink):
 
     mime_type = "application/avro"
 
-    def __init__(self, fields: Sequence[Field], record_name: str) -> None:
-        super().__init__(fields)
+    def __init__(self, fields: Sequence[Field], record_name: str,
+                 insights: Column | None = None) -> None:
+        super().__init__(fields, insights)
         self.record_name = record_name
 
     def open(self, fh: Any) -> None:
-        schema = fastavro.parse_schema(avro_schema(self.record_name, self.fields))
+        schema = fastavro.parse_schema(avro_schema(self.record_name, self.fields,
+                                                   insights=self.insights))
         self._writer = fastavro.write.Writer(fh, schema, codec="deflate")
         self._fh = fh
 
@@ -127,17 +131,18 @@ FORMATS = {"parquet": ".parquet", "jsonl": ".jsonl", "avro": ".avro"}
 class _SinkFactory:
     """Picklable ``sink`` callable for WriteToFiles: a fresh FileSink per file written."""
 
-    def __init__(self, kind: str, file_format: str) -> None:
+    def __init__(self, kind: str, file_format: str, insights: Column | None = None) -> None:
         self.kind = kind
         self.file_format = file_format
+        self.insights = insights
 
     def __call__(self, destination: Any = None) -> _RowSink:
         fields = fields_for(self.kind)
         if self.file_format == "parquet":
-            return ParquetRowSink(fields)
+            return ParquetRowSink(fields, self.insights)
         if self.file_format == "jsonl":
-            return JsonlRowSink(fields)
-        return AvroRowSink(fields, AVRO_RECORD_NAMES[self.kind])
+            return JsonlRowSink(fields, self.insights)
+        return AvroRowSink(fields, AVRO_RECORD_NAMES[self.kind], self.insights)
 
 
 def _compact_utc(ts: Any) -> str:
@@ -180,13 +185,14 @@ def _single_firing(windowing: Any) -> bool:
 class _NormalizeRow(beam.DoFn):
     """Summary/Failure (anything with ``to_row()``) or a row dict -> a checked row dict."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, insights: Column | None = None) -> None:
         self.kind = kind
+        self.insights = insights
         self.rows = Metrics.counter("sinks.files", f"{kind}_rows_written")
 
     def process(self, element: Any):
         row = element.to_row() if hasattr(element, "to_row") else element
-        normalized = normalize_row(fields_for(self.kind), row)
+        normalized = normalize_row(fields_for(self.kind), row, self.insights)
         self.rows.inc()
         yield normalized
 
@@ -223,12 +229,27 @@ class WriteRows(beam.PTransform):
 
     Input: elements with ``to_row()`` (Summary / Failure) or row dicts of that kind.
     Output: PCollection of the full paths of the files written, in the input's windows.
+
+    Args:
+        path: The output directory (local, s3://, ...).
+        kind: "summaries" or "failures".
+        format: "parquet", "jsonl" or "avro".
+        shards: Files per window (None: the runner decides).
+        prefix: File name prefix.
+        insights_schema: With --task insights, the JSON Schema of the insights: summaries get an
+            ``insights`` column typed from it (nested records and lists; a nested JSON object
+            in JSONL). None writes no such column.
     """
 
     def __init__(self, path: str, kind: str = "summaries", format: str = "parquet",
-                 shards: int | None = None, prefix: str = "part") -> None:
+                 shards: int | None = None, prefix: str = "part",
+                 insights_schema: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         fields_for(kind)  # fail at construction on an unknown kind
+        if insights_schema is not None and kind != "summaries":
+            raise ValueError(f"only summaries carry insights; {kind} take no insights_schema")
+        # A schema no column can hold fails here, before the pipeline runs.
+        self.insights = insights_column(insights_schema) if insights_schema is not None else None
         if format not in FORMATS:
             raise ValueError(f"file format {format!r} is not supported: use one of {sorted(FORMATS)}")
         if not path:
@@ -254,7 +275,7 @@ class WriteRows(beam.PTransform):
                 f"({windowing.triggerfn}) before writing files")
 
         suffix = FORMATS[self.file_format]
-        sinks = _SinkFactory(self.kind, self.file_format)
+        sinks = _SinkFactory(self.kind, self.file_format, self.insights)
         naming = WindowedFileNaming(self.prefix, suffix)
         # Late panes need the pane index in their names, which only WriteToFiles' sharded path
         # passes on (its unsharded path gives the naming no pane): route every record there.
@@ -266,7 +287,7 @@ class WriteRows(beam.PTransform):
         temp_dir = FileSystems.join(temp_root, f".temp-{uuid.uuid4()}")
         results = (
             pcoll
-            | "ToRow" >> beam.ParDo(_NormalizeRow(self.kind))
+            | "ToRow" >> beam.ParDo(_NormalizeRow(self.kind, self.insights))
             | "WriteToFiles" >> fileio.WriteToFiles(
                 path=self.path, file_naming=naming, sink=sinks,
                 temp_directory=StaticValueProvider(str, temp_dir), **routing)
@@ -291,11 +312,20 @@ class WriteRows(beam.PTransform):
 
 
 class WriteSummaries(WriteRows):
-    """Write Summary rows to ``path`` as Parquet (default), JSONL or Avro."""
+    """Write Summary rows to ``path`` as Parquet (default), JSONL or Avro.
+
+    Args:
+        path: The output directory.
+        format: "parquet", "jsonl" or "avro".
+        shards: Files per window (None: the runner decides).
+        prefix: File name prefix.
+        insights_schema: The insights JSON Schema (``--task insights``): adds the typed
+            ``insights`` column. None: the summary task's columns only.
+    """
 
     def __init__(self, path: str, format: str = "parquet", shards: int | None = None,
-                 prefix: str = "part") -> None:
-        super().__init__(path, "summaries", format, shards, prefix)
+                 prefix: str = "part", insights_schema: Mapping[str, Any] | None = None) -> None:
+        super().__init__(path, "summaries", format, shards, prefix, insights_schema)
 
 
 class WriteFailures(WriteRows):

@@ -205,12 +205,15 @@ class WriteRowsToKafka(beam.PTransform):
     delivery reports at the end of each bundle (default: the producer's message timeout + 30 s).
     Output: PCollection of ints, the number of messages delivered per bundle and window, in the
     input's windows (sum them for a total); emitted only after the broker confirmed them.
-    Delivery is at-least-once (see the module docstring).
+    Delivery is at-least-once (see the module docstring). ``insights_schema`` (summaries,
+    ``--task insights``): the JSON Schema the ``insights`` value is typed from (see
+    ``RowEncoder``).
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, kind: str = "summaries",
                  format: str = "json", producer_config: Mapping[str, Any] | None = None,
-                 flush_timeout_s: float | None = None) -> None:
+                 flush_timeout_s: float | None = None,
+                 insights_schema: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         if not bootstrap_servers:
@@ -219,7 +222,7 @@ class WriteRowsToKafka(beam.PTransform):
             raise ValueError(f"{name} topic {topic!r} is not a valid Kafka topic name: use 1-249 "
                              "characters from letters, digits, '.', '_' and '-'")
         self.topic = topic
-        self.encoder = RowEncoder(kind, format)
+        self.encoder = RowEncoder(kind, format, insights_schema)
         self.settings = producer_settings(bootstrap_servers, producer_config)
         try:
             # Validate every setting now, not on a worker. Without bootstrap.servers the
@@ -239,12 +242,23 @@ class WriteRowsToKafka(beam.PTransform):
 
 
 class WriteSummariesToKafka(WriteRowsToKafka):
-    """Write Summary rows to a Kafka topic as JSON (default) or Avro."""
+    """Write Summary rows to a Kafka topic as JSON (default) or Avro.
+
+    Args:
+        bootstrap_servers: Kafka brokers, host:port[,host:port].
+        topic: The topic.
+        format: "json" or "avro".
+        producer_config: Extra librdkafka settings.
+        flush_timeout_s: Bound on the wait for delivery reports per bundle.
+        insights_schema: The insights JSON Schema (``--task insights``); None for none.
+    """
 
     def __init__(self, bootstrap_servers: str, topic: str, format: str = "json",
                  producer_config: Mapping[str, Any] | None = None,
-                 flush_timeout_s: float | None = None) -> None:
-        super().__init__(bootstrap_servers, topic, "summaries", format, producer_config, flush_timeout_s)
+                 flush_timeout_s: float | None = None,
+                 insights_schema: Mapping[str, Any] | None = None) -> None:
+        super().__init__(bootstrap_servers, topic, "summaries", format, producer_config,
+                         flush_timeout_s, insights_schema)
 
 
 class WriteFailuresToKafka(WriteRowsToKafka):

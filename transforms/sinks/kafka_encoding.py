@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import Any, Mapping
 
 import fastavro
 
+from transforms.insights.columns import insights_column
 from transforms.model import encodable
 from transforms.schema import (AVRO_RECORD_NAMES, avro_schema, fields_for, json_line, normalize_row,
                                row_from_json)
@@ -20,10 +21,21 @@ AVRO_SCHEMA_HEADER = "avro.schema"
 
 
 class RowEncoder:
-    """Row (Summary / Failure, or a row dict of that kind) -> Kafka key, value and headers."""
+    """Row (Summary / Failure, or a row dict of that kind) -> Kafka key, value and headers.
 
-    def __init__(self, kind: str, format: str = "json") -> None:
+    Args:
+        kind: "summaries" or "failures".
+        format: "json" or "avro".
+        insights_schema: Summaries with ``--task insights``: the JSON Schema of the ``insights``
+            value, a nested JSON object or Avro record typed as in the file sinks. None: none.
+    """
+
+    def __init__(self, kind: str, format: str = "json",
+                 insights_schema: Mapping[str, Any] | None = None) -> None:
         self.fields = fields_for(kind)
+        if insights_schema is not None and kind != "summaries":
+            raise ValueError(f"only summaries carry insights; {kind} take no insights_schema")
+        self.insights = insights_column(insights_schema) if insights_schema is not None else None
         if format not in KAFKA_FORMATS:
             raise ValueError(f"Kafka value format {format!r} is not supported: "
                              f"use one of {list(KAFKA_FORMATS)}")
@@ -31,7 +43,7 @@ class RowEncoder:
         self.format = format
         self.headers: list[tuple[str, bytes]] = []
         if format == "avro":
-            schema = avro_schema(AVRO_RECORD_NAMES[kind], self.fields)
+            schema = avro_schema(AVRO_RECORD_NAMES[kind], self.fields, insights=self.insights)
             self._parsed = fastavro.parse_schema(schema)
             self.headers = [(AVRO_SCHEMA_HEADER,
                              json.dumps(schema, separators=(",", ":")).encode("utf-8"))]
@@ -41,13 +53,14 @@ class RowEncoder:
         transcript_id = row.get("transcript_id")
         key = encodable(transcript_id).encode("utf-8") if transcript_id is not None else None
         if self.format == "json":
-            return key, json_line(self.fields, row).encode("utf-8")
+            return key, json_line(self.fields, row, self.insights).encode("utf-8")
         buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, self._parsed, normalize_row(self.fields, row))
+        fastavro.schemaless_writer(buf, self._parsed, normalize_row(self.fields, row, self.insights))
         return key, buf.getvalue()
 
     def decode(self, value: bytes) -> dict[str, Any]:
         """A message value written with this encoding back into a row (UTC datetimes)."""
         if self.format == "json":
-            return row_from_json(self.fields, json.loads(value.decode("utf-8")))
-        return normalize_row(self.fields, fastavro.schemaless_reader(io.BytesIO(value), self._parsed))
+            return row_from_json(self.fields, json.loads(value.decode("utf-8")), self.insights)
+        return normalize_row(self.fields, fastavro.schemaless_reader(io.BytesIO(value), self._parsed),
+                             self.insights)
