@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import uuid
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions
@@ -166,8 +166,30 @@ def check_destinations(opts: BedrockBatchOptions) -> None:
         probe_output(opts.output)
 
 
+def check_output_schema(schema: Mapping[str, Any], source: str) -> None:
+    """The insights JSON Schema maps onto typed Parquet/Avro/BigQuery columns.
+
+    Args:
+        schema: The JSON Schema object.
+        source: Where it came from, named in the error (e.g. "--output-schema my.json").
+
+    Raises:
+        UsageError: one line naming ``source``, the field path and what to change.
+    """
+    from transforms.insights.columns import SchemaMappingError, insights_column
+
+    try:
+        insights_column(schema)
+    except SchemaMappingError as exc:
+        raise UsageError(f"{source} cannot be stored as typed columns: {exc}") from None
+
+
 def preflight(opts: BedrockBatchOptions, config: BatchConfig) -> None:
     """Every check, cheapest first."""
+    if config.task == "insights" and config.output_schema is not None:
+        schema_file = getattr(opts, "output_schema", None)
+        check_output_schema(config.output_schema, f"--output-schema {schema_file}" if schema_file
+                            else "the default insights schema")
     check_role_arn(config.job.role_arn)
     check_model(config.model_id, config.job.model_invocation_type)
     check_bucket(config.aws.client("s3"), config.base_uri)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline import exit_codes
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from transforms.config import BatchConfig
+from transforms.insights.aggregate import AggregateInsights, WriteInsightsAggregate, read_overall
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
 from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
@@ -115,7 +116,11 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
         source_failures = source_failures | "WindowFailures" >> windows()
     result = transcripts | "Summarize" >> SummarizeTranscripts(config)
     failures = ((source_failures, result["failures"]) | "AllFailures" >> beam.Flatten())
-    _, write_summaries, write_failures = sinks(opts, files_root)
+    schema = insights_schema(config)
+    _, write_summaries, write_failures = sinks(opts, files_root, schema)
+    if schema is not None and opts.sink in FORMATS:
+        (result["summaries"] | "AggregateInsights" >> AggregateInsights()
+         | "WriteAggregate" >> WriteInsightsAggregate(join(files_root, AGGREGATE_DIR)))
     if opts.sink == "bigquery":
         # Rows a table rejects come back: rejected summaries join the failures; rejected
         # failures can only be reported (logged at ERROR and counted in the run report).
@@ -134,16 +139,34 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
      | "WriteFailures" >> write_failures)
 
 
+# Under --output with a file sink: the AggregateInsights rows of an insights run.
+AGGREGATE_DIR = "insights_aggregate"
+
+
+def insights_schema(config: BatchConfig) -> Mapping[str, Any] | None:
+    """The JSON Schema the summaries' typed ``insights`` column follows; None for --task summary.
+
+    Args:
+        config: The run's settings.
+    """
+    return config.output_schema if config.task == "insights" else None
+
+
 def _report_rejected(failure: Any) -> None:
     Metrics.counter("pipeline", "failures_rejected").inc()
     log.error("failures table rejected a failure row: %s", failure)
 
 
-def sinks(opts: BedrockBatchOptions, files_root: str | None = None
+def sinks(opts: BedrockBatchOptions, files_root: str | None = None,
+          insights: Mapping[str, Any] | None = None
           ) -> tuple[tuple[str, str], beam.PTransform, beam.PTransform]:
     """((where summaries go, where failures go), the summaries sink, the failures sink).
 
-    File sinks write under ``files_root`` (default: --output).
+    Args:
+        opts: The CLI's options.
+        files_root: Where file sinks write (default: --output).
+        insights: The insights JSON Schema (--task insights): summaries get a typed
+            ``insights`` column. None: the summary task's columns.
     """
     if opts.sink == "kafka":
         from transforms.sinks.kafka import WriteFailuresToKafka, WriteSummariesToKafka
@@ -162,7 +185,7 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None
             producer_config["message.timeout.ms"] = int(timeout * 1000)
         return ((f"kafka:{topics[0]}", f"kafka:{topics[1]}"),
                 WriteSummariesToKafka(servers, topics[0], format=opts.kafka_format,
-                                      producer_config=producer_config),
+                                      producer_config=producer_config, insights_schema=insights),
                 WriteFailuresToKafka(servers, topics[1], format=opts.kafka_format,
                                      producer_config=producer_config))
     if opts.sink == "bigquery":
@@ -177,13 +200,13 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None
             raise ValueError(f"--bigquery-unreachable-timeout-seconds "
                              f"{opts.bigquery_unreachable_timeout_seconds:g} must be positive, e.g. 120")
         return ((f"bigquery:{tables[0]}", f"bigquery:{tables[1]}"),
-                WriteSummariesToBigQuery(tables[0], **settings),
+                WriteSummariesToBigQuery(tables[0], insights_schema=insights, **settings),
                 WriteFailuresToBigQuery(tables[1], **settings))
     if not opts.output:
         raise ValueError(f"--output DIR is required with --sink {opts.sink}")
     root = files_root or opts.output
     return ((join(opts.output, "summaries"), join(opts.output, "failures")),
-            WriteSummaries(join(root, "summaries"), format=opts.sink),
+            WriteSummaries(join(root, "summaries"), format=opts.sink, insights_schema=insights),
             WriteFailures(join(root, "failures"), format=opts.sink))
 
 
@@ -214,6 +237,8 @@ class Report:
     counters: dict[str, int]
     written: tuple[str, ...] = ()
     max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
+    # The overall AggregateInsights row of an insights run with a file sink (None otherwise).
+    insights_aggregate: dict[str, Any] | None = None
 
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
@@ -306,6 +331,8 @@ class Report:
         redacted = redaction_line(self.counters)
         if redacted:
             lines.append(redacted)
+        if self.insights_aggregate:
+            lines.append(insights_line(self.insights_aggregate))
         lines.append(f"written to      {', '.join(self.written) if self.written else 'nothing'}")
         lines.append(self._verdict())
         return lines
@@ -324,6 +351,20 @@ class Report:
         else:
             why = "every record is a summary or a failure row"
         return f"exit code       {code}: {why}"
+
+
+def insights_line(aggregate: Mapping[str, Any]) -> str:
+    """The report's one line on the overall insights aggregate.
+
+    Args:
+        aggregate: The overall AggregateInsights row.
+    """
+    rate, change = aggregate["resolution_rate"], aggregate["mean_sentiment_change"]
+    items = sum(aggregate["open_action_items_by_owner"].values())
+    return (f"insights        {aggregate['calls']} calls, "
+            f"{'no resolution stated' if rate is None else f'{rate:.0%} resolved'}, mean "
+            f"sentiment change {'n/a' if change is None else f'{change:+.2f}'}, {items} open "
+            f"action items (see {AGGREGATE_DIR}/)")
 
 
 def redaction_line(counters: dict[str, int]) -> str | None:
@@ -359,6 +400,9 @@ def run(options: PipelineOptions, config: BatchConfig) -> Report:
     report = Report(config.run_id, counters, max_failure_rate=opts.max_failure_rate)
     if files:
         written = commit.written_dirs(opts.output)
+        if insights_schema(config) is not None:
+            report = dataclasses.replace(
+                report, insights_aggregate=read_overall(join(opts.output, AGGREGATE_DIR)))
     else:
         (to_summaries, to_failures), _, _ = sinks(opts)
         written = [d for d, rows in ((to_summaries, report.summaries),

@@ -5,6 +5,7 @@ Layout of an output folder (local or any Beam filesystem, e.g. s3://)::
     _RUN_ID                 the run id that owns the folder (written before the pipeline starts)
     .staging-<run id>/      a batch run's files while it runs
     summaries/, failures/   the published rows
+    insights_aggregate/     with --task insights: the AggregateInsights rows
     _SUCCESS                written last, holding the run id, when the run has finished
 
 The decision of whether a run may use a folder is pure (``conflict``); the rest is file I/O
@@ -21,7 +22,7 @@ from transforms.storage import join
 
 RUN_MARKER = "_RUN_ID"
 SUCCESS_MARKER = "_SUCCESS"
-ROW_DIRS = ("summaries", "failures")
+ROW_DIRS = ("summaries", "failures", "insights_aggregate")
 _STAGING_PREFIX = ".staging-"
 
 
@@ -113,7 +114,7 @@ def claim(output: str, run_id: str, overwrite: bool) -> None:
 
 
 def publish(output: str, run_id: str) -> None:
-    """Replace ``output``'s summaries/ and failures/ with the staged ones, then write _SUCCESS.
+    """Replace ``output``'s row folders (``ROW_DIRS``) with the staged ones, then write _SUCCESS.
 
     Call only after the pipeline succeeded. Readers that must never see a half-moved folder
     wait for _SUCCESS: it is removed first and written last. Moving is a rename per file (a
