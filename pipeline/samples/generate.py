@@ -229,6 +229,22 @@ TOPICS: dict[str, dict[str, Any]] = {
                    ("Should I move the {device} out of the cabinet?", "Yes, an open spot up high gives a much stronger signal.")]},
 }
 
+# How a call ends, with its weight, named by the insights resolution it shows. Each ending says
+# so in a plain phrase ("that's resolved", "I'll escalate this", "we'll call you back tomorrow",
+# "still not resolved") that a rule-based reader can find.
+OUTCOMES = {"resolved": 0.5, "escalated": 0.2, "callback_scheduled": 0.15, "unresolved": 0.15}
+RESOLVED_MARKS = ["So that's resolved.", "That's resolved for you now."]
+ESCALATED_MARKS = ["I'll escalate this so the right team looks at it.",
+                   "I'm going to escalate this to a specialist team."]
+CALLBACKS = [("I need to check this with a colleague first, so we'll call you back tomorrow "
+              "morning with an answer.", "Okay, I'll expect your call tomorrow then."),
+             ("I can't finish this on this call, but I've scheduled a callback: we'll call you "
+              "back tomorrow afternoon.", "Alright, talk to you tomorrow.")]
+UNRESOLVED = [("I'm sorry, there's nothing more I can do about this today, and I don't have a "
+               "fix for it yet.", "So it's still not resolved. That's really disappointing."),
+              ("Unfortunately this stays unresolved for now; no solution is available at the "
+               "moment.", "That's frustrating. I'll call again if nothing changes.")]
+
 GREETINGS = ["Thank you for calling {company}, my name is {agent}. How can I help you today?",
              "Good {daypart}, {company} support, this is {agent} speaking. What can I do for you?",
              "Hi, you've reached {company}. I'm {agent}. How can I help?"]
@@ -281,6 +297,18 @@ def _customer(rng: random.Random, text: str) -> str:
     return text
 
 
+def _outcome(rng: random.Random, topic: dict[str, Any]) -> tuple[str, str]:
+    """The (agent, customer) exchange that ends the call, for one of ``OUTCOMES``."""
+    ending = rng.choices(list(OUTCOMES), weights=list(OUTCOMES.values()))[0]
+    if ending == "resolved":
+        agent, customer = rng.choice(topic["resolve"])
+        return f"{agent} {rng.choice(RESOLVED_MARKS)}", customer
+    if ending == "escalated":
+        agent, customer = rng.choice(topic["escalate"])
+        return f"{rng.choice(ESCALATED_MARKS)} {agent}", customer
+    return rng.choice(CALLBACKS if ending == "callback_scheduled" else UNRESOLVED)
+
+
 def _dialogue(rng: random.Random, topic: dict[str, Any], channel: str) -> list[tuple[str, str]]:
     """(speaker, template) for each turn of one call, between MIN_TURNS and MAX_TURNS long."""
     head = [("Agent", rng.choice(GREETINGS)), ("Customer", rng.choice(topic["open"]))]
@@ -293,8 +321,7 @@ def _dialogue(rng: random.Random, topic: dict[str, Any], channel: str) -> list[t
                   for pair in (topic["work"][i] if isinstance(topic["work"][i], list) else [topic["work"][i]])]
     if rng.random() < 0.4:
         work_pairs.insert(rng.randint(min(1, len(work_pairs)), len(work_pairs)), rng.choice(HOLD))
-    escalated = rng.random() < 0.3
-    outcome = [rng.choice(topic["escalate" if escalated else "resolve"])]
+    outcome = [_outcome(rng, topic)]
     follow_pool = topic["follow"] + GENERIC_FOLLOW
     follows = rng.sample(follow_pool, rng.choice([0, 0, 1, 1, 2, 3]))
     close = [("Agent", rng.choice(CLOSE_AGENT)), ("Customer", rng.choice(CLOSE_CUSTOMER))]
