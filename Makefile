@@ -23,6 +23,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m pipeline run --input pipeline/samples/calls.jsonl --output out/demo --overwrite
+	$(PY) -m pipeline.samples.show out/demo
 
 test: $(STAMP) jvm-jars bq-emulator
 	$(PY) -m pytest $(PYTEST_FLAGS) -m "not timing" tests
