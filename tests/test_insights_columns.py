@@ -217,6 +217,10 @@ def _with(prop):
     ({"type": "object", "properties": {"node": {"$ref": "#/$defs/node"}},
       "$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}}},
      r"insights\.node\.next: \$ref '#/\$defs/node' is recursive"),
+    ({"type": "object", "properties": {"node": {"$ref": "#/$defs/node"}},
+      "$defs": {"node": {"type": "object", "properties": {
+          "next": {"anyOf": [{"$ref": "#/$defs/node"}, {"type": "null"}]}}}}},
+     r"insights\.node\.next: \$ref '#/\$defs/node' is recursive"),
 ])
 def test_unmappable_schemas_are_refused_with_the_field_path(schema, message):
     with pytest.raises(SchemaMappingError, match=message) as info:

@@ -149,9 +149,10 @@ class _Mapper:
             if keyword in node:
                 raise SchemaMappingError(f"{path}: {keyword!r} has no typed column; describe "
                                          f"the field with one 'type' (and 'properties'/'items')")
-        nullable = not required
         node, union_null = self._unwrap_union(node, path)
-        nullable = nullable or union_null
+        if "$ref" in node:  # the union's schema is a reference: resolve it as a field of its own
+            return self.column(node, name, path, required and not union_null)
+        nullable = not required or union_null
         types = self._types(node, path)
         if "null" in types:
             nullable = True
@@ -178,8 +179,7 @@ class _Mapper:
         for keyword in ("anyOf", "oneOf"):
             if keyword not in node:
                 continue
-            options = [self.resolve(o, path) if isinstance(o, Mapping) else o
-                       for o in node[keyword]]
+            options = list(node[keyword])
             others = [o for o in options if o != {"type": "null"}]
             if len(others) != 1 or len(options) > 2:
                 raise SchemaMappingError(
