@@ -59,9 +59,10 @@ class AggregateInsights(beam.PTransform):
     for the figures).
 
     Input: Summary elements (or row dicts) from ``--task insights``; rows without insights are
-    not counted. Output: a PCollection of aggregate dicts in the global window: one per window
-    pane (``scope`` "window"; only for windowed input) and one ``scope`` "overall" row, emitted
-    when the input ends (a stream that never ends gets no overall row).
+    not counted. Output: a PCollection of aggregate dicts (``tally.aggregate_row``) in the
+    global window: one per window pane (``scope`` "window", plus ``pane``, the pane index; only
+    for windowed input) and one ``scope`` "overall" row, emitted when the input ends (a stream
+    that never ends gets no overall row).
     """
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
