@@ -131,3 +131,29 @@ def test_pipeline_writes_window_and_overall_aggregates_that_match_a_recount(tmp_
             row = json.loads(fh.read())
         assert row["window_start"] == (T0 + dt.timedelta(minutes=5 * k)).isoformat()
         assert_matches(row, [r for seconds, r in counted if 300 * k <= seconds < 300 * (k + 1)])
+
+
+def test_unbounded_input_gets_window_rows_and_one_overall_row_when_it_ends():
+    """Streaming DirectRunner with a TestStream: the overall row fires once the input ends."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.testing.test_stream import TestStream
+    from apache_beam.testing.util import assert_that, equal_to
+
+    rows = [{"resolution": RESOLUTIONS[i % 2], "topics": ["refund"]} for i in range(4)]
+    stream = TestStream()
+    for i, row in enumerate(rows):
+        stream = stream.add_elements([window.TimestampedValue(
+            Summary(transcript_id=f"c{i}", record_id=f"r{i}", model_id="m", summary="s",
+                    insights=row), T0.timestamp() + 40 * i)])
+    stream = stream.advance_watermark_to_infinity()
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    with beam.Pipeline(options=options) as p:
+        aggregates = (p | stream | beam.WindowInto(window.FixedWindows(60)) | AggregateInsights()
+                      | beam.Map(lambda r: (r["scope"], r["window_start"], r["calls"],
+                                            r["resolution_rate"])))
+        assert_that(aggregates, equal_to([
+            ("window", T0.isoformat(), 2, 0.5),
+            ("window", (T0 + dt.timedelta(minutes=1)).isoformat(), 1, 1.0),
+            ("window", (T0 + dt.timedelta(minutes=2)).isoformat(), 1, 0.0),
+            ("overall", None, 4, 0.5)]))
