@@ -42,6 +42,8 @@ def test_insights_run_writes_typed_column_and_aggregate(tmp_path, monkeypatch, c
     monkeypatch.setattr(pipeline.run, "run", lambda o, c: reports.append(real_run(o, c)) or reports[-1])
     out = tmp_path / "out"
     code = main(["run", "--input", str(source), "--output", str(out), "--min-records-per-job", "1"])
+    # 3: the local model's seeded invalid answers may leave a SchemaViolation failure row among
+    # these few records; the aggregate below recounts whatever summaries were written.
     assert code in (0, 3), capsys.readouterr()
 
     table = pq.read_table(out / "summaries")
