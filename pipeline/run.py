@@ -207,13 +207,15 @@ _FAILURES_PREFIX = "failures."
 class Report:
     """The run's accounting, from Beam counters summed by name across namespaces.
 
-    ``written`` names the destinations that hold this run's rows (nothing when none do).
+    ``written`` names the destinations that hold this run's rows (nothing when none do);
+    ``report_html`` is the path of the run's report.html, or why it was not written.
     """
 
     run_id: str
     counters: dict[str, int]
     written: tuple[str, ...] = ()
     max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
+    report_html: str | None = None
 
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
@@ -307,10 +309,13 @@ class Report:
         if redacted:
             lines.append(redacted)
         lines.append(f"written to      {', '.join(self.written) if self.written else 'nothing'}")
-        lines.append(self._verdict())
+        lines.append(self.verdict())
+        if self.report_html:
+            lines.append(f"report          {self.report_html}")
         return lines
 
-    def _verdict(self) -> str:
+    def verdict(self) -> str:
+        """The exit code and why, as the report's verdict line."""
         code = self.exit_code()
         if code == exit_codes.UNACCOUNTED:
             why = "records are not accounted for (see NOT ACCOUNTED above)"
@@ -363,4 +368,49 @@ def run(options: PipelineOptions, config: BatchConfig) -> Report:
         (to_summaries, to_failures), _, _ = sinks(opts)
         written = [d for d, rows in ((to_summaries, report.summaries),
                                      (to_failures, report.failures)) if rows]
-    return dataclasses.replace(report, written=tuple(written))
+    report = dataclasses.replace(report, written=tuple(written))
+    return dataclasses.replace(report, report_html=write_run_report(report, opts, config,
+                                                                    streaming))
+
+
+def report_dir(opts: BedrockBatchOptions, run_id: str) -> str:
+    """Where report.json and report.html go: --report-dir, else the --output of a file sink,
+    else reports/<run id> in the current directory (Kafka and BigQuery have no folder).
+
+    Args:
+        opts: The run's options.
+        run_id: The run's id.
+    """
+    if opts.report_dir:
+        return opts.report_dir
+    return opts.output if opts.sink in FORMATS else join("reports", run_id)
+
+
+def write_run_report(report: Report, opts: BedrockBatchOptions, config: BatchConfig,
+                     streaming: bool) -> str:
+    """Ask the service for the run's jobs and write report.json and report.html.
+
+    The rows are written by then, so a report that cannot be written is logged and named in
+    the returned text; it does not change the exit code.
+
+    Args:
+        report: The run's accounting.
+        opts: The run's options (where the report goes).
+        config: The run's settings (AWS endpoints, model).
+        streaming: Whether the run was a streaming one.
+
+    Returns:
+        The path of report.html, or why it was not written.
+    """
+    from pipeline.report import run_jobs, write_report
+    from pipeline.report.data import report_data
+
+    directory = report_dir(opts, config.run_id)
+    try:
+        jobs, note = run_jobs(config.aws.client("bedrock"), config.aws.client("s3"),
+                              config.run_id)
+        data = report_data(report, config.model_id, jobs, streaming=streaming, jobs_note=note)
+        return write_report(directory, data)
+    except Exception as exc:  # e.g. a read-only folder: the rows are written all the same
+        log.error("the run report could not be written to %s: %s", directory, exc)
+        return f"not written to {directory}: {type(exc).__name__}: {exc}"
