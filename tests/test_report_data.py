@@ -11,7 +11,8 @@ from pipeline import exit_codes
 from pipeline.report import charts
 from pipeline.report.data import job_entry, report_data, window_of, windows
 from pipeline.report.page import render
-from pipeline.run import Report
+from pipeline.options import BedrockBatchOptions
+from pipeline.run import Report, report_dir
 from transforms.pricing import estimate_cost
 from transforms.results import Manifest
 
@@ -165,3 +166,13 @@ def test_the_page_has_a_div_per_figure_and_escapes_what_it_shows():
     assert "<b>denied</b>" not in page and "<i>here</i>" not in page
     assert "note &lt;i&gt;here&lt;/i&gt;" in page
     assert page.count("</script>") == 2  # the inlined library's and the figures'
+
+
+@pytest.mark.parametrize("flags, folder", [
+    (["--output", "out/run"], "out/run"),
+    (["--output", "out/run", "--report-dir", "reports/x"], "reports/x"),
+    (["--sink", "kafka"], "reports/r1"),
+    (["--sink", "bigquery", "--report_dir", "s3://bucket/reports"], "s3://bucket/reports"),
+])
+def test_the_report_goes_beside_file_output_or_to_a_folder_of_its_own(flags, folder):
+    assert report_dir(BedrockBatchOptions(flags), "r1") == folder
