@@ -108,14 +108,20 @@ def failures(causes: list[Mapping[str, Any]]) -> Chart:
     if not causes:
         return Chart("failures", "Failures by stage and code", None, "No failure rows.")
     by_stage: dict[str, dict[str, Any]] = {}
+    per_code: dict[str, int] = {}
     for cause in causes:
+        per_code[cause["code"]] = per_code.get(cause["code"], 0) + cause["count"]
         trace = by_stage.setdefault(cause["stage"], {"type": "bar", "name": cause["stage"],
                                                      "x": [], "y": []})
         trace["x"].append(cause["code"])
         trace["y"].append(cause["count"])
+    max_stack = max(per_code.values())
     return Chart("failures", "Failures by stage and code", {
         "data": list(by_stage.values()),
-        "layout": _layout(barmode="stack", yaxis={"title": {"text": "failure rows"}})})
+        # Whole rows: with few of them plotly would otherwise tick 0.2, 0.4, ...
+        "layout": _layout(barmode="stack", yaxis={"title": {"text": "failure rows"},
+                                                   "rangemode": "tozero", "tickformat": "d",
+                                                   "dtick": max(1, max_stack // 10)})})
 
 
 def _tokens_and_cost(chart_id: str, title: str, labels: list[str],
