@@ -194,7 +194,7 @@ def report_command(argv: list[str]) -> int:
     """
     import argparse
 
-    from pipeline.report import rebuild
+    from pipeline.report.files import rebuild
 
     parser = argparse.ArgumentParser(
         prog="python -m pipeline report",

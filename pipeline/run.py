@@ -14,6 +14,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline import exit_codes
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
+from pipeline.report.data import report_data
+from pipeline.report.files import run_jobs, write_report
 from transforms.config import BatchConfig
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
@@ -402,9 +404,6 @@ def write_run_report(report: Report, opts: BedrockBatchOptions, config: BatchCon
     Returns:
         The path of report.html, or why it was not written.
     """
-    from pipeline.report import run_jobs, write_report
-    from pipeline.report.data import report_data
-
     directory = report_dir(opts, config.run_id)
     try:
         jobs, note = run_jobs(config.aws.client("bedrock"), config.aws.client("s3"),

@@ -7,7 +7,7 @@ import uuid
 
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.options import BedrockBatchOptions
-from pipeline.report import run_jobs
+from pipeline.report.files import run_jobs
 from pipeline.run import Report, write_run_report
 from tests.pipelines import local_config
 from transforms.aws import AwsConfig

@@ -147,7 +147,8 @@ def _tokens_and_cost(chart_id: str, title: str, labels: list[str],
                                                   "automargin": True},
                           yaxis={"title": {"text": "tokens"}},
                           yaxis2={"title": {"text": "USD"}, "overlaying": "y", "side": "right",
-                                  "rangemode": "tozero"})}, note)
+                                  "rangemode": "tozero", "tickprefix": "$",
+                                  "tickformat": ".4~f"})}, note)
 
 
 def tokens_per_job(jobs: list[Mapping[str, Any]]) -> Chart:

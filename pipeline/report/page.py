@@ -41,7 +41,8 @@ def _chart(chart: Chart) -> str:
 
 
 def _time(value: str | None) -> str:
-    """An ISO 8601 UTC time as the table shows it: to the second, without the offset."""
+    """An ISO 8601 UTC time as the table shows it: to the second, without the offset (a window
+    name such as "global" stays as it is)."""
     return value[:19].replace("T", " ") if value else "-"
 
 
@@ -51,7 +52,7 @@ def _jobs_table(jobs: list[Mapping[str, Any]]) -> str:
     rows = []
     for job in jobs:
         status = f"{job['status']}: {job['message']}" if job["message"] else job["status"]
-        cells = [job["name"], job["arn"].rsplit("/", 1)[-1], status, job["window"],
+        cells = [job["name"], job["arn"].rsplit("/", 1)[-1], status, _time(job["window"]),
                  _time(job["submitted"]), _time(job["ended"])]
         numbers = [job["records"], job["records_succeeded"], job["records_failed"],
                    job["input_tokens"], job["output_tokens"]]
