@@ -1,45 +1,87 @@
 """The run report end to end: a CLI run on the embedded local backend writes report.json and
 report.html, `report` rebuilds the page, and a real headless Chromium (Debian's, installed by
-`make browser`) draws every chart with no console error."""
+`make browser`) draws every chart with no console error, also those of a streaming report with
+insights."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
+from plotly.offline import get_plotlyjs
 
 from pipeline.__main__ import main
 from pipeline.report import charts
+from pipeline.report.data import job_entry, report_data
+from pipeline.report.page import render
+from pipeline.run import Report
 from tests.pipelines import transcripts
+from transforms.results import Manifest
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def rendered_charts(page_path: Path, screenshot: Path) -> tuple[list[str], dict[str, int]]:
-    """Open the page in Chromium: (console and page errors, drawn traces per chart element)."""
+def rendered_charts(pages: list[Path], screenshot: Path) -> list[tuple[list[str], dict[str, int]]]:
+    """Open each page in one Chromium: per page, (console and page errors, drawn traces per
+    chart element). The first page's screenshot goes to ``screenshot``."""
     from playwright.sync_api import sync_playwright
 
-    errors: list[str] = []
+    found = []
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(
             profile, executable_path=CHROMIUM, args=FLAGS, headless=True,
             viewport={"width": 1200, "height": 900})
         try:
-            page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(page_path.as_uri())
-            page.wait_for_load_state("load")
-            traces = {element.get_attribute("id"): element.locator("svg.main-svg .trace").count()
-                      for element in page.locator("div.chart").all()}
-            page.screenshot(path=str(screenshot), full_page=True)
+            for page_path in pages:
+                errors: list[str] = []
+                page = browser.new_page()
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(page_path.as_uri())
+                page.wait_for_load_state("load")
+                traces = {element.get_attribute("id"):
+                          element.locator("svg.main-svg .trace").count()
+                          for element in page.locator("div.chart").all()}
+                if not found:
+                    page.screenshot(path=str(screenshot), full_page=True)
+                found.append((errors, traces))
+                page.close()
         finally:
             browser.close()
-    return errors, traces
+    return found
+
+
+def streaming_page(folder: Path) -> tuple[Path, dict]:
+    """A report of a streaming run over three windows with an insights aggregate. Its jobs are
+    made up here (a streaming run on the DirectRunner takes over a minute), as the service
+    would list them; the charts are what the page draws from any report.json."""
+    start = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc)
+    jobs = [job_entry({"jobName": f"bb-s1-w{int(start.timestamp()) + 600 * i}-a1-0000",
+                       "jobArn": f"arn:aws:bedrock:us-east-1:1:model-invocation-job/j{i}",
+                       "modelId": HAIKU, "status": status, "submitTime": start,
+                       "endTime": start + dt.timedelta(minutes=20 + 10 * i),
+                       "successRecordCount": 90 + i, "errorRecordCount": i},
+                      Manifest(input_tokens=40_000 + 1000 * i, output_tokens=9_000), "s1")
+            for i, status in enumerate(("Completed", "PartiallyCompleted", "Completed"))]
+    counts = Report("s1", {"records_in": 276, "summaries_written": 273, "failures_written": 3,
+                           "failures.model.ModelError": 3})
+    data = report_data(counts, HAIKU, jobs, streaming=True, insights_aggregate={
+        "sentiment": {"positive": 150, "neutral": 80, "negative": 43}, "rows": 273})
+    return write_page(folder, data), data
+
+
+def write_page(folder: Path, data: dict) -> Path:
+    folder.mkdir()
+    path = folder / "report.html"
+    path.write_text(render(data, get_plotlyjs()), encoding="utf-8")
+    return path
 
 
 @pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
@@ -73,11 +115,15 @@ def test_a_run_writes_a_report_that_chromium_draws(tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out / "report.html")
 
-    errors, traces = rendered_charts(out / "report.html", tmp_path / "report.png")
-    assert errors == []
-    drawn = [c.id for c in charts.charts(data) if c.figure is not None]
-    assert sorted(traces) == sorted(drawn) and len(drawn) >= 4
-    assert all(traces[chart_id] > 0 for chart_id in drawn), traces
+    streaming, streaming_data = streaming_page(tmp_path / "streaming")
+    pages = rendered_charts([out / "report.html", streaming], tmp_path / "report.png")
+    for (errors, traces), shown in zip(pages, (data, streaming_data)):
+        assert errors == []
+        drawn = [c.id for c in charts.charts(shown) if c.figure is not None]
+        assert sorted(traces) == sorted(drawn)
+        assert all(traces[chart_id] > 0 for chart_id in drawn), traces
+    assert len(pages[0][1]) == 4  # timeline, outcomes, failures, tokens
+    assert {"window-records", "window-tokens", "insights-0"} <= set(pages[1][1])
 
 
 def test_report_on_a_folder_without_report_json_is_a_usage_error(tmp_path, capsys):
