@@ -65,6 +65,15 @@ def _jobs_table(jobs: list[Mapping[str, Any]]) -> str:
             + "".join(rows) + "</table>")
 
 
+def _insights_note(aggregate: Any) -> str:
+    """The plain numbers and texts of the insights aggregate (its breakdowns are charts)."""
+    if not isinstance(aggregate, Mapping):
+        return ""
+    scalars = [f"{name}: {value}" for name, value in aggregate.items()
+               if isinstance(value, (int, float, str))]
+    return f'<p class="note">insights: {html.escape(", ".join(scalars))}</p>' if scalars else ""
+
+
 def render(data: Mapping[str, Any], plotly_js: str) -> str:
     """The whole page for one run's report data.
 
@@ -91,6 +100,7 @@ def render(data: Mapping[str, Any], plotly_js: str) -> str:
         "</div>",
         f'<p class="note">written to {html.escape(", ".join(data["written"]) or "nothing")}</p>',
         *(_chart(c) for c in page_charts),
+        _insights_note(data.get("insights_aggregate")),
         "<h2>Jobs</h2>",
         _jobs_table(data["jobs"]) if data["jobs"] else '<p class="note">No Bedrock job ran.</p>',
     ]
