@@ -200,7 +200,8 @@ def report_command(argv: list[str]) -> int:
         prog="python -m pipeline report",
         description="Rebuild a run's report.html from the report.json in its folder.")
     parser.add_argument("run_output", metavar="RUN_OUTPUT",
-                        help="the run's --output (file sinks) or --report-dir (kafka, bigquery)")
+                        help="the folder holding the run's report.json: its --report-dir, else "
+                             "its --output (file sinks) or reports/<run id> (kafka, bigquery)")
     args = parser.parse_args(argv)
     try:
         print(rebuild(args.run_output))
