@@ -8,6 +8,7 @@ import os
 from typing import Any, Mapping
 
 from apache_beam.io.filesystems import FileSystems
+from plotly.offline import get_plotlyjs
 
 from pipeline.report.data import job_entry
 from pipeline.report.page import render
@@ -78,11 +79,6 @@ def _write(path: str, text: str) -> None:
         handle.write(text.encode("utf-8"))
 
 
-def _plotly_js() -> str:
-    from plotly.offline import get_plotlyjs
-    return get_plotlyjs()
-
-
 def write_report(directory: str, data: Mapping[str, Any]) -> str:
     """Write report.json and report.html into ``directory``; returns report.html's path.
 
@@ -92,7 +88,7 @@ def write_report(directory: str, data: Mapping[str, Any]) -> str:
     """
     _write(join(directory, JSON_NAME), json.dumps(data, indent=2, sort_keys=True) + "\n")
     html_path = join(directory, HTML_NAME)
-    _write(html_path, render(data, _plotly_js()))
+    _write(html_path, render(data, get_plotlyjs()))
     return html_path
 
 
@@ -112,5 +108,5 @@ def rebuild(directory: str) -> str:
     with FileSystems.open(json_path) as handle:
         data = json.loads(handle.read().decode("utf-8"))
     html_path = join(directory, HTML_NAME)
-    _write(html_path, render(data, _plotly_js()))
+    _write(html_path, render(data, get_plotlyjs()))
     return html_path
