@@ -131,6 +131,8 @@ def test_outcomes_show_unaccounted_records_only_when_there_are_some():
     records = {"in": 5, "summaries": 3, "failures": 1, "unaccounted": 1}
     assert check_figure(charts.outcomes(records)).data[0].x[-1] == "not accounted for"
     assert len(check_figure(charts.outcomes({**records, "unaccounted": 0})).data[0].x) == 3
+    twice = check_figure(charts.outcomes({**records, "summaries": 5, "unaccounted": -1})).data[0]
+    assert (twice.x[-1], twice.y[-1]) == ("rows out beyond records in", 1)
 
 
 def test_every_chart_of_a_streaming_report_with_insights_is_valid_plotly():

@@ -90,8 +90,10 @@ def outcomes(records: Mapping[str, int]) -> Chart:
     values = [records["in"], records["summaries"], records["failures"]]
     colors = ["#7f7f7f", "#2ca02c", "#d62728"]
     if records["unaccounted"]:
-        labels.append("not accounted for")
-        values.append(records["unaccounted"])
+        # Positive: records lost; negative: more rows out than records in.
+        labels.append("not accounted for" if records["unaccounted"] > 0
+                      else "rows out beyond records in")
+        values.append(abs(records["unaccounted"]))
         colors.append("#9467bd")
     return Chart("outcomes", "Records by outcome", {
         "data": [{"type": "bar", "x": labels, "y": values, "text": values,
