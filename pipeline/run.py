@@ -14,42 +14,54 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline import exit_codes
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
-from pipeline.report.data import report_data
+from pipeline.report.data import report_data, window_counter
 from pipeline.report.files import run_jobs, write_report
 from transforms.config import BatchConfig
+from transforms.metrics import counter
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
 from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
 from transforms.sources import ReadTranscripts, WatchTranscripts
 from transforms.storage import join
+from transforms.shards import window_bounds
 from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
 
 log = logging.getLogger(__name__)
 
 
-def _counted(name: str):
-    counter = Metrics.counter("pipeline", name)
+def _count_in_window(window: Any, name: str) -> None:
+    """Count a row of a time window (streaming) for the run report's per-window chart."""
+    start, _ = window_bounds(window)
+    if start is not None:
+        counter(window_counter(start, name)).inc()
 
-    def count(element: Any) -> Any:
-        counter.inc()
+
+def _counted(name: str, per_window: str | None = None):
+    total = Metrics.counter("pipeline", name)
+
+    def count(element: Any, window: Any = beam.DoFn.WindowParam) -> Any:
+        total.inc()
+        if per_window:
+            _count_in_window(window, per_window)
         return element
     return count
 
 
 class _CountFailures(beam.DoFn):
-    """Counts failure rows just before their sink: all of them, and per stage and error code
-    (``failures.<stage>.<code>``), for the report's breakdown."""
+    """Counts failure rows just before their sink: all of them, per stage and error code
+    (``failures.<stage>.<code>``) and per time window, for the report's breakdowns."""
 
     def setup(self) -> None:
         self._total = Metrics.counter("pipeline", "failures_written")
         self._by_cause: dict[tuple[str, str], Any] = {}
 
-    def process(self, failure: Any) -> Iterator[Any]:
+    def process(self, failure: Any, window: Any = beam.DoFn.WindowParam) -> Iterator[Any]:
         self._total.inc()
         cause = (failure.stage, failure.error_code)
         if cause not in self._by_cause:
             self._by_cause[cause] = Metrics.counter("pipeline", f"failures.{cause[0]}.{cause[1]}")
         self._by_cause[cause].inc()
+        _count_in_window(window, "failures")
         yield failure
 
 
@@ -123,14 +135,16 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
         # failures can only be reported (logged at ERROR and counted in the run report).
         written = result["summaries"] | "WriteSummaries" >> write_summaries
         rejected_summaries = written["failures"] | "CountRejected" >> beam.Map(
-            _counted("summaries_rejected"))
+            _counted("summaries_rejected", per_window="summaries_rejected"))
         failures = ((failures, rejected_summaries) | "WithRejected" >> beam.Flatten())
         rejected = (failures | "CountFailures" >> beam.ParDo(_CountFailures())
                     | "WriteFailures" >> write_failures)["failures"]
         rejected | "ReportRejected" >> beam.Map(_report_rejected)
-        result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
+        result["summaries"] | "CountSummaries" >> beam.Map(
+            _counted("summaries_written", per_window="summaries"))
         return
-    (result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
+    (result["summaries"] | "CountSummaries" >> beam.Map(
+        _counted("summaries_written", per_window="summaries"))
      | "WriteSummaries" >> write_summaries)
     (failures | "CountFailures" >> beam.ParDo(_CountFailures())
      | "WriteFailures" >> write_failures)

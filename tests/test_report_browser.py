@@ -15,7 +15,7 @@ from plotly.offline import get_plotlyjs
 
 from pipeline.__main__ import main
 from pipeline.report import charts
-from pipeline.report.data import job_entry, report_data
+from pipeline.report.data import job_entry, report_data, window_counter
 from pipeline.report.page import render
 from pipeline.run import Report
 from tests.pipelines import transcripts
@@ -70,8 +70,10 @@ def streaming_page(folder: Path) -> tuple[Path, dict]:
                        "successRecordCount": 90 + i, "errorRecordCount": i},
                       Manifest(input_tokens=40_000 + 1000 * i, output_tokens=9_000), "s1")
             for i, status in enumerate(("Completed", "PartiallyCompleted", "Completed"))]
+    per_window = {window_counter(start + dt.timedelta(minutes=10 * i), kind): count
+                  for i in range(3) for kind, count in (("summaries", 91), ("failures", 1))}
     counts = Report("s1", {"records_in": 276, "summaries_written": 273, "failures_written": 3,
-                           "failures.model.ModelError": 3})
+                           "failures.model.ModelError": 3, **per_window})
     data = report_data(counts, HAIKU, jobs, streaming=True, insights_aggregate={
         "sentiment": {"positive": 150, "neutral": 80, "negative": 43}, "rows": 273})
     return write_page(folder, data), data

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import exit_codes
 from pipeline.report import charts
-from pipeline.report.data import job_entry, report_data, window_of, windows
+from pipeline.report.data import job_entry, report_data, window_counter, window_of, windows
 from pipeline.report.page import render
 from pipeline.options import BedrockBatchOptions
 from pipeline.run import Report, report_dir
@@ -71,11 +71,28 @@ def test_windows_add_up_their_jobs_and_leave_unknowns_unknown():
             job_entry(summary("bb-r1-w1764234000p1-a1-0000", successRecordCount=3,
                               errorRecordCount=1), manifest, "r1"),
             job_entry(summary("bb-r1-w1764237600-a1-0000", status="Failed"), None, "r1")]
-    first, second = windows(jobs)
+    nine, ten = (dt.datetime(2025, 11, 27, hour, tzinfo=dt.timezone.utc) for hour in (9, 10))
+    counters = {window_counter(nine, "summaries"): 6, window_counter(nine, "failures"): 2,
+                window_counter(nine, "summaries_rejected"): 1,
+                window_counter(ten, "failures"): 4,
+                window_counter(ten + dt.timedelta(hours=1), "summaries"): 3}
+    first, second, third = windows(jobs, counters)
     assert (first["jobs"], first["records_succeeded"], first["records_failed"],
             first["input_tokens"]) == (2, 5, 1, 20)
+    assert (first["summaries"], first["failures"]) == (5, 2)  # less the one rejected
     assert second["window"] == "2025-11-27T10:00:00+00:00"
+    assert (second["summaries"], second["failures"]) == (0, 4)
     assert (second["input_tokens"], second["cost_usd"]) == (None, None)
+    # Rows of a window without jobs (e.g. all failed validation) still show.
+    assert (third["window"], third["jobs"], third["summaries"]) == (
+        "2025-11-27T11:00:00+00:00", 0, 3)
+
+
+def test_a_batch_run_has_no_rows_per_window():
+    job = job_entry(summary("bb-r1-g-a1-0000"), None, "r1")
+    [only] = windows([job], {"summaries_written": 3})
+    assert (only["window"], only["summaries"], only["failures"]) == ("global", None, None)
+    assert charts.window_records([only]).figure is None
 
 
 def run_report(**counters: int) -> Report:
@@ -140,7 +157,9 @@ def test_every_chart_of_a_streaming_report_with_insights_is_valid_plotly():
                               errorRecordCount=0),
                       Manifest(input_tokens=100 * (i + 1), output_tokens=10), "r1")
             for i in range(3)]
-    data = report_data(run_report(records_in=9, summaries_written=9), HAIKU, jobs,
+    per_window = {window_counter(dt.datetime.fromtimestamp(1764234000 + 60 * i, dt.timezone.utc),
+                                 "summaries"): 3 for i in range(3)}
+    data = report_data(run_report(records_in=9, summaries_written=9, **per_window), HAIKU, jobs,
                        streaming=True, insights_aggregate={
                            "sentiment": {"positive": 5, "negative": 4}, "rows": 9,
                            "topics": {"billing": "many"}})

@@ -164,21 +164,23 @@ def tokens_per_job(jobs: list[Mapping[str, Any]]) -> Chart:
 
 
 def window_records(windows: list[Mapping[str, Any]]) -> Chart:
-    """Records the jobs of each window answered and failed, stacked.
+    """Summaries and failure rows written per window, stacked.
 
     Args:
         windows: report.json's ``windows`` section.
     """
-    if not windows:
-        return Chart("window-records", "Job records per window", None, "No Bedrock job ran.")
-    labels = [w["window"] for w in windows]
-    return Chart("window-records", "Job records per window", {
-        "data": [{"type": "bar", "name": "answered", "x": labels,
-                  "y": [w["records_succeeded"] for w in windows], "marker": {"color": "#2ca02c"}},
-                 {"type": "bar", "name": "errored", "x": labels,
-                  "y": [w["records_failed"] for w in windows], "marker": {"color": "#d62728"}}],
+    counted = [w for w in windows if w["summaries"] is not None]
+    if not counted:
+        return Chart("window-records", "Records by outcome per window", None,
+                     "No rows were counted per window.")
+    labels = [w["window"] for w in counted]
+    return Chart("window-records", "Records by outcome per window", {
+        "data": [{"type": "bar", "name": "summaries", "x": labels,
+                  "y": [w["summaries"] for w in counted], "marker": {"color": "#2ca02c"}},
+                 {"type": "bar", "name": "failure rows", "x": labels,
+                  "y": [w["failures"] for w in counted], "marker": {"color": "#d62728"}}],
         "layout": _layout(barmode="stack", xaxis={"title": {"text": "window start (UTC)"}},
-                          yaxis={"title": {"text": "records"}})})
+                          yaxis={"title": {"text": "rows"}})})
 
 
 def window_tokens(windows: list[Mapping[str, Any]]) -> Chart:
@@ -187,8 +189,9 @@ def window_tokens(windows: list[Mapping[str, Any]]) -> Chart:
     Args:
         windows: report.json's ``windows`` section.
     """
+    with_jobs = [w for w in windows if w["jobs"]]
     return _tokens_and_cost("window-tokens", "Tokens and cost per window",
-                            [w["window"] for w in windows], windows, "window start (UTC)")
+                            [w["window"] for w in with_jobs], with_jobs, "window start (UTC)")
 
 
 def insights(aggregate: Mapping[str, Any]) -> list[Chart]:

@@ -9,15 +9,18 @@ import datetime as dt
 import re
 from typing import Any, Iterable, Mapping, Protocol
 
+from transforms.layout import window_key
 from transforms.pricing import estimate_cost
 from transforms.results import Manifest
 
 VERSION = 1
-_FAILURES_PREFIX = "failures."
+# Counters of the rows out per time window: window.<window key>.<summaries|failures|
+# summaries_rejected>.
+WINDOW_PREFIX = "window."
 # Job names are bb-<run id>-<group key>-a<attempt>-...: the group key is "g" (global window),
 # "w<epoch seconds>" (a window's start) with "p<pane>" for later panes, or "c..." for the tails
 # carried to the next window. Names too long for Bedrock are hashed and lose it.
-_GROUP = re.compile(r"(?P<key>g|w(?P<start>\d+)|c[a-z0-9]*?)(?:p\d+)?-a\d+-")
+_GROUP = re.compile(r"(?P<key>g|w\d+|c[a-z0-9]*?)(?:p\d+)?-a\d+-")
 
 
 class RunCounts(Protocol):
@@ -53,6 +56,23 @@ def _iso(value: Any) -> str | None:
     return str(value)
 
 
+def window_counter(start: dt.datetime, name: str) -> str:
+    """The name of the counter of ``name`` rows in the window starting at ``start``.
+
+    Args:
+        start: The window's start (UTC).
+        name: What is counted: ``summaries``, ``failures`` or ``summaries_rejected``.
+    """
+    return f"{WINDOW_PREFIX}{window_key(start)}.{name}"
+
+
+def _window_label(key: str) -> str:
+    """A window key ("g", "w<epoch seconds>", "c...") as the report shows it."""
+    if key.startswith("w") and key[1:].isdigit():
+        return dt.datetime.fromtimestamp(int(key[1:]), dt.timezone.utc).isoformat()
+    return {"g": "global"}.get(key, "carried" if key.startswith("c") else "unknown")
+
+
 def window_of(job_name: str, run_id: str) -> str:
     """The window a job's records came from, read from its deterministic name.
 
@@ -67,11 +87,7 @@ def window_of(job_name: str, run_id: str) -> str:
     """
     prefix = f"bb-{run_id}-"
     match = _GROUP.match(job_name[len(prefix):]) if job_name.startswith(prefix) else None
-    if match is None:
-        return "unknown"
-    if match["start"]:
-        return dt.datetime.fromtimestamp(int(match["start"]), dt.timezone.utc).isoformat()
-    return "global" if match["key"] == "g" else "carried"
+    return "unknown" if match is None else _window_label(match["key"])
 
 
 def job_entry(summary: Mapping[str, Any], manifest: Manifest | None, run_id: str) -> dict[str, Any]:
@@ -120,20 +136,33 @@ def _sum(values: Iterable[Any]) -> Any:
     return sum(known) if known else None
 
 
-def windows(jobs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per-window totals of the jobs (records, tokens, cost), in window order.
+def windows(jobs: Iterable[Mapping[str, Any]], counters: Mapping[str, int]
+            ) -> list[dict[str, Any]]:
+    """Per-window rows out (from the window counters) and job totals (records, tokens, cost),
+    in window order.
 
     Args:
         jobs: Job entries from ``job_entry``.
+        counters: The run's counters, with ``window_counter`` ones for a windowed run.
     """
     by_window: dict[str, list[Mapping[str, Any]]] = {}
     for job in jobs:
         by_window.setdefault(job["window"], []).append(job)
-    return [{"window": window, "jobs": len(group),
-             **{key: _sum(j[key] for j in group)
+    rows: dict[str, dict[str, int]] = {}
+    for name, count in counters.items():
+        if name.startswith(WINDOW_PREFIX):
+            key, _, what = name[len(WINDOW_PREFIX):].partition(".")
+            rows.setdefault(_window_label(key), {})[what] = count
+    # Rows are counted per time window only: a global window's are the run's totals.
+    return [{"window": window, "jobs": len(by_window.get(window, [])),
+             # A summary its table rejected (BigQuery) was written again as a failure row.
+             "summaries": (rows[window].get("summaries", 0)
+                           - rows[window].get("summaries_rejected", 0)) if window in rows else None,
+             "failures": rows[window].get("failures", 0) if window in rows else None,
+             **{key: _sum(j[key] for j in by_window.get(window, []))
                 for key in ("records_succeeded", "records_failed", "input_tokens",
                             "output_tokens", "cost_usd")}}
-            for window, group in sorted(by_window.items())]
+            for window in sorted(set(by_window) | set(rows))]
 
 
 def report_data(report: RunCounts, model_id: str, jobs: list[dict[str, Any]], *,
@@ -174,7 +203,7 @@ def report_data(report: RunCounts, model_id: str, jobs: list[dict[str, Any]], *,
         "counters": dict(sorted(report.counters.items())),
         "jobs": jobs,
         "jobs_note": jobs_note,
-        "windows": windows(jobs),
+        "windows": windows(jobs, report.counters),
     }
     if insights_aggregate is not None:
         data["insights_aggregate"] = dict(insights_aggregate)
