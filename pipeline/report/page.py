@@ -56,8 +56,9 @@ def _jobs_table(jobs: list[Mapping[str, Any]]) -> str:
                  _time(job["submitted"]), _time(job["ended"])]
         numbers = [job["records"], job["records_succeeded"], job["records_failed"],
                    job["input_tokens"], job["output_tokens"]]
-        row = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
-        row = row.replace("<td>", f'<td title="{html.escape(job["arn"])}">', 2)  # the full ARN
+        arn = html.escape(job["arn"])
+        row = ("".join(f'<td title="{arn}">{html.escape(c)}</td>' for c in cells[:2])  # name, id
+               + "".join(f"<td>{html.escape(c)}</td>" for c in cells[2:]))
         rows.append("<tr>" + row
                     + "".join(f'<td class="n">{"-" if n is None else n}</td>' for n in numbers)
                     + f'<td class="n">{_money(job["cost_usd"])}</td></tr>')
