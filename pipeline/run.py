@@ -17,7 +17,7 @@ from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from pipeline.report.data import report_data, window_counter
 from pipeline.report.files import run_jobs, write_report
 from transforms.config import BatchConfig
-from transforms.metrics import counter
+from transforms import metrics
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
 from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
@@ -33,7 +33,7 @@ def _count_in_window(window: Any, name: str) -> None:
     """Count a row of a time window (streaming) for the run report's per-window chart."""
     start, _ = window_bounds(window)
     if start is not None:
-        counter(window_counter(start, name)).inc()
+        metrics.counter(window_counter(start, name)).inc()
 
 
 def _counted(name: str, per_window: str | None = None):
