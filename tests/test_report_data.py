@@ -187,9 +187,11 @@ def test_the_page_has_a_div_per_figure_and_escapes_what_it_shows():
     assert "<b>denied</b>" not in page and "<i>here</i>" not in page
     assert "note &lt;i&gt;here&lt;/i&gt;" in page
     assert page.count("</script>") == 2  # the inlined library's and the figures'
-    with_insights = render({**data, "insights_aggregate": {"rows": 7, "top": "billing",
-                                                           "sentiment": {"positive": 7}}}, "")
-    assert "insights: rows: 7, top: billing</p>" in with_insights
+    with_insights = render({**data, "insights_aggregate": {
+        "calls": 7, "scope": "overall", "window_start": None, "resolution_rate": 2 / 3,
+        "by_resolution": {"resolved": 7}}}, "")
+    assert "insights: calls: 7, scope: overall, resolution rate: 0.667</p>" in with_insights
+    assert "<h2>Insights: by resolution</h2>" in with_insights
 
 
 @pytest.mark.parametrize("flags, folder", [

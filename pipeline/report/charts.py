@@ -208,7 +208,8 @@ def insights(aggregate: Mapping[str, Any]) -> list[Chart]:
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
             continue
         labels = [str(label) for label in value]
-        charts.append(Chart(f"insights-{len(charts)}", f"Insights: {name}", {
+        title = f"Insights: {str(name).replace('_', ' ')}"  # by_reason -> by reason
+        charts.append(Chart(f"insights-{len(charts)}", title, {
             "data": [{"type": "bar", "x": labels, "y": list(value.values()),
                       "marker": {"color": "#17becf"}}],
             "layout": _layout(yaxis={"title": {"text": str(name)}})}))

@@ -70,8 +70,9 @@ def _insights_note(aggregate: Any) -> str:
     """The plain numbers and texts of the insights aggregate (its breakdowns are charts)."""
     if not isinstance(aggregate, Mapping):
         return ""
-    scalars = [f"{name}: {value}" for name, value in aggregate.items()
-               if isinstance(value, (int, float, str))]
+    scalars = [f"{str(name).replace('_', ' ')}: {value:.3g}" if isinstance(value, float)
+               else f"{str(name).replace('_', ' ')}: {value}"
+               for name, value in aggregate.items() if isinstance(value, (int, float, str))]
     return f'<p class="note">insights: {html.escape(", ".join(scalars))}</p>' if scalars else ""
 
 
