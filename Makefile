@@ -11,7 +11,7 @@ PYTEST_FLAGS ?= -q
 include jvm/jvm.mk
 include bq/bq.mk
 
-.PHONY: demo test faults timing install clean
+.PHONY: demo test faults timing install clean browser
 
 $(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) -m pipeline run --input pipeline/samples/calls.jsonl --output out/demo --overwrite
 	$(PY) -m pipeline.samples.show out/demo
 
-test: $(STAMP) jvm-jars bq-emulator
+test: $(STAMP) jvm-jars bq-emulator browser
 	$(PY) -m pytest $(PYTEST_FLAGS) -m "not timing" tests
 
 # Measurements of when things happen on a real Flink (a window's jobs before the watch ends):
@@ -37,6 +37,13 @@ timing: $(STAMP) jvm-jars
 # backend; the report ends with the table of inputs, rows, jobs, duplicate jobs and lost records.
 faults: $(STAMP)
 	$(PY) -m pytest $(PYTEST_FLAGS) tests/test_fault_matrix.py
+
+# Debian's chromium for the run report's browser test (tests/test_report_browser.py), which
+# Playwright drives; Playwright never downloads a browser of its own here. Quick once installed.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 clean: jvm-clean bq-clean
 	rm -rf $(VENV) out .pytest_cache

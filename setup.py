@@ -17,12 +17,14 @@ setup(
         "boto3>=1.34",
         "pyarrow>=14",
         "fastavro>=1.9",
+        "plotly>=5.0",  # the run report's charts (report.html inlines its plotly.js)
     ],
     extras_require={
         "local": ["moto[server,s3]>=5.0"],
         "kafka": ["confluent-kafka>=2.3"],
         "bigquery": ["apache-beam[gcp]==2.70.0"],
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100",
+                 "playwright>=1.40"],  # drives Debian's chromium (make browser), no own browsers
     },
     entry_points={"console_scripts": ["bedrock-beam=pipeline.__main__:main"]},
 )

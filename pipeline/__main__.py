@@ -1,4 +1,4 @@
-"""python -m pipeline run | plan | collect | jobs | serve-local
+"""python -m pipeline run | plan | collect | jobs | serve-local | report
 
 Every flag is a Beam PipelineOption (pipeline/options.py); Beam's own flags (--runner,
 --flink_master, ...) pass straight through, and an unknown flag is a usage error with a "did you
@@ -21,6 +21,7 @@ COMMANDS = {
     "collect": "Parse a finished batch job's output (any job, also from the console) into the sinks",
     "jobs": "List batch jobs with status and live record counts",
     "serve-local": "Run the embedded local Bedrock batch service + S3 standalone",
+    "report": "Rebuild a run's report.html from the report.json in its output folder",
 }
 
 
@@ -44,7 +45,7 @@ def _handlers() -> dict[str, Callable[[list[str]], int]]:
     from pipeline.local.serve import main as serve_local
     return {"run": commands.run_command, "plan": commands.plan_command,
             "collect": commands.collect_command, "jobs": commands.jobs_command,
-            "serve-local": serve_local}
+            "serve-local": serve_local, "report": commands.report_command}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}\n{_usage()}", file=sys.stderr)
         return 2
-    if command != "serve-local" and ("-h" in rest or "--help" in rest):
+    # serve-local and report parse their own few flags (and --help) themselves.
+    if command not in ("serve-local", "report") and ("-h" in rest or "--help" in rest):
         print(_help(command))
         return 0
     debug = "--debug" in rest

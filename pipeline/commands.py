@@ -1,4 +1,4 @@
-"""The CLI subcommands (run, plan, collect, jobs) on top of the transforms."""
+"""The CLI subcommands (run, plan, collect, jobs, report) on top of the transforms."""
 from __future__ import annotations
 
 import contextlib
@@ -183,4 +183,28 @@ def jobs_command(argv: list[str]) -> int:
         processed = "-" if job.processed is None else job.processed
         total = "-" if job.total is None else job.total
         print(f"{job.name:<48} {job.status:<18} {processed:>10} {total:>8}  {job.model_id}")
+    return 0
+
+
+def report_command(argv: list[str]) -> int:
+    """`report RUN_OUTPUT`: write report.html again from the report.json a run left there.
+
+    Args:
+        argv: The command's arguments (the folder, or --help).
+    """
+    import argparse
+
+    from pipeline.report.files import rebuild
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline report",
+        description="Rebuild a run's report.html from the report.json in its folder.")
+    parser.add_argument("run_output", metavar="RUN_OUTPUT",
+                        help="the folder holding the run's report.json: its --report-dir, else "
+                             "its --output (file sinks) or reports/<run id> (kafka, bigquery)")
+    args = parser.parse_args(argv)
+    try:
+        print(rebuild(args.run_output))
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
     return 0

@@ -72,6 +72,9 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "overwrite", action="store_true",
               help="Replace the summaries/ and failures/ of another run in --output (without "
                    "it, a run refuses an --output that holds another run's files)")
+        _flag(g, "report-dir",
+              help="Folder (local or s3://) for the run report, report.json and report.html "
+                   "(default: --output for file sinks, reports/<run id> for kafka and bigquery)")
         _flag(g, "max-failure-rate", type=float, default=DEFAULT_MAX_FAILURE_RATE,
               help="Exit with code 3 when failure rows are more than this fraction of the rows "
                    "out (default 0.2; 0 = any failure). A run where every record failed always "

@@ -14,41 +14,55 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline import exit_codes
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
+from pipeline.report.data import report_data, window_counter
+from pipeline.report.files import run_jobs, write_report
 from transforms.config import BatchConfig
+from transforms import metrics
 from transforms.insights.aggregate import AggregateInsights, WriteInsightsAggregate, read_overall
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
 from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
 from transforms.sources import ReadTranscripts, WatchTranscripts
 from transforms.storage import join
+from transforms.shards import window_bounds
 from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
 
 log = logging.getLogger(__name__)
 
 
-def _counted(name: str):
-    counter = Metrics.counter("pipeline", name)
+def _count_in_window(window: Any, name: str) -> None:
+    """Count a row of a time window (streaming) for the run report's per-window chart."""
+    start, _ = window_bounds(window)
+    if start is not None:
+        metrics.counter(window_counter(start, name)).inc()
 
-    def count(element: Any) -> Any:
-        counter.inc()
+
+def _counted(name: str, per_window: str | None = None):
+    total = Metrics.counter("pipeline", name)
+
+    def count(element: Any, window: Any = beam.DoFn.WindowParam) -> Any:
+        total.inc()
+        if per_window:
+            _count_in_window(window, per_window)
         return element
     return count
 
 
 class _CountFailures(beam.DoFn):
-    """Counts failure rows just before their sink: all of them, and per stage and error code
-    (``failures.<stage>.<code>``), for the report's breakdown."""
+    """Counts failure rows just before their sink: all of them, per stage and error code
+    (``failures.<stage>.<code>``) and per time window, for the report's breakdowns."""
 
     def setup(self) -> None:
         self._total = Metrics.counter("pipeline", "failures_written")
         self._by_cause: dict[tuple[str, str], Any] = {}
 
-    def process(self, failure: Any) -> Iterator[Any]:
+    def process(self, failure: Any, window: Any = beam.DoFn.WindowParam) -> Iterator[Any]:
         self._total.inc()
         cause = (failure.stage, failure.error_code)
         if cause not in self._by_cause:
             self._by_cause[cause] = Metrics.counter("pipeline", f"failures.{cause[0]}.{cause[1]}")
         self._by_cause[cause].inc()
+        _count_in_window(window, "failures")
         yield failure
 
 
@@ -126,14 +140,16 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
         # failures can only be reported (logged at ERROR and counted in the run report).
         written = result["summaries"] | "WriteSummaries" >> write_summaries
         rejected_summaries = written["failures"] | "CountRejected" >> beam.Map(
-            _counted("summaries_rejected"))
+            _counted("summaries_rejected", per_window="summaries_rejected"))
         failures = ((failures, rejected_summaries) | "WithRejected" >> beam.Flatten())
         rejected = (failures | "CountFailures" >> beam.ParDo(_CountFailures())
                     | "WriteFailures" >> write_failures)["failures"]
         rejected | "ReportRejected" >> beam.Map(_report_rejected)
-        result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
+        result["summaries"] | "CountSummaries" >> beam.Map(
+            _counted("summaries_written", per_window="summaries"))
         return
-    (result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
+    (result["summaries"] | "CountSummaries" >> beam.Map(
+        _counted("summaries_written", per_window="summaries"))
      | "WriteSummaries" >> write_summaries)
     (failures | "CountFailures" >> beam.ParDo(_CountFailures())
      | "WriteFailures" >> write_failures)
@@ -230,7 +246,8 @@ _FAILURES_PREFIX = "failures."
 class Report:
     """The run's accounting, from Beam counters summed by name across namespaces.
 
-    ``written`` names the destinations that hold this run's rows (nothing when none do).
+    ``written`` names the destinations that hold this run's rows (nothing when none do);
+    ``report_html`` is the path of the run's report.html, or why it was not written.
     """
 
     run_id: str
@@ -239,6 +256,7 @@ class Report:
     max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
     # The overall AggregateInsights row of an insights run with a file sink (None otherwise).
     insights_aggregate: dict[str, Any] | None = None
+    report_html: str | None = None
 
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
@@ -334,10 +352,13 @@ class Report:
         if self.insights_aggregate:
             lines.append(insights_line(self.insights_aggregate))
         lines.append(f"written to      {', '.join(self.written) if self.written else 'nothing'}")
-        lines.append(self._verdict())
+        lines.append(self.verdict())
+        if self.report_html:
+            lines.append(f"report          {self.report_html}")
         return lines
 
-    def _verdict(self) -> str:
+    def verdict(self) -> str:
+        """The exit code and why, as the report's verdict line."""
         code = self.exit_code()
         if code == exit_codes.UNACCOUNTED:
             why = "records are not accounted for (see NOT ACCOUNTED above)"
@@ -407,4 +428,47 @@ def run(options: PipelineOptions, config: BatchConfig) -> Report:
         (to_summaries, to_failures), _, _ = sinks(opts)
         written = [d for d, rows in ((to_summaries, report.summaries),
                                      (to_failures, report.failures)) if rows]
-    return dataclasses.replace(report, written=tuple(written))
+    report = dataclasses.replace(report, written=tuple(written))
+    return dataclasses.replace(report, report_html=write_run_report(report, opts, config,
+                                                                    streaming))
+
+
+def report_dir(opts: BedrockBatchOptions, run_id: str) -> str:
+    """Where report.json and report.html go: --report-dir, else the --output of a file sink,
+    else reports/<run id> in the current directory (Kafka and BigQuery have no folder).
+
+    Args:
+        opts: The run's options.
+        run_id: The run's id.
+    """
+    if opts.report_dir:
+        return opts.report_dir
+    return opts.output if opts.sink in FORMATS else join("reports", run_id)
+
+
+def write_run_report(report: Report, opts: BedrockBatchOptions, config: BatchConfig,
+                     streaming: bool) -> str:
+    """Ask the service for the run's jobs and write report.json and report.html.
+
+    The rows are written by then, so a report that cannot be written is logged and named in
+    the returned text; it does not change the exit code.
+
+    Args:
+        report: The run's accounting.
+        opts: The run's options (where the report goes).
+        config: The run's settings (AWS endpoints, model).
+        streaming: Whether the run was a streaming one.
+
+    Returns:
+        The path of report.html, or why it was not written.
+    """
+    directory = report_dir(opts, config.run_id)
+    try:
+        jobs, note = run_jobs(config.aws.client("bedrock"), config.aws.client("s3"),
+                              config.run_id)
+        data = report_data(report, config.model_id, jobs, streaming=streaming, jobs_note=note,
+                           insights_aggregate=report.insights_aggregate)
+        return write_report(directory, data)
+    except Exception as exc:  # e.g. a read-only folder: the rows are written all the same
+        log.error("the run report could not be written to %s: %s", directory, exc)
+        return f"not written to {directory}: {type(exc).__name__}: {exc}"
