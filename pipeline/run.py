@@ -8,13 +8,13 @@ from typing import Any, Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline import exit_codes
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from transforms.config import BatchConfig
+from transforms.metrics import NAMESPACE, counter
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
 from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def _counted(name: str):
-    counter = Metrics.counter("pipeline", name)
+    rows = counter(name)
 
     def count(element: Any) -> Any:
-        counter.inc()
+        rows.inc()
         return element
     return count
 
@@ -39,14 +39,14 @@ class _CountFailures(beam.DoFn):
     (``failures.<stage>.<code>``), for the report's breakdown."""
 
     def setup(self) -> None:
-        self._total = Metrics.counter("pipeline", "failures_written")
+        self._total = counter("failures_written")
         self._by_cause: dict[tuple[str, str], Any] = {}
 
     def process(self, failure: Any) -> Iterator[Any]:
         self._total.inc()
         cause = (failure.stage, failure.error_code)
         if cause not in self._by_cause:
-            self._by_cause[cause] = Metrics.counter("pipeline", f"failures.{cause[0]}.{cause[1]}")
+            self._by_cause[cause] = counter(f"failures.{cause[0]}.{cause[1]}")
         self._by_cause[cause].inc()
         yield failure
 
@@ -135,7 +135,7 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
 
 
 def _report_rejected(failure: Any) -> None:
-    Metrics.counter("pipeline", "failures_rejected").inc()
+    counter("failures_rejected").inc()
     log.error("failures table rejected a failure row: %s", failure)
 
 
@@ -205,7 +205,7 @@ _FAILURES_PREFIX = "failures."
 
 @dataclass(frozen=True)
 class Report:
-    """The run's accounting, from Beam counters summed by name across namespaces.
+    """The run's accounting, from the plugin's Beam counters (``transforms.metrics``), summed by name.
 
     ``written`` names the destinations that hold this run's rows (nothing when none do).
     """
@@ -353,9 +353,9 @@ def run(options: PipelineOptions, config: BatchConfig) -> Report:
     elif files:
         commit.publish(opts.output, config.run_id)
     counters: dict[str, int] = {}
-    for counter in p.result.metrics().query(MetricsFilter())["counters"]:
-        name = counter.key.metric.name
-        counters[name] = counters.get(name, 0) + (counter.committed or 0)
+    for result in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        name = result.key.metric.name
+        counters[name] = counters.get(name, 0) + (result.committed or 0)
     report = Report(config.run_id, counters, max_failure_rate=opts.max_failure_rate)
     if files:
         written = commit.written_dirs(opts.output)

@@ -19,7 +19,6 @@ from typing import Any, Iterator
 import apache_beam as beam
 from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration
 from botocore.exceptions import ParamValidationError
@@ -28,6 +27,7 @@ from transforms import beam_compat
 from transforms.config import BatchConfig
 from transforms.jobs import (JobsClient, JobStatus, create_error_kind, error_code, http_status,
                             plan_submissions, run_prefix)
+from transforms.metrics import counter
 from transforms.model import JobBatch, JobSpec
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,11 @@ class AwaitJobsFn(beam.DoFn):
 
     def __init__(self, config: BatchConfig):
         self._config = config
-        self._submitted = Metrics.counter("bedrock", "jobs_submitted")
-        self._finished = Metrics.counter("bedrock", "jobs_finished")
-        self._polls = Metrics.counter("bedrock", "job_polls")
-        self._backoffs = Metrics.counter("bedrock", "submit_backoffs")
-        self._not_created = Metrics.counter("bedrock", "jobs_not_created")
+        self._submitted = counter("jobs_submitted")
+        self._finished = counter("jobs_finished")
+        self._polls = counter("job_polls")
+        self._backoffs = counter("submit_backoffs")
+        self._not_created = counter("jobs_not_created")
 
     def setup(self) -> None:
         self._jobs = JobsClient(self._config.aws.client("bedrock"), self._config.job)

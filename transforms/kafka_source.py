@@ -23,7 +23,6 @@ from typing import Any, Iterator, Mapping, Sequence
 import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
@@ -32,6 +31,7 @@ from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafk
                              TopicPartition)
 
 from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
+from transforms.metrics import counter
 from transforms.model import Failure, Transcript
 from transforms.parsing import parse_json, source_failure
 from transforms.sources import FAILURES, RECORDS_IN, TRANSCRIPTS, check_field_options, checked
@@ -56,7 +56,6 @@ METADATA_TIMEOUT_SECONDS = 30.0
 # reader long after another's), but for at most this long, so a producer that outpaces the
 # consumer cannot keep a bounded read going.
 DRAIN_SECONDS = 120.0
-_NAMESPACE = "transcripts.kafka"
 
 
 def kafka_origin(topic: str, partition: int, offset: int) -> str:
@@ -224,10 +223,10 @@ class _ReadPartitionFn(beam.DoFn):
         self._mapping = mapping
         self._max_text_chars = max_text_chars
         self._poll_timeout = poll_timeout_seconds
-        self._messages = Metrics.counter(_NAMESPACE, "messages_read")
-        self._records_in = Metrics.counter(_NAMESPACE, RECORDS_IN)
-        self._read = Metrics.counter(_NAMESPACE, "transcripts_read")
-        self._failed = Metrics.counter(_NAMESPACE, "records_failed")
+        self._messages = counter("messages_read")
+        self._records_in = counter(RECORDS_IN)
+        self._read = counter("transcripts_read")
+        self._failed = counter("records_failed")
 
     def setup(self) -> None:
         self._consumer = Consumer(self._settings)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
@@ -25,6 +24,7 @@ from botocore.exceptions import HTTPClientError
 from transforms.config import BatchConfig
 from transforms.families import ParsedOutput, UnparseableOutput, parse_model_output
 from transforms.jobs import error_code
+from transforms.metrics import counter
 from transforms.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
 from transforms.rate_control import AdaptiveRate, Progress, RetryPolicy, is_throttling
 from transforms.shards import window_bounds
@@ -68,11 +68,11 @@ class InvokeOnDemandFn(beam.DoFn):
     def __init__(self, config: BatchConfig, retry: RetryPolicy):
         self._config = config
         self._retry = retry
-        self._calls = Metrics.counter("bedrock", "on_demand_calls")
-        self._throttled = Metrics.counter("bedrock", "on_demand_throttled")
-        self._tokens_in = Metrics.counter("bedrock", "on_demand_input_tokens")
-        self._tokens_out = Metrics.counter("bedrock", "on_demand_output_tokens")
-        self._truncated = Metrics.counter("bedrock", "summaries_truncated")
+        self._calls = counter("on_demand_calls")
+        self._throttled = counter("on_demand_throttled")
+        self._tokens_in = counter("on_demand_input_tokens")
+        self._tokens_out = counter("on_demand_output_tokens")
+        self._truncated = counter("summaries_truncated")
 
     def setup(self) -> None:
         # botocore must not retry throttling itself: the pacer has to see it to slow down.

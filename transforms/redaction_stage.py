@@ -5,13 +5,12 @@ import dataclasses
 from typing import Any, Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
+from transforms.metrics import counter
 from transforms.model import Failure, Transcript
 from transforms.redaction import Redactor, checked_counts
 
 FAILURES = "failures"
-NAMESPACE = "redaction"
 
 
 class _RedactFn(beam.DoFn):
@@ -20,12 +19,12 @@ class _RedactFn(beam.DoFn):
         self._counters: dict[str, Any] = {}
 
     def setup(self) -> None:
-        self._scanned = Metrics.counter(NAMESPACE, "redaction_transcripts")
+        self._scanned = counter("redaction_transcripts")
 
     def _count(self, counts: dict[str, int]) -> None:
         for kind, n in counts.items():
             if kind not in self._counters:
-                self._counters[kind] = Metrics.counter(NAMESPACE, f"redacted_{kind}")
+                self._counters[kind] = counter(f"redacted_{kind}")
             self._counters[kind].inc(n)
 
     def _redact(self, text: str) -> tuple[str, dict[str, int]]:

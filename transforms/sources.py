@@ -15,10 +15,10 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.fileio import EmptyMatchTreatment
 from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import MAX_TIMESTAMP
 
+from transforms.metrics import counter
 from transforms.model import Failure, Transcript
 from transforms.parsing import (FORMATS, detect_format, read_file, row_to_record,
                                 source_failure, unknown_format_failure)
@@ -30,7 +30,6 @@ FAILURES = "failures"
 # Counted once per input unit (a record, or a file that could only become one failure row), at
 # the source and independently of any output, so the run report can prove nothing was lost.
 RECORDS_IN = "records_in"
-_NAMESPACE = "transcripts.sources"
 log = logging.getLogger(__name__)
 
 
@@ -51,9 +50,9 @@ class _EmitFn(beam.DoFn):
 
     def __init__(self, max_text_chars: int) -> None:
         self._max_text_chars = max_text_chars
-        self._records_in = Metrics.counter(_NAMESPACE, RECORDS_IN)
-        self._read = Metrics.counter(_NAMESPACE, "transcripts_read")
-        self._failed = Metrics.counter(_NAMESPACE, "records_failed")
+        self._records_in = counter(RECORDS_IN)
+        self._read = counter("transcripts_read")
+        self._failed = counter("records_failed")
 
     def _emit(self, item: Transcript | Failure) -> Iterator[Any]:
         self._records_in.inc()
@@ -71,7 +70,7 @@ class _ReadFileFn(_EmitFn):
         super().__init__(max_text_chars)
         self._format = fmt
         self._mapping = mapping
-        self._files = Metrics.counter(_NAMESPACE, "files_read")
+        self._files = counter("files_read")
 
     def process(self, readable: fileio.ReadableFile) -> Iterator[Any]:
         path = readable.metadata.path
@@ -218,7 +217,7 @@ class TranscriptsFromRows(beam.PTransform):
 
 class _PickUniqueFn(beam.DoFn):
     def __init__(self) -> None:
-        self._duplicates = Metrics.counter(_NAMESPACE, "duplicate_ids")
+        self._duplicates = counter("duplicate_ids")
 
     def process(self, keyed: tuple[str, Any]) -> Iterator[Any]:
         group = list(keyed[1])  # one transcript unless ids repeat

@@ -28,10 +28,10 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
 from apache_beam.io.gcp.bigquery_tools import RetryStrategy
-from apache_beam.metrics import Metrics
 from apache_beam.utils.retry import PermanentException
 from google.api_core.exceptions import RetryError
 
+from transforms.metrics import counter
 from transforms.schema import bigquery_schema, fields_for
 from transforms.sinks.bigquery_rows import InsertRows, parse_table, rejected_failure
 
@@ -101,7 +101,7 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
 class _ToInsertRow(beam.DoFn):
     def __init__(self, kind: str) -> None:
         self.to_row = InsertRows(kind)
-        self.sent = Metrics.counter("bigquery", f"{kind}_rows_sent")
+        self.sent = counter(f"{kind}_rows_sent")
 
     def process(self, element: Any):
         row = self.to_row(element)
@@ -112,7 +112,7 @@ class _ToInsertRow(beam.DoFn):
 class _ToFailure(beam.DoFn):
     def __init__(self, kind: str, table: str) -> None:
         self.table = table
-        self.rejected = Metrics.counter("bigquery", f"{kind}_rows_rejected")
+        self.rejected = counter(f"{kind}_rows_rejected")
 
     def process(self, element: tuple[str, dict[str, Any], list[dict[str, Any]]]):
         _destination, row, errors = element

@@ -30,11 +30,11 @@ import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.transforms import trigger, window
 
+from transforms.metrics import counter
 from transforms.model import Field
 from transforms.schema import (AVRO_RECORD_NAMES, arrow_schema, avro_schema, fields_for,
                                json_line, normalize_row)
@@ -182,7 +182,7 @@ class _NormalizeRow(beam.DoFn):
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.rows = Metrics.counter("sinks.files", f"{kind}_rows_written")
+        self.rows = counter(f"{kind}_rows_written")
 
     def process(self, element: Any):
         row = element.to_row() if hasattr(element, "to_row") else element

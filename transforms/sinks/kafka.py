@@ -31,10 +31,10 @@ import re
 from typing import Any, Iterator, Mapping, NoReturn
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from transforms.metrics import counter
 from transforms.sinks.kafka_encoding import RowEncoder
 
 # acks=all + idempotence: a message counts as delivered only once every in-sync replica has it,
@@ -100,7 +100,7 @@ class _ProduceToKafka(beam.DoFn):
         self.encoder = encoder
         self.settings = dict(settings)
         self.flush_timeout_s = flush_timeout_s
-        self.delivered = Metrics.counter("sinks.kafka", f"{encoder.kind}_messages_delivered")
+        self.delivered = counter(f"{encoder.kind}_messages_delivered")
         self._producer: Producer | None = None
 
     def _new_producer(self) -> Producer:
