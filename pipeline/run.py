@@ -116,22 +116,17 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
     result = transcripts | "Summarize" >> SummarizeTranscripts(config)
     failures = ((source_failures, result["failures"]) | "AllFailures" >> beam.Flatten())
     _, write_summaries, write_failures = sinks(opts, files_root)
-    if opts.sink == "bigquery":
-        # Rows a table rejects come back: rejected summaries join the failures; rejected
-        # failures can only be reported (logged at ERROR and counted in the run report).
-        written = result["summaries"] | "WriteSummaries" >> write_summaries
-        rejected_summaries = written["failures"] | "CountRejected" >> beam.Map(
-            _counted("summaries_rejected"))
-        failures = ((failures, rejected_summaries) | "WithRejected" >> beam.Flatten())
-        rejected = (failures | "CountFailures" >> beam.ParDo(_CountFailures())
-                    | "WriteFailures" >> write_failures)["failures"]
-        rejected | "ReportRejected" >> beam.Map(_report_rejected)
-        result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
-        return
-    (result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
-     | "WriteSummaries" >> write_summaries)
-    (failures | "CountFailures" >> beam.ParDo(_CountFailures())
-     | "WriteFailures" >> write_failures)
+    # Every sink returns a SinkResult. Rows a sink refuses (a BigQuery table's rejects) come
+    # back as failure rows: refused summaries join the failures; refused failures can only be
+    # reported (logged at ERROR and counted in the run report).
+    written = (result["summaries"] | "CountSummaries" >> beam.Map(_counted("summaries_written"))
+               | "WriteSummaries" >> write_summaries)
+    refused_summaries = written.failures | "CountRejected" >> beam.Map(
+        _counted("summaries_rejected"))
+    failures = ((failures, refused_summaries) | "WithRejected" >> beam.Flatten())
+    refused = (failures | "CountFailures" >> beam.ParDo(_CountFailures())
+               | "WriteFailures" >> write_failures).failures
+    refused | "ReportRejected" >> beam.Map(_report_rejected)
 
 
 def _report_rejected(failure: Any) -> None:

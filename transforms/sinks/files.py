@@ -38,6 +38,7 @@ from transforms.metrics import counter
 from transforms.model import Field
 from transforms.schema import (AVRO_RECORD_NAMES, arrow_schema, avro_schema, fields_for,
                                json_line, normalize_row)
+from transforms.sinks.result import SinkResult, count_per_window, no_failures
 
 # Rows buffered before a Parquet row group is written: bounds worker memory per open file.
 PARQUET_ROW_GROUP_ROWS = 10_000
@@ -222,7 +223,16 @@ class WriteRows(beam.PTransform):
     """Write Summary or Failure rows as files under the directory ``path``.
 
     Input: elements with ``to_row()`` (Summary / Failure) or row dicts of that kind.
-    Output: PCollection of the full paths of the files written, in the input's windows.
+    Output: a ``SinkResult``: ``written`` holds the full path of each file written, in the
+    input's windows; ``counts`` the rows written per window; ``failures`` is empty (a file that
+    cannot be written fails the bundle).
+
+    Args:
+        path: The output directory (local, s3:// or any Beam filesystem).
+        kind: ``summaries`` or ``failures``: which row schema the files carry.
+        format: ``parquet``, ``jsonl`` or ``avro`` (see ``FORMATS``).
+        shards: Files per window; None lets the runner choose.
+        prefix: The start of every file name.
     """
 
     def __init__(self, path: str, kind: str = "summaries", format: str = "parquet",
@@ -239,7 +249,7 @@ class WriteRows(beam.PTransform):
         self.shards = shards
         self.prefix = prefix
 
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+    def expand(self, pcoll: beam.PCollection) -> SinkResult:
         windowing = pcoll.windowing
         global_window = isinstance(windowing.windowfn, window.GlobalWindows)
         name = type(self).__name__
@@ -264,18 +274,16 @@ class WriteRows(beam.PTransform):
         # Our own temp dir (same place WriteToFiles would pick) so a bounded run can remove it.
         temp_root = pcoll.pipeline.options.view_as(GoogleCloudOptions).temp_location or self.path
         temp_dir = FileSystems.join(temp_root, f".temp-{uuid.uuid4()}")
-        results = (
-            pcoll
-            | "ToRow" >> beam.ParDo(_NormalizeRow(self.kind))
-            | "WriteToFiles" >> fileio.WriteToFiles(
-                path=self.path, file_naming=naming, sink=sinks,
-                temp_directory=StaticValueProvider(str, temp_dir), **routing)
-        )
+        rows = pcoll | "ToRow" >> beam.ParDo(_NormalizeRow(self.kind))
+        results = rows | "WriteToFiles" >> fileio.WriteToFiles(
+            path=self.path, file_naming=naming, sink=sinks,
+            temp_directory=StaticValueProvider(str, temp_dir), **routing)
+        counts = count_per_window(rows | "One" >> beam.Map(lambda _row: 1))
         path = self.path
         written = results | "FullPath" >> beam.Map(lambda r: FileSystems.join(path, r.file_name))
         if not pcoll.is_bounded:
             # Streaming never "ends": the temp dir stays (hidden, emptied after every window).
-            return written
+            return SinkResult(path, written, no_failures(pcoll), counts)
         carries_schema = self.file_format in ("parquet", "avro")
         empty_name = (naming(window.GlobalWindow(), None, 0, 1, "", None)
                       if global_window and carries_schema else None)
@@ -285,9 +293,9 @@ class WriteRows(beam.PTransform):
             | "CountFiles" >> beam.combiners.Count.Globally()
             | "FinishBatch" >> beam.ParDo(_FinishBatch(self.path, temp_dir, sinks, empty_name))
         )
-        if not global_window:
-            return written
-        return (written, finished) | "AllFiles" >> beam.Flatten()
+        if global_window:
+            written = (written, finished) | "AllFiles" >> beam.Flatten()
+        return SinkResult(path, written, no_failures(pcoll), counts)
 
 
 class WriteSummaries(WriteRows):

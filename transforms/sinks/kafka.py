@@ -36,6 +36,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from transforms.metrics import counter
 from transforms.sinks.kafka_encoding import RowEncoder
+from transforms.sinks.result import SinkResult, no_failures, written_once
 
 # acks=all + idempotence: a message counts as delivered only once every in-sync replica has it,
 # and the producer's internal retries cannot duplicate or reorder it.
@@ -203,9 +204,18 @@ class WriteRowsToKafka(beam.PTransform):
     unbounded, any windowing. ``producer_config`` adds librdkafka settings (SASL/SSL, linger,
     compression, ...) over ``DEFAULT_PRODUCER_CONFIG``. ``flush_timeout_s`` bounds the wait for
     delivery reports at the end of each bundle (default: the producer's message timeout + 30 s).
-    Output: PCollection of ints, the number of messages delivered per bundle and window, in the
-    input's windows (sum them for a total); emitted only after the broker confirmed them.
+    Output: a ``SinkResult`` whose ``counts`` are the messages delivered per bundle and window,
+    emitted only after the brokers confirmed them; ``written`` names ``kafka:<topic>`` for each
+    such bundle; ``failures`` is empty (an undelivered message fails the bundle).
     Delivery is at-least-once (see the module docstring).
+
+    Args:
+        bootstrap_servers: The brokers, ``host:port[,host:port]``.
+        topic: The topic every row goes to.
+        kind: ``summaries`` or ``failures``: which row schema the messages carry.
+        format: The message value encoding, ``json`` or ``avro``.
+        producer_config: librdkafka settings added over ``DEFAULT_PRODUCER_CONFIG``.
+        flush_timeout_s: The longest wait for a bundle's delivery reports, in seconds.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, kind: str = "summaries",
@@ -233,9 +243,12 @@ class WriteRowsToKafka(beam.PTransform):
         if self.flush_timeout_s <= 0:
             raise ValueError(f"{name} flush_timeout_s must be positive, got {flush_timeout_s!r}")
 
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        return pcoll | "Produce" >> beam.ParDo(
-            _ProduceToKafka(self.topic, self.encoder, self.settings, self.flush_timeout_s))
+    def expand(self, pcoll: beam.PCollection) -> SinkResult:
+        counts = pcoll | "Produce" >> beam.ParDo(
+            _ProduceToKafka(self.topic, self.encoder, self.settings, self.flush_timeout_s)
+        ).with_output_types(int)
+        destination = f"kafka:{self.topic}"
+        return SinkResult(destination, written_once(counts, destination), no_failures(pcoll), counts)
 
 
 class WriteSummariesToKafka(WriteRowsToKafka):
