@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from transforms.aws import AwsConfig
+from transforms.errors import ConfigError
 from transforms.jobs import JobConfig, validate_run_id
 from transforms.quotas import Quotas
 from transforms.records import PromptConfig
@@ -41,24 +42,27 @@ class BatchConfig:
     def __post_init__(self) -> None:
         validate_run_id(self.run_id)
         if not self.base_uri.startswith("s3://"):
-            raise ValueError(f"--bucket-uri {self.base_uri!r} must be an s3://bucket/prefix URI: "
-                             f"Bedrock batch jobs read and write S3 only")
+            raise ConfigError(f"base_uri {self.base_uri!r} must be an s3://bucket/prefix URI: "
+                              f"Bedrock batch jobs read and write S3 only", "base_uri")
         if self.undersized_policy not in UNDERSIZED_POLICIES:
-            raise ValueError(f"--undersized-policy {self.undersized_policy!r}: use one of "
-                             f"{', '.join(UNDERSIZED_POLICIES)}")
+            raise ConfigError(f"undersized_policy {self.undersized_policy!r}: use one of "
+                              f"{', '.join(UNDERSIZED_POLICIES)}", "undersized_policy")
         if self.max_record_retries < 0:
-            raise ValueError("--max-record-retries must be >= 0")
+            raise ConfigError(f"max_record_retries {self.max_record_retries} must be >= 0",
+                              "max_record_retries")
         if self.poll_interval_seconds < 1 or int(self.poll_interval_seconds) != self.poll_interval_seconds:
-            raise ValueError("--poll-interval-seconds must be a whole number >= 1 "
-                             "(runners only honour whole-second delays)")
+            raise ConfigError(f"poll_interval_seconds {self.poll_interval_seconds} must be a whole "
+                              f"number >= 1 (runners only honour whole-second delays)",
+                              "poll_interval_seconds")
 
         if self.on_demand_rps <= 0:
-            raise ValueError(f"--on-demand-rps {self.on_demand_rps} must be > 0")
+            raise ConfigError(f"on_demand_rps {self.on_demand_rps} must be > 0", "on_demand_rps")
         if self.on_demand_concurrency < 1:
-            raise ValueError(f"--on-demand-concurrency {self.on_demand_concurrency} must be >= 1")
+            raise ConfigError(f"on_demand_concurrency {self.on_demand_concurrency} must be >= 1",
+                              "on_demand_concurrency")
         if self.redactor is not None and not callable(self.redactor):
-            raise ValueError(f"redactor {self.redactor!r} must be a callable text -> "
-                             f"(text, counts)")
+            raise ConfigError(f"redactor {self.redactor!r} must be a callable text -> "
+                              f"(text, counts)", "redactor")
 
     @property
     def max_attempts(self) -> int:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from transforms.errors import ConfigError
 from transforms.model import JobSpec
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,8 @@ NAME_PREFIX = "bb"
 
 def validate_run_id(run_id: str) -> str:
     if not _RUN_ID.fullmatch(run_id or ""):
-        raise ValueError(f"--run-id {run_id!r} is invalid: use 1-24 lowercase letters, digits or "
-                         f"dashes (it becomes part of Bedrock job names)")
+        raise ConfigError(f"run_id {run_id!r} is invalid: use 1-24 lowercase letters, digits or "
+                          f"dashes (it becomes part of Bedrock job names)", "run_id")
     return run_id
 
 
@@ -73,13 +74,14 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         if self.timeout_hours is not None and not 24 <= self.timeout_hours <= 168:
-            raise ValueError(f"--job-timeout-hours {self.timeout_hours} is out of range: "
-                             f"Bedrock accepts 24 to 168")
+            raise ConfigError(f"timeout_hours {self.timeout_hours} is out of range: "
+                              f"Bedrock accepts 24 to 168", "timeout_hours")
         if self.model_invocation_type not in ("InvokeModel", "Converse"):
-            raise ValueError(f"--model-invocation-type {self.model_invocation_type!r}: "
-                             f"use InvokeModel or Converse")
+            raise ConfigError(f"model_invocation_type {self.model_invocation_type!r}: "
+                              f"use InvokeModel or Converse", "model_invocation_type")
         if bool(self.vpc_subnet_ids) != bool(self.vpc_security_group_ids):
-            raise ValueError("--vpc-subnet-ids and --vpc-security-group-ids go together: set both")
+            raise ConfigError("vpc_subnet_ids and vpc_security_group_ids go together: set both",
+                              "vpc_subnet_ids", "vpc_security_group_ids")
 
 
 @dataclass(frozen=True)

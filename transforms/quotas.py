@@ -8,6 +8,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from transforms.errors import ConfigError
+
 MB = 1000 * 1000
 GB = 1000 * MB
 
@@ -24,11 +26,13 @@ class Quotas:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             if getattr(self, f.name) < 1:
-                raise ValueError(f"quota {f.name} must be >= 1, got {getattr(self, f.name)}")
+                raise ConfigError(f"quota {f.name} must be >= 1, got {getattr(self, f.name)}",
+                                  f.name)
         if self.min_records_per_job > self.max_records_per_job:
-            raise ValueError(
+            raise ConfigError(
                 f"min_records_per_job ({self.min_records_per_job}) exceeds max_records_per_job "
-                f"({self.max_records_per_job}); lower --min-records-per-job")
+                f"({self.max_records_per_job}); lower min_records_per_job",
+                "min_records_per_job", "max_records_per_job")
 
     def override(self, **values: Any) -> "Quotas":
         """These quotas with the given non-None values replaced (explicit flags win over a profile)."""

@@ -18,6 +18,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import MAX_TIMESTAMP
 
+from transforms.errors import ConfigError
 from transforms.metrics import counter
 from transforms.model import Failure, Transcript
 from transforms.parsing import (FORMATS, detect_format, read_file, row_to_record,
@@ -97,11 +98,17 @@ def _tagged(result: beam.pvalue.DoOutputsTuple) -> dict[str, beam.PCollection]:
 
 
 def check_field_options(max_text_chars: int, **fields: str) -> None:
+    """Raise ConfigError unless ``max_text_chars`` is positive and every field name is set.
+
+    Args:
+        max_text_chars: The longest transcript text accepted.
+        **fields: Setting name -> the input field name it holds, e.g. ``id_field="id"``.
+    """
     if max_text_chars <= 0:
-        raise ValueError(f"max_text_chars must be positive, got {max_text_chars}")
-    for flag, value in fields.items():
+        raise ConfigError(f"max_text_chars must be positive, got {max_text_chars}", "max_text_chars")
+    for name, value in fields.items():
         if not isinstance(value, str) or not value:
-            raise ValueError(f"{flag} must be a non-empty field name, got {value!r}")
+            raise ConfigError(f"{name} must be a non-empty field name, got {value!r}", name)
 
 
 class ReadTranscripts(beam.PTransform):
@@ -122,8 +129,8 @@ class ReadTranscripts(beam.PTransform):
                  max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
         super().__init__()
         if format != "auto" and format not in FORMATS:
-            raise ValueError(f"--input-format {format!r} is not supported; use auto or one of "
-                             f"{', '.join(FORMATS)}")
+            raise ConfigError(f"format {format!r} is not supported; use auto or one of "
+                              f"{', '.join(FORMATS)}", "format")
         check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
                        turns_field=turns_field)
         self._pattern = file_pattern
@@ -163,7 +170,7 @@ class WatchTranscripts(ReadTranscripts):
                  stop_after_seconds: float | None = None, **kwargs: Any) -> None:
         super().__init__(file_pattern, **kwargs)
         if interval_seconds <= 0:
-            raise ValueError("--watch-interval-seconds must be > 0")
+            raise ConfigError(f"interval_seconds {interval_seconds} must be > 0", "interval_seconds")
         self._interval = interval_seconds
         self._stop_after = stop_after_seconds
 
