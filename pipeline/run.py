@@ -55,7 +55,7 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) ->
     fields = dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field,
                   max_text_chars=opts.max_text_chars)
     if opts.kafka_topic:
-        from transforms.kafka_source import ReadTranscriptsFromKafka
+        from transforms.sources.kafka import ReadTranscriptsFromKafka
         if not opts.kafka_bootstrap_servers:
             raise ValueError("--kafka-topic needs --kafka-bootstrap-servers host:port")
         return p | "ReadKafka" >> ReadTranscriptsFromKafka(

@@ -163,7 +163,7 @@ def test_deduplicate_keeps_the_first_origin_and_reports_the_rest(tmp_path):
 
 
 def test_bad_options_fail_at_construction_with_a_clear_message():
-    with pytest.raises(ValueError, match="--input-format 'xml'"):
+    with pytest.raises(ValueError, match="format 'xml' is not supported"):
         ReadTranscripts("x", format="xml")
     with pytest.raises(ValueError, match="max_text_chars"):
         TranscriptsFromRows(max_text_chars=0)
