@@ -1,10 +1,12 @@
 """Beam stage: submit a window's jobs within the concurrency quota and wait for them to finish.
 
-A splittable DoFn that self-checkpoints (``defer_remainder``) between polls, so a Flink task slot
-is not held while Bedrock works for hours. Processing-time timers are not used: the DirectRunner
-drops them and the portable local runners fail on them in batch. Local
-runners also ignore the deferral delay, so the restriction carries the time of the next poll and
-the DoFn sleeps only what the runner did not already wait.
+A splittable DoFn that self-checkpoints (``defer_remainder``) between polls. Where the runner
+honours the deferral delay (Flink ``--streaming`` while input is still arriving) no task slot is
+held between polls. Flink batch, Flink streaming once input has ended, and the local runners
+ignore the delay, so the restriction carries the time of the next poll and the DoFn sleeps, in
+its slot, only what the runner did not already wait. Processing-time timers are not used: the
+DirectRunner drops them and the portable local runners fail on them in batch. See
+docs/architecture.md ("Why the wait is a splittable DoFn").
 
 All scheduling state is derived from Bedrock itself (deterministic job names) plus the set of
 jobs already emitted, which lives in the restriction: a restarted pipeline re-adopts its jobs.

@@ -11,8 +11,7 @@ from typing import Any, Mapping, Sequence
 from transforms.model import Failure, truncate_raw
 from transforms.schema import fields_for, json_row
 
-# model.STAGES has no sink stage: a row BigQuery rejects was produced by the output side's last
-# stage (parse for Summaries), so its Failure is filed there; raw holds the rejected row.
+# A row BigQuery rejects is filed under model.STAGES' "sink" stage; raw holds the rejected row.
 REJECTED_STAGE = "sink"
 REJECTED_CODE = "BigQueryInsertFailed"
 
