@@ -37,7 +37,13 @@ beam_compat.apply()
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """A job that reached a terminal status (or could not be created), ready to harvest."""
+    """A job that reached a terminal status (or could not be created), ready to harvest.
+
+    Args:
+        spec: The job.
+        status: Its terminal status; None when it could not be created.
+        error: Why it could not be created, or None.
+    """
 
     spec: JobSpec
     status: JobStatus | None
@@ -46,7 +52,15 @@ class JobOutcome:
 
 @dataclass(frozen=True)
 class WaitRestriction:
-    """Jobs of one batch already emitted, and the earliest time of the next poll."""
+    """Jobs of one batch already emitted, and the earliest time of the next poll.
+
+    Args:
+        job_count: Jobs in the batch.
+        poll_interval: Seconds between polls (whole seconds: runners only honour those).
+        emitted: Indexes of the jobs already emitted.
+        next_poll_at: The earliest time (epoch seconds) of the next poll.
+        closed: True for the primary half of a checkpoint: nothing more may be claimed.
+    """
 
     job_count: int
     poll_interval: int  # whole seconds: runners only honour whole-second delays
@@ -60,6 +74,12 @@ class WaitRestriction:
 
 
 class WaitTracker(RestrictionTracker):
+    """Claims jobs of a WaitRestriction as they finish; splits only to checkpoint.
+
+    Args:
+        restriction: The restriction to track.
+    """
+
     def __init__(self, restriction: WaitRestriction):
         self._restriction = restriction
 
@@ -97,6 +117,8 @@ class WaitTracker(RestrictionTracker):
 
 
 class WaitRestrictionProvider(RestrictionProvider):
+    """The WaitRestriction of a JobBatch: all its jobs, none emitted."""
+
     def initial_restriction(self, element: JobBatch) -> WaitRestriction:
         return WaitRestriction(len(element.specs), element.poll_interval_seconds)
 
@@ -108,7 +130,11 @@ class WaitRestrictionProvider(RestrictionProvider):
 
 
 class AwaitJobsFn(beam.DoFn):
-    """JobBatch -> JobOutcome per job, at most max_concurrent_jobs of the model in flight."""
+    """JobBatch -> JobOutcome per job, at most max_concurrent_jobs of the model in flight.
+
+    Args:
+        config: The run's settings (quotas, poll interval, AWS).
+    """
 
     def __init__(self, config: BatchConfig):
         self._config = config
@@ -198,7 +224,11 @@ class AwaitJobsFn(beam.DoFn):
 
 
 class AwaitJobs(beam.PTransform):
-    """PCollection[JobBatch] -> PCollection[JobOutcome]."""
+    """PCollection[JobBatch] -> PCollection[JobOutcome].
+
+    Args:
+        config: The run's settings (quotas, poll interval, AWS).
+    """
 
     def __init__(self, config: BatchConfig):
         super().__init__()

@@ -19,7 +19,26 @@ DEFAULT_INPUT_LATENESS_SECONDS = 24 * 3600
 
 @dataclass(frozen=True)
 class BatchConfig:
-    """One summarization: which model, where the run's files live on S3, quotas and retries."""
+    """One summarization: which model, where the run's files live on S3, quotas and retries.
+
+    Args:
+        base_uri: ``s3://bucket/prefix`` under which the run's ``input/``, ``index/`` and
+            ``output/`` live (``<base_uri>/<run_id>/...``).
+        run_id: Names the run's jobs and files; rerunning with it adopts the run's jobs.
+        job: The settings every job shares (service role, invocation type, ...).
+        model_id: The Bedrock model or inference-profile id.
+        quotas: The quotas shards and submissions are planned by.
+        undersized_policy: What a window's records too few for a job do: one of
+            ``UNDERSIZED_POLICIES``.
+        prompt: The prompt template and generation settings.
+        aws: Where the AWS clients point.
+        max_record_retries: Rounds a record a job did not answer goes round again.
+        poll_interval_seconds: Whole seconds between job polls.
+        on_demand_rps: Per worker, the ceiling of on-demand calls per second.
+        on_demand_concurrency: Per worker, on-demand calls in flight at once.
+        redactor: text -> (redacted text, {kind: count}), applied before submission; None sends
+            the text as read.
+    """
 
     base_uri: str  # s3://bucket/prefix under which <run id>/input|index|output live
     run_id: str

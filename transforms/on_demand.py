@@ -39,7 +39,12 @@ MAX_WAITING = 1000
 
 
 def converse_request(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Converse-type model input -> keyword arguments of bedrock-runtime ``converse``."""
+    """Converse-type model input -> keyword arguments of bedrock-runtime ``converse``.
+
+    Args:
+        model_id: The model or inference-profile id.
+        body: The record's Converse-shaped model input.
+    """
     request = {"modelId": model_id, "messages": body["messages"]}
     for key in ("system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"):
         if key in body:
@@ -50,7 +55,14 @@ def converse_request(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class CallOutcome:
     """What one record's calls produced. Counted by the bundle thread: Beam metrics do not
-    record increments made on other threads."""
+    record increments made on other threads.
+
+    Args:
+        output: The Summary, or the Failure of the last attempt.
+        calls: Calls made for the record.
+        throttles: How many of them were throttled.
+        parsed: The parsed model answer, when there was one.
+    """
 
     output: Summary | Failure
     calls: int
@@ -63,6 +75,10 @@ class InvokeOnDemandFn(beam.DoFn):
 
     ``process`` hands each record to a thread pool and emits whatever calls have finished;
     ``finish_bundle`` waits for the rest. Outputs keep their own record's window and timestamp.
+
+    Args:
+        config: The run's settings (model, pacing, concurrency).
+        retry: How throttled and transient errors are retried.
     """
 
     def __init__(self, config: BatchConfig, retry: RetryPolicy):
@@ -211,6 +227,10 @@ class InvokeOnDemand(beam.PTransform):
 
     ``retry`` sets how throttled and transient errors are retried (default: 8 attempts with
     exponential backoff from 0.25 s, capped at 20 s).
+
+    Args:
+        config: The run's settings (model, pacing, concurrency).
+        retry: How errors are retried; None for the default above.
     """
 
     def __init__(self, config: BatchConfig, retry: RetryPolicy | None = None):

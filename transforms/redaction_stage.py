@@ -60,7 +60,11 @@ class _RedactFn(beam.DoFn):
 
 class RedactTranscripts(beam.PTransform):
     """Transcript -> the same transcript with its text (and turns) redacted; Failure rows for
-    transcripts the redactor failed on. Counters: ``redacted_<kind>`` and ``redaction_transcripts``."""
+    transcripts the redactor failed on. Counters: ``redacted_<kind>`` and ``redaction_transcripts``.
+
+    Args:
+        redactor: text -> (redacted text, {kind: count}); picklable.
+    """
 
     def __init__(self, redactor: Redactor):
         super().__init__()

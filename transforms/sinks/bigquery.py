@@ -199,14 +199,24 @@ class WriteRowsToBigQuery(beam.PTransform):
 
 
 class WriteSummariesToBigQuery(WriteRowsToBigQuery):
-    """Write Summary rows to a BigQuery table; rejected rows come back as Failures."""
+    """Write Summary rows to a BigQuery table; rejected rows come back as Failures.
+
+    Args:
+        table: The table, ``project:dataset.table``.
+        **options: ``WriteRowsToBigQuery``'s other arguments.
+    """
 
     def __init__(self, table: str, **options: Any) -> None:
         super().__init__(table, "summaries", **options)
 
 
 class WriteFailuresToBigQuery(WriteRowsToBigQuery):
-    """Write Failure rows to a BigQuery table; rejected rows come back as (new) Failures."""
+    """Write Failure rows to a BigQuery table; rejected rows come back as (new) Failures.
+
+    Args:
+        table: The table, ``project:dataset.table``.
+        **options: ``WriteRowsToBigQuery``'s other arguments.
+    """
 
     def __init__(self, table: str, **options: Any) -> None:
         super().__init__(table, "failures", **options)

@@ -21,7 +21,11 @@ _TABLE = re.compile(r"(?P<project>[a-z][a-z0-9.:-]{4,61}[a-z0-9]):(?P<dataset>[A
 
 
 def parse_table(table: str) -> tuple[str, str, str]:
-    """Split ``project:dataset.table`` into its parts; a one-line ValueError names the fix."""
+    """Split ``project:dataset.table`` into its parts; a one-line ValueError names the fix.
+
+    Args:
+        table: The table name as ``project:dataset.table``.
+    """
     match = _TABLE.fullmatch(table or "")
     if match is None:
         raise ValueError(f"BigQuery table {table!r} is not 'project:dataset.table' "
@@ -30,7 +34,11 @@ def parse_table(table: str) -> tuple[str, str, str]:
 
 
 class InsertRows:
-    """Summary / Failure elements (or row dicts of that kind) -> insertAll JSON rows."""
+    """Summary / Failure elements (or row dicts of that kind) -> insertAll JSON rows.
+
+    Args:
+        kind: ``summaries`` or ``failures``: the row schema.
+    """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -43,7 +51,11 @@ class InsertRows:
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
-    """insertAll's per-row error list as one line: ``reason at location: message; ...``."""
+    """insertAll's per-row error list as one line: ``reason at location: message; ...``.
+
+    Args:
+        errors: The ``errors`` of one row in an insertAll answer.
+    """
     parts = []
     for error in errors:
         text = (error.get("reason") or "error") + (f" at {error['location']}" if error.get("location") else "")
@@ -52,7 +64,13 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
 
 
 def rejected_failure(table: str, row: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]) -> Failure:
-    """The Failure row for a row BigQuery did not accept, keeping the row's ids and attempt."""
+    """The Failure row for a row BigQuery did not accept, keeping the row's ids and attempt.
+
+    Args:
+        table: The table that refused the row.
+        row: The insert row it refused.
+        errors: Its insertAll errors.
+    """
     attempt = row.get("attempt")
     return Failure(
         stage=REJECTED_STAGE, error_code=REJECTED_CODE,

@@ -100,7 +100,12 @@ class JsonlRowSink(_RowSink):
 
 
 class AvroRowSink(_RowSink):
-    """Avro object container file via fastavro (deflate blocks), schema from the fields."""
+    """Avro object container file via fastavro (deflate blocks), schema from the fields.
+
+    Args:
+        fields: The row fields, in column order.
+        record_name: The Avro record name.
+    """
 
     mime_type = "application/avro"
 
@@ -153,7 +158,12 @@ def _compact_utc(ts: Any) -> str:
 class WindowedFileNaming:
     """WriteToFiles file naming: ``<prefix>[-<start>-<end>][-p<pane>]-<shard>-of-<total><suffix>``.
     A window's later panes (late records, within the allowed lateness) add ``-p<pane index>``, so
-    they never overwrite its on-time files."""
+    they never overwrite its on-time files.
+
+    Args:
+        prefix: The start of every file name.
+        suffix: The file name's end, e.g. ``.parquet``.
+    """
 
     def __init__(self, prefix: str, suffix: str) -> None:
         self.prefix = prefix
@@ -301,7 +311,14 @@ class WriteRows(beam.PTransform):
 
 
 class WriteSummaries(WriteRows):
-    """Write Summary rows to ``path`` as Parquet (default), JSONL or Avro."""
+    """Write Summary rows to ``path`` as Parquet (default), JSONL or Avro.
+
+    Args:
+        path: The output directory.
+        format: ``parquet``, ``jsonl`` or ``avro``.
+        shards: Files per window; None lets the runner choose.
+        prefix: The start of every file name.
+    """
 
     def __init__(self, path: str, format: str = "parquet", shards: int | None = None,
                  prefix: str = "part") -> None:
@@ -309,7 +326,14 @@ class WriteSummaries(WriteRows):
 
 
 class WriteFailures(WriteRows):
-    """Write Failure rows to ``path`` as Parquet (default), JSONL or Avro."""
+    """Write Failure rows to ``path`` as Parquet (default), JSONL or Avro.
+
+    Args:
+        path: The output directory.
+        format: ``parquet``, ``jsonl`` or ``avro``.
+        shards: Files per window; None lets the runner choose.
+        prefix: The start of every file name.
+    """
 
     def __init__(self, path: str, format: str = "parquet", shards: int | None = None,
                  prefix: str = "part") -> None:

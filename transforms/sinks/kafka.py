@@ -65,7 +65,12 @@ class KafkaDeliveryError(RuntimeError):
 
 
 def producer_settings(bootstrap_servers: str, producer_config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The librdkafka settings the sink's producer uses: defaults, then the caller's settings."""
+    """The librdkafka settings the sink's producer uses: defaults, then the caller's settings.
+
+    Args:
+        bootstrap_servers: The brokers, ``host:port[,host:port]``.
+        producer_config: The caller's librdkafka settings, or None.
+    """
     extra = dict(producer_config or {})
     if "bootstrap.servers" in extra:
         raise ValueError("producer_config sets 'bootstrap.servers': pass the brokers as "
@@ -78,12 +83,20 @@ def producer_settings(bootstrap_servers: str, producer_config: Mapping[str, Any]
 
 
 def default_flush_timeout_s(settings: Mapping[str, Any]) -> float:
-    """The producer's message timeout plus a margin (librdkafka's 300 s when not set)."""
+    """The producer's message timeout plus a margin (librdkafka's 300 s when not set).
+
+    Args:
+        settings: The producer's librdkafka settings.
+    """
     return message_timeout_s(settings) + FLUSH_MARGIN_S
 
 
 def message_timeout_s(settings: Mapping[str, Any]) -> float:
-    """How long librdkafka keeps retrying one message before it reports it failed."""
+    """How long librdkafka keeps retrying one message before it reports it failed.
+
+    Args:
+        settings: The producer's librdkafka settings.
+    """
     return float(settings.get("message.timeout.ms", settings.get(
         "delivery.timeout.ms", LIBRDKAFKA_MESSAGE_TIMEOUT_MS))) / 1000.0
 
@@ -252,7 +265,15 @@ class WriteRowsToKafka(beam.PTransform):
 
 
 class WriteSummariesToKafka(WriteRowsToKafka):
-    """Write Summary rows to a Kafka topic as JSON (default) or Avro."""
+    """Write Summary rows to a Kafka topic as JSON (default) or Avro.
+
+    Args:
+        bootstrap_servers: The brokers, ``host:port[,host:port]``.
+        topic: The topic every row goes to.
+        format: The message value encoding, ``json`` or ``avro``.
+        producer_config: librdkafka settings added over ``DEFAULT_PRODUCER_CONFIG``.
+        flush_timeout_s: The longest wait for a bundle's delivery reports, in seconds.
+    """
 
     def __init__(self, bootstrap_servers: str, topic: str, format: str = "json",
                  producer_config: Mapping[str, Any] | None = None,
@@ -261,7 +282,15 @@ class WriteSummariesToKafka(WriteRowsToKafka):
 
 
 class WriteFailuresToKafka(WriteRowsToKafka):
-    """Write Failure rows to a Kafka topic as JSON (default) or Avro."""
+    """Write Failure rows to a Kafka topic as JSON (default) or Avro.
+
+    Args:
+        bootstrap_servers: The brokers, ``host:port[,host:port]``.
+        topic: The topic every row goes to.
+        format: The message value encoding, ``json`` or ``avro``.
+        producer_config: librdkafka settings added over ``DEFAULT_PRODUCER_CONFIG``.
+        flush_timeout_s: The longest wait for a bundle's delivery reports, in seconds.
+    """
 
     def __init__(self, bootstrap_servers: str, topic: str, format: str = "json",
                  producer_config: Mapping[str, Any] | None = None,

@@ -59,13 +59,27 @@ DRAIN_SECONDS = 120.0
 
 
 def kafka_origin(topic: str, partition: int, offset: int) -> str:
+    """The origin of a message in failure rows: ``kafka:<topic>/<partition>@<offset>``.
+
+    Args:
+        topic: The topic.
+        partition: The partition number.
+        offset: The message offset.
+    """
     return f"kafka:{topic}/{partition}@{offset}"
 
 
 def message_to_item(value: bytes | None, origin: str, mapping: FieldMapping,
                     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Transcript | Failure:
     """One Kafka message value (a JSON transcript record) as a valid Transcript, or the source /
-    validate Failure saying what is wrong with it."""
+    validate Failure saying what is wrong with it.
+
+    Args:
+        value: The message value (None for a tombstone).
+        origin: The message's origin (``kafka_origin``).
+        mapping: Which record fields hold the id, text and turns.
+        max_text_chars: The longest text accepted.
+    """
     if value is None:
         return source_failure("EmptyMessage", f"message {origin} has no value (a tombstone?); "
                               f"produce one JSON transcript object per message", origin=origin)
@@ -91,7 +105,13 @@ def message_to_item(value: bytes | None, origin: str, mapping: FieldMapping,
 
 def message_time(kind: int, millis: int, now: float) -> Timestamp:
     """The element timestamp for a message: its Kafka timestamp (create or log-append time), or
-    ``now`` when the message carries none."""
+    ``now`` when the message carries none.
+
+    Args:
+        kind: The message's timestamp type (confluent_kafka ``TIMESTAMP_*``).
+        millis: Its timestamp in epoch milliseconds.
+        now: The current time in epoch seconds.
+    """
     if kind == TIMESTAMP_NOT_AVAILABLE or millis < 0:
         return Timestamp.of(now)
     return Timestamp(micros=millis * 1000)
@@ -104,7 +124,13 @@ def idle_watermark(current: Timestamp | None, now: Timestamp, backlog: int | Non
     Only a partition with no backlog (every message up to the broker's high watermark read) may
     jump to ``now - IDLE_WATERMARK_LAG``: an empty poll with messages still unread (a slow fetch)
     or an unknown backlog (None) says nothing about their times, and jumping would make them
-    late."""
+    late.
+
+    Args:
+        current: The partition's watermark now, or None before the first.
+        now: The current time.
+        backlog: Messages left up to the broker's high watermark; None when unknown.
+    """
     if backlog is None or backlog > 0:
         return None
     mark = now - IDLE_WATERMARK_LAG
@@ -117,7 +143,15 @@ def late_message_failure(value: bytes | None, origin: str, timestamp: Timestamp,
     """The LateRecord failure for a message further behind its partition's watermark than the
     windowing's allowed lateness (its window has closed: Beam would drop it silently), else None.
     Checked against the partition's own watermark, which is never behind the pipeline's, so a
-    message that passes is never dropped as late."""
+    message that passes is never dropped as late.
+
+    Args:
+        value: The message value, kept as the failure's raw.
+        origin: The message's origin.
+        timestamp: The message's element timestamp.
+        watermark: The partition's watermark, or None before the first.
+        allowed_lateness: The downstream windowing's allowed lateness; None turns the check off.
+    """
     if allowed_lateness is None or watermark is None or timestamp + allowed_lateness >= watermark:
         return None
     behind = (watermark - timestamp).micros / 1e6
@@ -131,7 +165,14 @@ def late_message_failure(value: bytes | None, origin: str, timestamp: Timestamp,
 @dataclass(frozen=True)
 class KafkaPartition:
     """One partition to read, from ``start_offset``, until ``stop_at`` (epoch seconds; None reads
-    until the pipeline is cancelled)."""
+    until the pipeline is cancelled).
+
+    Args:
+        topic: The topic.
+        partition: The partition number.
+        start_offset: The first offset to read.
+        stop_at: When to stop reading (epoch seconds), or None.
+    """
 
     topic: str
     partition: int
@@ -154,6 +195,8 @@ class PartitionTracker(OffsetRestrictionTracker):
 
 
 class PartitionRestrictionProvider(RestrictionProvider):
+    """Restrictions of the partition reader: the offsets from ``start_offset`` on, unbounded."""
+
     def initial_restriction(self, element: KafkaPartition) -> OffsetRange:
         return OffsetRange(element.start_offset, UNBOUNDED_END)
 
@@ -367,6 +410,21 @@ class ReadTranscriptsFromKafka(beam.PTransform):
     downstream (see ``transforms.summarize.fixed_windows_with_lateness``): a message further
     behind its partition's watermark than that becomes a ``LateRecord`` failure row instead of
     being dropped by the window. None turns the check off.
+
+    Args:
+        bootstrap_servers: The brokers, ``host:port[,host:port]``.
+        topic: The topic to read.
+        group_id: The consumer group (offsets are committed for lag monitoring only).
+        id_field: The record field that holds the transcript id.
+        text_field: The record field that holds the transcript text.
+        turns_field: The record field that holds speaker turns.
+        metadata_fields: Record fields kept as metadata; None keeps the others.
+        max_text_chars: The longest text accepted.
+        poll_timeout_seconds: How long one consumer poll waits for messages.
+        stop_after_seconds: See above; None reads until cancelled.
+        start_offset: ``earliest`` or ``latest``, for a pipeline with no checkpoint.
+        consumer_config: Extra librdkafka consumer settings.
+        allowed_lateness_seconds: See above; None turns the check off.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, group_id: str = "bedrock-batch-beam",

@@ -36,7 +36,15 @@ class _RowsFn(_EmitFn):
 
 class TranscriptsFromRows(beam.PTransform):
     """Turns an existing PCollection of dicts / beam.Row / NamedTuple / dataclass rows (or
-    Transcripts, which are only validated) into the same tagged output as ReadTranscripts."""
+    Transcripts, which are only validated) into the same tagged output as ReadTranscripts.
+
+    Args:
+        id_field: The row field that holds the transcript id.
+        text_field: The row field that holds the transcript text.
+        turns_field: The row field that holds speaker turns (used when there is no text).
+        metadata_fields: Row fields kept as metadata; None keeps the others.
+        max_text_chars: The longest text accepted; a longer one becomes a failure row.
+    """
 
     def __init__(self, id_field: str = "id", text_field: str = "text", turns_field: str = "turns",
                  metadata_fields: Sequence[str] | None = None,
