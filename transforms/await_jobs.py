@@ -223,6 +223,8 @@ class AwaitJobsFn(beam.DoFn):
         return JobOutcome(spec, None, error=error)
 
 
+@beam.typehints.with_input_types(JobBatch)
+@beam.typehints.with_output_types(JobOutcome)
 class AwaitJobs(beam.PTransform):
     """PCollection[JobBatch] -> PCollection[JobOutcome].
 
@@ -235,4 +237,4 @@ class AwaitJobs(beam.PTransform):
         self._config = config
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        return batches | beam.ParDo(AwaitJobsFn(self._config))
+        return batches | beam.ParDo(AwaitJobsFn(self._config)).with_output_types(JobOutcome)

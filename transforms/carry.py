@@ -17,7 +17,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 
 from transforms import layout
 from transforms.config import BatchConfig
-from transforms.model import BatchRecord
+from transforms.model import BatchRecord, JobBatch
 from transforms.shard_writer import undersized_failure
 from transforms.shards import CARRIED, FAILURES, ShardingDoFn, window_bounds
 
@@ -111,7 +111,7 @@ class CarryTails(beam.PTransform):
                | "Key" >> beam.Map(lambda r: (model, r))
                | "Global" >> beam.WindowInto(window.GlobalWindows())
                | "Carry" >> beam.ParDo(CarryTailsFn(self._config, self._attempt, windowfn))
-               .with_outputs(FAILURES, main="batches"))
+               .with_output_types(JobBatch).with_outputs(FAILURES, main="batches"))
         # Back into the input's windowing, trigger included, so they flatten with its batches.
         def rewindow() -> beam.WindowInto:
             return beam.WindowInto(windowfn, trigger=windowing.triggerfn,

@@ -252,5 +252,5 @@ class InvokeOnDemand(beam.PTransform):
                | "Detach" >> beam.Reshuffle()
                | "Queue" >> beam.Reshuffle()
                | "Invoke" >> beam.ParDo(InvokeOnDemandFn(self._config, self._retry))
-               .with_outputs(FAILURES, main="summaries"))
+               .with_output_types(Summary).with_outputs(FAILURES, main="summaries"))
         return {"summaries": out.summaries, "failures": out[FAILURES]}

@@ -71,6 +71,6 @@ class RedactTranscripts(beam.PTransform):
         self._redactor = redactor
 
     def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
-        out = transcripts | "Redact" >> beam.ParDo(_RedactFn(self._redactor)).with_outputs(
-            FAILURES, main="transcripts")
+        out = transcripts | "Redact" >> beam.ParDo(_RedactFn(self._redactor)).with_output_types(
+            Transcript).with_outputs(FAILURES, main="transcripts")
         return {"transcripts": out.transcripts, "failures": out[FAILURES]}

@@ -7,6 +7,7 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from transforms.metrics import counter
+from transforms.model import Transcript
 from transforms.sources.common import FAILURES, TRANSCRIPTS, tagged
 from transforms.validation import dedup_key, pick_unique
 
@@ -27,6 +28,7 @@ class _PickUniqueFn(beam.DoFn):
                 yield TaggedOutput(FAILURES, failure)
 
 
+@beam.typehints.with_input_types(Transcript)
 class DeduplicateTranscripts(beam.PTransform):
     """Keeps one transcript per id (the first by origin, so the choice is deterministic); the
     others become ``DuplicateTranscriptId`` failures naming both origins. Ids equal up to
@@ -41,4 +43,5 @@ class DeduplicateTranscripts(beam.PTransform):
             transcripts
             | "KeyById" >> beam.Map(lambda transcript: (dedup_key(transcript.id), transcript))
             | "GroupById" >> beam.GroupByKey()
-            | "PickOne" >> beam.ParDo(_PickUniqueFn()).with_outputs(FAILURES, main=TRANSCRIPTS))
+            | "PickOne" >> beam.ParDo(_PickUniqueFn()).with_output_types(Transcript)
+            .with_outputs(FAILURES, main=TRANSCRIPTS))

@@ -16,6 +16,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from transforms.errors import ConfigError
 from transforms.metrics import counter
+from transforms.model import Transcript
 from transforms.parsing import (FORMATS, detect_format, read_file, source_failure,
                                 unknown_format_failure)
 from transforms.sources.common import FAILURES, TRANSCRIPTS, _EmitFn, check_field_options, tagged
@@ -116,7 +117,7 @@ class ReadTranscriptFiles(beam.PTransform):
             | "AsReadable" >> beam.ParDo(_AsReadableFn()).with_output_types(fileio.ReadableFile)
             | "ParseFiles" >> beam.ParDo(
                 _ReadFileFn(self._format, self._mapping, self._max_text_chars)
-            ).with_outputs(FAILURES, main=TRANSCRIPTS))
+            ).with_output_types(Transcript).with_outputs(FAILURES, main=TRANSCRIPTS))
         return tagged(parsed)
 
 

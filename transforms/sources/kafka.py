@@ -471,5 +471,5 @@ class ReadTranscriptsFromKafka(beam.PTransform):
             | "ReadPartitions" >> beam.ParDo(_ReadPartitionFn(
                 self._settings, self._mapping, self._max_text_chars, self._poll_timeout,
                 self._allowed_lateness)
-            ).with_outputs(FAILURES, main=TRANSCRIPTS))
+            ).with_output_types(Transcript).with_outputs(FAILURES, main=TRANSCRIPTS))
         return {TRANSCRIPTS: read[TRANSCRIPTS], FAILURES: read[FAILURES]}

@@ -57,4 +57,5 @@ class TranscriptsFromRows(beam.PTransform):
 
     def expand(self, rows: beam.PCollection) -> dict[str, beam.PCollection]:
         return tagged(rows | "ToTranscripts" >> beam.ParDo(
-            _RowsFn(self._mapping, self._max_text_chars)).with_outputs(FAILURES, main=TRANSCRIPTS))
+            _RowsFn(self._mapping, self._max_text_chars)).with_output_types(Transcript)
+            .with_outputs(FAILURES, main=TRANSCRIPTS))
