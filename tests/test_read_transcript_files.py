@@ -16,32 +16,30 @@ def write_calls(folder, name, ids):
     return str(path)
 
 
-def ids(result):
-    return result["transcripts"] | "Ids" >> beam.Map(lambda t: t.id)
+def ids(result, label):
+    return result["transcripts"] | f"Ids{label}" >> beam.Map(lambda t: t.id)
 
 
-def causes(result):
-    return result["failures"] | "Causes" >> beam.Map(lambda f: (f.stage, f.error_code, f.origin))
+def causes(result, label):
+    return result["failures"] | f"Causes{label}" >> beam.Map(lambda f: (f.stage, f.error_code, f.origin))
 
 
-def test_paths_are_read_and_a_missing_one_is_a_failure_row(tmp_path):
+def test_paths_and_readable_files_are_read_and_a_missing_path_is_a_failure_row(tmp_path):
+    """One pipeline: plain paths (one gone), and ReadableFiles from MatchFiles + ReadMatches."""
     first = write_calls(tmp_path, "a.jsonl", ["a1", "a2"])
     second = write_calls(tmp_path, "b.jsonl", ["b1"])
     missing = str(tmp_path / "gone.jsonl")
+    write_calls(tmp_path, "c.calls", ["c1"])  # no known extension: the format is given
+    write_calls(tmp_path, "d.calls", ["d1", "d2"])
     with TestPipeline() as p:
-        result = p | beam.Create([first, second, missing]) | ReadTranscriptFiles()
-        assert_that(ids(result), equal_to(["a1", "a2", "b1"]), label="Transcripts")
-        assert_that(causes(result), equal_to([("source", "UnreadableFile", missing)]), label="Failures")
-
-
-def test_readable_files_from_match_and_read_matches(tmp_path):
-    write_calls(tmp_path, "a.calls", ["a1"])  # no known extension: the format is given
-    write_calls(tmp_path, "b.calls", ["b1", "b2"])
-    with TestPipeline() as p:
-        result = (p | fileio.MatchFiles(str(tmp_path / "*.calls")) | fileio.ReadMatches()
-                  | ReadTranscriptFiles(format="jsonl"))
-        assert_that(ids(result), equal_to(["a1", "b1", "b2"]), label="Transcripts")
-        assert_that(causes(result), equal_to([]), label="Failures")
+        paths = p | beam.Create([first, second, missing]) | "FromPaths" >> ReadTranscriptFiles()
+        readable = (p | fileio.MatchFiles(str(tmp_path / "*.calls")) | fileio.ReadMatches()
+                    | "FromReadable" >> ReadTranscriptFiles(format="jsonl"))
+        assert_that(ids(paths, "P"), equal_to(["a1", "a2", "b1"]), label="PathTranscripts")
+        assert_that(causes(paths, "P"), equal_to([("source", "UnreadableFile", missing)]),
+                    label="PathFailures")
+        assert_that(ids(readable, "R"), equal_to(["c1", "d1", "d2"]), label="ReadableTranscripts")
+        assert_that(causes(readable, "R"), equal_to([]), label="ReadableFailures")
 
 
 def test_old_import_paths_still_work():
