@@ -130,13 +130,23 @@ class ReadTranscripts(beam.PTransform):
 
     Args:
         file_pattern: A path or glob, e.g. ``s3://bucket/calls/*.jsonl``.
-        **options: ``ReadTranscriptFiles``' arguments (format, field names, max_text_chars).
+        format: ``auto`` (by file name), or one of jsonl, json, csv, txt, avro, parquet,
+            transcribe for every file.
+        id_field: The record field that holds the transcript id.
+        text_field: The record field that holds the transcript text.
+        turns_field: The record field that holds speaker turns (used when there is no text).
+        metadata_fields: Record fields kept as the transcript's metadata; None keeps the others.
+        max_text_chars: The longest text accepted; a longer one becomes a failure row.
     """
 
-    def __init__(self, file_pattern: str, **options: Any) -> None:
+    def __init__(self, file_pattern: str, format: str = "auto", id_field: str = "id",
+                 text_field: str = "text", turns_field: str = "turns",
+                 metadata_fields: Sequence[str] | None = None,
+                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
         super().__init__()
         self._pattern = file_pattern
-        self._read = ReadTranscriptFiles(**options)
+        self._read = ReadTranscriptFiles(format, id_field, text_field, turns_field,
+                                         metadata_fields, max_text_chars)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         return (pbegin
