@@ -1,8 +1,8 @@
 """Bedrock batch summarization as Apache Beam transforms (see README.md)."""
 from setuptools import find_packages, setup
 
-# apache-beam is pinned to the release whose Flink runner jars Maven Central serves here
-# (beam-runners-flink-1.19 2.70.0); the Python SDK and the job server must match.
+# The Python SDK's Beam version. The Flink job server (jvm/flink/pom.xml) runs an older Java
+# Beam; docs/architecture.md ("Beam versions") says which and why, and a test checks both pins.
 BEAM = "apache-beam[aws]==2.70.0"
 
 setup(

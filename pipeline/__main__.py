@@ -13,7 +13,9 @@ from typing import Callable
 
 
 from pipeline import exit_codes
+from pipeline.field_flags import cli_message
 from pipeline.options import BedrockBatchOptions
+from transforms.errors import ConfigError
 
 COMMANDS = {
     "run": "Summarize transcripts with Bedrock batch jobs and write summaries + failures",
@@ -72,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
+    except ConfigError as exc:  # a library setting, refused while the pipeline was built
+        if debug:
+            raise
+        print(f"error: {cli_message(exc)}", file=sys.stderr)
         return exit_codes.USAGE
     except Exception as exc:  # one clear line for users; the trace only when asked
         if debug:

@@ -60,8 +60,10 @@ def collect(options: PipelineOptions, job_output: str, aws: AwsConfig) -> list[s
         parsed[FAILURES] | "WriteFailures" >> WriteFailures(join(opts.output, "failures"),
                                                             format=opts.sink)
     from apache_beam.metrics.metric import MetricsFilter
+
+    from transforms.metrics import NAMESPACE
     counts = {c.key.metric.name: c.committed for c in
-              p.result.metrics().query(MetricsFilter().with_namespace("bedrock"))["counters"]}
+              p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]}
     lines = [f"job {job_id}: {len(files)} output file(s)",
              f"summaries  {counts.get('records_succeeded', 0)}",
              f"failures   {counts.get('records_failed', 0)}"]

@@ -12,6 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.environment import aws_from_flags, beam_s3, check_runner, environment
 from pipeline.exit_codes import UsageError
+from pipeline.field_flags import cli_message
 from pipeline.preflight import check_cost, preflight, run_banner
 from pipeline.options import BedrockBatchOptions, batch_config, parse_options, resolve_quotas
 from transforms import pricing
@@ -48,7 +49,7 @@ def _setup_errors() -> Iterator[None]:
     except UsageError:
         raise
     except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        raise UsageError(cli_message(exc)) from exc
 
 
 def _check_cost(options: PipelineOptions, opts: BedrockBatchOptions, quotas: Quotas) -> None:

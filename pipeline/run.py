@@ -8,7 +8,6 @@ from typing import Any, Iterator, Mapping
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -17,8 +16,8 @@ from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from pipeline.report.data import report_data, window_counter
 from pipeline.report.files import run_jobs, write_report
 from transforms.config import BatchConfig
-from transforms import metrics
 from transforms.insights.aggregate import AggregateInsights, WriteInsightsAggregate, read_overall
+from transforms.metrics import NAMESPACE, counter
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
 from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
@@ -34,11 +33,11 @@ def _count_in_window(window: Any, name: str) -> None:
     """Count a row of a time window (streaming) for the run report's per-window chart."""
     start, _ = window_bounds(window)
     if start is not None:
-        metrics.counter(window_counter(start, name)).inc()
+        counter(window_counter(start, name)).inc()
 
 
 def _counted(name: str, per_window: str | None = None):
-    total = Metrics.counter("pipeline", name)
+    total = counter(name)
 
     def count(element: Any, window: Any = beam.DoFn.WindowParam) -> Any:
         total.inc()
@@ -53,14 +52,14 @@ class _CountFailures(beam.DoFn):
     (``failures.<stage>.<code>``) and per time window, for the report's breakdowns."""
 
     def setup(self) -> None:
-        self._total = Metrics.counter("pipeline", "failures_written")
+        self._total = counter("failures_written")
         self._by_cause: dict[tuple[str, str], Any] = {}
 
     def process(self, failure: Any, window: Any = beam.DoFn.WindowParam) -> Iterator[Any]:
         self._total.inc()
         cause = (failure.stage, failure.error_code)
         if cause not in self._by_cause:
-            self._by_cause[cause] = Metrics.counter("pipeline", f"failures.{cause[0]}.{cause[1]}")
+            self._by_cause[cause] = counter(f"failures.{cause[0]}.{cause[1]}")
         self._by_cause[cause].inc()
         _count_in_window(window, "failures")
         yield failure
@@ -70,7 +69,7 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) ->
     fields = dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field,
                   max_text_chars=opts.max_text_chars)
     if opts.kafka_topic:
-        from transforms.kafka_source import ReadTranscriptsFromKafka
+        from transforms.sources.kafka import ReadTranscriptsFromKafka
         if not opts.kafka_bootstrap_servers:
             raise ValueError("--kafka-topic needs --kafka-bootstrap-servers host:port")
         return p | "ReadKafka" >> ReadTranscriptsFromKafka(
@@ -135,24 +134,18 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
     if schema is not None and opts.sink in FORMATS:
         (result["summaries"] | "AggregateInsights" >> AggregateInsights()
          | "WriteAggregate" >> WriteInsightsAggregate(join(files_root, AGGREGATE_DIR)))
-    if opts.sink == "bigquery":
-        # Rows a table rejects come back: rejected summaries join the failures; rejected
-        # failures can only be reported (logged at ERROR and counted in the run report).
-        written = result["summaries"] | "WriteSummaries" >> write_summaries
-        rejected_summaries = written["failures"] | "CountRejected" >> beam.Map(
-            _counted("summaries_rejected", per_window="summaries_rejected"))
-        failures = ((failures, rejected_summaries) | "WithRejected" >> beam.Flatten())
-        rejected = (failures | "CountFailures" >> beam.ParDo(_CountFailures())
-                    | "WriteFailures" >> write_failures)["failures"]
-        rejected | "ReportRejected" >> beam.Map(_report_rejected)
-        result["summaries"] | "CountSummaries" >> beam.Map(
-            _counted("summaries_written", per_window="summaries"))
-        return
-    (result["summaries"] | "CountSummaries" >> beam.Map(
-        _counted("summaries_written", per_window="summaries"))
-     | "WriteSummaries" >> write_summaries)
-    (failures | "CountFailures" >> beam.ParDo(_CountFailures())
-     | "WriteFailures" >> write_failures)
+    # Every sink returns a SinkResult. Rows a sink refuses (a BigQuery table's rejects) come
+    # back as failure rows: refused summaries join the failures; refused failures can only be
+    # reported (logged at ERROR and counted in the run report).
+    written = (result["summaries"] | "CountSummaries" >> beam.Map(
+                   _counted("summaries_written", per_window="summaries"))
+               | "WriteSummaries" >> write_summaries)
+    refused_summaries = written.failures | "CountRejected" >> beam.Map(
+        _counted("summaries_rejected", per_window="summaries_rejected"))
+    failures = ((failures, refused_summaries) | "WithRejected" >> beam.Flatten())
+    refused = (failures | "CountFailures" >> beam.ParDo(_CountFailures())
+               | "WriteFailures" >> write_failures).failures
+    refused | "ReportRejected" >> beam.Map(_report_rejected)
 
 
 # Under --output with a file sink: the AggregateInsights rows of an insights run.
@@ -169,7 +162,7 @@ def insights_schema(config: BatchConfig) -> Mapping[str, Any] | None:
 
 
 def _report_rejected(failure: Any) -> None:
-    Metrics.counter("pipeline", "failures_rejected").inc()
+    counter("failures_rejected").inc()
     log.error("failures table rejected a failure row: %s", failure)
 
 
@@ -244,7 +237,7 @@ _FAILURES_PREFIX = "failures."
 
 @dataclass(frozen=True)
 class Report:
-    """The run's accounting, from Beam counters summed by name across namespaces.
+    """The run's accounting, from the plugin's Beam counters (``transforms.metrics``), summed by name.
 
     ``written`` names the destinations that hold this run's rows (nothing when none do);
     ``report_html`` is the path of the run's report.html, or why it was not written.
@@ -415,9 +408,9 @@ def run(options: PipelineOptions, config: BatchConfig) -> Report:
     elif files:
         commit.publish(opts.output, config.run_id)
     counters: dict[str, int] = {}
-    for counter in p.result.metrics().query(MetricsFilter())["counters"]:
-        name = counter.key.metric.name
-        counters[name] = counters.get(name, 0) + (counter.committed or 0)
+    for result in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        name = result.key.metric.name
+        counters[name] = counters.get(name, 0) + (result.committed or 0)
     report = Report(config.run_id, counters, max_failure_rate=opts.max_failure_rate)
     if files:
         written = commit.written_dirs(opts.output)

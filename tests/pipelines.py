@@ -16,6 +16,7 @@ from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBacken
 from transforms.aws import AwsConfig
 from transforms.config import BatchConfig
 from transforms.jobs import JobConfig
+from transforms.metrics import NAMESPACE
 from transforms.model import Transcript
 from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.summarize import SummarizeTranscripts
@@ -69,13 +70,13 @@ def summarize(items: Sequence[Transcript], config: BatchConfig, out: Path,
               runner: str = "DirectRunner", extra: Sequence[str] = (),
               counters: dict[str, int] | None = None) -> tuple[list[dict], list[dict]]:
     """Run the composite and return (summary rows, failure rows) as written by the JSONL sinks;
-    the pipeline's "bedrock" counters go into ``counters`` when given."""
+    the pipeline's counters go into ``counters`` when given."""
     with _pipeline(runner, extra) as p:
         result = p | beam.Create(list(items)) | SummarizeTranscripts(config)
         result["summaries"] | "S" >> WriteSummaries(str(out / "summaries"), format="jsonl")
         result["failures"] | "F" >> WriteFailures(str(out / "failures"), format="jsonl")
     if counters is not None:
-        query = p.result.metrics().query(MetricsFilter().with_namespace("bedrock"))
+        query = p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
         for counter in query["counters"]:
             name = counter.key.metric.name
             counters[name] = counters.get(name, 0) + counter.committed

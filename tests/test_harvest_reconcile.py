@@ -16,6 +16,7 @@ from tests.pipelines import transcripts
 from tests.test_reruns import _Run
 from transforms.await_jobs import JobOutcome
 from transforms.harvest import FAILURES, RETRIES, HarvestJobFn
+from transforms.metrics import NAMESPACE
 from transforms.quotas import Quotas
 from transforms.storage import join, split_s3
 
@@ -31,12 +32,12 @@ def _finished(run: _Run, spec) -> JobOutcome:
 
 
 def _harvest(run: _Run, outcome: JobOutcome) -> dict[str, int]:
-    """The harvest's "bedrock" counters."""
+    """The harvest's counters."""
     with beam.Pipeline(runner="DirectRunner") as p:
         _ = (p | beam.Create([outcome])
              | beam.ParDo(HarvestJobFn(run.config)).with_outputs(FAILURES, RETRIES, main="rows"))
     return {c.key.metric.name: c.committed for c in
-            p.result.metrics().query(MetricsFilter().with_namespace("bedrock"))["counters"]}
+            p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]}
 
 
 @pytest.fixture

@@ -111,7 +111,7 @@ def test_validate_run_id_accepts(run_id: str) -> None:
 
 @pytest.mark.parametrize("run_id", ["", "Run", "run_1", "-run", "run-", "a" * 25, "run.1", "r n"])
 def test_validate_run_id_rejects_with_the_flag_and_the_fix(run_id: str) -> None:
-    with pytest.raises(ValueError, match=r"--run-id .* is invalid: use 1-24 lowercase letters"):
+    with pytest.raises(ValueError, match=r"run_id .* is invalid: use 1-24 lowercase letters"):
         validate_run_id(run_id)
     with pytest.raises(ValueError):
         job_name(run_id, "g", 1, 0)
@@ -136,7 +136,7 @@ def test_plan_submissions(pending: list[int], in_flight: int, limit: int, expect
 
 @pytest.mark.parametrize("hours", [23, 169, 0, -1])
 def test_timeout_out_of_range(hours: int) -> None:
-    with pytest.raises(ValueError, match=r"--job-timeout-hours .* Bedrock accepts 24 to 168"):
+    with pytest.raises(ValueError, match=r"timeout_hours .* Bedrock accepts 24 to 168"):
         JobConfig(SERVICE_ROLE_ARN, timeout_hours=hours)
 
 
@@ -146,14 +146,14 @@ def test_timeout_in_range(hours: int) -> None:
 
 
 def test_invocation_type_must_be_known() -> None:
-    with pytest.raises(ValueError, match="--model-invocation-type 'Chat': use InvokeModel or Converse"):
+    with pytest.raises(ValueError, match="model_invocation_type 'Chat': use InvokeModel or Converse"):
         JobConfig(SERVICE_ROLE_ARN, model_invocation_type="Chat")
     assert JobConfig(SERVICE_ROLE_ARN, model_invocation_type="Converse").model_invocation_type == "Converse"
 
 
 @pytest.mark.parametrize("subnets,groups", [(("subnet-1",), ()), ((), ("sg-1",))])
 def test_vpc_settings_go_in_pairs(subnets: tuple[str, ...], groups: tuple[str, ...]) -> None:
-    with pytest.raises(ValueError, match="--vpc-subnet-ids and --vpc-security-group-ids go together"):
+    with pytest.raises(ValueError, match="vpc_subnet_ids and vpc_security_group_ids go together"):
         JobConfig(SERVICE_ROLE_ARN, vpc_subnet_ids=subnets, vpc_security_group_ids=groups)
 
 

@@ -18,9 +18,9 @@ from confluent_kafka import (TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Con
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.jvm_services import flink_pipeline_args
-from transforms.kafka_source import (KafkaPartition, ReadTranscriptsFromKafka, _ListPartitionsFn,
-                                     _consumer_settings, message_time,
-                                     message_to_item)
+from transforms.sources.kafka import (KafkaPartition, ReadTranscriptsFromKafka, _ListPartitionsFn,
+                                      _consumer_settings, message_time,
+                                      message_to_item)
 from transforms.model import Failure, Transcript
 from transforms.validation import FieldMapping
 

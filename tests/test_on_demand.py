@@ -23,6 +23,7 @@ from tests.pipelines import local_config, read_rows, summarize, transcripts
 from transforms.aws import AwsConfig
 from transforms.config import BatchConfig
 from transforms.jobs import JobConfig
+from transforms.metrics import NAMESPACE
 from transforms.model import BatchRecord
 from transforms.on_demand import InvokeOnDemand
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
@@ -87,12 +88,12 @@ def _records(count: int, invocation_type: str = "InvokeModel") -> list[BatchReco
 
 
 def _invoke(records, config, out: Path, retry: RetryPolicy | None = None):
-    """Run InvokeOnDemand alone; (summary rows, failure rows, "bedrock" counters)."""
+    """Run InvokeOnDemand alone; (summary rows, failure rows, counters)."""
     with beam.Pipeline() as p:
         result = p | beam.Create(records) | InvokeOnDemand(config, retry=retry)
         result["summaries"] | "S" >> WriteSummaries(str(out / "s"), format="jsonl")
         result["failures"] | "F" >> WriteFailures(str(out / "f"), format="jsonl")
-    query = p.result.metrics().query(MetricsFilter().with_namespace("bedrock"))
+    query = p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
     counters = {c.key.metric.name: c.committed for c in query["counters"]}
     return read_rows(out / "s"), read_rows(out / "f"), counters
 

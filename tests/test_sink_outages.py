@@ -382,7 +382,7 @@ def test_rows_bigquery_keeps_failing_transiently_become_failure_rows_after_bound
         out = p | beam.Create(items) | WriteSummariesToBigQuery(
             "p-123456:ds.t", create_disposition="CREATE_NEVER", transient_retries=2,
             insert_client=AlwaysTransientClient(log))
-        assert_that(out["failures"] | beam.Map(lambda f: (f.transcript_id, f.error_code)),
+        assert_that(out.failures | beam.Map(lambda f: (f.transcript_id, f.error_code)),
                     equal_to([(s.transcript_id, REJECTED_CODE) for s in items]))
     assert len(log.read_text().splitlines()) == 3  # the first try and 2 retries
 

@@ -121,7 +121,7 @@ def test_summaries_stream_into_an_existing_table(bq_env, bq_client):
 
     def build(p):
         out = p | beam.Create(items) | WriteSummariesToBigQuery(table, create_disposition="CREATE_NEVER")
-        assert_that(out["failures"], equal_to([]))
+        assert_that(out.failures, equal_to([]))
 
     result = run(build)
     assert read_back(bq_client, table, SUMMARY_FIELDS) == expected(items, SUMMARY_FIELDS)
@@ -145,11 +145,11 @@ def test_rows_the_table_rejects_become_failures(bq_env, bq_client):
 
     def build(p):
         out = p | beam.Create(items) | WriteSummariesToBigQuery(table, create_disposition="CREATE_NEVER")
-        assert_that(out["failures"] | beam.Map(lambda f: (f.stage, f.error_code, f.transcript_id,
+        assert_that(out.failures | beam.Map(lambda f: (f.stage, f.error_code, f.transcript_id,
                                                            f.record_id, f.attempt, json.loads(f.raw))),
                     equal_to([(REJECTED_STAGE, REJECTED_CODE, s.transcript_id, s.record_id, s.attempt,
                                InsertRows("summaries")(s)) for s in bad]))
-        assert_that(out["failures"] | beam.Map(lambda f: f.error_message.startswith(
+        assert_that(out.failures | beam.Map(lambda f: f.error_message.startswith(
             f"BigQuery rejected the row for {table}: invalid")), equal_to([True] * len(bad)))
 
     result = run(build)
@@ -170,7 +170,7 @@ def test_unbounded_windowed_summaries_stream_in(bq_env, bq_client):
     def build(p):
         out = (p | stream | beam.WindowInto(window.FixedWindows(60))
                | WriteSummariesToBigQuery(table, create_disposition="CREATE_NEVER"))
-        assert_that(out["failures"], equal_to([]))
+        assert_that(out.failures, equal_to([]))
 
     run(build, ["--streaming"])
     assert read_back(bq_client, table, SUMMARY_FIELDS) == expected(items, SUMMARY_FIELDS)
@@ -241,7 +241,7 @@ def test_transient_errors_are_retried_and_invalid_rows_become_failures(tmp_path)
     def build(p):
         out = p | beam.Create(items) | WriteSummariesToBigQuery(
             "p-123456:ds.t", create_disposition="CREATE_NEVER", insert_client=fake)
-        assert_that(out["failures"] | beam.Map(lambda f: (f.transcript_id, f.error_message)),
+        assert_that(out.failures | beam.Map(lambda f: (f.transcript_id, f.error_message)),
                     equal_to([(ids[1], "BigQuery rejected the row for p-123456:ds.t: "
                                        "invalid at summary: value too long")]))
 
@@ -260,7 +260,7 @@ def test_retry_never_turns_a_transient_error_into_a_failure(tmp_path):
         out = p | beam.Create(items) | WriteSummariesToBigQuery(
             "p-123456:ds.t", create_disposition="CREATE_NEVER", retry_strategy="RETRY_NEVER",
             insert_client=fake)
-        assert_that(out["failures"] | beam.Map(lambda f: (f.transcript_id, f.error_code)),
+        assert_that(out.failures | beam.Map(lambda f: (f.transcript_id, f.error_code)),
                     equal_to([(items[0].transcript_id, REJECTED_CODE)]))
 
     run(build)

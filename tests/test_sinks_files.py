@@ -83,7 +83,7 @@ def test_summaries_round_trip(tmp_path, file_format):
     elements = summaries()
     out = str(tmp_path / "out")
     with BeamTestPipeline() as p:
-        written = p | beam.Create(elements) | WriteSummaries(out, format=file_format)
+        written = (p | beam.Create(elements) | WriteSummaries(out, format=file_format)).written
         assert_that(written | beam.Map(os.path.basename),
                     equal_to([f"part-00000-of-00001.{file_format}"]))
     expected = [normalize_row(SUMMARY_FIELDS, s.to_row()) for s in elements]
@@ -130,7 +130,7 @@ def test_many_rows_write_several_parquet_row_groups(tmp_path, monkeypatch):
 def test_empty_input_writes_a_readable_schema_only_file(tmp_path, file_format):
     out = str(tmp_path / "empty")
     with BeamTestPipeline() as p:
-        written = (p | beam.Create([]).with_output_types(Failure) | WriteFailures(out, format=file_format))
+        written = (p | beam.Create([]).with_output_types(Failure) | WriteFailures(out, format=file_format)).written
         assert_that(written, equal_to([os.path.join(out, f"part-00000-of-00001.{file_format}")]))
     assert os.listdir(out) == [f"part-00000-of-00001.{file_format}"]
     assert read_rows(out, file_format, FAILURE_FIELDS) == []
@@ -147,7 +147,7 @@ def test_empty_input_writes_no_jsonl_file(tmp_path):
     """An empty JSONL file carries no schema (and cannot be uploaded to S3), so none is written."""
     out = str(tmp_path / "empty")
     with BeamTestPipeline() as p:
-        written = p | beam.Create([]).with_output_types(Summary) | WriteSummaries(out, format="jsonl")
+        written = (p | beam.Create([]).with_output_types(Summary) | WriteSummaries(out, format="jsonl")).written
         assert_that(written, equal_to([]))
     assert not os.path.exists(out) or os.listdir(out) == []
 
@@ -266,7 +266,8 @@ def test_writes_to_s3_through_beams_s3_filesystem(s3, tmp_path, file_format):
                                f"--s3_secret_access_key={key.secret_access_key}"])
     elements = summaries(8)
     with BeamTestPipeline(options=options) as p:
-        written = p | beam.Create(elements) | WriteSummaries(f"s3://sinks-test/{file_format}", format=file_format)
+        written = (p | beam.Create(elements)
+                   | WriteSummaries(f"s3://sinks-test/{file_format}", format=file_format)).written
         assert_that(written, equal_to([f"s3://sinks-test/{file_format}/part-00000-of-00001.{file_format}"]))
         p | "Empty" >> beam.Create([]).with_output_types(Summary) | "WriteEmpty" >> WriteSummaries(
             f"s3://sinks-test/empty-{file_format}", format=file_format)

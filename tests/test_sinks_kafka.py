@@ -182,11 +182,13 @@ def test_rows_reach_the_topic_keyed_by_transcript_id(kafka_bootstrap, fmt):
     items, bad = summaries(), failures()
     def build(p):
         summary_total = (p | "S" >> beam.Create(items)
-                         | WriteSummariesToKafka(kafka_bootstrap, summary_topic, format=fmt)
+                         | WriteSummariesToKafka(kafka_bootstrap, summary_topic, format=fmt)).counts
+        summary_total = (summary_total
                          | "SumS" >> beam.CombineGlobally(sum))
         # Row dicts work as well as Failure objects.
         failure_total = (p | "F" >> beam.Create([f.to_row() for f in bad])
-                         | WriteFailuresToKafka(kafka_bootstrap, failure_topic, format=fmt)
+                         | WriteFailuresToKafka(kafka_bootstrap, failure_topic, format=fmt)).counts
+        failure_total = (failure_total
                          | "SumF" >> beam.CombineGlobally(sum))
         assert_that(summary_total, equal_to([len(items)]), label="CheckS")
         assert_that(failure_total, equal_to([len(bad)]), label="CheckF")
@@ -217,7 +219,7 @@ def test_delivery_counts_stay_in_the_input_windows(kafka_bootstrap):
         counts = (p | beam.Create(items)
                   | beam.Map(lambda s: window.TimestampedValue(s, EPOCH_T0 + s.created_at.second))
                   | "Fixed5s" >> beam.WindowInto(window.FixedWindows(5))
-                  | WriteSummariesToKafka(kafka_bootstrap, topic))
+                  | WriteSummariesToKafka(kafka_bootstrap, topic)).counts
         per_window = (counts
                       | beam.ParDo(lambda n, w=beam.DoFn.WindowParam: [(int(w.start) - EPOCH_T0, n)])
                       | "Global" >> beam.WindowInto(window.GlobalWindows())
@@ -280,7 +282,7 @@ def test_streaming_windows_are_confirmed_per_window(kafka_bootstrap):
     def build(p):
         counts = (p | stream
                   | "Fixed10s" >> beam.WindowInto(window.FixedWindows(10))
-                  | WriteSummariesToKafka(kafka_bootstrap, topic, format="avro"))
+                  | WriteSummariesToKafka(kafka_bootstrap, topic, format="avro")).counts
         per_window = (counts
                       | beam.ParDo(lambda n, w=beam.DoFn.WindowParam: [(int(w.start) - EPOCH_T0, n)])
                       | beam.CombinePerKey(sum))

@@ -16,6 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from moto.server import ThreadedMotoServer
 
 from tests.data.sources.make_fixtures import CALLS
+from transforms.metrics import NAMESPACE
 from transforms.model import Transcript
 from transforms.sources import DeduplicateTranscripts, ReadTranscripts, TranscriptsFromRows
 
@@ -96,7 +97,7 @@ def test_bad_records_become_failures_and_good_ones_flow(tmp_path):
     run.wait_until_finish()
     counters = {c.key.metric.name: c.committed
                 for c in run.metrics().query(MetricsFilter().with_namespace(
-                    "transcripts.sources"))["counters"]}
+                    NAMESPACE))["counters"]}
     assert counters == {"files_read": 3, "transcripts_read": 1, "records_failed": 7,
                         "records_in": 8}
 
@@ -162,7 +163,7 @@ def test_deduplicate_keeps_the_first_origin_and_reports_the_rest(tmp_path):
 
 
 def test_bad_options_fail_at_construction_with_a_clear_message():
-    with pytest.raises(ValueError, match="--input-format 'xml'"):
+    with pytest.raises(ValueError, match="format 'xml' is not supported"):
         ReadTranscripts("x", format="xml")
     with pytest.raises(ValueError, match="max_text_chars"):
         TranscriptsFromRows(max_text_chars=0)

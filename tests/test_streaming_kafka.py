@@ -13,9 +13,9 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from tests.test_kafka_source import BASE_MS, Sent, create_topic
-from transforms.kafka_source import (IDLE_WATERMARK_LAG, UNBOUNDED_END, KafkaPartition,
-                                     PartitionTracker, _consumer_settings, _ReadPartitionFn,
-                                     idle_watermark, late_message_failure)
+from transforms.sources.kafka import (IDLE_WATERMARK_LAG, UNBOUNDED_END, KafkaPartition,
+                                      PartitionTracker, _consumer_settings, _ReadPartitionFn,
+                                      idle_watermark, late_message_failure)
 from transforms.validation import FieldMapping
 
 NOW = Timestamp(seconds=1_800_000_000)

@@ -1,10 +1,12 @@
 """Beam stage: submit a window's jobs within the concurrency quota and wait for them to finish.
 
-A splittable DoFn that self-checkpoints (``defer_remainder``) between polls, so a Flink task slot
-is not held while Bedrock works for hours. Processing-time timers are not used: the DirectRunner
-drops them and the portable local runners fail on them in batch. Local
-runners also ignore the deferral delay, so the restriction carries the time of the next poll and
-the DoFn sleeps only what the runner did not already wait.
+A splittable DoFn that self-checkpoints (``defer_remainder``) between polls. Where the runner
+honours the deferral delay (Flink ``--streaming`` while input is still arriving) no task slot is
+held between polls. Flink batch, Flink streaming once input has ended, and the local runners
+ignore the delay, so the restriction carries the time of the next poll and the DoFn sleeps, in
+its slot, only what the runner did not already wait. Processing-time timers are not used: the
+DirectRunner drops them and the portable local runners fail on them in batch. See
+docs/architecture.md ("Why the wait is a splittable DoFn").
 
 All scheduling state is derived from Bedrock itself (deterministic job names) plus the set of
 jobs already emitted, which lives in the restriction: a restarted pipeline re-adopts its jobs.
@@ -19,7 +21,6 @@ from typing import Any, Iterator
 import apache_beam as beam
 from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration
 from botocore.exceptions import ParamValidationError
@@ -28,6 +29,7 @@ from transforms import beam_compat
 from transforms.config import BatchConfig
 from transforms.jobs import (JobsClient, JobStatus, create_error_kind, error_code, http_status,
                             plan_submissions, run_prefix)
+from transforms.metrics import counter
 from transforms.model import JobBatch, JobSpec
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,13 @@ beam_compat.apply()
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """A job that reached a terminal status (or could not be created), ready to harvest."""
+    """A job that reached a terminal status (or could not be created), ready to harvest.
+
+    Args:
+        spec: The job.
+        status: Its terminal status; None when it could not be created.
+        error: Why it could not be created, or None.
+    """
 
     spec: JobSpec
     status: JobStatus | None
@@ -44,7 +52,15 @@ class JobOutcome:
 
 @dataclass(frozen=True)
 class WaitRestriction:
-    """Jobs of one batch already emitted, and the earliest time of the next poll."""
+    """Jobs of one batch already emitted, and the earliest time of the next poll.
+
+    Args:
+        job_count: Jobs in the batch.
+        poll_interval: Seconds between polls (whole seconds: runners only honour those).
+        emitted: Indexes of the jobs already emitted.
+        next_poll_at: The earliest time (epoch seconds) of the next poll.
+        closed: True for the primary half of a checkpoint: nothing more may be claimed.
+    """
 
     job_count: int
     poll_interval: int  # whole seconds: runners only honour whole-second delays
@@ -58,6 +74,12 @@ class WaitRestriction:
 
 
 class WaitTracker(RestrictionTracker):
+    """Claims jobs of a WaitRestriction as they finish; splits only to checkpoint.
+
+    Args:
+        restriction: The restriction to track.
+    """
+
     def __init__(self, restriction: WaitRestriction):
         self._restriction = restriction
 
@@ -95,6 +117,8 @@ class WaitTracker(RestrictionTracker):
 
 
 class WaitRestrictionProvider(RestrictionProvider):
+    """The WaitRestriction of a JobBatch: all its jobs, none emitted."""
+
     def initial_restriction(self, element: JobBatch) -> WaitRestriction:
         return WaitRestriction(len(element.specs), element.poll_interval_seconds)
 
@@ -106,15 +130,19 @@ class WaitRestrictionProvider(RestrictionProvider):
 
 
 class AwaitJobsFn(beam.DoFn):
-    """JobBatch -> JobOutcome per job, at most max_concurrent_jobs of the model in flight."""
+    """JobBatch -> JobOutcome per job, at most max_concurrent_jobs of the model in flight.
+
+    Args:
+        config: The run's settings (quotas, poll interval, AWS).
+    """
 
     def __init__(self, config: BatchConfig):
         self._config = config
-        self._submitted = Metrics.counter("bedrock", "jobs_submitted")
-        self._finished = Metrics.counter("bedrock", "jobs_finished")
-        self._polls = Metrics.counter("bedrock", "job_polls")
-        self._backoffs = Metrics.counter("bedrock", "submit_backoffs")
-        self._not_created = Metrics.counter("bedrock", "jobs_not_created")
+        self._submitted = counter("jobs_submitted")
+        self._finished = counter("jobs_finished")
+        self._polls = counter("job_polls")
+        self._backoffs = counter("submit_backoffs")
+        self._not_created = counter("jobs_not_created")
 
     def setup(self) -> None:
         self._jobs = JobsClient(self._config.aws.client("bedrock"), self._config.job)
@@ -195,12 +223,18 @@ class AwaitJobsFn(beam.DoFn):
         return JobOutcome(spec, None, error=error)
 
 
+@beam.typehints.with_input_types(JobBatch)
+@beam.typehints.with_output_types(JobOutcome)
 class AwaitJobs(beam.PTransform):
-    """PCollection[JobBatch] -> PCollection[JobOutcome]."""
+    """PCollection[JobBatch] -> PCollection[JobOutcome].
+
+    Args:
+        config: The run's settings (quotas, poll interval, AWS).
+    """
 
     def __init__(self, config: BatchConfig):
         super().__init__()
         self._config = config
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        return batches | beam.ParDo(AwaitJobsFn(self._config))
+        return batches | beam.ParDo(AwaitJobsFn(self._config)).with_output_types(JobOutcome)

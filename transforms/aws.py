@@ -11,7 +11,17 @@ RETRIES = {"mode": "standard", "max_attempts": 10}
 
 @dataclass(frozen=True)
 class AwsConfig:
-    """Where the AWS clients point. Endpoints are None on real AWS (standard resolution)."""
+    """Where the AWS clients point. Endpoints are None on real AWS (standard resolution).
+
+    Args:
+        region: The AWS region; None uses the standard resolution.
+        s3_endpoint_url: An S3 endpoint other than AWS's (the local backend's).
+        bedrock_endpoint_url: A Bedrock control-plane endpoint other than AWS's.
+        bedrock_runtime_endpoint_url: A bedrock-runtime endpoint other than AWS's.
+        profile: The AWS profile; None uses the standard credential chain.
+        access_key_id: A fixed access key, for the local backend only.
+        secret_access_key: Its secret (never in logs or errors).
+    """
 
     region: str | None = None
     s3_endpoint_url: str | None = None
@@ -25,7 +35,12 @@ class AwsConfig:
     secret_access_key: str | None = field(default=None, repr=False)  # never in logs or errors
 
     def client(self, service: str, max_attempts: int | None = None) -> Any:
-        """A boto3 client; ``max_attempts`` overrides botocore's retries (1: the caller retries)."""
+        """A boto3 client; ``max_attempts`` overrides botocore's retries (1: the caller retries).
+
+        Args:
+            service: The boto3 service name, e.g. ``bedrock`` or ``s3``.
+            max_attempts: botocore's total attempts per call; None keeps ``RETRIES``.
+        """
         import boto3
         from botocore.config import Config
 

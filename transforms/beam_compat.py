@@ -18,4 +18,5 @@ def _consolidate_eagerly(metrics: Any, key: Any = monitoring_infos.to_key) -> li
 
 
 def apply() -> None:
+    """Patch Beam's FnApiRunner to fold bundle metrics eagerly (see the module docstring)."""
     fn_runner.consolidate_monitoring_infos = _consolidate_eagerly

@@ -17,12 +17,21 @@ from apache_beam.transforms.timeutil import TimeDomain
 
 from transforms import layout
 from transforms.config import BatchConfig
-from transforms.model import BatchRecord
+from transforms.model import BatchRecord, JobBatch
 from transforms.shard_writer import undersized_failure
 from transforms.shards import CARRIED, FAILURES, ShardingDoFn, window_bounds
 
 
 class CarryTailsFn(ShardingDoFn):
+    """Keeps tail records in the global window until they are enough for a job (see the module
+    docstring); input keyed by model.
+
+    Args:
+        config: The run's settings.
+        attempt: The round, from 1.
+        windowfn: The input's window fn: a released job is attributed to a window of it.
+    """
+
     TAIL = userstate.BagStateSpec("tail", PickleCoder())
     COUNT = userstate.ReadModifyWriteStateSpec("count", VarIntCoder())
     GROUPS = userstate.ReadModifyWriteStateSpec("groups", VarIntCoder())
@@ -46,6 +55,13 @@ class CarryTailsFn(ShardingDoFn):
     @userstate.on_timer(FLUSH)
     def end_of_input(self, tail=beam.DoFn.StateParam(TAIL), count=beam.DoFn.StateParam(COUNT),
                      groups=beam.DoFn.StateParam(GROUPS)) -> Iterator[Any]:
+        """At the end of a bounded input: the bag as jobs if it is enough, else Failure rows.
+
+        Args:
+            tail: The bag of carried records.
+            count: How many it holds.
+            groups: How many jobs were released so far.
+        """
         records = list(tail.read())
         if len(records) >= self._config.quotas.min_records_per_job:
             yield from self._release(tail, count, groups, None, None)
@@ -75,7 +91,12 @@ class CarryTailsFn(ShardingDoFn):
 
 class CarryTails(beam.PTransform):
     """PCollection[BatchRecord] (deferred tails) -> {"batches": JobBatch, "failures": Failure},
-    both back in the input's windowing."""
+    both back in the input's windowing.
+
+    Args:
+        config: The run's settings.
+        attempt: The round, from 1.
+    """
 
     def __init__(self, config: BatchConfig, attempt: int):
         super().__init__()
@@ -90,7 +111,7 @@ class CarryTails(beam.PTransform):
                | "Key" >> beam.Map(lambda r: (model, r))
                | "Global" >> beam.WindowInto(window.GlobalWindows())
                | "Carry" >> beam.ParDo(CarryTailsFn(self._config, self._attempt, windowfn))
-               .with_outputs(FAILURES, main="batches"))
+               .with_output_types(JobBatch).with_outputs(FAILURES, main="batches"))
         # Back into the input's windowing, trigger included, so they flatten with its batches.
         def rewindow() -> beam.WindowInto:
             return beam.WindowInto(windowfn, trigger=windowing.triggerfn,

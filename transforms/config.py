@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from transforms.aws import AwsConfig
+from transforms.errors import ConfigError
 from transforms.jobs import JobConfig, validate_run_id
 from transforms.quotas import Quotas
 from transforms.records import PromptConfig
@@ -18,7 +19,26 @@ DEFAULT_INPUT_LATENESS_SECONDS = 24 * 3600
 
 @dataclass(frozen=True)
 class BatchConfig:
-    """One summarization: which model, where the run's files live on S3, quotas and retries."""
+    """One summarization: which model, where the run's files live on S3, quotas and retries.
+
+    Args:
+        base_uri: ``s3://bucket/prefix`` under which the run's ``input/``, ``index/`` and
+            ``output/`` live (``<base_uri>/<run_id>/...``).
+        run_id: Names the run's jobs and files; rerunning with it adopts the run's jobs.
+        job: The settings every job shares (service role, invocation type, ...).
+        model_id: The Bedrock model or inference-profile id.
+        quotas: The quotas shards and submissions are planned by.
+        undersized_policy: What a window's records too few for a job do: one of
+            ``UNDERSIZED_POLICIES``.
+        prompt: The prompt template and generation settings.
+        aws: Where the AWS clients point.
+        max_record_retries: Rounds a record a job did not answer goes round again.
+        poll_interval_seconds: Whole seconds between job polls.
+        on_demand_rps: Per worker, the ceiling of on-demand calls per second.
+        on_demand_concurrency: Per worker, on-demand calls in flight at once.
+        redactor: text -> (redacted text, {kind: count}), applied before submission; None sends
+            the text as read.
+    """
 
     base_uri: str  # s3://bucket/prefix under which <run id>/input|index|output live
     run_id: str
@@ -45,24 +65,27 @@ class BatchConfig:
     def __post_init__(self) -> None:
         validate_run_id(self.run_id)
         if not self.base_uri.startswith("s3://"):
-            raise ValueError(f"--bucket-uri {self.base_uri!r} must be an s3://bucket/prefix URI: "
-                             f"Bedrock batch jobs read and write S3 only")
+            raise ConfigError(f"base_uri {self.base_uri!r} must be an s3://bucket/prefix URI: "
+                              f"Bedrock batch jobs read and write S3 only", "base_uri")
         if self.undersized_policy not in UNDERSIZED_POLICIES:
-            raise ValueError(f"--undersized-policy {self.undersized_policy!r}: use one of "
-                             f"{', '.join(UNDERSIZED_POLICIES)}")
+            raise ConfigError(f"undersized_policy {self.undersized_policy!r}: use one of "
+                              f"{', '.join(UNDERSIZED_POLICIES)}", "undersized_policy")
         if self.max_record_retries < 0:
-            raise ValueError("--max-record-retries must be >= 0")
+            raise ConfigError(f"max_record_retries {self.max_record_retries} must be >= 0",
+                              "max_record_retries")
         if self.poll_interval_seconds < 1 or int(self.poll_interval_seconds) != self.poll_interval_seconds:
-            raise ValueError("--poll-interval-seconds must be a whole number >= 1 "
-                             "(runners only honour whole-second delays)")
+            raise ConfigError(f"poll_interval_seconds {self.poll_interval_seconds} must be a whole "
+                              f"number >= 1 (runners only honour whole-second delays)",
+                              "poll_interval_seconds")
 
         if self.on_demand_rps <= 0:
-            raise ValueError(f"--on-demand-rps {self.on_demand_rps} must be > 0")
+            raise ConfigError(f"on_demand_rps {self.on_demand_rps} must be > 0", "on_demand_rps")
         if self.on_demand_concurrency < 1:
-            raise ValueError(f"--on-demand-concurrency {self.on_demand_concurrency} must be >= 1")
+            raise ConfigError(f"on_demand_concurrency {self.on_demand_concurrency} must be >= 1",
+                              "on_demand_concurrency")
         if self.redactor is not None and not callable(self.redactor):
-            raise ValueError(f"redactor {self.redactor!r} must be a callable text -> "
-                             f"(text, counts)")
+            raise ConfigError(f"redactor {self.redactor!r} must be a callable text -> "
+                              f"(text, counts)", "redactor")
 
     @property
     def max_attempts(self) -> int:

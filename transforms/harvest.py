@@ -5,12 +5,12 @@ import logging
 from typing import Any, Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from transforms import layout
 from transforms.await_jobs import JobOutcome
 from transforms.config import BatchConfig
 from transforms.jobs import HARVESTABLE
+from transforms.metrics import counter
 from transforms.results import (MANIFEST_NAME, OUTPUT_SUFFIX, Harvest, JobContext, Manifest,
                                 harvest_lines, iter_index, read_input_models, unanswered)
 from transforms.storage import Storage, join
@@ -25,12 +25,12 @@ class RecordMetrics:
     """Beam counters for what a harvest produced (shared by the pipeline and `collect`)."""
 
     def __init__(self) -> None:
-        self.succeeded = Metrics.counter("bedrock", "records_succeeded")
-        self.failed = Metrics.counter("bedrock", "records_failed")
-        self.retried = Metrics.counter("bedrock", "records_retried")
-        self.truncated = Metrics.counter("bedrock", "summaries_truncated")
-        self.tokens_in = Metrics.counter("bedrock", "input_tokens")
-        self.tokens_out = Metrics.counter("bedrock", "output_tokens")
+        self.succeeded = counter("records_succeeded")
+        self.failed = counter("records_failed")
+        self.retried = counter("records_retried")
+        self.truncated = counter("summaries_truncated")
+        self.tokens_in = counter("input_tokens")
+        self.tokens_out = counter("output_tokens")
 
     def emit(self, harvest: Harvest) -> Iterator[Any]:
         self.succeeded.inc(len(harvest.summaries))
@@ -51,8 +51,8 @@ class HarvestJobFn(beam.DoFn):
 
     def __init__(self, config: BatchConfig):
         self._config = config
-        self._mismatches = Metrics.counter("bedrock", "manifest_mismatches")
-        self._unreadable = Metrics.counter("bedrock", "output_lines_unreadable")
+        self._mismatches = counter("manifest_mismatches")
+        self._unreadable = counter("output_lines_unreadable")
 
     def setup(self) -> None:
         self._storage = Storage(self._config.aws.client("s3"))

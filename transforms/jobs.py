@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from transforms.errors import ConfigError
 from transforms.model import JobSpec
 
 log = logging.getLogger(__name__)
@@ -27,21 +28,38 @@ NAME_PREFIX = "bb"
 
 
 def validate_run_id(run_id: str) -> str:
+    """``run_id`` itself, or a ConfigError when it cannot be part of job names.
+
+    Args:
+        run_id: 1-24 lowercase letters, digits or dashes.
+    """
     if not _RUN_ID.fullmatch(run_id or ""):
-        raise ValueError(f"--run-id {run_id!r} is invalid: use 1-24 lowercase letters, digits or "
-                         f"dashes (it becomes part of Bedrock job names)")
+        raise ConfigError(f"run_id {run_id!r} is invalid: use 1-24 lowercase letters, digits or "
+                          f"dashes (it becomes part of Bedrock job names)", "run_id")
     return run_id
 
 
 def run_prefix(run_id: str) -> str:
-    """The nameContains filter that finds every job of a run."""
+    """The nameContains filter that finds every job of a run.
+
+    Args:
+        run_id: The run id.
+    """
     return f"{NAME_PREFIX}-{validate_run_id(run_id)}-"
 
 
 def job_name(run_id: str, window_key: str, attempt: int, shard_index: int,
              generation: int = 0) -> str:
     """Deterministic job name: the same (run, window, attempt, shard, generation) always maps to
-    one job. A rerun whose input holds records no existing job has gives them a new generation."""
+    one job. A rerun whose input holds records no existing job has gives them a new generation.
+
+    Args:
+        run_id: The run id.
+        window_key: The window's key (``transforms.layout``).
+        attempt: The round, from 1.
+        shard_index: The job's index within the window and round.
+        generation: 0, or the rerun generation for records no existing job has.
+    """
     suffix = f"g{generation}-" if generation else ""
     name = f"{run_prefix(run_id)}{window_key}-a{attempt}-{suffix}{shard_index:04d}"
     if len(name) > JOB_NAME_MAX:  # keep the run prefix (reconcile filters on it), hash the rest
@@ -51,17 +69,36 @@ def job_name(run_id: str, window_key: str, attempt: int, shard_index: int,
 
 
 def client_token(name: str) -> str:
-    """clientRequestToken for a job name; the token pattern allows no dots, so derive from a hash."""
+    """clientRequestToken for a job name; the token pattern allows no dots, so derive from a hash.
+
+    Args:
+        name: The job name.
+    """
     return "t" + hashlib.sha256(name.encode()).hexdigest()[:40]
 
 
 def job_id_from_arn(arn: str) -> str:
+    """The job id: the last part of a job ARN.
+
+    Args:
+        arn: The job ARN.
+    """
     return arn.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
 class JobConfig:
-    """Everything CreateModelInvocationJob needs besides the per-job spec."""
+    """Everything CreateModelInvocationJob needs besides the per-job spec.
+
+    Args:
+        role_arn: The service role Bedrock assumes for the jobs.
+        model_invocation_type: ``InvokeModel`` or ``Converse``: the request shape of each record.
+        timeout_hours: The job timeout (24 to 168); None keeps Bedrock's default.
+        kms_key_id: The KMS key for the job output, or None.
+        vpc_subnet_ids: Subnets for a VPC job; set with ``vpc_security_group_ids``.
+        vpc_security_group_ids: Security groups for a VPC job; set with ``vpc_subnet_ids``.
+        tags: Tags put on every job.
+    """
 
     role_arn: str
     model_invocation_type: str = "InvokeModel"
@@ -73,17 +110,33 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         if self.timeout_hours is not None and not 24 <= self.timeout_hours <= 168:
-            raise ValueError(f"--job-timeout-hours {self.timeout_hours} is out of range: "
-                             f"Bedrock accepts 24 to 168")
+            raise ConfigError(f"timeout_hours {self.timeout_hours} is out of range: "
+                              f"Bedrock accepts 24 to 168", "timeout_hours")
         if self.model_invocation_type not in ("InvokeModel", "Converse"):
-            raise ValueError(f"--model-invocation-type {self.model_invocation_type!r}: "
-                             f"use InvokeModel or Converse")
+            raise ConfigError(f"model_invocation_type {self.model_invocation_type!r}: "
+                              f"use InvokeModel or Converse", "model_invocation_type")
         if bool(self.vpc_subnet_ids) != bool(self.vpc_security_group_ids):
-            raise ValueError("--vpc-subnet-ids and --vpc-security-group-ids go together: set both")
+            raise ConfigError("vpc_subnet_ids and vpc_security_group_ids go together: set both",
+                              "vpc_subnet_ids", "vpc_security_group_ids")
 
 
 @dataclass(frozen=True)
 class JobStatus:
+    """A job as GetModelInvocationJob / ListModelInvocationJobs describe it.
+
+    Args:
+        arn: The job ARN.
+        name: The job name.
+        status: Bedrock's status, e.g. ``InProgress`` or ``Completed``.
+        model_id: The job's model.
+        message: Bedrock's status message, if any.
+        output_s3_uri: The output location the job was created with.
+        total: Records in the job, when Bedrock reports it.
+        processed: Records processed so far.
+        succeeded: Records answered.
+        errored: Records that ended in an error.
+    """
+
     arn: str
     name: str
     status: str
@@ -116,6 +169,7 @@ class JobStatus:
                    succeeded=job.get("successRecordCount"), errored=job.get("errorRecordCount"))
 
     def progress(self) -> str:
+        """One log line: name, id, status and records processed of total."""
         counts = f"{self.processed}/{self.total} records" if self.total is not None else "counts n/a"
         return f"{self.name} ({job_id_from_arn(self.arn)}): {self.status}, {counts}"
 
@@ -131,7 +185,12 @@ def create_error_kind(code: str | None, http_status: int | None) -> str:
     """How to treat a CreateModelInvocationJob error: "backoff" (quota or throttling: wait for a
     slot), "transient" (a server error: try again at the next poll) or "permanent" (the request
     itself is refused, such as ValidationException, AccessDeniedException or
-    ResourceNotFoundException: sending it again would fail the same way)."""
+    ResourceNotFoundException: sending it again would fail the same way).
+
+    Args:
+        code: The error code of the refused call.
+        http_status: Its HTTP status, when known.
+    """
     if code in BACKOFF_CODES or http_status == 429:
         return "backoff"
     if code in TRANSIENT_CODES or (http_status is not None and http_status >= 500):
@@ -140,6 +199,11 @@ def create_error_kind(code: str | None, http_status: int | None) -> str:
 
 
 def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a botocore ClientError, or None for other exceptions.
+
+    Args:
+        exc: The exception raised by a boto3 call.
+    """
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
         return None
@@ -147,18 +211,33 @@ def http_status(exc: BaseException) -> int | None:
 
 
 def error_code(exc: BaseException) -> str | None:
+    """The error code of a botocore ClientError, or None for other exceptions.
+
+    Args:
+        exc: The exception raised by a boto3 call.
+    """
     response = getattr(exc, "response", None)
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
 class JobsClient:
-    """Bedrock batch job operations over a boto3 ``bedrock`` client."""
+    """Bedrock batch job operations over a boto3 ``bedrock`` client.
+
+    Args:
+        bedrock: A boto3 ``bedrock`` client.
+        config: The settings every job shares.
+    """
 
     def __init__(self, bedrock: Any, config: JobConfig):
         self._bedrock = bedrock
         self._config = config
 
     def create_request(self, spec: JobSpec) -> dict[str, Any]:
+        """The CreateModelInvocationJob request for ``spec``.
+
+        Args:
+            spec: The job to create.
+        """
         c = self._config
         request: dict[str, Any] = {
             "jobName": spec.job_name,
@@ -186,6 +265,9 @@ class JobsClient:
 
         The clientRequestToken makes a retried call idempotent on the service side; a name
         conflict (the job exists from an earlier, crashed run) resolves to the existing job.
+
+        Args:
+            spec: The job to create.
         """
         try:
             return self._bedrock.create_model_invocation_job(**self.create_request(spec))["jobArn"]
@@ -198,9 +280,20 @@ class JobsClient:
             return existing.arn
 
     def get(self, arn: str) -> JobStatus:
+        """The job's status now.
+
+        Args:
+            arn: The job ARN.
+        """
         return JobStatus.from_response(self._bedrock.get_model_invocation_job(jobIdentifier=arn))
 
     def list(self, name_contains: str | None = None, status: str | None = None) -> Iterator[JobStatus]:
+        """Every job (all pages), oldest first.
+
+        Args:
+            name_contains: Only jobs whose name contains this.
+            status: Only jobs in this status.
+        """
         kwargs: dict[str, Any] = {"sortBy": "CreationTime", "sortOrder": "Ascending"}
         if name_contains:
             kwargs["nameContains"] = name_contains
@@ -211,23 +304,48 @@ class JobsClient:
                 yield JobStatus.from_response(job)
 
     def find(self, name: str) -> JobStatus | None:
+        """The job named ``name``, or None.
+
+        Args:
+            name: The exact job name.
+        """
         return next((j for j in self.list(name_contains=name) if j.name == name), None)
 
     def reconcile(self, names: Iterable[str], prefix: str) -> dict[str, JobStatus]:
-        """Jobs that already exist under ``prefix`` (one List call), by name."""
+        """Jobs that already exist under ``prefix`` (one List call), by name.
+
+        Args:
+            names: The job names wanted.
+            prefix: A name prefix they share (``run_prefix``).
+        """
         wanted = set(names)
         return {j.name: j for j in self.list(name_contains=prefix) if j.name in wanted}
 
     def in_flight(self, model_id: str) -> int:
-        """Jobs of this model counting against the concurrent-jobs quota, from any client."""
+        """Jobs of this model counting against the concurrent-jobs quota, from any client.
+
+        Args:
+            model_id: The model.
+        """
         return sum(1 for status in sorted(IN_FLIGHT) for j in self.list(status=status)
                    if j.model_id == model_id)
 
     def stop(self, arn: str) -> None:
+        """Ask Bedrock to stop the job.
+
+        Args:
+            arn: The job ARN.
+        """
         self._bedrock.stop_model_invocation_job(jobIdentifier=arn)
 
 
 def plan_submissions(pending: Sequence[int], in_flight: int, max_concurrent: int) -> list[int]:
-    """Which of the not-yet-created jobs (in queue order) may be submitted now."""
+    """Which of the not-yet-created jobs (in queue order) may be submitted now.
+
+    Args:
+        pending: Indexes of the jobs not created yet, in queue order.
+        in_flight: Jobs of the model counting against the quota now.
+        max_concurrent: The concurrent-jobs quota.
+    """
     free = max(0, max_concurrent - in_flight)
     return list(pending[:free])

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
@@ -25,6 +24,7 @@ from botocore.exceptions import HTTPClientError
 from transforms.config import BatchConfig
 from transforms.families import ParsedOutput, UnparseableOutput, parse_model_output
 from transforms.jobs import error_code
+from transforms.metrics import counter
 from transforms.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
 from transforms.rate_control import AdaptiveRate, Progress, RetryPolicy, is_throttling
 from transforms.shards import window_bounds
@@ -39,7 +39,12 @@ MAX_WAITING = 1000
 
 
 def converse_request(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Converse-type model input -> keyword arguments of bedrock-runtime ``converse``."""
+    """Converse-type model input -> keyword arguments of bedrock-runtime ``converse``.
+
+    Args:
+        model_id: The model or inference-profile id.
+        body: The record's Converse-shaped model input.
+    """
     request = {"modelId": model_id, "messages": body["messages"]}
     for key in ("system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"):
         if key in body:
@@ -50,7 +55,14 @@ def converse_request(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class CallOutcome:
     """What one record's calls produced. Counted by the bundle thread: Beam metrics do not
-    record increments made on other threads."""
+    record increments made on other threads.
+
+    Args:
+        output: The Summary, or the Failure of the last attempt.
+        calls: Calls made for the record.
+        throttles: How many of them were throttled.
+        parsed: The parsed model answer, when there was one.
+    """
 
     output: Summary | Failure
     calls: int
@@ -63,16 +75,20 @@ class InvokeOnDemandFn(beam.DoFn):
 
     ``process`` hands each record to a thread pool and emits whatever calls have finished;
     ``finish_bundle`` waits for the rest. Outputs keep their own record's window and timestamp.
+
+    Args:
+        config: The run's settings (model, pacing, concurrency).
+        retry: How throttled and transient errors are retried.
     """
 
     def __init__(self, config: BatchConfig, retry: RetryPolicy):
         self._config = config
         self._retry = retry
-        self._calls = Metrics.counter("bedrock", "on_demand_calls")
-        self._throttled = Metrics.counter("bedrock", "on_demand_throttled")
-        self._tokens_in = Metrics.counter("bedrock", "on_demand_input_tokens")
-        self._tokens_out = Metrics.counter("bedrock", "on_demand_output_tokens")
-        self._truncated = Metrics.counter("bedrock", "summaries_truncated")
+        self._calls = counter("on_demand_calls")
+        self._throttled = counter("on_demand_throttled")
+        self._tokens_in = counter("on_demand_input_tokens")
+        self._tokens_out = counter("on_demand_output_tokens")
+        self._truncated = counter("summaries_truncated")
 
     def setup(self) -> None:
         # botocore must not retry throttling itself: the pacer has to see it to slow down.
@@ -211,6 +227,10 @@ class InvokeOnDemand(beam.PTransform):
 
     ``retry`` sets how throttled and transient errors are retried (default: 8 attempts with
     exponential backoff from 0.25 s, capped at 20 s).
+
+    Args:
+        config: The run's settings (model, pacing, concurrency).
+        retry: How errors are retried; None for the default above.
     """
 
     def __init__(self, config: BatchConfig, retry: RetryPolicy | None = None):
@@ -232,5 +252,5 @@ class InvokeOnDemand(beam.PTransform):
                | "Detach" >> beam.Reshuffle()
                | "Queue" >> beam.Reshuffle()
                | "Invoke" >> beam.ParDo(InvokeOnDemandFn(self._config, self._retry))
-               .with_outputs(FAILURES, main="summaries"))
+               .with_output_types(Summary).with_outputs(FAILURES, main="summaries"))
         return {"summaries": out.summaries, "failures": out[FAILURES]}

@@ -18,7 +18,12 @@ BATCH_DISCOUNT = 0.5
 
 @dataclass(frozen=True)
 class Price:
-    """Estimated price in USD per 1M tokens."""
+    """Estimated price in USD per 1M tokens.
+
+    Args:
+        input_per_million: USD per 1M input tokens.
+        output_per_million: USD per 1M output tokens.
+    """
 
     input_per_million: float
     output_per_million: float
@@ -46,12 +51,20 @@ BATCH_PRICES: dict[str, Price] = {
 
 
 def batch_price(model_id: str) -> Price | None:
-    """Estimated batch price for a model id (inference-profile prefixes ignored), or None."""
+    """Estimated batch price for a model id (inference-profile prefixes ignored), or None.
+
+    Args:
+        model_id: The model or inference-profile id.
+    """
     return BATCH_PRICES.get(base_model_id(model_id))
 
 
 def on_demand_price(model_id: str) -> Price | None:
-    """On-demand list price for a model id (inference-profile prefixes ignored), or None."""
+    """On-demand list price for a model id (inference-profile prefixes ignored), or None.
+
+    Args:
+        model_id: The model or inference-profile id.
+    """
     prices = _ON_DEMAND.get(base_model_id(model_id))
     return None if prices is None else Price(*prices)
 
@@ -64,11 +77,23 @@ def _cost(price: Price | None, input_tokens: int, output_tokens: int) -> float |
 
 
 def estimate_cost(model_id: str, input_tokens: int, output_tokens: int) -> float | None:
-    """Estimated batch cost in USD, or None when the model has no listed price."""
+    """Estimated batch cost in USD, or None when the model has no listed price.
+
+    Args:
+        model_id: The model or inference-profile id.
+        input_tokens: Input tokens.
+        output_tokens: Output tokens.
+    """
     return _cost(batch_price(model_id), input_tokens, output_tokens)
 
 
 def estimate_on_demand_cost(model_id: str, input_tokens: int, output_tokens: int) -> float | None:
     """Estimated cost in USD of InvokeModel/Converse calls (the on-demand undersized policy) at
-    on-demand list prices, or None when the model has no listed price."""
+    on-demand list prices, or None when the model has no listed price.
+
+    Args:
+        model_id: The model or inference-profile id.
+        input_tokens: Input tokens.
+        output_tokens: Output tokens.
+    """
     return _cost(on_demand_price(model_id), input_tokens, output_tokens)

@@ -8,12 +8,26 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from transforms.errors import ConfigError
+
 MB = 1000 * 1000
 GB = 1000 * MB
 
 
 @dataclass(frozen=True)
 class Quotas:
+    """Bedrock batch inference quotas: what the planner shapes shards by and the local backend
+    enforces.
+
+    Args:
+        max_concurrent_jobs: Batch jobs of one model in progress at once.
+        max_records_per_file: Records in one input file.
+        max_records_per_job: Records in one job.
+        min_records_per_job: The fewest records a job may have.
+        max_file_bytes: Bytes of one input file.
+        max_job_bytes: Bytes of all of a job's input files.
+    """
+
     max_concurrent_jobs: int = 10
     max_records_per_file: int = 50_000
     max_records_per_job: int = 50_000
@@ -24,14 +38,20 @@ class Quotas:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             if getattr(self, f.name) < 1:
-                raise ValueError(f"quota {f.name} must be >= 1, got {getattr(self, f.name)}")
+                raise ConfigError(f"quota {f.name} must be >= 1, got {getattr(self, f.name)}",
+                                  f.name)
         if self.min_records_per_job > self.max_records_per_job:
-            raise ValueError(
+            raise ConfigError(
                 f"min_records_per_job ({self.min_records_per_job}) exceeds max_records_per_job "
-                f"({self.max_records_per_job}); lower --min-records-per-job")
+                f"({self.max_records_per_job}); lower min_records_per_job",
+                "min_records_per_job", "max_records_per_job")
 
     def override(self, **values: Any) -> "Quotas":
-        """These quotas with the given non-None values replaced (explicit flags win over a profile)."""
+        """These quotas with the given non-None values replaced (explicit flags win over a profile).
+
+        Args:
+            **values: Quota field -> value; None keeps the current value.
+        """
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
 
@@ -55,6 +75,11 @@ SERVICE_QUOTA_NAMES: Mapping[str, str] = {
 
 
 def profile(name: str) -> Quotas:
+    """The quotas of a named profile (``PROFILES``); a ValueError names the known ones.
+
+    Args:
+        name: The profile name, e.g. ``aws-default``.
+    """
     try:
         return PROFILES[name]
     except KeyError:

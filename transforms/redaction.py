@@ -37,7 +37,11 @@ CARD_DIGITS = (13, 19)  # ISO/IEC 7812 primary account numbers
 
 
 def luhn_valid(digits: str) -> bool:
-    """The Luhn (mod 10) check every payment card number passes."""
+    """The Luhn (mod 10) check every payment card number passes.
+
+    Args:
+        digits: The card number's digits only.
+    """
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = int(ch)
@@ -78,7 +82,11 @@ def _redact_cards(text: str) -> tuple[str, int]:
 
 
 def redact_pii(text: str) -> tuple[str, dict[str, int]]:
-    """Mask emails, Luhn-valid card numbers, US SSNs and phone numbers; counts per kind."""
+    """Mask emails, Luhn-valid card numbers, US SSNs and phone numbers; counts per kind.
+
+    Args:
+        text: The text to redact.
+    """
     counts = dict.fromkeys(KINDS, 0)
     text, counts[EMAILS] = _EMAIL.subn(MASKS[EMAILS], text)
     text, counts[CARD_NUMBERS] = _redact_cards(text)
@@ -90,7 +98,11 @@ def redact_pii(text: str) -> tuple[str, dict[str, int]]:
 
 
 def checked_counts(counts: Mapping[str, int]) -> dict[str, int]:
-    """A redactor's counts as {counter-safe kind: count}; ValueError when they are not counts."""
+    """A redactor's counts as {counter-safe kind: count}; ValueError when they are not counts.
+
+    Args:
+        counts: What a redactor returned beside the text: kind -> count.
+    """
     out: dict[str, int] = {}
     for kind, n in counts.items():
         if not isinstance(kind, str) or not isinstance(n, int) or isinstance(n, bool) or n < 0:

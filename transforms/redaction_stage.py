@@ -5,13 +5,12 @@ import dataclasses
 from typing import Any, Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
+from transforms.metrics import counter
 from transforms.model import Failure, Transcript
 from transforms.redaction import Redactor, checked_counts
 
 FAILURES = "failures"
-NAMESPACE = "redaction"
 
 
 class _RedactFn(beam.DoFn):
@@ -20,12 +19,12 @@ class _RedactFn(beam.DoFn):
         self._counters: dict[str, Any] = {}
 
     def setup(self) -> None:
-        self._scanned = Metrics.counter(NAMESPACE, "redaction_transcripts")
+        self._scanned = counter("redaction_transcripts")
 
     def _count(self, counts: dict[str, int]) -> None:
         for kind, n in counts.items():
             if kind not in self._counters:
-                self._counters[kind] = Metrics.counter(NAMESPACE, f"redacted_{kind}")
+                self._counters[kind] = counter(f"redacted_{kind}")
             self._counters[kind].inc(n)
 
     def _redact(self, text: str) -> tuple[str, dict[str, int]]:
@@ -61,13 +60,17 @@ class _RedactFn(beam.DoFn):
 
 class RedactTranscripts(beam.PTransform):
     """Transcript -> the same transcript with its text (and turns) redacted; Failure rows for
-    transcripts the redactor failed on. Counters: ``redacted_<kind>`` and ``redaction_transcripts``."""
+    transcripts the redactor failed on. Counters: ``redacted_<kind>`` and ``redaction_transcripts``.
+
+    Args:
+        redactor: text -> (redacted text, {kind: count}); picklable.
+    """
 
     def __init__(self, redactor: Redactor):
         super().__init__()
         self._redactor = redactor
 
     def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
-        out = transcripts | "Redact" >> beam.ParDo(_RedactFn(self._redactor)).with_outputs(
-            FAILURES, main="transcripts")
+        out = transcripts | "Redact" >> beam.ParDo(_RedactFn(self._redactor)).with_output_types(
+            Transcript).with_outputs(FAILURES, main="transcripts")
         return {"transcripts": out.transcripts, "failures": out[FAILURES]}

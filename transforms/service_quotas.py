@@ -22,13 +22,24 @@ def _squash(text: str) -> str:
 
 
 def model_words(model_id: str) -> list[str]:
+    """The words of a model id's name part that a per-model quota name must contain.
+
+    Args:
+        model_id: The model or inference-profile id.
+    """
     name = base_model_id(model_id).split(".", 1)[-1]
     return [w for w in re.split(r"[-.]", name.lower()) if w and not _NOT_NAME.match(w)]
 
 
 def quotas_from_service_quotas(entries: Iterable[Mapping[str, Any]], model_id: str,
                                base: Quotas = PROFILES["aws-default"]) -> Quotas:
-    """Quotas for one model from ListServiceQuotas entries (QuotaName, Value)."""
+    """Quotas for one model from ListServiceQuotas entries (QuotaName, Value).
+
+    Args:
+        entries: ListServiceQuotas entries with ``QuotaName`` and ``Value``.
+        model_id: The model whose quotas are wanted.
+        base: The quotas kept where the account lists none.
+    """
     words = model_words(model_id)
     found: dict[str, int] = {}
     for entry in entries:
@@ -43,7 +54,12 @@ def quotas_from_service_quotas(entries: Iterable[Mapping[str, Any]], model_id: s
 
 
 def read_quotas(client: Any, model_id: str) -> Quotas:
-    """Page through ListServiceQuotas(ServiceCode="bedrock") with a service-quotas client."""
+    """Page through ListServiceQuotas(ServiceCode="bedrock") with a service-quotas client.
+
+    Args:
+        client: A boto3 ``service-quotas`` client.
+        model_id: The model whose quotas are wanted.
+    """
     pages = client.get_paginator("list_service_quotas").paginate(ServiceCode="bedrock")
     return quotas_from_service_quotas((q for page in pages for q in page.get("Quotas", [])),
                                       model_id)

@@ -5,12 +5,12 @@ import datetime as dt
 from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 
 from transforms import layout
 from transforms.config import BatchConfig
 from transforms.jobs import JobsClient
+from transforms.metrics import counter
 from transforms.model import BatchRecord
 from transforms.shard_writer import ShardResult, ShardWriter, undersized_failure
 from transforms.storage import Storage
@@ -33,10 +33,10 @@ class ShardingDoFn(beam.DoFn):
     def __init__(self, config: BatchConfig, attempt: int):
         self._config = config
         self._attempt = attempt
-        self._jobs_planned = Metrics.counter("bedrock", "jobs_planned")
-        self._records_sharded = Metrics.counter("bedrock", "records_sharded")
-        self._records_adopted = Metrics.counter("bedrock", "records_adopted")
-        self._records_not_in_input = Metrics.counter("bedrock", "records_not_in_input")
+        self._jobs_planned = counter("jobs_planned")
+        self._records_sharded = counter("records_sharded")
+        self._records_adopted = counter("records_adopted")
+        self._records_not_in_input = counter("records_not_in_input")
 
     def setup(self) -> None:
         self._writer = ShardWriter(self._config, Storage(self._config.aws.client("s3")),

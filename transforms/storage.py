@@ -12,6 +12,11 @@ from urllib.parse import urlparse
 
 
 def split_s3(uri: str) -> tuple[str, str]:
+    """An ``s3://bucket/key`` URI as (bucket, key); a ValueError for anything else.
+
+    Args:
+        uri: The URI.
+    """
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise ValueError(f"{uri!r} is not an s3://bucket/key URI")
@@ -19,6 +24,12 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def join(base: str, *parts: str) -> str:
+    """``base`` and ``parts`` joined with single slashes (URIs and local paths alike).
+
+    Args:
+        base: A URI or path.
+        *parts: Path parts appended to it.
+    """
     return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
@@ -27,7 +38,11 @@ class StorageError(RuntimeError):
 
 
 class Storage:
-    """Read, write and list objects by URI (``s3://...`` or a local path)."""
+    """Read, write and list objects by URI (``s3://...`` or a local path).
+
+    Args:
+        s3_client: A boto3 S3 client; None when only local paths are used.
+    """
 
     def __init__(self, s3_client: Any = None):
         self._s3 = s3_client
@@ -38,6 +53,12 @@ class Storage:
         return self._s3
 
     def upload(self, local_path: str, uri: str) -> None:
+        """Copy a local file to ``uri`` (multipart on S3).
+
+        Args:
+            local_path: The file to copy.
+            uri: Where to put it.
+        """
         if uri.startswith("s3://"):
             bucket, key = split_s3(uri)
             self._client().upload_file(local_path, bucket, key)  # multipart for big shards
@@ -46,6 +67,12 @@ class Storage:
             shutil.copyfile(local_path, uri)
 
     def write_text(self, uri: str, text: str) -> None:
+        """Write ``text`` as UTF-8 to ``uri``.
+
+        Args:
+            uri: Where to write.
+            text: What to write.
+        """
         if uri.startswith("s3://"):
             bucket, key = split_s3(uri)
             self._client().put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
@@ -54,7 +81,11 @@ class Storage:
             Path(uri).write_text(text, encoding="utf-8")
 
     def read_lines(self, uri: str) -> Iterator[str]:
-        """Yield text lines without loading the whole object into memory."""
+        """Yield text lines without loading the whole object into memory.
+
+        Args:
+            uri: The object to read.
+        """
         if uri.startswith("s3://"):
             bucket, key = split_s3(uri)
             body = self._client().get_object(Bucket=bucket, Key=key)["Body"]
@@ -66,9 +97,19 @@ class Storage:
                     yield line.rstrip("\n")
 
     def read_text(self, uri: str) -> str:
+        """The whole object at ``uri`` as text, its lines joined by newlines.
+
+        Args:
+            uri: The object to read.
+        """
         return "\n".join(self.read_lines(uri))
 
     def exists(self, uri: str) -> bool:
+        """Whether an object (or local file) exists at ``uri``.
+
+        Args:
+            uri: The URI or path.
+        """
         if uri.startswith("s3://"):
             bucket, key = split_s3(uri)
             found = self._client().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
@@ -76,7 +117,11 @@ class Storage:
         return os.path.exists(uri)
 
     def delete_prefix(self, prefix: str) -> None:
-        """Remove every object under a prefix (a directory for local paths)."""
+        """Remove every object under a prefix (a directory for local paths).
+
+        Args:
+            prefix: The URI prefix or local directory.
+        """
         if prefix.startswith("s3://"):
             bucket, _ = split_s3(prefix)
             uris = self.list(prefix)
@@ -94,7 +139,11 @@ class Storage:
             shutil.rmtree(prefix, ignore_errors=True)
 
     def list(self, prefix: str) -> list[str]:
-        """URIs of all objects under a prefix (a directory for local paths), sorted."""
+        """URIs of all objects under a prefix (a directory for local paths), sorted.
+
+        Args:
+            prefix: The URI prefix or local directory.
+        """
         if prefix.startswith("s3://"):
             bucket, key = split_s3(prefix)
             pages = self._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.core import Windowing
 from apache_beam.utils.timestamp import Duration
@@ -21,6 +20,7 @@ from transforms import harvest, shards
 from transforms.await_jobs import AwaitJobs
 from transforms.carry import CarryTails
 from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS, BatchConfig
+from transforms.metrics import counter
 from transforms.on_demand import InvokeOnDemand
 from transforms.model import (BatchRecord, Failure, Summary, Transcript, encode_jsonl_line,
                               truncate_raw)
@@ -78,7 +78,7 @@ class _ResolveCollisionsFn(beam.DoFn):
     """Transcripts whose recordIds collide get distinct salted ids (deterministically)."""
 
     def __init__(self) -> None:
-        self._collisions = Metrics.counter("bedrock", "record_id_collisions")
+        self._collisions = counter("record_id_collisions")
 
     def process(self, element: tuple[str, Iterable[BatchRecord]]) -> Iterator[BatchRecord]:
         record_id, records = element

@@ -28,13 +28,15 @@ from typing import Any, Mapping
 import apache_beam as beam
 from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
 from apache_beam.io.gcp.bigquery_tools import RetryStrategy
-from apache_beam.metrics import Metrics
 from apache_beam.utils.retry import PermanentException
 from google.api_core.exceptions import RetryError
 
 from transforms.insights.columns import Column, insights_column
+from transforms.metrics import counter
+from transforms.model import Failure
 from transforms.schema import bigquery_schema, fields_for
 from transforms.sinks.bigquery_rows import InsertRows, parse_table, rejected_failure
+from transforms.sinks.result import SinkResult, count_per_window, written_once
 
 CREATE_DISPOSITIONS = (BigQueryDisposition.CREATE_IF_NEEDED, BigQueryDisposition.CREATE_NEVER)
 WRITE_DISPOSITIONS = (BigQueryDisposition.WRITE_APPEND, BigQueryDisposition.WRITE_EMPTY)
@@ -102,7 +104,7 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
 class _ToInsertRow(beam.DoFn):
     def __init__(self, kind: str, insights: Column | None) -> None:
         self.to_row = InsertRows(kind, insights)
-        self.sent = Metrics.counter("bigquery", f"{kind}_rows_sent")
+        self.sent = counter(f"{kind}_rows_sent")
 
     def process(self, element: Any):
         row = self.to_row(element)
@@ -113,7 +115,7 @@ class _ToInsertRow(beam.DoFn):
 class _ToFailure(beam.DoFn):
     def __init__(self, kind: str, table: str) -> None:
         self.table = table
-        self.rejected = Metrics.counter("bigquery", f"{kind}_rows_rejected")
+        self.rejected = counter(f"{kind}_rows_rejected")
 
     def process(self, element: tuple[str, dict[str, Any], list[dict[str, Any]]]):
         _destination, row, errors = element
@@ -125,9 +127,10 @@ class WriteRowsToBigQuery(beam.PTransform):
     """Write Summary or Failure rows (``kind``) to the BigQuery table ``project:dataset.table``.
 
     Input: elements with ``to_row()`` (Summary / Failure) or row dicts of that kind, bounded or
-    unbounded. Output: ``{"written": WriteResult, "failures": PCollection[Failure]}``, the
-    ``WriteToBigQuery`` result and one Failure (stage ``REJECTED_STAGE``, error_code
-    ``BigQueryInsertFailed``, raw = the rejected row) per row BigQuery did not accept.
+    unbounded. Output: a ``SinkResult`` whose ``failures`` hold one Failure (stage
+    ``REJECTED_STAGE``, error_code ``BigQueryInsertFailed``, raw = the rejected row) per row
+    BigQuery did not accept, ``counts`` the rows accepted per window (rows sent minus rows
+    rejected), and ``written`` ``bigquery:<table>`` per window with accepted rows.
     ``insert_client`` replaces the google-cloud-bigquery client Beam builds (an object with its
     ``insert_rows_json``, e.g. a test fake); Beam then uses it for table calls too, so it needs
     ``CREATE_NEVER``. ``unreachable_timeout_s`` bounds how long an insert retries a BigQuery that
@@ -135,8 +138,19 @@ class WriteRowsToBigQuery(beam.PTransform):
     its own retries instead). ``transient_retries`` bounds the retries (per bundle, exponential
     backoff from 0.2 s) of rows BigQuery answers with a transient error; rows still failing then
     become Failures too. Delivery is at-least-once with Beam's best-effort insert-id
-    de-duplication. ``insights_schema`` (summaries, ``--task insights``): the JSON Schema the
-    ``insights`` RECORD column is typed from (None: no such column).
+    de-duplication.
+
+    Args:
+        table: The table, ``project:dataset.table``.
+        kind: ``summaries`` or ``failures``: which row schema the table has.
+        create_disposition: One of ``CREATE_DISPOSITIONS``.
+        write_disposition: One of ``WRITE_DISPOSITIONS``.
+        retry_strategy: One of ``RETRY_STRATEGIES``: which insert errors Beam retries.
+        insert_client: Replaces google-cloud-bigquery's client (see above); None for the real one.
+        unreachable_timeout_s: Seconds an insert retries an unreachable BigQuery.
+        transient_retries: Retries per bundle of rows BigQuery answers with a transient error.
+        insights_schema: Summaries with ``--task insights``: the JSON Schema the ``insights``
+            RECORD column is typed from (None: no such column).
     """
 
     def __init__(self, table: str, kind: str = "summaries",
@@ -170,30 +184,46 @@ class WriteRowsToBigQuery(beam.PTransform):
         self.transient_retries = transient_retries
         self.insert_client = insert_client or _BoundedInsertClient(float(unreachable_timeout_s))
 
-    def expand(self, pcoll: beam.PCollection) -> dict[str, Any]:
-        written = (
-            pcoll
-            | "ToInsertRows" >> beam.ParDo(_ToInsertRow(self.kind, self.insights))
+    def expand(self, pcoll: beam.PCollection) -> SinkResult:
+        rows = pcoll | "ToInsertRows" >> beam.ParDo(_ToInsertRow(self.kind, self.insights))
+        inserted = (
+            rows
             | "Insert" >> WriteToBigQuery(
                 self.table, schema=bigquery_schema(fields_for(self.kind), self.insights),
                 method=WriteToBigQuery.Method.STREAMING_INSERTS,
                 create_disposition=self.create_disposition, write_disposition=self.write_disposition,
                 insert_retry_strategy=self.retry_strategy, max_retries=self.transient_retries,
                 test_client=self.insert_client))
-        failures = written.failed_rows_with_errors | "ToFailures" >> beam.ParDo(
-            _ToFailure(self.kind, self.table))
-        return {"written": written, "failures": failures}
+        failures = inserted.failed_rows_with_errors | "ToFailures" >> beam.ParDo(
+            _ToFailure(self.kind, self.table)).with_output_types(Failure)
+        # Every row sent is either accepted or comes back rejected (an unreachable BigQuery fails
+        # the bundle instead), so the rows accepted are those sent minus those rejected.
+        counts = count_per_window(
+            (rows | "Sent" >> beam.Map(lambda _row: 1),
+             failures | "Rejected" >> beam.Map(lambda _failure: -1)) | "SentAndRejected" >> beam.Flatten())
+        destination = f"bigquery:{self.table}"
+        return SinkResult(destination, written_once(counts, destination), failures, counts)
 
 
 class WriteSummariesToBigQuery(WriteRowsToBigQuery):
-    """Write Summary rows to a BigQuery table; rejected rows come back as Failures."""
+    """Write Summary rows to a BigQuery table; rejected rows come back as Failures.
+
+    Args:
+        table: The table, ``project:dataset.table``.
+        **options: ``WriteRowsToBigQuery``'s other arguments.
+    """
 
     def __init__(self, table: str, **options: Any) -> None:
         super().__init__(table, "summaries", **options)
 
 
 class WriteFailuresToBigQuery(WriteRowsToBigQuery):
-    """Write Failure rows to a BigQuery table; rejected rows come back as (new) Failures."""
+    """Write Failure rows to a BigQuery table; rejected rows come back as (new) Failures.
+
+    Args:
+        table: The table, ``project:dataset.table``.
+        **options: ``WriteRowsToBigQuery``'s other arguments.
+    """
 
     def __init__(self, table: str, **options: Any) -> None:
         super().__init__(table, "failures", **options)

@@ -12,8 +12,7 @@ from transforms.insights.columns import Column
 from transforms.model import Failure, truncate_raw
 from transforms.schema import fields_for, json_row
 
-# model.STAGES has no sink stage: a row BigQuery rejects was produced by the output side's last
-# stage (parse for Summaries), so its Failure is filed there; raw holds the rejected row.
+# A row BigQuery rejects is filed under model.STAGES' "sink" stage; raw holds the rejected row.
 REJECTED_STAGE = "sink"
 REJECTED_CODE = "BigQueryInsertFailed"
 
@@ -23,7 +22,11 @@ _TABLE = re.compile(r"(?P<project>[a-z][a-z0-9.:-]{4,61}[a-z0-9]):(?P<dataset>[A
 
 
 def parse_table(table: str) -> tuple[str, str, str]:
-    """Split ``project:dataset.table`` into its parts; a one-line ValueError names the fix."""
+    """Split ``project:dataset.table`` into its parts; a one-line ValueError names the fix.
+
+    Args:
+        table: The table name as ``project:dataset.table``.
+    """
     match = _TABLE.fullmatch(table or "")
     if match is None:
         raise ValueError(f"BigQuery table {table!r} is not 'project:dataset.table' "
@@ -53,7 +56,11 @@ class InsertRows:
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
-    """insertAll's per-row error list as one line: ``reason at location: message; ...``."""
+    """insertAll's per-row error list as one line: ``reason at location: message; ...``.
+
+    Args:
+        errors: The ``errors`` of one row in an insertAll answer.
+    """
     parts = []
     for error in errors:
         text = (error.get("reason") or "error") + (f" at {error['location']}" if error.get("location") else "")
@@ -62,7 +69,13 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
 
 
 def rejected_failure(table: str, row: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]) -> Failure:
-    """The Failure row for a row BigQuery did not accept, keeping the row's ids and attempt."""
+    """The Failure row for a row BigQuery did not accept, keeping the row's ids and attempt.
+
+    Args:
+        table: The table that refused the row.
+        row: The insert row it refused.
+        errors: Its insertAll errors.
+    """
     attempt = row.get("attempt")
     return Failure(
         stage=REJECTED_STAGE, error_code=REJECTED_CODE,

@@ -32,7 +32,12 @@ class OutputInUse(ValueError):
 
 def staging_dir(output: str, run_id: str) -> str:
     """Where a batch run writes its rows before publishing (inside ``output``, so the move
-    stays on one filesystem or bucket)."""
+    stays on one filesystem or bucket).
+
+    Args:
+        output: The run's output folder.
+        run_id: The run id.
+    """
     return join(output, _STAGING_PREFIX + run_id)
 
 
@@ -42,6 +47,12 @@ def conflict(output: str, entries: Iterable[str], owner: str | None, run_id: str
     ``entries`` are the paths under ``output`` relative to it; ``owner`` is the run id in its
     ``_RUN_ID`` marker (None without one). A folder owned by the same run id is that run's own
     earlier attempt (crashed, or finished and rerun), so it may be resumed and replaced.
+
+    Args:
+        output: The output folder.
+        entries: Paths under ``output``, relative to it.
+        owner: The run id in its ``_RUN_ID`` marker, or None.
+        run_id: The run that wants the folder.
     """
     if owner == run_id:
         return None
@@ -99,6 +110,11 @@ def claim(output: str, run_id: str, overwrite: bool) -> None:
 
     Runs before the pipeline, so a refused run creates no job. With ``overwrite`` the old rows
     stay until this run publishes its own, so a failed run leaves them readable.
+
+    Args:
+        output: The output folder (local or any Beam filesystem).
+        run_id: The run that claims it.
+        overwrite: Whether another run's rows may be replaced.
     """
     owner = _read(join(output, RUN_MARKER))
     reason = conflict(output, _relative_entries(output), owner, run_id)
@@ -120,6 +136,10 @@ def publish(output: str, run_id: str) -> None:
     wait for _SUCCESS: it is removed first and written last. Moving is a rename per file (a
     copy and delete on object stores), so a crash mid-way is repaired by rerunning with the
     same run id, which stages and publishes its rows again.
+
+    Args:
+        output: The output folder.
+        run_id: The run whose staged rows are published.
     """
     staging = staging_dir(output, run_id)
     success = join(output, SUCCESS_MARKER)
@@ -137,11 +157,20 @@ def publish(output: str, run_id: str) -> None:
 
 
 def mark_finished(output: str, run_id: str) -> None:
-    """Write _SUCCESS: the run that owns ``output`` finished and its files are complete."""
+    """Write _SUCCESS: the run that owns ``output`` finished and its files are complete.
+
+    Args:
+        output: The output folder.
+        run_id: The run that finished.
+    """
     _write(join(output, SUCCESS_MARKER), run_id)
 
 
 def written_dirs(output: str) -> list[str]:
-    """The row directories under ``output`` that hold at least one file."""
+    """The row directories under ``output`` that hold at least one file.
+
+    Args:
+        output: The output folder.
+    """
     entries = _relative_entries(output)
     return [join(output, d) for d in ROW_DIRS if any(e.startswith(d + "/") for e in entries)]

@@ -30,15 +30,16 @@ import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.transforms import trigger, window
 
 from transforms.insights.columns import Column, insights_column
+from transforms.metrics import counter
 from transforms.model import Field
 from transforms.schema import (AVRO_RECORD_NAMES, arrow_schema, avro_schema, fields_for,
                                json_line, normalize_row)
+from transforms.sinks.result import SinkResult, count_per_window, no_failures
 
 # Rows buffered before a Parquet row group is written: bounds worker memory per open file.
 PARQUET_ROW_GROUP_ROWS = 10_000
@@ -101,7 +102,12 @@ class JsonlRowSink(_RowSink):
 
 
 class AvroRowSink(_RowSink):
-    """Avro object container file via fastavro (deflate blocks), schema from the fields."""
+    """Avro object container file via fastavro (deflate blocks), schema from the fields.
+
+    Args:
+        fields: The row fields, in column order.
+        record_name: The Avro record name.
+    """
 
     mime_type = "application/avro"
 
@@ -157,7 +163,12 @@ def _compact_utc(ts: Any) -> str:
 class WindowedFileNaming:
     """WriteToFiles file naming: ``<prefix>[-<start>-<end>][-p<pane>]-<shard>-of-<total><suffix>``.
     A window's later panes (late records, within the allowed lateness) add ``-p<pane index>``, so
-    they never overwrite its on-time files."""
+    they never overwrite its on-time files.
+
+    Args:
+        prefix: The start of every file name.
+        suffix: The file name's end, e.g. ``.parquet``.
+    """
 
     def __init__(self, prefix: str, suffix: str) -> None:
         self.prefix = prefix
@@ -188,7 +199,7 @@ class _NormalizeRow(beam.DoFn):
     def __init__(self, kind: str, insights: Column | None = None) -> None:
         self.kind = kind
         self.insights = insights
-        self.rows = Metrics.counter("sinks.files", f"{kind}_rows_written")
+        self.rows = counter(f"{kind}_rows_written")
 
     def process(self, element: Any):
         row = element.to_row() if hasattr(element, "to_row") else element
@@ -211,8 +222,10 @@ class _FinishBatch(beam.DoFn):
     def process(self, written_count: int):
         if FileSystems.exists(self.temp_dir):  # object stores have no directory left to remove
             FileSystems.delete([self.temp_dir])
-        if written_count or self.empty_file_name is None:
-            return
+        if not written_count and self.empty_file_name is not None:
+            yield self._write_empty_file()
+
+    def _write_empty_file(self) -> str:
         sink = self.sink_factory()
         full_name = FileSystems.join(self.path, self.empty_file_name)
         meta = sink.create_metadata("", full_name)
@@ -221,21 +234,23 @@ class _FinishBatch(beam.DoFn):
         sink.open(fh)
         sink.flush()
         fh.close()
-        yield full_name
+        return full_name
 
 
 class WriteRows(beam.PTransform):
     """Write Summary or Failure rows as files under the directory ``path``.
 
     Input: elements with ``to_row()`` (Summary / Failure) or row dicts of that kind.
-    Output: PCollection of the full paths of the files written, in the input's windows.
+    Output: a ``SinkResult``: ``written`` holds the full path of each file written, in the
+    input's windows; ``counts`` the rows written per window; ``failures`` is empty (a file that
+    cannot be written fails the bundle).
 
     Args:
-        path: The output directory (local, s3://, ...).
-        kind: "summaries" or "failures".
-        format: "parquet", "jsonl" or "avro".
-        shards: Files per window (None: the runner decides).
-        prefix: File name prefix.
+        path: The output directory (local, s3:// or any Beam filesystem).
+        kind: ``summaries`` or ``failures``: which row schema the files carry.
+        format: ``parquet``, ``jsonl`` or ``avro`` (see ``FORMATS``).
+        shards: Files per window; None lets the runner choose.
+        prefix: The start of every file name.
         insights_schema: With --task insights, the JSON Schema of the insights: summaries get an
             ``insights`` column typed from it (nested records and lists; a nested JSON object
             in JSONL). None writes no such column.
@@ -260,7 +275,7 @@ class WriteRows(beam.PTransform):
         self.shards = shards
         self.prefix = prefix
 
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+    def expand(self, pcoll: beam.PCollection) -> SinkResult:
         windowing = pcoll.windowing
         global_window = isinstance(windowing.windowfn, window.GlobalWindows)
         name = type(self).__name__
@@ -285,18 +300,16 @@ class WriteRows(beam.PTransform):
         # Our own temp dir (same place WriteToFiles would pick) so a bounded run can remove it.
         temp_root = pcoll.pipeline.options.view_as(GoogleCloudOptions).temp_location or self.path
         temp_dir = FileSystems.join(temp_root, f".temp-{uuid.uuid4()}")
-        results = (
-            pcoll
-            | "ToRow" >> beam.ParDo(_NormalizeRow(self.kind, self.insights))
-            | "WriteToFiles" >> fileio.WriteToFiles(
-                path=self.path, file_naming=naming, sink=sinks,
-                temp_directory=StaticValueProvider(str, temp_dir), **routing)
-        )
+        rows = pcoll | "ToRow" >> beam.ParDo(_NormalizeRow(self.kind, self.insights))
+        results = rows | "WriteToFiles" >> fileio.WriteToFiles(
+            path=self.path, file_naming=naming, sink=sinks,
+            temp_directory=StaticValueProvider(str, temp_dir), **routing)
+        counts = count_per_window(rows | "One" >> beam.Map(lambda _row: 1))
         path = self.path
         written = results | "FullPath" >> beam.Map(lambda r: FileSystems.join(path, r.file_name))
         if not pcoll.is_bounded:
             # Streaming never "ends": the temp dir stays (hidden, emptied after every window).
-            return written
+            return SinkResult(path, written, no_failures(pcoll), counts)
         carries_schema = self.file_format in ("parquet", "avro")
         empty_name = (naming(window.GlobalWindow(), None, 0, 1, "", None)
                       if global_window and carries_schema else None)
@@ -306,9 +319,9 @@ class WriteRows(beam.PTransform):
             | "CountFiles" >> beam.combiners.Count.Globally()
             | "FinishBatch" >> beam.ParDo(_FinishBatch(self.path, temp_dir, sinks, empty_name))
         )
-        if not global_window:
-            return written
-        return (written, finished) | "AllFiles" >> beam.Flatten()
+        if global_window:
+            written = (written, finished) | "AllFiles" >> beam.Flatten()
+        return SinkResult(path, written, no_failures(pcoll), counts)
 
 
 class WriteSummaries(WriteRows):
@@ -316,9 +329,9 @@ class WriteSummaries(WriteRows):
 
     Args:
         path: The output directory.
-        format: "parquet", "jsonl" or "avro".
-        shards: Files per window (None: the runner decides).
-        prefix: File name prefix.
+        format: ``parquet``, ``jsonl`` or ``avro``.
+        shards: Files per window; None lets the runner choose.
+        prefix: The start of every file name.
         insights_schema: The insights JSON Schema (``--task insights``): adds the typed
             ``insights`` column. None: the summary task's columns only.
     """
@@ -329,7 +342,14 @@ class WriteSummaries(WriteRows):
 
 
 class WriteFailures(WriteRows):
-    """Write Failure rows to ``path`` as Parquet (default), JSONL or Avro."""
+    """Write Failure rows to ``path`` as Parquet (default), JSONL or Avro.
+
+    Args:
+        path: The output directory.
+        format: ``parquet``, ``jsonl`` or ``avro``.
+        shards: Files per window; None lets the runner choose.
+        prefix: The start of every file name.
+    """
 
     def __init__(self, path: str, format: str = "parquet", shards: int | None = None,
                  prefix: str = "part") -> None:

@@ -31,11 +31,12 @@ import re
 from typing import Any, Iterator, Mapping, NoReturn
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from transforms.metrics import counter
 from transforms.sinks.kafka_encoding import RowEncoder
+from transforms.sinks.result import SinkResult, no_failures, written_once
 
 # acks=all + idempotence: a message counts as delivered only once every in-sync replica has it,
 # and the producer's internal retries cannot duplicate or reorder it.
@@ -64,7 +65,12 @@ class KafkaDeliveryError(RuntimeError):
 
 
 def producer_settings(bootstrap_servers: str, producer_config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The librdkafka settings the sink's producer uses: defaults, then the caller's settings."""
+    """The librdkafka settings the sink's producer uses: defaults, then the caller's settings.
+
+    Args:
+        bootstrap_servers: The brokers, ``host:port[,host:port]``.
+        producer_config: The caller's librdkafka settings, or None.
+    """
     extra = dict(producer_config or {})
     if "bootstrap.servers" in extra:
         raise ValueError("producer_config sets 'bootstrap.servers': pass the brokers as "
@@ -77,12 +83,20 @@ def producer_settings(bootstrap_servers: str, producer_config: Mapping[str, Any]
 
 
 def default_flush_timeout_s(settings: Mapping[str, Any]) -> float:
-    """The producer's message timeout plus a margin (librdkafka's 300 s when not set)."""
+    """The producer's message timeout plus a margin (librdkafka's 300 s when not set).
+
+    Args:
+        settings: The producer's librdkafka settings.
+    """
     return message_timeout_s(settings) + FLUSH_MARGIN_S
 
 
 def message_timeout_s(settings: Mapping[str, Any]) -> float:
-    """How long librdkafka keeps retrying one message before it reports it failed."""
+    """How long librdkafka keeps retrying one message before it reports it failed.
+
+    Args:
+        settings: The producer's librdkafka settings.
+    """
     return float(settings.get("message.timeout.ms", settings.get(
         "delivery.timeout.ms", LIBRDKAFKA_MESSAGE_TIMEOUT_MS))) / 1000.0
 
@@ -100,7 +114,7 @@ class _ProduceToKafka(beam.DoFn):
         self.encoder = encoder
         self.settings = dict(settings)
         self.flush_timeout_s = flush_timeout_s
-        self.delivered = Metrics.counter("sinks.kafka", f"{encoder.kind}_messages_delivered")
+        self.delivered = counter(f"{encoder.kind}_messages_delivered")
         self._producer: Producer | None = None
 
     def _new_producer(self) -> Producer:
@@ -203,11 +217,20 @@ class WriteRowsToKafka(beam.PTransform):
     unbounded, any windowing. ``producer_config`` adds librdkafka settings (SASL/SSL, linger,
     compression, ...) over ``DEFAULT_PRODUCER_CONFIG``. ``flush_timeout_s`` bounds the wait for
     delivery reports at the end of each bundle (default: the producer's message timeout + 30 s).
-    Output: PCollection of ints, the number of messages delivered per bundle and window, in the
-    input's windows (sum them for a total); emitted only after the broker confirmed them.
-    Delivery is at-least-once (see the module docstring). ``insights_schema`` (summaries,
-    ``--task insights``): the JSON Schema the ``insights`` value is typed from (see
-    ``RowEncoder``).
+    Output: a ``SinkResult`` whose ``counts`` are the messages delivered per bundle and window,
+    emitted only after the brokers confirmed them; ``written`` names ``kafka:<topic>`` for each
+    such bundle; ``failures`` is empty (an undelivered message fails the bundle).
+    Delivery is at-least-once (see the module docstring).
+
+    Args:
+        bootstrap_servers: The brokers, ``host:port[,host:port]``.
+        topic: The topic every row goes to.
+        kind: ``summaries`` or ``failures``: which row schema the messages carry.
+        format: The message value encoding, ``json`` or ``avro``.
+        producer_config: librdkafka settings added over ``DEFAULT_PRODUCER_CONFIG``.
+        flush_timeout_s: The longest wait for a bundle's delivery reports, in seconds.
+        insights_schema: Summaries with ``--task insights``: the JSON Schema the ``insights``
+            value is typed from (see ``RowEncoder``); None for none.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, kind: str = "summaries",
@@ -236,20 +259,23 @@ class WriteRowsToKafka(beam.PTransform):
         if self.flush_timeout_s <= 0:
             raise ValueError(f"{name} flush_timeout_s must be positive, got {flush_timeout_s!r}")
 
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        return pcoll | "Produce" >> beam.ParDo(
-            _ProduceToKafka(self.topic, self.encoder, self.settings, self.flush_timeout_s))
+    def expand(self, pcoll: beam.PCollection) -> SinkResult:
+        counts = pcoll | "Produce" >> beam.ParDo(
+            _ProduceToKafka(self.topic, self.encoder, self.settings, self.flush_timeout_s)
+        ).with_output_types(int)
+        destination = f"kafka:{self.topic}"
+        return SinkResult(destination, written_once(counts, destination), no_failures(pcoll), counts)
 
 
 class WriteSummariesToKafka(WriteRowsToKafka):
     """Write Summary rows to a Kafka topic as JSON (default) or Avro.
 
     Args:
-        bootstrap_servers: Kafka brokers, host:port[,host:port].
-        topic: The topic.
-        format: "json" or "avro".
-        producer_config: Extra librdkafka settings.
-        flush_timeout_s: Bound on the wait for delivery reports per bundle.
+        bootstrap_servers: The brokers, ``host:port[,host:port]``.
+        topic: The topic every row goes to.
+        format: The message value encoding, ``json`` or ``avro``.
+        producer_config: librdkafka settings added over ``DEFAULT_PRODUCER_CONFIG``.
+        flush_timeout_s: The longest wait for a bundle's delivery reports, in seconds.
         insights_schema: The insights JSON Schema (``--task insights``); None for none.
     """
 
@@ -262,7 +288,15 @@ class WriteSummariesToKafka(WriteRowsToKafka):
 
 
 class WriteFailuresToKafka(WriteRowsToKafka):
-    """Write Failure rows to a Kafka topic as JSON (default) or Avro."""
+    """Write Failure rows to a Kafka topic as JSON (default) or Avro.
+
+    Args:
+        bootstrap_servers: The brokers, ``host:port[,host:port]``.
+        topic: The topic every row goes to.
+        format: The message value encoding, ``json`` or ``avro``.
+        producer_config: librdkafka settings added over ``DEFAULT_PRODUCER_CONFIG``.
+        flush_timeout_s: The longest wait for a bundle's delivery reports, in seconds.
+    """
 
     def __init__(self, bootstrap_servers: str, topic: str, format: str = "json",
                  producer_config: Mapping[str, Any] | None = None,

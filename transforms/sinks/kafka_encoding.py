@@ -49,6 +49,11 @@ class RowEncoder:
                              json.dumps(schema, separators=(",", ":")).encode("utf-8"))]
 
     def encode(self, element: Any) -> tuple[bytes | None, bytes]:
+        """The message key (the transcript id, UTF-8) and value for one row.
+
+        Args:
+            element: A Summary / Failure, or a row dict of that kind.
+        """
         row = element.to_row() if hasattr(element, "to_row") else element
         transcript_id = row.get("transcript_id")
         key = encodable(transcript_id).encode("utf-8") if transcript_id is not None else None

@@ -1,0 +1,16 @@
+"""Beam transforms that read transcripts: from files, from any PCollection of rows, from Kafka.
+
+Every source returns ``{"transcripts": PCollection[Transcript], "failures":
+PCollection[Failure]}``. The Kafka source lives in ``transforms.sources.kafka`` (it needs the
+``kafka`` extra) and is not imported here.
+"""
+from transforms.sources.common import (FAILURES, RECORDS_IN, TRANSCRIPTS, check_field_options,
+                                       checked)
+from transforms.sources.dedup import DeduplicateTranscripts
+from transforms.sources.files import ReadTranscriptFiles, ReadTranscripts
+from transforms.sources.rows import TranscriptsFromRows
+from transforms.sources.watch import WatchTranscripts
+
+__all__ = ["FAILURES", "RECORDS_IN", "TRANSCRIPTS", "DeduplicateTranscripts", "ReadTranscriptFiles",
+           "ReadTranscripts", "TranscriptsFromRows", "WatchTranscripts", "check_field_options",
+           "checked"]

@@ -1,0 +1,159 @@
+"""Transcripts from files: match a pattern, or take the paths / ReadableFiles a pipeline has.
+
+Thin glue over ``transforms.parsing`` (decoding each format) and ``transforms.validation``
+(mapping and checking records).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterator, Sequence, Union
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.fileio import EmptyMatchTreatment
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
+from apache_beam.pvalue import TaggedOutput
+
+from transforms.errors import ConfigError
+from transforms.metrics import counter
+from transforms.model import Transcript
+from transforms.parsing import (FORMATS, detect_format, read_file, source_failure,
+                                unknown_format_failure)
+from transforms.sources.common import FAILURES, TRANSCRIPTS, _EmitFn, check_field_options, tagged
+from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping
+
+log = logging.getLogger(__name__)
+
+
+class _AsReadableFn(beam.DoFn):
+    """A path, FileMetadata or ReadableFile -> a ReadableFile (what ``fileio.ReadMatches`` does
+    for paths, without refusing directories: opening one becomes a failure row)."""
+
+    def process(self, file: str | FileMetadata | fileio.ReadableFile) -> Iterator[fileio.ReadableFile]:
+        if isinstance(file, fileio.ReadableFile):
+            yield file
+        elif isinstance(file, FileMetadata):
+            yield fileio.ReadableFile(file)
+        else:
+            yield fileio.ReadableFile(FileMetadata(file, 0))
+
+
+class _ReadFileFn(_EmitFn):
+    """Parses one whole file into transcripts and failure rows."""
+
+    def __init__(self, fmt: str, mapping: FieldMapping, max_text_chars: int) -> None:
+        super().__init__(max_text_chars)
+        self._format = fmt
+        self._mapping = mapping
+        self._files = counter("files_read")
+
+    def process(self, readable: fileio.ReadableFile) -> Iterator[Any]:
+        yield from self._parse(readable)
+
+    def _parse(self, readable: fileio.ReadableFile) -> Iterator[Any]:
+        path = readable.metadata.path
+        fmt = detect_format(path) if self._format == "auto" else self._format
+        if fmt is None:
+            log.info("read %s: unknown format, 1 failure", path)
+            yield from self._emit(unknown_format_failure(path))
+            return
+        try:
+            # Raw bytes: read_file decompresses itself, so a cut or corrupt file is reported as one.
+            handle = readable.open(mime_type="application/octet-stream",
+                                   compression_type=CompressionTypes.UNCOMPRESSED)
+        except OSError as err:  # a path given to ReadTranscriptFiles that is gone or a folder
+            log.info("read %s: cannot be opened, 1 failure", path)
+            yield from self._emit(source_failure(
+                "UnreadableFile", f"file {path} cannot be opened ({type(err).__name__}: {err}); "
+                f"pass paths of files that exist", origin=path))
+            return
+        self._files.inc()
+        records = failures = 0
+        with handle:
+            for item in read_file(handle, path, fmt, self._mapping, self._max_text_chars):
+                for output in self._emit(item):
+                    records += 1
+                    failures += isinstance(output, TaggedOutput)
+                    yield output
+        log.info("read %s: %d records, %d failures", path, records, failures)
+
+
+@beam.typehints.with_input_types(Union[str, FileMetadata, fileio.ReadableFile])
+class ReadTranscriptFiles(beam.PTransform):
+    """Reads transcripts from each file of a PCollection of paths, ``FileMetadata`` (what
+    ``fileio.MatchFiles`` emits) or ``fileio.ReadableFile`` (what ``fileio.ReadMatches`` emits).
+
+    Each file is read whole by one worker call, in the format its name says (or ``format``).
+    Returns {"transcripts": PCollection[Transcript], "failures": PCollection[Failure]}. A file
+    that cannot be opened, decompressed or decoded ends as one failure row naming it (after the
+    records read before the damage). Ids are not deduplicated here: SummarizeTranscripts does it.
+
+    Args:
+        format: ``auto`` (by file name), or one of jsonl, json, csv, txt, avro, parquet,
+            transcribe for every file.
+        id_field: The record field that holds the transcript id.
+        text_field: The record field that holds the transcript text.
+        turns_field: The record field that holds speaker turns (used when there is no text).
+        metadata_fields: Record fields kept as the transcript's metadata; None keeps the others.
+        max_text_chars: The longest text accepted; a longer one becomes a failure row.
+    """
+
+    def __init__(self, format: str = "auto", id_field: str = "id", text_field: str = "text",
+                 turns_field: str = "turns", metadata_fields: Sequence[str] | None = None,
+                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
+        super().__init__()
+        if format != "auto" and format not in FORMATS:
+            raise ConfigError(f"format {format!r} is not supported; use auto or one of "
+                              f"{', '.join(FORMATS)}", "format")
+        check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
+                            turns_field=turns_field)
+        self._format = format
+        self._mapping = FieldMapping.of(id_field, text_field, turns_field, metadata_fields)
+        self._max_text_chars = max_text_chars
+
+    def expand(self, files: beam.PCollection) -> dict[str, beam.PCollection]:
+        parsed = (
+            files
+            | "AsReadable" >> beam.ParDo(_AsReadableFn()).with_output_types(fileio.ReadableFile)
+            | "ParseFiles" >> beam.ParDo(
+                _ReadFileFn(self._format, self._mapping, self._max_text_chars)
+            ).with_output_types(Transcript).with_outputs(FAILURES, main=TRANSCRIPTS))
+        return tagged(parsed)
+
+
+class ReadTranscripts(beam.PTransform):
+    """Reads transcripts from files matching ``file_pattern`` (local paths, s3://, any Beam
+    filesystem; compressed files by suffix): ``fileio.MatchFiles``, then ``ReadTranscriptFiles``.
+
+    Returns {"transcripts": PCollection[Transcript], "failures": PCollection[Failure]}. A pattern
+    that matches no file fails the pipeline with an error naming it.
+
+    Args:
+        file_pattern: A path or glob, e.g. ``s3://bucket/calls/*.jsonl``.
+        format: ``auto`` (by file name), or one of jsonl, json, csv, txt, avro, parquet,
+            transcribe for every file.
+        id_field: The record field that holds the transcript id.
+        text_field: The record field that holds the transcript text.
+        turns_field: The record field that holds speaker turns (used when there is no text).
+        metadata_fields: Record fields kept as the transcript's metadata; None keeps the others.
+        max_text_chars: The longest text accepted; a longer one becomes a failure row.
+    """
+
+    def __init__(self, file_pattern: str, format: str = "auto", id_field: str = "id",
+                 text_field: str = "text", turns_field: str = "turns",
+                 metadata_fields: Sequence[str] | None = None,
+                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
+        super().__init__()
+        self._pattern = file_pattern
+        self._read = ReadTranscriptFiles(format, id_field, text_field, turns_field,
+                                         metadata_fields, max_text_chars)
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        return (pbegin
+                # DISALLOW: a pattern matching nothing is a mistake worth stopping for (and
+                # Beam's default, ALLOW_IF_WILDCARD, fails with a bare "ValueError:
+                # ALLOW_IF_WILDCARD" on a plain path that does not exist).
+                | "MatchFiles" >> fileio.MatchFiles(self._pattern, EmptyMatchTreatment.DISALLOW)
+                # Spread the matched files over workers before each is read whole by one call.
+                | "SpreadFiles" >> beam.Reshuffle()
+                | "ReadFiles" >> self._read)

@@ -1,0 +1,475 @@
+"""Streaming source: transcripts from a Kafka topic, read natively with confluent-kafka.
+
+No JVM on the worker, so it runs on every runner (DirectRunner ``--streaming``, Flink portable).
+Each message value is one JSON transcript record (the JSONL record shape of
+``transforms.parsing``); an undecodable or invalid message becomes a Failure row whose origin is
+``kafka:<topic>/<partition>@<offset>``.
+
+Shape: Impulse -> list the topic's partitions and resolve their start offsets -> Reshuffle (so
+partitions spread over workers) -> a splittable DoFn per partition whose restriction is the
+offset range still to read. The partition is ``assign()``-ed at the restriction's start (no
+consumer-group rebalances): the restriction checkpointed by the runner IS the read position, so
+Kafka's committed offsets are only a courtesy for lag monitoring. When the partition is idle the
+DoFn self-checkpoints with ``defer_remainder`` (no processing-time timers: the DirectRunner drops
+them).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import apache_beam as beam
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Duration, Timestamp
+from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException,
+                             TopicPartition)
+
+from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
+from transforms.metrics import counter
+from transforms.model import Failure, Transcript
+from transforms.parsing import parse_json, source_failure
+from transforms.sources.common import FAILURES, RECORDS_IN, TRANSCRIPTS, check_field_options, checked
+from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript
+
+log = logging.getLogger(__name__)
+
+START_OFFSETS = ("earliest", "latest")
+# Kafka offsets are int64: a restriction ending here never runs out while the source is unbounded.
+UNBOUNDED_END = 2**63 - 1
+# A caught-up partition (nothing left to read) moves its watermark to "now minus this", like
+# Beam Java KafkaIO's LogAppendTimePolicy when its backlog is 0, so one quiet partition does not
+# hold back every window.
+IDLE_WATERMARK_LAG = Duration(seconds=2)
+# How long an idle poll waits for the broker's high watermark; no answer keeps the watermark.
+BACKLOG_TIMEOUT_SECONDS = 5.0
+# One process() call reads at most this long before checkpointing, so a busy partition still
+# commits its output downstream regularly and the runner gets a chance to checkpoint.
+MAX_READ_SECONDS = 5.0
+METADATA_TIMEOUT_SECONDS = 30.0
+# Past its stop time a partition still reads what it holds (the runner may start one partition's
+# reader long after another's), but for at most this long, so a producer that outpaces the
+# consumer cannot keep a bounded read going.
+DRAIN_SECONDS = 120.0
+
+
+def kafka_origin(topic: str, partition: int, offset: int) -> str:
+    """The origin of a message in failure rows: ``kafka:<topic>/<partition>@<offset>``.
+
+    Args:
+        topic: The topic.
+        partition: The partition number.
+        offset: The message offset.
+    """
+    return f"kafka:{topic}/{partition}@{offset}"
+
+
+def message_to_item(value: bytes | None, origin: str, mapping: FieldMapping,
+                    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Transcript | Failure:
+    """One Kafka message value (a JSON transcript record) as a valid Transcript, or the source /
+    validate Failure saying what is wrong with it.
+
+    Args:
+        value: The message value (None for a tombstone).
+        origin: The message's origin (``kafka_origin``).
+        mapping: Which record fields hold the id, text and turns.
+        max_text_chars: The longest text accepted.
+    """
+    if value is None:
+        return source_failure("EmptyMessage", f"message {origin} has no value (a tombstone?); "
+                              f"produce one JSON transcript object per message", origin=origin)
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return source_failure("InvalidEncoding", f"message {origin} is not UTF-8 ({err.reason} at "
+                              f"byte {err.start}); produce UTF-8 JSON", origin=origin, raw=value)
+    record = parse_json(text, origin, what="message")
+    if isinstance(record, Failure):
+        return record
+    if not isinstance(record, Mapping):
+        return source_failure(
+            "InvalidRecord", f"message {origin} is a JSON {type(record).__name__}, not an object; "
+            f"produce one JSON transcript object per message", origin=origin, raw=record)
+    try:
+        item = record_to_transcript(record, mapping, origin)
+    except Exception as err:  # noqa: BLE001 - one odd message must not stop the partition
+        return source_failure("InvalidRecord", f"message {origin} cannot be read: "
+                              f"{type(err).__name__}: {err}", origin=origin, raw=record)
+    return checked(item, max_text_chars)
+
+
+def message_time(kind: int, millis: int, now: float) -> Timestamp:
+    """The element timestamp for a message: its Kafka timestamp (create or log-append time), or
+    ``now`` when the message carries none.
+
+    Args:
+        kind: The message's timestamp type (confluent_kafka ``TIMESTAMP_*``).
+        millis: Its timestamp in epoch milliseconds.
+        now: The current time in epoch seconds.
+    """
+    if kind == TIMESTAMP_NOT_AVAILABLE or millis < 0:
+        return Timestamp.of(now)
+    return Timestamp(micros=millis * 1000)
+
+
+def idle_watermark(current: Timestamp | None, now: Timestamp, backlog: int | None
+                   ) -> Timestamp | None:
+    """The watermark a partition moves to after a poll that returned nothing, or None to keep it.
+
+    Only a partition with no backlog (every message up to the broker's high watermark read) may
+    jump to ``now - IDLE_WATERMARK_LAG``: an empty poll with messages still unread (a slow fetch)
+    or an unknown backlog (None) says nothing about their times, and jumping would make them
+    late.
+
+    Args:
+        current: The partition's watermark now, or None before the first.
+        now: The current time.
+        backlog: Messages left up to the broker's high watermark; None when unknown.
+    """
+    if backlog is None or backlog > 0:
+        return None
+    mark = now - IDLE_WATERMARK_LAG
+    return mark if current is None or mark > current else None
+
+
+def late_message_failure(value: bytes | None, origin: str, timestamp: Timestamp,
+                         watermark: Timestamp | None, allowed_lateness: Duration | None
+                         ) -> Failure | None:
+    """The LateRecord failure for a message further behind its partition's watermark than the
+    windowing's allowed lateness (its window has closed: Beam would drop it silently), else None.
+    Checked against the partition's own watermark, which is never behind the pipeline's, so a
+    message that passes is never dropped as late.
+
+    Args:
+        value: The message value, kept as the failure's raw.
+        origin: The message's origin.
+        timestamp: The message's element timestamp.
+        watermark: The partition's watermark, or None before the first.
+        allowed_lateness: The downstream windowing's allowed lateness; None turns the check off.
+    """
+    if allowed_lateness is None or watermark is None or timestamp + allowed_lateness >= watermark:
+        return None
+    behind = (watermark - timestamp).micros / 1e6
+    return source_failure(
+        "LateRecord", f"message {origin} has time {timestamp.to_rfc3339()}, {behind:.0f} s behind "
+        f"its partition's watermark {watermark.to_rfc3339()}, more than the allowed lateness of "
+        f"{allowed_lateness.micros / 1e6:g} s, so its window has closed; raise "
+        f"--allowed-lateness-seconds or fix the producer's timestamps", origin=origin, raw=value)
+
+
+@dataclass(frozen=True)
+class KafkaPartition:
+    """One partition to read, from ``start_offset``, until ``stop_at`` (epoch seconds; None reads
+    until the pipeline is cancelled).
+
+    Args:
+        topic: The topic.
+        partition: The partition number.
+        start_offset: The first offset to read.
+        stop_at: When to stop reading (epoch seconds), or None.
+    """
+
+    topic: str
+    partition: int
+    start_offset: int
+    stop_at: float | None = None
+
+
+class PartitionTracker(OffsetRestrictionTracker):
+    """Offsets of one partition. Only checkpoints split it (fraction 0): a partition is read in
+    order by one consumer, and a fractional split of an endless range would leave a primary that
+    never ends."""
+
+    def try_split(self, fraction_of_remainder: float) -> tuple[OffsetRange, OffsetRange] | None:
+        if fraction_of_remainder != 0:
+            return None
+        return super().try_split(0)
+
+    def is_bounded(self) -> bool:
+        return self.stop_position() != UNBOUNDED_END
+
+
+class PartitionRestrictionProvider(RestrictionProvider):
+    """Restrictions of the partition reader: the offsets from ``start_offset`` on, unbounded."""
+
+    def initial_restriction(self, element: KafkaPartition) -> OffsetRange:
+        return OffsetRange(element.start_offset, UNBOUNDED_END)
+
+    def create_tracker(self, restriction: OffsetRange) -> PartitionTracker:
+        return PartitionTracker(restriction)
+
+    def restriction_size(self, element: KafkaPartition, restriction: OffsetRange) -> int:
+        # The backlog is unknown without a broker round trip; equal sizes weigh partitions alike.
+        return 1
+
+
+def _consumer_settings(bootstrap_servers: str, group_id: str,
+                       extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        # Only reached when the assigned offset was deleted by retention: resume at the oldest
+        # message still kept instead of skipping to the end.
+        "auto.offset.reset": "earliest",
+        **(extra or {}),
+    }
+
+
+class _ListPartitionsFn(beam.DoFn):
+    """Impulse -> a KafkaPartition per partition of the topic, starting at the earliest or latest
+    offset the broker holds now."""
+
+    def __init__(self, settings: dict[str, Any], topic: str, start_offset: str,
+                 stop_after_seconds: float | None) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._start_offset = start_offset
+        self._stop_after = stop_after_seconds
+
+    def setup(self) -> None:
+        self._consumer = Consumer(self._settings)
+
+    def process(self, unused_impulse: Any) -> Iterator[KafkaPartition]:
+        metadata = self._consumer.list_topics(self._topic, timeout=METADATA_TIMEOUT_SECONDS)
+        topic = metadata.topics.get(self._topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            reason = topic.error.str() if topic is not None and topic.error else "no partitions"
+            raise ValueError(f"Kafka topic {self._topic!r} on {self._settings['bootstrap.servers']}"
+                             f" cannot be read ({reason}); create the topic or fix --kafka-topic")
+        # The deadline starts when reading starts, not when the pipeline was constructed.
+        stop_at = time.time() + self._stop_after if self._stop_after else None
+        for partition in sorted(topic.partitions):
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, partition), timeout=METADATA_TIMEOUT_SECONDS)
+            start = low if self._start_offset == "earliest" else high
+            yield KafkaPartition(self._topic, partition, start, stop_at)
+
+    def teardown(self) -> None:
+        self._consumer.close()
+
+
+class _ReadPartitionFn(beam.DoFn):
+    """KafkaPartition -> Transcript (main) / Failure (tagged), one per message, timestamped with
+    the message time."""
+
+    def __init__(self, settings: dict[str, Any], mapping: FieldMapping, max_text_chars: int,
+                 poll_timeout_seconds: float, allowed_lateness_seconds: float | None = None) -> None:
+        self._settings = settings
+        self._allowed_lateness = (None if allowed_lateness_seconds is None
+                                  else Duration(seconds=allowed_lateness_seconds))
+        self._mapping = mapping
+        self._max_text_chars = max_text_chars
+        self._poll_timeout = poll_timeout_seconds
+        self._messages = counter("messages_read")
+        self._records_in = counter(RECORDS_IN)
+        self._read = counter("transcripts_read")
+        self._failed = counter("records_failed")
+
+    def setup(self) -> None:
+        self._consumer = Consumer(self._settings)
+        # (topic, partition, offset of the next message poll() returns), to skip a re-assign
+        # (and the refetch it costs) when a resumed restriction continues where we stopped.
+        self._position: tuple[str, int, int] | None = None
+
+    def _seek(self, part: KafkaPartition, offset: int) -> None:
+        if self._position != (part.topic, part.partition, offset):
+            self._consumer.assign([TopicPartition(part.topic, part.partition, offset)])
+            self._position = (part.topic, part.partition, offset)
+
+    def _commit(self, part: KafkaPartition, next_offset: int) -> None:
+        # Courtesy only, for lag monitoring: restarts resume from the runner's restriction. It
+        # waits for the broker: an asynchronous commit in flight is lost when the consumer is
+        # re-assigned to the next partition, once a process() call ends.
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(part.topic, part.partition, next_offset)],
+                asynchronous=False)
+        except KafkaException as err:
+            log.warning("Kafka %s/%d: offset %d not committed (%s); lag monitoring will lag",
+                        part.topic, part.partition, next_offset, err)
+
+    @beam.DoFn.unbounded_per_element()
+    def process(self, part: KafkaPartition,
+                tracker=beam.DoFn.RestrictionParam(PartitionRestrictionProvider()),
+                watermark=beam.DoFn.WatermarkEstimatorParam(
+                    ManualWatermarkEstimator.default_provider())) -> Iterator[Any]:
+        restriction: OffsetRange = tracker.current_restriction()
+        self._seek(part, restriction.start)
+        read_until = time.monotonic() + MAX_READ_SECONDS
+        claimed = None
+        try:
+            while True:
+                now = time.time()
+                draining = part.stop_at is not None and now >= part.stop_at
+                if draining and (now >= part.stop_at + DRAIN_SECONDS or not self._backlog(part)):
+                    tracker.try_claim(restriction.stop)  # past the end: the restriction is done
+                    return
+                if time.monotonic() >= read_until:
+                    tracker.defer_remainder(Duration(seconds=0))
+                    return
+                timeout = self._poll_timeout
+                if part.stop_at is not None and not draining:
+                    timeout = min(timeout, part.stop_at - now)
+                message = self._consumer.poll(timeout)
+                if message is None:
+                    self._advance_idle(part, watermark)
+                    tracker.defer_remainder(Duration(seconds=1))
+                    return
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF or error.retriable():
+                        # librdkafka retries by itself; the next poll may succeed.
+                        log.warning("Kafka %s/%d: %s", part.topic, part.partition, error.str())
+                        continue
+                    # Fails the bundle; the runner retries it from the same restriction.
+                    raise KafkaException(error)
+                offset = message.offset()
+                self._position = (part.topic, part.partition, offset + 1)
+                if not tracker.try_claim(offset):
+                    return
+                claimed = offset
+                yield from self._emit(part, message, watermark)
+        finally:
+            if claimed is not None:
+                self._commit(part, claimed + 1)
+
+    def _emit(self, part: KafkaPartition, message: Any,
+              watermark: ManualWatermarkEstimator) -> Iterator[Any]:
+        self._messages.inc()
+        self._records_in.inc()
+        kind, millis = message.timestamp()
+        timestamp = message_time(kind, millis, time.time())
+        current = watermark.current_watermark()
+        origin = kafka_origin(part.topic, part.partition, message.offset())
+        late = late_message_failure(message.value(), origin, timestamp, current,
+                                    self._allowed_lateness)
+        if late is not None:
+            self._failed.inc()
+            # Stamped at the watermark, not behind it, so the failure row itself is not dropped.
+            yield TaggedOutput(FAILURES, TimestampedValue(late, current))
+            return
+        if current is None or timestamp > current:
+            watermark.set_watermark(timestamp)
+        item = message_to_item(message.value(), origin, self._mapping, self._max_text_chars)
+        if isinstance(item, Transcript):
+            self._read.inc()
+            yield TimestampedValue(item, timestamp)
+        else:
+            self._failed.inc()
+            yield TaggedOutput(FAILURES, TimestampedValue(item, timestamp))
+
+    def _advance_idle(self, part: KafkaPartition, watermark: ManualWatermarkEstimator) -> None:
+        mark = idle_watermark(watermark.current_watermark(), Timestamp.now(), self._backlog(part))
+        if mark is not None:
+            watermark.set_watermark(mark)
+
+    def _backlog(self, part: KafkaPartition) -> int | None:
+        """Messages of the partition not read yet: the broker's high watermark minus the
+        consumer's position; None when the broker does not answer."""
+        partition = TopicPartition(part.topic, part.partition)
+        try:
+            _, high = self._consumer.get_watermark_offsets(
+                partition, timeout=BACKLOG_TIMEOUT_SECONDS, cached=False)
+        except KafkaException as err:
+            log.warning("Kafka %s/%d: high watermark unknown (%s); watermark kept",
+                        part.topic, part.partition, err)
+            return None
+        # The consumer's position also steps over transaction markers, which our own count of
+        # returned messages does not see; before the first fetch it is unset (negative).
+        [position] = self._consumer.position([partition])
+        if position.offset >= 0:
+            return max(0, high - position.offset)
+        if self._position is None:
+            return None
+        return max(0, high - self._position[2])
+
+    def teardown(self) -> None:
+        self._consumer.close()
+
+
+class ReadTranscriptsFromKafka(beam.PTransform):
+    """Reads transcripts from every partition of a Kafka topic, one JSON record per message.
+
+    Returns {"transcripts": PCollection[Transcript], "failures": PCollection[Failure]}, both
+    unbounded and timestamped with the message time. ``stop_after_seconds`` ends reading that
+    long after the partitions were listed, once each partition has read the messages it already
+    held (for at most DRAIN_SECONDS more), and then, once in-flight work is done, the pipeline; None
+    reads until the pipeline is cancelled. ``start_offset`` chooses where a new pipeline starts;
+    a restarted one resumes from the runner's checkpointed offsets. ``consumer_config`` adds
+    librdkafka settings (e.g. security.protocol, sasl.*). Partitions added to the topic after
+    the pipeline started are not read. Ids are not deduplicated here (SummarizeTranscripts
+    does it, per window).
+
+    ``allowed_lateness_seconds`` should be the allowed lateness of the windowing applied
+    downstream (see ``transforms.summarize.fixed_windows_with_lateness``): a message further
+    behind its partition's watermark than that becomes a ``LateRecord`` failure row instead of
+    being dropped by the window. None turns the check off.
+
+    Args:
+        bootstrap_servers: The brokers, ``host:port[,host:port]``.
+        topic: The topic to read.
+        group_id: The consumer group (offsets are committed for lag monitoring only).
+        id_field: The record field that holds the transcript id.
+        text_field: The record field that holds the transcript text.
+        turns_field: The record field that holds speaker turns.
+        metadata_fields: Record fields kept as metadata; None keeps the others.
+        max_text_chars: The longest text accepted.
+        poll_timeout_seconds: How long one consumer poll waits for messages.
+        stop_after_seconds: See above; None reads until cancelled.
+        start_offset: ``earliest`` or ``latest``, for a pipeline with no checkpoint.
+        consumer_config: Extra librdkafka consumer settings.
+        allowed_lateness_seconds: See above; None turns the check off.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, group_id: str = "bedrock-batch-beam",
+                 id_field: str = "id", text_field: str = "text", turns_field: str = "turns",
+                 metadata_fields: Sequence[str] | None = None,
+                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS, poll_timeout_seconds: float = 1.0,
+                 stop_after_seconds: float | None = None, start_offset: str = "earliest",
+                 consumer_config: Mapping[str, Any] | None = None,
+                 allowed_lateness_seconds: float | None = DEFAULT_INPUT_LATENESS_SECONDS) -> None:
+        super().__init__()
+        check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
+                       turns_field=turns_field)
+        for flag, value in (("bootstrap_servers", bootstrap_servers), ("topic", topic),
+                            ("group_id", group_id)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"Kafka {flag} must be a non-empty string, got {value!r}")
+        if start_offset not in START_OFFSETS:
+            raise ValueError(f"Kafka start_offset must be one of {', '.join(START_OFFSETS)}, "
+                             f"got {start_offset!r}")
+        if poll_timeout_seconds <= 0:
+            raise ValueError(f"poll_timeout_seconds must be > 0, got {poll_timeout_seconds}")
+        if allowed_lateness_seconds is not None and allowed_lateness_seconds < 0:
+            raise ValueError(f"allowed_lateness_seconds must be >= 0 or None (no check), got "
+                             f"{allowed_lateness_seconds}")
+        if stop_after_seconds is not None and stop_after_seconds <= 0:
+            raise ValueError(f"stop_after_seconds must be > 0 or None (read forever), got "
+                             f"{stop_after_seconds}")
+        self._settings = _consumer_settings(bootstrap_servers, group_id, consumer_config)
+        self._topic = topic
+        self._mapping = FieldMapping.of(id_field, text_field, turns_field, metadata_fields)
+        self._max_text_chars = max_text_chars
+        self._poll_timeout = poll_timeout_seconds
+        self._stop_after = stop_after_seconds
+        self._start_offset = start_offset
+        self._allowed_lateness = allowed_lateness_seconds
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        read = (
+            pbegin
+            | "Impulse" >> beam.Impulse()
+            | "ListPartitions" >> beam.ParDo(_ListPartitionsFn(
+                self._settings, self._topic, self._start_offset, self._stop_after))
+            | "SpreadPartitions" >> beam.Reshuffle()
+            | "ReadPartitions" >> beam.ParDo(_ReadPartitionFn(
+                self._settings, self._mapping, self._max_text_chars, self._poll_timeout,
+                self._allowed_lateness)
+            ).with_output_types(Transcript).with_outputs(FAILURES, main=TRANSCRIPTS))
+        return {TRANSCRIPTS: read[TRANSCRIPTS], FAILURES: read[FAILURES]}

@@ -1,0 +1,61 @@
+"""Transcripts from any PCollection of rows (dicts, beam.Row, NamedTuples, dataclasses)."""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import apache_beam as beam
+
+from transforms.model import Failure, Transcript
+from transforms.parsing import row_to_record, source_failure
+from transforms.sources.common import FAILURES, TRANSCRIPTS, _EmitFn, check_field_options, tagged
+from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript
+
+
+class _RowsFn(_EmitFn):
+    def __init__(self, mapping: FieldMapping, max_text_chars: int) -> None:
+        super().__init__(max_text_chars)
+        self._mapping = mapping
+
+    def process(self, row: Any) -> Iterator[Any]:
+        yield from self._emit(self._item(row))
+
+    def _item(self, row: Any) -> Transcript | Failure:
+        if isinstance(row, Transcript):
+            return row
+        try:
+            record = row_to_record(row)
+            if record is not None:
+                return record_to_transcript(record, self._mapping, None)
+        except Exception as err:  # noqa: BLE001 - one odd row must not stop the run
+            return source_failure("InvalidRecord", f"input row cannot be read: "
+                                  f"{type(err).__name__}: {err}", origin=None, raw=row)
+        return source_failure(
+            "InvalidRecord", f"input row of type {type(row).__name__} is not a dict, beam.Row, "
+            f"NamedTuple or dataclass; map it to one of those first", origin=None, raw=row)
+
+
+class TranscriptsFromRows(beam.PTransform):
+    """Turns an existing PCollection of dicts / beam.Row / NamedTuple / dataclass rows (or
+    Transcripts, which are only validated) into the same tagged output as ReadTranscripts.
+
+    Args:
+        id_field: The row field that holds the transcript id.
+        text_field: The row field that holds the transcript text.
+        turns_field: The row field that holds speaker turns (used when there is no text).
+        metadata_fields: Row fields kept as metadata; None keeps the others.
+        max_text_chars: The longest text accepted; a longer one becomes a failure row.
+    """
+
+    def __init__(self, id_field: str = "id", text_field: str = "text", turns_field: str = "turns",
+                 metadata_fields: Sequence[str] | None = None,
+                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
+        super().__init__()
+        check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
+                       turns_field=turns_field)
+        self._mapping = FieldMapping.of(id_field, text_field, turns_field, metadata_fields)
+        self._max_text_chars = max_text_chars
+
+    def expand(self, rows: beam.PCollection) -> dict[str, beam.PCollection]:
+        return tagged(rows | "ToTranscripts" >> beam.ParDo(
+            _RowsFn(self._mapping, self._max_text_chars)).with_output_types(Transcript)
+            .with_outputs(FAILURES, main=TRANSCRIPTS))
