@@ -79,7 +79,10 @@ class _ReadFileFn(_EmitFn):
         if fmt is None:
             log.info("read %s: unknown format, 1 failure", path)
             yield from self._emit(unknown_format_failure(path))
-            return
+        else:
+            yield from self._records_of(readable, path, fmt)
+
+    def _records_of(self, readable: fileio.ReadableFile, path: str, fmt: str) -> Iterator[Any]:
         self._files.inc()
         records = failures = 0
         # Raw bytes: read_file decompresses itself, so a cut or corrupt file is reported as one.
@@ -222,15 +225,14 @@ class _PickUniqueFn(beam.DoFn):
 
     def process(self, keyed: tuple[str, Any]) -> Iterator[Any]:
         group = list(keyed[1])  # one transcript unless ids repeat
-        if not group:
-            # An empty pane: with allowed lateness, Flink fires a window's on-time pane for a key
-            # even when its data came in another pane. Nothing to keep, nothing lost.
-            return
-        kept, failures = pick_unique(group)
-        yield kept
-        for failure in failures:
-            self._duplicates.inc()
-            yield TaggedOutput(FAILURES, failure)
+        # An empty group is an empty pane: with allowed lateness, Flink fires a window's on-time
+        # pane for a key even when its data came in another pane. Nothing to keep, nothing lost.
+        if group:
+            kept, failures = pick_unique(group)
+            yield kept
+            for failure in failures:
+                self._duplicates.inc()
+                yield TaggedOutput(FAILURES, failure)
 
 
 class DeduplicateTranscripts(beam.PTransform):

@@ -205,8 +205,11 @@ class _FinishBatch(beam.DoFn):
     def process(self, written_count: int):
         if FileSystems.exists(self.temp_dir):  # object stores have no directory left to remove
             FileSystems.delete([self.temp_dir])
-        if written_count or self.empty_file_name is None:
-            return
+        if not written_count and self.empty_file_name is not None:
+            yield self._write_empty_file()
+
+    def _write_empty_file(self) -> str:
+        """The schema-only file, so a batch with no rows still leaves a readable table."""
         sink = self.sink_factory()
         full_name = FileSystems.join(self.path, self.empty_file_name)
         meta = sink.create_metadata("", full_name)
@@ -215,7 +218,7 @@ class _FinishBatch(beam.DoFn):
         sink.open(fh)
         sink.flush()
         fh.close()
-        yield full_name
+        return full_name
 
 
 class WriteRows(beam.PTransform):
