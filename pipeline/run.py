@@ -14,6 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline import exit_codes
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
+from pipeline.progress import note_written
 from transforms.config import BatchConfig
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
@@ -27,9 +28,13 @@ log = logging.getLogger(__name__)
 
 def _counted(name: str):
     counter = Metrics.counter("pipeline", name)
+    # The CLI's progress display counts the summaries reaching the sinks in this process.
+    is_summary = name == "summaries_written"
 
     def count(element: Any) -> Any:
         counter.inc()
+        if is_summary:
+            note_written(summaries=1)
         return element
     return count
 
@@ -44,6 +49,7 @@ class _CountFailures(beam.DoFn):
 
     def process(self, failure: Any) -> Iterator[Any]:
         self._total.inc()
+        note_written(failures=1)
         cause = (failure.stage, failure.error_code)
         if cause not in self._by_cause:
             self._by_cause[cause] = Metrics.counter("pipeline", f"failures.{cause[0]}.{cause[1]}")
