@@ -76,12 +76,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, subparsers
 
 
-def _handlers() -> dict[str, Callable[[list[str]], int]]:
+def _handler(command: str) -> Callable[[list[str]], int]:
+    """The function running ``command``, imported only when run (serve-local imports moto)."""
+    if command == "serve-local":
+        from pipeline.local.serve import main as serve_local
+        return serve_local
     from pipeline import commands
-    from pipeline.local.serve import main as serve_local
     return {"run": commands.run_command, "plan": commands.plan_command,
-            "collect": commands.collect_command, "jobs": commands.jobs_command,
-            "serve-local": serve_local}
+            "collect": commands.collect_command, "jobs": commands.jobs_command}[command]
 
 
 def _argparse_exit(parser: argparse.ArgumentParser, argv: list[str]) -> int:
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_codes.OK
     debug = "--debug" in rest
     try:
-        return _handlers()[command](rest)
+        return _handler(command)(rest)
     except exit_codes.UsageError as exc:
         if debug:
             raise
