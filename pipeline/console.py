@@ -165,7 +165,7 @@ def render(progress: RunProgress, now: float) -> Group:
     rows, hidden = progress.job_rows(now)
     if rows:
         table = Table(box=None, padding=(0, 1), show_edge=False, header_style="dim")
-        for column in ("job", "status", "records", "", "elapsed", "ETA"):
+        for column in ("job", "status", "", "records", "elapsed", "ETA"):
             table.add_column(column, justify="right" if column in ("elapsed", "ETA") else "left")
         for row in rows:
             total, done = row["total"], row["processed"] or 0

@@ -86,6 +86,7 @@ class JobProgress:
 
     @property
     def terminal(self) -> bool:
+        """Whether the job has ended (its clock and ETA stop)."""
         return self.status in TERMINAL
 
     def elapsed(self, now: float) -> float | None:
