@@ -310,3 +310,19 @@ def test_a_run_off_a_terminal_logs_its_progress(tmp_path, capsys):
     assert "  jobs      1 (1 Completed); 12/12 records processed, ETA 0:00" in last
     assert "  harvested 1 jobs: 12 summaries, 0 failures, 0 to retry" in last
     assert "  written   12 summaries, 0 failures" in last
+
+
+def test_the_transforms_leave_warning_filters_and_log_settings_alone():
+    """Only the CLI entry point sets them: code users import from transforms/ must not."""
+    import ast
+
+    forbidden = {"filterwarnings", "simplefilter", "resetwarnings", "basicConfig", "setLevel",
+                 "addHandler", "removeHandler", "addFilter", "dictConfig", "fileConfig",
+                 "captureWarnings", "disable"}
+    found = []
+    for path in (ROOT / "transforms").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in forbidden):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.func.attr}")
+    assert not found
