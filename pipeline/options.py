@@ -200,7 +200,8 @@ def _streaming_flags(g: Any) -> None:
 def _console_flags(g: Any) -> None:
     # Short forms as users expect them; Beam's parser accepts them like any other option.
     g.add_argument("-q", "--quiet", action="store_true",
-                   help="Only warnings, errors and the result: no progress display")
+                   help="No progress display and no INFO lines: the run id line, warnings, errors "
+                        "and the result only")
     g.add_argument("-v", "--verbose", action="count", default=0,
                    help="More detail: -v adds the INFO log lines, -vv the DEBUG ones")
     _flag(g, "debug", action="store_true", help="Show stack traces")
