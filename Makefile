@@ -16,7 +16,7 @@ include bq/bq.mk
 $(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[local,kafka,bigquery,test]'
+	$(PY) -m pip install -q -e '.[kafka,bigquery,test]'
 	touch $(STAMP)
 
 install: $(STAMP)

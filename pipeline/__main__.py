@@ -3,18 +3,19 @@
 Every flag is a Beam PipelineOption (pipeline/options.py); Beam's own flags (--runner,
 --flink_master, ...) pass straight through, and an unknown flag is a usage error with a "did you
 mean" suggestion. Errors print as one line; --debug shows the trace.
+
+This module imports Beam only once the log and warning filters are set, so the lines those
+filters drop (printed while Beam and the google packages load) never show.
 """
 from __future__ import annotations
 
 import argparse
-import logging
+import platform
 import sys
 from typing import Callable
 
-
-from pipeline import exit_codes
+from pipeline import __version__, exit_codes
 from pipeline.field_flags import cli_message
-from pipeline.options import BedrockBatchOptions
 from transforms.errors import ConfigError
 
 COMMANDS = {
@@ -25,51 +26,111 @@ COMMANDS = {
     "serve-local": "Run the embedded local Bedrock batch service + S3 standalone",
     "report": "Rebuild a run's report.html from the report.json in its output folder",
 }
+PROG = "python -m pipeline"
 
 
-def _usage() -> str:
-    lines = ["usage: python -m pipeline COMMAND [flags]   (COMMAND --help for its flags)", "",
-             "commands:"]
-    lines += [f"  {name:<12} {text}" for name, text in COMMANDS.items()]
-    return "\n".join(lines)
+def version() -> str:
+    """The package's version, with the Beam and Python it runs on."""
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        beam = installed("apache-beam")
+    except PackageNotFoundError:  # a source checkout without the package installed
+        beam = "not installed"
+    return (f"bedrock-batch-beam {__version__} (apache-beam {beam}, "
+            f"Python {platform.python_version()})")
 
 
-def _help(command: str) -> str:
-    parser = argparse.ArgumentParser(prog=f"python -m pipeline {command}",
-                                     description=COMMANDS[command] + ". Beam pipeline flags "
-                                     "(--runner, --flink_master, --streaming, ...) are accepted too.")
-    BedrockBatchOptions._add_argparse_args(parser)
-    return parser.format_help()
+class _HelpFormatter(argparse.HelpFormatter):
+    """Lists each flag once, in its --dash-form; the description says the underscore_form works."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        shown = [s for s in action.option_strings
+                 if "_" not in s or s.replace("_", "-") not in action.option_strings]
+        if not shown or action.nargs == 0:
+            return ", ".join(shown)
+        return f"{', '.join(shown)} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
 
 
-def _handlers() -> dict[str, Callable[[list[str]], int]]:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The CLI's parser with one subparser per command, for --help and --version.
+
+    A command's flags are parsed by Beam's PipelineOptions (pipeline.options.parse_options), so
+    each subparser only documents them, grouped by theme.
+    """
+    from pipeline.options import COMMAND_THEMES, add_command_flags
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Amazon Bedrock batch inference for call-center transcripts, on "
+                               "Apache Beam. `COMMAND --help` lists a command's flags.")
+    parser.add_argument("--version", action="version", version=version())
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    subparsers = {}
+    for name, text in COMMANDS.items():
+        sub = commands.add_parser(
+            name, help=text, add_help=False, prog=f"{PROG} {name}", usage="%(prog)s [flags]",
+            formatter_class=_HelpFormatter,
+            description=f"{text}. Each flag can also be written in underscore_form "
+                        f"(--max_records_per_job) and is a Beam PipelineOption.")
+        if name in COMMAND_THEMES:
+            sub.add_argument("-h", "--help", action="help", help="Show this help and exit")
+            add_command_flags(sub, name)
+        subparsers[name] = sub
+    return parser, subparsers
+
+
+def _handler(command: str) -> Callable[[list[str]], int]:
+    """The function running ``command``, imported only when run (serve-local imports moto)."""
+    if command == "serve-local":
+        from pipeline.local.serve import main as serve_local
+        return serve_local
     from pipeline import commands
-    from pipeline.local.serve import main as serve_local
     return {"run": commands.run_command, "plan": commands.plan_command,
             "collect": commands.collect_command, "jobs": commands.jobs_command,
-            "serve-local": serve_local, "report": commands.report_command}
+            "report": commands.report_command}[command]
+
+
+def _argparse_exit(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """What argparse does for --help / --version (print, then exit): its exit code."""
+    try:
+        parser.parse_args(argv)
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit code is one of pipeline.exit_codes.
+
+    Args:
+        argv: the arguments after the program name (default: sys.argv[1:]).
+    """
+    from pipeline import console
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else 2
+    level = console.verbosity(argv)
+    # serve-local prints its endpoints and logs each request: INFO lines are its output.
+    console.configure_logging(max(level, 1) if argv[:1] == ["serve-local"] else level)
+    if not argv or argv[0] in ("-h", "--help", "--version"):
+        parser, _ = build_parser()
+        if not argv:
+            parser.print_usage(sys.stderr)
+            print(f"{PROG}: error: name a command; --help lists them", file=sys.stderr)
+            return exit_codes.USAGE
+        return _argparse_exit(parser, argv)
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"error: unknown command {command!r}\n{_usage()}", file=sys.stderr)
-        return 2
+        print(f"error: unknown command {command!r}; the commands are {', '.join(COMMANDS)} "
+              f"(see {PROG} --help)", file=sys.stderr)
+        return exit_codes.USAGE
     # serve-local and report parse their own few flags (and --help) themselves.
     if command not in ("serve-local", "report") and ("-h" in rest or "--help" in rest):
-        print(_help(command))
-        return 0
+        _, subparsers = build_parser()
+        subparsers[command].print_help()
+        return exit_codes.OK
     debug = "--debug" in rest
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        force=True)
-    for noisy in ("botocore", "urllib3", "apache_beam", "werkzeug", "moto", "s3transfer"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return _handlers()[command](rest)
+        return _handler(command)(rest)
     except exit_codes.UsageError as exc:
         if debug:
             raise

@@ -10,9 +10,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipeline.console import run_progress
 from pipeline.environment import aws_from_flags, beam_s3, check_runner, environment
 from pipeline.exit_codes import UsageError
 from pipeline.field_flags import cli_message
+from pipeline.extras import check_optional_parts
 from pipeline.preflight import check_cost, preflight, run_banner
 from pipeline.options import BedrockBatchOptions, batch_config, parse_options, resolve_quotas
 from transforms import pricing
@@ -68,6 +70,7 @@ def run_command(argv: list[str]) -> int:
     with _setup_errors():
         if not opts.input and not opts.kafka_topic:
             raise UsageError("--input is required (or --kafka-topic)")
+        check_optional_parts(opts.sink, opts.kafka_topic)
         sinks(opts)  # checks the sink flags before anything starts
         check_runner(options)
         check_streaming(options, opts)
@@ -82,7 +85,10 @@ def run_command(argv: list[str]) -> int:
                 _check_cost(options, opts, env.quotas)
             prepare(opts, config.run_id)  # refuses another run's --output before any job exists
         print(run_banner(config, opts.backend), file=sys.stderr)
-        report = run(options, config)
+        # Job listings as often as the pipeline polls, but at least twice a minute on AWS.
+        poll_seconds = min(config.poll_interval_seconds, 30)
+        with run_progress(config.run_id, env.aws.client("bedrock"), opts.quiet, poll_seconds):
+            report = run(options, config)
     print("\n".join(report.lines(config.model_id)))
     return report.exit_code()
 

@@ -15,6 +15,7 @@ from pipeline import exit_codes
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from pipeline.report.data import report_data, window_counter
 from pipeline.report.files import run_jobs, write_report
+from pipeline.progress import note_written
 from transforms.config import BatchConfig
 from transforms.insights.aggregate import AggregateInsights, WriteInsightsAggregate, read_overall
 from transforms.metrics import NAMESPACE, counter
@@ -38,9 +39,13 @@ def _count_in_window(window: Any, name: str) -> None:
 
 def _counted(name: str, per_window: str | None = None):
     total = counter(name)
+    # The CLI's progress display counts the summaries reaching the sinks in this process.
+    is_summary = name == "summaries_written"
 
     def count(element: Any, window: Any = beam.DoFn.WindowParam) -> Any:
         total.inc()
+        if is_summary:
+            note_written(summaries=1)
         if per_window:
             _count_in_window(window, per_window)
         return element
@@ -57,6 +62,7 @@ class _CountFailures(beam.DoFn):
 
     def process(self, failure: Any, window: Any = beam.DoFn.WindowParam) -> Iterator[Any]:
         self._total.inc()
+        note_written(failures=1)
         cause = (failure.stage, failure.error_code)
         if cause not in self._by_cause:
             self._by_cause[cause] = counter(f"failures.{cause[0]}.{cause[1]}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.__main__ import main
+from pipeline.__main__ import build_parser, main
 from pipeline.local.serve import build_parser as serve_local_parser
 from pipeline.options import known_flags
 
@@ -132,7 +132,9 @@ def _mentioned_flags() -> dict[str, set[str]]:
 
 
 def _real_flags() -> set[str]:
-    return known_flags() | {f for a in serve_local_parser()._actions for f in a.option_strings}
+    top_level = build_parser()[0]  # --version
+    return (known_flags() | {f for a in serve_local_parser()._actions for f in a.option_strings}
+            | {f for a in top_level._actions for f in a.option_strings})
 
 
 def test_every_flag_that_messages_and_readme_name_exists():

@@ -52,10 +52,10 @@ class _RedactFn(beam.DoFn):
                 stage="validate", error_code="RedactionFailed",
                 error_message=f"{type(exc).__name__}: {exc}", transcript_id=transcript.id,
                 origin=transcript.origin))
-            return
-        self._scanned.inc()
-        self._count(counts)
-        yield dataclasses.replace(transcript, text=text, turns=tuple(turns))
+        else:
+            self._scanned.inc()
+            self._count(counts)
+            yield dataclasses.replace(transcript, text=text, turns=tuple(turns))
 
 
 class RedactTranscripts(beam.PTransform):

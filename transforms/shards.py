@@ -58,8 +58,12 @@ class WriteShardsFn(ShardingDoFn):
 
     def process(self, element: tuple[Any, Iterable[BatchRecord]], window=beam.DoFn.WindowParam,
                 pane=beam.DoFn.PaneInfoParam) -> Iterator[Any]:
-        if next(iter(element[1]), None) is None:
-            return  # an empty pane (Flink fires them with allowed lateness): no job to plan
+        # An empty pane (Flink fires them with allowed lateness) has no job to plan.
+        if next(iter(element[1]), None) is not None:
+            yield from self._plan(element, window, pane)
+
+    def _plan(self, element: tuple[Any, Iterable[BatchRecord]], window: Any,
+              pane: Any) -> Iterator[Any]:
         start, end = window_bounds(window)
         # A window fires more than once in streaming (early when a full job is ready, late for
         # resubmissions): each pane gets job names of its own.

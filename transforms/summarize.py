@@ -70,8 +70,8 @@ class _BuildRecordFn(beam.DoFn):
                 stage="validate", error_code="RecordNotBuilt",
                 error_message=f"{type(exc).__name__}: {exc}", transcript_id=transcript.id,
                 raw=truncate_raw(transcript.text), origin=transcript.origin))
-            return
-        yield built
+        else:
+            yield built
 
 
 class _ResolveCollisionsFn(beam.DoFn):
@@ -85,7 +85,10 @@ class _ResolveCollisionsFn(beam.DoFn):
         records = list(records)  # a group is one record unless ids collide
         if len(records) <= 1:  # (none: an empty pane, which Flink fires with allowed lateness)
             yield from records
-            return
+        else:
+            yield from self._resolve(records)
+
+    def _resolve(self, records: list[BatchRecord]) -> Iterator[BatchRecord]:
         self._collisions.inc(len(records) - 1)
         assigned = assign_record_ids(r.transcript_id for r in records)
         for record in records:
@@ -119,12 +122,14 @@ class _WritableFn(beam.DoFn):
         problem = row_problem("summaries", summary.to_row())
         if problem is None:
             yield summary
-            return
-        yield beam.pvalue.TaggedOutput(FAILURES, Failure(
-            stage="parse", error_code="UnwritableSummary",
-            error_message=f"the summary of {summary.transcript_id!r} cannot be written: {problem}",
-            transcript_id=summary.transcript_id, record_id=summary.record_id,
-            attempt=summary.attempt, job_arn=summary.job_arn, raw=truncate_raw(summary.to_row())))
+        else:
+            yield beam.pvalue.TaggedOutput(FAILURES, Failure(
+                stage="parse", error_code="UnwritableSummary",
+                error_message=f"the summary of {summary.transcript_id!r} cannot be written: "
+                              f"{problem}",
+                transcript_id=summary.transcript_id, record_id=summary.record_id,
+                attempt=summary.attempt, job_arn=summary.job_arn,
+                raw=truncate_raw(summary.to_row())))
 
 
 class BatchRound(beam.PTransform):

@@ -226,6 +226,7 @@ class _FinishBatch(beam.DoFn):
             yield self._write_empty_file()
 
     def _write_empty_file(self) -> str:
+        """The schema-only file, so a batch with no rows still leaves a readable table."""
         sink = self.sink_factory()
         full_name = FileSystems.join(self.path, self.empty_file_name)
         meta = sink.create_metadata("", full_name)

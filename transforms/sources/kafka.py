@@ -309,10 +309,10 @@ class _ReadPartitionFn(beam.DoFn):
                 draining = part.stop_at is not None and now >= part.stop_at
                 if draining and (now >= part.stop_at + DRAIN_SECONDS or not self._backlog(part)):
                     tracker.try_claim(restriction.stop)  # past the end: the restriction is done
-                    return
+                    break
                 if time.monotonic() >= read_until:
                     tracker.defer_remainder(Duration(seconds=0))
-                    return
+                    break
                 timeout = self._poll_timeout
                 if part.stop_at is not None and not draining:
                     timeout = min(timeout, part.stop_at - now)
@@ -320,7 +320,7 @@ class _ReadPartitionFn(beam.DoFn):
                 if message is None:
                     self._advance_idle(part, watermark)
                     tracker.defer_remainder(Duration(seconds=1))
-                    return
+                    break
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF or error.retriable():
@@ -332,7 +332,7 @@ class _ReadPartitionFn(beam.DoFn):
                 offset = message.offset()
                 self._position = (part.topic, part.partition, offset + 1)
                 if not tracker.try_claim(offset):
-                    return
+                    break
                 claimed = offset
                 yield from self._emit(part, message, watermark)
         finally:
