@@ -109,8 +109,9 @@ class JobProgress:
 # The log events of the transforms the display counts: (logger, message format) -> event name.
 # Matching the format string (not the text) keeps paths with odd characters harmless.
 LOG_EVENTS = {
-    ("transforms.sources", "read %s: %d records, %d failures"): "read",
-    ("transforms.sources", "read %s: unknown format, 1 failure"): "unreadable",
+    ("transforms.sources.files", "read %s: %d records, %d failures"): "read",
+    ("transforms.sources.files", "read %s: unknown format, 1 failure"): "unreadable",
+    ("transforms.sources.files", "read %s: cannot be opened, 1 failure"): "unreadable",
     ("transforms.shard_writer", "planned %s: %d records, %d bytes%s"): "planned",
     ("transforms.harvest", "harvested %s: %d summaries, %d failures, %d to retry"): "harvested",
 }

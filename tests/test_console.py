@@ -125,9 +125,9 @@ def test_a_long_run_lists_running_jobs_first_and_counts_the_rest():
 
 def test_log_events_and_sink_rows_feed_the_counts():
     progress = RunProgress("r1", T0)
-    assert not progress.on_log_event("transforms.sources", "something else %s", ("x",))
-    events = [("transforms.sources", "read %s: %d records, %d failures", ("a.jsonl", 10, 2)),
-              ("transforms.sources", "read %s: unknown format, 1 failure", ("b.bin",)),
+    assert not progress.on_log_event("transforms.sources.files", "something else %s", ("x",))
+    events = [("transforms.sources.files", "read %s: %d records, %d failures", ("a.jsonl", 10, 2)),
+              ("transforms.sources.files", "read %s: unknown format, 1 failure", ("b.bin",)),
               ("transforms.shard_writer", "planned %s: %d records, %d bytes%s",
                ("bb-r1-a", 8, 1000, "")),
               ("transforms.harvest", "harvested %s: %d summaries, %d failures, %d to retry",
