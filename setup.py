@@ -11,12 +11,14 @@ setup(
     description="Amazon Bedrock batch inference for call-center transcripts, as Apache Beam transforms",
     python_requires=">=3.10",
     packages=find_packages(include=["transforms", "transforms.*", "pipeline", "pipeline.*"]),
-    package_data={"pipeline": ["samples/*.jsonl", "samples/*.txt"]},
+    package_data={"pipeline": ["samples/*.jsonl", "samples/*.txt"],
+                  "transforms.insights": ["*.json"]},
     install_requires=[
         BEAM,
         "boto3>=1.34",
         "pyarrow>=14",
         "fastavro>=1.9",
+        "jsonschema>=4.18",  # validates --task insights answers against the JSON Schema
     ],
     extras_require={
         "local": ["moto[server,s3]>=5.0"],

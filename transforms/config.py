@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from transforms.aws import AwsConfig
+from transforms.insights.schemas import TASKS, check_schema, default_schema
 from transforms.jobs import JobConfig, validate_run_id
 from transforms.quotas import Quotas
 from transforms.records import PromptConfig
@@ -37,6 +38,10 @@ class BatchConfig:
     # text -> (redacted text, {kind: count}), applied before submission; picklable (a module-level
     # function or an object of a module-level class). None sends the text as read.
     redactor: Callable[[str], "tuple[str, Mapping[str, int]]"] | None = None
+    # "summary": free-text summaries. "insights": one JSON object per call, valid against
+    # output_schema (the bundled default schema when None).
+    task: str = "summary"
+    output_schema: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         validate_run_id(self.run_id)
@@ -56,6 +61,13 @@ class BatchConfig:
             raise ValueError(f"--on-demand-rps {self.on_demand_rps} must be > 0")
         if self.on_demand_concurrency < 1:
             raise ValueError(f"--on-demand-concurrency {self.on_demand_concurrency} must be >= 1")
+        if self.task not in TASKS:
+            raise ValueError(f"--task {self.task!r}: use one of {', '.join(TASKS)}")
+        if self.task == "insights":
+            schema = self.output_schema if self.output_schema is not None else default_schema()
+            object.__setattr__(self, "output_schema", check_schema(schema, "BatchConfig.output_schema"))
+        elif self.output_schema is not None:
+            raise ValueError("output_schema is set but task is 'summary': use task='insights'")
         if self.redactor is not None and not callable(self.redactor):
             raise ValueError(f"redactor {self.redactor!r} must be a callable text -> "
                              f"(text, counts)")

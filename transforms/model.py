@@ -148,6 +148,8 @@ class Summary:
     attempt: int = 1
     metadata: str | None = None  # JSON object string
     created_at: dt.datetime = field(default_factory=utcnow)
+    # --task insights: the schema-valid JSON object (``summary`` then holds its "summary").
+    insights: Mapping[str, Any] | None = None
 
     def to_row(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

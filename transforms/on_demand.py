@@ -8,6 +8,7 @@ one Summary or one Failure row.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -24,8 +25,10 @@ from botocore.exceptions import HTTPClientError
 
 from transforms.config import BatchConfig
 from transforms.families import ParsedOutput, UnparseableOutput, parse_model_output
+from transforms.insights.answers import AnswerError, read_answer
 from transforms.jobs import error_code
 from transforms.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
+from transforms.results import IndexEntry, JobContext, answer_text, repair_or_fail
 from transforms.rate_control import AdaptiveRate, Progress, RetryPolicy, is_throttling
 from transforms.shards import window_bounds
 
@@ -181,13 +184,43 @@ class InvokeOnDemandFn(beam.DoFn):
                 return CallOutcome(self._failure(record, "model", code, f"{exc}{tries}"),
                                    attempt, throttles)
             self._rate.on_success()
+            text, insights = parsed.text, None
+            if self._config.output_schema is not None:
+                try:
+                    found = read_answer(parsed.text, self._config.output_schema,
+                                        parsed.tool_input)
+                except AnswerError as exc:
+                    return self._repair(record, bounds, parsed, str(exc), attempt, throttles)
+                text, insights = found.summary, found.value
             summary = Summary(
                 transcript_id=record.transcript_id, record_id=record.record_id,
-                model_id=self._config.model_id, summary=parsed.text,
+                model_id=self._config.model_id, summary=text,
                 stop_reason=parsed.stop_reason, input_tokens=parsed.input_tokens,
                 output_tokens=parsed.output_tokens, job_arn=None, window_start=bounds[0],
-                window_end=bounds[1], attempt=record.attempt, metadata=metadata_json(record.metadata))
+                window_end=bounds[1], attempt=record.attempt, metadata=metadata_json(record.metadata),
+                insights=insights)
             return CallOutcome(summary, attempt, throttles, parsed)
+
+    def _repair(self, record: BatchRecord, bounds: tuple[dt.datetime | None, dt.datetime | None],
+                parsed: ParsedOutput, error: str, calls: int, throttles: int) -> CallOutcome:
+        """An answer that is no valid insights object: asked once more at once (on-demand has
+        no later round to wait for), with the error; a second invalid answer is a failure row."""
+        cfg = self._config
+        entry = IndexEntry(record.record_id, record.transcript_id, record.metadata, record.attempt)
+        ctx = JobContext(model_id=cfg.model_id, job_arn=None,
+                         invocation_type=cfg.job.model_invocation_type,
+                         max_attempts=record.attempt + 1, output_schema=cfg.output_schema)
+        outcome = repair_or_fail(entry, record.model_input, ctx, answer_text(parsed), error)
+        if isinstance(outcome, Failure):
+            return CallOutcome(outcome, calls, throttles, parsed)
+        again = self._invoke(outcome, bounds)
+        # Both answers were billed: the report's token counts include the first one too.
+        both = dataclasses.replace(
+            again.parsed,
+            input_tokens=(again.parsed.input_tokens or 0) + (parsed.input_tokens or 0),
+            output_tokens=(again.parsed.output_tokens or 0) + (parsed.output_tokens or 0)
+        ) if again.parsed is not None else parsed
+        return CallOutcome(again.output, calls + again.calls, throttles + again.throttles, both)
 
     def _call(self, record: BatchRecord) -> dict[str, Any]:
         cfg = self._config

@@ -64,7 +64,8 @@ class _BuildRecordFn(beam.DoFn):
         cfg = self._config
         try:
             built = record_id_for(transcript.id), build_record(
-                transcript, cfg.model_id, cfg.prompt, cfg.job.model_invocation_type)
+                transcript, cfg.model_id, cfg.prompt, cfg.job.model_invocation_type,
+                output_schema=cfg.output_schema)
         except Exception as exc:  # noqa: BLE001 - one transcript that cannot be built fails alone
             yield beam.pvalue.TaggedOutput(FAILURES, Failure(
                 stage="validate", error_code="RecordNotBuilt",
