@@ -17,6 +17,7 @@ from pipeline.exit_codes import UsageError
 from transforms.aws import AwsConfig
 from transforms.config import (DEFAULT_INPUT_LATENESS_SECONDS, DEFAULT_MODEL_ID,
                                UNDERSIZED_POLICIES, BatchConfig)
+from transforms.insights.schemas import TASKS, SchemaFileError, resolve_task
 from transforms.jobs import JobConfig
 from transforms.quotas import PROFILES, Quotas, profile
 from transforms.records import PromptConfig
@@ -137,6 +138,12 @@ class BedrockBatchOptions(PipelineOptions):
         _flag(g, "system-prompt-file", help="File with the system prompt")
         _flag(g, "max-tokens", type=int, default=512, help="Max output tokens per summary")
         _flag(g, "temperature", type=float, default=0.2)
+        # Insights (issue 12): one schema-checked JSON object per call instead of a summary.
+        _flag(g, "task", choices=TASKS, default=None,
+              help="summary (default): a free-text summary per call; insights: one JSON object "
+                   "per call, valid against --output-schema (default: the bundled schema)")
+        _flag(g, "output-schema", metavar="FILE",
+              help="Your own JSON Schema (an object schema) for --task insights; implies it")
 
         g = parser.add_argument_group("privacy")
         _flag(g, "redact", action="store_true",
@@ -312,7 +319,11 @@ def batch_config(opts: BedrockBatchOptions, aws: AwsConfig, quotas: Quotas,
                     vpc_security_group_ids=tuple(opts.vpc_security_group_ids), tags=opts.tags)
     prompt = PromptConfig.from_files(opts.prompt_template, opts.system_prompt_file,
                                      max_tokens=opts.max_tokens, temperature=opts.temperature)
-    return BatchConfig(base_uri=bucket_uri, run_id=run_id, job=job, model_id=opts.model_id,
+    try:
+        task, schema = resolve_task(opts.task, opts.output_schema)
+    except SchemaFileError as exc:
+        raise UsageError(str(exc)) from None
+    return BatchConfig(task=task, output_schema=schema, base_uri=bucket_uri, run_id=run_id, job=job, model_id=opts.model_id,
                        quotas=quotas, undersized_policy=opts.undersized_policy, prompt=prompt,
                        aws=aws, max_record_retries=opts.max_record_retries,
                        poll_interval_seconds=opts.poll_interval_seconds or default_poll_interval,
