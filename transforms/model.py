@@ -152,7 +152,11 @@ class Summary:
     insights: Mapping[str, Any] | None = None
 
     def to_row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The sink row: the SUMMARY_FIELDS columns. ``insights`` is not one of them: the sinks'
+        typed insights columns are derived from the JSON Schema, apart from this fixed row."""
+        row = dataclasses.asdict(self)
+        del row["insights"]
+        return row
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,15 @@ def extract_object(text: str, tool_input: Any = None) -> dict[str, Any]:
     if isinstance(tool_input, Mapping):
         return dict(tool_input)
     stripped = text.strip()
+    shown = stripped[:80] + ("..." if len(stripped) > 80 else "")
     # An answer continuing a prefilled "{" starts with its first key (or closes an empty object).
+    # If it does not decode, the objects nested in it are not the answer: none is looked for.
     if stripped.startswith(('"', "}")):
         found = _object_at("{" + stripped, 0)
-        if found is not None:
-            return found
+        if found is None:
+            raise AnswerError(f"the answer continuing the prefilled '{{' is no complete JSON "
+                              f"object (it begins {shown!r})")
+        return found
     for fenced in _FENCE.findall(stripped):
         found = _first_object(fenced)
         if found is not None:
@@ -72,7 +76,6 @@ def extract_object(text: str, tool_input: Any = None) -> dict[str, Any]:
     found = _first_object(stripped)
     if found is not None:
         return found
-    shown = stripped[:80] + ("..." if len(stripped) > 80 else "")
     raise AnswerError(f"the answer holds no complete JSON object (it begins {shown!r})")
 
 
