@@ -83,7 +83,7 @@ def test_insights_rows_repairs_and_schema_violations_for_four_families(local_bac
         transcripts = p | beam.Create(items)
         for name, model_id, invocation in FAMILIES:
             config = local_config(backend, model_id=model_id, model_invocation_type=invocation,
-                                  task="insights")
+                                  task="insights", max_record_retries=1)
             result = transcripts | f"Insights-{name}" >> SummarizeTranscripts(config)
             (result["summaries"] | f"S-{name}" >> beam.Map(_summary_json)
              | f"WS-{name}" >> beam.io.WriteToText(str(tmp_path / name / "summaries")))

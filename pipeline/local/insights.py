@@ -64,6 +64,7 @@ _PROMISE = re.compile(r"\b(I will|I'll|we will|we'll|you will|you'll|you need to
 _DUE = re.compile(r"\b(today|tomorrow|tonight|next week|within \d+ (?:business )?days|"
                   r"(?:by|on) (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)|"
                   r"\d{4}-\d{2}-\d{2})\b", re.IGNORECASE)
+_INLINE_SPEAKER = re.compile(r"\s+(?=(?:Customer|Caller|Agent|Representative|Rep)\s*:)")
 _SPANISH = frozenset("hola gracias por favor cuenta factura ayuda".split())
 
 
@@ -144,7 +145,9 @@ def _owner(speaker: str | None, promise: str) -> str:
 
 def _rules(transcript: str) -> dict[str, Any]:
     """The default schema's fields, read from the transcript by the rules above."""
-    sentences = split_sentences(extract_transcript(f"<transcript>{transcript}</transcript>"))
+    # One-line transcripts ("Customer: ... Agent: ...") get a line per turn, so speakers count.
+    lines = _INLINE_SPEAKER.sub("\n", transcript)
+    sentences = split_sentences(extract_transcript(f"<transcript>{lines}</transcript>"))
     lowered = transcript.lower()
     customer = [s.text for s in sentences if (s.speaker or "").lower().startswith("customer")] \
         or [s.text for s in sentences]

@@ -17,6 +17,7 @@ from jsonschema.exceptions import best_match
 
 _FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
 _DECODER = json.JSONDecoder()
+_OBJECT_START = re.compile(r'\{\s*["}]')
 
 
 class AnswerError(ValueError):
@@ -40,13 +41,17 @@ def _object_at(text: str, start: int) -> dict[str, Any] | None:
 
 
 def _first_object(text: str) -> dict[str, Any] | None:
-    """The first "{" of ``text`` that starts a whole JSON object, decoded."""
-    start = text.find("{")
-    while start != -1:
-        found = _object_at(text, start)
-        if found is not None:
-            return found
-        start = text.find("{", start + 1)
+    """The first JSON object in ``text``. Braces in prose ("{if}") are skipped, but the first
+    that opens a JSON object ("{" then a key or "}") must decode: the objects nested in a
+    broken answer are not the answer. AnswerError when it does not."""
+    for match in _OBJECT_START.finditer(text):
+        try:
+            value, _ = _DECODER.raw_decode(text, match.start())
+        except ValueError as err:
+            raise AnswerError(f"the JSON object in the answer is not complete or not valid: "
+                              f"{err}") from None
+        if isinstance(value, dict):
+            return value
     return None
 
 
