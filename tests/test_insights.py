@@ -295,3 +295,47 @@ def test_seeded_faults_are_rare_deterministic_and_broken_as_planned():
 
 def test_a_summary_request_gets_no_insights_answer():
     assert local_insights.answer(["<transcript>Customer: hi</transcript> Summarize."]) is None
+
+
+def test_plan_counts_the_schema_in_the_prompt_tokens(tmp_path, capsys):
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text("".join(json.dumps({"id": f"c{i}", "text": CALL}) + "\n" for i in range(3)))
+    assert main(["plan", "--input", str(calls)]) == 0
+    summary_plan = json.loads(capsys.readouterr().out)
+    assert main(["plan", "--input", str(calls), "--task", "insights"]) == 0
+    insights_plan = json.loads(capsys.readouterr().out)
+    extra = (insights_plan["estimate"]["input_tokens"]
+             - summary_plan["estimate"]["input_tokens"])
+    # The schema (~4 characters a token) is sent with every record.
+    assert extra > 3 * len(json.dumps(SCHEMA, separators=(",", ":"))) // 4 * 0.9
+
+
+def test_on_demand_repairs_at_once_and_bills_both_answers(local_backend):
+    """The on-demand policy has no later round: the DoFn's call path is driven directly against
+    the real local runtime endpoint (a pipeline adds nothing to what is checked here)."""
+    from tests.pipelines import local_config
+    from transforms.on_demand import InvokeOnDemandFn
+    from transforms.rate_control import RetryPolicy
+
+    def first_broken(repair_broken: bool) -> Transcript:
+        i = 0
+        while not (local_insights.planned_fault(f"{CALL} #{i}", False)
+                   and bool(local_insights.planned_fault(f"{CALL} #{i}", True)) == repair_broken):
+            i += 1
+        return Transcript(id=f"t{i}", text=f"{CALL} #{i}")
+
+    config = local_config(local_backend, task="insights")
+    fn = InvokeOnDemandFn(config, RetryPolicy(max_attempts=1))
+    fn.setup()
+    try:
+        outcomes = {broken: fn._invoke(build_record(first_broken(broken), CLAUDE, config.prompt,
+                                                    output_schema=SCHEMA), (None, None))
+                    for broken in (False, True)}
+    finally:
+        fn.teardown()
+    repaired, failed = outcomes[False], outcomes[True]
+    assert repaired.calls == failed.calls == 2
+    assert repaired.output.attempt == 2 and repaired.output.insights is not None
+    jsonschema.validate(repaired.output.insights, SCHEMA)
+    assert (failed.output.error_code, failed.output.attempt) == ("SchemaViolation", 2)
+    assert failed.parsed.input_tokens > 2 * len(json.dumps(SCHEMA)) // 6  # two prompts billed
