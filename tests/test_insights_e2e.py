@@ -15,6 +15,7 @@ from pathlib import Path
 
 import apache_beam as beam
 import jsonschema
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.local.insights import planned_fault
@@ -90,6 +91,14 @@ def test_insights_rows_repairs_and_schema_violations_for_four_families(local_bac
             (result["failures"] | f"F-{name}" >> beam.Map(_failure_json)
              | f"WF-{name}" >> beam.io.WriteToText(str(tmp_path / name / "failures")))
 
+    counters: Counter = Counter()
+    for result in p.result.metrics().query(MetricsFilter())["counters"]:
+        counters[result.key.metric.name] += result.committed
+    # Every broken first answer was sent back once; the jobs' manifests reconcile with the rows
+    # (a repaired record is one the job answered).
+    assert counters["insights_repair_requests"] == len(FAMILIES) * (
+        len(picked["repaired"]) + len(picked["failed"]))
+    assert counters["manifest_mismatches"] == 0
     expected_attempt = {t.id: 1 for t in picked["valid"]} | {t.id: 2 for t in picked["repaired"]}
     failed_ids = {t.id for t in picked["failed"]}
     for name, _, _ in FAMILIES:

@@ -58,7 +58,7 @@ def _output(text: str, stop_reason: Any, input_tokens: Any, output_tokens: Any,
 
 
 def _tool_input(blocks: Any, key: str) -> Mapping[str, Any] | None:
-    """The input of the first tool-use block: Claude's {"type": "tool_use", "input"} (key None)
+    """The input of the first tool-use block: Claude's {"type": "tool_use", "input"} (key "")
     or Converse's {"toolUse": {"input"}} (key "toolUse")."""
     for block in blocks if isinstance(blocks, list) else ():
         if not isinstance(block, Mapping):
@@ -147,9 +147,8 @@ class ClaudeFamily(Family):
             body["system"] = system
         return body
 
-    # Anthropic's Messages API takes a final assistant message as the start of the answer
-    # ("prefill"), which Bedrock's "Anthropic Claude Messages API" page documents: starting the
-    # answer with "{" is Anthropic's recommended way to get JSON without a preamble.
+    # Bedrock's "Anthropic Claude Messages API" page documents prefilling: a final assistant
+    # message that Claude's answer picks up from. Starting it with "{" skips any preamble.
     PREFILL = "{"
 
     def build_json_request(self, prompt: str, system: str | None, max_tokens: int,
@@ -233,13 +232,14 @@ class NovaFamily(ConverseFamily):
         return {"schemaVersion": "messages-v1",
                 **super().build_request(prompt, system, max_tokens, temperature)}
 
-    # Amazon Nova's prompting guide for structured output recommends prefilling the assistant
-    # turn with a ```json fence; the answer then continues inside the fence.
+    # "Require structured outputs - Amazon Nova" recommends prefilling the assistant turn with
+    # a ```json fence and stopping at the closing ``` : the answer is then the bare object.
     PREFILL = "```json"
 
     def build_json_request(self, prompt: str, system: str | None, max_tokens: int,
                            temperature: float) -> dict[str, Any]:
         body = self.build_request(prompt, system, max_tokens, temperature)
+        body["inferenceConfig"]["stopSequences"] = ["```"]
         body["messages"].append({"role": "assistant", "content": [{"text": self.PREFILL}]})
         return body
 
@@ -259,7 +259,8 @@ class LlamaFamily(Family):
                  "<|start_header_id|>assistant<|end_header_id|>\n\n")
         return {"prompt": text, "max_gen_len": max_tokens, "temperature": temperature}
 
-    # A raw prompt: the assistant turn can be started with "{", so the answer is the object.
+    # The Llama 3 prompt ends with the assistant header: text after it is the start of the
+    # answer, so it is started with "{" as Claude's is.
     PREFILL = "{"
 
     def build_json_request(self, prompt: str, system: str | None, max_tokens: int,
@@ -372,9 +373,10 @@ def _without_prefill(messages: Any) -> list[Any]:
 
 def _continued(prefill: str, answer: str) -> str:
     """The whole answer: the prefill it continued, then its text (never empty: Bedrock rejects
-    an empty content block)."""
-    return ((prefill + answer) if prefill and not answer.startswith(prefill) else answer) \
-        or "(no answer)"
+    an empty content block). A fence prefill gets its line break back (parsing strips it)."""
+    if prefill and not answer.startswith(prefill):
+        answer = prefill + ("\n" if prefill.startswith("```") else "") + answer
+    return answer or "(no answer)"
 
 
 CONVERSE = ConverseFamily()

@@ -123,9 +123,16 @@ def _insights_output(request: _Request) -> _Output | None:
     text = insights.answer(request.billed_texts)
     if text is None:
         return None
+    stop, matched = "end", None
+    hits = [(text.find(seq), seq) for seq in request.stop_sequences if seq and seq in text]
+    if hits:  # Nova's JSON requests stop at the fence that closes the object
+        position, matched = min(hits)
+        text, stop = text[:position], "stop_sequence"
     text, cut = cut_to_tokens(text, request.max_tokens)
+    if cut:
+        stop, matched = "max_tokens", None
     input_tokens = sum(count_tokens(t) for t in request.billed_texts)
-    return _Output(text, "max_tokens" if cut else "end", None, input_tokens, count_tokens(text))
+    return _Output(text, stop, matched, input_tokens, count_tokens(text))
 
 
 def _generate(request: _Request) -> _Output:
