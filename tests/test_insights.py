@@ -339,3 +339,15 @@ def test_on_demand_repairs_at_once_and_bills_both_answers(local_backend):
     jsonschema.validate(repaired.output.insights, SCHEMA)
     assert (failed.output.error_code, failed.output.attempt) == ("SchemaViolation", 2)
     assert failed.parsed.input_tokens > 2 * len(json.dumps(SCHEMA)) // 6  # two prompts billed
+
+
+def test_a_cut_off_answer_names_max_tokens():
+    record = build_record(Transcript("t1", CALL), CLAUDE, PromptConfig(), output_schema=SCHEMA)
+    body = {"content": [{"type": "text", "text": '"summary": "long'}], "stop_reason": "max_tokens",
+            "usage": {"input_tokens": 10, "output_tokens": 512}}
+    line = json.dumps({"recordId": "R1", "modelInput": dict(record.model_input),
+                       "modelOutput": body})
+    ctx = JobContext(CLAUDE, "arn:job", max_attempts=1, output_schema=SCHEMA)
+    harvest, _ = harvest_lines([line], {"R1": IndexEntry("R1", "t1")}, ctx)
+    [failure] = harvest.failures
+    assert "raise --max-tokens" in failure.error_message and harvest.truncated == 1

@@ -28,7 +28,8 @@ from transforms.families import ParsedOutput, UnparseableOutput, parse_model_out
 from transforms.insights.answers import AnswerError, read_answer
 from transforms.jobs import error_code
 from transforms.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
-from transforms.results import IndexEntry, JobContext, answer_text, repair_or_fail
+from transforms.results import (IndexEntry, JobContext, answer_problem, answer_text,
+                                repair_or_fail)
 from transforms.rate_control import AdaptiveRate, Progress, RetryPolicy, is_throttling
 from transforms.shards import window_bounds
 
@@ -190,7 +191,8 @@ class InvokeOnDemandFn(beam.DoFn):
                     found = read_answer(parsed.text, self._config.output_schema,
                                         parsed.tool_input)
                 except AnswerError as exc:
-                    return self._repair(record, bounds, parsed, str(exc), attempt, throttles)
+                    return self._repair(record, bounds, parsed, answer_problem(exc, parsed),
+                                        attempt, throttles)
                 text, insights = found.summary, found.value
             summary = Summary(
                 transcript_id=record.transcript_id, record_id=record.record_id,

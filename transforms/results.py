@@ -153,6 +153,19 @@ def repair_or_fail(entry: IndexEntry, model_input: Any, ctx: JobContext, answer:
                    attempt=entry.attempt, job_arn=ctx.job_arn, raw=truncate_raw(answer))
 
 
+def answer_problem(error: AnswerError, parsed: ParsedOutput) -> str:
+    """Why an answer is no valid insights object, with the likely fix when it was cut short.
+
+    Args:
+        error: what reading the answer found.
+        parsed: the parsed model output (its stop reason tells a cut answer).
+    """
+    if parsed.truncated:
+        return (f"{error} (the answer stopped at the output token limit; raise --max-tokens "
+                f"so the whole object fits)")
+    return str(error)
+
+
 def answer_text(parsed: ParsedOutput) -> str:
     """The model's raw answer: its text, or its tool-use input as JSON when it has no text.
 
@@ -237,7 +250,7 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
                 found = read_answer(parsed.text, ctx.output_schema, parsed.tool_input)
             except AnswerError as exc:
                 outcome = repair_or_fail(entry, data.get("modelInput"), ctx, answer_text(parsed),
-                                         str(exc))
+                                         answer_problem(exc, parsed))
                 harvest.repairs += int(isinstance(outcome, BatchRecord))
                 _add(harvest, outcome)
                 continue
