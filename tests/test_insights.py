@@ -262,6 +262,18 @@ def test_the_local_model_fills_a_user_schema_validly():
     assert value["resolution"] == "resolved"  # the rule's value fits this schema's enum
 
 
+def test_the_local_model_follows_refs_of_a_user_schema():
+    schema = {"$defs": {"level": {"type": "string", "enum": ["low", "high"]},
+                        "item": {"type": "object", "required": ["level"],
+                                 "properties": {"level": {"$ref": "#/$defs/level"}}}},
+              "type": "object", "required": ["summary", "urgency", "items"],
+              "properties": {"summary": {"type": "string"},
+                             "urgency": {"$ref": "#/$defs/level"},
+                             "items": {"type": "array", "minItems": 1,
+                                       "items": {"$ref": "#/$defs/item"}}}}
+    jsonschema.validate(local_insights.fill(check_schema(schema, "test"), CALL), schema)
+
+
 def test_the_local_rules_read_the_call():
     value = local_insights.fill(SCHEMA, CALL)
     assert value["reason_for_call"]["category"] == "billing"

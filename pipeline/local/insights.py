@@ -177,12 +177,29 @@ def _rules(transcript: str) -> dict[str, Any]:
     }
 
 
-def _valid(value: Any, schema: Mapping[str, Any]) -> bool:
-    return validators.validator_for(schema)(schema).is_valid(value)
+def _deref(schema: Any, root: Mapping[str, Any]) -> Any:
+    """``schema`` with a local "$ref" ("#/$defs/x") followed through ``root``."""
+    seen = 0
+    while isinstance(schema, Mapping) and str(schema.get("$ref", "")).startswith("#") \
+            and seen < 32:  # a bound, for refs that point at each other
+        target: Any = root
+        for part in schema["$ref"].lstrip("#").strip("/").split("/"):
+            target = target.get(part) if part and isinstance(target, Mapping) else target
+        schema, seen = target, seen + 1
+    return schema
 
 
-def _by_type(schema: Any, hint: str) -> Any:
+def _valid(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> bool:
+    # The root's definitions come along, so the property's own "$ref"s resolve.
+    document = {**schema, **{k: root[k] for k in ("$defs", "definitions") if k in root}}
+    if "$schema" in root:
+        document["$schema"] = root["$schema"]
+    return validators.validator_for(document)(document).is_valid(value)
+
+
+def _by_type(schema: Any, hint: str, root: Mapping[str, Any]) -> Any:
     """A value of ``schema``'s type: an enum's first value, a number in range, an empty list."""
+    schema = _deref(schema, root)
     if not isinstance(schema, Mapping):
         return None
     if "const" in schema:
@@ -193,9 +210,9 @@ def _by_type(schema: Any, hint: str) -> Any:
     if isinstance(kind, list):
         kind = "null" if "null" in kind else (kind[0] if kind else None)
     if kind == "object":
-        return _fill_object(schema, {})
+        return _fill_object(schema, {}, root)
     if kind == "array":
-        return [_by_type(schema.get("items"), hint)
+        return [_by_type(schema.get("items"), hint, root)
                 for _ in range(int(schema.get("minItems", 0)))]
     if kind in ("number", "integer"):
         low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
@@ -208,14 +225,15 @@ def _by_type(schema: Any, hint: str) -> Any:
     return hint
 
 
-def _fill_object(schema: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str, Any]:
+def _fill_object(schema: Mapping[str, Any], rules: Mapping[str, Any],
+                 root: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for name, sub in (schema.get("properties") or {}).items():
         ruled = rules.get(name)
-        if name in rules and isinstance(sub, Mapping) and _valid(ruled, sub):
+        if name in rules and isinstance(sub, Mapping) and _valid(ruled, sub, root):
             out[name] = ruled
         else:
-            out[name] = _by_type(sub, str(rules.get("summary", "")))
+            out[name] = _by_type(sub, str(rules.get("summary", "")), root)
     return out
 
 
@@ -227,7 +245,7 @@ def fill(schema: Mapping[str, Any], transcript: str) -> dict[str, Any]:
         schema: the requested JSON Schema (an object schema).
         transcript: the call's text.
     """
-    return _fill_object(schema, _rules(transcript))
+    return _fill_object(_deref(schema, schema), _rules(transcript), schema)
 
 
 def _broken(value: dict[str, Any], schema: Mapping[str, Any], fault: str) -> str:
