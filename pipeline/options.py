@@ -323,8 +323,9 @@ def batch_config(opts: BedrockBatchOptions, aws: AwsConfig, quotas: Quotas,
         task, schema = resolve_task(opts.task, opts.output_schema)
     except SchemaFileError as exc:
         raise UsageError(str(exc)) from None
-    return BatchConfig(task=task, output_schema=schema, base_uri=bucket_uri, run_id=run_id, job=job, model_id=opts.model_id,
+    return BatchConfig(base_uri=bucket_uri, run_id=run_id, job=job, model_id=opts.model_id,
                        quotas=quotas, undersized_policy=opts.undersized_policy, prompt=prompt,
+                       task=task, output_schema=schema,
                        aws=aws, max_record_retries=opts.max_record_retries,
                        poll_interval_seconds=opts.poll_interval_seconds or default_poll_interval,
                        on_demand_rps=opts.on_demand_rps,

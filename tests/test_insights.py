@@ -210,7 +210,7 @@ def test_a_valid_answer_is_an_insights_row_whose_summary_is_its_summary():
                                {"R1": IndexEntry("R1", "t1")}, ctx)
     [row] = harvest.summaries
     assert row.insights == value and row.summary == value["summary"]
-    assert "insights" not in row.to_row()
+    assert row.to_row()["insights"] == value
 
 
 def test_summary_task_is_unchanged():
@@ -220,6 +220,7 @@ def test_summary_task_is_unchanged():
     harvest, _ = harvest_lines([_line("R1", dict(record.model_input), "A summary.")],
                                {"R1": IndexEntry("R1", "t1")}, JobContext(CLAUDE, "arn:job"))
     assert [(s.summary, s.insights) for s in harvest.summaries] == [("A summary.", None)]
+    assert "insights" not in harvest.summaries[0].to_row()  # the summary task's row as before
 
 
 # ---- per family: the request, the local model's answer, the repair ----------------------------
@@ -292,7 +293,8 @@ def test_seeded_faults_are_rare_deterministic_and_broken_as_planned():
     assert 0.01 < sum(f is not None for f in repair) / len(texts) < 0.05
     for kind in local_insights.FAULTS:
         text = texts[first.index(kind)]
-        prompt = f"<transcript>\n{text}\n</transcript>\n<json_schema>{json.dumps(SCHEMA)}</json_schema>"
+        prompt = (f"<transcript>\n{text}\n</transcript>\n"
+                  f"<json_schema>{json.dumps(SCHEMA)}</json_schema>")
         answer = local_insights.answer([prompt])
         if kind == "invalid_json":
             with pytest.raises(AnswerError, match="not complete or not valid"):
@@ -346,7 +348,7 @@ def test_on_demand_repairs_at_once_and_bills_both_answers(local_backend):
     finally:
         fn.teardown()
     repaired, failed = outcomes[False], outcomes[True]
-    assert repaired.calls == failed.calls == 2
+    assert repaired.calls == failed.calls == 2 and repaired.repairs == failed.repairs == 1
     assert repaired.output.attempt == 2 and repaired.output.insights is not None
     jsonschema.validate(repaired.output.insights, SCHEMA)
     assert (failed.output.error_code, failed.output.attempt) == ("SchemaViolation", 2)

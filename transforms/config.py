@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from transforms.aws import AwsConfig
 from transforms.insights.schemas import TASKS, check_schema, default_schema
@@ -38,10 +38,10 @@ class BatchConfig:
     # text -> (redacted text, {kind: count}), applied before submission; picklable (a module-level
     # function or an object of a module-level class). None sends the text as read.
     redactor: Callable[[str], "tuple[str, Mapping[str, int]]"] | None = None
-    # "summary": free-text summaries. "insights": one JSON object per call, valid against
-    # output_schema (the bundled default schema when None).
+    # "summary" (free text) or "insights" (a JSON object checked against output_schema, the
+    # JSON Schema object).
     task: str = "summary"
-    output_schema: Mapping[str, Any] | None = None
+    output_schema: Mapping | None = None
 
     def __post_init__(self) -> None:
         validate_run_id(self.run_id)
@@ -63,9 +63,10 @@ class BatchConfig:
             raise ValueError(f"--on-demand-concurrency {self.on_demand_concurrency} must be >= 1")
         if self.task not in TASKS:
             raise ValueError(f"--task {self.task!r}: use one of {', '.join(TASKS)}")
-        if self.task == "insights":
+        if self.task == "insights":  # None takes the bundled default schema
             schema = self.output_schema if self.output_schema is not None else default_schema()
-            object.__setattr__(self, "output_schema", check_schema(schema, "BatchConfig.output_schema"))
+            object.__setattr__(self, "output_schema",
+                               check_schema(schema, "BatchConfig.output_schema"))
         elif self.output_schema is not None:
             raise ValueError("output_schema is set but task is 'summary': use task='insights'")
         if self.redactor is not None and not callable(self.redactor):

@@ -148,14 +148,17 @@ class Summary:
     attempt: int = 1
     metadata: str | None = None  # JSON object string
     created_at: dt.datetime = field(default_factory=utcnow)
-    # --task insights: the schema-valid JSON object (``summary`` then holds its "summary").
+    # The schema-valid JSON object with --task insights (``summary`` holds its "summary"); None
+    # for --task summary.
     insights: Mapping[str, Any] | None = None
 
     def to_row(self) -> dict[str, Any]:
-        """The sink row: the SUMMARY_FIELDS columns. ``insights`` is not one of them: the sinks'
-        typed insights columns are derived from the JSON Schema, apart from this fixed row."""
+        """The sink row: the SUMMARY_FIELDS columns, plus ``insights`` for an insights row (the
+        sinks type that column from the task's JSON Schema). A summary row has no such key,
+        so it is the row it always was."""
         row = dataclasses.asdict(self)
-        del row["insights"]
+        if row["insights"] is None:
+            del row["insights"]
         return row
 
 

@@ -27,6 +27,7 @@ from transforms.config import BatchConfig
 from transforms.families import ParsedOutput, UnparseableOutput, parse_model_output
 from transforms.insights.answers import AnswerError, read_answer
 from transforms.jobs import error_code
+from transforms.metrics import counter
 from transforms.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
 from transforms.results import (IndexEntry, JobContext, answer_problem, answer_text,
                                 repair_or_fail)
@@ -60,6 +61,7 @@ class CallOutcome:
     calls: int
     throttles: int
     parsed: ParsedOutput | None = None
+    repairs: int = 0  # insights answers sent back once for being invalid
 
 
 class InvokeOnDemandFn(beam.DoFn):
@@ -77,6 +79,7 @@ class InvokeOnDemandFn(beam.DoFn):
         self._tokens_in = Metrics.counter("bedrock", "on_demand_input_tokens")
         self._tokens_out = Metrics.counter("bedrock", "on_demand_output_tokens")
         self._truncated = Metrics.counter("bedrock", "summaries_truncated")
+        self._repairs = counter("insights_repair_requests")
 
     def setup(self) -> None:
         # botocore must not retry throttling itself: the pacer has to see it to slow down.
@@ -135,6 +138,7 @@ class InvokeOnDemandFn(beam.DoFn):
     def _count(self, outcome: CallOutcome) -> None:
         self._calls.inc(outcome.calls)
         self._throttled.inc(outcome.throttles)
+        self._repairs.inc(outcome.repairs)
         self._progress.finish(failed=isinstance(outcome.output, Failure))
         if outcome.parsed is not None:
             self._tokens_in.inc(outcome.parsed.input_tokens or 0)
@@ -222,7 +226,8 @@ class InvokeOnDemandFn(beam.DoFn):
             input_tokens=(again.parsed.input_tokens or 0) + (parsed.input_tokens or 0),
             output_tokens=(again.parsed.output_tokens or 0) + (parsed.output_tokens or 0)
         ) if again.parsed is not None else parsed
-        return CallOutcome(again.output, calls + again.calls, throttles + again.throttles, both)
+        return CallOutcome(again.output, calls + again.calls, throttles + again.throttles, both,
+                           repairs=again.repairs + 1)
 
     def _call(self, record: BatchRecord) -> dict[str, Any]:
         cfg = self._config

@@ -1,12 +1,12 @@
-"""The words that ask a model for schema-valid JSON, and the note that asks it to repair an answer."""
+"""The words that ask a model for schema-valid JSON, and the note asking it to repair an answer."""
 from __future__ import annotations
 
 import json
 from typing import Any, Mapping
 
-INSIGHTS_TEMPLATE = """Read the customer service call transcript below and describe the call as one JSON object.
-Use only facts stated in the transcript; where the schema allows null and the transcript says
-nothing, use null.
+INSIGHTS_TEMPLATE = """Read the customer service call transcript below and describe the call as one
+JSON object. Use only facts stated in the transcript; where the schema allows null and the
+transcript says nothing, use null.
 
 <transcript>
 {transcript}

@@ -14,7 +14,7 @@ DEFAULT_SCHEMA_FILE = "default_schema.json"
 
 
 class SchemaFileError(ValueError):
-    """A --output-schema file that cannot be read, is not JSON, or is no JSON Schema of an object."""
+    """A --output-schema file that cannot be read, is not JSON, or is no object's JSON Schema."""
 
 
 def default_schema() -> dict[str, Any]:
