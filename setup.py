@@ -18,7 +18,8 @@ setup(
     description="Amazon Bedrock batch inference for call-center transcripts, as Apache Beam transforms",
     python_requires=">=3.10",
     packages=find_packages(include=["transforms", "transforms.*", "pipeline", "pipeline.*"]),
-    package_data={"pipeline": ["samples/*.jsonl", "samples/*.txt"]},
+    package_data={"pipeline": ["samples/*.jsonl", "samples/*.txt"],
+                  "transforms.insights": ["*.json"]},
     install_requires=[
         BEAM,
         "boto3>=1.34",
@@ -29,6 +30,7 @@ setup(
         # runs the CLI's default path.
         "moto[server,s3]>=5.0",
         "rich>=13",  # the CLI's progress display
+        "jsonschema>=4.18",  # validates --task insights answers against the JSON Schema
     ],
     extras_require={
         "kafka": ["confluent-kafka>=2.3"],

@@ -24,6 +24,7 @@ from transforms.model import Transcript
 from transforms.parsing import detect_format, read_file
 from transforms.quotas import Quotas
 from transforms.planning import UndersizedPolicy, estimate_tokens, plan_sizes
+from transforms.insights.schemas import SchemaFileError, resolve_task
 from transforms.records import PromptConfig, build_record
 from transforms.validation import FieldMapping, validate_transcript
 
@@ -122,6 +123,10 @@ def plan_report(opts: BedrockBatchOptions, quotas: Quotas) -> dict[str, Any]:
     mapping = FieldMapping.of(opts.id_field, opts.text_field, opts.turns_field)
     prompt = PromptConfig.from_files(opts.prompt_template, opts.system_prompt_file,
                                      max_tokens=opts.max_tokens, temperature=opts.temperature)
+    try:  # insights prompts carry the schema: its tokens are part of the estimate
+        _, schema = resolve_task(opts.task, opts.output_schema)
+    except SchemaFileError as exc:
+        raise UsageError(str(exc)) from None
     sized, tokens, invalid = [], 0, 0
     for item in _read_inputs(opts.input, opts.input_format, mapping, opts.max_text_chars):
         if (not isinstance(item, Transcript)
@@ -129,7 +134,8 @@ def plan_report(opts: BedrockBatchOptions, quotas: Quotas) -> dict[str, Any]:
             invalid += 1
             continue
         try:
-            record = build_record(item, opts.model_id, prompt, opts.model_invocation_type)
+            record = build_record(item, opts.model_id, prompt, opts.model_invocation_type,
+                                  output_schema=schema)
         except ValueError:  # as in `run`, a transcript that cannot be built is a failure row
             invalid += 1
             continue

@@ -17,6 +17,7 @@ from pipeline.exit_codes import UsageError
 from transforms.aws import AwsConfig
 from transforms.config import (DEFAULT_INPUT_LATENESS_SECONDS, DEFAULT_MODEL_ID,
                                UNDERSIZED_POLICIES, BatchConfig)
+from transforms.insights.schemas import TASKS, SchemaFileError, resolve_task
 from transforms.jobs import JobConfig
 from transforms.quotas import PROFILES, Quotas, profile
 from transforms.records import PromptConfig
@@ -93,6 +94,12 @@ def _model_flags(g: Any) -> None:
     _flag(g, "system-prompt-file", commands=RUN + PLAN, help="File with the system prompt")
     _flag(g, "max-tokens", commands=RUN + PLAN, type=int, default=512, help="Max output tokens per summary")
     _flag(g, "temperature", type=float, default=0.2, commands=RUN + PLAN)
+    # Insights: one schema-checked JSON object per call instead of a free-text summary.
+    _flag(g, "task", choices=TASKS, default=None, commands=RUN + PLAN,
+          help="summary (default): a free-text summary per call; insights: one JSON object "
+               "per call, valid against --output-schema (default: the bundled schema)")
+    _flag(g, "output-schema", metavar="FILE", commands=RUN + PLAN,
+          help="Your own JSON Schema (an object schema) for --task insights; implies it")
 
 
 def _quota_flags(g: Any) -> None:
@@ -403,8 +410,13 @@ def batch_config(opts: BedrockBatchOptions, aws: AwsConfig, quotas: Quotas,
                     vpc_security_group_ids=tuple(opts.vpc_security_group_ids), tags=opts.tags)
     prompt = PromptConfig.from_files(opts.prompt_template, opts.system_prompt_file,
                                      max_tokens=opts.max_tokens, temperature=opts.temperature)
+    try:
+        task, schema = resolve_task(opts.task, opts.output_schema)
+    except SchemaFileError as exc:
+        raise UsageError(str(exc)) from None
     return BatchConfig(base_uri=bucket_uri, run_id=run_id, job=job, model_id=opts.model_id,
                        quotas=quotas, undersized_policy=opts.undersized_policy, prompt=prompt,
+                       task=task, output_schema=schema,
                        aws=aws, max_record_retries=opts.max_record_retries,
                        poll_interval_seconds=opts.poll_interval_seconds or default_poll_interval,
                        on_demand_rps=opts.on_demand_rps,

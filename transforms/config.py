@@ -6,6 +6,7 @@ from typing import Callable, Mapping
 
 from transforms.aws import AwsConfig
 from transforms.errors import ConfigError
+from transforms.insights.schemas import TASKS, check_schema, default_schema
 from transforms.jobs import JobConfig, validate_run_id
 from transforms.quotas import Quotas
 from transforms.records import PromptConfig
@@ -83,6 +84,15 @@ class BatchConfig:
         if self.on_demand_concurrency < 1:
             raise ConfigError(f"on_demand_concurrency {self.on_demand_concurrency} must be >= 1",
                               "on_demand_concurrency")
+        if self.task not in TASKS:
+            raise ConfigError(f"task {self.task!r}: use one of {', '.join(TASKS)}", "task")
+        if self.task == "insights":  # None takes the bundled default schema
+            schema = self.output_schema if self.output_schema is not None else default_schema()
+            object.__setattr__(self, "output_schema",
+                               check_schema(schema, "BatchConfig.output_schema"))
+        elif self.output_schema is not None:
+            raise ConfigError("output_schema is set but task is 'summary': use task='insights'",
+                              "output_schema", "task")
         if self.redactor is not None and not callable(self.redactor):
             raise ConfigError(f"redactor {self.redactor!r} must be a callable text -> "
                               f"(text, counts)", "redactor")

@@ -25,6 +25,8 @@ class ParsedOutput:
     input_tokens: int | None
     output_tokens: int | None
     truncated: bool  # generation hit the max-tokens limit
+    # The input of the answer's first tool-use block (Claude tool_use, Converse toolUse), if any.
+    tool_input: Mapping[str, Any] | None = None
 
 
 class UnparseableOutput(ValueError):
@@ -46,12 +48,25 @@ def _found(body: Any) -> str:
     return f"a {type(body).__name__}"
 
 
-def _output(text: str, stop_reason: Any, input_tokens: Any, output_tokens: Any) -> ParsedOutput:
+def _output(text: str, stop_reason: Any, input_tokens: Any, output_tokens: Any,
+            tool_input: Mapping[str, Any] | None = None) -> ParsedOutput:
     reason = _str_or_none(stop_reason)
     return ParsedOutput(text=text.strip(), stop_reason=reason,
                         input_tokens=_int_or_none(input_tokens),
                         output_tokens=_int_or_none(output_tokens),
-                        truncated=reason in TRUNCATION_REASONS)
+                        truncated=reason in TRUNCATION_REASONS, tool_input=tool_input)
+
+
+def _tool_input(blocks: Any, key: str) -> Mapping[str, Any] | None:
+    """The input of the first tool-use block: Claude's {"type": "tool_use", "input"} (key "")
+    or Converse's {"toolUse": {"input"}} (key "toolUse")."""
+    for block in blocks if isinstance(blocks, list) else ():
+        if not isinstance(block, Mapping):
+            continue
+        use = block.get(key) if key else (block if block.get("type") == "tool_use" else None)
+        if isinstance(use, Mapping) and isinstance(use.get("input"), Mapping):
+            return use["input"]
+    return None
 
 
 def _text_blocks(blocks: Any, where: str) -> str:
@@ -72,6 +87,31 @@ class Family(ABC):
     def build_request(self, prompt: str, system: str | None, max_tokens: int,
                       temperature: float) -> dict[str, Any]:
         """The ``modelInput`` body asking for a completion of ``prompt``."""
+
+    def build_json_request(self, prompt: str, system: str | None, max_tokens: int,
+                           temperature: float) -> dict[str, Any]:
+        """The ``modelInput`` body asking for one JSON object; ``prompt`` already holds the
+        schema. By default the plain request: families whose docs recommend more override it.
+
+        Args:
+            prompt: the user prompt, schema instructions included.
+            system: the system prompt, or None.
+            max_tokens: the output token budget.
+            temperature: the sampling temperature.
+        """
+        return self.build_request(prompt, system, max_tokens, temperature)
+
+    @abstractmethod
+    def build_repair_request(self, model_input: Mapping[str, Any], answer: str,
+                             note: str) -> dict[str, Any]:
+        """``model_input`` (a ``build_json_request`` body) continued by the model's ``answer``
+        and a user turn ``note`` asking it to correct that answer.
+
+        Args:
+            model_input: the request that got the answer.
+            answer: the answer's text as parsed (without a prefill it continued).
+            note: what was wrong, from ``prompts.repair_note``.
+        """
 
     @abstractmethod
     def matches(self, body: Any) -> bool:
@@ -107,13 +147,31 @@ class ClaudeFamily(Family):
             body["system"] = system
         return body
 
+    # Bedrock's "Anthropic Claude Messages API" page documents prefilling: a final assistant
+    # message that Claude's answer picks up from. Starting it with "{" skips any preamble.
+    PREFILL = "{"
+
+    def build_json_request(self, prompt: str, system: str | None, max_tokens: int,
+                           temperature: float) -> dict[str, Any]:
+        body = self.build_request(prompt, system, max_tokens, temperature)
+        body["messages"].append(_claude_turn("assistant", self.PREFILL))
+        return body
+
+    def build_repair_request(self, model_input: Mapping[str, Any], answer: str,
+                             note: str) -> dict[str, Any]:
+        messages = _without_prefill(model_input["messages"])
+        messages += [_claude_turn("assistant", _continued(self.PREFILL, answer)),
+                     _claude_turn("user", note), _claude_turn("assistant", self.PREFILL)]
+        return {**model_input, "messages": messages}
+
     def matches(self, body: Any) -> bool:
         return isinstance(body, Mapping) and isinstance(body.get("content"), list)
 
     def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
         usage = body.get("usage") if isinstance(body.get("usage"), Mapping) else {}
         return _output(_text_blocks(body["content"], "content"), body.get("stop_reason"),
-                       usage.get("input_tokens"), usage.get("output_tokens"))
+                       usage.get("input_tokens"), usage.get("output_tokens"),
+                       _tool_input(body["content"], ""))
 
 
 class ConverseFamily(Family):
@@ -132,6 +190,24 @@ class ConverseFamily(Family):
             body["system"] = [{"text": system}]
         return body
 
+    # No toolConfig and no outputConfig: AWS "Process multiple prompts with batch inference"
+    # says Converse-type batch jobs fail records that include toolConfig (400), and "Get
+    # validated JSON results from models" offers outputConfig.textFormat only for some models,
+    # while a Converse job may name any model. The schema goes in the prompt; answers are
+    # validated here, and a prefill is not used because not every model accepts a final
+    # assistant turn.
+    PREFILL = ""
+
+    def build_repair_request(self, model_input: Mapping[str, Any], answer: str,
+                             note: str) -> dict[str, Any]:
+        messages = _without_prefill(model_input["messages"]) if self.PREFILL else \
+            list(model_input["messages"])
+        messages += [{"role": "assistant", "content": [{"text": _continued(self.PREFILL, answer)}]},
+                     {"role": "user", "content": [{"text": note}]}]
+        if self.PREFILL:
+            messages.append({"role": "assistant", "content": [{"text": self.PREFILL}]})
+        return {**model_input, "messages": messages}
+
     def matches(self, body: Any) -> bool:
         output = body.get("output") if isinstance(body, Mapping) else None
         return isinstance(output, Mapping) and isinstance(output.get("message"), Mapping)
@@ -140,7 +216,8 @@ class ConverseFamily(Family):
         message = body["output"]["message"]
         usage = body.get("usage") if isinstance(body.get("usage"), Mapping) else {}
         return _output(_text_blocks(message.get("content"), "output.message.content"),
-                       body.get("stopReason"), usage.get("inputTokens"), usage.get("outputTokens"))
+                       body.get("stopReason"), usage.get("inputTokens"), usage.get("outputTokens"),
+                       _tool_input(message.get("content"), "toolUse"))
 
 
 class NovaFamily(ConverseFamily):
@@ -154,6 +231,17 @@ class NovaFamily(ConverseFamily):
                       temperature: float) -> dict[str, Any]:
         return {"schemaVersion": "messages-v1",
                 **super().build_request(prompt, system, max_tokens, temperature)}
+
+    # "Require structured outputs - Amazon Nova" recommends prefilling the assistant turn with
+    # a ```json fence and stopping at the closing ``` : the answer is then the bare object.
+    PREFILL = "```json"
+
+    def build_json_request(self, prompt: str, system: str | None, max_tokens: int,
+                           temperature: float) -> dict[str, Any]:
+        body = self.build_request(prompt, system, max_tokens, temperature)
+        body["inferenceConfig"]["stopSequences"] = ["```"]
+        body["messages"].append({"role": "assistant", "content": [{"text": self.PREFILL}]})
+        return body
 
 
 class LlamaFamily(Family):
@@ -170,6 +258,23 @@ class LlamaFamily(Family):
         text += (f"<|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>"
                  "<|start_header_id|>assistant<|end_header_id|>\n\n")
         return {"prompt": text, "max_gen_len": max_tokens, "temperature": temperature}
+
+    # The Llama 3 prompt ends with the assistant header: text after it is the start of the
+    # answer, so it is started with "{" as Claude's is.
+    PREFILL = "{"
+
+    def build_json_request(self, prompt: str, system: str | None, max_tokens: int,
+                           temperature: float) -> dict[str, Any]:
+        body = self.build_request(prompt, system, max_tokens, temperature)
+        return {**body, "prompt": body["prompt"] + self.PREFILL}
+
+    def build_repair_request(self, model_input: Mapping[str, Any], answer: str,
+                             note: str) -> dict[str, Any]:
+        text = model_input["prompt"].removesuffix(self.PREFILL)
+        text += (f"{_continued(self.PREFILL, answer)}<|eot_id|>"
+                 f"<|start_header_id|>user<|end_header_id|>\n\n{note}<|eot_id|>"
+                 f"<|start_header_id|>assistant<|end_header_id|>\n\n{self.PREFILL}")
+        return {**model_input, "prompt": text}
 
     def matches(self, body: Any) -> bool:
         return isinstance(body, Mapping) and isinstance(body.get("generation"), str)
@@ -190,6 +295,16 @@ class MistralFamily(Family):
         instruction = f"{system}\n\n{prompt}" if system else prompt
         return {"prompt": f"<s>[INST] {instruction} [/INST]", "max_tokens": max_tokens,
                 "temperature": temperature}
+
+    def build_repair_request(self, model_input: Mapping[str, Any], answer: str,
+                             note: str) -> dict[str, Any]:
+        if isinstance(model_input.get("messages"), list):  # a chat body (mistral-large-2407+)
+            return {**model_input, "messages": [*model_input["messages"],
+                                                {"role": "assistant", "content": answer},
+                                                {"role": "user", "content": note}]}
+        # Mistral's template for a conversation: each answer closes with </s>, each turn [INST].
+        return {**model_input,
+                "prompt": f"{model_input['prompt']} {answer}</s>[INST] {note} [/INST]"}
 
     def matches(self, body: Any) -> bool:
         if not isinstance(body, Mapping):
@@ -228,6 +343,11 @@ class TitanTextFamily(Family):
         return {"inputText": f"User: {instruction}\nBot:",
                 "textGenerationConfig": {"maxTokenCount": max_tokens, "temperature": temperature}}
 
+    def build_repair_request(self, model_input: Mapping[str, Any], answer: str,
+                             note: str) -> dict[str, Any]:
+        return {**model_input,
+                "inputText": f"{model_input['inputText']} {answer}\nUser: {note}\nBot:"}
+
     def matches(self, body: Any) -> bool:
         results = body.get("results") if isinstance(body, Mapping) else None
         return (isinstance(results, list) and bool(results) and isinstance(results[0], Mapping)
@@ -237,6 +357,26 @@ class TitanTextFamily(Family):
         first = body["results"][0]
         return _output(first["outputText"], first.get("completionReason"),
                        body.get("inputTextTokenCount"), first.get("tokenCount"))
+
+
+def _claude_turn(role: str, text: str) -> dict[str, Any]:
+    return {"role": role, "content": [{"type": "text", "text": text}]}
+
+
+def _without_prefill(messages: Any) -> list[Any]:
+    """The messages without a final assistant turn (the prefill the answer continued)."""
+    messages = list(messages)
+    if messages and isinstance(messages[-1], Mapping) and messages[-1].get("role") == "assistant":
+        messages.pop()
+    return messages
+
+
+def _continued(prefill: str, answer: str) -> str:
+    """The whole answer: the prefill it continued, then its text (never empty: Bedrock rejects
+    an empty content block). A fence prefill gets its line break back (parsing strips it)."""
+    if prefill and not answer.startswith(prefill):
+        answer = prefill + ("\n" if prefill.startswith("```") else "") + answer
+    return answer or "(no answer)"
 
 
 CONVERSE = ConverseFamily()

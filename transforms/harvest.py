@@ -29,6 +29,7 @@ class RecordMetrics:
         self.failed = counter("records_failed")
         self.retried = counter("records_retried")
         self.truncated = counter("summaries_truncated")
+        self.repairs = counter("insights_repair_requests")
         self.tokens_in = counter("input_tokens")
         self.tokens_out = counter("output_tokens")
 
@@ -37,6 +38,7 @@ class RecordMetrics:
         self.failed.inc(len(harvest.failures))
         self.retried.inc(len(harvest.retries))
         self.truncated.inc(harvest.truncated)
+        self.repairs.inc(harvest.repairs)
         self.tokens_in.inc(harvest.input_tokens)
         self.tokens_out.inc(harvest.output_tokens)
         yield from harvest.summaries
@@ -65,7 +67,8 @@ class HarvestJobFn(beam.DoFn):
                          job_message=status.message if status else outcome.error,
                          invocation_type=cfg.job.model_invocation_type,
                          window_start=spec.window_start, window_end=spec.window_end,
-                         max_attempts=cfg.max_attempts if outcome.error is None else 0)
+                         max_attempts=cfg.max_attempts if outcome.error is None else 0,
+                         output_schema=cfg.output_schema)
         output_dir = status.job_output_uri if status and status.status in HARVESTABLE else None
         # Rows go out file by file (memory holds one shard's rows); counts add up for the job.
         answered = model_errors = unreadable = summaries = failures = retries = 0
@@ -83,7 +86,7 @@ class HarvestJobFn(beam.DoFn):
                     harvest, seen = harvest_lines(self._storage.read_lines(out_uri), index, ctx,
                                                   others)
             answered += (len(harvest.summaries) + sum(f.stage == "parse" for f in harvest.failures)
-                         + harvest.others_answered)
+                         + harvest.others_answered + harvest.repairs)
             model_errors += harvest.model_errors + harvest.others_errored
             if harvest.unreadable:
                 log.warning("job %s: %d line(s) of %s are no JSON record (a torn line?); their "

@@ -153,7 +153,13 @@ class Summary:
     insights: Mapping[str, Any] | None = None
 
     def to_row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The sink row: the SUMMARY_FIELDS columns, plus ``insights`` for an insights row (the
+        sinks type that column from the task's JSON Schema). A summary row has no such key,
+        so it is the row it always was."""
+        row = dataclasses.asdict(self)
+        if row["insights"] is None:
+            del row["insights"]
+        return row
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ one Summary or one Failure row.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -23,9 +24,12 @@ from botocore.exceptions import HTTPClientError
 
 from transforms.config import BatchConfig
 from transforms.families import ParsedOutput, UnparseableOutput, parse_model_output
+from transforms.insights.answers import AnswerError, read_answer
 from transforms.jobs import error_code
 from transforms.metrics import counter
 from transforms.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
+from transforms.results import (IndexEntry, JobContext, answer_problem, answer_text,
+                                repair_or_fail)
 from transforms.rate_control import AdaptiveRate, Progress, RetryPolicy, is_throttling
 from transforms.shards import window_bounds
 
@@ -68,6 +72,7 @@ class CallOutcome:
     calls: int
     throttles: int
     parsed: ParsedOutput | None = None
+    repairs: int = 0  # insights answers sent back once for being invalid
 
 
 class InvokeOnDemandFn(beam.DoFn):
@@ -89,6 +94,7 @@ class InvokeOnDemandFn(beam.DoFn):
         self._tokens_in = counter("on_demand_input_tokens")
         self._tokens_out = counter("on_demand_output_tokens")
         self._truncated = counter("summaries_truncated")
+        self._repairs = counter("insights_repair_requests")
 
     def setup(self) -> None:
         # botocore must not retry throttling itself: the pacer has to see it to slow down.
@@ -147,6 +153,7 @@ class InvokeOnDemandFn(beam.DoFn):
     def _count(self, outcome: CallOutcome) -> None:
         self._calls.inc(outcome.calls)
         self._throttled.inc(outcome.throttles)
+        self._repairs.inc(outcome.repairs)
         self._progress.finish(failed=isinstance(outcome.output, Failure))
         if outcome.parsed is not None:
             self._tokens_in.inc(outcome.parsed.input_tokens or 0)
@@ -197,13 +204,45 @@ class InvokeOnDemandFn(beam.DoFn):
                 return CallOutcome(self._failure(record, "model", code, f"{exc}{tries}"),
                                    attempt, throttles)
             self._rate.on_success()
+            text, insights = parsed.text, None
+            if self._config.output_schema is not None:
+                try:
+                    found = read_answer(parsed.text, self._config.output_schema,
+                                        parsed.tool_input)
+                except AnswerError as exc:
+                    return self._repair(record, bounds, parsed, answer_problem(exc, parsed),
+                                        attempt, throttles)
+                text, insights = found.summary, found.value
             summary = Summary(
                 transcript_id=record.transcript_id, record_id=record.record_id,
-                model_id=self._config.model_id, summary=parsed.text,
+                model_id=self._config.model_id, summary=text,
                 stop_reason=parsed.stop_reason, input_tokens=parsed.input_tokens,
                 output_tokens=parsed.output_tokens, job_arn=None, window_start=bounds[0],
-                window_end=bounds[1], attempt=record.attempt, metadata=metadata_json(record.metadata))
+                window_end=bounds[1], attempt=record.attempt, metadata=metadata_json(record.metadata),
+                insights=insights)
             return CallOutcome(summary, attempt, throttles, parsed)
+
+    def _repair(self, record: BatchRecord, bounds: tuple[dt.datetime | None, dt.datetime | None],
+                parsed: ParsedOutput, error: str, calls: int, throttles: int) -> CallOutcome:
+        """An answer that is no valid insights object: asked once more at once (on-demand has
+        no later round to wait for), with the error; a second invalid answer is a failure row."""
+        cfg = self._config
+        entry = IndexEntry(record.record_id, record.transcript_id, record.metadata, record.attempt)
+        ctx = JobContext(model_id=cfg.model_id, job_arn=None,
+                         invocation_type=cfg.job.model_invocation_type,
+                         max_attempts=record.attempt + 1, output_schema=cfg.output_schema)
+        outcome = repair_or_fail(entry, record.model_input, ctx, answer_text(parsed), error)
+        if isinstance(outcome, Failure):
+            return CallOutcome(outcome, calls, throttles, parsed)
+        again = self._invoke(outcome, bounds)
+        # Both answers were billed: the report's token counts include the first one too.
+        both = dataclasses.replace(
+            again.parsed,
+            input_tokens=(again.parsed.input_tokens or 0) + (parsed.input_tokens or 0),
+            output_tokens=(again.parsed.output_tokens or 0) + (parsed.output_tokens or 0)
+        ) if again.parsed is not None else parsed
+        return CallOutcome(again.output, calls + again.calls, throttles + again.throttles, both,
+                           repairs=again.repairs + 1)
 
     def _call(self, record: BatchRecord) -> dict[str, Any]:
         cfg = self._config

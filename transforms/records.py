@@ -5,9 +5,10 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from transforms.families import family_for
+from transforms.insights.prompts import INSIGHTS_TEMPLATE, schema_instructions
 from transforms.model import BatchRecord, Transcript, encode_jsonl_line
 
 PLACEHOLDER = "{transcript}"
@@ -118,11 +119,29 @@ def render_transcript(t: Transcript) -> str:
 
 def build_record(t: Transcript, model_id: str, prompt: PromptConfig,
                  invocation_type: str = "InvokeModel", record_id: str | None = None,
-                 attempt: int = 1) -> BatchRecord:
-    """The batch input record for one transcript; ``record_id`` overrides the default id."""
+                 attempt: int = 1, output_schema: Mapping[str, Any] | None = None) -> BatchRecord:
+    """The batch input record for one transcript; ``record_id`` overrides the default id.
+
+    Args:
+        t: the transcript.
+        model_id: the Bedrock model (its family shapes the request body).
+        prompt: the prompt template, system prompt and limits.
+        invocation_type: "InvokeModel" or "Converse", as the job is created.
+        record_id: the recordId to use instead of ``record_id_for(t.id)``.
+        attempt: 1 for a first submission.
+        output_schema: the insights JSON Schema (``--task insights``), or None for a summary.
+    """
     family = family_for(model_id, invocation_type)
-    model_input = family.build_request(prompt.render(render_transcript(t)), prompt.system_prompt,
-                                       prompt.max_tokens, prompt.temperature)
+    text = render_transcript(t)
+    if output_schema is None:
+        model_input = family.build_request(prompt.render(text), prompt.system_prompt,
+                                           prompt.max_tokens, prompt.temperature)
+    else:
+        # The default template asks for a prose summary; a user's own template is kept.
+        template = INSIGHTS_TEMPLATE if prompt.template == DEFAULT_TEMPLATE else prompt.template
+        user = template.replace(PLACEHOLDER, text) + "\n\n" + schema_instructions(output_schema)
+        model_input = family.build_json_request(user, prompt.system_prompt, prompt.max_tokens,
+                                                prompt.temperature)
     rid = record_id if record_id is not None else record_id_for(t.id)
     size = len(encode_jsonl_line(rid, model_input).encode("utf-8"))
     return BatchRecord(record_id=rid, transcript_id=t.id, model_input=model_input, size_bytes=size,

@@ -11,7 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Collection, Iterable, Iterator, Mapping
 
-from transforms.families import UnparseableOutput, parse_model_output
+from transforms.families import ParsedOutput, UnparseableOutput, family_for, parse_model_output
+from transforms.insights.answers import AnswerError, read_answer
+from transforms.insights.prompts import is_repair, repair_note
 from transforms.model import BatchRecord, Failure, Summary, encode_jsonl_line, metadata_json, truncate_raw
 
 OUTPUT_SUFFIX = ".out"
@@ -67,6 +69,8 @@ class JobContext:
     window_start: dt.datetime | None = None
     window_end: dt.datetime | None = None
     max_attempts: int = 3  # 1 + --max-record-retries
+    # --task insights: answers must validate against this JSON Schema (None: summaries).
+    output_schema: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -87,13 +91,16 @@ class Harvest:
     truncated: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    # Answers that did not validate against the insights schema and were resubmitted (they are
+    # in ``retries`` too; counted apart because the job answered them).
+    repairs: int = 0
 
     def merge(self, other: "Harvest") -> None:
         self.summaries += other.summaries
         self.failures += other.failures
         self.retries += other.retries
         for name in ("model_errors", "others_answered", "others_errored", "missing", "unreadable",
-                     "truncated", "input_tokens", "output_tokens"):
+                     "truncated", "input_tokens", "output_tokens", "repairs"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -116,6 +123,58 @@ def retry_or_fail(entry: IndexEntry, model_input: Mapping[str, Any] | None, ctx:
                    transcript_id=entry.transcript_id, record_id=entry.record_id,
                    attempt=entry.attempt, job_arn=ctx.job_arn,
                    raw=truncate_raw(model_input) if model_input is not None else None)
+
+
+def repair_or_fail(entry: IndexEntry, model_input: Any, ctx: JobContext, answer: str,
+                   error: str) -> BatchRecord | Failure:
+    """An answer that is not schema-valid insights: resubmitted ONCE, in the next round, with
+    the error added to the conversation; a second invalid answer (or no round left) is a
+    SchemaViolation failure row holding the raw answer.
+
+    Args:
+        entry: the record's index entry.
+        model_input: the request that got the answer (from the output line).
+        ctx: the job, with its model and attempts.
+        answer: the model's raw answer text.
+        error: why it is not valid.
+    """
+    repaired_before = isinstance(model_input, Mapping) and is_repair(model_input)
+    if (isinstance(model_input, Mapping) and not repaired_before and ctx.model_id is not None
+            and entry.attempt < ctx.max_attempts):
+        family = family_for(ctx.model_id, ctx.invocation_type)
+        repair = family.build_repair_request(model_input, answer, repair_note(error))
+        line = encode_jsonl_line(entry.record_id, repair)
+        return BatchRecord(entry.record_id, entry.transcript_id, repair,
+                           len(line.encode("utf-8")), entry.metadata, entry.attempt + 1)
+    after = " after one repair round" if repaired_before else ""
+    return Failure(stage="parse", error_code="SchemaViolation",
+                   error_message=f"the answer is no valid insights object{after}: {error}",
+                   transcript_id=entry.transcript_id, record_id=entry.record_id,
+                   attempt=entry.attempt, job_arn=ctx.job_arn, raw=truncate_raw(answer))
+
+
+def answer_problem(error: AnswerError, parsed: ParsedOutput) -> str:
+    """Why an answer is no valid insights object, with the likely fix when it was cut short.
+
+    Args:
+        error: what reading the answer found.
+        parsed: the parsed model output (its stop reason tells a cut answer).
+    """
+    if parsed.truncated:
+        return (f"{error} (the answer stopped at the output token limit; raise --max-tokens "
+                f"so the whole object fits)")
+    return str(error)
+
+
+def answer_text(parsed: ParsedOutput) -> str:
+    """The model's raw answer: its text, or its tool-use input as JSON when it has no text.
+
+    Args:
+        parsed: the parsed model output.
+    """
+    if not parsed.text and parsed.tool_input is not None:
+        return json.dumps(parsed.tool_input, ensure_ascii=False)
+    return parsed.text
 
 
 def _add(harvest: Harvest, outcome: BatchRecord | Failure) -> None:
@@ -185,11 +244,23 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
         harvest.truncated += int(parsed.truncated)
         harvest.input_tokens += parsed.input_tokens or 0
         harvest.output_tokens += parsed.output_tokens or 0
+        text, insights = parsed.text, None
+        if ctx.output_schema is not None:
+            try:
+                found = read_answer(parsed.text, ctx.output_schema, parsed.tool_input)
+            except AnswerError as exc:
+                outcome = repair_or_fail(entry, data.get("modelInput"), ctx, answer_text(parsed),
+                                         answer_problem(exc, parsed))
+                harvest.repairs += int(isinstance(outcome, BatchRecord))
+                _add(harvest, outcome)
+                continue
+            text, insights = found.summary, found.value
         harvest.summaries.append(Summary(
             transcript_id=entry.transcript_id, record_id=record_id, model_id=ctx.model_id or "unknown",
-            summary=parsed.text, stop_reason=parsed.stop_reason, input_tokens=parsed.input_tokens,
+            summary=text, stop_reason=parsed.stop_reason, input_tokens=parsed.input_tokens,
             output_tokens=parsed.output_tokens, job_arn=ctx.job_arn, window_start=ctx.window_start,
-            window_end=ctx.window_end, attempt=entry.attempt, metadata=metadata_json(entry.metadata)))
+            window_end=ctx.window_end, attempt=entry.attempt, metadata=metadata_json(entry.metadata),
+            insights=insights))
     return harvest, seen
 
 

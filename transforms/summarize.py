@@ -64,7 +64,8 @@ class _BuildRecordFn(beam.DoFn):
         cfg = self._config
         try:
             built = record_id_for(transcript.id), build_record(
-                transcript, cfg.model_id, cfg.prompt, cfg.job.model_invocation_type)
+                transcript, cfg.model_id, cfg.prompt, cfg.job.model_invocation_type,
+                output_schema=cfg.output_schema)
         except Exception as exc:  # noqa: BLE001 - one transcript that cannot be built fails alone
             yield beam.pvalue.TaggedOutput(FAILURES, Failure(
                 stage="validate", error_code="RecordNotBuilt",
@@ -119,7 +120,11 @@ class _WritableFn(beam.DoFn):
     failure rows here, rather than failing the sink and with it the whole run."""
 
     def process(self, summary: Summary) -> Iterator[Any]:
-        problem = row_problem("summaries", summary.to_row())
+        # The fixed columns only: insights were validated against the task's schema when read,
+        # and each sink types them from that schema.
+        row = summary.to_row()
+        row.pop("insights", None)
+        problem = row_problem("summaries", row)
         if problem is None:
             yield summary
         else:

@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pipeline.local.summarizer import count_tokens, generate
+from pipeline.local import insights
+from pipeline.local.summarizer import count_tokens, cut_to_tokens, generate
 
 INVOCATION_TYPES = ("InvokeModel", "Converse")
 
@@ -112,8 +113,26 @@ def invoke(model_id: str, invocation_type: str, model_input: dict) -> InvokeResu
     if family == "mistral" and "messages" in model_input:
         family = "mistral_chat"  # mistral-large-2407 and later take a chat body
     parse, shape = _HANDLERS[family]
-    out = _generate(parse(model_input))
+    request = parse(model_input)
+    out = _insights_output(request) or _generate(request)
     return InvokeResult(shape(out, model_id, model_input), out.input_tokens, out.output_tokens)
+
+
+def _insights_output(request: _Request) -> _Output | None:
+    """The answer to a request for JSON per a schema (``--task insights``), or None."""
+    text = insights.answer(request.billed_texts)
+    if text is None:
+        return None
+    stop, matched = "end", None
+    hits = [(text.find(seq), seq) for seq in request.stop_sequences if seq and seq in text]
+    if hits:  # Nova's JSON requests stop at the fence that closes the object
+        position, matched = min(hits)
+        text, stop = text[:position], "stop_sequence"
+    text, cut = cut_to_tokens(text, request.max_tokens)
+    if cut:
+        stop, matched = "max_tokens", None
+    input_tokens = sum(count_tokens(t) for t in request.billed_texts)
+    return _Output(text, stop, matched, input_tokens, count_tokens(text))
 
 
 def _generate(request: _Request) -> _Output:
