@@ -22,7 +22,7 @@ $(STAMP): setup.py Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m pipeline run --input pipeline/samples/calls.jsonl --output out/demo --overwrite
+	$(PY) -m pipeline run --input pipeline/samples/calls.jsonl --output out/demo --overwrite --task insights
 	$(PY) -m pipeline.samples.show out/demo
 
 test: $(STAMP) jvm-jars bq-emulator browser

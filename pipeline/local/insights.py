@@ -50,10 +50,12 @@ _TOPICS = {"billing": ("bill", "charge", "invoice", "fee"), "refund": ("refund",
            "replacement": ("replacement", "replace"), "password reset": ("password",),
            "internet": ("internet", "wifi", "outage"), "cancellation": ("cancel",),
            "payment": ("payment", "card"), "account": ("account",)}
-# Checked in this order: an escalation or callback is what happened even if "resolved" is said.
+# Checked in this order: an escalation or callback is what happened even if "resolved" is said,
+# and "still not resolved" must not read as "resolved".
 _RESOLUTIONS = (
     ("escalated", ("escalate", "escalated", "supervisor", "specialist team", "transfer you")),
     ("callback_scheduled", ("call you back", "callback", "call back", "follow-up call")),
+    ("unresolved", ("not resolved", "unresolved", "no solution", "nothing more i can do")),
     ("resolved", ("resolved", "fixed", "refunded", "processed", "shipped", "that solves",
                   "all set", "works now", "working now", "issued", "reset your")),
 )
