@@ -21,6 +21,7 @@ OTHER_PROGRAMS = {
     "--endpoint-url": "the AWS CLI, in serve-local's instructions",
     "--count": "the sample generator, python -m pipeline.samples.generate",
     "--seed": "the sample generator, python -m pipeline.samples.generate",
+    "--rows": "the demo's table printer, python -m pipeline.samples.show",
     "--checkpointing_interval": "Flink's Java pipeline options, handed to the job server",
     "--service_port": "Beam's worker_pool_main, in the README's Flink section",
     "--dash-form": "the README's and options.py's description of flag spelling",
