@@ -17,6 +17,7 @@ setup(
         "boto3>=1.34",
         "pyarrow>=14",
         "fastavro>=1.9",
+        "orjson>=3.9",
     ],
     extras_require={
         "local": ["moto[server,s3]>=5.0"],
