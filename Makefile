@@ -11,7 +11,7 @@ PYTEST_FLAGS ?= -q
 include jvm/jvm.mk
 include bq/bq.mk
 
-.PHONY: demo test faults timing install clean
+.PHONY: demo test faults timing bench install clean
 
 $(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ timing: $(STAMP) jvm-jars
 # backend; the report ends with the table of inputs, rows, jobs, duplicate jobs and lost records.
 faults: $(STAMP)
 	$(PY) -m pytest $(PYTEST_FLAGS) tests/test_fault_matrix.py
+
+# Issue 10's benchmark table (not part of `make test`): each row beside a baseline measured in
+# the same run and its goal; the figures are kept in benchmarks/results.json. Row 4 runs Flink.
+bench: $(STAMP) jvm-jars
+	$(PY) -m benchmarks
 
 clean: jvm-clean bq-clean
 	rm -rf $(VENV) out .pytest_cache
