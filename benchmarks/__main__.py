@@ -3,7 +3,8 @@
 Prints the rows as they finish and keeps them, with the machine and the date, in
 benchmarks/results.json. Sizes can be lowered for a quick look (the goals are about the defaults).
 
-    .venv/bin/python -m benchmarks [--records 200000] [--small 20000] [--end-to-end 20000]
+    .venv/bin/python -m benchmarks [--records 200000] [--small 20000] [--flink-records 20000]
+                                   [--end-to-end 20000]
 """
 from __future__ import annotations
 
@@ -18,19 +19,13 @@ from benchmarks import codec, scale, scheduling
 from benchmarks.report import RESULTS, Row, machine, print_rows, save
 
 
-def flink_row() -> Row:
-    """Row 4 is not measured yet: it says so instead of printing a figure."""
-    return Row(4, "transcripts to shards on Flink, parallelism 2", "parallelism 1", float("nan"),
-               None, "s", ">= 1.6x faster", False,
-               note="NOT MEASURED: no Flink run is wired into `make bench` yet")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codec-records", type=int, default=20_000)
     parser.add_argument("--parse-lines", type=int, default=5_000)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--small", type=int, default=20_000)
+    parser.add_argument("--flink-records", type=int, default=20_000)
     parser.add_argument("--end-to-end", type=int, default=20_000)
     args = parser.parse_args()
     # The child processes (CLI runs, serve-local) would print Google client deprecation notices.
@@ -48,7 +43,8 @@ def main() -> None:
     add(scheduling.scheduling_row())
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         row3, row5 = scale.shards_rows(args.records, args.small, Path(tmp))
-        add(row3, flink_row(), row5)
+        add(row3, row5)
+        add(scale.flink_row(args.flink_records, Path(tmp)))
         add(scale.end_to_end_row(args.end_to_end, Path(tmp)))
     rows.sort(key=lambda row: row.number)
     save(rows, date)
