@@ -89,20 +89,23 @@ def encode_row(count: int) -> Row:
                details={"build_record_per_s": count / whole, "build_record_ratio": limit / whole})
 
 
-def output_lines(count: int) -> tuple[list[str], dict[str, IndexEntry]]:
-    """Output lines the local model writes for ``count`` records, and the index they join to.
+def output_lines(count: int) -> tuple[list[str], dict[str, IndexEntry], float]:
+    """Output lines the local model writes for ``count`` records, the index they join to, and
+    the seconds the local model took to answer them.
 
     Args:
         count: Records.
     """
-    prompt, lines, index = PromptConfig(), [], {}
+    prompt, lines, index, model_seconds = PromptConfig(), [], {}, 0.0
     for t in make_transcripts(count):
         record = build_record(t, MODEL, prompt)
+        started = time.perf_counter()
         body = invoke(MODEL, "InvokeModel", dict(record.model_input)).body
+        model_seconds += time.perf_counter() - started
         lines.append(json.dumps({"recordId": record.record_id, "modelInput": record.model_input,
                                  "modelOutput": body}) + "\n")
         index[record.record_id] = IndexEntry(record.record_id, t.id, t.metadata, 1)
-    return lines, index
+    return lines, index, model_seconds
 
 
 def parse_row(count: int) -> Row:
@@ -111,7 +114,7 @@ def parse_row(count: int) -> Row:
     Args:
         count: Output lines.
     """
-    lines, index = output_lines(count)
+    lines, index, model_seconds = output_lines(count)
     ctx = JobContext(model_id=MODEL, job_arn="arn:aws:bedrock:us-east-1:1:model-invocation-job/b")
     harvest, _ = harvest_lines(lines, index, ctx)
     if len(harvest.summaries) != count:
@@ -120,7 +123,10 @@ def parse_row(count: int) -> Row:
                                _each(orjson.loads, [(line,) for line in lines]))
     return Row(2, "output parse (harvest_lines)", "orjson.loads of the same lines",
                count / ours, count / limit, "lines/s", "ratio >= 0.5", (limit / ours) >= 0.5,
-               ratio=limit / ours)
+               ratio=limit / ours,
+               note=(f"the local model answered these {count:,} records at "
+                     f"{count / model_seconds:,.0f} records/s (issue 10 asks >= 5,000)"),
+               details={"local_model_records_per_s": count / model_seconds})
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from transforms.records import DEFAULT_SYSTEM, DEFAULT_TEMPLATE, PLACEHOLDER
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 RECORDS_PER_FILE, RECORDS_PER_JOB = 10_000, 50_000
+FLINK_JAR = Path(os.environ.get("JVM_CACHE", ".cache/jvm")).resolve() / "flink-job-server.jar"
 QUOTA_FLAGS = ["--max-records-per-file", str(RECORDS_PER_FILE),
                "--max-records-per-job", str(RECORDS_PER_JOB), "--min-records-per-job", "1"]
 
@@ -62,6 +63,10 @@ class Watched:
             if self._stop_when is not None and not self.stopped_early and self._stop_when(self.lines):
                 self.stop()
 
+    def running(self) -> bool:
+        """Whether the process still writes to its stderr (it is reaped only by ``wait``)."""
+        return self._reader.is_alive()
+
     def stop(self) -> None:
         """End the process and every process it started."""
         if not self.stopped_early:
@@ -85,33 +90,38 @@ class Watched:
 
 
 def to_shards(input_path: Path, count: int, workdir: Path,
-              runner_argv: list[str] | None = None) -> tuple[float, float]:
+              flink_parallelism: int | None = None) -> tuple[float, float]:
     """The CLI until every job is planned: (seconds, peak RSS MiB of the pipeline process).
     The backend runs in its own process, so its memory is not counted.
 
-    On the DirectRunner (no ``runner_argv``) the end is the last "planned" log line. Other
-    runners log on their workers, so there it is when the last job exists on the backend
-    (submission follows planning within a poll).
+    On the DirectRunner the end is the last "planned" log line. On Flink
+    (``flink_parallelism``) the workers log, not the CLI, so there it is when the last job
+    exists on the backend (submission follows planning within a poll).
     """
     jobs = math.ceil(count / RECORDS_PER_JOB)
-    with serve_local() as (s3_url, bedrock_url, exports):
+    with serve_local() as (s3_url, bedrock_url, exports), contextlib.ExitStack() as stack:
         env = {**os.environ, **exports, "AWS_DEFAULT_REGION": "us-east-1"}
         argv = [sys.executable, "-m", "pipeline", "run", "--input", str(input_path),
                 "--output", str(workdir / f"out-{count}"), "--backend", "aws",
                 "--aws-region", "us-east-1", "--s3_endpoint_url", s3_url,
                 "--bedrock-endpoint-url", bedrock_url, "--bedrock-runtime-endpoint-url",
                 bedrock_url, "--bucket-uri", f"s3://{DEFAULT_BUCKET}/bench-{count}",
-                "--role-arn", SERVICE_ROLE_ARN, "--model-id", MODEL, *QUOTA_FLAGS,
-                *(runner_argv or [])]
-        if runner_argv is None:
+                "--role-arn", SERVICE_ROLE_ARN, "--model-id", MODEL, *QUOTA_FLAGS]
+        if flink_parallelism is None:
             run = Watched(argv, env,
                           lambda lines: sum(" planned " in line for _, line in lines) >= jobs)
         else:
-            run = Watched(argv, env)
+            # The workers reach the backend with their own credential chain: the pool's env.
+            pool = stack.enter_context(worker_pool(env))
+            run = Watched(argv + [
+                "--runner=FlinkRunner", "--flink_master=[local]",
+                f"--flink_job_server_jar={FLINK_JAR}", f"--parallelism={flink_parallelism}",
+                f"--sdk_worker_parallelism={flink_parallelism}", "--environment_type=EXTERNAL",
+                f"--environment_config={pool}", "--job_server_jvm_properties=-Xmx1g"], env)
             bedrock = boto3.client("bedrock", endpoint_url=bedrock_url, region_name="us-east-1",
                                    aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
                                    aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"])
-            while run.proc.poll() is None:
+            while run.running():
                 listed = bedrock.list_model_invocation_jobs()["invocationJobSummaries"]
                 if len(listed) >= jobs:
                     run.stop()
@@ -186,15 +196,19 @@ def shards_rows(records: int, small: int, workdir: Path) -> list[Row]:
 
 
 @contextlib.contextmanager
-def worker_pool() -> Iterator[str]:
-    """A Python SDK worker pool (each worker its own process) for EXTERNAL environments."""
+def worker_pool(env: dict[str, str]) -> Iterator[str]:
+    """A Python SDK worker pool (each worker its own process) for EXTERNAL environments.
+
+    Args:
+        env: The workers' environment (their credentials).
+    """
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         port = probe.getsockname()[1]
     # The pool starts each worker as plain `python`: this interpreter's folder goes first on
     # PATH so the workers get this environment.
-    env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable),
-                                                  os.environ.get("PATH", "")])}
+    env = {**env, "PATH": os.pathsep.join([os.path.dirname(sys.executable),
+                                           env.get("PATH", "")])}
     pool = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
                              f"--service_port={port}"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -215,21 +229,13 @@ def worker_pool() -> Iterator[str]:
 
 def flink_row(records: int, workdir: Path) -> Row:
     """Row 4: the same as row 3 on a real (embedded) Flink, parallelism 2 against 1."""
-    jar = Path(os.environ.get("JVM_CACHE", ".cache/jvm")).resolve() / "flink-job-server.jar"
-    if not jar.is_file():
+    if not FLINK_JAR.is_file():
         return Row(4, "transcripts to shards on Flink, parallelism 2", "parallelism 1",
                    float("nan"), None, "s", ">= 1.6x faster", False,
-                   note=f"NOT MEASURED: {jar} is missing; `make jvm-jars` builds it")
+                   note=f"NOT MEASURED: {FLINK_JAR} is missing; `make jvm-jars` builds it")
     input_path = workdir / f"flink-{records}.jsonl"
     data.write_jsonl(input_path, records, seed=4)
-    seconds = {}
-    with worker_pool() as pool:
-        for parallelism in (1, 2):
-            seconds[parallelism], _ = to_shards(input_path, records, workdir, [
-                "--runner=FlinkRunner", "--flink_master=[local]",
-                f"--flink_job_server_jar={jar}", f"--parallelism={parallelism}",
-                f"--sdk_worker_parallelism={parallelism}", "--environment_type=EXTERNAL",
-                f"--environment_config={pool}", "--job_server_jvm_properties=-Xmx1g"])
+    seconds = {p: to_shards(input_path, records, workdir, flink_parallelism=p)[0] for p in (1, 2)}
     speedup = seconds[1] / seconds[2]
     return Row(4, f"{records:,} transcripts to shards on Flink, parallelism 2", "parallelism 1",
                seconds[2], seconds[1], "s", ">= 1.6x faster", speedup >= 1.6, ratio=speedup,
