@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from benchmarks import codec, scale, scheduling
-from benchmarks.report import RESULTS, Row, machine, print_rows, save
+from benchmarks.report import RESULTS, Row, load, machine, print_rows, save
 
 
 def main() -> None:
@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=20_000)
     parser.add_argument("--flink-records", type=int, default=20_000)
     parser.add_argument("--end-to-end", type=int, default=20_000)
+    parser.add_argument("--rows", type=lambda text: {int(n) for n in text.split(",")},
+                        default=set(range(1, 8)),
+                        help="only these rows (e.g. 4,7); the others keep their last figures")
     args = parser.parse_args()
     # The child processes (CLI runs, serve-local) would print Google client deprecation notices.
     os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
@@ -37,12 +40,14 @@ def main() -> None:
     rows: list[Row] = []
 
     def add(numbers: tuple[int, ...], measure: Callable[[], list[Row]]) -> None:
+        if not args.rows & set(numbers):
+            return
         # A benchmark that fails is reported as not measured, and the others still run.
         try:
             new = measure()
         except Exception as exc:  # noqa: BLE001 - the run goes on and says what failed
             message = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-            new = [Row(n, "not measured", "", float("nan"), None, "", "", False,
+            new = [Row(n, "not measured", "", None, None, "", "", False,
                        note=f"NOT MEASURED: {type(exc).__name__}: {message}") for n in numbers]
         print_rows(new)
         rows.extend(new)
@@ -53,6 +58,8 @@ def main() -> None:
         add((3, 5), lambda: scale.shards_rows(args.records, args.small, Path(tmp)))
         add((4,), lambda: [scale.flink_row(args.flink_records, Path(tmp))])
         add((7,), lambda: [scale.end_to_end_row(args.end_to_end, Path(tmp))])
+    measured = {row.number for row in rows}
+    rows += [row for row in load() if row.number not in measured]
     rows.sort(key=lambda row: row.number)
     save(rows, date)
     print(f"\nall rows in {time.perf_counter() - started:.0f} s; kept in {RESULTS}", flush=True)

@@ -20,7 +20,7 @@ class Row:
         number: The row of issue 10's table.
         name: What was measured.
         baseline_name: What it is compared with.
-        figure: The measured figure.
+        figure: The measured figure (None: not measured).
         baseline: The baseline's figure, measured in the same run (None: the goal is no ratio).
         unit: Unit of both figures.
         goal: The goal, in words.
@@ -33,7 +33,7 @@ class Row:
     number: int
     name: str
     baseline_name: str
-    figure: float
+    figure: float | None
     baseline: float | None
     unit: str
     goal: str
@@ -84,4 +84,22 @@ def save(rows: Iterable[Row], date: str, path: Path = RESULTS) -> None:
     """
     document = {"date": date, "machine": machine(),
                 "rows": [dataclasses.asdict(row) for row in rows]}
+    for row in document["rows"]:
+        row["details"].setdefault("measured", date)
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load(path: Path = RESULTS) -> list[Row]:
+    """The rows of the last run kept in ``path`` (none when there is no such file), each with
+    the date it was measured in its details.
+
+    Args:
+        path: The JSON file.
+    """
+    if not path.is_file():
+        return []
+    document = json.loads(path.read_text(encoding="utf-8"))
+    rows = [Row(**row) for row in document["rows"]]
+    for row in rows:
+        row.details.setdefault("measured", document["date"])
+    return rows
