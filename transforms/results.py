@@ -138,7 +138,7 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
     if index is None:
         ctx = dataclasses.replace(ctx, max_attempts=1)
     for number, line in enumerate(output_lines, 1):
-        if not line.strip():
+        if not line or line.isspace():  # what strip() would empty, without copying the line
             continue
         try:
             data = loads_json(line)
@@ -219,7 +219,7 @@ def read_input_models(lines: Iterable[str], wanted: set[str]) -> dict[str, Mappi
     """modelInput of the wanted recordIds from a shard file (only those, to bound memory)."""
     found: dict[str, Mapping[str, Any]] = {}
     for line in lines:
-        if line.strip():
+        if line and not line.isspace():
             data = loads_json(line)
             if data.get("recordId") in wanted:
                 found[data["recordId"]] = data["modelInput"]
@@ -227,4 +227,4 @@ def read_input_models(lines: Iterable[str], wanted: set[str]) -> dict[str, Mappi
 
 
 def iter_index(lines: Iterable[str]) -> Iterator[IndexEntry]:
-    return (parse_index_line(line) for line in lines if line.strip())
+    return (parse_index_line(line) for line in lines if line and not line.isspace())
