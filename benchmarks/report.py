@@ -57,9 +57,11 @@ def print_rows(rows: Iterable[Row]) -> None:
     """
     for row in rows:
         verdict = {True: "HOLDS", False: "NOT MET", None: "reported"}[row.holds]
-        print(f"[{row.number}] {row.name}: {_fmt(row.figure)} {row.unit}"
-              f" | baseline ({row.baseline_name}): {_fmt(row.baseline)} {row.unit}"
-              f" | ratio {_fmt(row.ratio)} | goal {row.goal}: {verdict}", flush=True)
+        baseline = (f" | baseline ({row.baseline_name}): {_fmt(row.baseline)} {row.unit}"
+                    if row.baseline_name else "")
+        ratio = f" | ratio {_fmt(row.ratio)}" if row.ratio is not None else ""
+        print(f"[{row.number}] {row.name}: {_fmt(row.figure)} {row.unit}{baseline}{ratio}"
+              f" | goal {row.goal}: {verdict}", flush=True)
         if row.note:
             print(f"    {row.note}", flush=True)
 

@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -62,6 +63,11 @@ class Watched:
             self.lines.append((time.perf_counter() - self.started, line.rstrip("\n")))
             if self._stop_when is not None and not self.stopped_early and self._stop_when(self.lines):
                 self.stop()
+
+    def at_match(self, pattern: str) -> float | None:
+        """When the last line matching the regular expression ``pattern`` came."""
+        hits = [t for t, line in self.lines if re.search(pattern, line)]
+        return hits[-1] if hits else None
 
     def running(self) -> bool:
         """Whether the process still writes to its stderr (it is reaped only by ``wait``)."""
@@ -253,16 +259,17 @@ def end_to_end_row(records: int, workdir: Path) -> Row:
                   dict(os.environ))
     total, _, status = run.wait()
     planned, harvested = run.at(" planned ", last=True), run.at(" harvested ", last=True)
-    first_harvest = run.at(" harvested ")
-    if status != 0 or None in (planned, harvested, first_harvest):
+    ended = run.at_match(r"\): (Completed|PartiallyCompleted|Failed|Stopped|Expired),")
+    if status != 0 or None in (planned, harvested, ended):
         tail = "\n".join(line for _, line in run.lines[-15:])
         raise RuntimeError(f"the end-to-end run failed (status {status}):\n{tail}")
-    split = {"prepare": planned, "wait": first_harvest - planned,
-             "harvest": harvested - first_harvest, "sink": total - harvested}
+    split = {"prepare": planned, "wait": ended - planned, "harvest": harvested - ended,
+             "sink": total - harvested}
     return Row(7, f"{records:,} transcripts end to end (CLI, embedded local backend)", "",
                total, None, "s", "wall time split", None,
                note=" / ".join(f"{k} {v:.1f} s" for k, v in split.items())
-               + " (stages by their log lines: last 'planned', first and last 'harvested')",
+               + " (cut at the log lines of the last job planned, the last job ended and the "
+                 "last harvested; sink includes the report and the shutdown)",
                details=split)
 
 
