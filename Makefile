@@ -11,7 +11,7 @@ PYTEST_FLAGS ?= -q
 include jvm/jvm.mk
 include bq/bq.mk
 
-.PHONY: demo test faults timing install clean browser
+.PHONY: demo test faults timing bench install clean browser
 
 $(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	test -x /usr/bin/chromium || { $(SUDO) apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+# Issue 10's benchmark table (not part of `make test`): each row beside a baseline measured in
+# the same run and its goal; the figures are kept in benchmarks/results.json. Row 4 runs Flink.
+bench: $(STAMP) jvm-jars
+	$(PY) -m benchmarks
 
 clean: jvm-clean bq-clean
 	rm -rf $(VENV) out .pytest_cache

@@ -31,6 +31,7 @@ setup(
         "moto[server,s3]>=5.0",
         "rich>=13",  # the CLI's progress display
         "jsonschema>=4.18",  # validates --task insights answers against the JSON Schema
+        "orjson>=3.9",
     ],
     extras_require={
         "kafka": ["confluent-kafka>=2.3"],

@@ -5,9 +5,11 @@ and, for ``modelInvocationType="Converse"`` jobs, the Converse API request/respo
 """
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 INVOCATION_TYPES = ("InvokeModel", "Converse")
 
@@ -403,6 +405,7 @@ def _check_invocation_type(invocation_type: str) -> None:
                          f"use one of {', '.join(INVOCATION_TYPES)}")
 
 
+@functools.lru_cache(maxsize=64)  # asked once per output line, for one or two models a run
 def _known_family(model_id: str, invocation_type: str) -> Family | None:
     if invocation_type == "Converse":
         return CONVERSE

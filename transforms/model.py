@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import orjson
+
 # Stages a Failure can come from, in pipeline order ("sink": a row the destination rejected).
 STAGES = ("source", "validate", "submit", "model", "parse", "sink")
 
@@ -124,13 +126,73 @@ class BatchRecord:
     attempt: int = 1
 
     def jsonl_line(self) -> str:
+        """The record's line of a batch input file (see ``encode_jsonl_line``)."""
         return encode_jsonl_line(self.record_id, self.model_input)
 
 
+def encode_jsonl_bytes(record_id: str, model_input: Mapping[str, Any]) -> bytes:
+    """The exact line written to a batch input file, as UTF-8 bytes with its newline.
+
+    Compact JSON with non-ASCII characters written as themselves: the same bytes as
+    ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` but for floats under 1e-4,
+    which orjson writes without an exponent's leading zero (``1e-5``, not ``1e-05``). orjson
+    encodes several times faster than the standard library, and this runs once per record.
+
+    Args:
+        record_id: The record's Bedrock ``recordId``.
+        model_input: The request body of the record's model family.
+
+    Raises:
+        TypeError: a value JSON cannot hold, or a string with a lone surrogate (validation
+            refuses those before a record is built).
+    """
+    return orjson.dumps({"recordId": record_id, "modelInput": model_input},
+                        default=_plain, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _plain(value: Any) -> Any:
+    # orjson writes dict subclasses only; another mapping (a read-only one from a coder) is
+    # written as the dict it holds. Anything else is refused, as json.dumps refuses it.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
 def encode_jsonl_line(record_id: str, model_input: Mapping[str, Any]) -> str:
-    """The exact line written to a batch input file (compact, UTF-8, newline-terminated)."""
-    return json.dumps({"recordId": record_id, "modelInput": model_input},
-                      ensure_ascii=False, separators=(",", ":")) + "\n"
+    """The line of ``encode_jsonl_bytes`` as text, for writers of text files.
+
+    Args:
+        record_id: The record's Bedrock ``recordId``.
+        model_input: The request body of the record's model family.
+    """
+    return encode_jsonl_bytes(record_id, model_input).decode("utf-8")
+
+
+def jsonl_line_size(record_id: str, model_input: Mapping[str, Any]) -> int:
+    """Bytes of the record's batch input line, newline included (what the quotas count).
+
+    Args:
+        record_id: The record's Bedrock ``recordId``.
+        model_input: The request body of the record's model family.
+    """
+    return len(encode_jsonl_bytes(record_id, model_input))
+
+
+def loads_json(text: str | bytes) -> Any:
+    """Parse one JSON document with orjson, falling back to the standard library for what
+    orjson refuses but Python's ``json`` reads (a lone surrogate escape such as ``"\\ud800"``,
+    ``NaN``, ``1e400``), so such a line reads as it always did.
+
+    Args:
+        text: One JSON document.
+
+    Raises:
+        ValueError: ``text`` is no JSON (``json.JSONDecodeError``).
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 @dataclass(frozen=True)
@@ -221,4 +283,8 @@ def metadata_json(metadata: Mapping[str, Any] | None) -> str | None:
     """Metadata as the JSON string stored in the ``metadata`` column (sorted keys: stable output)."""
     if not metadata:
         return None
-    return json.dumps(metadata, sort_keys=True, default=str, ensure_ascii=False)
+    return _METADATA_ENCODER.encode(metadata)
+
+
+# What json.dumps(sort_keys=True, default=str, ensure_ascii=False) would build on every call.
+_METADATA_ENCODER = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False)

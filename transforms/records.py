@@ -1,15 +1,15 @@
 """Transcript -> BatchRecord: the prompt, the model family's request body and a stable recordId."""
 from __future__ import annotations
 
-import base64
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from transforms.families import family_for
+from transforms.families import Family, family_for
 from transforms.insights.prompts import INSIGHTS_TEMPLATE, schema_instructions
-from transforms.model import BatchRecord, Transcript, encode_jsonl_line
+from transforms.model import BatchRecord, Transcript, jsonl_line_size
 
 PLACEHOLDER = "{transcript}"
 
@@ -30,6 +30,8 @@ Do not invent details that are not in the transcript.
 
 RECORD_ID_PREFIX = "R"
 RECORD_ID_HASH_CHARS = 15  # 75 bits of sha256: collisions are rare, and checked anyway
+_BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_SHIFTS = tuple(range(5 * (RECORD_ID_HASH_CHARS - 1), -1, -5))
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,10 @@ def _read(path: str | Path, what: str) -> str:
 def record_id_for(transcript_id: str, salt: int = 0) -> str:
     """Deterministic Bedrock recordId for a transcript id: "R" + 15 base32 chars of sha256."""
     key = transcript_id if salt == 0 else f"{transcript_id}\x00{salt}"
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return RECORD_ID_PREFIX + base64.b32encode(digest).decode("ascii")[:RECORD_ID_HASH_CHARS]
+    # The first 75 bits of the digest in RFC 4648 base32, as base64.b32encode(digest)[:15]
+    # spells them, without its (pure Python) work on the other 181 bits.
+    bits = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:10], "big") >> 5
+    return RECORD_ID_PREFIX + "".join([_BASE32[(bits >> shift) & 31] for shift in _SHIFTS])
 
 
 def assign_record_ids(transcript_ids: Iterable[str]) -> dict[str, str]:
@@ -113,36 +117,62 @@ def assign_record_ids(transcript_ids: Iterable[str]) -> dict[str, str]:
 def render_transcript(t: Transcript) -> str:
     """The transcript as prompt text: "Speaker: text" lines when turns are known, else the text."""
     if t.turns:
-        return "\n".join(f"{turn.speaker}: {turn.text}" for turn in t.turns)
+        return "\n".join([f"{turn.speaker}: {turn.text}" for turn in t.turns])
     return t.text
+
+
+@functools.lru_cache(maxsize=64)
+def _family(model_id: str, invocation_type: str) -> Family:
+    # A run builds every record for one or two models: look each up once, not per record.
+    return family_for(model_id, invocation_type)
 
 
 def build_record(t: Transcript, model_id: str, prompt: PromptConfig,
                  invocation_type: str = "InvokeModel", record_id: str | None = None,
                  attempt: int = 1, output_schema: Mapping[str, Any] | None = None) -> BatchRecord:
-    """The batch input record for one transcript; ``record_id`` overrides the default id.
+    """The batch input record for one transcript.
 
     Args:
-        t: the transcript.
-        model_id: the Bedrock model (its family shapes the request body).
-        prompt: the prompt template, system prompt and limits.
-        invocation_type: "InvokeModel" or "Converse", as the job is created.
-        record_id: the recordId to use instead of ``record_id_for(t.id)``.
+        t: The transcript.
+        model_id: Bedrock model id; it picks the model family's request body.
+        prompt: Template, system prompt and limits.
+        invocation_type: ``InvokeModel`` or ``Converse``.
+        record_id: The recordId to use (default: ``record_id_for(t.id)``).
         attempt: 1 for a first submission.
-        output_schema: the insights JSON Schema (``--task insights``), or None for a summary.
+        output_schema: The insights JSON Schema (``--task insights``), or None for a summary.
     """
-    family = family_for(model_id, invocation_type)
+    rid = record_id if record_id is not None else record_id_for(t.id)
     text = render_transcript(t)
     if output_schema is None:
-        model_input = family.build_request(prompt.render(text), prompt.system_prompt,
-                                           prompt.max_tokens, prompt.temperature)
-    else:
-        # The default template asks for a prose summary; a user's own template is kept.
-        template = INSIGHTS_TEMPLATE if prompt.template == DEFAULT_TEMPLATE else prompt.template
-        user = template.replace(PLACEHOLDER, text) + "\n\n" + schema_instructions(output_schema)
-        model_input = family.build_json_request(user, prompt.system_prompt, prompt.max_tokens,
-                                                prompt.temperature)
-    rid = record_id if record_id is not None else record_id_for(t.id)
-    size = len(encode_jsonl_line(rid, model_input).encode("utf-8"))
-    return BatchRecord(record_id=rid, transcript_id=t.id, model_input=model_input, size_bytes=size,
-                       metadata=t.metadata, attempt=attempt)
+        return record_for_prompt(rid, t.id, prompt.render(text), model_id, prompt,
+                                 invocation_type, t.metadata, attempt)
+    # The default template asks for a prose summary; a user's own template is kept.
+    template = INSIGHTS_TEMPLATE if prompt.template == DEFAULT_TEMPLATE else prompt.template
+    user = template.replace(PLACEHOLDER, text) + "\n\n" + schema_instructions(output_schema)
+    model_input = _family(model_id, invocation_type).build_json_request(
+        user, prompt.system_prompt, prompt.max_tokens, prompt.temperature)
+    return BatchRecord(rid, t.id, model_input, jsonl_line_size(rid, model_input), t.metadata,
+                       attempt)
+
+
+def record_for_prompt(record_id: str, transcript_id: str, text: str, model_id: str,
+                      prompt: PromptConfig, invocation_type: str = "InvokeModel",
+                      metadata: Mapping[str, Any] | None = None, attempt: int = 1) -> BatchRecord:
+    """The batch input record asking the model family of ``model_id`` about ``text``: the
+    request body, built once, and the size of its encoded line, encoded once.
+
+    Args:
+        record_id: The record's Bedrock recordId.
+        transcript_id: Id of the transcript it joins back to.
+        text: The user prompt, transcript included (``prompt.render``'s result).
+        model_id: Bedrock model id; it picks the model family's request body.
+        prompt: System prompt and limits.
+        invocation_type: ``InvokeModel`` or ``Converse``.
+        metadata: The transcript's metadata, carried to its result row.
+        attempt: 1 for a first submission.
+    """
+    model_input = _family(model_id, invocation_type).build_request(
+        text, prompt.system_prompt, prompt.max_tokens, prompt.temperature)
+    return BatchRecord(record_id, transcript_id, model_input,
+                       jsonl_line_size(record_id, model_input),
+                       {} if metadata is None else metadata, attempt)

@@ -14,7 +14,8 @@ from typing import Any, Collection, Iterable, Iterator, Mapping
 from transforms.families import ParsedOutput, UnparseableOutput, family_for, parse_model_output
 from transforms.insights.answers import AnswerError, read_answer
 from transforms.insights.prompts import is_repair, repair_note
-from transforms.model import BatchRecord, Failure, Summary, encode_jsonl_line, metadata_json, truncate_raw
+from transforms.model import (BatchRecord, Failure, Summary, encode_jsonl_line, jsonl_line_size,
+                              loads_json, metadata_json, truncate_raw)
 
 OUTPUT_SUFFIX = ".out"
 MANIFEST_NAME = "manifest.json.out"
@@ -35,7 +36,7 @@ def index_line(record: BatchRecord) -> str:
 
 
 def parse_index_line(line: str) -> IndexEntry:
-    data = json.loads(line)
+    data = loads_json(line)
     return IndexEntry(data["recordId"], data["transcriptId"], data.get("metadata") or {},
                       int(data.get("attempt", 1)))
 
@@ -51,7 +52,7 @@ class Manifest:
 
     @classmethod
     def parse(cls, text: str) -> "Manifest":
-        d = json.loads(text)
+        d = loads_json(text)
         return cls(d.get("totalRecordCount", 0), d.get("processedRecordCount", 0),
                    d.get("successRecordCount", 0), d.get("errorRecordCount", 0),
                    d.get("inputTokenCount", 0), d.get("outputTokenCount", 0))
@@ -116,9 +117,9 @@ def retry_or_fail(entry: IndexEntry, model_input: Mapping[str, Any] | None, ctx:
                   retriable: bool = True) -> BatchRecord | Failure:
     """A record that got no answer: resubmit while attempts are left, else a Failure row."""
     if retriable and model_input is not None and entry.attempt < ctx.max_attempts:
-        line = encode_jsonl_line(entry.record_id, model_input)
         return BatchRecord(entry.record_id, entry.transcript_id, model_input,
-                           len(line.encode("utf-8")), entry.metadata, entry.attempt + 1)
+                           jsonl_line_size(entry.record_id, model_input), entry.metadata,
+                           entry.attempt + 1)
     return Failure(stage=stage, error_code=code, error_message=message,
                    transcript_id=entry.transcript_id, record_id=entry.record_id,
                    attempt=entry.attempt, job_arn=ctx.job_arn,
@@ -196,10 +197,10 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
     if index is None:
         ctx = dataclasses.replace(ctx, max_attempts=1)
     for number, line in enumerate(output_lines, 1):
-        if not line.strip():
+        if not line or line.isspace():  # what strip() would empty, without copying the line
             continue
         try:
-            data = json.loads(line)
+            data = loads_json(line)
             record_id = str(data["recordId"])
         except (ValueError, KeyError, TypeError) as exc:
             if index is not None:
@@ -289,12 +290,12 @@ def read_input_models(lines: Iterable[str], wanted: set[str]) -> dict[str, Mappi
     """modelInput of the wanted recordIds from a shard file (only those, to bound memory)."""
     found: dict[str, Mapping[str, Any]] = {}
     for line in lines:
-        if line.strip():
-            data = json.loads(line)
+        if line and not line.isspace():
+            data = loads_json(line)
             if data.get("recordId") in wanted:
                 found[data["recordId"]] = data["modelInput"]
     return found
 
 
 def iter_index(lines: Iterable[str]) -> Iterator[IndexEntry]:
-    return (parse_index_line(line) for line in lines if line.strip())
+    return (parse_index_line(line) for line in lines if line and not line.isspace())

@@ -22,7 +22,7 @@ from transforms.carry import CarryTails
 from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS, BatchConfig
 from transforms.metrics import counter
 from transforms.on_demand import InvokeOnDemand
-from transforms.model import (BatchRecord, Failure, Summary, Transcript, encode_jsonl_line,
+from transforms.model import (BatchRecord, Failure, Summary, Transcript, jsonl_line_size,
                               truncate_raw)
 from transforms.records import assign_record_ids, build_record, record_id_for
 from transforms.schema import row_problem
@@ -63,9 +63,10 @@ class _BuildRecordFn(beam.DoFn):
     def process(self, transcript: Transcript) -> Iterator[Any]:
         cfg = self._config
         try:
-            built = record_id_for(transcript.id), build_record(
-                transcript, cfg.model_id, cfg.prompt, cfg.job.model_invocation_type,
-                output_schema=cfg.output_schema)
+            record_id = record_id_for(transcript.id)
+            built = record_id, build_record(transcript, cfg.model_id, cfg.prompt,
+                                            cfg.job.model_invocation_type, record_id,
+                                            output_schema=cfg.output_schema)
         except Exception as exc:  # noqa: BLE001 - one transcript that cannot be built fails alone
             yield beam.pvalue.TaggedOutput(FAILURES, Failure(
                 stage="validate", error_code="RecordNotBuilt",
@@ -94,7 +95,7 @@ class _ResolveCollisionsFn(beam.DoFn):
         assigned = assign_record_ids(r.transcript_id for r in records)
         for record in records:
             new_id = assigned[record.transcript_id]
-            size = len(encode_jsonl_line(new_id, record.model_input).encode("utf-8"))
+            size = jsonl_line_size(new_id, record.model_input)
             yield BatchRecord(new_id, record.transcript_id, record.model_input, size,
                               record.metadata, record.attempt)
 

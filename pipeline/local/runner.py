@@ -23,6 +23,9 @@ from pipeline.local.responses import InvalidModelInput, invoke
 
 log = logging.getLogger(__name__)
 
+# Real seconds of record processing time slept at once (see JobRunner._process).
+SLEEP_STEP = 0.02
+
 
 class InputProblem(Exception):
     """The job's input cannot be used; the message becomes the Failed job's message."""
@@ -87,9 +90,11 @@ class JobRunner:
             if job.status not in TERMINAL:
                 self.store.transition(job, "Failed", f"Internal error while running the job: {e}")
 
-    def _wait(self, job: Job, seconds: float, slowdown: float) -> bool:
-        """Sleep a simulated duration; True when the job was asked to stop meanwhile."""
-        stop = job.stop_requested.wait(self.store.timing.real(seconds * slowdown))
+    def _wait(self, job: Job, seconds: float, slowdown: float, real: bool = False) -> bool:
+        """Sleep a simulated duration (``real``: ``seconds`` are real ones already); True when
+        the job was asked to stop meanwhile."""
+        stop = job.stop_requested.wait(seconds * slowdown if real
+                                       else self.store.timing.real(seconds * slowdown))
         if self._shutdown.is_set():
             raise _Shutdown
         return stop
@@ -130,13 +135,23 @@ class JobRunner:
         outputs: dict[str, list[dict[str, Any]]] = {f.name: [] for f in files}
         tokens = [0, 0]
         index, stopped, timed_out = 0, False, False
+        per_record = self.store.timing.real(self.store.timing.per_record * jf.slowdown)
+        owed = 0.0  # simulated record time not slept yet
         for f, line_no, line in ((src, n, ln) for src in files for n, ln in enumerate(src.lines, 1)):
             if index >= cutoff:
                 break
             if index == stop_at and not job.stop_requested.is_set():  # unless a user stopped it
                 self.faults.count("stop")
                 self.store.request_stop(job.arn)
-            stopped = self._wait(job, self.store.timing.per_record, jf.slowdown)
+            # Record time is slept once it adds up to SLEEP_STEP: a sleep per record of a fast
+            # clock costs more than the record (the timer's resolution), and caps the rate.
+            owed += per_record
+            if owed >= SLEEP_STEP:
+                stopped, owed = self._wait(job, owed, 1.0, real=True), 0.0
+            else:
+                stopped = job.stop_requested.is_set()
+                if self._shutdown.is_set():
+                    raise _Shutdown
             timed_out = utcnow() >= job.expiration_time
             if stopped or timed_out:
                 break

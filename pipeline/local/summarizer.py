@@ -52,6 +52,9 @@ _SCRIPT = re.compile(
     r"(help|assist)|anything else i can|have a (great|good|nice|wonderful)|is there anything else",
     re.IGNORECASE,
 )
+# Every _SCRIPT match holds one of these (case-folded): most sentences are ruled out by a
+# substring test, far cheaper than the case-insensitive alternation at every position.
+_SCRIPT_WORDS = ("thank", "my name is", "this is", "how ", "anything else", "have a")
 
 _TAGGED = re.compile(r"<transcript>(.*?)</transcript>", re.IGNORECASE | re.DOTALL)
 _MARKER = re.compile(r"^\s*(?:call\s+)?transcript\s*:\s*", re.IGNORECASE | re.MULTILINE)
@@ -67,9 +70,9 @@ _CONTROL_TOKENS = re.compile(
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # Token model for billing: words cost one token per started 6 characters, punctuation one each.
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+# Each match of _TOKEN is one token: a greedy \w{1,6} cuts a word into its 6-character pieces.
 _TOKEN_CHARS = 6
-
+_TOKEN = re.compile(r"\w{1,%d}|[^\w\s]" % _TOKEN_CHARS)
 
 @dataclass(frozen=True)
 class Sentence:
@@ -83,7 +86,7 @@ class Sentence:
 
 def count_tokens(text: str) -> int:
     """Deterministic, plausible token count (about 1.3 tokens per English word)."""
-    return sum(_token_cost(m.group()) for m in _TOKEN.finditer(text))
+    return len(_TOKEN.findall(text))
 
 
 def cut_to_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
@@ -92,20 +95,14 @@ def cut_to_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
     A long word that does not fit whole is cut inside, as a model stops mid-word on a sub-word
     token, so a truncated output uses exactly ``max_tokens``.
     """
-    used = 0
+    if count_tokens(text) <= max_tokens:  # the usual case, without a Python loop per token
+        return text, False
     end = 0
-    for match in _TOKEN.finditer(text):
-        cost = _token_cost(match.group())
-        if used + cost > max_tokens:
-            room = max_tokens - used
-            return text[: match.start() + room * _TOKEN_CHARS] if room else text[:end], True
-        used += cost
+    for number, match in enumerate(_TOKEN.finditer(text)):
+        if number == max_tokens:
+            return text[:end], True
         end = match.end()
     return text, False
-
-
-def _token_cost(token: str) -> int:
-    return 1 + (len(token) - 1) // _TOKEN_CHARS
 
 
 def extract_transcript(prompt: str) -> str:
@@ -173,18 +170,28 @@ def _roles(sentences: list[Sentence]) -> dict[str | None, str]:
     return roles
 
 
-def _substantive(sentence: Sentence) -> bool:
-    """False for fragments and pleasantries ("Hi Sam.", "Okay, thank you.")."""
-    words = _words(sentence.text)
+def _substantive(sentence: Sentence, words: list[str] | None = None) -> bool:
+    """False for fragments and pleasantries ("Hi Sam.", "Okay, thank you."); ``words``: the
+    sentence's ``_words`` when already known."""
+    words = _words(sentence.text) if words is None else words
     content = [w for w in words if w not in _STOPWORDS]
     return len(words) >= 3 and len(content) >= 2 and not (
         _SMALL_TALK.match(sentence.text) and len(content) < 4
     )
 
 
+def _is_script(text: str) -> bool:
+    folded = text.casefold()
+    return any(word in folded for word in _SCRIPT_WORDS) and bool(_SCRIPT.search(text))
+
+
 def score_sentences(sentences: list[Sentence]) -> list[float]:
     """A relevance score per sentence; higher is more summary-worthy, 0 for filler."""
-    content = [[w for w in _words(s.text) if w not in _STOPWORDS] for s in sentences]
+    # Each sentence's words and flags are found once: scoring reads them several times.
+    words_of = [_words(s.text) for s in sentences]
+    content = [[w for w in words if w not in _STOPWORDS] for words in words_of]
+    substantive = [_substantive(s, words) for s, words in zip(sentences, words_of)]
+    script = [_is_script(s.text) for s in sentences]
     freq: dict[str, int] = {}
     for words in content:
         for w in set(words):
@@ -196,16 +203,16 @@ def score_sentences(sentences: list[Sentence]) -> list[float]:
     # usually states why they called.
     has_customer = "customer" in roles.values()
     opener = next((s.index for s in sentences
-                   if _substantive(s) and not _SCRIPT.search(s.text)
+                   if substantive[s.index] and not script[s.index]
                    and (roles[s.speaker] == "customer" or not has_customer)), None)
     scores = []
     for sentence, words in zip(sentences, content):
-        if not _substantive(sentence):
+        if not substantive[sentence.index]:
             scores.append(0.0)
             continue
         # Frequency: words the whole call keeps coming back to are its topic.
         score = sum(freq[w] / top for w in words) / math.sqrt(len(words))
-        all_words = set(_words(sentence.text))
+        all_words = set(words_of[sentence.index])
         role = roles[sentence.speaker]
         early = sentence.index / last < 0.5
         bonus = 0.0
@@ -214,7 +221,7 @@ def score_sentences(sentences: list[Sentence]) -> list[float]:
         if role != "customer" and all_words & _RESOLUTION_CUES:
             bonus = max(bonus, 1.0 + (0.0 if early else 0.5))  # the fix, usually agreed late
         score += bonus + (1.0 if sentence.index == opener else 0.0)
-        if _SCRIPT.search(sentence.text):
+        if script[sentence.index]:
             score *= 0.2
         elif sentence.text.endswith("?"):
             score *= 0.6  # questions ask for facts; the answers state them
