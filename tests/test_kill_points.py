@@ -44,7 +44,7 @@ from pipeline.__main__ import main
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing
-from tests.jvm_services import flink_runner_args
+from tests.jvm_services import flink_pipeline_args, flink_runner_args
 from tests.pipelines import read_rows, transcripts
 from transforms.quotas import Quotas
 from transforms.results import iter_index
@@ -302,17 +302,22 @@ def _wait_until_in_flight(backend, run_id: str, first: subprocess.Popen) -> dict
 
 
 @pytest.mark.timeout(1200)
-def test_flink_killed_in_flight_then_mid_harvest(local_backend_factory, tmp_path, capsys):
+def test_flink_killed_in_flight_then_mid_harvest(local_backend_factory, tmp_path, capsys,
+                                                  flink_job_endpoint):
     """--runner FlinkRunner (its own job server, LOOPBACK workers in the CLI process), killed
     twice with the same run id, then run to the end:
 
     1. from outside, no hook, while the service still runs the jobs (IN_FLIGHT);
     2. by the harvest hook, after the rerun adopted the jobs and harvested a first shard.
+
+    The killed runs start their own job server, so it dies with them; the run that finishes uses
+    the session's Flink job server (already up for the other Flink tests) instead of a third one.
     """
     backend = local_backend_factory(timing=IN_FLIGHT, quotas=QUOTAS)
     input_path, ids = _input(tmp_path)
     output, run_id = tmp_path / "out", "kill-flink"
-    argv = _cli_args(backend, input_path, output, run_id) + flink_runner_args()
+    args = _cli_args(backend, input_path, output, run_id)
+    argv = args + flink_runner_args()
 
     first = subprocess.Popen([sys.executable, "-m", "pipeline", *argv], cwd=ROOT, env=_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -329,7 +334,7 @@ def test_flink_killed_in_flight_then_mid_harvest(local_backend_factory, tmp_path
         {n: v[:2] for n, v in after_kill.items()}
     assert not (output / "summaries").exists()
 
-    report = _rerun(argv, capsys)
+    report = _rerun(args + flink_pipeline_args(flink_job_endpoint), capsys)
     assert f"summaries       {RECORDS}" in report
     jobs = _assert_exactly_once(backend, run_id, output, ids, after_kill)
     assert len(jobs) == 2
