@@ -8,7 +8,9 @@ kill and is where the test counts the jobs: after the rerun, the jobs the killed
 the same names, ARNs and clientRequestTokens, and the rerun added only the jobs that were never
 created. The test also reads the index of every job the service created: no record is in two
 jobs of the same attempt, so none is billed twice. The rerun reuses the killed run's --output
-folder, as a user would.
+folder, as a user would. Only the killed runs need a process of their own; the run that finishes
+calls the CLI's main() in the test process, as the other CLI tests do (it saves a Python and Beam
+start per test).
 
 How each point is hit:
 - jobs in flight (Flink; the DirectRunner case is tests/test_restart.py): no hook. The service is
@@ -38,10 +40,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.__main__ import main
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing
-from tests.jvm_services import flink_runner_args
+from tests.jvm_services import flink_pipeline_args, flink_runner_args
 from tests.pipelines import read_rows, transcripts
 from transforms.quotas import Quotas
 from transforms.results import iter_index
@@ -179,11 +182,11 @@ def _run_killed_at(point: str, argv: list[str], tmp_path: Path, **extra_env: str
     return note.read_text()
 
 
-def _rerun(argv: list[str]) -> str:
-    run = subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=ROOT, env=_env(),
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return run.stdout
+def _rerun(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run the CLI to the end in this process; return the report it printed."""
+    capsys.readouterr()
+    assert main(argv) == 0
+    return capsys.readouterr().out
 
 
 def _assert_exactly_once(backend, run_id: str, output: Path, ids: list[str],
@@ -211,7 +214,7 @@ def _assert_exactly_once(backend, run_id: str, output: Path, ids: list[str],
 @pytest.mark.timeout(900)
 # harvest is killed on Flink below, in the same DoFn the DirectRunner runs
 @pytest.mark.parametrize("point", ["upload", "submit", "sink", "publish"])
-def test_kill_and_rerun_on_the_direct_runner(point, local_backend_factory, tmp_path):
+def test_kill_and_rerun_on_the_direct_runner(point, local_backend_factory, tmp_path, capsys):
     backend = local_backend_factory(timing=QUICK, quotas=QUOTAS)
     input_path, ids = _input(tmp_path)
     output, run_id = tmp_path / "out", f"kill-{point}"
@@ -233,7 +236,7 @@ def test_kill_and_rerun_on_the_direct_runner(point, local_backend_factory, tmp_p
     else:
         assert not (output / "summaries").exists()
 
-    report = _rerun(argv)
+    report = _rerun(argv, capsys)
     assert f"summaries       {RECORDS}" in report
     jobs = _assert_exactly_once(backend, run_id, output, ids, after_kill)
     assert len(jobs) == 2
@@ -241,7 +244,7 @@ def test_kill_and_rerun_on_the_direct_runner(point, local_backend_factory, tmp_p
 
 
 @pytest.mark.timeout(900)
-def test_kill_while_retries_are_submitted(local_backend_factory, tmp_path):
+def test_kill_while_retries_are_submitted(local_backend_factory, tmp_path, capsys):
     """Records the model errored on go to retry jobs (attempt 2); the run dies right after the
     first of those is created. The rerun harvests the same first-attempt outputs, so it finds the
     same records to retry, and adopts the retry job instead of creating another."""
@@ -257,14 +260,14 @@ def test_kill_while_retries_are_submitted(local_backend_factory, tmp_path):
     retry_jobs = [n for n in after_kill if "-a2-" in n]
     assert len(after_kill) == 3 and len(retry_jobs) == 1
 
-    _rerun(argv)
+    _rerun(argv, capsys)
     jobs = _assert_exactly_once(backend, run_id, output, ids, after_kill)
     assert [n for n in jobs if "-a2-" in n] == retry_jobs, "the retry job is adopted"
 
 
 
 @pytest.mark.timeout(900)
-def test_kill_mid_publish_to_an_s3_output(local_backend_factory, tmp_path):
+def test_kill_mid_publish_to_an_s3_output(local_backend_factory, tmp_path, capsys):
     """As the publish point above, with --output on S3, where each move is a copy and a delete."""
     backend = local_backend_factory(timing=QUICK, quotas=QUOTAS)
     input_path, ids = _input(tmp_path)
@@ -278,7 +281,7 @@ def test_kill_mid_publish_to_an_s3_output(local_backend_factory, tmp_path):
                                                                        "out/failures/"))]
     assert len(published) == 1 and "out/_SUCCESS" not in _objects(backend, "out/")
 
-    _rerun(argv)
+    _rerun(argv, capsys)
     keys = _objects(backend, "out/")
     assert "out/_SUCCESS" in keys and not [k for k in keys if k.startswith("out/.staging-")]
     s3 = backend.boto3_client("s3")
@@ -299,17 +302,22 @@ def _wait_until_in_flight(backend, run_id: str, first: subprocess.Popen) -> dict
 
 
 @pytest.mark.timeout(1200)
-def test_flink_killed_in_flight_then_mid_harvest(local_backend_factory, tmp_path):
+def test_flink_killed_in_flight_then_mid_harvest(local_backend_factory, tmp_path, capsys,
+                                                  flink_job_endpoint):
     """--runner FlinkRunner (its own job server, LOOPBACK workers in the CLI process), killed
     twice with the same run id, then run to the end:
 
     1. from outside, no hook, while the service still runs the jobs (IN_FLIGHT);
     2. by the harvest hook, after the rerun adopted the jobs and harvested a first shard.
+
+    The killed runs start their own job server, so it dies with them; the run that finishes uses
+    the session's Flink job server (already up for the other Flink tests) instead of a third one.
     """
     backend = local_backend_factory(timing=IN_FLIGHT, quotas=QUOTAS)
     input_path, ids = _input(tmp_path)
     output, run_id = tmp_path / "out", "kill-flink"
-    argv = _cli_args(backend, input_path, output, run_id) + flink_runner_args()
+    args = _cli_args(backend, input_path, output, run_id)
+    argv = args + flink_runner_args()
 
     first = subprocess.Popen([sys.executable, "-m", "pipeline", *argv], cwd=ROOT, env=_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -326,7 +334,7 @@ def test_flink_killed_in_flight_then_mid_harvest(local_backend_factory, tmp_path
         {n: v[:2] for n, v in after_kill.items()}
     assert not (output / "summaries").exists()
 
-    report = _rerun(argv)
+    report = _rerun(args + flink_pipeline_args(flink_job_endpoint), capsys)
     assert f"summaries       {RECORDS}" in report
     jobs = _assert_exactly_once(backend, run_id, output, ids, after_kill)
     assert len(jobs) == 2

@@ -257,7 +257,7 @@ def windows(draw: st.DrawFn) -> tuple[Quotas, list[int], UndersizedPolicy]:
     return quotas, sizes, draw(st.sampled_from(list(UndersizedPolicy)))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(windows())
 def test_every_record_placed_once_within_quotas(window: tuple) -> None:
     quotas, sizes, policy = window
@@ -282,7 +282,7 @@ def test_every_record_placed_once_within_quotas(window: tuple) -> None:
         assert plan.undersized < quotas.min_records_per_job
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(windows())
 def test_job_count_is_the_lower_bound_when_bytes_allow(window: tuple) -> None:
     quotas, sizes, policy = window
@@ -301,7 +301,7 @@ def test_job_count_is_the_lower_bound_when_bytes_allow(window: tuple) -> None:
         assert len(plan.jobs) == bound
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(windows(), st.lists(st.integers(1, 250), max_size=150))
 def test_assigner_keeps_quotas_whatever_the_stream(window: tuple, streamed: list[int]) -> None:
     """Plan for one list of sizes, stream another: quotas hold and every record has one place."""

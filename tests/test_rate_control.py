@@ -114,7 +114,7 @@ def test_progress_without_news_says_nothing():
     assert progress.line(now=30.0) is None
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(ceiling=st.floats(min_value=0.1, max_value=100.0),
        events=st.lists(st.tuples(st.sampled_from(["reserve", "success", "throttle"]),
                                  st.floats(min_value=0.0, max_value=5.0)), max_size=60))

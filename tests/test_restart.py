@@ -1,8 +1,9 @@
 """Restarting `run` with the same run id after a crash mid-wait adopts the jobs; none is re-created.
 
-The CLI runs in a subprocess against a local backend owned by the test (as `--backend aws` with
+The first run is a subprocess against a local backend owned by the test (as `--backend aws` with
 endpoint overrides, the way a user points it at any Bedrock-compatible endpoint), so killing the
-pipeline does not kill the service.
+pipeline does not kill the service. The restarted run calls the CLI's main() in the test process,
+as the other CLI tests do: only the run that is killed needs a process of its own.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.__main__ import main
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.local.jobs_store import Timing
 from tests.pipelines import read_rows, transcripts
@@ -24,7 +26,7 @@ SLOW = Timing(submitted=2.0, validating=2.0, scheduled=2.0, per_record=0.05, spe
 
 
 def _cli(backend, input_path: Path, output: Path, run_id: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", "run", "--backend", "aws",
+    return ["run", "--backend", "aws",
             "--bedrock-endpoint-url", backend.bedrock_endpoint_url,
             "--bucket-uri", f"s3://{DEFAULT_BUCKET}/runs", "--role-arn", SERVICE_ROLE_ARN,
             "--aws-region", backend.region, "--run-id", run_id, "--input", str(input_path),
@@ -47,7 +49,8 @@ def test_restart_after_crash_mid_wait_creates_no_new_job(local_backend_factory, 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run_id = "restart-1"
 
-    first = subprocess.Popen(_cli(backend, input_path, tmp_path / "out1", run_id), cwd=ROOT, env=env,
+    first = subprocess.Popen([sys.executable, "-m", "pipeline",
+                              *_cli(backend, input_path, tmp_path / "out1", run_id)], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
     try:
@@ -62,9 +65,7 @@ def test_restart_after_crash_mid_wait_creates_no_new_job(local_backend_factory, 
         os.killpg(first.pid, signal.SIGKILL)  # the crash: no cleanup runs
         first.wait()
 
-    second = subprocess.run(_cli(backend, input_path, tmp_path / "out2", run_id), cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=180)
-    assert second.returncode == 0, second.stderr[-2000:]
+    assert main(_cli(backend, input_path, tmp_path / "out2", run_id)) == 0
     after = {j["jobName"]: j["jobArn"] for j in _jobs(backend, run_id)}
     assert after == before, "the restarted run must adopt the existing jobs, not create new ones"
     summaries = read_rows(tmp_path / "out2" / "summaries")
