@@ -84,14 +84,15 @@ def files_arriving(folder: Path) -> Iterator[Path]:
 
 
 def test_watched_folder_streams_into_windowed_jobs(tmp_path, capsys):
-    started = time.monotonic()
+    # The watch's 60 s count from when the pipeline is built: on a busy machine the DirectRunner
+    # takes half a minute to start reading, and the three batches still need a few seconds each.
+    # A pipeline that never stops is caught by pytest's timeout.
     with files_arriving(tmp_path / "inbox") as inbox:
         code = main(["run", "--streaming", "--input", str(inbox / "*.jsonl"),
                      "--output", str(tmp_path / "out"), "--sink", "jsonl",
                      "--window-seconds", "3", "--watch-interval-seconds", "1",
-                     "--watch-seconds", "30", "--min-records-per-job", "1", "--debug"])
+                     "--watch-seconds", "60", "--min-records-per-job", "1", "--debug"])
     assert code == 0
-    assert time.monotonic() - started < 240
     summaries = read_rows(tmp_path / "out" / "summaries")
     assert sorted(r["transcript_id"] for r in summaries) == \
         sorted(t.id for t in transcripts(BATCHES * PER_BATCH, prefix="live"))
