@@ -148,13 +148,19 @@ class BatchRound(beam.PTransform):
                     late=trigger.AfterCount(1)),
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
                 allowed_lateness=ALLOWED_LATENESS)
-        sharded = (records
-                   | "ByModel" >> beam.Map(lambda r, model=cfg.model_id: (model, r))
-                   | "Group" >> beam.GroupByKey()
-                   | "WriteShards" >> beam.ParDo(shards.WriteShardsFn(cfg, self._attempt))
-                   .with_outputs(shards.FAILURES, shards.ON_DEMAND, shards.DEFERRED, main="batches"))
+        if isinstance(windowfn, window.GlobalWindows):  # one window: its shards in parallel
+            sharded = records | "WriteShards" >> shards.WriteShardsInParallel(cfg, self._attempt)
+        else:  # panes fire per key, so a pane's records stay under one key
+            grouped = (records
+                       | "ByModel" >> beam.Map(lambda r, model=cfg.model_id: (model, r))
+                       | "Group" >> beam.GroupByKey()
+                       | "WriteShards" >> beam.ParDo(shards.WriteShardsFn(cfg, self._attempt))
+                       .with_outputs(shards.FAILURES, shards.ON_DEMAND, shards.DEFERRED,
+                                     main="batches"))
+            sharded = {tag: grouped[tag] for tag in
+                       ("batches", shards.FAILURES, shards.ON_DEMAND, shards.DEFERRED)}
         carried = sharded[shards.DEFERRED] | "CarryTails" >> CarryTails(cfg, self._attempt)
-        harvested = ((sharded.batches, carried["batches"]) | "AllBatches" >> beam.Flatten()
+        harvested = ((sharded["batches"], carried["batches"]) | "AllBatches" >> beam.Flatten()
                      | "AwaitJobs" >> AwaitJobs(cfg)
                      | "Spread" >> beam.Reshuffle()
                      | "Harvest" >> beam.ParDo(harvest.HarvestJobFn(cfg)).with_outputs(
