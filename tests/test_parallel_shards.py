@@ -2,16 +2,27 @@
 pipeline that uses it, whose layout must not depend on bundle order or parallelism."""
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from tests.pipelines import local_config
+from transforms import layout
 from transforms.bucket_plan import BucketLayout, BucketSummary, bucket_of
 from transforms.planning import UndersizedPolicy, plan_window
+from transforms.model import Transcript
 from transforms.quotas import Quotas
+from transforms.records import build_record
+from transforms.shards import WriteShardsInParallel
+from transforms.storage import Storage
 
 QUOTAS = Quotas(max_records_per_file=40, max_records_per_job=100, min_records_per_job=30,
                 max_file_bytes=10_000, max_job_bytes=20_000)
@@ -84,3 +95,47 @@ def test_a_record_the_summary_did_not_count_is_refused() -> None:
     bucket = bucket_of("R000000")
     with pytest.raises(ValueError, match="did not count"):
         layout.place(bucket, [5000])
+
+
+def _write_shards(config, items, runner_args: list[str], out: Path) -> None:
+    with beam.Pipeline(options=PipelineOptions(runner_args)) as p:
+        records = (p | beam.Create(items)
+                   | beam.Map(lambda t: build_record(t, config.model_id, config.prompt)))
+        sharded = records | WriteShardsInParallel(config, attempt=1)
+        (sharded["batches"] | beam.Map(lambda b: json.dumps([s.job_name for s in b.specs]))
+         | beam.io.WriteToText(str(out / "names")))
+
+
+def _uploaded(storage: Storage, config) -> dict[str, str]:
+    """Every object under the run's input and index prefixes, path (run id cut out) -> content."""
+    root = layout.run_root(config.base_uri, config.run_id)
+    found = {}
+    for part in ("input", "index"):
+        for uri in storage.list(f"{root}/{part}/"):
+            found[uri[len(root):].replace(config.run_id, "RUN")] = storage.read_text(uri)
+    return found
+
+
+def test_two_runs_lay_out_identical_shards_and_job_names(local_backend_factory, tmp_path) -> None:
+    """Other input order, bundling and parallelism (DirectRunner with 1 worker, then 3 threads
+    on the reversed input): the same jobs, the same shards, line for line."""
+    backend = local_backend_factory(quotas=Quotas(max_records_per_file=7, max_records_per_job=20,
+                                                  min_records_per_job=5))
+    items = [Transcript(id=f"call-{i:03d}", text="word " * (20 + (i * 37) % 300)) for i in range(93)]
+    layouts = []
+    for name, args, order in [("one", ["--direct_num_workers=1"], items),
+                              ("two", ["--direct_num_workers=3",
+                                       "--direct_running_mode=multi_threading"], items[::-1])]:
+        config = local_config(backend, run_id=f"det-{name}")
+        _write_shards(config, order, args, tmp_path / name)
+        layouts.append(_uploaded(Storage(config.aws.client("s3")), config))
+        [batch] = [json.loads(line) for path in (tmp_path / name).glob("names*")
+                   for line in path.read_text().splitlines()]
+        # The one JobBatch names exactly the jobs whose shards were uploaded.
+        assert {f"/input/{n.replace(config.run_id, 'RUN')}" for n in batch} == {
+            path.rsplit("/", 1)[0] for path in layouts[-1] if path.startswith("/input/")}
+    first, second = layouts
+    assert first == second
+    assert sum(1 for p in first if p.startswith("/input/")) >= 5 * 3  # jobs x files: really sharded
+    lines = [line for p, text in first.items() if p.startswith("/input/") for line in text.splitlines()]
+    assert len(lines) == len(set(lines)) == 93
