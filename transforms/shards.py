@@ -11,12 +11,13 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 
+import transforms.coders  # noqa: F401 - registers the coders of the typed elements below
 from transforms import layout
 from transforms.bucket_plan import BucketLayout, BucketSummary, bucket_of
 from transforms.config import BatchConfig
@@ -287,7 +288,8 @@ class WriteShardsInParallel(beam.PTransform):
             | "Count" >> beam.CombineGlobally(sum)
             | "Existing" >> beam.ParDo(_ExistingJobsFn(cfg, attempt)))
         classified = records | "Classify" >> beam.ParDo(
-            _ClassifyFn(cfg), existing=existing).with_outputs(ADOPTED, FAILURES, main="fresh")
+            _ClassifyFn(cfg), existing=existing).with_output_types(
+            Tuple[int, BatchRecord]).with_outputs(ADOPTED, FAILURES, main="fresh")
         shard_layout = beam.pvalue.AsSingleton(
             classified.fresh
             | "Sizes" >> beam.Map(lambda kv: (kv[0], kv[1].size_bytes))
@@ -296,6 +298,7 @@ class WriteShardsInParallel(beam.PTransform):
         placed = (classified.fresh
                   | "ByBucket" >> beam.GroupByKey()
                   | "Place" >> beam.ParDo(_PlaceFn(), shard_layout=shard_layout)
+                  .with_output_types(Tuple[Tuple[int, int], BatchRecord])
                   .with_outputs(UNDERSIZED, main="placed"))
         written = (placed.placed
                    | "ByShard" >> beam.GroupByKey()
