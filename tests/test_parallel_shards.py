@@ -84,8 +84,8 @@ def test_bucket_layout_keeps_quotas_and_ignores_order(sizes, policy, seed) -> No
     for j, job in enumerate(plan.jobs):
         assert jobs[j][0] == job.records
         assert [files[(j, f)][0] for f in range(len(job.files))] == list(job.files)
-    assert all(QUOTAS.min_records_per_job <= r <= QUOTAS.max_records_per_job and b <= QUOTAS.max_job_bytes
-               for r, b in jobs.values())
+    assert all(QUOTAS.min_records_per_job <= r <= QUOTAS.max_records_per_job
+               and b <= QUOTAS.max_job_bytes for r, b in jobs.values())
     assert all(r <= QUOTAS.max_records_per_file and b <= QUOTAS.max_file_bytes
                for r, b in files.values())
 
@@ -121,7 +121,8 @@ def test_two_runs_lay_out_identical_shards_and_job_names(local_backend_factory, 
     on the reversed input): the same jobs, the same shards, line for line."""
     backend = local_backend_factory(quotas=Quotas(max_records_per_file=7, max_records_per_job=20,
                                                   min_records_per_job=5))
-    items = [Transcript(id=f"call-{i:03d}", text="word " * (20 + (i * 37) % 300)) for i in range(93)]
+    items = [Transcript(id=f"call-{i:03d}", text="word " * (20 + (i * 37) % 300))
+             for i in range(93)]
     layouts = []
     for name, args, order in [("one", ["--direct_num_workers=1"], items),
                               ("two", ["--direct_num_workers=3",
@@ -137,5 +138,6 @@ def test_two_runs_lay_out_identical_shards_and_job_names(local_backend_factory, 
     first, second = layouts
     assert first == second
     assert sum(1 for p in first if p.startswith("/input/")) >= 5 * 3  # jobs x files: really sharded
-    lines = [line for p, text in first.items() if p.startswith("/input/") for line in text.splitlines()]
+    lines = [line for path, text in first.items() if path.startswith("/input/")
+             for line in text.splitlines()]
     assert len(lines) == len(set(lines)) == 93

@@ -1,9 +1,11 @@
 """Stream records into quota-sized JSONL shards on S3 and describe the jobs that will read them.
 
-No Beam here: the Beam stages (shards.py, carry.py) call ``ShardWriter.write`` with one group of
-records. The plan is made from record ids and sizes only (planning.py); records are then streamed
-into per-shard temp files, so memory holds one record at a time, not the group. Records are
-placed in recordId order, so a restarted run lays out exactly the same shards and job names.
+No Beam here. The Beam stages (shards.py, carry.py) call ``ShardWriter.write`` with one group of
+records: the plan is made from record ids and sizes only (planning.py); records are then
+streamed into per-shard temp files, so memory holds one record at a time, not the group.
+Records are placed in recordId order, so a restarted run lays out exactly the same shards and
+job names. ``WriteShardsInParallel`` uses the writer's parts instead (``existing``,
+``new_names``, ``prepare_jobs``, ``upload_shard``, ``spec``).
 """
 from __future__ import annotations
 
@@ -134,7 +136,7 @@ class ShardWriter:
                             "not among this group's records: they are not emitted from it",
                             name, left_out)
             specs.append(self.spec(name, len(ids), sum(size for _, size in placed), window_start,
-                                    window_end, attempt, ids if left_out else None))
+                                   window_end, attempt, ids if left_out else None))
         for spec in specs:
             log.info("planned %s: %d records, %d bytes%s", spec.job_name, spec.record_count,
                      spec.input_bytes, "" if spec.job_name in names else " (exists, adopted)")
@@ -274,6 +276,14 @@ def oversized_failure(record: BatchRecord, quotas: Quotas) -> Failure:
 
 
 def undersized_failure(record: BatchRecord, count: int, config: BatchConfig, why: str) -> Failure:
+    """The UndersizedJob failure row of a record too few for a job, naming the flags that help.
+
+    Args:
+        record: The record.
+        count: How many records of its group went this way.
+        config: The run's config (quotas and policy).
+        why: How the records came to be too few.
+    """
     return Failure(
         stage="submit", error_code="UndersizedJob",
         error_message=(f"{count} record(s) {why} are fewer than the minimum of "

@@ -135,7 +135,7 @@ class _ExistingJobsFn(ShardingDoFn):
 
 
 class _ClassifyFn(beam.DoFn):
-    """A record -> adopted (an existing job holds it), oversized (a failure), or (bucket, record)."""
+    """A record -> adopted (an existing job holds it), oversized (a failure) or (bucket, record)."""
 
     def __init__(self, config: BatchConfig):
         self._config = config
