@@ -1,9 +1,11 @@
 """Stream records into quota-sized JSONL shards on S3 and describe the jobs that will read them.
 
-No Beam here: the Beam stages (shards.py, carry.py) call ``ShardWriter.write`` with one group of
-records. The plan is made from record ids and sizes only (planning.py); records are then streamed
-into per-shard temp files, so memory holds one record at a time, not the group. Records are
-placed in recordId order, so a restarted run lays out exactly the same shards and job names.
+No Beam here. The Beam stages (shards.py, carry.py) call ``ShardWriter.write`` with one group of
+records: the plan is made from record ids and sizes only (planning.py); records are then
+streamed into per-shard temp files, so memory holds one record at a time, not the group.
+Records are placed in recordId order, so a restarted run lays out exactly the same shards and
+job names. ``WriteShardsInParallel`` uses the writer's parts instead (``existing``,
+``new_names``, ``prepare_jobs``, ``upload_shard``, ``spec``).
 """
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable, Mapping
 
 from transforms import layout
 from transforms.config import BatchConfig
 from transforms.jobs import JobsClient, client_token, job_name, run_prefix
 from transforms.model import BatchRecord, Failure, JobBatch, JobSpec, truncate_raw
 from transforms.planning import UndersizedPolicy, oversized, plan_sizes
+from transforms.quotas import Quotas
 from transforms.results import index_line, iter_index
 from transforms.storage import Storage
 
@@ -35,6 +38,15 @@ class ShardResult:
     records_sharded: int = 0
     records_adopted: int = 0  # found in jobs an earlier run created: harvested from those
     records_not_in_input: int = 0  # held by those jobs but not among this group's records
+
+
+@dataclass(frozen=True)
+class ExistingJobs:
+    """What a run already created, as a rerun must know it before placing records."""
+
+    run_jobs: frozenset[str]  # names of every job of the run
+    owner: Mapping[str, str]  # recordId -> the existing job that holds it
+    totals: Mapping[str, int]  # existing job -> how many records it holds in all
 
 
 class ShardWriter:
@@ -82,7 +94,7 @@ class ShardWriter:
             if p.job_index is not None:
                 job_records[p.job_index] = job_records.get(p.job_index, 0) + 1
                 job_bytes[p.job_index] = job_bytes.get(p.job_index, 0) + size
-        names = self._new_names(group_key, attempt, len(job_records), run_jobs)
+        names = self.new_names(group_key, attempt, len(job_records), run_jobs)
 
         # Pass 2: stream each new record into its shard's temp file (and index sidecar).
         with tempfile.TemporaryDirectory(prefix="shards-") as tmp:
@@ -93,7 +105,7 @@ class ShardWriter:
                         continue
                     placement = placement_of.get(record.record_id)
                     if placement is None:
-                        result.oversized.append(self._oversized(record))
+                        result.oversized.append(oversized_failure(record, cfg.quotas))
                     elif placement.job_index is None:
                         result.undersized.append(record)
                     else:
@@ -112,7 +124,7 @@ class ShardWriter:
                     index.close()
             self._upload(tmp, names, family, attempt, sorted(handles))
 
-        specs = [self._spec(name, job_records[j], job_bytes[j], window_start, window_end, attempt)
+        specs = [self.spec(name, job_records[j], job_bytes[j], window_start, window_end, attempt)
                  for j, name in enumerate(names)]
         for name, placed in sorted(adopted.items()):
             ids = frozenset(rid for rid, _ in placed)
@@ -123,8 +135,8 @@ class ShardWriter:
                 log.warning("job %s (created earlier with this run id) holds %d record(s) that are "
                             "not among this group's records: they are not emitted from it",
                             name, left_out)
-            specs.append(self._spec(name, len(ids), sum(size for _, size in placed), window_start,
-                                    window_end, attempt, ids if left_out else None))
+            specs.append(self.spec(name, len(ids), sum(size for _, size in placed), window_start,
+                                   window_end, attempt, ids if left_out else None))
         for spec in specs:
             log.info("planned %s: %d records, %d bytes%s", spec.job_name, spec.record_count,
                      spec.input_bytes, "" if spec.job_name in names else " (exists, adopted)")
@@ -132,9 +144,20 @@ class ShardWriter:
             result.batch = JobBatch(cfg.model_id, tuple(specs), cfg.poll_interval_seconds)
         return result
 
-    def _spec(self, name: str, records: int, size: int, window_start: dt.datetime | None,
-              window_end: dt.datetime | None, attempt: int,
-              record_ids: frozenset[str] | None = None) -> JobSpec:
+    def spec(self, name: str, records: int, size: int, window_start: dt.datetime | None,
+             window_end: dt.datetime | None, attempt: int,
+             record_ids: frozenset[str] | None = None) -> JobSpec:
+        """The JobSpec of job ``name``.
+
+        Args:
+            name: The job name.
+            records: How many records the job reads.
+            size: The bytes of those records' JSONL lines.
+            window_start: Start of the window the job is for (None: the global window).
+            window_end: End of that window.
+            attempt: The submission round.
+            record_ids: The only recordIds to harvest from the job (None: all it holds).
+        """
         cfg = self._config
         return JobSpec(job_name=name, client_request_token=client_token(name), model_id=cfg.model_id,
                        input_s3_uri=layout.job_input_prefix(cfg.base_uri, cfg.run_id, name),
@@ -142,11 +165,24 @@ class ShardWriter:
                        record_count=records, input_bytes=size, window_start=window_start,
                        window_end=window_end, attempt=attempt, record_ids=record_ids)
 
-    def _held_records(self, families: tuple[str, ...], attempt: int, run_jobs: set[str],
-                      wanted: set[str]) -> dict[str, tuple[set[str], int]]:
-        """For every existing job of the families that holds some of the ``wanted`` recordIds:
-        those ids and how many records it holds in all, from its index (only wanted ids are kept,
-        so memory is bounded by the group, not by the families).
+    def existing(self, families: tuple[str, ...], attempt: int) -> "ExistingJobs":
+        """The run's jobs, and which of them holds which record, in the families' jobs.
+
+        Args:
+            families: The families whose jobs may hold records (see ``write``).
+            attempt: The submission round.
+        """
+        listed = self._jobs.list(name_contains=run_prefix(self._config.run_id))
+        run_jobs = frozenset(j.name for j in listed)
+        held = self._held_records(families, attempt, run_jobs, None)
+        owner = {rid: name for name in sorted(held, reverse=True) for rid in held[name][0]}
+        return ExistingJobs(run_jobs, owner, {name: total for name, (_, total) in held.items()})
+
+    def _held_records(self, families: tuple[str, ...], attempt: int, run_jobs: Collection[str],
+                      wanted: set[str] | None) -> dict[str, tuple[set[str], int]]:
+        """For every existing job of the families that holds some of the ``wanted`` recordIds
+        (None: any): those ids and how many records it holds in all, from its index (only wanted
+        ids are kept, so memory is bounded by the group, not by the families).
 
         A marker whose job does not exist is a job never created (a crash before its submission,
         or a create the service refused): it holds no record."""
@@ -163,15 +199,23 @@ class ShardWriter:
             for uri in self._storage.list(layout.index_prefix(cfg.base_uri, cfg.run_id, name)):
                 for entry in iter_index(self._storage.read_lines(uri)):
                     total += 1
-                    if entry.record_id in wanted:
+                    if wanted is None or entry.record_id in wanted:
                         found.add(entry.record_id)
             if found:
                 held[name] = (found, total)
         return held
 
-    def _new_names(self, group_key: str, attempt: int, count: int, run_jobs: set[str]) -> list[str]:
+    def new_names(self, group_key: str, attempt: int, count: int,
+                  run_jobs: Collection[str]) -> list[str]:
         """Names for ``count`` new jobs: the first generation none of whose names exists yet, so
-        an unchanged first run gets generation 0 and a rerun never reuses a created job's name."""
+        an unchanged first run gets generation 0 and a rerun never reuses a created job's name.
+
+        Args:
+            group_key: The window (and pane) key the names carry.
+            attempt: The submission round.
+            count: How many jobs.
+            run_jobs: Names of every job the run already has.
+        """
         run_id = self._config.run_id
         generation = 0
         while any(job_name(run_id, group_key, attempt, j, generation) in run_jobs
@@ -181,6 +225,19 @@ class ShardWriter:
 
     def _upload(self, tmp: str, names: list[str], family: str, attempt: int,
                 shards: list[tuple[int, int]]) -> None:
+        self.prepare_jobs(names, family, attempt)
+        for j, f in shards:
+            self.upload_shard(os.path.join(tmp, f"{j}-{f}"), names[j], f)
+
+    def prepare_jobs(self, names: list[str], family: str, attempt: int) -> None:
+        """Empty the input and index prefixes of new jobs and mark them as the family's; before
+        any of their shards is uploaded.
+
+        Args:
+            names: The new jobs' names (none of them created yet).
+            family: The family the jobs belong to.
+            attempt: The submission round.
+        """
         cfg = self._config
         for name in names:
             # Files left by an earlier run that never created this job (same run id, other
@@ -189,20 +246,44 @@ class ShardWriter:
             self._storage.delete_prefix(layout.index_prefix(cfg.base_uri, cfg.run_id, name))
             self._storage.write_text(
                 layout.family_prefix(cfg.base_uri, cfg.run_id, attempt, family) + name, "")
-        for j, f in shards:
-            base = os.path.join(tmp, f"{j}-{f}")
-            self._storage.upload(base + ".jsonl", layout.job_input_prefix(
-                cfg.base_uri, cfg.run_id, names[j]) + layout.shard_name(f))
-            self._storage.upload(base + ".idx", layout.index_uri(cfg.base_uri, cfg.run_id, names[j], f))
 
-    def _oversized(self, record: BatchRecord) -> Failure:
-        return Failure(stage="validate", error_code="RecordTooLarge",
-                       error_message=oversized(record.size_bytes, self._config.quotas) or "",
-                       transcript_id=record.transcript_id, record_id=record.record_id,
-                       attempt=record.attempt, raw=truncate_raw(record.model_input))
+    def upload_shard(self, base: str, name: str, file_index: int) -> None:
+        """Upload one shard (``base``.jsonl) and then its index (``base``.idx) of job ``name``.
+
+        Args:
+            base: Local path of the two files, without suffix.
+            name: The job the shard is for.
+            file_index: The shard's number within the job.
+        """
+        cfg = self._config
+        self._storage.upload(base + ".jsonl", layout.job_input_prefix(
+            cfg.base_uri, cfg.run_id, name) + layout.shard_name(file_index))
+        self._storage.upload(base + ".idx", layout.index_uri(cfg.base_uri, cfg.run_id, name,
+                                                             file_index))
+
+
+def oversized_failure(record: BatchRecord, quotas: Quotas) -> Failure:
+    """The RecordTooLarge failure row of a record no job can take.
+
+    Args:
+        record: The oversized record.
+        quotas: The quotas it exceeds.
+    """
+    return Failure(stage="validate", error_code="RecordTooLarge",
+                   error_message=oversized(record.size_bytes, quotas) or "",
+                   transcript_id=record.transcript_id, record_id=record.record_id,
+                   attempt=record.attempt, raw=truncate_raw(record.model_input))
 
 
 def undersized_failure(record: BatchRecord, count: int, config: BatchConfig, why: str) -> Failure:
+    """The UndersizedJob failure row of a record too few for a job, naming the flags that help.
+
+    Args:
+        record: The record.
+        count: How many records of its group went this way.
+        config: The run's config (quotas and policy).
+        why: How the records came to be too few.
+    """
     return Failure(
         stage="submit", error_code="UndersizedJob",
         error_message=(f"{count} record(s) {why} are fewer than the minimum of "

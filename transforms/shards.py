@@ -1,19 +1,35 @@
-"""Beam stage: one window pane's records -> JSONL shards on S3 and a JobBatch to submit."""
+"""Beam stages: a window's records -> JSONL shards on S3 and a JobBatch to submit.
+
+``WriteShardsFn`` writes one window pane's grouped records (streaming windows, whose panes fire
+by count and lateness); ``WriteShardsInParallel`` writes the global window's shards, each shard
+under its own key.
+"""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Iterator
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
 
+import transforms.coders  # noqa: F401 - registers the coders of the typed elements below
 from transforms import layout
+from transforms.bucket_plan import BucketLayout, BucketSummary, bucket_of
 from transforms.config import BatchConfig
 from transforms.jobs import JobsClient
 from transforms.metrics import counter
-from transforms.model import BatchRecord
-from transforms.shard_writer import ShardResult, ShardWriter, undersized_failure
+from transforms.model import BatchRecord, JobBatch
+from transforms.planning import UndersizedPolicy, oversized
+from transforms.results import index_line
+from transforms.shard_writer import (ExistingJobs, ShardResult, ShardWriter, oversized_failure,
+                                     undersized_failure)
 from transforms.storage import Storage
+
+log = logging.getLogger(__name__)
 
 FAILURES = "failures"
 ON_DEMAND = "on_demand"
@@ -73,15 +89,235 @@ class WriteShardsFn(ShardingDoFn):
         result = self._writer.write(element[1], key, self._attempt, start, end,
                                     family=layout.window_key(start), also_in=(CARRIED,))
         yield from self._emit(result)
-        policy = self._config.undersized_policy
         for record in result.undersized:
-            # Retries too few for a job of their own (a few record errors of a big job, the
-            # usual case) would otherwise never be retried: they go on-demand whatever the policy.
-            if policy == "on-demand" or self._attempt > 1:
-                yield beam.pvalue.TaggedOutput(ON_DEMAND, record)
-            elif policy == "defer":
-                yield beam.pvalue.TaggedOutput(DEFERRED, record)
+            yield route_undersized(record, len(result.undersized), self._config, self._attempt,
+                                   "left over could not be merged into another job and")
+
+
+def route_undersized(record: BatchRecord, count: int, config: BatchConfig, attempt: int,
+                     why: str) -> beam.pvalue.TaggedOutput:
+    """Where a record too few for a job goes under the undersized policy.
+
+    Args:
+        record: The record.
+        count: How many records of its group went this way (for the failure message).
+        config: The run's config (its undersized policy).
+        attempt: The submission round.
+        why: How the records came to be too few, for the failure message.
+    """
+    # Retries too few for a job of their own (a few record errors of a big job, the usual case)
+    # would otherwise never be retried: they go on-demand whatever the policy.
+    if config.undersized_policy == "on-demand" or attempt > 1:
+        return beam.pvalue.TaggedOutput(ON_DEMAND, record)
+    if config.undersized_policy == "defer":
+        return beam.pvalue.TaggedOutput(DEFERRED, record)
+    return beam.pvalue.TaggedOutput(FAILURES, undersized_failure(record, count, config, why))
+
+
+# ---- The global window, in parallel: plan from a summary, write each shard under its own key ---
+
+ADOPTED = "adopted"
+UNDERSIZED = "undersized"
+
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """A window's bucket layout and the names of the new jobs it makes."""
+
+    buckets: BucketLayout
+    names: tuple[str, ...]
+
+
+class _ExistingJobsFn(ShardingDoFn):
+    """The window's record count -> the run's existing jobs and the records they hold."""
+
+    def process(self, count: int) -> Iterator[ExistingJobs]:
+        if not count:  # nothing to place (a retry round with no retries): ask no service
+            yield ExistingJobs(frozenset(), {}, {})
+            return
+        yield self._writer.existing((layout.window_key(None), CARRIED), self._attempt)
+
+
+class _ClassifyFn(beam.DoFn):
+    """A record -> adopted (an existing job holds it), oversized (a failure) or (bucket, record)."""
+
+    def __init__(self, config: BatchConfig):
+        self._config = config
+
+    def process(self, record: BatchRecord, existing: ExistingJobs) -> Iterator[Any]:
+        owner = existing.owner.get(record.record_id)
+        if owner is not None:
+            yield beam.pvalue.TaggedOutput(ADOPTED, (owner, (record.record_id, record.size_bytes)))
+        elif oversized(record.size_bytes, self._config.quotas) is not None:
+            yield beam.pvalue.TaggedOutput(FAILURES, oversized_failure(record, self._config.quotas))
+        else:
+            yield bucket_of(record.record_id), record
+
+
+class _SummarizeBucketsFn(beam.CombineFn):
+    """(bucket, size) pairs -> the window's BucketSummary."""
+
+    def create_accumulator(self) -> BucketSummary:
+        return BucketSummary()
+
+    def add_input(self, summary: BucketSummary, element: tuple[int, int]) -> BucketSummary:
+        return summary.add(*element)
+
+    def merge_accumulators(self, summaries: Iterable[BucketSummary]) -> BucketSummary:
+        merged = BucketSummary()
+        for summary in summaries:
+            merged.merge(summary)
+        return merged
+
+    def extract_output(self, summary: BucketSummary) -> BucketSummary:
+        return summary
+
+
+class _LayoutFn(ShardingDoFn):
+    """The window's summary -> its ShardLayout; the new jobs' prefixes emptied and marked."""
+
+    def process(self, summary: BucketSummary, existing: ExistingJobs) -> Iterator[ShardLayout]:
+        cfg = self._config
+        buckets = BucketLayout.of(summary, cfg.quotas, UndersizedPolicy(cfg.undersized_policy))
+        key = layout.window_key(None)
+        names = self._writer.new_names(key, self._attempt, len(buckets.plan.jobs),
+                                       existing.run_jobs)
+        self._writer.prepare_jobs(names, key, self._attempt)
+        yield ShardLayout(buckets, tuple(names))
+
+
+class _PlaceFn(beam.DoFn):
+    """(bucket, its records) -> ((job, file), record) in recordId order; the undersized aside."""
+
+    def process(self, element: tuple[int, Iterable[BatchRecord]],
+                shard_layout: ShardLayout) -> Iterator[Any]:
+        bucket, records = element
+        ordered = sorted(records, key=lambda r: r.record_id)  # one bucket: a small slice
+        placements = shard_layout.buckets.place(bucket, [r.size_bytes for r in ordered])
+        for record, placement in zip(ordered, placements):
+            if placement.job_index is None:
+                yield beam.pvalue.TaggedOutput(UNDERSIZED, record)
             else:
-                yield beam.pvalue.TaggedOutput(FAILURES, undersized_failure(
-                    record, len(result.undersized), self._config,
-                    "left over could not be merged into another job and"))
+                yield (placement.job_index, placement.file_index), record
+
+
+class _RouteUndersizedFn(beam.DoFn):
+    def __init__(self, config: BatchConfig, attempt: int):
+        self._config = config
+        self._attempt = attempt
+
+    def process(self, record: BatchRecord, shard_layout: ShardLayout) -> Iterator[Any]:
+        yield route_undersized(record, shard_layout.buckets.plan.undersized, self._config,
+                               self._attempt, "left over could not be merged into another job and")
+
+
+class _WriteShardFn(ShardingDoFn):
+    """((job, file), the shard's records) -> the shard and its index on S3; (job, (records, bytes)).
+
+    Holds one shard at a time: its lines are sorted by recordId so the file is the same
+    whatever order its records arrive in."""
+
+    def process(self, element: tuple[tuple[int, int], Iterable[BatchRecord]],
+                shard_layout: ShardLayout) -> Iterator[tuple[int, tuple[int, int]]]:
+        (job, file), records = element
+        lines = sorted((r.record_id, r.jsonl_line(), index_line(r), r.size_bytes) for r in records)
+        with tempfile.TemporaryDirectory(prefix="shard-") as tmp:
+            base = os.path.join(tmp, "shard")
+            with open(base + ".jsonl", "w", encoding="utf-8") as data, \
+                    open(base + ".idx", "w", encoding="utf-8") as index:
+                for _, line, entry, _ in lines:
+                    data.write(line)
+                    index.write(entry)
+            self._writer.upload_shard(base, shard_layout.names[job], file)
+        yield job, (len(lines), sum(size for *_, size in lines))
+
+
+class _AssembleFn(ShardingDoFn):
+    """The written shards and adopted records of the window -> its JobBatch."""
+
+    def process(self, element: tuple[None, Iterable[tuple[str, Any]]], shard_layout: ShardLayout,
+                existing: ExistingJobs) -> Iterator[Any]:
+        jobs: dict[int, list[int]] = {}
+        adopted: dict[str, list[tuple[str, int]]] = {}
+        for kind, (key, value) in element[1]:
+            if kind == "shard":
+                load = jobs.setdefault(key, [0, 0])
+                load[0] += value[0]
+                load[1] += value[1]
+            else:
+                adopted.setdefault(key, []).append(value)
+        result = ShardResult(records_sharded=sum(records for records, _ in jobs.values()))
+        attempt = self._attempt
+        specs = [self._writer.spec(shard_layout.names[j], records, size, None, None, attempt)
+                 for j, (records, size) in sorted(jobs.items())]
+        for name, placed in sorted(adopted.items()):
+            left_out = existing.totals[name] - len(placed)
+            result.records_adopted += len(placed)
+            result.records_not_in_input += left_out
+            if left_out:
+                log.warning("job %s (created earlier with this run id) holds %d record(s) that are "
+                            "not among this window's records: they are not emitted from it",
+                            name, left_out)
+            specs.append(self._writer.spec(
+                name, len(placed), sum(size for _, size in placed), None, None, attempt,
+                frozenset(rid for rid, _ in placed) if left_out else None))
+        for spec in specs:
+            log.info("planned %s: %d records, %d bytes%s", spec.job_name, spec.record_count,
+                     spec.input_bytes, " (exists, adopted)" if spec.job_name in adopted else "")
+        result.batch = JobBatch(self._config.model_id, tuple(specs),
+                                self._config.poll_interval_seconds)
+        yield from self._emit(result)
+
+
+class WriteShardsInParallel(beam.PTransform):
+    """PCollection[BatchRecord] in the global window -> JobBatch (main), tagged FAILURES,
+    ON_DEMAND and DEFERRED: the same outputs as ``WriteShardsFn`` after a GroupByKey.
+
+    No step holds the window: a count and a per-bucket size summary plan it, each hash bucket of
+    recordIds is placed by itself, and each shard is written under its own key, so as many
+    workers as there are write shards at once. Placement depends only on the records, so a rerun
+    lays out the same shards and job names.
+    """
+
+    def __init__(self, config: BatchConfig, attempt: int):
+        super().__init__()
+        self._config = config
+        self._attempt = attempt
+
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+        cfg, attempt = self._config, self._attempt
+        existing = beam.pvalue.AsSingleton(
+            records
+            | "One" >> beam.Map(lambda _: 1)
+            | "Count" >> beam.CombineGlobally(sum)
+            | "Existing" >> beam.ParDo(_ExistingJobsFn(cfg, attempt)))
+        classified = records | "Classify" >> beam.ParDo(
+            _ClassifyFn(cfg), existing=existing).with_output_types(
+            Tuple[int, BatchRecord]).with_outputs(ADOPTED, FAILURES, main="fresh")
+        shard_layout = beam.pvalue.AsSingleton(
+            classified.fresh
+            | "Sizes" >> beam.Map(lambda kv: (kv[0], kv[1].size_bytes))
+            | "Summarize" >> beam.CombineGlobally(_SummarizeBucketsFn())
+            | "Layout" >> beam.ParDo(_LayoutFn(cfg, attempt), existing=existing))
+        placed = (classified.fresh
+                  | "ByBucket" >> beam.GroupByKey()
+                  | "Place" >> beam.ParDo(_PlaceFn(), shard_layout=shard_layout)
+                  .with_output_types(Tuple[Tuple[int, int], BatchRecord])
+                  .with_outputs(UNDERSIZED, main="placed"))
+        written = (placed.placed
+                   | "ByShard" >> beam.GroupByKey()
+                   | "WriteShard" >> beam.ParDo(_WriteShardFn(cfg, attempt),
+                                                shard_layout=shard_layout))
+        routed = placed[UNDERSIZED] | "Undersized" >> beam.ParDo(
+            _RouteUndersizedFn(cfg, attempt), shard_layout=shard_layout).with_outputs(
+            FAILURES, ON_DEMAND, DEFERRED)
+        batches = ((written | "TagShards" >> beam.Map(lambda kv: ("shard", kv)),
+                    classified[ADOPTED] | "TagAdopted" >> beam.Map(lambda kv: ("adopted", kv)))
+                   | "Both" >> beam.Flatten()
+                   | "OneKey" >> beam.Map(lambda tagged: (None, tagged))
+                   | "Gather" >> beam.GroupByKey()
+                   | "Assemble" >> beam.ParDo(_AssembleFn(cfg, attempt),
+                                              shard_layout=shard_layout, existing=existing))
+        failures = ((classified[FAILURES], routed[FAILURES]) | "AllFailures" >> beam.Flatten())
+        return {"batches": batches, FAILURES: failures, ON_DEMAND: routed[ON_DEMAND],
+                DEFERRED: routed[DEFERRED]}

@@ -9,13 +9,14 @@ Stages: records (prompt + recordId) -> per window: shards on S3 -> jobs submitte
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.core import Windowing
 from apache_beam.utils.timestamp import Duration
 
+import transforms.coders  # noqa: F401 - registers the coders of the typed elements below
 from transforms import harvest, shards
 from transforms.await_jobs import AwaitJobs
 from transforms.carry import CarryTails
@@ -108,11 +109,11 @@ class PrepareRecords(beam.PTransform):
         self._config = config
 
     def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
-        built = transcripts | "Build" >> beam.ParDo(_BuildRecordFn(self._config)).with_outputs(
-            FAILURES, main="records")
+        built = transcripts | "Build" >> beam.ParDo(_BuildRecordFn(self._config)).with_output_types(
+            Tuple[str, BatchRecord]).with_outputs(FAILURES, main="records")
         records = (built.records
                    | "ByRecordId" >> beam.GroupByKey()
-                   | "Resolve" >> beam.ParDo(_ResolveCollisionsFn()))
+                   | "Resolve" >> beam.ParDo(_ResolveCollisionsFn()).with_output_types(BatchRecord))
         return {"records": records, "failures": built[FAILURES]}
 
 
@@ -159,17 +160,25 @@ class BatchRound(beam.PTransform):
                     late=trigger.AfterCount(1)),
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
                 allowed_lateness=ALLOWED_LATENESS)
-        sharded = (records
-                   | "ByModel" >> beam.Map(lambda r, model=cfg.model_id: (model, r))
-                   | "Group" >> beam.GroupByKey()
-                   | "WriteShards" >> beam.ParDo(shards.WriteShardsFn(cfg, self._attempt))
-                   .with_outputs(shards.FAILURES, shards.ON_DEMAND, shards.DEFERRED, main="batches"))
+        if isinstance(windowfn, window.GlobalWindows):  # one window: its shards in parallel
+            sharded = records | "WriteShards" >> shards.WriteShardsInParallel(cfg, self._attempt)
+        else:  # panes fire per key, so a pane's records stay under one key
+            grouped = (records
+                       | "ByModel" >> beam.Map(lambda r, model=cfg.model_id: (model, r))
+                       .with_output_types(Tuple[str, BatchRecord])
+                       | "Group" >> beam.GroupByKey()
+                       | "WriteShards" >> beam.ParDo(shards.WriteShardsFn(cfg, self._attempt))
+                       .with_outputs(shards.FAILURES, shards.ON_DEMAND, shards.DEFERRED,
+                                     main="batches"))
+            sharded = {tag: grouped[tag] for tag in
+                       ("batches", shards.FAILURES, shards.ON_DEMAND, shards.DEFERRED)}
         carried = sharded[shards.DEFERRED] | "CarryTails" >> CarryTails(cfg, self._attempt)
-        harvested = ((sharded.batches, carried["batches"]) | "AllBatches" >> beam.Flatten()
+        harvested = ((sharded["batches"], carried["batches"]) | "AllBatches" >> beam.Flatten()
                      | "AwaitJobs" >> AwaitJobs(cfg)
                      | "Spread" >> beam.Reshuffle()
-                     | "Harvest" >> beam.ParDo(harvest.HarvestJobFn(cfg)).with_outputs(
-                         harvest.FAILURES, harvest.RETRIES, main="summaries"))
+                     | "Harvest" >> beam.ParDo(harvest.HarvestJobFn(cfg)).with_output_types(
+                         Summary).with_outputs(harvest.FAILURES, harvest.RETRIES,
+                                               main="summaries"))
         failures = ((sharded[shards.FAILURES], carried["failures"], harvested[harvest.FAILURES])
                     | "Failures" >> beam.Flatten())
         return {"summaries": harvested.summaries, "failures": failures,
@@ -213,8 +222,8 @@ class SummarizeTranscripts(beam.PTransform):
             failures.append(on_demand["failures"])
             records = result["retries"]
         writable = (tuple(summaries) | "AllSummaries" >> beam.Flatten()
-                    | "Writable" >> beam.ParDo(_WritableFn()).with_outputs(FAILURES,
-                                                                           main="summaries"))
+                    | "Writable" >> beam.ParDo(_WritableFn()).with_output_types(Summary)
+                    .with_outputs(FAILURES, main="summaries"))
         failures.append(writable[FAILURES])
         # Hand the caller back its own windowing whole (the rounds used their own triggers):
         # a WindowInto with only the windowfn would reset trigger and allowed lateness.
