@@ -238,7 +238,7 @@ def test_each_command_help_lists_only_its_own_flags(capsys):
                   "streaming:", "runner:", "console:"):
         assert f"\n{title}" in run
     assert "--job-output" not in run and "--status" not in run  # collect's and jobs' flags
-    assert "--input " in plan and "--output" not in plan and "--window-seconds" not in plan
+    assert "--input " in plan and "--output " not in plan and "--window-seconds" not in plan
     assert "--status" in jobs and "--input" not in jobs and "--model-id" not in jobs
     assert "--max_records_per_job " not in run  # one form per flag; the text names the other
 

@@ -132,10 +132,10 @@ class _ExistingJobsFn(ShardingDoFn):
     """The window's record count -> the run's existing jobs and the records they hold."""
 
     def process(self, count: int) -> Iterator[ExistingJobs]:
-        if not count:  # nothing to place (a retry round with no retries): ask no service
+        if count:
+            yield self._writer.existing((layout.window_key(None), CARRIED), self._attempt)
+        else:  # nothing to place (a retry round with no retries): ask no service
             yield ExistingJobs(frozenset(), {}, {})
-            return
-        yield self._writer.existing((layout.window_key(None), CARRIED), self._attempt)
 
 
 class _ClassifyFn(beam.DoFn):
