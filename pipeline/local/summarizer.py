@@ -156,7 +156,7 @@ def _tagged_region(prompt: str) -> str | None:
     if end < 0 or _OPEN_TAG in prompt[:start].lower():
         return None
     region = prompt[start + len(_OPEN_TAG):end]
-    folded = region.lower()
+    folded = _fold(region)
     if _CLOSE_TAG in folded or any(hint in folded for hint in _CONTROL_HINTS):
         return None
     return region
@@ -255,41 +255,57 @@ def _roles(sentences: list[Sentence]) -> dict[str | None, str]:
     return roles
 
 
-def _word_separators() -> bytes:
-    """bytes.translate table for Latin-1 text: letters, digits, apostrophes and newlines stay,
-    every other character becomes a space, so ``split()`` yields the words."""
-    return bytes(code if chr(code).isalnum() or chr(code) in "'\n" else ord(" ")
-                 for code in range(256))
+def _latin1_table(keep: str) -> bytes:
+    """bytes.translate table for Latin-1 text: lower-cases it; unless ``keep`` is "all", only
+    letters, digits, apostrophes and newlines stay, every other character becomes a space."""
+    table = bytearray()
+    for code in range(256):
+        char = chr(code).lower()
+        kept = keep == "all" or char.isalnum() or char in "'\n"
+        table.append(ord(char) if kept else ord(" "))
+    return bytes(table)
 
 
-_WORD_SEPARATORS = _word_separators()
-_NON_WORD = re.compile(r"[^\w'\n]|_")  # the same, for text beyond Latin-1
-# Lower-case text every _SCRIPT match holds: sentences without any of it skip the regex.
+# Latin-1 characters lower-case to Latin-1 characters, so one byte table does it in one C pass.
+_LOWER = _latin1_table("all")
+_WORD_CHARS = _latin1_table("words")
+_NON_WORD = re.compile(r"[^\w'\n]|_")  # the same as _WORD_CHARS, for text beyond Latin-1
+# Text every _SCRIPT match holds (lower-cased, punctuation as spaces): sentences without any of
+# it skip the regex.
 _SCRIPT_HINTS = ("thank you for", "thanks for", "my name is", "this is ", "how can i",
                  "how may i", "anything else", "have a ")
 
 
-def _word_lines(folded: str) -> list[str]:
-    """``folded`` (lower-cased lines) with everything but words, apostrophes and newlines
-    turned to spaces, split into its lines: one C pass for Latin-1 text."""
+def _fold(text: str) -> str:
+    """``text.lower()``, in one C pass for Latin-1 text (``str.lower`` goes character by
+    character through the Unicode database once a character is not ASCII)."""
     try:
-        cleaned = folded.encode("latin-1").translate(_WORD_SEPARATORS).decode("latin-1")
+        return text.encode("latin-1").translate(_LOWER).decode("latin-1")
     except UnicodeEncodeError:
-        cleaned = _NON_WORD.sub(" ", folded)
-    return cleaned.split("\n")
+        return text.lower()
 
 
-def _script_lines(folded_lines: list[str], texts: list[str]) -> set[int]:
-    """Indexes of the lines that are call-center script (``_SCRIPT``): the hints are searched in
-    the whole text at once, the regex runs only on the few lines holding one."""
-    folded = "\n".join(folded_lines)
-    starts = list(accumulate((len(line) + 1 for line in folded_lines), initial=0))
+def _word_text(text: str) -> str:
+    """``text`` lower-cased with everything but words, apostrophes and newlines turned to
+    spaces, so ``split()`` yields its words: one C pass for Latin-1 text."""
+    try:
+        return text.encode("latin-1").translate(_WORD_CHARS).decode("latin-1")
+    except UnicodeEncodeError:
+        return _NON_WORD.sub(" ", text.lower())
+
+
+def _script_lines(lines: list[str], texts: list[str]) -> set[int]:
+    """Indexes of the sentences that are call-center script (``_SCRIPT``): the hints are searched
+    in the whole text at once (``lines``: the sentences' word text), the regex runs only on the
+    few sentences holding one."""
+    joined = "\n".join(lines)
+    starts = list(accumulate((len(line) + 1 for line in lines), initial=0))
     candidates = set()
     for hint in _SCRIPT_HINTS:
-        at = folded.find(hint)
+        at = joined.find(hint)
         while at >= 0:
             candidates.add(bisect_right(starts, at) - 1)
-            at = folded.find(hint, at + 1)
+            at = joined.find(hint, at + 1)
     return {i for i in candidates if _SCRIPT.search(texts[i])}
 
 
@@ -303,14 +319,14 @@ def score_sentences(sentences: list[Sentence]) -> list[float]:
         sentences: The transcript's sentences, as ``split_sentences`` returns them.
     """
     texts = [s.text for s in sentences]  # one line each: split_sentences collapses whitespace
-    folded_lines = "\n".join(texts).lower().split("\n")
-    words_of = [line.split() for line in _word_lines("\n".join(folded_lines))]
+    lines = _word_text("\n".join(texts)).split("\n")
+    words_of = [line.split() for line in lines]
     content_of = [list(filterfalse(_STOPWORDS.__contains__, words)) for words in words_of]
     # Fragments and pleasantries ("Hi Sam.", "Okay, thank you.") are not substantive.
     substantive = [len(words) >= 3 and len(content) >= 2
                    and not (len(content) < 4 and _SMALL_TALK.match(text))
                    for text, words, content in zip(texts, words_of, content_of)]
-    script = _script_lines(folded_lines, texts)
+    script = _script_lines(lines, texts)
     # How many sentences each content word is in: words the call keeps coming back to.
     freq = Counter(chain.from_iterable(map(set, content_of)))
     top = max(freq.values(), default=1)
