@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from bisect import bisect_right
 from itertools import accumulate, chain, filterfalse
+from operator import methodcaller
 from typing import NamedTuple
 
 LABEL = "[local extractive summary] "
@@ -157,7 +158,7 @@ def _tagged_region(prompt: str) -> str | None:
         return None
     region = prompt[start + len(_OPEN_TAG):end]
     folded = _fold(region)
-    if _CLOSE_TAG in folded or any(hint in folded for hint in _CONTROL_HINTS):
+    if _CLOSE_TAG in folded or any([hint in folded for hint in _CONTROL_HINTS]):
         return None
     return region
 
@@ -181,7 +182,8 @@ def _turns(prompt: str) -> list[tuple[str | None, str]]:
     region, cleaned = _region(prompt)
     speaker_lines = [m for m in map(_SPEAKER_LINE.match, region.splitlines()) if m]
     if len(speaker_lines) >= 2:
-        return [(m.group("speaker").strip(), m.group("text")) for m in speaker_lines]
+        # The lazy speaker group never ends in a space: no strip needed.
+        return list(map(_SPEAKER_AND_TEXT, speaker_lines))
     text = region.strip() or cleaned.strip()
     lines = [line for line in text.splitlines() if line.strip()]
     return [(None, " ".join(lines))] if lines else []
@@ -204,15 +206,42 @@ def extract_transcript(prompt: str) -> str:
     return region.strip() or cleaned.strip()
 
 
+_SPEAKER_AND_TEXT = methodcaller("group", "speaker", "text")
+# Where _SENTENCE_END can split single-spaced text: a stop, or a closing quote or bracket after
+# one, then a space. Turns holding none of these are one sentence each.
+_SPLIT_HINTS = (". ", "! ", "? ", '" ', "' ", ") ", "] ")
+
+
+def _one_sentence_each(texts: list[str]) -> bool:
+    """Whether every text is already one single-spaced sentence: no whitespace but single
+    spaces, none at either end, nowhere ``_SENTENCE_END`` could split. Checked on all texts at
+    once, in C; any doubt answers False and the texts take the regex path."""
+    joined = "\n".join(texts)
+    try:
+        classes = joined.encode("latin-1").translate(_TOKEN_CLASSES)
+    except UnicodeEncodeError:
+        return False
+    spaces = joined.count(" ")
+    return (classes.count(b" ") == spaces + len(texts) - 1  # only spaces and the joins
+            and all(texts) and not any([hint in joined for hint in _SPLIT_HINTS])
+            and "  " not in joined and " \n" not in joined and "\n " not in joined
+            and joined[0] != " " and joined[-1] != " ")
+
+
 def _sentences_of(turns: list[tuple[str | None, str]]) -> list[Sentence]:
+    """The sentences of (speaker, text) turns, numbered, their whitespace collapsed."""
+    if turns:
+        speakers, texts = zip(*turns)
+        if _one_sentence_each(list(texts)):  # the usual case: no loop per turn
+            return list(map(Sentence, range(len(texts)), range(len(texts)), speakers, texts))
+    return _split_turns(turns)
+
+
+def _split_turns(turns: list[tuple[str | None, str]]) -> list[Sentence]:
+    """``_sentences_of`` turn by turn, with the regex: for turns that are not one sentence."""
     sentences: list[Sentence] = []
     for turn, (speaker, text) in enumerate(turns):
-        text = text.strip()
-        last = len(text) - 1
-        # Most turns hold one sentence; only a stop inside the text calls for the regex.
-        inner_stop = (text.find(".", 0, last) >= 0 or text.find("!", 0, last) >= 0
-                      or text.find("?", 0, last) >= 0)
-        for piece in _SENTENCE_END.split(text) if inner_stop else (text,):
+        for piece in _SENTENCE_END.split(text.strip()):
             piece = " ".join(piece.split())
             if piece:
                 sentences.append(Sentence(len(sentences), turn, speaker, piece))
@@ -228,8 +257,7 @@ def split_sentences(transcript: str) -> list[Sentence]:
     lines = [line for line in transcript.splitlines() if line.strip()]
     speaker_lines = [_SPEAKER_LINE.match(line) for line in lines]
     if len(lines) >= 2 and all(speaker_lines):
-        return _sentences_of([(m.group("speaker").strip(), m.group("text"))
-                              for m in speaker_lines])
+        return _sentences_of(list(map(_SPEAKER_AND_TEXT, speaker_lines)))
     return _sentences_of([(None, " ".join(lines))])
 
 
