@@ -1,8 +1,8 @@
 """The local model's fast paths give what the regular expressions they replace give.
 
-count_tokens counts Latin-1 text with a byte table instead of matching ``_TOKEN``; turns that
-are single-spaced single sentences skip ``_SENTENCE_END``. Both are checked against the regex
-on awkward text (non-Latin-1 letters, Unicode spaces, long words, quotes after stops).
+count_tokens counts Latin-1 text with a byte table instead of matching ``_TOKEN``; cut_to_tokens
+jumps to the last token that fits; turns that are single-spaced single sentences skip
+``_SENTENCE_END``. Each is checked against the regex on awkward text (non-Latin-1 letters, Unicode spaces, long words, quotes after stops).
 """
 from __future__ import annotations
 
@@ -47,3 +47,12 @@ def test_fast_path_taken_for_plain_turns_and_not_for_several_sentences():
     assert summarizer._one_sentence_each([text for _, text in plain])
     assert not summarizer._one_sentence_each(["Hi Sam. My internet is down."])
     assert summarizer._sentences_of(plain) == summarizer._split_turns(plain)
+
+
+@settings(max_examples=10, deadline=None)
+@given(text=TEXT, max_tokens=st.integers(min_value=0, max_value=40))
+def test_cut_to_tokens_ends_at_the_last_token_that_fits(text, max_tokens):
+    ends = [match.end() for match in summarizer._TOKEN.finditer(text)]
+    expected = (text, False) if len(ends) <= max_tokens else \
+        (text[:ends[max_tokens - 1]] if max_tokens else "", True)
+    assert summarizer.cut_to_tokens(text, max_tokens) == expected

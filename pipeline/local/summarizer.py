@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from bisect import bisect_right
-from itertools import accumulate, chain, filterfalse
+from itertools import accumulate, chain, filterfalse, islice
 from operator import methodcaller
 from typing import NamedTuple
 
@@ -133,12 +133,11 @@ def cut_to_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
     """
     if count_tokens(text) <= max_tokens:  # the usual case, without a Python loop per token
         return text, False
-    end = 0
-    for number, match in enumerate(_TOKEN.finditer(text)):
-        if number == max_tokens:
-            return text[:end], True
-        end = match.end()
-    return text, False
+    if max_tokens <= 0:
+        return "", True
+    # The last token that fits; islice walks the matches in C, not one Python step per token.
+    last = next(islice(_TOKEN.finditer(text), max_tokens - 1, None))
+    return text[:last.end()], True
 
 
 _OPEN_TAG, _CLOSE_TAG = "<transcript>", "</transcript>"
