@@ -57,9 +57,6 @@ _SCRIPT = re.compile(
     r"(help|assist)|anything else i can|have a (great|good|nice|wonderful)|is there anything else",
     re.IGNORECASE,
 )
-# Every _SCRIPT match holds one of the words _is_script tests first (lower-cased): most
-# sentences are ruled out by a substring test, far cheaper than the case-insensitive alternation.
-
 _TAGGED = re.compile(r"<transcript>(.*?)</transcript>", re.IGNORECASE | re.DOTALL)
 _MARKER = re.compile(r"^\s*(?:call\s+)?transcript\s*:\s*", re.IGNORECASE | re.MULTILINE)
 # "Agent: ...", "Customer 2: ...", "[00:01] Agent: ...", "SPEAKER_1: ..." - a short label then text.
