@@ -24,12 +24,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codec-records", type=int, default=20_000)
     parser.add_argument("--parse-lines", type=int, default=5_000)
+    parser.add_argument("--model-records", type=int, default=2_000,
+                        help="records of each of the five families for row 8")
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--small", type=int, default=20_000)
     parser.add_argument("--flink-records", type=int, default=20_000)
     parser.add_argument("--end-to-end", type=int, default=20_000)
     parser.add_argument("--rows", type=lambda text: {int(n) for n in text.split(",")},
-                        default=set(range(1, 8)),
+                        default=set(range(1, 9)),
                         help="only these rows (e.g. 4,7); the others keep their last figures")
     args = parser.parse_args()
     # The child processes (CLI runs, serve-local) would print Google client deprecation notices.
@@ -53,6 +55,7 @@ def main() -> None:
         rows.extend(new)
 
     add((1, 2), lambda: [codec.encode_row(args.codec_records), codec.parse_row(args.parse_lines)])
+    add((8,), lambda: [codec.model_row(args.model_records)])
     add((6,), lambda: [scheduling.scheduling_row()])
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         add((3, 5), lambda: scale.shards_rows(args.records, args.small, Path(tmp)))

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from pipeline.local.faults import FaultPlan, JobFaults
 from pipeline.local.jobs_store import STOPPED_MESSAGE, TERMINAL, Job, JobStore, utcnow
 from pipeline.local.responses import InvalidModelInput, invoke
+from transforms.model import loads_json
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class JobRunner:
                 tokens: list[int]) -> tuple[dict[str, Any], bool]:
         """The output line for one input line, and whether it carries a modelOutput."""
         try:
-            record = json.loads(line)
+            record = loads_json(line)  # orjson, about half the cost of json.loads per record
         except ValueError as e:
             return self._error_line(record_id_for(job.job_id, f.name, line_no), line, 400,
                                     f"Malformed input record on line {line_no} of {f.uri}: not valid "

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
+from bisect import bisect_right
+from itertools import accumulate, chain, filterfalse, islice
+from operator import methodcaller
+from typing import NamedTuple
 
 LABEL = "[local extractive summary] "
 
@@ -52,10 +57,6 @@ _SCRIPT = re.compile(
     r"(help|assist)|anything else i can|have a (great|good|nice|wonderful)|is there anything else",
     re.IGNORECASE,
 )
-# Every _SCRIPT match holds one of these (case-folded): most sentences are ruled out by a
-# substring test, far cheaper than the case-insensitive alternation at every position.
-_SCRIPT_WORDS = ("thank", "my name is", "this is", "how ", "anything else", "have a")
-
 _TAGGED = re.compile(r"<transcript>(.*?)</transcript>", re.IGNORECASE | re.DOTALL)
 _MARKER = re.compile(r"^\s*(?:call\s+)?transcript\s*:\s*", re.IGNORECASE | re.MULTILINE)
 # "Agent: ...", "Customer 2: ...", "[00:01] Agent: ...", "SPEAKER_1: ..." - a short label then text.
@@ -68,15 +69,14 @@ _CONTROL_TOKENS = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # Token model for billing: words cost one token per started 6 characters, punctuation one each.
 # Each match of _TOKEN is one token: a greedy \w{1,6} cuts a word into its 6-character pieces.
 _TOKEN_CHARS = 6
 _TOKEN = re.compile(r"\w{1,%d}|[^\w\s]" % _TOKEN_CHARS)
 
-@dataclass(frozen=True)
-class Sentence:
-    """One candidate sentence: who said it, where it was, and its text."""
+class Sentence(NamedTuple):
+    """One candidate sentence: who said it, where it was, and its text (a tuple: a transcript
+    makes dozens, and a NamedTuple is several times cheaper to build than a dataclass)."""
 
     index: int
     turn: int
@@ -84,9 +84,38 @@ class Sentence:
     text: str
 
 
+def _token_classes() -> bytes:
+    """bytes.translate table: each Latin-1 character to its class for _TOKEN: "a" for a word
+    character (\w), " " for whitespace (\s), "." for any other character (one token each)."""
+    classes = bytearray()
+    for code in range(256):
+        char = chr(code)
+        classes.append(ord("a") if char.isalnum() or char == "_" else
+                       ord(" ") if char.isspace() else ord("."))
+    return bytes(classes)
+
+
+_TOKEN_CLASSES = _token_classes()
+
+
 def count_tokens(text: str) -> int:
-    """Deterministic, plausible token count (about 1.3 tokens per English word)."""
-    return len(_TOKEN.findall(text))
+    """Deterministic, plausible token count (about 1.3 tokens per English word).
+
+    The number of ``_TOKEN`` matches, computed for Latin-1 text (nearly all transcripts) with C
+    string operations instead of one regex match per token: a word of n characters costs
+    ceil(n / 6) = 1 + (n - 1) // 6 tokens, any other non-space character one.
+
+    Args:
+        text: The text to count.
+    """
+    try:
+        classes = text.encode("latin-1").translate(_TOKEN_CLASSES) + b" "
+    except UnicodeEncodeError:  # characters beyond Latin-1: the regex knows their classes
+        return len(_TOKEN.findall(text))
+    words = classes.count(b"a ") + classes.count(b"a.")  # each word ends once
+    # Dropping each word's last character leaves n - 1 per word; every 6 of them is a token more.
+    longer = classes.replace(b"a.", b".").replace(b"a ", b" ").count(b"a" * _TOKEN_CHARS)
+    return words + longer + classes.count(b".")
 
 
 def cut_to_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
@@ -94,15 +123,66 @@ def cut_to_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
 
     A long word that does not fit whole is cut inside, as a model stops mid-word on a sub-word
     token, so a truncated output uses exactly ``max_tokens``.
+
+    Args:
+        text: The model's output.
+        max_tokens: The output budget.
     """
     if count_tokens(text) <= max_tokens:  # the usual case, without a Python loop per token
         return text, False
-    end = 0
-    for number, match in enumerate(_TOKEN.finditer(text)):
-        if number == max_tokens:
-            return text[:end], True
-        end = match.end()
-    return text, False
+    if max_tokens <= 0:
+        return "", True
+    # The last token that fits; islice walks the matches in C, not one Python step per token.
+    last = next(islice(_TOKEN.finditer(text), max_tokens - 1, None))
+    return text[:last.end()], True
+
+
+_OPEN_TAG, _CLOSE_TAG = "<transcript>", "</transcript>"
+# Lower-cased text that any _CONTROL_TOKENS match holds; text without all of them is left alone.
+_CONTROL_HINTS = ("<|", "inst]", "</s>", "<s>", "sys>>", "system", "user", "assistant")
+
+
+def _tagged_region(prompt: str) -> str | None:
+    """The text between the prompt's <transcript> tags when plain string search finds the same
+    region ``_TAGGED`` would (one lower-case pair, no control tokens inside), else None.
+
+    The pipeline's prompts take this path; it costs a few scans in C instead of a regex pass.
+    """
+    start = prompt.find(_OPEN_TAG)
+    end = prompt.find(_CLOSE_TAG, start + len(_OPEN_TAG)) if start >= 0 else -1
+    if end < 0 or _OPEN_TAG in prompt[:start].lower():
+        return None
+    region = prompt[start + len(_OPEN_TAG):end]
+    folded = _fold(region)
+    if _CLOSE_TAG in folded or any([hint in folded for hint in _CONTROL_HINTS]):
+        return None
+    return region
+
+
+def _region(prompt: str) -> tuple[str, str]:
+    """The transcript region of ``prompt`` (see ``extract_transcript``) and the cleaned prompt."""
+    region = _tagged_region(prompt)
+    if region is not None:
+        return region, prompt
+    cleaned = _CONTROL_TOKENS.sub("\n", prompt)
+    tagged = _TAGGED.search(cleaned)
+    if tagged:
+        return tagged.group(1), cleaned
+    markers = list(_MARKER.finditer(cleaned))
+    return (cleaned[markers[-1].end():] if markers else cleaned), cleaned
+
+
+def _turns(prompt: str) -> list[tuple[str | None, str]]:
+    """(speaker, text) per turn of the transcript in ``prompt``: its speaker lines when it has
+    two or more, else one turn of free text (wrapped lines joined so sentences stay whole)."""
+    region, cleaned = _region(prompt)
+    speaker_lines = [m for m in map(_SPEAKER_LINE.match, region.splitlines()) if m]
+    if len(speaker_lines) >= 2:
+        # The lazy speaker group never ends in a space: no strip needed.
+        return list(map(_SPEAKER_AND_TEXT, speaker_lines))
+    text = region.strip() or cleaned.strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return [(None, " ".join(lines))] if lines else []
 
 
 def extract_transcript(prompt: str) -> str:
@@ -111,31 +191,51 @@ def extract_transcript(prompt: str) -> str:
     Looks for <transcript>...</transcript>, then a "Transcript:" marker, then speaker lines
     ("Agent: ...", "Customer: ..."). Within a marked region speaker lines are preferred so
     instructions after the transcript ("Summary:") stay out of the summary.
+
+    Args:
+        prompt: The text the model reads.
     """
-    cleaned = _CONTROL_TOKENS.sub("\n", prompt)
-    tagged = _TAGGED.search(cleaned)
-    if tagged:
-        region = tagged.group(1)
-    else:
-        markers = list(_MARKER.finditer(cleaned))
-        region = cleaned[markers[-1].end():] if markers else cleaned
+    region, cleaned = _region(prompt)
     speaker_lines = [line for line in region.splitlines() if _SPEAKER_LINE.match(line)]
     if len(speaker_lines) >= 2:
         return "\n".join(line.strip() for line in speaker_lines)
     return region.strip() or cleaned.strip()
 
 
-def split_sentences(transcript: str) -> list[Sentence]:
-    """Sentences of a transcript, each tagged with its speaker when lines are "Speaker: text"."""
+_SPEAKER_AND_TEXT = methodcaller("group", "speaker", "text")
+# Where _SENTENCE_END can split single-spaced text: a stop, or a closing quote or bracket after
+# one, then a space. Turns holding none of these are one sentence each.
+_SPLIT_HINTS = (". ", "! ", "? ", '" ', "' ", ") ", "] ")
+
+
+def _one_sentence_each(texts: list[str]) -> bool:
+    """Whether every text is already one single-spaced sentence: no whitespace but single
+    spaces, none at either end, nowhere ``_SENTENCE_END`` could split. Checked on all texts at
+    once, in C; any doubt answers False and the texts take the regex path."""
+    joined = "\n".join(texts)
+    try:
+        classes = joined.encode("latin-1").translate(_TOKEN_CLASSES)
+    except UnicodeEncodeError:
+        return False
+    spaces = joined.count(" ")
+    return (classes.count(b" ") == spaces + len(texts) - 1  # only spaces and the joins
+            and all(texts) and not any([hint in joined for hint in _SPLIT_HINTS])
+            and "  " not in joined and " \n" not in joined and "\n " not in joined
+            and joined[0] != " " and joined[-1] != " ")
+
+
+def _sentences_of(turns: list[tuple[str | None, str]]) -> list[Sentence]:
+    """The sentences of (speaker, text) turns, numbered, their whitespace collapsed."""
+    if turns:
+        speakers, texts = zip(*turns)
+        if _one_sentence_each(list(texts)):  # the usual case: no loop per turn
+            return list(map(Sentence, range(len(texts)), range(len(texts)), speakers, texts))
+    return _split_turns(turns)
+
+
+def _split_turns(turns: list[tuple[str | None, str]]) -> list[Sentence]:
+    """``_sentences_of`` turn by turn, with the regex: for turns that are not one sentence."""
     sentences: list[Sentence] = []
-    lines = [line for line in transcript.splitlines() if line.strip()]
-    turns = []
-    speaker_lines = [_SPEAKER_LINE.match(line) for line in lines]
-    if len(lines) >= 2 and all(speaker_lines):
-        turns = [(m.group("speaker").strip(), m.group("text")) for m in speaker_lines]
-    else:
-        # Free text: paragraphs without speakers; join wrapped lines so sentences stay whole.
-        turns = [(None, " ".join(lines))]
     for turn, (speaker, text) in enumerate(turns):
         for piece in _SENTENCE_END.split(text.strip()):
             piece = " ".join(piece.split())
@@ -144,8 +244,17 @@ def split_sentences(transcript: str) -> list[Sentence]:
     return sentences
 
 
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+def split_sentences(transcript: str) -> list[Sentence]:
+    """Sentences of a transcript, each tagged with its speaker when lines are "Speaker: text".
+
+    Args:
+        transcript: The transcript, as ``extract_transcript`` returns it.
+    """
+    lines = [line for line in transcript.splitlines() if line.strip()]
+    speaker_lines = [_SPEAKER_LINE.match(line) for line in lines]
+    if len(lines) >= 2 and all(speaker_lines):
+        return _sentences_of(list(map(_SPEAKER_AND_TEXT, speaker_lines)))
+    return _sentences_of([(None, " ".join(lines))])
 
 
 def _role(speaker: str | None) -> str:
@@ -163,39 +272,87 @@ def _role(speaker: str | None) -> str:
 def _roles(sentences: list[Sentence]) -> dict[str | None, str]:
     """Role per speaker label. Anonymous labels (Transcribe's spk_0, spk_1) get roles from who
     speaks first: in a contact-center call the agent answers, so the first speaker is the agent."""
-    roles = {s.speaker: _role(s.speaker) for s in sentences}
+    roles = {speaker: _role(speaker) for speaker in dict.fromkeys(s.speaker for s in sentences)}
     if set(roles.values()) == {"other"} and None not in roles and len(roles) == 2:
         first, second = roles  # dicts keep insertion order: first speaker first
         roles = {first: "agent", second: "customer"}
     return roles
 
 
-def _substantive(sentence: Sentence, words: list[str] | None = None) -> bool:
-    """False for fragments and pleasantries ("Hi Sam.", "Okay, thank you."); ``words``: the
-    sentence's ``_words`` when already known."""
-    words = _words(sentence.text) if words is None else words
-    content = [w for w in words if w not in _STOPWORDS]
-    return len(words) >= 3 and len(content) >= 2 and not (
-        _SMALL_TALK.match(sentence.text) and len(content) < 4
-    )
+def _latin1_table(keep: str) -> bytes:
+    """bytes.translate table for Latin-1 text: lower-cases it; unless ``keep`` is "all", only
+    letters, digits, apostrophes and newlines stay, every other character becomes a space."""
+    table = bytearray()
+    for code in range(256):
+        char = chr(code).lower()
+        kept = keep == "all" or char.isalnum() or char in "'\n"
+        table.append(ord(char) if kept else ord(" "))
+    return bytes(table)
 
 
-def _is_script(text: str) -> bool:
-    folded = text.casefold()
-    return any(word in folded for word in _SCRIPT_WORDS) and bool(_SCRIPT.search(text))
+# Latin-1 characters lower-case to Latin-1 characters, so one byte table does it in one C pass.
+_LOWER = _latin1_table("all")
+_WORD_CHARS = _latin1_table("words")
+_NON_WORD = re.compile(r"[^\w'\n]|_")  # the same as _WORD_CHARS, for text beyond Latin-1
+# Text every _SCRIPT match holds (lower-cased, punctuation as spaces): sentences without any of
+# it skip the regex.
+_SCRIPT_HINTS = ("thank you for", "thanks for", "my name is", "this is ", "how can i",
+                 "how may i", "anything else", "have a ")
+
+
+def _fold(text: str) -> str:
+    """``text.lower()``, in one C pass for Latin-1 text (``str.lower`` goes character by
+    character through the Unicode database once a character is not ASCII)."""
+    try:
+        return text.encode("latin-1").translate(_LOWER).decode("latin-1")
+    except UnicodeEncodeError:
+        return text.lower()
+
+
+def _word_text(text: str) -> str:
+    """``text`` lower-cased with everything but words, apostrophes and newlines turned to
+    spaces, so ``split()`` yields its words: one C pass for Latin-1 text."""
+    try:
+        return text.encode("latin-1").translate(_WORD_CHARS).decode("latin-1")
+    except UnicodeEncodeError:
+        return _NON_WORD.sub(" ", text.lower())
+
+
+def _script_lines(lines: list[str], texts: list[str]) -> set[int]:
+    """Indexes of the sentences that are call-center script (``_SCRIPT``): the hints are searched
+    in the whole text at once (``lines``: the sentences' word text), the regex runs only on the
+    few sentences holding one."""
+    joined = "\n".join(lines)
+    starts = list(accumulate((len(line) + 1 for line in lines), initial=0))
+    candidates = set()
+    for hint in _SCRIPT_HINTS:
+        at = joined.find(hint)
+        while at >= 0:
+            candidates.add(bisect_right(starts, at) - 1)
+            at = joined.find(hint, at + 1)
+    return {i for i in candidates if _SCRIPT.search(texts[i])}
 
 
 def score_sentences(sentences: list[Sentence]) -> list[float]:
-    """A relevance score per sentence; higher is more summary-worthy, 0 for filler."""
-    # Each sentence's words and flags are found once: scoring reads them several times.
-    words_of = [_words(s.text) for s in sentences]
-    content = [[w for w in words if w not in _STOPWORDS] for words in words_of]
-    substantive = [_substantive(s, words) for s, words in zip(sentences, words_of)]
-    script = [_is_script(s.text) for s in sentences]
-    freq: dict[str, int] = {}
-    for words in content:
-        for w in set(words):
-            freq[w] = freq.get(w, 0) + 1
+    """A relevance score per sentence; higher is more summary-worthy, 0 for filler.
+
+    Words, stopwords and script lines are found for the whole transcript in a few C-level
+    passes; the loop per sentence only adds up what they found.
+
+    Args:
+        sentences: The transcript's sentences, as ``split_sentences`` returns them.
+    """
+    texts = [s.text for s in sentences]  # one line each: split_sentences collapses whitespace
+    lines = _word_text("\n".join(texts)).split("\n")
+    words_of = [line.split() for line in lines]
+    content_of = [list(filterfalse(_STOPWORDS.__contains__, words)) for words in words_of]
+    # Fragments and pleasantries ("Hi Sam.", "Okay, thank you.") are not substantive.
+    substantive = [len(words) >= 3 and len(content) >= 2
+                   and not (len(content) < 4 and _SMALL_TALK.match(text))
+                   for text, words, content in zip(texts, words_of, content_of)]
+    script = _script_lines(lines, texts)
+    # How many sentences each content word is in: words the call keeps coming back to.
+    freq = Counter(chain.from_iterable(map(set, content_of)))
     top = max(freq.values(), default=1)
     last = max(len(sentences) - 1, 1)
     roles = _roles(sentences)
@@ -203,25 +360,23 @@ def score_sentences(sentences: list[Sentence]) -> list[float]:
     # usually states why they called.
     has_customer = "customer" in roles.values()
     opener = next((s.index for s in sentences
-                   if substantive[s.index] and not script[s.index]
+                   if substantive[s.index] and s.index not in script
                    and (roles[s.speaker] == "customer" or not has_customer)), None)
     scores = []
-    for sentence, words in zip(sentences, content):
+    for sentence, words, content in zip(sentences, words_of, content_of):
         if not substantive[sentence.index]:
             scores.append(0.0)
             continue
-        # Frequency: words the whole call keeps coming back to are its topic.
-        score = sum(freq[w] / top for w in words) / math.sqrt(len(words))
-        all_words = set(words_of[sentence.index])
+        score = sum(map(freq.__getitem__, content)) / top / math.sqrt(len(content))
         role = roles[sentence.speaker]
         early = sentence.index / last < 0.5
         bonus = 0.0
-        if role != "agent" and all_words & _ISSUE_CUES:
+        if role != "agent" and not _ISSUE_CUES.isdisjoint(words):
             bonus = 1.0 + (0.5 if early else 0.0)  # the problem, usually stated early
-        if role != "customer" and all_words & _RESOLUTION_CUES:
+        if role != "customer" and not _RESOLUTION_CUES.isdisjoint(words):
             bonus = max(bonus, 1.0 + (0.0 if early else 0.5))  # the fix, usually agreed late
         score += bonus + (1.0 if sentence.index == opener else 0.0)
-        if script[sentence.index]:
+        if sentence.index in script:
             score *= 0.2
         elif sentence.text.endswith("?"):
             score *= 0.6  # questions ask for facts; the answers state them
@@ -240,7 +395,7 @@ def summarize(prompt: str, max_sentences: int | None = None) -> list[str]:
     Chosen sentences of one speaker's turn are joined and prefixed once ("Agent: A. B.").
     Returns an empty list only when the prompt holds no text at all.
     """
-    sentences = split_sentences(extract_transcript(prompt))
+    sentences = _sentences_of(_turns(prompt))
     if not sentences:
         return []
     keep = max_sentences if max_sentences is not None else summary_size(len(sentences))
