@@ -39,6 +39,13 @@ class BucketSummary:
 
     A Beam combiner's accumulator: ``add`` one record, ``merge`` two partial summaries (in any
     order; the result is the same).
+
+    Args:
+        counts: Records per (size class, bucket).
+        records: Records counted.
+        total_bytes: Their encoded JSONL line sizes summed.
+        max_record_bytes: The largest of those sizes (0 when empty).
+        min_record_bytes: The smallest of those sizes (0 when empty).
     """
 
     counts: dict[tuple[int, int], int] = field(default_factory=dict)  # (class, bucket) -> records
@@ -91,7 +98,13 @@ class BucketSummary:
 @dataclass(frozen=True)
 class BucketLayout:
     """A window's plan and, per (size class, bucket), the first dealing position of the bucket's
-    records of that class."""
+    records of that class.
+
+    Args:
+        plan: The window's plan.
+        starts: Per (size class, bucket), the dealing position of the bucket's first record of
+            that class.
+    """
 
     plan: WindowPlan
     starts: Mapping[tuple[int, int], int]

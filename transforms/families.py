@@ -22,6 +22,17 @@ TRUNCATION_REASONS = frozenset({"max_tokens", "length", "LENGTH"})
 
 @dataclass(frozen=True)
 class ParsedOutput:
+    """A model response read into the fields the rows need.
+
+    Args:
+        text: The answer's text, stripped.
+        stop_reason: The model's stop reason, when it gave one.
+        input_tokens: Input tokens billed, when reported.
+        output_tokens: Output tokens billed, when reported.
+        truncated: Whether generation hit the max-tokens limit.
+        tool_input: The input of the answer's first tool-use block, if any.
+    """
+
     text: str
     stop_reason: str | None
     input_tokens: int | None
@@ -88,7 +99,14 @@ class Family(ABC):
     @abstractmethod
     def build_request(self, prompt: str, system: str | None, max_tokens: int,
                       temperature: float) -> dict[str, Any]:
-        """The ``modelInput`` body asking for a completion of ``prompt``."""
+        """The ``modelInput`` body asking for a completion of ``prompt``.
+
+        Args:
+            prompt: the user prompt.
+            system: the system prompt, or None.
+            max_tokens: the output token budget.
+            temperature: the sampling temperature.
+        """
 
     def build_json_request(self, prompt: str, system: str | None, max_tokens: int,
                            temperature: float) -> dict[str, Any]:
@@ -117,13 +135,25 @@ class Family(ABC):
 
     @abstractmethod
     def matches(self, body: Any) -> bool:
-        """Whether ``body`` has this family's response shape (used for auto-detection)."""
+        """Whether ``body`` has this family's response shape (used for auto-detection).
+
+        Args:
+            body: a decoded model response.
+        """
 
     @abstractmethod
     def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
         """Read a body that ``matches``."""
 
     def parse_response(self, body: Any) -> ParsedOutput:
+        """Read a response of this family.
+
+        Args:
+            body: a decoded model response.
+
+        Raises:
+            UnparseableOutput: ``body`` does not have this family's shape.
+        """
         if not isinstance(body, Mapping) or not self.matches(body):
             raise UnparseableOutput(f"{self.name} response expected {self.shape}, found {_found(body)}")
         return self._parse(body)
@@ -133,12 +163,15 @@ class Family(ABC):
 
 
 class ClaudeFamily(Family):
+    """Anthropic Claude through InvokeModel: the Anthropic Messages API body."""
+
     name = "anthropic-claude"
     model_prefixes = ("anthropic.claude",)
     shape = "content[*].text blocks (Anthropic Messages API)"
 
     def build_request(self, prompt: str, system: str | None, max_tokens: int,
                       temperature: float) -> dict[str, Any]:
+        """An Anthropic Messages body with one user turn; see ``Family.build_request``."""
         body: dict[str, Any] = {
             "anthropic_version": "bedrock-2023-05-31",
             "max_tokens": max_tokens,
@@ -155,18 +188,23 @@ class ClaudeFamily(Family):
 
     def build_json_request(self, prompt: str, system: str | None, max_tokens: int,
                            temperature: float) -> dict[str, Any]:
+        """The plain request plus an assistant turn prefilled with ``{``; see
+        ``Family.build_json_request``."""
         body = self.build_request(prompt, system, max_tokens, temperature)
         body["messages"].append(_claude_turn("assistant", self.PREFILL))
         return body
 
     def build_repair_request(self, model_input: Mapping[str, Any], answer: str,
                              note: str) -> dict[str, Any]:
+        """The messages continued by the answer, the note and a new prefill; see
+        ``Family.build_repair_request``."""
         messages = _without_prefill(model_input["messages"])
         messages += [_claude_turn("assistant", _continued(self.PREFILL, answer)),
                      _claude_turn("user", note), _claude_turn("assistant", self.PREFILL)]
         return {**model_input, "messages": messages}
 
     def matches(self, body: Any) -> bool:
+        """Whether ``body`` has a ``content`` list; see ``Family.matches``."""
         return isinstance(body, Mapping) and isinstance(body.get("content"), list)
 
     def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
@@ -184,6 +222,8 @@ class ConverseFamily(Family):
 
     def build_request(self, prompt: str, system: str | None, max_tokens: int,
                       temperature: float) -> dict[str, Any]:
+        """A Converse body with one user turn and ``inferenceConfig``; see
+        ``Family.build_request``."""
         body: dict[str, Any] = {
             "messages": [{"role": "user", "content": [{"text": prompt}]}],
             "inferenceConfig": {"maxTokens": max_tokens, "temperature": temperature},
@@ -202,6 +242,8 @@ class ConverseFamily(Family):
 
     def build_repair_request(self, model_input: Mapping[str, Any], answer: str,
                              note: str) -> dict[str, Any]:
+        """The messages continued by the answer and the note; see
+        ``Family.build_repair_request``."""
         messages = _without_prefill(model_input["messages"]) if self.PREFILL else \
             list(model_input["messages"])
         messages += [{"role": "assistant", "content": [{"text": _continued(self.PREFILL, answer)}]},
@@ -211,6 +253,7 @@ class ConverseFamily(Family):
         return {**model_input, "messages": messages}
 
     def matches(self, body: Any) -> bool:
+        """Whether ``body`` has an ``output.message`` object; see ``Family.matches``."""
         output = body.get("output") if isinstance(body, Mapping) else None
         return isinstance(output, Mapping) and isinstance(output.get("message"), Mapping)
 
@@ -231,6 +274,7 @@ class NovaFamily(ConverseFamily):
 
     def build_request(self, prompt: str, system: str | None, max_tokens: int,
                       temperature: float) -> dict[str, Any]:
+        """The Converse body with ``schemaVersion`` messages-v1; see ``Family.build_request``."""
         return {"schemaVersion": "messages-v1",
                 **super().build_request(prompt, system, max_tokens, temperature)}
 
@@ -240,6 +284,8 @@ class NovaFamily(ConverseFamily):
 
     def build_json_request(self, prompt: str, system: str | None, max_tokens: int,
                            temperature: float) -> dict[str, Any]:
+        """The plain request prefilled with a ```json fence and stopped at the closing fence;
+        see ``Family.build_json_request``."""
         body = self.build_request(prompt, system, max_tokens, temperature)
         body["inferenceConfig"]["stopSequences"] = ["```"]
         body["messages"].append({"role": "assistant", "content": [{"text": self.PREFILL}]})
@@ -247,12 +293,15 @@ class NovaFamily(ConverseFamily):
 
 
 class LlamaFamily(Family):
+    """Meta Llama through InvokeModel: a Llama 3 chat-template prompt, a ``generation`` answer."""
+
     name = "meta-llama"
     model_prefixes = ("meta.llama",)
     shape = "a 'generation' string (Meta Llama)"
 
     def build_request(self, prompt: str, system: str | None, max_tokens: int,
                       temperature: float) -> dict[str, Any]:
+        """A Llama 3 instruct chat-template ``prompt`` body; see ``Family.build_request``."""
         # Llama 3 instruct chat template; the assistant header asks the model to answer.
         text = "<|begin_of_text|>"
         if system:
@@ -267,11 +316,15 @@ class LlamaFamily(Family):
 
     def build_json_request(self, prompt: str, system: str | None, max_tokens: int,
                            temperature: float) -> dict[str, Any]:
+        """The plain request with the answer started with ``{``; see
+        ``Family.build_json_request``."""
         body = self.build_request(prompt, system, max_tokens, temperature)
         return {**body, "prompt": body["prompt"] + self.PREFILL}
 
     def build_repair_request(self, model_input: Mapping[str, Any], answer: str,
                              note: str) -> dict[str, Any]:
+        """The prompt continued by the answer, a user turn with the note and a new
+        prefill; see ``Family.build_repair_request``."""
         text = model_input["prompt"].removesuffix(self.PREFILL)
         text += (f"{_continued(self.PREFILL, answer)}<|eot_id|>"
                  f"<|start_header_id|>user<|end_header_id|>\n\n{note}<|eot_id|>"
@@ -279,6 +332,7 @@ class LlamaFamily(Family):
         return {**model_input, "prompt": text}
 
     def matches(self, body: Any) -> bool:
+        """Whether ``body`` has a ``generation`` string; see ``Family.matches``."""
         return isinstance(body, Mapping) and isinstance(body.get("generation"), str)
 
     def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
@@ -287,12 +341,16 @@ class LlamaFamily(Family):
 
 
 class MistralFamily(Family):
+    """Mistral through InvokeModel: an ``[INST]`` prompt; text or chat completion answers."""
+
     name = "mistral"
     model_prefixes = ("mistral.",)
     shape = "outputs[0].text or choices[0].message.content (Mistral)"
 
     def build_request(self, prompt: str, system: str | None, max_tokens: int,
                       temperature: float) -> dict[str, Any]:
+        """An ``[INST]`` prompt body, the system text leading the instruction; see
+        ``Family.build_request``."""
         # The [INST] template has no system role: the system text leads the instruction.
         instruction = f"{system}\n\n{prompt}" if system else prompt
         return {"prompt": f"<s>[INST] {instruction} [/INST]", "max_tokens": max_tokens,
@@ -300,6 +358,8 @@ class MistralFamily(Family):
 
     def build_repair_request(self, model_input: Mapping[str, Any], answer: str,
                              note: str) -> dict[str, Any]:
+        """A chat body's messages, or the ``[INST]`` prompt, continued by the answer and the
+        note; see ``Family.build_repair_request``."""
         if isinstance(model_input.get("messages"), list):  # a chat body (mistral-large-2407+)
             return {**model_input, "messages": [*model_input["messages"],
                                                 {"role": "assistant", "content": answer},
@@ -309,6 +369,8 @@ class MistralFamily(Family):
                 "prompt": f"{model_input['prompt']} {answer}</s>[INST] {note} [/INST]"}
 
     def matches(self, body: Any) -> bool:
+        """Whether ``body`` has ``outputs[0].text`` or ``choices[0].message.content``; see
+        ``Family.matches``."""
         if not isinstance(body, Mapping):
             return False
         outputs, choices = body.get("outputs"), body.get("choices")
@@ -334,12 +396,16 @@ class MistralFamily(Family):
 
 
 class TitanTextFamily(Family):
+    """Amazon Titan Text through InvokeModel: an ``inputText`` prompt, ``results`` answers."""
+
     name = "amazon-titan-text"
     model_prefixes = ("amazon.titan-text", "amazon.titan-tg1")
     shape = "results[0].outputText (Amazon Titan Text)"
 
     def build_request(self, prompt: str, system: str | None, max_tokens: int,
                       temperature: float) -> dict[str, Any]:
+        """A Titan ``inputText`` body in its "User: ...\\nBot:" form, the system text leading
+        the instruction; see ``Family.build_request``."""
         # Titan has no system field; its documented conversational form is "User: ...\nBot:".
         instruction = f"{system}\n\n{prompt}" if system else prompt
         return {"inputText": f"User: {instruction}\nBot:",
@@ -347,10 +413,13 @@ class TitanTextFamily(Family):
 
     def build_repair_request(self, model_input: Mapping[str, Any], answer: str,
                              note: str) -> dict[str, Any]:
+        """The ``inputText`` continued by the answer and a user turn with the note; see
+        ``Family.build_repair_request``."""
         return {**model_input,
                 "inputText": f"{model_input['inputText']} {answer}\nUser: {note}\nBot:"}
 
     def matches(self, body: Any) -> bool:
+        """Whether ``body`` has ``results[0].outputText``; see ``Family.matches``."""
         results = body.get("results") if isinstance(body, Mapping) else None
         return (isinstance(results, list) and bool(results) and isinstance(results[0], Mapping)
                 and isinstance(results[0].get("outputText"), str))
@@ -391,7 +460,11 @@ DETECT_ORDER: tuple[Family, ...] = tuple(CONVERSE if isinstance(f, NovaFamily) e
 
 
 def base_model_id(model_id: str) -> str:
-    """The foundation model id behind an ARN or a cross-region inference profile id."""
+    """The foundation model id behind an ARN or a cross-region inference profile id.
+
+    Args:
+        model_id: A model id, model ARN or inference profile id.
+    """
     model = model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") else model_id
     for prefix in PROFILE_PREFIXES:
         if model.startswith(prefix):
@@ -414,7 +487,15 @@ def _known_family(model_id: str, invocation_type: str) -> Family | None:
 
 
 def family_for(model_id: str, invocation_type: str = "InvokeModel") -> Family:
-    """The family that builds and parses bodies for ``model_id`` under ``invocation_type``."""
+    """The family that builds and parses bodies for ``model_id`` under ``invocation_type``.
+
+    Args:
+        model_id: A model id, model ARN or inference profile id.
+        invocation_type: ``InvokeModel`` or ``Converse`` (one of ``INVOCATION_TYPES``).
+
+    Raises:
+        ValueError: the invocation type is unknown, or no family has the model's prefix.
+    """
     _check_invocation_type(invocation_type)
     family = _known_family(model_id, invocation_type)
     if family is None:
@@ -425,7 +506,11 @@ def family_for(model_id: str, invocation_type: str = "InvokeModel") -> Family:
 
 
 def detect_family(body: Any) -> Family | None:
-    """The family whose response shape ``body`` has, or None."""
+    """The family whose response shape ``body`` has, or None.
+
+    Args:
+        body: A decoded model response.
+    """
     return next((f for f in DETECT_ORDER if f.matches(body)), None)
 
 
@@ -435,6 +520,14 @@ def parse_model_output(body: Any, model_id: str | None = None,
 
     A body of another family's shape is still parsed: the collector does not always know how a
     job was submitted (a job started from the console may be Converse-type for any model).
+
+    Args:
+        body: A decoded model response.
+        model_id: The model the job ran, when known.
+        invocation_type: The job's ``InvokeModel`` or ``Converse`` invocation type.
+
+    Raises:
+        UnparseableOutput: the body matches no known family's shape.
     """
     _check_invocation_type(invocation_type)
     family = _known_family(model_id, invocation_type) if model_id is not None else None

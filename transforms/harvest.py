@@ -34,6 +34,12 @@ class RecordMetrics:
         self.tokens_out = counter("output_tokens")
 
     def emit(self, harvest: Harvest) -> Iterator[Any]:
+        """Count what ``harvest`` holds, then yield its summaries (main output), failures
+        (``failures``) and retries (``retries``).
+
+        Args:
+            harvest: What one job's output produced.
+        """
         self.succeeded.inc(len(harvest.summaries))
         self.failed.inc(len(harvest.failures))
         self.retried.inc(len(harvest.retries))
@@ -49,7 +55,11 @@ class RecordMetrics:
 
 
 class HarvestJobFn(beam.DoFn):
-    """JobOutcome -> Summary (main), Failure (``failures``), BatchRecord to resubmit (``retries``)."""
+    """JobOutcome -> Summary (main), Failure (``failures``), BatchRecord to resubmit (``retries``).
+
+    Args:
+        config: The run's configuration (AWS clients, retry limit, task).
+    """
 
     def __init__(self, config: BatchConfig):
         self._config = config

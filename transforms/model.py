@@ -23,7 +23,14 @@ RAW_LIMIT = 4096
 
 @dataclass(frozen=True)
 class Field:
-    """One column of a sink row: name, logical type and whether it may be null."""
+    """One column of a sink row: name, logical type and whether it may be null.
+
+    Args:
+        name: The column name.
+        type: The logical type: ``string``, ``int64`` or ``timestamp``.
+        nullable: Whether the column may hold null.
+        description: What the column holds (carried into the sinks' schemas).
+    """
 
     name: str
     type: str  # "string" | "int64" | "timestamp"
@@ -62,12 +69,17 @@ FAILURE_FIELDS: tuple[Field, ...] = (
 
 
 def utcnow() -> dt.datetime:
+    """The current time as a timezone-aware UTC datetime (the default ``created_at``)."""
     return dt.datetime.now(dt.timezone.utc)
 
 
 def encodable(text: str) -> str:
     """``text`` with lone surrogates (which no UTF-8 encoder accepts) written as ``\\ud800``-style
-    escapes, so a Failure row can always be written, whatever input it describes."""
+    escapes, so a Failure row can always be written, whatever input it describes.
+
+    Args:
+        text: The text to make encodable.
+    """
     if text.isascii():
         return text
     try:
@@ -79,7 +91,11 @@ def encodable(text: str) -> str:
 
 def truncate_raw(value: Any) -> str | None:
     """Render offending input as text, bounded by RAW_LIMIT. Never raises: raw input may be
-    anything a reader produced (undecodable bytes, lone surrogates, nesting too deep to render)."""
+    anything a reader produced (undecodable bytes, lone surrogates, nesting too deep to render).
+
+    Args:
+        value: The offending input: bytes, text or any JSON-like value; None gives None.
+    """
     if value is None:
         return None
     if isinstance(value, bytes):
@@ -97,6 +113,15 @@ def truncate_raw(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Turn:
+    """One speaker turn of a transcript.
+
+    Args:
+        speaker: Who spoke (a label such as ``agent`` or ``spk_0``).
+        text: What was said.
+        start: Start time of the turn in seconds, when known.
+        end: End time of the turn in seconds, when known.
+    """
+
     speaker: str
     text: str
     start: float | None = None
@@ -105,7 +130,15 @@ class Turn:
 
 @dataclass(frozen=True)
 class Transcript:
-    """A call transcript. ``text`` is always set; ``turns`` keeps speaker structure when known."""
+    """A call transcript. ``text`` is always set; ``turns`` keeps speaker structure when known.
+
+    Args:
+        id: The transcript's id.
+        text: The whole transcript as text.
+        metadata: Input fields carried through to the output rows.
+        turns: The speaker turns, when the input has them.
+        origin: Where it was read from (file:line), for Failure rows.
+    """
 
     id: str
     text: str
@@ -116,7 +149,16 @@ class Transcript:
 
 @dataclass(frozen=True)
 class BatchRecord:
-    """One line of a Bedrock batch input file, plus what is needed to join the output back."""
+    """One line of a Bedrock batch input file, plus what is needed to join the output back.
+
+    Args:
+        record_id: The Bedrock ``recordId`` of the line.
+        transcript_id: The id of the transcript the record summarizes.
+        model_input: The request body of the model family.
+        size_bytes: Length of the encoded JSONL line, newline included.
+        metadata: The transcript's metadata, carried to the output row.
+        attempt: 1 for the first submission, +1 per retry.
+    """
 
     record_id: str
     transcript_id: str
@@ -197,6 +239,26 @@ def loads_json(text: str | bytes) -> Any:
 
 @dataclass(frozen=True)
 class Summary:
+    """One summarized transcript: a row of the summaries sink (see ``SUMMARY_FIELDS``).
+
+    Args:
+        transcript_id: Id of the input transcript.
+        record_id: The Bedrock batch ``recordId``.
+        model_id: The Bedrock model id that produced the summary.
+        summary: The generated summary text.
+        stop_reason: The model's stop reason (``end_turn``, ``max_tokens``, ...).
+        input_tokens: Input tokens billed.
+        output_tokens: Output tokens billed.
+        job_arn: The batch job that produced the record.
+        window_start: Start of the window the record was submitted in.
+        window_end: End of the window the record was submitted in.
+        attempt: 1 for the first submission, +1 per retry.
+        metadata: The transcript metadata as a JSON object string.
+        created_at: When the row was produced.
+        insights: The schema-valid JSON object with ``--task insights``; None for
+            ``--task summary``.
+    """
+
     transcript_id: str
     record_id: str
     model_id: str
@@ -226,6 +288,24 @@ class Summary:
 
 @dataclass(frozen=True)
 class Failure:
+    """A record or input that produced no summary, and why: a row of the failures sink.
+
+    Args:
+        stage: Where it failed: one of ``STAGES``.
+        error_code: Machine-readable reason.
+        error_message: Human-readable reason.
+        transcript_id: Id of the input transcript, when known.
+        record_id: The Bedrock batch ``recordId``, when assigned.
+        attempt: Attempts made before giving up.
+        job_arn: The batch job involved, if any.
+        raw: The offending input, cut to ``RAW_LIMIT`` characters (see ``truncate_raw``).
+        origin: Where the input came from (file:line), when known.
+        created_at: When the row was produced.
+
+    Raises:
+        ValueError: ``stage`` is not one of ``STAGES``.
+    """
+
     stage: str
     error_code: str
     error_message: str
@@ -248,12 +328,28 @@ class Failure:
                 object.__setattr__(self, name, encodable(value))
 
     def to_row(self) -> dict[str, Any]:
+        """The sink row: the FAILURE_FIELDS columns as a dict."""
         return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A batch job to submit: names are deterministic so a retried submission is idempotent."""
+    """A batch job to submit: names are deterministic so a retried submission is idempotent.
+
+    Args:
+        job_name: The Bedrock job name.
+        client_request_token: The idempotency token of the job's creation.
+        model_id: The Bedrock model id the job runs.
+        input_s3_uri: The prefix holding this job's .jsonl files (and nothing else).
+        output_s3_uri: Where Bedrock writes the job's output.
+        record_count: Records in the job's input.
+        input_bytes: Bytes of the job's input.
+        window_start: Start of the window the job's records came from.
+        window_end: End of that window.
+        attempt: 1 for the first submission, +1 per retry.
+        record_ids: The only recordIds to harvest from the job, when an earlier run created it
+            with records this input lacks; None: all of its records.
+    """
 
     job_name: str
     client_request_token: str
@@ -272,7 +368,13 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class JobBatch:
-    """The jobs one window produced for one model: submitted and awaited together."""
+    """The jobs one window produced for one model: submitted and awaited together.
+
+    Args:
+        model_id: The Bedrock model id of the jobs.
+        specs: The jobs.
+        poll_interval_seconds: Seconds between status checks while awaiting them.
+    """
 
     model_id: str
     specs: tuple[JobSpec, ...]
@@ -280,7 +382,11 @@ class JobBatch:
 
 
 def metadata_json(metadata: Mapping[str, Any] | None) -> str | None:
-    """Metadata as the JSON string stored in the ``metadata`` column (sorted keys: stable output)."""
+    """Metadata as the JSON string stored in the ``metadata`` column (sorted keys: stable output).
+
+    Args:
+        metadata: The transcript's metadata; empty or None gives None.
+    """
     if not metadata:
         return None
     return _METADATA_ENCODER.encode(metadata)

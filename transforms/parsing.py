@@ -57,12 +57,24 @@ Item = Transcript | Failure
 
 
 def source_failure(code: str, message: str, *, origin: str | None, raw: Any = None) -> Failure:
+    """A Failure of stage ``source``: input that could not be read as a record.
+
+    Args:
+        code: The machine-readable reason (``error_code``).
+        message: The human-readable reason, naming the input and the fix.
+        origin: Where the input came from (file, file:line or file#record), when known.
+        raw: The offending input; kept cut to ``RAW_LIMIT`` characters.
+    """
     return Failure(stage="source", error_code=code, error_message=message,
                    raw=truncate_raw(raw), origin=origin)
 
 
 def file_stem(path: str) -> str:
-    """File name without directories, compression suffix and format extension."""
+    """File name without directories, compression suffix and format extension.
+
+    Args:
+        path: A file path or URI.
+    """
     name = os.path.basename(path.rstrip("/"))
     for suffix in _COMPRESSION_SUFFIXES:
         if name.lower().endswith(suffix):
@@ -72,7 +84,14 @@ def file_stem(path: str) -> str:
 
 
 def detect_format(path: str) -> str | None:
-    """The format for ``path`` by its extension (a compression suffix is looked through)."""
+    """The format for ``path`` by its extension (a compression suffix is looked through).
+
+    Args:
+        path: A file path or URI.
+
+    Returns:
+        One of ``FORMATS``, or None for an extension no format has.
+    """
     name = path.lower()
     for suffix in _COMPRESSION_SUFFIXES:
         if name.endswith(suffix):
@@ -82,6 +101,11 @@ def detect_format(path: str) -> str | None:
 
 
 def unknown_format_failure(path: str) -> Failure:
+    """The failure row for a file whose format its extension does not tell.
+
+    Args:
+        path: The file's path.
+    """
     return source_failure(
         "UnknownFormat",
         f"cannot tell the format of {path} from its extension; rename it to one of "
@@ -103,7 +127,13 @@ def _record_or_failure(value: Any, mapping: FieldMapping, origin: str) -> Item:
 
 def parse_json(text: str, origin: str, what: str = "line") -> Any:
     """``text`` as a JSON value, or the Failure saying why it is not one (nesting too deep for
-    the decoder is TooDeep, not a crash)."""
+    the decoder is TooDeep, not a crash).
+
+    Args:
+        text: The JSON text.
+        origin: Where it came from, for the message and the row.
+        what: What ``text`` is (``line`` or ``file``), for the message.
+    """
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
@@ -120,6 +150,13 @@ def _lines(handle: IO[bytes]) -> Iterator[bytes]:
 
 
 def read_jsonl(handle: IO[bytes], path: str, mapping: FieldMapping) -> Iterator[Item]:
+    """JSON Lines: one record per line; blank lines are skipped, a bad line is one failure row.
+
+    Args:
+        handle: The file's (decompressed) bytes.
+        path: The file's path, for ids, origins and messages.
+        mapping: Which input fields hold the id, text, turns and metadata.
+    """
     for number, raw in enumerate(_lines(handle), start=1):
         origin = f"{path}:{number}"
         try:
@@ -141,6 +178,11 @@ def read_jsonl(handle: IO[bytes], path: str, mapping: FieldMapping) -> Iterator[
 # "audio_segments" | "speaker_labels" + "items", ...}}.
 
 def is_transcribe_output(document: Any) -> bool:
+    """Whether a decoded JSON document has the shape of an Amazon Transcribe job output.
+
+    Args:
+        document: The decoded JSON document.
+    """
     results = document.get("results") if isinstance(document, Mapping) else None
     return isinstance(results, Mapping) and isinstance(results.get("transcripts"), list)
 
@@ -210,6 +252,10 @@ def transcribe_to_transcript(document: Mapping[str, Any], path: str) -> Item:
 
     The id is the jobName (the file name when it is missing); the text is the "Speaker: text"
     rendering of the turns, or the plain transcript when there are no speaker labels.
+
+    Args:
+        document: The decoded Transcribe job output (see ``is_transcribe_output``).
+        path: The file's path, for the id, origin and messages.
     """
     results = document["results"]
     transcript_id = str(document.get("jobName") or file_stem(path))
@@ -242,7 +288,14 @@ def transcribe_to_transcript(document: Mapping[str, Any], path: str) -> Item:
 def read_json(handle: IO[bytes], path: str, mapping: FieldMapping,
               transcribe_only: bool = False) -> Iterator[Item]:
     """A JSON document: an array of records, {"transcripts": [...]}, one record, or an Amazon
-    Transcribe job output (recognized by its shape)."""
+    Transcribe job output (recognized by its shape).
+
+    Args:
+        handle: The file's (decompressed) bytes.
+        path: The file's path, for ids, origins and messages.
+        mapping: Which input fields hold the id, text, turns and metadata.
+        transcribe_only: Accept only a Transcribe job output (``--input-format transcribe``).
+    """
     try:
         text = handle.read().decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -284,7 +337,13 @@ def _has_bad_bytes(cells: Sequence[str]) -> bool:
 def read_csv(handle: IO[bytes], path: str, mapping: FieldMapping) -> Iterator[Item]:
     """CSV with a header row. Bad bytes are decoded with surrogateescape so only the rows that
     hold them fail, not the rest of the file; strict quoting turns a stray quote into a failed
-    row instead of silently mangled text."""
+    row instead of silently mangled text.
+
+    Args:
+        handle: The file's (decompressed) bytes.
+        path: The file's path, for ids, origins and messages.
+        mapping: Which input fields hold the id, text, turns and metadata.
+    """
     # Transcripts exceed csv's 128 KiB default field limit; oversize text is reported by
     # validation with the real limit instead of a csv.Error.
     csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
@@ -333,7 +392,13 @@ def read_csv(handle: IO[bytes], path: str, mapping: FieldMapping) -> Iterator[It
 
 
 def read_text(handle: IO[bytes], path: str, max_text_chars: int) -> Iterator[Item]:
-    """One plain-text file is one transcript; its id is the file name without extension."""
+    """One plain-text file is one transcript; its id is the file name without extension.
+
+    Args:
+        handle: The file's (decompressed) bytes.
+        path: The file's path, for ids, origins and messages.
+        max_text_chars: The longest text accepted; a longer file is one failure row.
+    """
     # A character is at most 4 UTF-8 bytes: reading one byte past that bound proves the text is
     # too long without reading a huge file whole.
     limit = max_text_chars * 4
@@ -355,13 +420,28 @@ def read_text(handle: IO[bytes], path: str, max_text_chars: int) -> Iterator[Ite
 
 
 def read_avro(handle: IO[bytes], path: str, mapping: FieldMapping) -> Iterator[Item]:
+    """An Avro container file: one record per Avro record.
+
+    Args:
+        handle: The file's (decompressed) bytes.
+        path: The file's path, for ids, origins and messages.
+        mapping: Which input fields hold the id, text, turns and metadata.
+    """
     for number, record in enumerate(fastavro.reader(handle), start=1):
         yield _record_or_failure(record, mapping, f"{path}#{number}")
 
 
 def read_parquet(handle: IO[bytes], path: str, mapping: FieldMapping,
                  batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[Item]:
-    """Reads by record batches; when metadata fields are chosen only the needed columns."""
+    """A Parquet file, read by record batches; when metadata fields are chosen only the needed
+    columns.
+
+    Args:
+        handle: The file's (decompressed) bytes.
+        path: The file's path, for ids, origins and messages.
+        mapping: Which input fields hold the id, text, turns and metadata.
+        batch_rows: Rows per record batch read.
+    """
     parquet = pq.ParquetFile(handle)
     columns = None
     if mapping.metadata_fields is not None:
@@ -377,7 +457,18 @@ def read_parquet(handle: IO[bytes], path: str, mapping: FieldMapping,
 
 def read_transcripts(handle: IO[bytes], path: str, fmt: str, mapping: FieldMapping,
                      max_text_chars: int) -> Iterator[Item]:
-    """Every Transcript or Failure in one file of format ``fmt`` (one of FORMATS)."""
+    """Every Transcript or Failure in one file of format ``fmt`` (one of FORMATS).
+
+    Args:
+        handle: The file's (decompressed) bytes.
+        path: The file's path, for ids, origins and messages.
+        fmt: The file's format, one of ``FORMATS``.
+        mapping: Which input fields hold the id, text, turns and metadata.
+        max_text_chars: The longest text a ``txt`` file may hold.
+
+    Raises:
+        ValueError: ``fmt`` is not one of ``FORMATS``.
+    """
     if fmt == "jsonl":
         return read_jsonl(handle, path, mapping)
     if fmt in ("json", "transcribe"):
@@ -472,13 +563,23 @@ class _DecompressedStream(io.RawIOBase):
 
 
 def compression_suffix(path: str) -> str | None:
+    """The compression suffix ``path`` ends with (such as ``.gz``), or None.
+
+    Args:
+        path: A file path or URI.
+    """
     name = path.lower()
     return next((suffix for suffix in _COMPRESSION_SUFFIXES if name.endswith(suffix)), None)
 
 
 def open_decoded(handle: IO[bytes], path: str) -> IO[bytes]:
     """The raw (undecompressed) storage ``handle`` as a buffered stream of the file's content,
-    decompressed by the path's suffix."""
+    decompressed by the path's suffix.
+
+    Args:
+        handle: The file's raw bytes from storage.
+        path: The file's path; its suffix picks the decompressor.
+    """
     stream: IO[bytes] = io.BufferedReader(_StorageStream(handle, path), _READ_CHUNK)
     suffix = compression_suffix(path)
     if suffix is not None:
@@ -488,7 +589,14 @@ def open_decoded(handle: IO[bytes], path: str) -> IO[bytes]:
 
 
 def file_failure(path: str, fmt: str, err: Exception, records: int) -> Failure:
-    """The failure row for a file that stopped decoding after ``records`` records."""
+    """The failure row for a file that stopped decoding after ``records`` records.
+
+    Args:
+        path: The file's path.
+        fmt: The format it was read as.
+        err: What stopped the decoding.
+        records: Items read from the file before it stopped.
+    """
     read = f"{records} record{'' if records == 1 else 's'} read before it"
     if isinstance(err, TruncatedStream):
         return source_failure(
@@ -507,6 +615,13 @@ def read_file(handle: IO[bytes], path: str, fmt: str, mapping: FieldMapping,
 
     Whatever goes wrong while decompressing or decoding ends the file with one failure row that
     names it; the items read before stay. StorageReadError propagates: the runner retries.
+
+    Args:
+        handle: The file's raw (undecompressed) bytes from storage.
+        path: The file's path; its suffix picks the decompressor.
+        fmt: The file's format, one of ``FORMATS``.
+        mapping: Which input fields hold the id, text, turns and metadata.
+        max_text_chars: The longest text a ``txt`` file may hold.
     """
     read = 0
     try:
@@ -521,7 +636,11 @@ def read_file(handle: IO[bytes], path: str, fmt: str, mapping: FieldMapping,
 
 
 def row_to_record(row: Any) -> Mapping[str, Any] | None:
-    """A dict, beam.Row, NamedTuple or dataclass row as a field mapping (None if it is none)."""
+    """A dict, beam.Row, NamedTuple or dataclass row as a field mapping (None if it is none).
+
+    Args:
+        row: A row read by a Beam source.
+    """
     if isinstance(row, Mapping):
         return row
     if hasattr(row, "as_dict"):  # beam.Row

@@ -28,6 +28,8 @@ ALL_SIZES = -1  # the one size class of stats built without a histogram
 
 
 class UndersizedPolicy(str, Enum):
+    """Where the records too few to make a batch job of the minimum size go."""
+
     PAD_MERGE = "pad-merge"  # rebalance the tail into the previous jobs when that fits
     DEFER = "defer"  # carry the tail into the next window
     ON_DEMAND = "on-demand"  # InvokeModel/Converse per record
@@ -35,7 +37,11 @@ class UndersizedPolicy(str, Enum):
 
 
 def size_class(size: int) -> int:
-    """Histogram class of a record size: exact below 8 bytes, then 8 classes per power of two."""
+    """Histogram class of a record size: exact below 8 bytes, then 8 classes per power of two.
+
+    Args:
+        size: The record's encoded JSONL line size in bytes.
+    """
     if size < 8:
         return size
     exponent = size.bit_length() - 1
@@ -43,7 +49,11 @@ def size_class(size: int) -> int:
 
 
 def class_bounds(key: int) -> tuple[int, int]:
-    """Smallest and largest size in a class (a class spans at most 12.5% of its lower bound)."""
+    """Smallest and largest size in a class (a class spans at most 12.5% of its lower bound).
+
+    Args:
+        key: A size class, as ``size_class`` returns it.
+    """
     if key < 8:
         return key, key
     exponent, mantissa = divmod(key, 8)
@@ -56,6 +66,13 @@ class WindowStats:
 
     ``histogram`` holds (size class, records) pairs in ascending class order; stats made without
     one (histogram empty) are planned with the extremes only, which is more conservative.
+
+    Args:
+        records: Records in the window.
+        total_bytes: Their sizes summed.
+        max_record_bytes: The largest size (0 when empty).
+        min_record_bytes: The smallest size (0 when empty).
+        histogram: (size class, records) pairs in ascending class order; may be empty.
     """
 
     records: int = 0
@@ -72,6 +89,11 @@ class WindowStats:
         return stats
 
     def add(self, size: int) -> "WindowStats":
+        """These stats with one more record of ``size`` bytes (a new value: stats are frozen).
+
+        Args:
+            size: The record's encoded JSONL line size in bytes.
+        """
         if not self.records:
             return WindowStats(1, size, size, size, ((size_class(size), 1),))
         hist = self.histogram
@@ -86,6 +108,12 @@ class WindowStats:
                            max(self.max_record_bytes, size), min(self.min_record_bytes, size), hist)
 
     def merge(self, other: "WindowStats") -> "WindowStats":
+        """The stats of both windows' records together; the histogram is kept only when both
+        have one.
+
+        Args:
+            other: Stats of other records.
+        """
         if not other.records:
             return self
         if not self.records:
@@ -114,12 +142,30 @@ class WindowStats:
 
 @dataclass(frozen=True)
 class JobPlan:
+    """One planned batch job.
+
+    Args:
+        records: Records in the job.
+        files: Records per input file of the job.
+    """
+
     records: int
     files: tuple[int, ...]  # records per input file
 
 
 @dataclass(frozen=True)
 class WindowPlan:
+    """The batch jobs of one window, and how many records go to the undersized policy.
+
+    Args:
+        jobs: The planned jobs.
+        undersized: Records that cannot form a job of the minimum size: they go to the policy.
+        policy: The undersized policy.
+        undersized_reason: Why those records are undersized, for their Failure rows; None when
+            there are none.
+        size_classes: (size class, records) pairs in dealing order (largest class first).
+    """
+
     jobs: tuple[JobPlan, ...]
     undersized: int  # records that cannot form a job of >= min records: they go to the policy
     policy: UndersizedPolicy
@@ -133,7 +179,13 @@ class WindowPlan:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where one record goes: a (job, file) of the plan, or the undersized or oversized path."""
+    """Where one record goes: a (job, file) of the plan, or the undersized or oversized path.
+
+    Args:
+        job_index: The job's index; None unless ``disposition`` is ``batch``.
+        file_index: The file's index within the job; None unless ``disposition`` is ``batch``.
+        disposition: ``batch``, ``undersized`` or ``oversized``.
+    """
 
     job_index: int | None
     file_index: int | None
@@ -145,7 +197,12 @@ OVERSIZED = Placement(None, None, "oversized")
 
 
 def oversized(size: int, quotas: Quotas) -> str | None:
-    """Why a record of ``size`` bytes can never be batched, or None if it can."""
+    """Why a record of ``size`` bytes can never be batched, or None if it can.
+
+    Args:
+        size: The record's encoded JSONL line size in bytes.
+        quotas: The batch quotas.
+    """
     limit = min(quotas.max_file_bytes, quotas.max_job_bytes)
     if size > limit:
         return (f"record is {size} bytes, more than the {limit}-byte batch input file limit; "
@@ -191,6 +248,12 @@ class _Deal:
 
 
 def lower_bound_jobs(stats: WindowStats, quotas: Quotas) -> int:
+    """The fewest jobs the record and byte quotas allow for the window's records.
+
+    Args:
+        stats: The window's record count and sizes.
+        quotas: The batch quotas.
+    """
     return max(math.ceil(stats.records / quotas.max_records_per_job),
                math.ceil(stats.total_bytes / quotas.max_job_bytes))
 
@@ -229,6 +292,14 @@ def plan_window(stats: WindowStats, quotas: Quotas, policy: UndersizedPolicy) ->
     tail into the previous jobs whenever every job still gets the minimum. The other policies
     keep jobs full and hand a tail smaller than the minimum to the policy (``defer`` carries it
     into the next window rather than making smaller jobs now).
+
+    Args:
+        stats: The window's plannable records (none oversized).
+        quotas: The batch quotas the jobs must meet.
+        policy: Where records too few for a job go.
+
+    Raises:
+        ValueError: the stats include an oversized record.
     """
     policy = UndersizedPolicy(policy)
     n, minimum = stats.records, quotas.min_records_per_job
@@ -279,6 +350,10 @@ class ShardAssigner:
     announce (more records, or sizes outside the histogram) and placements that would break a
     quota go to overflow jobs after the planned ones, filled in order and split before any quota
     is exceeded: with truthful stats this never happens, and a quota is never broken either way.
+
+    Args:
+        plan: The window's plan.
+        quotas: The batch quotas, the ones the plan was made with.
     """
 
     def __init__(self, plan: WindowPlan, quotas: Quotas) -> None:
@@ -297,6 +372,11 @@ class ShardAssigner:
         self._overflow: tuple[int, int] | None = None  # (job, file) being filled
 
     def assign(self, size_bytes: int) -> Placement:
+        """Place the next record of the stream.
+
+        Args:
+            size_bytes: The record's encoded JSONL line size in bytes.
+        """
         q = self._quotas
         if oversized(size_bytes, q):
             return OVERSIZED
@@ -343,7 +423,14 @@ class ShardAssigner:
 
 def plan_sizes(sizes: Sequence[int], quotas: Quotas,
                policy: UndersizedPolicy) -> tuple[WindowPlan, list[Placement]]:
-    """Plan and place a window given its record sizes in stream order (for ``plan`` and tests)."""
+    """Plan and place a window given its record sizes in stream order (for ``plan`` and tests).
+
+    Args:
+        sizes: The records' sizes in bytes, in stream order; oversized ones are placed
+            ``oversized`` and left out of the plan.
+        quotas: The batch quotas.
+        policy: Where records too few for a job go.
+    """
     stats = WindowStats.of(s for s in sizes if oversized(s, quotas) is None)
     plan = plan_window(stats, quotas, policy)
     assigner = ShardAssigner(plan, quotas)
@@ -351,7 +438,11 @@ def plan_sizes(sizes: Sequence[int], quotas: Quotas,
 
 
 def estimate_tokens(text_or_bytes: str | bytes) -> int:
-    """Rough token count (about 4 characters per token for English): an estimate, not billing."""
+    """Rough token count (about 4 characters per token for English): an estimate, not billing.
+
+    Args:
+        text_or_bytes: The text, or its UTF-8 bytes.
+    """
     if isinstance(text_or_bytes, bytes):
         text_or_bytes = text_or_bytes.decode("utf-8", errors="replace")
     return math.ceil(len(text_or_bytes) / 4)

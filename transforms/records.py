@@ -36,7 +36,17 @@ _SHIFTS = tuple(range(5 * (RECORD_ID_HASH_CHARS - 1), -1, -5))
 
 @dataclass(frozen=True)
 class PromptConfig:
-    """The user prompt template (with a ``{transcript}`` placeholder), system prompt and limits."""
+    """The user prompt template (with a ``{transcript}`` placeholder), system prompt and limits.
+
+    Args:
+        template: The user prompt; ``{transcript}`` marks where the transcript text goes.
+        system_prompt: The system prompt; None for none.
+        max_tokens: The most output tokens the model may produce per record (at least 1).
+        temperature: The sampling temperature, between 0 and 1.
+
+    Raises:
+        ValueError: the template lacks the placeholder, or a limit is out of range.
+    """
 
     template: str = DEFAULT_TEMPLATE
     system_prompt: str | None = DEFAULT_SYSTEM
@@ -66,6 +76,11 @@ class PromptConfig:
                    max_tokens=max_tokens, temperature=temperature)
 
     def render(self, transcript_text: str) -> str:
+        """The user prompt with the transcript text in place of the placeholder.
+
+        Args:
+            transcript_text: The transcript as prompt text (see ``render_transcript``).
+        """
         # str.replace rather than str.format: templates may contain other braces (JSON examples).
         return self.template.replace(PLACEHOLDER, transcript_text)
 
@@ -79,7 +94,13 @@ def _read(path: str | Path, what: str) -> str:
 
 
 def record_id_for(transcript_id: str, salt: int = 0) -> str:
-    """Deterministic Bedrock recordId for a transcript id: "R" + 15 base32 chars of sha256."""
+    """Deterministic Bedrock recordId for a transcript id: "R" + 15 base32 chars of sha256.
+
+    Args:
+        transcript_id: The transcript's id.
+        salt: 0 for the plain id; 1, 2, ... give other ids when the plain one collides (see
+            ``assign_record_ids``).
+    """
     key = transcript_id if salt == 0 else f"{transcript_id}\x00{salt}"
     # The first 75 bits of the digest in RFC 4648 base32, as base64.b32encode(digest)[:15]
     # spells them, without its (pure Python) work on the other 181 bits.
@@ -92,6 +113,12 @@ def assign_record_ids(transcript_ids: Iterable[str]) -> dict[str, str]:
 
     Ids are taken in sorted order; one whose record id is already taken gets salt 1, 2, ... until
     it finds a free one, so the first (in sort order) of a colliding group keeps its plain id.
+
+    Args:
+        transcript_ids: The transcript ids (repeats are ignored).
+
+    Returns:
+        The record id of each distinct transcript id.
     """
     ids = sorted(set(transcript_ids))
     plain = {tid: record_id_for(tid) for tid in ids}
@@ -115,7 +142,11 @@ def assign_record_ids(transcript_ids: Iterable[str]) -> dict[str, str]:
 
 
 def render_transcript(t: Transcript) -> str:
-    """The transcript as prompt text: "Speaker: text" lines when turns are known, else the text."""
+    """The transcript as prompt text: "Speaker: text" lines when turns are known, else the text.
+
+    Args:
+        t: The transcript.
+    """
     if t.turns:
         return "\n".join([f"{turn.speaker}: {turn.text}" for turn in t.turns])
     return t.text

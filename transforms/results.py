@@ -23,6 +23,15 @@ MANIFEST_NAME = "manifest.json.out"
 
 @dataclass(frozen=True)
 class IndexEntry:
+    """One line of a shard's index sidecar: what joins an output line back to its transcript.
+
+    Args:
+        record_id: The Bedrock ``recordId``.
+        transcript_id: The id of the transcript the record summarizes.
+        metadata: The transcript's metadata, carried to the output row.
+        attempt: 1 for the first submission, +1 per retry.
+    """
+
     record_id: str
     transcript_id: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
@@ -30,12 +39,22 @@ class IndexEntry:
 
 
 def index_line(record: BatchRecord) -> str:
+    """The record's line of its shard's index sidecar (JSON with a newline).
+
+    Args:
+        record: The record written to the shard.
+    """
     return json.dumps({"recordId": record.record_id, "transcriptId": record.transcript_id,
                        "metadata": dict(record.metadata), "attempt": record.attempt},
                       ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
 
 
 def parse_index_line(line: str) -> IndexEntry:
+    """An index sidecar line (see ``index_line``) read back.
+
+    Args:
+        line: One line of an index sidecar.
+    """
     data = loads_json(line)
     return IndexEntry(data["recordId"], data["transcriptId"], data.get("metadata") or {},
                       int(data.get("attempt", 1)))
@@ -43,6 +62,17 @@ def parse_index_line(line: str) -> IndexEntry:
 
 @dataclass(frozen=True)
 class Manifest:
+    """A job's ``manifest.json.out``: Bedrock's own record and token counts.
+
+    Args:
+        total: ``totalRecordCount``.
+        processed: ``processedRecordCount``.
+        success: ``successRecordCount``.
+        error: ``errorRecordCount``.
+        input_tokens: ``inputTokenCount``.
+        output_tokens: ``outputTokenCount``.
+    """
+
     total: int = 0
     processed: int = 0
     success: int = 0
@@ -60,7 +90,20 @@ class Manifest:
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a result row needs to know about the job that produced it."""
+    """What a result row needs to know about the job that produced it.
+
+    Args:
+        model_id: The job's model id; None when unknown.
+        job_arn: The job's ARN; None when unknown.
+        job_status: The job's final status (``NotCreated`` when its creation was refused).
+        job_message: The job's status message, if any.
+        invocation_type: ``InvokeModel`` or ``Converse``.
+        window_start: Start of the window the job's records came from.
+        window_end: End of that window.
+        max_attempts: Attempts a record may have: 1 + ``--max-record-retries``.
+        output_schema: With ``--task insights``, the JSON Schema answers must validate
+            against; None for summaries.
+    """
 
     model_id: str | None
     job_arn: str | None
@@ -76,7 +119,22 @@ class JobContext:
 
 @dataclass
 class Harvest:
-    """Everything one output file turned into, plus counts for metrics and reconciliation."""
+    """Everything one output file turned into, plus counts for metrics and reconciliation.
+
+    Args:
+        summaries: The summary rows.
+        failures: The failure rows.
+        retries: The records to resubmit in the next round.
+        model_errors: Output lines that carry an error instead of a model output.
+        others_answered: Answered lines of records this harvest does not emit.
+        others_errored: Errored lines of records this harvest does not emit.
+        missing: Indexed records with no output line.
+        unreadable: Lines that are no JSON record (their records count as unanswered).
+        truncated: Answers that stopped at the max-tokens limit.
+        input_tokens: Input tokens the answers report.
+        output_tokens: Output tokens the answers report.
+        repairs: Insights answers resubmitted for repair (also in ``retries``).
+    """
 
     summaries: list[Summary] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -97,6 +155,11 @@ class Harvest:
     repairs: int = 0
 
     def merge(self, other: "Harvest") -> None:
+        """Add ``other``'s rows and counts to this harvest, in place.
+
+        Args:
+            other: Another harvest of the same job.
+        """
         self.summaries += other.summaries
         self.failures += other.failures
         self.retries += other.retries
@@ -108,14 +171,28 @@ class Harvest:
 def retriable_record_error(code: str) -> bool:
     """Whether a record's errorCode may go away on another attempt. A 4xx other than timeout
     (408), model error (424) and throttling (429) says the request itself is wrong (400: the model
-    input is invalid): sending it again would fail the same way."""
+    input is invalid): sending it again would fail the same way.
+
+    Args:
+        code: The record's ``errorCode`` from the output line.
+    """
     return not (code.isdigit() and 400 <= int(code) < 500 and int(code) not in (408, 424, 429))
 
 
 def retry_or_fail(entry: IndexEntry, model_input: Mapping[str, Any] | None, ctx: JobContext,
                   code: str, message: str, stage: str = "model",
                   retriable: bool = True) -> BatchRecord | Failure:
-    """A record that got no answer: resubmit while attempts are left, else a Failure row."""
+    """A record that got no answer: resubmit while attempts are left, else a Failure row.
+
+    Args:
+        entry: The record's index entry.
+        model_input: The record's request body; None when unknown (nothing to resubmit).
+        ctx: The job, with its attempts.
+        code: The failure row's error code.
+        message: The failure row's error message.
+        stage: The failure row's stage.
+        retriable: Whether another attempt may succeed (see ``retriable_record_error``).
+    """
     if retriable and model_input is not None and entry.attempt < ctx.max_attempts:
         return BatchRecord(entry.record_id, entry.transcript_id, model_input,
                            jsonl_line_size(entry.record_id, model_input), entry.metadata,
@@ -192,6 +269,12 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
     seen, so ``unanswered`` retries or fails it, and it gets one row, not two.
     ``others``: recordIds the job holds that are not to be emitted (not in ``index``); their
     lines are only counted.
+
+    Args:
+        output_lines: The lines of one ``.jsonl.out`` file.
+        index: The job's index entries by recordId; None for a job this pipeline did not submit.
+        ctx: The job that produced the lines.
+        others: RecordIds the job holds that this harvest does not emit.
     """
     harvest, seen = Harvest(), set()
     if index is None:
@@ -267,7 +350,14 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
 
 def unanswered(index: Mapping[str, IndexEntry], seen: set[str],
                model_inputs: Mapping[str, Mapping[str, Any]], ctx: JobContext) -> Harvest:
-    """Records of the index with no output line: retried, or failed with the job's status."""
+    """Records of the index with no output line: retried, or failed with the job's status.
+
+    Args:
+        index: The job's index entries by recordId.
+        seen: The recordIds that had an output line (from ``harvest_lines``).
+        model_inputs: Request bodies by recordId, to resubmit with (see ``read_input_models``).
+        ctx: The job.
+    """
     harvest = Harvest()
     if ctx.job_status == "NotCreated":
         message = (f"CreateModelInvocationJob refused the job, so it was not sent again: "
@@ -287,7 +377,12 @@ def unanswered(index: Mapping[str, IndexEntry], seen: set[str],
 
 
 def read_input_models(lines: Iterable[str], wanted: set[str]) -> dict[str, Mapping[str, Any]]:
-    """modelInput of the wanted recordIds from a shard file (only those, to bound memory)."""
+    """modelInput of the wanted recordIds from a shard file (only those, to bound memory).
+
+    Args:
+        lines: The lines of a shard (batch input) file.
+        wanted: The recordIds whose request bodies are needed.
+    """
     found: dict[str, Mapping[str, Any]] = {}
     for line in lines:
         if line and not line.isspace():
@@ -298,4 +393,9 @@ def read_input_models(lines: Iterable[str], wanted: set[str]) -> dict[str, Mappi
 
 
 def iter_index(lines: Iterable[str]) -> Iterator[IndexEntry]:
+    """The entries of an index sidecar; blank lines are skipped.
+
+    Args:
+        lines: The sidecar's lines.
+    """
     return (parse_index_line(line) for line in lines if line and not line.isspace())

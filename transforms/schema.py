@@ -41,7 +41,14 @@ AVRO_RECORD_NAMES = {"summaries": "Summary", "failures": "Failure"}
 
 
 def fields_for(kind: str) -> tuple[Field, ...]:
-    """The field definition for a row kind ("summaries" or "failures")."""
+    """The field definition for a row kind ("summaries" or "failures").
+
+    Args:
+        kind: ``summaries`` or ``failures``.
+
+    Raises:
+        ValueError: ``kind`` is neither.
+    """
     try:
         return KINDS[kind]
     except KeyError:
@@ -172,7 +179,12 @@ def normalize_row(fields: Sequence[Field], row: Mapping[str, Any],
 
 
 def row_problem(kind: str, row: Mapping[str, Any]) -> str | None:
-    """Why ``row`` of ``kind`` cannot be written by the sinks, or None when it can."""
+    """Why ``row`` of ``kind`` cannot be written by the sinks, or None when it can.
+
+    Args:
+        kind: ``summaries`` or ``failures``.
+        row: The sink row.
+    """
     try:
         normalize_row(fields_for(kind), row)
     except ValueError as err:

@@ -30,7 +30,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ShardResult:
-    """What one group became: a batch of jobs, records too few for a job, records too big."""
+    """What one group became: a batch of jobs, records too few for a job, records too big.
+
+    Args:
+        batch: The group's new jobs; None when it made none.
+        undersized: Records too few to make a job: they go to the undersized policy.
+        oversized: RecordTooLarge failure rows of records no job can take.
+        records_sharded: Records written to new jobs' shards.
+        records_adopted: Records found in jobs an earlier run created: harvested from those.
+        records_not_in_input: Records those jobs hold that are not among this group's records.
+    """
 
     batch: JobBatch | None = None
     undersized: list[BatchRecord] = field(default_factory=list)
@@ -42,7 +51,13 @@ class ShardResult:
 
 @dataclass(frozen=True)
 class ExistingJobs:
-    """What a run already created, as a rerun must know it before placing records."""
+    """What a run already created, as a rerun must know it before placing records.
+
+    Args:
+        run_jobs: The names of every job of the run.
+        owner: recordId -> the existing job that holds it.
+        totals: Existing job -> how many records it holds in all.
+    """
 
     run_jobs: frozenset[str]  # names of every job of the run
     owner: Mapping[str, str]  # recordId -> the existing job that holds it
@@ -50,6 +65,16 @@ class ExistingJobs:
 
 
 class ShardWriter:
+    """Writes a group's records into quota-sized shards of new jobs, and finds the jobs an earlier
+    run of the same run id already created for them (the work behind the sharding DoFns).
+
+    Args:
+        config: The run's configuration (run id, quotas, S3 locations, model).
+        storage: The S3 storage the shards and indexes are written to (and existing indexes
+            read from).
+        jobs: The Bedrock jobs client, to list the run's existing jobs.
+    """
+
     def __init__(self, config: BatchConfig, storage: Storage, jobs: JobsClient):
         self._config = config
         self._storage = storage

@@ -38,13 +38,23 @@ CARRIED = "c"  # job family (and group key prefix) of the carried tails' jobs
 
 
 def window_bounds(window: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """A Beam window's start and end as UTC datetimes; (None, None) for the global window.
+
+    Args:
+        window: A Beam window.
+    """
     if isinstance(window, GlobalWindow) or not hasattr(window, "start"):
         return None, None
     return window.start.to_utc_datetime(has_tz=True), window.end.to_utc_datetime(has_tz=True)
 
 
 class ShardingDoFn(beam.DoFn):
-    """Shared set-up of the DoFns that write shards: clients in setup(), common counters."""
+    """Shared set-up of the DoFns that write shards: clients in setup(), common counters.
+
+    Args:
+        config: The run's configuration.
+        attempt: The submission round: 1 for the first, +1 per retry round.
+    """
 
     def __init__(self, config: BatchConfig, attempt: int):
         self._config = config
@@ -122,7 +132,12 @@ UNDERSIZED = "undersized"
 
 @dataclass(frozen=True)
 class ShardLayout:
-    """A window's bucket layout and the names of the new jobs it makes."""
+    """A window's bucket layout and the names of the new jobs it makes.
+
+    Args:
+        buckets: The window's plan and each bucket's dealing positions.
+        names: The names of the new jobs, one per planned job.
+    """
 
     buckets: BucketLayout
     names: tuple[str, ...]
@@ -277,6 +292,10 @@ class WriteShardsInParallel(beam.PTransform):
     recordIds is placed by itself, and each shard is written under its own key, so as many
     workers as there are write shards at once. Placement depends only on the records, so a rerun
     lays out the same shards and job names.
+
+    Args:
+        config: The run's configuration.
+        attempt: The submission round: 1 for the first, +1 per retry round.
     """
 
     def __init__(self, config: BatchConfig, attempt: int):

@@ -46,6 +46,14 @@ def fixed_windows_with_lateness(window_seconds: int,
     closes and again for every record arriving up to ``allowed_lateness_seconds`` later (its own
     late pane, so its own jobs). Records later still are dropped by Beam: sources that can see
     them (``ReadTranscriptsFromKafka``) turn them into ``LateRecord`` failure rows first.
+
+    Args:
+        window_seconds: The window length in seconds (> 0).
+        allowed_lateness_seconds: How long after a window closes its late records are still
+            taken (>= 0).
+
+    Raises:
+        ValueError: either value is out of range.
     """
     if window_seconds <= 0:
         raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
@@ -102,7 +110,11 @@ class _ResolveCollisionsFn(beam.DoFn):
 
 
 class PrepareRecords(beam.PTransform):
-    """Transcript -> BatchRecord with a recordId unique in the run; Failure rows on the side."""
+    """Transcript -> BatchRecord with a recordId unique in the run; Failure rows on the side.
+
+    Args:
+        config: The run's configuration (model, prompt, task).
+    """
 
     def __init__(self, config: BatchConfig):
         super().__init__()
@@ -140,7 +152,12 @@ class _WritableFn(beam.DoFn):
 
 
 class BatchRound(beam.PTransform):
-    """One submission round: shard, submit and await, harvest. Returns summaries/failures/retries."""
+    """One submission round: shard, submit and await, harvest. Returns summaries/failures/retries.
+
+    Args:
+        config: The run's configuration.
+        attempt: The round's number: 1 for the first submission, +1 per retry round.
+    """
 
     def __init__(self, config: BatchConfig, attempt: int):
         super().__init__()
@@ -192,6 +209,9 @@ class SummarizeTranscripts(beam.PTransform):
     are summarized once: the first by origin is kept, the others become DuplicateTranscriptId
     failures. Windowing is the caller's: each window's records are submitted as that window's
     jobs.
+
+    Args:
+        config: The run's configuration.
     """
 
     def __init__(self, config: BatchConfig):
@@ -235,7 +255,11 @@ class SummarizeTranscripts(beam.PTransform):
 
 def restore_windowing(windowing: Windowing) -> beam.WindowInto:
     """A WindowInto that puts a PCollection back into ``windowing``: windowfn, trigger,
-    accumulation mode, allowed lateness and timestamp combiner."""
+    accumulation mode, allowed lateness and timestamp combiner.
+
+    Args:
+        windowing: The windowing to restore (a PCollection's ``windowing``).
+    """
     return beam.WindowInto(windowing.windowfn, trigger=windowing.triggerfn,
                            accumulation_mode=windowing.accumulation_mode,
                            timestamp_combiner=windowing.timestamp_combiner,

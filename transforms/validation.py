@@ -37,6 +37,12 @@ def coerce_id(value: Any) -> str:
 
     Booleans and floats are refused because their rendering ("True", "1.0") is never the id the
     data owner meant; an empty id is refused because it cannot be joined back.
+
+    Args:
+        value: The id field's value as read.
+
+    Raises:
+        InvalidId: the value is empty, or neither a string nor an integer.
     """
     if isinstance(value, str):
         if not value.strip():
@@ -49,6 +55,15 @@ def coerce_id(value: Any) -> str:
 
 def validation_failure(code: str, message: str, *, origin: str | None, raw: Any,
                        transcript_id: str | None = None) -> Failure:
+    """A Failure of stage ``validate``: a record that was read but cannot be summarized.
+
+    Args:
+        code: The machine-readable reason (``error_code``).
+        message: The human-readable reason, naming the input and the fix.
+        origin: Where the input came from, when known.
+        raw: The offending input; kept cut to ``RAW_LIMIT`` characters.
+        transcript_id: The transcript's id, when it has a usable one.
+    """
     return Failure(stage="validate", error_code=code, error_message=message,
                    transcript_id=transcript_id, raw=truncate_raw(raw), origin=origin)
 
@@ -62,6 +77,12 @@ class FieldMapping:
     """Which input fields hold the id, the text and the turns; which ones become metadata.
 
     ``metadata_fields`` None keeps every other field as metadata.
+
+    Args:
+        id_field: The field holding the transcript id.
+        text_field: The field holding the transcript text.
+        turns_field: The field holding the speaker turns.
+        metadata_fields: The fields kept as metadata; None keeps every other field.
     """
 
     id_field: str = "id"
@@ -78,7 +99,11 @@ class FieldMapping:
 
 
 def render_turns(turns: Sequence[Turn]) -> str:
-    """Turns as the "Speaker: text" lines the model sees."""
+    """Turns as the "Speaker: text" lines the model sees.
+
+    Args:
+        turns: The speaker turns.
+    """
     return "\n".join(f"{turn.speaker}: {turn.text}" for turn in turns)
 
 
@@ -98,7 +123,11 @@ def _number(value: Any, what: str) -> float | None:
 
 def parse_turns(value: Any) -> tuple[Turn, ...]:
     """A ``turns`` value (list of {speaker, text, start?, end?}, or that list as a JSON string,
-    as CSV cells hold it) as Turn tuples. Raises ValueError naming the bad turn."""
+    as CSV cells hold it) as Turn tuples. Raises ValueError naming the bad turn.
+
+    Args:
+        value: The turns field's value as read.
+    """
     if isinstance(value, str):
         value = json.loads(value) if value.strip() else []
     if not isinstance(value, (list, tuple)):
@@ -118,7 +147,13 @@ def parse_turns(value: Any) -> tuple[Turn, ...]:
 
 def record_to_transcript(record: Mapping[str, Any], mapping: FieldMapping,
                          origin: str | None) -> Transcript | Failure:
-    """One input record (a dict) as a Transcript, or the validate Failure saying what is wrong."""
+    """One input record (a dict) as a Transcript, or the validate Failure saying what is wrong.
+
+    Args:
+        record: The input record.
+        mapping: Which fields hold the id, text, turns and metadata.
+        origin: Where the record came from (file:line or file#record), when known.
+    """
     where = _where(origin)
     if mapping.id_field not in record or record[mapping.id_field] is None:
         return validation_failure(
@@ -165,7 +200,11 @@ def record_to_transcript(record: Mapping[str, Any], mapping: FieldMapping,
 
 def has_lone_surrogate(text: str) -> bool:
     """True when ``text`` holds a lone surrogate (e.g. from a JSON ``"\\ud800"`` escape), which
-    no UTF-8 encoder (JSONL, Parquet, Avro, Kafka, BigQuery) accepts."""
+    no UTF-8 encoder (JSONL, Parquet, Avro, Kafka, BigQuery) accepts.
+
+    Args:
+        text: The text to check.
+    """
     if text.isascii():
         return False
     try:
@@ -190,6 +229,11 @@ def metadata_problem(value: Any, path: str = METADATA_FIELD, depth: int = 0
     non-string keys, integers outside int64 and NaN/Infinity (InvalidMetadata: JSON has no NaN,
     and BigQuery or Spark readers of the metadata JSON would round big integers silently).
     Other scalars (datetimes, decimals, bytes) are written as their str() and pass.
+
+    Args:
+        value: The metadata value (checked recursively).
+        path: Where ``value`` sits in the metadata, for the message.
+        depth: How deep ``value`` is nested (0 at the top).
     """
     if depth > MAX_METADATA_DEPTH:
         return "TooDeep", f"{path} is nested over {MAX_METADATA_DEPTH} levels deep"
@@ -253,6 +297,10 @@ def validate_transcript(transcript: Transcript, max_text_chars: int = DEFAULT_MA
 
     Besides the content checks, anything no sink could encode (see ``metadata_problem``,
     ``_id_problem``) is refused here, so no encoder downstream ever meets it.
+
+    Args:
+        transcript: The transcript to check.
+        max_text_chars: The longest text accepted.
     """
     where = _where(transcript.origin)
     if not isinstance(transcript.id, str) or not transcript.id.strip():
@@ -296,6 +344,9 @@ def origin_sort_key(origin: str | None) -> tuple[int, str, int]:
     """Orders origins by file, then numerically by line/record ("f:9" before "f:10").
 
     Transcripts without an origin (rows fed in from another PCollection) sort last.
+
+    Args:
+        origin: A transcript's origin (``file``, ``file:line`` or ``file#record``), or None.
     """
     if origin is None:
         return (1, "", 0)
@@ -307,7 +358,11 @@ def origin_sort_key(origin: str | None) -> tuple[int, str, int]:
 
 def dedup_key(transcript_id: str) -> str:
     """The key ids are deduplicated by: NFC, so ids that differ only by Unicode normalization
-    (e.g. "café" typed precomposed or as e + combining accent) count as one id."""
+    (e.g. "café" typed precomposed or as e + combining accent) count as one id.
+
+    Args:
+        transcript_id: The transcript's id.
+    """
     return unicodedata.normalize("NFC", transcript_id)
 
 
@@ -316,6 +371,12 @@ def pick_unique(transcripts: Iterable[Transcript]) -> tuple[Transcript, list[Fai
 
     Ties (same origin, e.g. rows without one) fall back to the id and text so the choice is the
     same on every run and every runner, whatever order the GroupByKey delivered them in.
+
+    Args:
+        transcripts: Transcripts sharing one id (at least one).
+
+    Returns:
+        The kept transcript, and a DuplicateTranscriptId failure for each other one.
     """
     ordered = sorted(transcripts, key=lambda t: (origin_sort_key(t.origin), t.id, t.text))
     if not ordered:

@@ -26,7 +26,12 @@ class AnswerError(ValueError):
 
 @dataclass(frozen=True)
 class Insights:
-    """A schema-valid answer: the object, and the summary text for the row's summary column."""
+    """A schema-valid answer: the object, and the summary text for the row's summary column.
+
+    Args:
+        value: The schema-valid JSON object.
+        summary: Its ``summary`` text, for the row's summary column.
+    """
 
     value: dict[str, Any]
     summary: str

@@ -56,7 +56,7 @@ class SchemaMappingError(ValueError):
 class Column:
     """One typed column (or nested field) derived from a JSON Schema.
 
-    Attributes:
+    Args:
         name: Field name (``insights`` for the top-level column).
         kind: One of ``SCALARS``, ``"record"`` or ``"array"``.
         nullable: Whether the value may be null (or missing).

@@ -27,7 +27,7 @@ RESOLVED = "resolved"
 class Tally:
     """The running counts of one aggregate (a CombineFn accumulator).
 
-    Attributes:
+    Args:
         calls: Insights rows counted.
         by_reason: Calls per reason category.
         by_topic: Calls per topic.
