@@ -280,7 +280,7 @@ def test_the_local_rules_read_the_call():
     assert value["reason_for_call"]["category"] == "billing"
     assert value["resolution"] == "resolved" and value["agent_verified_identity"] is True
     assert value["customer_sentiment"]["start"] < value["customer_sentiment"]["end"]
-    assert {"what": "I have processed a refund and I will email you the confirmation by Friday.",
+    assert {"what": "I will email you the confirmation by Friday.",
             "owner": "agent", "due_date": "by Friday"} in value["action_items"]
 
 

@@ -136,6 +136,12 @@ def _sentiment(sentences: list[str]) -> float:
     return 0.0 if pos + neg == 0 else round((pos - neg) / (pos + neg), 2)
 
 
+def _clip(text: str, words: int) -> str:
+    """``text`` cut to its first ``words`` words."""
+    kept = text.split()
+    return " ".join(kept[:words]) + (" ..." if len(kept) > words else "")
+
+
 def _owner(speaker: str | None, promise: str) -> str:
     lowered = promise.lower()
     if lowered in ("we will", "we'll"):
@@ -161,18 +167,21 @@ def _rules(transcript: str) -> dict[str, Any]:
         promise = _PROMISE.search(s.text)
         if promise:
             due = _DUE.search(s.text)
-            items.append({"what": s.text, "owner": _owner(s.speaker, promise.group(1)),
+            items.append({"what": _clip(s.text[promise.start():], 12),
+                          "owner": _owner(s.speaker, promise.group(1)),
                           "due_date": due.group(1) if due else None})
-    pieces = summarize(f"<transcript>{transcript}</transcript>")
+    # A few sentences and short clauses: a long call's answer must still fit the default
+    # --max-tokens, as a real model's concise answer would.
+    pieces = summarize(f"<transcript>{transcript}</transcript>")[:3]
     return {
-        "summary": LABEL + (" ".join(pieces) if pieces else "(the call held no text)"),
+        "summary": LABEL + (_clip(" ".join(pieces), 60) if pieces else "(the call held no text)"),
         "reason_for_call": {"category": category,
-                            "detail": customer[0] if customer else "(not stated)"},
+                            "detail": _clip(customer[0], 25) if customer else "(not stated)"},
         "resolution": next((name for name, cues in _RESOLUTIONS
                             if any(c in lowered for c in cues)), "unresolved"),
         "customer_sentiment": {"start": _sentiment(customer[:third]),
                                "end": _sentiment(customer[-third:])},
-        "action_items": items[:5],
+        "action_items": items[:3],
         "topics": [topic for topic, cues in _TOPICS.items() if any(c in lowered for c in cues)],
         "agent_verified_identity": any(c in lowered for c in _IDENTITY),
         "language": "es" if set(_words(transcript)) & _SPANISH else "en",
