@@ -1,4 +1,4 @@
-"""`make bench`: every row of issue 10's benchmark table, each beside its baseline and goal.
+"""`make bench`: every row of the scale benchmark table (benchmarks/README.md), each beside its baseline and goal.
 
 Prints the rows as they finish and keeps them, with the machine and the date, in
 benchmarks/results.json. Sizes can be lowered for a quick look (the goals are about the defaults).

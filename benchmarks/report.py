@@ -17,7 +17,7 @@ class Row:
     """A benchmark's result.
 
     Args:
-        number: The row of issue 10's table.
+        number: The row of the benchmark table (benchmarks/README.md).
         name: What was measured.
         baseline_name: What it is compared with.
         figure: The measured figure (None: not measured).

@@ -78,8 +78,8 @@ def test_insights_rows_repairs_and_schema_violations_for_four_families(local_bac
     picked = _pick(valid=16, repaired=4, failed=2)
     items = [t for group in picked.values() for t in group]
     schema = default_schema()
-    # The sinks' typed insights columns come from another part of issue 12: rows are written
-    # here as the JSON of the Summary fields this test checks.
+    # The sinks' typed insights columns are tested in test_insights_columns.py and
+    # test_insights_run.py: rows are written here as the JSON of the Summary fields checked.
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
         transcripts = p | beam.Create(items)
         for name, model_id, invocation in FAMILIES:
