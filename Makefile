@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PYTEST_FLAGS ?= -q
+PYTEST_FLAGS ?= -q --durations=25
 
 include jvm/jvm.mk
 include bq/bq.mk
