@@ -124,8 +124,9 @@ def configure_logging(level: int) -> None:
     handler.addFilter(ThirdPartyNoise())
     logging.basicConfig(level=logging.DEBUG if level >= 2 else logging.INFO, handlers=[handler],
                         force=True)
+    # -vv is for debugging a run: the libraries' own DEBUG lines (botocore's requests) show too.
     for noisy in NOISY_LOGGERS:
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level >= 2 else logging.WARNING)
 
 
 class _EventTap(logging.Handler):

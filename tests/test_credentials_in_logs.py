@@ -60,7 +60,7 @@ def test_cli_run_at_debug_level_never_prints_a_secret(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-c", WRAPPER, str(seen), "run", "--input", str(calls), "--output",
          str(tmp_path / "out"), "--sink", "jsonl", "--min-records-per-job", "1",
-         "--local-speed", "1000", "--debug"],
+         "--local-speed", "1000", "--debug", "-vv"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     output = run.stdout + run.stderr

@@ -36,18 +36,30 @@ MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def _record_requests(backend) -> list[tuple[float, str]]:
+def _record_requests(backend, hold_invokes: float = 0.0) -> list[tuple[float, str]]:
     """(time, operation) of every request the service answers, in arrival order.
 
-    The service stays the real one: this only wraps its request handler to note the time."""
+    The service stays the real one: this only wraps its request handler to note the time. With
+    ``hold_invokes``, each InvokeModel is answered only once a CreateModelInvocationJob has
+    arrived (or after that many seconds), and is noted when answered: calls that overlap the
+    job's creation then finish after it, whatever the machine's speed."""
     seen: list[tuple[float, str]] = []
     lock = threading.Lock()
+    created = threading.Event()
     handle = backend.service.handle
 
     def noting(method, path, headers, body):
         operation = ("InvokeModel" if path.endswith("/invoke") else
                      "CreateModelInvocationJob" if method == "POST" and path == "/model-invocation-job"
                      else f"{method} {path.split('?')[0]}")
+        if operation == "CreateModelInvocationJob":
+            created.set()
+        if operation == "InvokeModel" and hold_invokes:
+            created.wait(hold_invokes)
+            answer = handle(method, path, headers, body)
+            with lock:
+                seen.append((time.monotonic(), operation))
+            return answer
         with lock:
             seen.append((time.monotonic(), operation))
         return handle(method, path, headers, body)
@@ -63,7 +75,9 @@ def _each_once(items, summaries, failures) -> None:
 
 def test_batch_jobs_are_created_before_the_on_demand_calls_finish(local_backend_factory, tmp_path):
     backend = local_backend_factory(quotas=Quotas(max_records_per_job=50, min_records_per_job=40))
-    requests = _record_requests(backend)
+    # The calls wait for the job's creation (at most 60 s each): a pipeline that made the batch job
+    # wait for the on-demand calls would only create it after they all finished.
+    requests = _record_requests(backend, hold_invokes=60)
     items = transcripts(89)  # one job of 50; the 39 left are too few for a job of their own
     counters: dict[str, int] = {}
     config = local_config(backend, undersized_policy="on-demand", on_demand_rps=20,

@@ -190,7 +190,16 @@ class BatchRound(beam.PTransform):
             sharded = {tag: grouped[tag] for tag in
                        ("batches", shards.FAILURES, shards.ON_DEMAND, shards.DEFERRED)}
         carried = sharded[shards.DEFERRED] | "CarryTails" >> CarryTails(cfg, self._attempt)
-        harvested = ((sharded["batches"], carried["batches"]) | "AllBatches" >> beam.Flatten()
+        batches = (sharded["batches"], carried["batches"]) | "AllBatches" >> beam.Flatten()
+        on_demand = sharded[shards.ON_DEMAND]
+        if isinstance(windowfn, window.GlobalWindows):
+            # The parallel layout routes the tail before the shards are written: the on-demand
+            # calls wait for the batches, so a runner that runs one stage at a time (the
+            # DirectRunner) creates the jobs first and the calls run while the jobs do.
+            on_demand = on_demand | "AfterBatches" >> beam.Map(
+                lambda record, _batches: record, beam.pvalue.AsList(batches)).with_output_types(
+                BatchRecord)
+        harvested = (batches
                      | "AwaitJobs" >> AwaitJobs(cfg)
                      | "Spread" >> beam.Reshuffle()
                      | "Harvest" >> beam.ParDo(harvest.HarvestJobFn(cfg)).with_output_types(
@@ -199,7 +208,7 @@ class BatchRound(beam.PTransform):
         failures = ((sharded[shards.FAILURES], carried["failures"], harvested[harvest.FAILURES])
                     | "Failures" >> beam.Flatten())
         return {"summaries": harvested.summaries, "failures": failures,
-                "retries": harvested[harvest.RETRIES], "on_demand": sharded[shards.ON_DEMAND]}
+                "retries": harvested[harvest.RETRIES], "on_demand": on_demand}
 
 
 class SummarizeTranscripts(beam.PTransform):
