@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 import warnings
@@ -103,6 +104,20 @@ def handler_level(level: int, is_terminal: bool) -> int:
     return logging.INFO if level <= 1 else logging.DEBUG
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A StreamHandler writing to whatever ``sys.stderr`` is at each line: a caller that swaps
+    stderr (pytest's capture, a notebook) and closes the old one must not get logging errors
+    from pipeline threads that log later."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(level: int) -> None:
     """The CLI's log set-up: one stderr handler, filtered of third-party noise.
 
@@ -118,7 +133,7 @@ def configure_logging(level: int) -> None:
         handler: logging.Handler = RichHandler(console=console(), show_path=False, markup=False,
                                                log_time_format="%H:%M:%S")
     else:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(handler_level(level, is_terminal))
     handler.addFilter(ThirdPartyNoise())
