@@ -45,7 +45,7 @@ browser:
 	test -x /usr/bin/chromium || { $(SUDO) apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-# Issue 10's benchmark table (not part of `make test`): each row beside a baseline measured in
+# The scale benchmarks (not part of `make test`): each row beside a baseline measured in
 # the same run and its goal; the figures are kept in benchmarks/results.json. Row 4 runs Flink.
 bench: $(STAMP) jvm-jars
 	$(PY) -m benchmarks
