@@ -113,7 +113,6 @@ LOG_EVENTS = {
     ("transforms.sources.files", "read %s: unknown format, 1 failure"): "unreadable",
     ("transforms.sources.files", "read %s: cannot be opened, 1 failure"): "unreadable",
     ("transforms.shard_writer", "planned %s: %d records, %d bytes%s"): "planned",
-    ("transforms.shards", "planned %s: %d records, %d bytes%s"): "planned",
     ("transforms.harvest", "harvested %s: %d summaries, %d failures, %d to retry"): "harvested",
 }
 

@@ -151,23 +151,40 @@ class ShardWriter:
 
         specs = [self.spec(name, job_records[j], job_bytes[j], window_start, window_end, attempt)
                  for j, name in enumerate(names)]
+        specs += self.adopted_specs(adopted, {name: held[name][1] for name in adopted}, result,
+                                    window_start, window_end, attempt)
+        log_planned(specs, set(adopted))
+        if specs:
+            result.batch = JobBatch(cfg.model_id, tuple(specs), cfg.poll_interval_seconds)
+        return result
+
+    def adopted_specs(self, adopted: dict[str, list[tuple[str, int]]], totals: dict[str, int],
+                      result: ShardResult, window_start: dt.datetime | None,
+                      window_end: dt.datetime | None, attempt: int) -> list[JobSpec]:
+        """The JobSpecs of jobs an earlier run created, for the records of ours they hold; counts
+        the adopted records, and those the jobs hold that are not ours, on ``result``.
+
+        Args:
+            adopted: Per existing job name, (recordId, line size) of each of our records in it.
+            totals: Per existing job name, the records it holds in all.
+            result: Where the adopted and left-out counts are added.
+            window_start: Start of the records' window, or None.
+            window_end: End of the records' window, or None.
+            attempt: The submission round.
+        """
+        specs = []
         for name, placed in sorted(adopted.items()):
             ids = frozenset(rid for rid, _ in placed)
-            left_out = held[name][1] - len(ids)
+            left_out = totals[name] - len(ids)
             result.records_adopted += len(ids)
             result.records_not_in_input += left_out
             if left_out:
                 log.warning("job %s (created earlier with this run id) holds %d record(s) that are "
-                            "not among this group's records: they are not emitted from it",
+                            "not among these records: they are not emitted from it",
                             name, left_out)
             specs.append(self.spec(name, len(ids), sum(size for _, size in placed), window_start,
                                    window_end, attempt, ids if left_out else None))
-        for spec in specs:
-            log.info("planned %s: %d records, %d bytes%s", spec.job_name, spec.record_count,
-                     spec.input_bytes, "" if spec.job_name in names else " (exists, adopted)")
-        if specs:
-            result.batch = JobBatch(cfg.model_id, tuple(specs), cfg.poll_interval_seconds)
-        return result
+        return specs
 
     def spec(self, name: str, records: int, size: int, window_start: dt.datetime | None,
              window_end: dt.datetime | None, attempt: int,
@@ -316,3 +333,15 @@ def undersized_failure(record: BatchRecord, count: int, config: BatchConfig, why
                        f"{config.undersized_policy}); rerun them with --undersized-policy on-demand "
                        f"or a lower --min-records-per-job"),
         transcript_id=record.transcript_id, record_id=record.record_id, attempt=record.attempt)
+
+
+def log_planned(specs: list[JobSpec], adopted: set[str]) -> None:
+    """One "planned" log line per job (the CLI's progress display counts them).
+
+    Args:
+        specs: The window's jobs.
+        adopted: Names of the jobs an earlier run created.
+    """
+    for spec in specs:
+        log.info("planned %s: %d records, %d bytes%s", spec.job_name, spec.record_count,
+                 spec.input_bytes, " (exists, adopted)" if spec.job_name in adopted else "")

@@ -25,8 +25,8 @@ from transforms.metrics import counter
 from transforms.model import BatchRecord, JobBatch
 from transforms.planning import UndersizedPolicy, oversized
 from transforms.results import index_line
-from transforms.shard_writer import (ExistingJobs, ShardResult, ShardWriter, oversized_failure,
-                                     undersized_failure)
+from transforms.shard_writer import (ExistingJobs, ShardResult, ShardWriter, log_planned,
+                                     oversized_failure, undersized_failure)
 from transforms.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -265,20 +265,8 @@ class _AssembleFn(ShardingDoFn):
         attempt = self._attempt
         specs = [self._writer.spec(shard_layout.names[j], records, size, None, None, attempt)
                  for j, (records, size) in sorted(jobs.items())]
-        for name, placed in sorted(adopted.items()):
-            left_out = existing.totals[name] - len(placed)
-            result.records_adopted += len(placed)
-            result.records_not_in_input += left_out
-            if left_out:
-                log.warning("job %s (created earlier with this run id) holds %d record(s) that are "
-                            "not among this window's records: they are not emitted from it",
-                            name, left_out)
-            specs.append(self._writer.spec(
-                name, len(placed), sum(size for _, size in placed), None, None, attempt,
-                frozenset(rid for rid, _ in placed) if left_out else None))
-        for spec in specs:
-            log.info("planned %s: %d records, %d bytes%s", spec.job_name, spec.record_count,
-                     spec.input_bytes, " (exists, adopted)" if spec.job_name in adopted else "")
+        specs += self._writer.adopted_specs(adopted, existing.totals, result, None, None, attempt)
+        log_planned(specs, set(adopted))
         result.batch = JobBatch(self._config.model_id, tuple(specs),
                                 self._config.poll_interval_seconds)
         yield from self._emit(result)
