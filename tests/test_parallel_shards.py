@@ -16,7 +16,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from tests.pipelines import local_config
 from transforms import layout
-from transforms.bucket_plan import BucketLayout, BucketSummary, bucket_of
+from transforms.bucket_plan import (MIN_BUCKETS, RECORDS_PER_BUCKET, BucketLayout,
+                                    BucketSummary, bucket_count, bucket_of)
 from transforms.planning import UndersizedPolicy, plan_window
 from transforms.model import Transcript
 from transforms.quotas import Quotas
@@ -28,6 +29,9 @@ QUOTAS = Quotas(max_records_per_file=40, max_records_per_job=100, min_records_pe
                 max_file_bytes=10_000, max_job_bytes=20_000)
 
 
+BUCKETS = 16
+
+
 def _records(sizes: list[int]) -> list[tuple[str, int]]:
     return [(f"R{i:06d}", size) for i, size in enumerate(sizes)]
 
@@ -36,7 +40,7 @@ def _summary(records: list[tuple[str, int]], parts: int) -> BucketSummary:
     """The summary as a combiner makes it: partial summaries of arbitrary slices, merged."""
     partials = [BucketSummary() for _ in range(parts)]
     for i, (rid, size) in enumerate(records):
-        partials[i % parts].add(bucket_of(rid), size)
+        partials[i % parts].add(bucket_of(rid, BUCKETS), size)
     total = BucketSummary()
     for partial in reversed(partials):
         total.merge(partial)
@@ -49,7 +53,7 @@ def _layout(records: list[tuple[str, int]], policy: UndersizedPolicy, seed: int,
     layout = BucketLayout.of(_summary(records, parts), QUOTAS, policy)
     buckets: dict[int, list[tuple[str, int]]] = defaultdict(list)
     for rid, size in records:
-        buckets[bucket_of(rid)].append((rid, size))
+        buckets[bucket_of(rid, BUCKETS)].append((rid, size))
     order = list(buckets)
     random.Random(seed).shuffle(order)
     placed = {}
@@ -92,9 +96,28 @@ def test_bucket_layout_keeps_quotas_and_ignores_order(sizes, policy, seed) -> No
 
 def test_a_record_the_summary_did_not_count_is_refused() -> None:
     layout = BucketLayout.of(_summary(_records([100] * 40), 1), QUOTAS, UndersizedPolicy.FAIL)
-    bucket = bucket_of("R000000")
+    bucket = bucket_of("R000000", BUCKETS)
     with pytest.raises(ValueError, match="did not count"):
         layout.place(bucket, [5000])
+
+
+@settings(max_examples=20, deadline=None)
+@given(records=st.integers(0, 10_000_000))
+def test_bucket_count_keeps_buckets_small_and_depends_on_the_count_only(records) -> None:
+    buckets = bucket_count(records)
+    assert buckets == bucket_count(records) >= MIN_BUCKETS
+    assert records / buckets <= RECORDS_PER_BUCKET
+
+
+def test_hash_buckets_of_real_ids_stay_near_their_mean() -> None:
+    """A bucket's records are one grouped value on Flink: none may be far above the mean."""
+    ids = [f"{i:08x}-call" for i in range(20_000)]
+    buckets = bucket_count(len(ids))
+    sizes = defaultdict(int)
+    for rid in ids:
+        sizes[bucket_of(rid, buckets)] += 1
+    assert len(sizes) == buckets
+    assert max(sizes.values()) <= 1.5 * RECORDS_PER_BUCKET
 
 
 def _write_shards(config, items, runner_args: list[str], out: Path) -> None:
@@ -129,7 +152,10 @@ def test_two_runs_lay_out_identical_shards_and_job_names(local_backend_factory, 
                                        "--direct_running_mode=multi_threading"], items[::-1])]:
         config = local_config(backend, run_id=f"det-{name}")
         _write_shards(config, order, args, tmp_path / name)
-        layouts.append(_uploaded(Storage(config.aws.client("s3")), config))
+        storage = Storage(config.aws.client("s3"))
+        layouts.append(_uploaded(storage, config))
+        # The buckets' slices the shards were joined from are gone before any job is created.
+        assert storage.list(layout.run_root(config.base_uri, config.run_id) + "/parts/") == []
         [batch] = [json.loads(line) for path in (tmp_path / name).glob("names*")
                    for line in path.read_text().splitlines()]
         # The one JobBatch names exactly the jobs whose shards were uploaded.

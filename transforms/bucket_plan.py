@@ -1,6 +1,6 @@
 """Parallel, deterministic shard layout: pure, no Beam.
 
-A window's records are spread over ``BUCKETS`` hash buckets of their recordId. The planner needs
+A window's records are spread over ``bucket_count`` hash buckets of their recordId. The planner needs
 only a small summary of them (``BucketSummary``: records per size class and bucket, total bytes,
 extremes), from which ``plan_window`` makes the same kind of plan as for one big group and every
 bucket learns where its records start in each size class's dealing order (see planning.py for
@@ -18,12 +18,26 @@ from transforms.planning import (UNDERSIZED, Placement, UndersizedPolicy, Window
                                  plan_window, size_class)
 from transforms.quotas import Quotas
 
-# Enough buckets that one holds a small slice of a large window (and there are more buckets
-# than workers), few enough that the summary stays a few thousand counts.
-BUCKETS = 512
+# A bucket's records travel as one group through a GroupByKey, and Flink's batch mode carries a
+# key's grouped values as a single record of at most a few MB (its sort buffer): a bucket holds
+# about this many records (under 1 MB at typical transcript sizes) however large the window.
+RECORDS_PER_BUCKET = 256
+# Enough buckets that a small window is still placed by more than one worker.
+MIN_BUCKETS = 8
 
 
-def bucket_of(record_id: str, buckets: int = BUCKETS) -> int:
+def bucket_count(records: int) -> int:
+    """How many hash buckets a window of ``records`` records is spread over.
+
+    Depends on the count only, so the same input gets the same buckets on every run.
+
+    Args:
+        records: The window's record count.
+    """
+    return max(MIN_BUCKETS, -(-records // RECORDS_PER_BUCKET))
+
+
+def bucket_of(record_id: str, buckets: int) -> int:
     """The hash bucket of a recordId: the same in every process and run (crc32, not ``hash``).
 
     Args:

@@ -286,6 +286,7 @@ class ShardWriter:
             # input, or a crash mid-upload) must not be mixed into it.
             self._storage.delete_prefix(layout.job_input_prefix(cfg.base_uri, cfg.run_id, name))
             self._storage.delete_prefix(layout.index_prefix(cfg.base_uri, cfg.run_id, name))
+            self._storage.delete_prefix(layout.part_prefix(cfg.base_uri, cfg.run_id, name))
             self._storage.write_text(
                 layout.family_prefix(cfg.base_uri, cfg.run_id, attempt, family) + name, "")
 
@@ -302,6 +303,52 @@ class ShardWriter:
             cfg.base_uri, cfg.run_id, name) + layout.shard_name(file_index))
         self._storage.upload(base + ".idx", layout.index_uri(cfg.base_uri, cfg.run_id, name,
                                                              file_index))
+
+
+    def upload_part(self, name: str, file_index: int, bucket: int, lines: list[str]) -> None:
+        """Upload one bucket's slice of a shard: each record's shard line, then its index line.
+
+        Args:
+            name: The job the shard is for.
+            file_index: The shard's number within the job.
+            bucket: The bucket the records are in.
+            lines: The records' shard and index lines, in turn, each with its newline.
+        """
+        cfg = self._config
+        self._storage.write_text(
+            layout.part_uri(cfg.base_uri, cfg.run_id, name, file_index, bucket), "".join(lines))
+
+    def join_parts(self, name: str, file_index: int, buckets: Iterable[int]) -> None:
+        """Join a shard from its buckets' slices (in bucket order, so the file is the same
+        whatever order the slices were written in) and upload it with its index. Holds one
+        slice in memory at a time.
+
+        Args:
+            name: The job the shard is for.
+            file_index: The shard's number within the job.
+            buckets: The buckets that wrote a slice of it.
+        """
+        cfg = self._config
+        with tempfile.TemporaryDirectory(prefix="shard-") as tmp:
+            base = os.path.join(tmp, "shard")
+            with open(base + ".jsonl", "wb") as data, open(base + ".idx", "wb") as index:
+                for bucket in sorted(buckets):
+                    # JSON escapes newlines inside strings: each b"\n" ends one line.
+                    lines = self._storage.read_bytes(layout.part_uri(
+                        cfg.base_uri, cfg.run_id, name, file_index, bucket)).split(b"\n")[:-1]
+                    data.writelines(line + b"\n" for line in lines[0::2])
+                    index.writelines(line + b"\n" for line in lines[1::2])
+            self.upload_shard(base, name, file_index)
+
+    def delete_parts(self, names: Iterable[str]) -> None:
+        """Remove the slices the shards of jobs ``names`` were joined from.
+
+        Args:
+            names: The jobs' names.
+        """
+        cfg = self._config
+        for name in names:
+            self._storage.delete_prefix(layout.part_prefix(cfg.base_uri, cfg.run_id, name))
 
 
 def oversized_failure(record: BatchRecord, quotas: Quotas) -> Failure:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Tuple
 
@@ -18,7 +16,7 @@ from apache_beam.transforms.window import GlobalWindow
 
 import transforms.coders  # noqa: F401 - registers the coders of the typed elements below
 from transforms import layout
-from transforms.bucket_plan import BucketLayout, BucketSummary, bucket_of
+from transforms.bucket_plan import BucketLayout, BucketSummary, bucket_count, bucket_of
 from transforms.config import BatchConfig
 from transforms.jobs import JobsClient
 from transforms.metrics import counter
@@ -159,14 +157,14 @@ class _ClassifyFn(beam.DoFn):
     def __init__(self, config: BatchConfig):
         self._config = config
 
-    def process(self, record: BatchRecord, existing: ExistingJobs) -> Iterator[Any]:
+    def process(self, record: BatchRecord, existing: ExistingJobs, count: int) -> Iterator[Any]:
         owner = existing.owner.get(record.record_id)
         if owner is not None:
             yield beam.pvalue.TaggedOutput(ADOPTED, (owner, (record.record_id, record.size_bytes)))
         elif oversized(record.size_bytes, self._config.quotas) is not None:
             yield beam.pvalue.TaggedOutput(FAILURES, oversized_failure(record, self._config.quotas))
         else:
-            yield bucket_of(record.record_id), record
+            yield bucket_of(record.record_id, bucket_count(count)), record
 
 
 class _SummarizeBucketsFn(beam.CombineFn):
@@ -201,19 +199,30 @@ class _LayoutFn(ShardingDoFn):
         yield ShardLayout(buckets, tuple(names))
 
 
-class _PlaceFn(beam.DoFn):
-    """(bucket, its records) -> ((job, file), record) in recordId order; the undersized aside."""
+class _PlaceFn(ShardingDoFn):
+    """(bucket, its records) -> the bucket's slice of each shard it has records for, on S3, and
+    ((job, file), (bucket, records, bytes)) per slice; the undersized aside.
+
+    Only these small tuples are grouped by shard: Flink's batch mode carries a key's grouped
+    values as one record of at most a few MB, which a whole shard's records would exceed."""
 
     def process(self, element: tuple[int, Iterable[BatchRecord]],
                 shard_layout: ShardLayout) -> Iterator[Any]:
         bucket, records = element
         ordered = sorted(records, key=lambda r: r.record_id)  # one bucket: a small slice
         placements = shard_layout.buckets.place(bucket, [r.size_bytes for r in ordered])
+        slices: dict[tuple[int, int], list[str]] = {}
+        sizes: dict[tuple[int, int], int] = {}
         for record, placement in zip(ordered, placements):
             if placement.job_index is None:
                 yield beam.pvalue.TaggedOutput(UNDERSIZED, record)
-            else:
-                yield (placement.job_index, placement.file_index), record
+                continue
+            shard = placement.job_index, placement.file_index
+            slices.setdefault(shard, []).extend((record.jsonl_line(), index_line(record)))
+            sizes[shard] = sizes.get(shard, 0) + record.size_bytes
+        for (job, file), lines in slices.items():
+            self._writer.upload_part(shard_layout.names[job], file, bucket, lines)
+            yield (job, file), (bucket, len(lines) // 2, sizes[job, file])
 
 
 class _RouteUndersizedFn(beam.DoFn):
@@ -226,25 +235,15 @@ class _RouteUndersizedFn(beam.DoFn):
                                self._attempt, "left over could not be merged into another job and")
 
 
-class _WriteShardFn(ShardingDoFn):
-    """((job, file), the shard's records) -> the shard and its index on S3; (job, (records, bytes)).
+class _JoinShardFn(ShardingDoFn):
+    """((job, file), its slices) -> the shard and its index on S3; (job, (records, bytes))."""
 
-    Holds one shard at a time: its lines are sorted by recordId so the file is the same
-    whatever order its records arrive in."""
-
-    def process(self, element: tuple[tuple[int, int], Iterable[BatchRecord]],
+    def process(self, element: tuple[tuple[int, int], Iterable[tuple[int, int, int]]],
                 shard_layout: ShardLayout) -> Iterator[tuple[int, tuple[int, int]]]:
-        (job, file), records = element
-        lines = sorted((r.record_id, r.jsonl_line(), index_line(r), r.size_bytes) for r in records)
-        with tempfile.TemporaryDirectory(prefix="shard-") as tmp:
-            base = os.path.join(tmp, "shard")
-            with open(base + ".jsonl", "w", encoding="utf-8") as data, \
-                    open(base + ".idx", "w", encoding="utf-8") as index:
-                for _, line, entry, _ in lines:
-                    data.write(line)
-                    index.write(entry)
-            self._writer.upload_shard(base, shard_layout.names[job], file)
-        yield job, (len(lines), sum(size for *_, size in lines))
+        (job, file), grouped = element
+        slices = list(grouped)  # (bucket, records, bytes): a few per bucket, small
+        self._writer.join_parts(shard_layout.names[job], file, [bucket for bucket, *_ in slices])
+        yield job, (sum(records for _, records, _ in slices), sum(size for *_, size in slices))
 
 
 class _AssembleFn(ShardingDoFn):
@@ -267,6 +266,7 @@ class _AssembleFn(ShardingDoFn):
                  for j, (records, size) in sorted(jobs.items())]
         specs += self._writer.adopted_specs(adopted, existing.totals, result, None, None, attempt)
         log_planned(specs, set(adopted))
+        self._writer.delete_parts(shard_layout.names)  # every shard is joined by now
         result.batch = JobBatch(self._config.model_id, tuple(specs),
                                 self._config.poll_interval_seconds)
         yield from self._emit(result)
@@ -277,8 +277,8 @@ class WriteShardsInParallel(beam.PTransform):
     ON_DEMAND and DEFERRED: the same outputs as ``WriteShardsFn`` after a GroupByKey.
 
     No step holds the window: a count and a per-bucket size summary plan it, each hash bucket of
-    recordIds is placed by itself, and each shard is written under its own key, so as many
-    workers as there are write shards at once. Placement depends only on the records, so a rerun
+    recordIds is placed by itself and writes its slice of each shard, and each shard is joined
+    from its slices under its own key, so as many workers as there are write shards at once. Placement depends only on the records, so a rerun
     lays out the same shards and job names.
 
     Args:
@@ -293,13 +293,14 @@ class WriteShardsInParallel(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg, attempt = self._config, self._attempt
+        counted = (records
+                   | "One" >> beam.Map(lambda _: 1)
+                   | "Count" >> beam.CombineGlobally(sum))
         existing = beam.pvalue.AsSingleton(
-            records
-            | "One" >> beam.Map(lambda _: 1)
-            | "Count" >> beam.CombineGlobally(sum)
-            | "Existing" >> beam.ParDo(_ExistingJobsFn(cfg, attempt)))
+            counted | "Existing" >> beam.ParDo(_ExistingJobsFn(cfg, attempt)))
         classified = records | "Classify" >> beam.ParDo(
-            _ClassifyFn(cfg), existing=existing).with_output_types(
+            _ClassifyFn(cfg), existing=existing,
+            count=beam.pvalue.AsSingleton(counted)).with_output_types(
             Tuple[int, BatchRecord]).with_outputs(ADOPTED, FAILURES, main="fresh")
         shard_layout = beam.pvalue.AsSingleton(
             classified.fresh
@@ -308,12 +309,12 @@ class WriteShardsInParallel(beam.PTransform):
             | "Layout" >> beam.ParDo(_LayoutFn(cfg, attempt), existing=existing))
         placed = (classified.fresh
                   | "ByBucket" >> beam.GroupByKey()
-                  | "Place" >> beam.ParDo(_PlaceFn(), shard_layout=shard_layout)
-                  .with_output_types(Tuple[Tuple[int, int], BatchRecord])
+                  | "Place" >> beam.ParDo(_PlaceFn(cfg, attempt), shard_layout=shard_layout)
+                  .with_output_types(Tuple[Tuple[int, int], Tuple[int, int, int]])
                   .with_outputs(UNDERSIZED, main="placed"))
         written = (placed.placed
                    | "ByShard" >> beam.GroupByKey()
-                   | "WriteShard" >> beam.ParDo(_WriteShardFn(cfg, attempt),
+                   | "JoinShard" >> beam.ParDo(_JoinShardFn(cfg, attempt),
                                                 shard_layout=shard_layout))
         routed = placed[UNDERSIZED] | "Undersized" >> beam.ParDo(
             _RouteUndersizedFn(cfg, attempt), shard_layout=shard_layout).with_outputs(

@@ -96,6 +96,17 @@ class Storage:
                 for line in handle:
                     yield line.rstrip("\n")
 
+    def read_bytes(self, uri: str) -> bytes:
+        """The whole object at ``uri``, as stored.
+
+        Args:
+            uri: The object to read.
+        """
+        if uri.startswith("s3://"):
+            bucket, key = split_s3(uri)
+            return self._client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return Path(uri).read_bytes()
+
     def read_text(self, uri: str) -> str:
         """The whole object at ``uri`` as text, its lines joined by newlines.
 
