@@ -121,15 +121,17 @@ def test_job_id_from_arn() -> None:
     assert job_id_from_arn("arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abc123") == "abc123"
 
 
-@pytest.mark.parametrize("pending,in_flight,limit,expected", [
-    ([0, 1, 2, 3], 0, 2, [0, 1]),
-    ([4, 7], 1, 10, [4, 7]),
-    ([4, 7], 3, 3, []),
-    ([4, 7], 5, 3, []),  # more in flight than the quota (other clients): never negative
-    ([], 0, 3, []),
+@pytest.mark.parametrize("pending,sizes,in_flight,limit,expected", [
+    ([0, 1, 2, 3], [5, 5, 5, 5], 0, 2, [0, 1]),  # equal sizes: queue order
+    ([0, 1, 2, 3], [1, 9, 5, 9], 0, 3, [1, 3, 2]),  # the largest first
+    ([4, 7], [0, 0, 0, 0, 3, 0, 0, 8], 1, 10, [7, 4]),
+    ([4, 7], [0] * 8, 3, 3, []),
+    ([4, 7], [0] * 8, 5, 3, []),  # more in flight than the quota (other clients): never negative
+    ([], [], 0, 3, []),
 ])
-def test_plan_submissions(pending: list[int], in_flight: int, limit: int, expected: list[int]) -> None:
-    assert plan_submissions(pending, in_flight, limit) == expected
+def test_plan_submissions(pending: list[int], sizes: list[int], in_flight: int, limit: int,
+                          expected: list[int]) -> None:
+    assert plan_submissions(pending, sizes, in_flight, limit) == expected
 
 
 # ---- JobConfig and request shape ----------------------------------------------------------------

@@ -176,7 +176,9 @@ class AwaitJobsFn(beam.DoFn):
 
         if pending:
             in_flight = self._jobs.in_flight(batch.model_id)
-            for index in plan_submissions(pending, in_flight, self._config.quotas.max_concurrent_jobs):
+            sizes = [spec.input_bytes for spec in specs]
+            for index in plan_submissions(pending, sizes, in_flight,
+                                          self._config.quotas.max_concurrent_jobs):
                 outcome = self._submit(specs[index])
                 if outcome is not None and tracker.try_claim(index):
                     yield outcome

@@ -339,13 +339,19 @@ class JobsClient:
         self._bedrock.stop_model_invocation_job(jobIdentifier=arn)
 
 
-def plan_submissions(pending: Sequence[int], in_flight: int, max_concurrent: int) -> list[int]:
-    """Which of the not-yet-created jobs (in queue order) may be submitted now.
+def plan_submissions(pending: Sequence[int], sizes: Sequence[int], in_flight: int,
+                     max_concurrent: int) -> list[int]:
+    """Which of the not-yet-created jobs may be submitted now: the largest first.
+
+    A job runs longer the more input it has, and the longest ones started first leave no long
+    job running alone at the end once the queue is empty (longest-processing-time-first). Jobs
+    of the same size go in queue order.
 
     Args:
         pending: Indexes of the jobs not created yet, in queue order.
+        sizes: Every job's input bytes, by index.
         in_flight: Jobs of the model counting against the quota now.
         max_concurrent: The concurrent-jobs quota.
     """
     free = max(0, max_concurrent - in_flight)
-    return list(pending[:free])
+    return sorted(pending, key=lambda index: -sizes[index])[:free]
