@@ -102,7 +102,8 @@ def to_shards(input_path: Path, count: int, workdir: Path,
 
     On the DirectRunner the end is the last "planned" log line. On Flink
     (``flink_parallelism``) the workers log, not the CLI, so there it is when the last job
-    exists on the backend (submission follows planning within a poll).
+    exists on the backend (submission follows planning within a poll), and the memory is the
+    largest peak of the Python SDK workers, where the pipeline's code runs.
     """
     jobs = math.ceil(count / RECORDS_PER_JOB)
     with serve_local() as (s3_url, bedrock_url, exports), contextlib.ExitStack() as stack:
@@ -118,7 +119,7 @@ def to_shards(input_path: Path, count: int, workdir: Path,
                           lambda lines: sum(" planned " in line for _, line in lines) >= jobs)
         else:
             # The workers reach the backend with their own credential chain: the pool's env.
-            pool = stack.enter_context(worker_pool(env))
+            pool, pool_pid = stack.enter_context(worker_pool(env))
             run = Watched(argv + [
                 "--runner=FlinkRunner", "--flink_master=[local]",
                 f"--flink_job_server_jar={FLINK_JAR}", f"--parallelism={flink_parallelism}",
@@ -130,6 +131,7 @@ def to_shards(input_path: Path, count: int, workdir: Path,
             while run.running():
                 listed = bedrock.list_model_invocation_jobs()["invocationJobSummaries"]
                 if len(listed) >= jobs:
+                    workers_rss = workers_peak_rss(pool_pid)
                     run.stop()
                     break
                 time.sleep(0.5)
@@ -137,7 +139,31 @@ def to_shards(input_path: Path, count: int, workdir: Path,
     if not run.stopped_early:
         tail = "\n".join(line for _, line in run.lines[-15:])
         raise RuntimeError(f"the pipeline ended before planning {jobs} jobs:\n{tail}")
-    return seconds, rss
+    return seconds, rss if flink_parallelism is None else workers_rss
+
+
+def workers_peak_rss(pool_pid: int) -> float:
+    """The largest peak RSS (VmHWM), in MiB, of the processes a worker pool started.
+
+    Args:
+        pool_pid: The pool's pid; it leads its own process group, which its workers join.
+    """
+    peak_kib = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == pool_pid:
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            # Fields after the command name (in parentheses): state, ppid, pgrp, ...
+            if int(stat.rsplit(")", 1)[1].split()[2]) != pool_pid:
+                continue
+            status = (proc / "status").read_text()
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak_kib = max(peak_kib, int(line.split()[1]))
+    return peak_kib / 1024
 
 
 def plain_script(input_path: Path, count: int) -> float:
@@ -194,16 +220,17 @@ def shards_rows(records: int, small: int, workdir: Path) -> list[Row]:
                "say which runner keeps it bounded", None, ratio=growth,
                note=(f"{growth:.1f}x the memory for {records / small:.0f}x the records: the "
                      f"DirectRunner (in-memory FnApiRunner) holds each stage's whole output "
-                     f"between stages, so its peak grows with the input. A runner that streams "
-                     f"bundles between workers (Flink) is the one to keep it bounded; it was not "
-                     f"measured here"),
+                     f"between stages, so its peak grows with the input. On Flink, which "
+                     f"streams bundles between workers, the SDK worker's peak at two sizes is "
+                     f"in row 4's note"),
                details={"input_mb": size_mb})
     return [row3, row5]
 
 
 @contextlib.contextmanager
-def worker_pool(env: dict[str, str]) -> Iterator[str]:
-    """A Python SDK worker pool (each worker its own process) for EXTERNAL environments.
+def worker_pool(env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """A Python SDK worker pool (each worker its own process) for EXTERNAL environments:
+    (its address, its pid).
 
     Args:
         env: The workers' environment (their credentials).
@@ -227,27 +254,36 @@ def worker_pool(env: dict[str, str]) -> Iterator[str]:
             if time.monotonic() > deadline or pool.poll() is not None:
                 raise RuntimeError("the SDK worker pool did not start")
             time.sleep(0.5)
-        yield f"localhost:{port}"
+        yield f"localhost:{port}", pool.pid
     finally:
         os.killpg(pool.pid, signal.SIGTERM)
         pool.wait()
 
 
 def flink_row(records: int, workdir: Path) -> Row:
-    """Row 4: the same as row 3 on a real (embedded) Flink, parallelism 2 against 1."""
+    """Row 4: the same as row 3 on a real (embedded) Flink, parallelism 2 against 1; and the
+    SDK workers' peak memory at parallelism 1 for a tenth of the records against all of them."""
     if not FLINK_JAR.is_file():
         return Row(4, "transcripts to shards on Flink, parallelism 2", "parallelism 1",
                    None, None, "s", ">= 1.6x faster", False,
                    note=f"NOT MEASURED: {FLINK_JAR} is missing; `make jvm-jars` builds it")
-    input_path = workdir / f"flink-{records}.jsonl"
+    input_path, small_path = workdir / f"flink-{records}.jsonl", workdir / "flink-small.jsonl"
+    small = max(1, records // 10)
     data.write_jsonl(input_path, records, seed=4)
-    seconds = {p: to_shards(input_path, records, workdir, flink_parallelism=p)[0] for p in (1, 2)}
+    data.write_jsonl(small_path, small, seed=4)
+    runs = {p: to_shards(input_path, records, workdir, flink_parallelism=p) for p in (1, 2)}
+    _, small_rss = to_shards(small_path, small, workdir, flink_parallelism=1)
+    seconds = {p: run[0] for p, run in runs.items()}
     speedup = seconds[1] / seconds[2]
     return Row(4, f"{records:,} transcripts to shards on Flink, parallelism 2", "parallelism 1",
                seconds[2], seconds[1], "s", ">= 1.6x faster", speedup >= 1.6, ratio=speedup,
                note=(f"{records:,} records to fit the time budget (each run starts its own "
                      f"embedded Flink); until the last job exists on the backend; SDK workers "
-                     f"are processes of a worker pool, one per unit of parallelism"))
+                     f"are processes of a worker pool, one per unit of parallelism. Peak RSS of "
+                     f"the SDK worker at parallelism 1: {runs[1][1]:.0f} MiB at {records:,} "
+                     f"records, {small_rss:.0f} MiB at {small:,}"),
+               details={"worker_peak_mib": runs[1][1], "small_records": small,
+                        "small_worker_peak_mib": small_rss})
 
 
 def end_to_end_row(records: int, workdir: Path) -> Row:

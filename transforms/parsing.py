@@ -29,7 +29,7 @@ import fastavro
 import pyarrow.parquet as pq
 import zstandard
 
-from transforms.model import Failure, Transcript, Turn, truncate_raw
+from transforms.model import Failure, Transcript, Turn, loads_json, truncate_raw
 from transforms.validation import (FieldMapping, record_to_transcript, render_turns,
                                    validation_failure)
 
@@ -135,7 +135,7 @@ def parse_json(text: str, origin: str, what: str = "line") -> Any:
         what: What ``text`` is (``line`` or ``file``), for the message.
     """
     try:
-        return json.loads(text)
+        return loads_json(text)  # orjson, and the standard library for what orjson refuses
     except json.JSONDecodeError as err:
         return source_failure("InvalidJson", f"{what} {origin} is not valid JSON: {err}",
                               origin=origin, raw=text)

@@ -107,9 +107,11 @@ def render_turns(turns: Sequence[Turn]) -> str:
     return "\n".join(f"{turn.speaker}: {turn.text}" for turn in turns)
 
 
-def _number(value: Any, what: str) -> float | None:
+def _seconds(value: Any, index: int, which: str) -> float | None:
+    """A turn's start or end as seconds; None when not given. ValueError names the turn."""
     if value is None or value == "":
         return None
+    what = f"turn {index} {which}"
     if isinstance(value, bool):
         raise ValueError(f"{what} must be a number of seconds, got {value!r}")
     try:
@@ -134,14 +136,18 @@ def parse_turns(value: Any) -> tuple[Turn, ...]:
         raise ValueError(f"turns must be a list of {{speaker, text}} objects, got "
                          f"{type(value).__name__}")
     turns = []
+    # Every input record runs this once per turn: plain dicts skip the slow generic Mapping
+    # check, and absent times skip _seconds.
     for index, entry in enumerate(value):
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("text"), str):
+        if type(entry) is not dict and not isinstance(entry, Mapping):
             raise ValueError(f"turn {index} must be an object with a string 'text'")
-        speaker = entry.get("speaker")
-        turns.append(Turn(speaker=str(speaker) if speaker not in (None, "") else "Unknown",
-                          text=entry["text"],
-                          start=_number(entry.get("start"), f"turn {index} start"),
-                          end=_number(entry.get("end"), f"turn {index} end")))
+        text = entry.get("text")
+        if not isinstance(text, str):
+            raise ValueError(f"turn {index} must be an object with a string 'text'")
+        speaker, start, end = entry.get("speaker"), entry.get("start"), entry.get("end")
+        turns.append(Turn(str(speaker) if speaker not in (None, "") else "Unknown", text,
+                          None if start is None else _seconds(start, index, "start"),
+                          None if end is None else _seconds(end, index, "end")))
     return tuple(turns)
 
 
