@@ -247,7 +247,8 @@ class _JoinShardFn(ShardingDoFn):
 
 
 class _AssembleFn(ShardingDoFn):
-    """The written shards and adopted records of the window -> its JobBatch."""
+    """The written shards (one element each) and the adopted records (one list per existing
+    job) of the window -> its JobBatch."""
 
     def process(self, element: tuple[None, Iterable[tuple[str, Any]]], shard_layout: ShardLayout,
                 existing: ExistingJobs) -> Iterator[Any]:
@@ -259,7 +260,7 @@ class _AssembleFn(ShardingDoFn):
                 load[0] += value[0]
                 load[1] += value[1]
             else:
-                adopted.setdefault(key, []).append(value)
+                adopted.setdefault(key, []).extend(value)
         result = ShardResult(records_sharded=sum(records for records, _ in jobs.values()))
         attempt = self._attempt
         specs = [self._writer.spec(shard_layout.names[j], records, size, None, None, attempt)
@@ -320,7 +321,10 @@ class WriteShardsInParallel(beam.PTransform):
             _RouteUndersizedFn(cfg, attempt), shard_layout=shard_layout).with_outputs(
             FAILURES, ON_DEMAND, DEFERRED)
         batches = ((written | "TagShards" >> beam.Map(lambda kv: ("shard", kv)),
-                    classified[ADOPTED] | "TagAdopted" >> beam.Map(lambda kv: ("adopted", kv)))
+                    # One element per existing job, not per record: the group below is one key.
+                    classified[ADOPTED]
+                    | "AdoptedPerJob" >> beam.CombinePerKey(beam.combiners.ToListCombineFn())
+                    | "TagAdopted" >> beam.Map(lambda kv: ("adopted", kv)))
                    | "Both" >> beam.Flatten()
                    | "OneKey" >> beam.Map(lambda tagged: (None, tagged))
                    | "Gather" >> beam.GroupByKey()
