@@ -14,7 +14,8 @@ import pytest
 from tests.data.sources.make_fixtures import CALLS
 from transforms.model import Failure, Transcript, Turn
 from transforms.parsing import (detect_format, read_csv, read_file, read_jsonl, read_parquet,
-                                read_text, transcribe_to_transcript)
+                                read_text)
+from transforms.transcribe_output import transcribe_to_transcript
 from transforms.validation import (FieldMapping, coerce_id, InvalidId, origin_sort_key,
                                    pick_unique, record_to_transcript, validate_transcript)
 

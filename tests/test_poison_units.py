@@ -21,7 +21,8 @@ import pytest
 import zstandard
 
 from transforms.model import RAW_LIMIT, Failure, Summary, Transcript, Turn, truncate_raw
-from transforms.parsing import StorageReadError, read_file
+from transforms.decompression import StorageReadError
+from transforms.parsing import read_file
 from transforms.schema import (arrow_schema, avro_schema, fields_for, json_line, normalize_row,
                                row_problem)
 from transforms.sinks.kafka_encoding import RowEncoder

@@ -9,78 +9,39 @@ Origins name where a record came from: ``path:LINE`` for JSONL and CSV (1-based 
 ``path#N`` for the N-th record (1-based) of a JSON array, Avro or Parquet file, and the bare
 ``path`` for a file that holds one transcript.
 
-``read_file`` is the one entry point for a whole file: it decompresses by suffix (detecting cut
-streams, which Beam's own decompression reads as a silent end of file) and turns any exception
+Amazon Transcribe output is read by ``transforms.transcribe_output``.
+
+``read_file`` is the one entry point for a whole file: it decompresses by suffix
+(``transforms.decompression``, which detects cut streams that Beam's own decompression reads as
+a silent end of file) and turns any exception
 while decoding into a failure row naming the file and how many records were read before it.
 Only errors of the storage read itself propagate, so the runner retries the file.
 """
 from __future__ import annotations
 
-import bz2
 import csv
-import io
 import json
-import lzma
 import os
-import zlib
-from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, Iterator, Mapping, Sequence
 
 import fastavro
 import pyarrow.parquet as pq
-import zstandard
 
-from transforms.model import Failure, Transcript, Turn, loads_json, truncate_raw
-from transforms.validation import (FieldMapping, record_to_transcript, render_turns,
+from transforms.decompression import (StorageReadError, TruncatedStream, compression_suffix,
+                                      file_stem, open_decoded)
+from transforms.model import Failure, Transcript, loads_json
+from transforms.transcribe_output import is_transcribe_output, transcribe_to_transcript
+from transforms.validation import (FieldMapping, record_to_transcript, source_failure,
                                    validation_failure)
 
 FORMATS = ("jsonl", "json", "csv", "txt", "avro", "parquet", "transcribe")
 
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
                ".txt": "txt", ".avro": "avro", ".parquet": "parquet"}
-# The suffixes Beam's filesystems decompress (CompressionTypes.detect_compression_type), with the
-# streaming decompressor for each; all of them report .eof and .unused_data.
-_DECOMPRESSORS: dict[str, Callable[[], Any]] = {
-    ".gz": lambda: zlib.decompressobj(zlib.MAX_WBITS | 16),
-    ".bz2": bz2.BZ2Decompressor,
-    ".deflate": zlib.decompressobj,
-    ".zst": lambda: zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj(),
-    ".zstd": lambda: zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj(),
-    ".xz": lzma.LZMADecompressor,
-    ".lzma": lzma.LZMADecompressor,
-}
-_COMPRESSION_SUFFIXES = tuple(_DECOMPRESSORS)
-_READ_CHUNK = 64 * 1024
 
 PARQUET_BATCH_ROWS = 1024
 
 Item = Transcript | Failure
-
-
-def source_failure(code: str, message: str, *, origin: str | None, raw: Any = None) -> Failure:
-    """A Failure of stage ``source``: input that could not be read as a record.
-
-    Args:
-        code: The machine-readable reason (``error_code``).
-        message: The human-readable reason, naming the input and the fix.
-        origin: Where the input came from (file, file:line or file#record), when known.
-        raw: The offending input; kept cut to ``RAW_LIMIT`` characters.
-    """
-    return Failure(stage="source", error_code=code, error_message=message,
-                   raw=truncate_raw(raw), origin=origin)
-
-
-def file_stem(path: str) -> str:
-    """File name without directories, compression suffix and format extension.
-
-    Args:
-        path: A file path or URI.
-    """
-    name = os.path.basename(path.rstrip("/"))
-    for suffix in _COMPRESSION_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return os.path.splitext(name)[0]
 
 
 def detect_format(path: str) -> str | None:
@@ -93,11 +54,8 @@ def detect_format(path: str) -> str | None:
         One of ``FORMATS``, or None for an extension no format has.
     """
     name = path.lower()
-    for suffix in _COMPRESSION_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return _EXTENSIONS.get(os.path.splitext(name)[1])
+    suffix = compression_suffix(name)
+    return _EXTENSIONS.get(os.path.splitext(name[: -len(suffix)] if suffix else name)[1])
 
 
 def unknown_format_failure(path: str) -> Failure:
@@ -172,117 +130,6 @@ def read_jsonl(handle: IO[bytes], path: str, mapping: FieldMapping) -> Iterator[
             continue
         value = parse_json(line, origin)
         yield value if isinstance(value, Failure) else _record_or_failure(value, mapping, origin)
-
-
-# Amazon Transcribe job output: {"jobName", "results": {"transcripts": [{"transcript"}],
-# "audio_segments" | "speaker_labels" + "items", ...}}.
-
-def is_transcribe_output(document: Any) -> bool:
-    """Whether a decoded JSON document has the shape of an Amazon Transcribe job output.
-
-    Args:
-        document: The decoded JSON document.
-    """
-    results = document.get("results") if isinstance(document, Mapping) else None
-    return isinstance(results, Mapping) and isinstance(results.get("transcripts"), list)
-
-
-def _seconds(value: Any) -> float | None:
-    return None if value in (None, "") else float(value)
-
-
-def _merge_turns(pieces: Iterable[Turn]) -> tuple[Turn, ...]:
-    """Joins consecutive pieces by one speaker: Transcribe splits a speaker's turn at pauses."""
-    turns: list[Turn] = []
-    for piece in pieces:
-        if turns and turns[-1].speaker == piece.speaker:
-            last = turns[-1]
-            turns[-1] = Turn(last.speaker, f"{last.text} {piece.text}", last.start, piece.end)
-        else:
-            turns.append(piece)
-    return tuple(turns)
-
-
-def _audio_segment_turns(segments: Sequence[Mapping[str, Any]]) -> Iterator[Turn]:
-    for segment in segments:
-        text = str(segment.get("transcript") or "").strip()
-        if text:
-            yield Turn(str(segment.get("speaker_label") or "Unknown"), text,
-                       _seconds(segment.get("start_time")), _seconds(segment.get("end_time")))
-
-
-def _speaker_at(segments: Sequence[Mapping[str, Any]], start_time: Any) -> str | None:
-    """The speaker segment a word starts in: by the segment's item list, else by time range."""
-    for segment in segments:
-        if any(item.get("start_time") == start_time for item in segment.get("items") or []):
-            return segment.get("speaker_label")
-    start = _seconds(start_time)
-    for segment in segments:
-        if start is not None and (_seconds(segment.get("start_time")) or 0.0) <= start \
-                <= (_seconds(segment.get("end_time")) or 0.0):
-            return segment.get("speaker_label")
-    return None
-
-
-def _speaker_label_turns(results: Mapping[str, Any]) -> Iterator[Turn]:
-    """Words of results.items grouped by speaker segment; punctuation joins the word before it."""
-    segments = results["speaker_labels"]["segments"]
-    speaker, words, start, end = None, [], None, None
-    for item in results.get("items") or []:
-        content = item["alternatives"][0]["content"]
-        if item.get("type") == "punctuation":
-            if words:
-                words[-1] += content
-            continue
-        label = (item.get("speaker_label") or _speaker_at(segments, item.get("start_time"))
-                 or speaker or "Unknown")
-        if words and label != speaker:
-            yield Turn(speaker, " ".join(words), start, end)
-            words = []
-        if not words:
-            start = _seconds(item.get("start_time"))
-        speaker, end = label, _seconds(item.get("end_time"))
-        words.append(content)
-    if words:
-        yield Turn(speaker, " ".join(words), start, end)
-
-
-def transcribe_to_transcript(document: Mapping[str, Any], path: str) -> Item:
-    """A Transcribe job output as one Transcript with speaker turns when diarization was on.
-
-    The id is the jobName (the file name when it is missing); the text is the "Speaker: text"
-    rendering of the turns, or the plain transcript when there are no speaker labels.
-
-    Args:
-        document: The decoded Transcribe job output (see ``is_transcribe_output``).
-        path: The file's path, for the id, origin and messages.
-    """
-    results = document["results"]
-    transcript_id = str(document.get("jobName") or file_stem(path))
-    try:
-        segments = results.get("audio_segments") or []
-        if any(segment.get("speaker_label") for segment in segments):
-            turns = _merge_turns(_audio_segment_turns(segments))
-        elif (results.get("speaker_labels") or {}).get("segments"):
-            turns = _merge_turns(_speaker_label_turns(results))
-        else:
-            turns = ()
-    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as err:
-        return source_failure(
-            "InvalidTranscribeOutput", f"{path} looks like Amazon Transcribe output but its "
-            f"speaker segments cannot be read ({type(err).__name__}: {err})", origin=path,
-            raw=document)
-    transcripts = results["transcripts"]
-    plain = transcripts[0].get("transcript") if transcripts and isinstance(
-        transcripts[0], Mapping) else None
-    if not turns and not isinstance(plain, str):
-        return validation_failure(
-            "MissingText", f"{path} (Transcribe job {transcript_id!r}) has no "
-            f"results.transcripts[0].transcript", origin=path, raw=document,
-            transcript_id=transcript_id)
-    metadata = {"language_code": results["language_code"]} if results.get("language_code") else {}
-    return Transcript(id=transcript_id, text=render_turns(turns) if turns else plain,
-                      metadata=metadata, turns=turns, origin=path)
 
 
 def read_json(handle: IO[bytes], path: str, mapping: FieldMapping,
@@ -482,110 +329,6 @@ def read_transcripts(handle: IO[bytes], path: str, fmt: str, mapping: FieldMappi
     if fmt == "parquet":
         return read_parquet(handle, path, mapping)
     raise ValueError(f"unknown input format {fmt!r}; use one of {', '.join(FORMATS)}")
-
-
-class StorageReadError(OSError):
-    """Reading the file's bytes from storage failed (e.g. a broken S3 connection): worth a retry,
-    unlike bytes that cannot be decoded."""
-
-
-class TruncatedStream(EOFError):
-    """A compressed stream that ends before its end-of-stream marker: the file was cut."""
-
-
-class _StorageStream(io.RawIOBase):
-    """The file handle from storage, with its read errors marked as StorageReadError so
-    ``read_file`` can tell them from errors in the bytes."""
-
-    def __init__(self, handle: IO[bytes], path: str) -> None:
-        self._handle = handle
-        self._path = path
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return bool(getattr(self._handle, "seekable", lambda: False)())
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._call(self._handle.seek, offset, whence)
-
-    def tell(self) -> int:
-        return self._call(self._handle.tell)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._call(self._handle.read, len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return method(*args)
-        except Exception as err:  # noqa: BLE001 - re-raised, marked as a storage error
-            raise StorageReadError(f"reading {self._path} failed: {err}") from err
-
-
-class _DecompressedStream(io.RawIOBase):
-    """The decompressed bytes of ``source``; concatenated streams (multi-member gzip) are read
-    through, and input that ends mid-stream raises TruncatedStream instead of a quiet EOF."""
-
-    def __init__(self, source: IO[bytes], new_decompressor: Callable[[], Any]) -> None:
-        self._source = source
-        self._new = new_decompressor
-        self._decompressor = new_decompressor()
-        self._pending = b""
-        self._fed = False  # whether the current decompressor has been given any input
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            chunk = self._source.read(_READ_CHUNK)
-            if not chunk:
-                if self._fed and not self._decompressor.eof:
-                    raise TruncatedStream("the compressed data ends before its end-of-stream "
-                                          "marker")
-                return 0
-            self._feed(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-    def _feed(self, chunk: bytes) -> None:
-        while chunk:
-            if self._decompressor.eof:
-                self._decompressor, self._fed = self._new(), False
-            self._fed = True
-            self._pending += self._decompressor.decompress(chunk)
-            chunk = self._decompressor.unused_data if self._decompressor.eof else b""
-
-
-def compression_suffix(path: str) -> str | None:
-    """The compression suffix ``path`` ends with (such as ``.gz``), or None.
-
-    Args:
-        path: A file path or URI.
-    """
-    name = path.lower()
-    return next((suffix for suffix in _COMPRESSION_SUFFIXES if name.endswith(suffix)), None)
-
-
-def open_decoded(handle: IO[bytes], path: str) -> IO[bytes]:
-    """The raw (undecompressed) storage ``handle`` as a buffered stream of the file's content,
-    decompressed by the path's suffix.
-
-    Args:
-        handle: The file's raw bytes from storage.
-        path: The file's path; its suffix picks the decompressor.
-    """
-    stream: IO[bytes] = io.BufferedReader(_StorageStream(handle, path), _READ_CHUNK)
-    suffix = compression_suffix(path)
-    if suffix is not None:
-        stream = io.BufferedReader(_DecompressedStream(stream, _DECOMPRESSORS[suffix]),
-                                   _READ_CHUNK)
-    return stream
 
 
 def file_failure(path: str, fmt: str, err: Exception, records: int) -> Failure:

@@ -53,6 +53,19 @@ def coerce_id(value: Any) -> str:
     raise InvalidId(f"id must be a string or an integer, got {type(value).__name__} {value!r:.80}")
 
 
+def source_failure(code: str, message: str, *, origin: str | None, raw: Any = None) -> Failure:
+    """A Failure of stage ``source``: input that could not be read as a record.
+
+    Args:
+        code: The machine-readable reason (``error_code``).
+        message: The human-readable reason, naming the input and the fix.
+        origin: Where the input came from (file, file:line or file#record), when known.
+        raw: The offending input; kept cut to ``RAW_LIMIT`` characters.
+    """
+    return Failure(stage="source", error_code=code, error_message=message,
+                   raw=truncate_raw(raw), origin=origin)
+
+
 def validation_failure(code: str, message: str, *, origin: str | None, raw: Any,
                        transcript_id: str | None = None) -> Failure:
     """A Failure of stage ``validate``: a record that was read but cannot be summarized.

@@ -13,7 +13,7 @@ from apache_beam.pvalue import TaggedOutput
 from transforms.errors import ConfigError
 from transforms.metrics import counter
 from transforms.model import Failure, Transcript
-from transforms.parsing import source_failure
+from transforms.validation import source_failure
 from transforms.validation import validate_transcript
 
 TRANSCRIPTS = "transcripts"

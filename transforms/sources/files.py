@@ -17,10 +17,9 @@ from apache_beam.pvalue import TaggedOutput
 from transforms.errors import ConfigError
 from transforms.metrics import counter
 from transforms.model import Transcript
-from transforms.parsing import (FORMATS, detect_format, read_file, source_failure,
-                                unknown_format_failure)
+from transforms.parsing import FORMATS, detect_format, read_file, unknown_format_failure
 from transforms.sources.common import FAILURES, TRANSCRIPTS, _EmitFn, check_field_options, tagged
-from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping
+from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, source_failure
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafk
 from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
 from transforms.metrics import counter
 from transforms.model import Failure, Transcript
-from transforms.parsing import parse_json, source_failure
+from transforms.parsing import parse_json
+from transforms.validation import source_failure
 from transforms.sources.common import FAILURES, RECORDS_IN, TRANSCRIPTS, check_field_options, checked
 from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript
 

@@ -6,7 +6,8 @@ from typing import Any, Iterator, Sequence
 import apache_beam as beam
 
 from transforms.model import Failure, Transcript
-from transforms.parsing import row_to_record, source_failure
+from transforms.parsing import row_to_record
+from transforms.validation import source_failure
 from transforms.sources.common import FAILURES, TRANSCRIPTS, _EmitFn, check_field_options, tagged
 from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript
 
