@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from benchmarks import data
@@ -86,3 +86,22 @@ def test_titan_wrapper_is_removed_as_the_single_pattern_removed_it(text):
     assert parse({"inputText": text}).prompt == _TITAN_WRAPPER.sub("", text)
     assert parse({"inputText": f"User: {text}\nBot:"}).prompt == \
         _TITAN_WRAPPER.sub("", f"User: {text}\nBot:")
+
+
+LINES = st.lists(st.sampled_from(["Agent", "Customer 2", "spk_0", ":", ": ", " ", "\n", "\t", "\xa0",
+                                  "[00:01]", "[", "]", "Hi there.", "x", "\r\n", "\x85", "é"]),
+                 max_size=14).map("".join)
+
+
+def _speaker_lines_one_by_one(text: str) -> list[tuple[str, str]]:
+    return [match.group("speaker", "text")
+            for match in map(summarizer._SPEAKER_LINE.match, text.splitlines()) if match]
+
+
+@settings(max_examples=10, deadline=None)
+@given(text=LINES)
+@example(text="[0\n1] Agent: a bracket across lines\nAgent\n: a colon on the next line\nCustomer:\nx")
+def test_speaker_lines_found_at_once_as_line_by_line(text):
+    only_newlines = text.replace("\r", "").replace("\x85", "")  # the findall path
+    for each in (text, only_newlines):
+        assert summarizer._speaker_lines(each) == _speaker_lines_one_by_one(each)

@@ -60,8 +60,16 @@ _TAGGED = re.compile(r"<transcript>(.*?)</transcript>", re.IGNORECASE | re.DOTAL
 _MARKER = re.compile(r"^\s*(?:call\s+)?transcript\s*:\s*", re.IGNORECASE | re.MULTILINE)
 # "Agent: ...", "Customer 2: ...", "[00:01] Agent: ...", "SPEAKER_1: ..." - a short label then text.
 _SPEAKER_LINE = re.compile(
-    r"^\s*(?:\[[^\]]{1,20}\]\s*)?(?P<speaker>[A-Za-z][\w .'\-]{0,24}?)\s*:\s+(?P<text>\S.*)$"
+    r"^\s*(?:\[[^\]\n]{1,20}\]\s*)?(?P<speaker>[A-Za-z][\w .'\-]{0,24}?)\s*:\s+(?P<text>\S.*)$"
 )
+# The same for every line of a text in one findall (a match call per line cost more than the
+# matching): whitespace and brackets kept within a line. Only for text whose line breaks are all
+# "\n": str.splitlines also breaks at _OTHER_LINE_BREAKS, and text holding one goes line by line.
+_SPEAKER_LINES = re.compile(
+    r"^[^\S\n]*(?:\[[^\]\n]{1,20}\][^\S\n]*)?([A-Za-z][\w .'\-]{0,24}?)[^\S\n]*:[^\S\n]+(\S.*)$",
+    re.MULTILINE,
+)
+_OTHER_LINE_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 # Chat-template control tokens of raw-prompt families (Llama, Mistral), not content.
 _CONTROL_TOKENS = re.compile(
     r"<\|[a-z_]+\|>|\[/?INST\]|</?s>|<<\/?SYS>>|^(?:system|user|assistant)\s*$",
@@ -189,14 +197,22 @@ def _region(prompt: str) -> tuple[str, str]:
     return (cleaned[markers[-1].end():] if markers else cleaned), cleaned
 
 
+def _speaker_lines(text: str) -> list[tuple[str, str]]:
+    """(speaker, text) of each line of ``text`` that ``_SPEAKER_LINE`` matches, in order. The
+    lazy speaker group never ends in a space: no strip needed."""
+    if any([line_break in text for line_break in _OTHER_LINE_BREAKS]):
+        return [match.group("speaker", "text")
+                for match in map(_SPEAKER_LINE.match, text.splitlines()) if match]
+    return _SPEAKER_LINES.findall(text)
+
+
 def _turns(prompt: str) -> list[tuple[str | None, str]]:
     """(speaker, text) per turn of the transcript in ``prompt``: its speaker lines when it has
     two or more, else one turn of free text (wrapped lines joined so sentences stay whole)."""
     region, cleaned = _region(prompt)
-    speaker_lines = [m for m in map(_SPEAKER_LINE.match, region.splitlines()) if m]
+    speaker_lines = _speaker_lines(region)
     if len(speaker_lines) >= 2:
-        # The lazy speaker group never ends in a space: no strip needed.
-        return list(map(_SPEAKER_AND_TEXT, speaker_lines))
+        return speaker_lines
     text = region.strip() or cleaned.strip()
     lines = [line for line in text.splitlines() if line.strip()]
     return [(None, " ".join(lines))] if lines else []
