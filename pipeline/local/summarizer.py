@@ -265,9 +265,10 @@ def _one_sentence_each(texts: list[str]) -> bool:
     # Each check is one search in C; the classes make one search stand for several characters.
     return (all(texts) and b"\t" not in classes  # no whitespace but spaces and newlines
             and classes.count(b"\n") == len(texts) - 1  # the newlines are the joins
-            and b"  " not in classes and b" \n" not in classes and b"\n " not in classes
+            and b". " not in classes  # no stop or closer before a space: nowhere to split
             and joined[0] != " " and joined[-1] != " "
-            and b". " not in classes)  # no stop or closer before a space: nowhere to split
+            # No two spaces, nor a space next to a join: one search with the joins as spaces.
+            and b"  " not in classes.replace(b"\n", b" "))
 
 
 def _sentences_of(turns: list[tuple[str | None, str]]) -> list[Sentence]:
