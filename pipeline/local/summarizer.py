@@ -403,18 +403,20 @@ def score_sentences(sentences: list[Sentence]) -> list[float]:
     has_customer = "customer" in roles.values()
     opener_found = False
     scores = []
-    for sentence, words, content in zip(sentences, words_of, content_of):
+    speakers = [s.speaker for s in sentences]
+    # Sentences are numbered by their place in the list, so enumerate gives each one's index.
+    for index, (text, speaker, words, content) in enumerate(
+            zip(texts, speakers, words_of, content_of)):
         # Fragments and pleasantries ("Hi Sam.", "Okay, thank you.") are not substantive.
-        if len(words) < 3 or len(content) < 2 or \
-                (len(content) < 4 and _SMALL_TALK.match(sentence.text)):
+        if len(content) < 2 or len(words) < 3 or (len(content) < 4 and _SMALL_TALK.match(text)):
             scores.append(0.0)
             continue
-        role = roles[sentence.speaker]
-        in_script = sentence.index in script
+        role = roles[speaker]
+        in_script = index in script
         opener = not opener_found and not in_script and (role == "customer" or not has_customer)
         opener_found = opener_found or opener
         score = sum(map(sentences_with, content)) / top / math.sqrt(len(content))
-        early = sentence.index / last < 0.5
+        early = index / last < 0.5
         bonus = 0.0
         if role != "agent" and not _ISSUE_CUES.isdisjoint(words):
             bonus = 1.0 + (0.5 if early else 0.0)  # the problem, usually stated early
@@ -423,7 +425,7 @@ def score_sentences(sentences: list[Sentence]) -> list[float]:
         score += bonus + (1.0 if opener else 0.0)
         if in_script:
             score *= 0.2
-        elif sentence.text.endswith("?"):
+        elif text.endswith("?"):
             score *= 0.6  # questions ask for facts; the answers state them
         scores.append(score)
     return scores
