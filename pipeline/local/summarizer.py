@@ -103,8 +103,6 @@ def _token_classes() -> bytes:
 
 
 _TOKEN_CLASSES = _token_classes()
-# The same classes with "." turned to " ": punctuation, counted apart, then only separates words.
-_PUNCTUATION_TO_SPACE = bytes.maketrans(b".", b" ")
 
 
 def count_tokens(text: str) -> int:
@@ -121,12 +119,12 @@ def count_tokens(text: str) -> int:
         classes = text.encode("latin-1").translate(_TOKEN_CLASSES)
     except UnicodeEncodeError:  # characters beyond Latin-1: the regex knows their classes
         return len(_TOKEN.findall(text))
-    words = classes.translate(_PUNCTUATION_TO_SPACE) + b" "  # runs of "a", each ending in " "
-    # ceil(n / 6) = (n + 5) // 6: with 5 more characters at each word's end, every whole 6 is
-    # a token. Two C passes, where counting word ends and lengths apart took five.
-    padding = b"a" * (_TOKEN_CHARS - 1)
-    word_tokens = words.replace(b"a ", b"a" + padding + b" ").count(b"a" * _TOKEN_CHARS)
-    return word_tokens + classes.count(b".")
+    words = classes.replace(b".", b" ") + b" "  # runs of "a", each ending in " "
+    # ceil(n / 6) is a token per whole 6-character piece, and one more where characters are
+    # left over: count the pieces, drop them, then count the words that still end in "a".
+    piece = b"a" * _TOKEN_CHARS
+    leftovers = words.replace(piece, b"").count(b"a ")
+    return words.count(piece) + leftovers + classes.count(b".")
 
 
 def cut_to_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
