@@ -60,7 +60,7 @@ _TAGGED = re.compile(r"<transcript>(.*?)</transcript>", re.IGNORECASE | re.DOTAL
 _MARKER = re.compile(r"^\s*(?:call\s+)?transcript\s*:\s*", re.IGNORECASE | re.MULTILINE)
 # "Agent: ...", "Customer 2: ...", "[00:01] Agent: ...", "SPEAKER_1: ..." - a short label then text.
 _SPEAKER_LINE = re.compile(
-    r"^\s*(?:\[[^\]\n]{1,20}\]\s*)?(?P<speaker>[A-Za-z][\w .'\-]{0,24}?)\s*:\s+(?P<text>\S.*)$"
+    r"^\s*(?:\[[^\]]{1,20}\]\s*)?(?P<speaker>[A-Za-z][\w .'\-]{0,24}?)\s*:\s+(?P<text>\S.*)$"
 )
 # The same for every line of a text in one findall (a match call per line cost more than the
 # matching): whitespace and brackets kept within a line. Only for text whose line breaks are all
