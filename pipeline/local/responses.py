@@ -181,6 +181,8 @@ def _get(body: dict, key: str, kind: str, path: str, required: bool = False) -> 
 
 
 def _no_extra_keys(body: dict, allowed: frozenset[str], path: str) -> None:
+    if allowed.issuperset(body):  # the usual case, without building a set
+        return
     extra = sorted(set(body) - allowed)
     if extra:
         raise _malformed(path, f"extraneous key [{extra[0]}] is not permitted")
@@ -293,7 +295,8 @@ _ANTHROPIC_KEYS = frozenset(
 
 def _claude_content(content: Any, path: str) -> list[str]:
     texts = _str_or_blocks(content, path)
-    if any(not text.strip() for text in texts):
+    # isspace() stops at the first non-space character; strip() would copy the whole prompt.
+    if any([not text or text.isspace() for text in texts]):
         raise InvalidModelInput("messages: text content blocks must contain non-whitespace text")
     return texts
 
