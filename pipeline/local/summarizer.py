@@ -314,10 +314,11 @@ def _role(speaker: str | None) -> str:
     return "other"
 
 
-def _roles(sentences: list[Sentence]) -> dict[str | None, str]:
-    """Role per speaker label. Anonymous labels (Transcribe's spk_0, spk_1) get roles from who
-    speaks first: in a contact-center call the agent answers, so the first speaker is the agent."""
-    roles = {speaker: _role(speaker) for speaker in dict.fromkeys(s.speaker for s in sentences)}
+def _roles(speakers: list[str | None]) -> dict[str | None, str]:
+    """Role per speaker label (``speakers``: each sentence's). Anonymous labels (Transcribe's
+    spk_0, spk_1) get roles from who speaks first: in a contact-center call the agent answers,
+    so the first speaker is the agent."""
+    roles = {speaker: _role(speaker) for speaker in dict.fromkeys(speakers)}
     if set(roles.values()) == {"other"} and None not in roles and len(roles) == 2:
         first, second = roles  # dicts keep insertion order: first speaker first
         roles = {first: "agent", second: "customer"}
@@ -395,13 +396,13 @@ def score_sentences(sentences: list[Sentence]) -> list[float]:
     sentences_with = freq.__getitem__
     top = max(freq.values(), default=1)
     last = max(len(sentences) - 1, 1)
-    roles = _roles(sentences)
+    speakers = [s.speaker for s in sentences]
+    roles = _roles(speakers)
     # The customer's first real sentence (the first of the text when nobody is labelled customer)
     # usually states why they called.
     has_customer = "customer" in roles.values()
     opener_found = False
     scores = []
-    speakers = [s.speaker for s in sentences]
     # Sentences are numbered by their place in the list, so enumerate gives each one's index.
     for index, (text, speaker, words, content) in enumerate(
             zip(texts, speakers, words_of, content_of)):
