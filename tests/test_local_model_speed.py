@@ -2,15 +2,18 @@
 
 count_tokens counts Latin-1 text with a byte table instead of matching ``_TOKEN``; cut_to_tokens
 jumps to the last token that fits; turns that are single-spaced single sentences skip
-``_SENTENCE_END``. Each is checked against the regex on awkward text (non-Latin-1 letters, Unicode spaces, long words, quotes after stops).
+``_SENTENCE_END``; raw prompts lose their chat markup by two literal-led patterns and Titan's
+wrapper by a match and a search. Each is checked against the regex on awkward text (non-Latin-1 letters, Unicode spaces, long words, quotes after stops).
 """
 from __future__ import annotations
 
-from hypothesis import given, settings
+import re
+
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from benchmarks import data
-from pipeline.local import summarizer
+from pipeline.local import responses, summarizer
 from pipeline.local.summarizer import count_tokens
 
 AWKWARD = ["", " ", "hello world.", "internationalization", "a_b c__d 123456789012345",
@@ -56,3 +59,49 @@ def test_cut_to_tokens_ends_at_the_last_token_that_fits(text, max_tokens):
     expected = (text, False) if len(ends) <= max_tokens else \
         (text[:ends[max_tokens - 1]] if max_tokens else "", True)
     assert summarizer.cut_to_tokens(text, max_tokens) == expected
+
+
+# The single patterns the parsers used before, kept here as the reference.
+_TEMPLATE_MARKUP = re.compile(r"<\|start_header_id\|>\w+<\|end_header_id\|>|<\|[a-z_]+\|>|</?s>|\[/?INST\]")
+_TITAN_WRAPPER = re.compile(r"\A\s*User:\s*|\n\s*Bot:\s*\Z")
+MARKUP = st.lists(st.sampled_from(["<|", "|>", "start_header_id", "end_header_id", "<", ">", "/",
+                                   "s", "[", "]", "INST", "a", "_", "é", "<|eot_id|>", "</s>",
+                                   "[INST]", "[/INST]"]),
+                  max_size=12).map("".join)
+WRAPPED = st.lists(st.sampled_from(["User:", "Bot:", "User", ":", "\n", "\r\n", " ", "\t", "x",
+                                    "\x85", "\u2028"]), max_size=10).map("".join)
+
+
+@settings(max_examples=10, deadline=None)
+@given(prompt=MARKUP)
+def test_raw_prompt_markup_is_removed_as_the_single_pattern_removed_it(prompt):
+    parse = responses._HANDLERS["llama"][0]
+    assert parse({"prompt": prompt}).prompt == _TEMPLATE_MARKUP.sub(" ", prompt)
+
+
+@settings(max_examples=10, deadline=None)
+@given(text=WRAPPED)
+def test_titan_wrapper_is_removed_as_the_single_pattern_removed_it(text):
+    parse = responses._HANDLERS["titan"][0]
+    assert parse({"inputText": text}).prompt == _TITAN_WRAPPER.sub("", text)
+    assert parse({"inputText": f"User: {text}\nBot:"}).prompt == \
+        _TITAN_WRAPPER.sub("", f"User: {text}\nBot:")
+
+
+LINES = st.lists(st.sampled_from(["Agent", "Customer 2", "spk_0", ":", ": ", " ", "\n", "\t", "\xa0",
+                                  "[00:01]", "[", "]", "Hi there.", "x", "\r\n", "\x85", "é"]),
+                 max_size=14).map("".join)
+
+
+def _speaker_lines_one_by_one(text: str) -> list[tuple[str, str]]:
+    return [match.group("speaker", "text")
+            for match in map(summarizer._SPEAKER_LINE.match, text.splitlines()) if match]
+
+
+@settings(max_examples=10, deadline=None)
+@given(text=LINES)
+@example(text="[0\n1] Agent: a bracket across lines\nAgent\n: a colon on the next line\nCustomer:\nx")
+def test_speaker_lines_found_at_once_as_line_by_line(text):
+    only_newlines = text.replace("\r", "").replace("\x85", "")  # the findall path
+    for each in (text, only_newlines):
+        assert summarizer._speaker_lines(each) == _speaker_lines_one_by_one(each)

@@ -157,7 +157,14 @@ _ACCEPTS = {"String": {"String"}, "Integer": {"Integer"}, "Number": {"Integer", 
             "JSONArray": {"JSONArray"}, "JSONObject": {"JSONObject"}}
 
 
+# The types json.loads makes, looked up in one step; subclasses take the ordered walk above.
+_TYPE_NAME_OF = dict(_TYPE_NAMES)
+
+
 def _type_name(value: Any) -> str:
+    name = _TYPE_NAME_OF.get(type(value))
+    if name is not None:
+        return name
     return next((name for kind, name in _TYPE_NAMES if isinstance(value, kind)), type(value).__name__)
 
 
@@ -174,6 +181,8 @@ def _get(body: dict, key: str, kind: str, path: str, required: bool = False) -> 
 
 
 def _no_extra_keys(body: dict, allowed: frozenset[str], path: str) -> None:
+    if allowed.issuperset(body):  # the usual case, without building a set
+        return
     extra = sorted(set(body) - allowed)
     if extra:
         raise _malformed(path, f"extraneous key [{extra[0]}] is not permitted")
@@ -253,14 +262,21 @@ def _str_or_blocks(content: Any, path: str) -> list[str]:
     return [content] if isinstance(content, str) else _blocks(content, path, typed=True)
 
 
+_VERSION_SUFFIX = re.compile(r"-v\d+(:\d+)?$")
+
+
 def _reported_model_name(model_id: str) -> str:
     """"anthropic.claude-3-haiku-20240307-v1:0" -> "claude-3-haiku-20240307", as the model reports it."""
-    return re.sub(r"-v\d+(:\d+)?$", "", base_model_id(model_id).split(".", 1)[1])
+    return _VERSION_SUFFIX.sub("", base_model_id(model_id).split(".", 1)[1])
+
+
+# json.dumps(..., sort_keys=True, default=str), without building an encoder for every record.
+_ID_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
 
 
 def _response_id(prefix: str, model_id: str, model_input: dict) -> str:
     """Deterministic id from the request, so the same record always gets the same response."""
-    key = model_id + json.dumps(model_input, sort_keys=True, default=str)
+    key = model_id + _ID_ENCODER.encode(model_input)
     return prefix + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
@@ -279,7 +295,8 @@ _ANTHROPIC_KEYS = frozenset(
 
 def _claude_content(content: Any, path: str) -> list[str]:
     texts = _str_or_blocks(content, path)
-    if any(not text.strip() for text in texts):
+    # isspace() stops at the first non-space character; strip() would copy the whole prompt.
+    if any([not text or text.isspace() for text in texts]):
         raise InvalidModelInput("messages: text content blocks must contain non-whitespace text")
     return texts
 
@@ -348,13 +365,16 @@ def _shape_converse(out: _Output, model_id: str, model_input: dict) -> dict:
 # ---- Meta Llama and Mistral text completion: a raw prompt ----------------------------------------
 
 # Chat-template markup of raw prompts (Llama 3 headers, Mistral [INST]) is not conversation text.
-_TEMPLATE_MARKUP = re.compile(r"<\|start_header_id\|>\w+<\|end_header_id\|>|<\|[a-z_]+\|>|</?s>|\[/?INST\]")
+# Two patterns, each starting with one literal character, which the regex engine jumps to; one
+# pattern of both made it test every character of the prompt. Their matches cannot overlap.
+_ANGLE_MARKUP = re.compile(r"<(?:\|start_header_id\|>\w+<\|end_header_id\|>|\|[a-z_]+\|>|/?s>)")
+_INST_MARKUP = re.compile(r"\[/?INST\]")
 
 
 def _prompt_parser(max_key: str, default_max: int) -> Callable[[dict], _Request]:
     def parse(body: dict) -> _Request:
         prompt = _get(body, "prompt", "String", "#", required=True)
-        text = _TEMPLATE_MARKUP.sub(" ", prompt)
+        text = _INST_MARKUP.sub(" ", _ANGLE_MARKUP.sub(" ", prompt))
         return _Request(text, (prompt,), *_limits(body, "#", max_key, default_max, "stop"))
     return parse
 
@@ -398,6 +418,11 @@ def _shape_mistral_chat(out: _Output, model_id: str, model_input: dict) -> dict:
 
 # ---- Amazon Titan Text ---------------------------------------------------------------------------
 
+# Titan's conversational wrapper: "User: " before the prompt, "\nBot:" after it.
+_TITAN_USER = re.compile(r"\s*User:\s*")
+_TITAN_BOT = re.compile(r"\n\s*Bot:\s*\Z")
+
+
 def _parse_titan(body: dict) -> _Request:
     _no_extra_keys(body, frozenset({"inputText", "textGenerationConfig"}), "#")
     text = _get(body, "inputText", "String", "#", required=True)
@@ -405,8 +430,12 @@ def _parse_titan(body: dict) -> _Request:
     limits = _limits(config, "#/textGenerationConfig", "maxTokenCount",
                      _DEFAULT_MAX_TOKENS["titan"], "stopSequences")
     # Titan's documented conversational form wraps the prompt as "User: ...\nBot:"; the wrapper is
-    # not part of the transcript (its "User:" would read as a speaker line).
-    prompt = re.sub(r"\A\s*User:\s*|\n\s*Bot:\s*\Z", "", text)
+    # not part of the transcript (its "User:" would read as a speaker line). A match at the start
+    # and a search from "\n"s: one pattern of both tested every character of the prompt.
+    user = _TITAN_USER.match(text)
+    start = user.end() if user else 0
+    bot = _TITAN_BOT.search(text, start)
+    prompt = text[start:bot.start() if bot else len(text)]
     return _Request(prompt, (text,), *limits)
 
 

@@ -11,8 +11,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from bisect import bisect_right
-from itertools import accumulate, chain, filterfalse, islice
+from itertools import chain, filterfalse, islice
 from operator import methodcaller
 from typing import NamedTuple
 
@@ -63,6 +62,14 @@ _MARKER = re.compile(r"^\s*(?:call\s+)?transcript\s*:\s*", re.IGNORECASE | re.MU
 _SPEAKER_LINE = re.compile(
     r"^\s*(?:\[[^\]]{1,20}\]\s*)?(?P<speaker>[A-Za-z][\w .'\-]{0,24}?)\s*:\s+(?P<text>\S.*)$"
 )
+# The same for every line of a text in one findall (a match call per line cost more than the
+# matching): whitespace and brackets kept within a line. Only for text whose line breaks are all
+# "\n": str.splitlines also breaks at _OTHER_LINE_BREAKS, and text holding one goes line by line.
+_SPEAKER_LINES = re.compile(
+    r"^[^\S\n]*(?:\[[^\]\n]{1,20}\][^\S\n]*)?([A-Za-z][\w .'\-]{0,24}?)[^\S\n]*:[^\S\n]+(\S.*)$",
+    re.MULTILINE,
+)
+_OTHER_LINE_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 # Chat-template control tokens of raw-prompt families (Llama, Mistral), not content.
 _CONTROL_TOKENS = re.compile(
     r"<\|[a-z_]+\|>|\[/?INST\]|</?s>|<<\/?SYS>>|^(?:system|user|assistant)\s*$",
@@ -103,19 +110,21 @@ def count_tokens(text: str) -> int:
 
     The number of ``_TOKEN`` matches, computed for Latin-1 text (nearly all transcripts) with C
     string operations instead of one regex match per token: a word of n characters costs
-    ceil(n / 6) = 1 + (n - 1) // 6 tokens, any other non-space character one.
+    ceil(n / 6) tokens, any other non-space character one.
 
     Args:
         text: The text to count.
     """
     try:
-        classes = text.encode("latin-1").translate(_TOKEN_CLASSES) + b" "
+        classes = text.encode("latin-1").translate(_TOKEN_CLASSES)
     except UnicodeEncodeError:  # characters beyond Latin-1: the regex knows their classes
         return len(_TOKEN.findall(text))
-    words = classes.count(b"a ") + classes.count(b"a.")  # each word ends once
-    # Dropping each word's last character leaves n - 1 per word; every 6 of them is a token more.
-    longer = classes.replace(b"a.", b".").replace(b"a ", b" ").count(b"a" * _TOKEN_CHARS)
-    return words + longer + classes.count(b".")
+    words = classes.replace(b".", b" ") + b" "  # runs of "a", each ending in " "
+    # ceil(n / 6) is a token per whole 6-character piece, and one more where characters are
+    # left over: count the pieces, drop them, then count the words that still end in "a".
+    piece = b"a" * _TOKEN_CHARS
+    leftovers = words.replace(piece, b"").count(b"a ")
+    return words.count(piece) + leftovers + classes.count(b".")
 
 
 def cut_to_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
@@ -128,18 +137,30 @@ def cut_to_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
         text: The model's output.
         max_tokens: The output budget.
     """
-    if count_tokens(text) <= max_tokens:  # the usual case, without a Python loop per token
-        return text, False
+    text, cut, _ = _cut_and_count(text, max_tokens)
+    return text, cut
+
+
+def _cut_and_count(text: str, max_tokens: int) -> tuple[str, bool, int]:
+    """``cut_to_tokens`` and the tokens the text it returns costs, counted once."""
+    tokens = count_tokens(text)
+    if tokens <= max_tokens:  # the usual case, without a Python loop per token
+        return text, False, tokens
     if max_tokens <= 0:
-        return "", True
+        return "", True, 0
     # The last token that fits; islice walks the matches in C, not one Python step per token.
     last = next(islice(_TOKEN.finditer(text), max_tokens - 1, None))
-    return text[:last.end()], True
+    # The cut ends where a token ends, so the text left costs exactly max_tokens.
+    return text[:last.end()], True, max_tokens
 
 
 _OPEN_TAG, _CLOSE_TAG = "<transcript>", "</transcript>"
 # Lower-cased text that any _CONTROL_TOKENS match holds; text without all of them is left alone.
 _CONTROL_HINTS = ("<|", "inst]", "</s>", "<s>", "sys>>", "system", "user", "assistant")
+# All of those but the role words hold "<", ">" or "]", as does _CLOSE_TAG; text without these
+# characters (a fast one-character search each) needs only the role words looked for.
+_MARKUP_CHARS = ("<", ">", "]")
+_ROLE_HINTS = ("system", "user", "assistant")
 
 
 def _tagged_region(prompt: str) -> str | None:
@@ -154,7 +175,9 @@ def _tagged_region(prompt: str) -> str | None:
         return None
     region = prompt[start + len(_OPEN_TAG):end]
     folded = _fold(region)
-    if _CLOSE_TAG in folded or any([hint in folded for hint in _CONTROL_HINTS]):
+    markup = any([char in region for char in _MARKUP_CHARS])
+    hints = (_CLOSE_TAG, *_CONTROL_HINTS) if markup else _ROLE_HINTS
+    if any([hint in folded for hint in hints]):
         return None
     return region
 
@@ -172,14 +195,22 @@ def _region(prompt: str) -> tuple[str, str]:
     return (cleaned[markers[-1].end():] if markers else cleaned), cleaned
 
 
+def _speaker_lines(text: str) -> list[tuple[str, str]]:
+    """(speaker, text) of each line of ``text`` that ``_SPEAKER_LINE`` matches, in order. The
+    lazy speaker group never ends in a space: no strip needed."""
+    if any([line_break in text for line_break in _OTHER_LINE_BREAKS]):
+        return [match.group("speaker", "text")
+                for match in map(_SPEAKER_LINE.match, text.splitlines()) if match]
+    return _SPEAKER_LINES.findall(text)
+
+
 def _turns(prompt: str) -> list[tuple[str | None, str]]:
     """(speaker, text) per turn of the transcript in ``prompt``: its speaker lines when it has
     two or more, else one turn of free text (wrapped lines joined so sentences stay whole)."""
     region, cleaned = _region(prompt)
-    speaker_lines = [m for m in map(_SPEAKER_LINE.match, region.splitlines()) if m]
+    speaker_lines = _speaker_lines(region)
     if len(speaker_lines) >= 2:
-        # The lazy speaker group never ends in a space: no strip needed.
-        return list(map(_SPEAKER_AND_TEXT, speaker_lines))
+        return speaker_lines
     text = region.strip() or cleaned.strip()
     lines = [line for line in text.splitlines() if line.strip()]
     return [(None, " ".join(lines))] if lines else []
@@ -203,9 +234,21 @@ def extract_transcript(prompt: str) -> str:
 
 
 _SPEAKER_AND_TEXT = methodcaller("group", "speaker", "text")
-# Where _SENTENCE_END can split single-spaced text: a stop, or a closing quote or bracket after
-# one, then a space. Turns holding none of these are one sentence each.
-_SPLIT_HINTS = (". ", "! ", "? ", '" ', "' ", ") ", "] ")
+
+
+def _sentence_classes() -> bytes:
+    """bytes.translate table for ``_one_sentence_each``, Latin-1 character to class: "." for a
+    stop or a closing quote or bracket (what ``_SENTENCE_END`` needs before its whitespace),
+    " " and "\\n" for themselves, "\\t" for any other whitespace, "a" for anything else."""
+    table = bytearray()
+    for code in range(256):
+        char = chr(code)
+        table.append(ord(".") if char in ".!?\"')]" else ord(char) if char in " \n" else
+                     ord("\t") if char.isspace() else ord("a"))
+    return bytes(table)
+
+
+_SENTENCE_CLASSES = _sentence_classes()
 
 
 def _one_sentence_each(texts: list[str]) -> bool:
@@ -214,14 +257,16 @@ def _one_sentence_each(texts: list[str]) -> bool:
     once, in C; any doubt answers False and the texts take the regex path."""
     joined = "\n".join(texts)
     try:
-        classes = joined.encode("latin-1").translate(_TOKEN_CLASSES)
+        classes = joined.encode("latin-1").translate(_SENTENCE_CLASSES)
     except UnicodeEncodeError:
         return False
-    spaces = joined.count(" ")
-    return (classes.count(b" ") == spaces + len(texts) - 1  # only spaces and the joins
-            and all(texts) and not any([hint in joined for hint in _SPLIT_HINTS])
-            and "  " not in joined and " \n" not in joined and "\n " not in joined
-            and joined[0] != " " and joined[-1] != " ")
+    # Each check is one search in C; the classes make one search stand for several characters.
+    return (all(texts) and b"\t" not in classes  # no whitespace but spaces and newlines
+            and classes.count(b"\n") == len(texts) - 1  # the newlines are the joins
+            and b". " not in classes  # no stop or closer before a space: nowhere to split
+            and joined[0] != " " and joined[-1] != " "
+            # No two spaces, nor a space next to a join: one search with the joins as spaces.
+            and b"  " not in classes.replace(b"\n", b" "))
 
 
 def _sentences_of(turns: list[tuple[str | None, str]]) -> list[Sentence]:
@@ -269,10 +314,11 @@ def _role(speaker: str | None) -> str:
     return "other"
 
 
-def _roles(sentences: list[Sentence]) -> dict[str | None, str]:
-    """Role per speaker label. Anonymous labels (Transcribe's spk_0, spk_1) get roles from who
-    speaks first: in a contact-center call the agent answers, so the first speaker is the agent."""
-    roles = {speaker: _role(speaker) for speaker in dict.fromkeys(s.speaker for s in sentences)}
+def _roles(speakers: list[str | None]) -> dict[str | None, str]:
+    """Role per speaker label (``speakers``: each sentence's). Anonymous labels (Transcribe's
+    spk_0, spk_1) get roles from who speaks first: in a contact-center call the agent answers,
+    so the first speaker is the agent."""
+    roles = {speaker: _role(speaker) for speaker in dict.fromkeys(speakers)}
     if set(roles.values()) == {"other"} and None not in roles and len(roles) == 2:
         first, second = roles  # dicts keep insertion order: first speaker first
         roles = {first: "agent", second: "customer"}
@@ -318,18 +364,16 @@ def _word_text(text: str) -> str:
         return _NON_WORD.sub(" ", text.lower())
 
 
-def _script_lines(lines: list[str], texts: list[str]) -> set[int]:
+def _script_lines(word_text: str, texts: list[str]) -> set[int]:
     """Indexes of the sentences that are call-center script (``_SCRIPT``): the hints are searched
-    in the whole text at once (``lines``: the sentences' word text), the regex runs only on the
-    few sentences holding one."""
-    joined = "\n".join(lines)
-    starts = list(accumulate((len(line) + 1 for line in lines), initial=0))
+    in the whole text at once (``word_text``: the sentences' word text, one line each), the
+    regex runs only on the few sentences holding one."""
     candidates = set()
     for hint in _SCRIPT_HINTS:
-        at = joined.find(hint)
+        at = word_text.find(hint)
         while at >= 0:
-            candidates.add(bisect_right(starts, at) - 1)
-            at = joined.find(hint, at + 1)
+            candidates.add(word_text.count("\n", 0, at))  # the line it is on
+            at = word_text.find(hint, at + 1)
     return {i for i in candidates if _SCRIPT.search(texts[i])}
 
 
@@ -343,42 +387,44 @@ def score_sentences(sentences: list[Sentence]) -> list[float]:
         sentences: The transcript's sentences, as ``split_sentences`` returns them.
     """
     texts = [s.text for s in sentences]  # one line each: split_sentences collapses whitespace
-    lines = _word_text("\n".join(texts)).split("\n")
-    words_of = [line.split() for line in lines]
+    word_text = _word_text("\n".join(texts))
+    words_of = list(map(str.split, word_text.split("\n")))
     content_of = [list(filterfalse(_STOPWORDS.__contains__, words)) for words in words_of]
-    # Fragments and pleasantries ("Hi Sam.", "Okay, thank you.") are not substantive.
-    substantive = [len(words) >= 3 and len(content) >= 2
-                   and not (len(content) < 4 and _SMALL_TALK.match(text))
-                   for text, words, content in zip(texts, words_of, content_of)]
-    script = _script_lines(lines, texts)
+    script = _script_lines(word_text, texts)
     # How many sentences each content word is in: words the call keeps coming back to.
     freq = Counter(chain.from_iterable(map(set, content_of)))
+    sentences_with = freq.__getitem__
     top = max(freq.values(), default=1)
     last = max(len(sentences) - 1, 1)
-    roles = _roles(sentences)
+    speakers = [s.speaker for s in sentences]
+    roles = _roles(speakers)
     # The customer's first real sentence (the first of the text when nobody is labelled customer)
     # usually states why they called.
     has_customer = "customer" in roles.values()
-    opener = next((s.index for s in sentences
-                   if substantive[s.index] and s.index not in script
-                   and (roles[s.speaker] == "customer" or not has_customer)), None)
+    opener_found = False
     scores = []
-    for sentence, words, content in zip(sentences, words_of, content_of):
-        if not substantive[sentence.index]:
+    # Sentences are numbered by their place in the list, so enumerate gives each one's index.
+    for index, (text, speaker, words, content) in enumerate(
+            zip(texts, speakers, words_of, content_of)):
+        # Fragments and pleasantries ("Hi Sam.", "Okay, thank you.") are not substantive.
+        if len(content) < 2 or len(words) < 3 or (len(content) < 4 and _SMALL_TALK.match(text)):
             scores.append(0.0)
             continue
-        score = sum(map(freq.__getitem__, content)) / top / math.sqrt(len(content))
-        role = roles[sentence.speaker]
-        early = sentence.index / last < 0.5
+        role = roles[speaker]
+        in_script = index in script
+        opener = not opener_found and not in_script and (role == "customer" or not has_customer)
+        opener_found = opener_found or opener
+        score = sum(map(sentences_with, content)) / top / math.sqrt(len(content))
+        early = index / last < 0.5
         bonus = 0.0
         if role != "agent" and not _ISSUE_CUES.isdisjoint(words):
             bonus = 1.0 + (0.5 if early else 0.0)  # the problem, usually stated early
         if role != "customer" and not _RESOLUTION_CUES.isdisjoint(words):
             bonus = max(bonus, 1.0 + (0.0 if early else 0.5))  # the fix, usually agreed late
-        score += bonus + (1.0 if sentence.index == opener else 0.0)
-        if sentence.index in script:
+        score += bonus + (1.0 if opener else 0.0)
+        if in_script:
             score *= 0.2
-        elif sentence.text.endswith("?"):
+        elif text.endswith("?"):
             score *= 0.6  # questions ask for facts; the answers state them
         scores.append(score)
     return scores
@@ -400,11 +446,12 @@ def summarize(prompt: str, max_sentences: int | None = None) -> list[str]:
         return []
     keep = max_sentences if max_sentences is not None else summary_size(len(sentences))
     scores = score_sentences(sentences)
-    # Ties go to the earlier sentence so the choice is deterministic.
-    ranked = sorted(sentences, key=lambda s: (-scores[s.index], s.index))[:keep]
+    # Best first; ties go to the earlier sentence so the choice is deterministic (sorted is
+    # stable, with reverse=True too). Sentences are numbered by their place in the list.
+    ranked = sorted(range(len(sentences)), key=scores.__getitem__, reverse=True)[:keep]
     pieces: list[str] = []
     previous: Sentence | None = None
-    for s in sorted(ranked, key=lambda s: s.index):
+    for s in map(sentences.__getitem__, sorted(ranked)):
         same_turn = previous is not None and s.turn == previous.turn
         if same_turn and s.index == previous.index + 1:
             pieces[-1] += " " + s.text
@@ -439,7 +486,7 @@ def generate(prompt: str, max_tokens: int, stop_sequences: tuple[str, ...] = ())
     if hits:
         position, matched = min(hits)
         text, stop = text[:position], "stop_sequence"
-    text, cut = cut_to_tokens(text, max_tokens)
+    text, cut, tokens = _cut_and_count(text, max_tokens)
     if cut:
         stop, matched = "max_tokens", None
-    return Generation(text, stop, matched, count_tokens(text))
+    return Generation(text, stop, matched, tokens)
