@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -221,17 +220,14 @@ def jsonl_line_size(record_id: str, model_input: Mapping[str, Any]) -> int:
     return len(encode_jsonl_bytes(record_id, model_input))
 
 
-# 19 digits in a row: an integer that may be outside 64 bits, which orjson would read as a
-# float (silently losing digits) where the standard library keeps the exact int.
-_LONG_DIGITS_STR = re.compile(r"\d{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
-
-
 def loads_json(text: str | bytes) -> Any:
     """Parse one JSON document with orjson, falling back to the standard library for what
-    orjson refuses or reads differently but Python's ``json`` reads (a lone surrogate escape such
-    as ``"\\ud800"``, ``NaN``, ``1e400``, integers beyond 64 bits), so such a line reads as it
-    always did.
+    orjson refuses but Python's ``json`` reads (a lone surrogate escape such as ``"\\ud800"``,
+    ``NaN``, ``1e400``), so such a line reads as it always did.
+
+    For lines the pipeline or Bedrock wrote (output lines, index sidecars): orjson reads an
+    integer beyond 64 bits as a float, and input metadata never holds one (validation refuses
+    it), while input records go through the standard library, which keeps any integer exact.
 
     Args:
         text: One JSON document.
@@ -239,9 +235,6 @@ def loads_json(text: str | bytes) -> Any:
     Raises:
         ValueError: ``text`` is no JSON (``json.JSONDecodeError``).
     """
-    long_digits = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS_STR
-    if long_digits.search(text):
-        return json.loads(text)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

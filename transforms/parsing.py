@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from transforms.decompression import (StorageReadError, TruncatedStream, compression_suffix,
                                       file_stem, open_decoded)
-from transforms.model import Failure, Transcript, loads_json
+from transforms.model import Failure, Transcript
 from transforms.transcribe_output import is_transcribe_output, transcribe_to_transcript
 from transforms.validation import (FieldMapping, record_to_transcript, source_failure,
                                    validation_failure)
@@ -93,7 +93,9 @@ def parse_json(text: str, origin: str, what: str = "line") -> Any:
         what: What ``text`` is (``line`` or ``file``), for the message.
     """
     try:
-        return loads_json(text)  # orjson, and the standard library for what orjson refuses
+        # The standard library, not orjson: as fast on transcript lines, and it keeps integers
+        # beyond 64 bits exact for validation to refuse (orjson reads them as floats).
+        return json.loads(text)
     except json.JSONDecodeError as err:
         return source_failure("InvalidJson", f"{what} {origin} is not valid JSON: {err}",
                               origin=origin, raw=text)
