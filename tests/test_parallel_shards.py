@@ -22,6 +22,7 @@ from transforms.planning import UndersizedPolicy, plan_window
 from transforms.model import Transcript
 from transforms.quotas import Quotas
 from transforms.records import build_record
+from transforms.shard_writer import ShardWriter, slice_line
 from transforms.shards import WriteShardsInParallel
 from transforms.storage import Storage
 
@@ -118,6 +119,34 @@ def test_hash_buckets_of_real_ids_stay_near_their_mean() -> None:
         sizes[bucket_of(rid, buckets)] += 1
     assert len(sizes) == buckets
     assert max(sizes.values()) <= 1.5 * RECORDS_PER_BUCKET
+
+
+def test_a_shard_joined_from_slices_is_in_record_id_order_whatever_the_slicing(
+        local_backend_factory) -> None:
+    """Slices as placing workers write them (each sorted, recordIds interleaved across slices):
+    the shard and its index come out in one recordId order, the same for any slicing."""
+    config = local_config(local_backend_factory())
+    storage = Storage(config.aws.client("s3"))
+    writer = ShardWriter(config, storage, jobs=None)
+    records = [build_record(Transcript(id=f"call-{i}", text=f"call {i}\twith a tab"),
+                            config.model_id, config.prompt) for i in range(40)]
+    shards = []
+    for slicing in (1, 3, 7):
+        parts = []
+        for number in range(slicing):
+            part = f"p{slicing}-{number}"
+            writer.upload_part("job", 0, part, sorted(slice_line(r) for r in records[number::slicing]))
+            parts.append(part)
+        writer.join_parts("job", 0, parts[::-1])
+        root = layout.job_input_prefix(config.base_uri, config.run_id, "job")
+        data = storage.read_text(root + layout.shard_name(0))
+        index = storage.read_text(layout.index_uri(config.base_uri, config.run_id, "job", 0))
+        shards.append((data, index))
+    ordered = sorted(records, key=lambda r: r.record_id)
+    assert shards[0] == shards[1] == shards[2]
+    assert shards[0][0] == "".join(r.jsonl_line() for r in ordered).rstrip("\n")
+    assert [json.loads(line)["recordId"] for line in shards[0][1].splitlines()] == \
+        [r.record_id for r in ordered]
 
 
 def _write_shards(config, items, runner_args: list[str], out: Path) -> None:

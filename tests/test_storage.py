@@ -103,6 +103,12 @@ def test_local_lines_without_terminators(tmp_path: Path, newline: str) -> None:
     assert list(Storage().read_lines(path)) == ["a", "", "b", "last"]
 
 
+def test_local_download_copies_the_file(tmp_path: Path) -> None:
+    source = write(tmp_path / "a" / "part", "x\ty\n")
+    Storage().download(source, str(tmp_path / "copy"))
+    assert (tmp_path / "copy").read_text() == "x\ty\n"
+
+
 def test_local_list_is_recursive_sorted_and_files_only(tmp_path: Path) -> None:
     for rel in ("b/2.out", "a.out", "b/1.out", "b/c/3.out"):
         write(tmp_path / "out" / rel, "x")
@@ -123,6 +129,8 @@ def test_s3_upload_and_read_back(storage: Storage, root: str, tmp_path: Path) ->
     assert list(storage.read_lines(uri)) == LINES
     assert storage.read_text(uri) == "\n".join(LINES)
     assert storage.exists(uri)
+    storage.download(uri, str(tmp_path / "copy"))
+    assert (tmp_path / "copy").read_bytes() == Path(src).read_bytes()
 
 
 @pytest.mark.parametrize("text,lines", [

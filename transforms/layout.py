@@ -73,8 +73,8 @@ def index_uri(base_uri: str, run_id: str, job_name: str, file_index: int) -> str
 
 
 def part_prefix(base_uri: str, run_id: str, job_name: str) -> str:
-    """Where the hash buckets put their slices of a new job's shards until each shard is joined
-    from them; outside the input prefix, so Bedrock never reads a slice.
+    """Where the placing workers put their slices of a new job's shards until each shard is
+    joined from them; outside the input prefix, so Bedrock never reads a slice.
 
     Args:
         base_uri: The S3 URI under which runs keep their files.
@@ -84,17 +84,17 @@ def part_prefix(base_uri: str, run_id: str, job_name: str) -> str:
     return join(run_root(base_uri, run_id), "parts", job_name) + "/"
 
 
-def part_uri(base_uri: str, run_id: str, job_name: str, file_index: int, bucket: int) -> str:
-    """One bucket's slice of one shard (see ``part_prefix``).
+def part_uri(base_uri: str, run_id: str, job_name: str, file_index: int, part: str) -> str:
+    """One slice of one shard (see ``part_prefix``).
 
     Args:
         base_uri: The S3 URI under which runs keep their files.
         run_id: The run's id.
         job_name: The job's name.
         file_index: The shard's index within its job.
-        bucket: The hash bucket the slice's records are in.
+        part: The slice's unique name.
     """
-    return part_prefix(base_uri, run_id, job_name) + f"shard-{file_index:05d}-{bucket:06d}.part"
+    return part_prefix(base_uri, run_id, job_name) + f"shard-{file_index:05d}-{part}.part"
 
 
 def family_prefix(base_uri: str, run_id: str, attempt: int, family: str) -> str:

@@ -9,7 +9,9 @@ job names. ``WriteShardsInParallel`` uses the writer's parts instead (``existing
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import heapq
 import logging
 import os
 import tempfile
@@ -305,39 +307,43 @@ class ShardWriter:
                                                              file_index))
 
 
-    def upload_part(self, name: str, file_index: int, bucket: int, lines: list[str]) -> None:
-        """Upload one bucket's slice of a shard: each record's shard line, then its index line.
+    def upload_part(self, name: str, file_index: int, part: str, lines: list[str]) -> None:
+        """Upload a slice of a shard: lines of ``slice_line``, in recordId order.
 
         Args:
             name: The job the shard is for.
             file_index: The shard's number within the job.
-            bucket: The bucket the records are in.
-            lines: The records' shard and index lines, in turn, each with its newline.
+            part: The slice's unique name.
+            lines: The slice's lines, sorted.
         """
         cfg = self._config
         self._storage.write_text(
-            layout.part_uri(cfg.base_uri, cfg.run_id, name, file_index, bucket), "".join(lines))
+            layout.part_uri(cfg.base_uri, cfg.run_id, name, file_index, part), "".join(lines))
 
-    def join_parts(self, name: str, file_index: int, buckets: Iterable[int]) -> None:
-        """Join a shard from its buckets' slices (in bucket order, so the file is the same
-        whatever order the slices were written in) and upload it with its index. Holds one
-        slice in memory at a time.
+    def join_parts(self, name: str, file_index: int, parts: Iterable[str]) -> None:
+        """Join a shard from its slices and upload it with its index. The slices are merged in
+        recordId order, so the file is the same however the records were sliced; each slice is
+        read from a local copy, one line at a time.
 
         Args:
             name: The job the shard is for.
             file_index: The shard's number within the job.
-            buckets: The buckets that wrote a slice of it.
+            parts: The names of its slices.
         """
         cfg = self._config
-        with tempfile.TemporaryDirectory(prefix="shard-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="shard-") as tmp, contextlib.ExitStack() as files:
+            slices = []
+            for number, part in enumerate(parts):
+                path = os.path.join(tmp, f"{number}.part")
+                self._storage.download(
+                    layout.part_uri(cfg.base_uri, cfg.run_id, name, file_index, part), path)
+                slices.append(files.enter_context(open(path, "rb")))
             base = os.path.join(tmp, "shard")
             with open(base + ".jsonl", "wb") as data, open(base + ".idx", "wb") as index:
-                for bucket in sorted(buckets):
-                    # JSON escapes newlines inside strings: each b"\n" ends one line.
-                    lines = self._storage.read_bytes(layout.part_uri(
-                        cfg.base_uri, cfg.run_id, name, file_index, bucket)).split(b"\n")[:-1]
-                    data.writelines(line + b"\n" for line in lines[0::2])
-                    index.writelines(line + b"\n" for line in lines[1::2])
+                for line in heapq.merge(*slices):
+                    _, shard_line, index_line_ = line.split(b"\t", 2)
+                    data.write(shard_line + b"\n")
+                    index.write(index_line_)  # the slice's line ends with the index's newline
             self.upload_shard(base, name, file_index)
 
     def delete_parts(self, names: Iterable[str]) -> None:
@@ -349,6 +355,17 @@ class ShardWriter:
         cfg = self._config
         for name in names:
             self._storage.delete_prefix(layout.part_prefix(cfg.base_uri, cfg.run_id, name))
+
+
+def slice_line(record: BatchRecord) -> str:
+    """The record's line of a shard slice: its recordId, its shard line and its index line,
+    tab-separated (compact JSON holds no raw tab or newline). Lines sort in recordId order: a
+    tab sorts before any recordId character.
+
+    Args:
+        record: The record.
+    """
+    return f"{record.record_id}\t{record.jsonl_line()[:-1]}\t{index_line(record)}"
 
 
 def oversized_failure(record: BatchRecord, quotas: Quotas) -> Failure:

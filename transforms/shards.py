@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Tuple
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindow
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 import transforms.coders  # noqa: F401 - registers the coders of the typed elements below
 from transforms import layout
@@ -22,9 +24,8 @@ from transforms.jobs import JobsClient
 from transforms.metrics import counter
 from transforms.model import BatchRecord, JobBatch
 from transforms.planning import UndersizedPolicy, oversized
-from transforms.results import index_line
 from transforms.shard_writer import (ExistingJobs, ShardResult, ShardWriter, log_planned,
-                                     oversized_failure, undersized_failure)
+                                     oversized_failure, slice_line, undersized_failure)
 from transforms.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -199,30 +200,53 @@ class _LayoutFn(ShardingDoFn):
         yield ShardLayout(buckets, tuple(names))
 
 
+# A worker writes the slices it holds once their lines reach this size, and at the end of each
+# bundle: its memory stays bounded, and the slices stay few (a bucket's records go to every job).
+SLICE_BYTES = 64 * 1024 * 1024
+
+
 class _PlaceFn(ShardingDoFn):
-    """(bucket, its records) -> the bucket's slice of each shard it has records for, on S3, and
-    ((job, file), (bucket, records, bytes)) per slice; the undersized aside.
+    """(bucket, its records) -> the records placed into slices of their shards, written to S3,
+    and ((job, file), (slice name, records, bytes)) per slice written; the undersized aside.
 
     Only these small tuples are grouped by shard: Flink's batch mode carries a key's grouped
     values as one record of at most a few MB, which a whole shard's records would exceed."""
 
+    def start_bundle(self) -> None:
+        self._slices: dict[tuple[int, int], list[str]] = {}
+        self._sizes: dict[tuple[int, int], int] = {}
+        self._held = 0
+        self._names: tuple[str, ...] = ()
+
     def process(self, element: tuple[int, Iterable[BatchRecord]],
                 shard_layout: ShardLayout) -> Iterator[Any]:
         bucket, records = element
+        self._names = shard_layout.names  # the same for every bucket; finish_bundle needs it
         ordered = sorted(records, key=lambda r: r.record_id)  # one bucket: a small slice
         placements = shard_layout.buckets.place(bucket, [r.size_bytes for r in ordered])
-        slices: dict[tuple[int, int], list[str]] = {}
-        sizes: dict[tuple[int, int], int] = {}
         for record, placement in zip(ordered, placements):
             if placement.job_index is None:
                 yield beam.pvalue.TaggedOutput(UNDERSIZED, record)
                 continue
             shard = placement.job_index, placement.file_index
-            slices.setdefault(shard, []).extend((record.jsonl_line(), index_line(record)))
-            sizes[shard] = sizes.get(shard, 0) + record.size_bytes
-        for (job, file), lines in slices.items():
-            self._writer.upload_part(shard_layout.names[job], file, bucket, lines)
-            yield (job, file), (bucket, len(lines) // 2, sizes[job, file])
+            line = slice_line(record)
+            self._slices.setdefault(shard, []).append(line)
+            self._sizes[shard] = self._sizes.get(shard, 0) + record.size_bytes
+            self._held += len(line)
+        if self._held >= SLICE_BYTES:
+            yield from self._write_slices()
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for written in self._write_slices():
+            yield GlobalWindows.windowed_value(written)
+
+    def _write_slices(self) -> Iterator[tuple[tuple[int, int], tuple[str, int, int]]]:
+        for (job, file), lines in sorted(self._slices.items()):
+            lines.sort()  # recordId order (see slice_line)
+            part = uuid.uuid4().hex  # a retried bundle's slices get other names, never used
+            self._writer.upload_part(self._names[job], file, part, lines)
+            yield (job, file), (part, len(lines), self._sizes[job, file])
+        self._slices, self._sizes, self._held = {}, {}, 0
 
 
 class _RouteUndersizedFn(beam.DoFn):
@@ -238,11 +262,11 @@ class _RouteUndersizedFn(beam.DoFn):
 class _JoinShardFn(ShardingDoFn):
     """((job, file), its slices) -> the shard and its index on S3; (job, (records, bytes))."""
 
-    def process(self, element: tuple[tuple[int, int], Iterable[tuple[int, int, int]]],
+    def process(self, element: tuple[tuple[int, int], Iterable[tuple[str, int, int]]],
                 shard_layout: ShardLayout) -> Iterator[tuple[int, tuple[int, int]]]:
         (job, file), grouped = element
-        slices = list(grouped)  # (bucket, records, bytes): a few per bucket, small
-        self._writer.join_parts(shard_layout.names[job], file, [bucket for bucket, *_ in slices])
+        slices = list(grouped)  # (slice name, records, bytes): a few per placing worker
+        self._writer.join_parts(shard_layout.names[job], file, [part for part, *_ in slices])
         yield job, (sum(records for _, records, _ in slices), sum(size for *_, size in slices))
 
 
@@ -311,7 +335,7 @@ class WriteShardsInParallel(beam.PTransform):
         placed = (classified.fresh
                   | "ByBucket" >> beam.GroupByKey()
                   | "Place" >> beam.ParDo(_PlaceFn(cfg, attempt), shard_layout=shard_layout)
-                  .with_output_types(Tuple[Tuple[int, int], Tuple[int, int, int]])
+                  .with_output_types(Tuple[Tuple[int, int], Tuple[str, int, int]])
                   .with_outputs(UNDERSIZED, main="placed"))
         written = (placed.placed
                    | "ByShard" >> beam.GroupByKey()

@@ -96,16 +96,18 @@ class Storage:
                 for line in handle:
                     yield line.rstrip("\n")
 
-    def read_bytes(self, uri: str) -> bytes:
-        """The whole object at ``uri``, as stored.
+    def download(self, uri: str, local_path: str) -> None:
+        """Copy the object at ``uri`` to a local file (multipart on S3).
 
         Args:
-            uri: The object to read.
+            uri: The object to copy.
+            local_path: Where to put it.
         """
         if uri.startswith("s3://"):
             bucket, key = split_s3(uri)
-            return self._client().get_object(Bucket=bucket, Key=key)["Body"].read()
-        return Path(uri).read_bytes()
+            self._client().download_file(bucket, key, local_path)
+        else:
+            shutil.copyfile(uri, local_path)
 
     def read_text(self, uri: str) -> str:
         """The whole object at ``uri`` as text, its lines joined by newlines.
