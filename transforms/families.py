@@ -41,6 +41,17 @@ class ParsedOutput:
     # The input of the answer's first tool-use block (Claude tool_use, Converse toolUse), if any.
     tool_input: Mapping[str, Any] | None = None
 
+    def __init__(self, text: str, stop_reason: str | None, input_tokens: int | None,
+                 output_tokens: int | None, truncated: bool,
+                 tool_input: Mapping[str, Any] | None = None) -> None:
+        # Written out (the dataclass keeps it): the generated __init__ of a frozen dataclass
+        # sets each field with its own object.__setattr__ call, and one is built per output
+        # line; filling the instance's attribute dict at once makes the same object (a new
+        # field goes into this signature too).
+        self.__dict__.update(text=text, stop_reason=stop_reason, input_tokens=input_tokens,
+                             output_tokens=output_tokens, truncated=truncated,
+                             tool_input=tool_input)
+
 
 class UnparseableOutput(ValueError):
     """A model response that does not have the shape its family (or any known family) produces."""
