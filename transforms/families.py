@@ -9,7 +9,7 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 INVOCATION_TYPES = ("InvokeModel", "Converse")
 
@@ -41,18 +41,27 @@ class ParsedOutput:
     # The input of the answer's first tool-use block (Claude tool_use, Converse toolUse), if any.
     tool_input: Mapping[str, Any] | None = None
 
+    def __init__(self, text: str, stop_reason: str | None, input_tokens: int | None,
+                 output_tokens: int | None, truncated: bool,
+                 tool_input: Mapping[str, Any] | None = None) -> None:
+        # Written out (the dataclass keeps it): the generated __init__ of a frozen dataclass
+        # sets each field with its own object.__setattr__ call, and one is built per output
+        # line; filling the instance's attribute dict at once makes the same object (a new
+        # field goes into this signature too).
+        self.__dict__.update(text=text, stop_reason=stop_reason, input_tokens=input_tokens,
+                             output_tokens=output_tokens, truncated=truncated,
+                             tool_input=tool_input)
+
 
 class UnparseableOutput(ValueError):
     """A model response that does not have the shape its family (or any known family) produces."""
 
 
-def _int_or_none(value: Any) -> int | None:
-    # bool is an int subclass; a JSON true is not a token count.
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+def _is_mapping(value: Any) -> bool:
+    # Decoded JSON objects are dicts, and a missing key is None: both are answered before the
+    # abstract-class check of Mapping, which costs about ten times as much and would run
+    # several times per output line.
+    return isinstance(value, dict) or (value is not None and isinstance(value, Mapping))
 
 
 def _found(body: Any) -> str:
@@ -63,30 +72,39 @@ def _found(body: Any) -> str:
 
 def _output(text: str, stop_reason: Any, input_tokens: Any, output_tokens: Any,
             tool_input: Mapping[str, Any] | None = None) -> ParsedOutput:
-    reason = _str_or_none(stop_reason)
-    return ParsedOutput(text=text.strip(), stop_reason=reason,
-                        input_tokens=_int_or_none(input_tokens),
-                        output_tokens=_int_or_none(output_tokens),
-                        truncated=reason in TRUNCATION_REASONS, tool_input=tool_input)
+    # The type checks are written out here rather than in helpers: this runs once per output
+    # line, and a function call costs more than the check. bool is an int subclass; a JSON true
+    # is not a token count.
+    reason = stop_reason if isinstance(stop_reason, str) else None
+    if not isinstance(input_tokens, int) or isinstance(input_tokens, bool):
+        input_tokens = None
+    if not isinstance(output_tokens, int) or isinstance(output_tokens, bool):
+        output_tokens = None
+    return ParsedOutput(text.strip(), reason, input_tokens, output_tokens,
+                        reason in TRUNCATION_REASONS, tool_input)
 
 
-def _tool_input(blocks: Any, key: str) -> Mapping[str, Any] | None:
-    """The input of the first tool-use block: Claude's {"type": "tool_use", "input"} (key "")
-    or Converse's {"toolUse": {"input"}} (key "toolUse")."""
-    for block in blocks if isinstance(blocks, list) else ():
-        if not isinstance(block, Mapping):
-            continue
-        use = block.get(key) if key else (block if block.get("type") == "tool_use" else None)
-        if isinstance(use, Mapping) and isinstance(use.get("input"), Mapping):
-            return use["input"]
-    return None
-
-
-def _text_blocks(blocks: Any, where: str) -> str:
+def _content_blocks(blocks: Any, where: str,
+                    tool_key: str) -> tuple[str, Mapping[str, Any] | None]:
+    """The text of the content blocks, joined, and the input of the first tool-use block
+    (Claude's {"type": "tool_use", "input"} with ``tool_key`` "", Converse's
+    {"toolUse": {"input"}} with ``tool_key`` "toolUse"), in one pass over the blocks."""
     if not isinstance(blocks, list):
         raise UnparseableOutput(f"expected {where} to be a list of content blocks, "
                                 f"found {type(blocks).__name__}")
-    return "".join(b["text"] for b in blocks if isinstance(b, Mapping) and isinstance(b.get("text"), str))
+    texts, tool_input = [], None
+    for block in blocks:
+        if not _is_mapping(block):
+            continue
+        text = block.get("text")
+        if isinstance(text, str):
+            texts.append(text)
+        if tool_input is None:
+            use = block.get(tool_key) if tool_key else (
+                block if block.get("type") == "tool_use" else None)
+            if _is_mapping(use) and _is_mapping(use.get("input")):
+                tool_input = use["input"]
+    return "".join(texts), tool_input
 
 
 class Family(ABC):
@@ -154,7 +172,7 @@ class Family(ABC):
         Raises:
             UnparseableOutput: ``body`` does not have this family's shape.
         """
-        if not isinstance(body, Mapping) or not self.matches(body):
+        if not _is_mapping(body) or not self.matches(body):
             raise UnparseableOutput(f"{self.name} response expected {self.shape}, found {_found(body)}")
         return self._parse(body)
 
@@ -205,13 +223,15 @@ class ClaudeFamily(Family):
 
     def matches(self, body: Any) -> bool:
         """Whether ``body`` has a ``content`` list; see ``Family.matches``."""
-        return isinstance(body, Mapping) and isinstance(body.get("content"), list)
+        return _is_mapping(body) and isinstance(body.get("content"), list)
 
     def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
-        usage = body.get("usage") if isinstance(body.get("usage"), Mapping) else {}
-        return _output(_text_blocks(body["content"], "content"), body.get("stop_reason"),
-                       usage.get("input_tokens"), usage.get("output_tokens"),
-                       _tool_input(body["content"], ""))
+        usage = body.get("usage")
+        if not _is_mapping(usage):
+            usage = {}
+        text, tool_input = _content_blocks(body["content"], "content", "")
+        return _output(text, body.get("stop_reason"), usage.get("input_tokens"),
+                       usage.get("output_tokens"), tool_input)
 
 
 class ConverseFamily(Family):
@@ -254,15 +274,18 @@ class ConverseFamily(Family):
 
     def matches(self, body: Any) -> bool:
         """Whether ``body`` has an ``output.message`` object; see ``Family.matches``."""
-        output = body.get("output") if isinstance(body, Mapping) else None
-        return isinstance(output, Mapping) and isinstance(output.get("message"), Mapping)
+        output = body.get("output") if _is_mapping(body) else None
+        return _is_mapping(output) and _is_mapping(output.get("message"))
 
     def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
         message = body["output"]["message"]
-        usage = body.get("usage") if isinstance(body.get("usage"), Mapping) else {}
-        return _output(_text_blocks(message.get("content"), "output.message.content"),
-                       body.get("stopReason"), usage.get("inputTokens"), usage.get("outputTokens"),
-                       _tool_input(message.get("content"), "toolUse"))
+        usage = body.get("usage")
+        if not _is_mapping(usage):
+            usage = {}
+        text, tool_input = _content_blocks(message.get("content"), "output.message.content",
+                                           "toolUse")
+        return _output(text, body.get("stopReason"), usage.get("inputTokens"),
+                       usage.get("outputTokens"), tool_input)
 
 
 class NovaFamily(ConverseFamily):
@@ -333,7 +356,7 @@ class LlamaFamily(Family):
 
     def matches(self, body: Any) -> bool:
         """Whether ``body`` has a ``generation`` string; see ``Family.matches``."""
-        return isinstance(body, Mapping) and isinstance(body.get("generation"), str)
+        return _is_mapping(body) and isinstance(body.get("generation"), str)
 
     def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
         return _output(body["generation"], body.get("stop_reason"),
@@ -371,14 +394,14 @@ class MistralFamily(Family):
     def matches(self, body: Any) -> bool:
         """Whether ``body`` has ``outputs[0].text`` or ``choices[0].message.content``; see
         ``Family.matches``."""
-        if not isinstance(body, Mapping):
+        if not _is_mapping(body):
             return False
         outputs, choices = body.get("outputs"), body.get("choices")
-        if isinstance(outputs, list) and outputs and isinstance(outputs[0], Mapping):
+        if isinstance(outputs, list) and outputs and _is_mapping(outputs[0]):
             return isinstance(outputs[0].get("text"), str)
-        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        if isinstance(choices, list) and choices and _is_mapping(choices[0]):
             message = choices[0].get("message")
-            return isinstance(message, Mapping) and isinstance(message.get("content"), str)
+            return _is_mapping(message) and isinstance(message.get("content"), str)
         return False
 
     def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
@@ -390,7 +413,7 @@ class MistralFamily(Family):
         # AWS documents stop_reason, Mistral's own schema finish_reason.
         first = body["choices"][0]
         reason = first.get("stop_reason", first.get("finish_reason"))
-        usage = body.get("usage") if isinstance(body.get("usage"), Mapping) else {}
+        usage = body.get("usage") if _is_mapping(body.get("usage")) else {}
         return _output(first["message"]["content"], reason, usage.get("prompt_tokens"),
                        usage.get("completion_tokens"))
 
@@ -420,8 +443,8 @@ class TitanTextFamily(Family):
 
     def matches(self, body: Any) -> bool:
         """Whether ``body`` has ``results[0].outputText``; see ``Family.matches``."""
-        results = body.get("results") if isinstance(body, Mapping) else None
-        return (isinstance(results, list) and bool(results) and isinstance(results[0], Mapping)
+        results = body.get("results") if _is_mapping(body) else None
+        return (isinstance(results, list) and bool(results) and _is_mapping(results[0])
                 and isinstance(results[0].get("outputText"), str))
 
     def _parse(self, body: Mapping[str, Any]) -> ParsedOutput:
@@ -478,7 +501,7 @@ def _check_invocation_type(invocation_type: str) -> None:
                          f"use one of {', '.join(INVOCATION_TYPES)}")
 
 
-@functools.lru_cache(maxsize=64)  # asked once per output line, for one or two models a run
+@functools.lru_cache(maxsize=64)  # asked per job and per on-demand answer, for few models a run
 def _known_family(model_id: str, invocation_type: str) -> Family | None:
     if invocation_type == "Converse":
         return CONVERSE
@@ -514,12 +537,45 @@ def detect_family(body: Any) -> Family | None:
     return next((f for f in DETECT_ORDER if f.matches(body)), None)
 
 
+def response_reader(model_id: str | None = None,
+                    invocation_type: str = "InvokeModel") -> Callable[[Any], ParsedOutput]:
+    """``parse_model_output`` for one job's responses: the model's family is looked up once,
+    not once per output line.
+
+    Args:
+        model_id: The model the job ran, when known.
+        invocation_type: The job's ``InvokeModel`` or ``Converse`` invocation type.
+
+    Returns:
+        A function reading one decoded model response; it raises ``UnparseableOutput`` for a
+        body that matches no known family's shape.
+    """
+    _check_invocation_type(invocation_type)
+    family = _known_family(model_id, invocation_type) if model_id is not None else None
+
+    def read(body: Any) -> ParsedOutput:
+        # ``_parse`` rather than ``parse_response``: ``matches`` was just checked.
+        if family is not None and family.matches(body):
+            return family._parse(body)
+        detected = detect_family(body)
+        if detected is not None:
+            return detected._parse(body)
+        if family is not None:
+            raise UnparseableOutput(f"{family.name} response for {model_id} expected "
+                                    f"{family.shape}, found {_found(body)}")
+        shapes = "; ".join(f.shape for f in DETECT_ORDER)
+        raise UnparseableOutput(f"model output matches no known family (expected one of: "
+                                f"{shapes}), found {_found(body)}")
+    return read
+
+
 def parse_model_output(body: Any, model_id: str | None = None,
                        invocation_type: str = "InvokeModel") -> ParsedOutput:
     """Parse one model response, by the model's family when known, else by the body's shape.
 
     A body of another family's shape is still parsed: the collector does not always know how a
     job was submitted (a job started from the console may be Converse-type for any model).
+    To read many responses of one job, ``response_reader`` looks the family up once.
 
     Args:
         body: A decoded model response.
@@ -529,16 +585,4 @@ def parse_model_output(body: Any, model_id: str | None = None,
     Raises:
         UnparseableOutput: the body matches no known family's shape.
     """
-    _check_invocation_type(invocation_type)
-    family = _known_family(model_id, invocation_type) if model_id is not None else None
-    if family is not None and family.matches(body):
-        return family.parse_response(body)
-    detected = detect_family(body)
-    if detected is not None:
-        return detected.parse_response(body)
-    if family is not None:
-        raise UnparseableOutput(f"{family.name} response for {model_id} expected {family.shape}, "
-                                f"found {_found(body)}")
-    shapes = "; ".join(f.shape for f in DETECT_ORDER)
-    raise UnparseableOutput(f"model output matches no known family (expected one of: {shapes}), "
-                            f"found {_found(body)}")
+    return response_reader(model_id, invocation_type)(body)

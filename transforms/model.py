@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from json.encoder import c_make_encoder, encode_basestring
 from typing import Any, Mapping
 
 import orjson
@@ -280,6 +281,26 @@ class Summary:
     # for --task summary.
     insights: Mapping[str, Any] | None = None
 
+    @classmethod
+    def from_fields(cls, **values: Any) -> "Summary":
+        """The row ``Summary(**values)`` builds, at about a third of the cost, for building one
+        row per output line; ``values`` names every field, ``created_at`` and ``insights`` too.
+
+        Args:
+            values: Each field of the row, by name.
+
+        Raises:
+            TypeError: ``values`` leaves out a field or names one that does not exist.
+        """
+        if values.keys() != _SUMMARY_FIELD_NAMES:
+            raise TypeError(f"Summary.from_fields needs exactly the fields "
+                            f"{sorted(_SUMMARY_FIELD_NAMES)}, got {sorted(values)}")
+        # The frozen dataclass __init__ sets each field with its own object.__setattr__ call;
+        # filling the new instance's attribute dict at once makes the same row.
+        row = object.__new__(cls)
+        row.__dict__.update(values)
+        return row
+
     def to_row(self) -> dict[str, Any]:
         """The sink row: the SUMMARY_FIELDS columns, plus ``insights`` for an insights row (the
         sinks type that column from the task's JSON Schema). A summary row has no such key,
@@ -288,6 +309,9 @@ class Summary:
         if row["insights"] is None:
             del row["insights"]
         return row
+
+
+_SUMMARY_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Summary))
 
 
 @dataclass(frozen=True)
@@ -393,7 +417,13 @@ def metadata_json(metadata: Mapping[str, Any] | None) -> str | None:
     """
     if not metadata:
         return None
-    return _METADATA_ENCODER.encode(metadata)
+    if c_make_encoder is None:  # an interpreter without the C accelerator of json
+        return _METADATA_ENCODER.encode(metadata)
+    # The C encoder that _METADATA_ENCODER.encode builds on every call, with the same settings
+    # and a fresh circular-reference memo, without the Python set-up around it (this runs once
+    # per summary row, and for small metadata that set-up is most of the time).
+    return "".join(c_make_encoder({}, str, encode_basestring, None, ": ", ", ", True, False,
+                                  True)(metadata, 0))
 
 
 # What json.dumps(sort_keys=True, default=str, ensure_ascii=False) would build on every call.

@@ -11,11 +11,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Collection, Iterable, Iterator, Mapping
 
-from transforms.families import ParsedOutput, UnparseableOutput, family_for, parse_model_output
+from transforms.families import ParsedOutput, UnparseableOutput, family_for, response_reader
 from transforms.insights.answers import AnswerError, read_answer
 from transforms.insights.prompts import is_repair, repair_note
 from transforms.model import (BatchRecord, Failure, Summary, encode_jsonl_line, jsonl_line_size,
-                              loads_json, metadata_json, truncate_raw)
+                              loads_json, metadata_json, truncate_raw, utcnow)
 
 OUTPUT_SUFFIX = ".out"
 MANIFEST_NAME = "manifest.json.out"
@@ -279,6 +279,10 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
     harvest, seen = Harvest(), set()
     if index is None:
         ctx = dataclasses.replace(ctx, max_attempts=1)
+    # Looked up once here rather than on every line: this loop runs once per output record.
+    entry_for = index.get if index is not None else None
+    read_response = response_reader(ctx.model_id, ctx.invocation_type)
+    model_id, schema = ctx.model_id or "unknown", ctx.output_schema
     for number, line in enumerate(output_lines, 1):
         if not line or line.isspace():  # what strip() would empty, without copying the line
             continue
@@ -298,15 +302,16 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
             harvest.others_errored += int(failed)
             harvest.others_answered += int(not failed)
             continue
-        entry = (index or {}).get(record_id)
-        if index is not None and entry is None:
-            harvest.failures.append(Failure(stage="parse", error_code="UnknownRecordId",
-                                            error_message=f"recordId {record_id} is not in the job's index",
-                                            record_id=record_id, job_arn=ctx.job_arn,
-                                            raw=truncate_raw(line)))
-            continue
-        if entry is None:  # a job from elsewhere: nothing to resubmit it with
+        if entry_for is None:  # a job from elsewhere: nothing to resubmit it with
             entry = IndexEntry(record_id, record_id, {}, 1)
+        else:
+            entry = entry_for(record_id)
+            if entry is None:
+                harvest.failures.append(Failure(
+                    stage="parse", error_code="UnknownRecordId",
+                    error_message=f"recordId {record_id} is not in the job's index",
+                    record_id=record_id, job_arn=ctx.job_arn, raw=truncate_raw(line)))
+                continue
         seen.add(record_id)
         error = data.get("error")
         if error is not None or "modelOutput" not in data:
@@ -318,20 +323,20 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
                                         retriable=retriable_record_error(code)))
             continue
         try:
-            parsed = parse_model_output(data["modelOutput"], ctx.model_id, ctx.invocation_type)
+            parsed = read_response(data["modelOutput"])
         except UnparseableOutput as exc:
             harvest.failures.append(Failure(stage="parse", error_code="UnparseableOutput",
                                             error_message=str(exc), transcript_id=entry.transcript_id,
                                             record_id=record_id, attempt=entry.attempt,
                                             job_arn=ctx.job_arn, raw=truncate_raw(data["modelOutput"])))
             continue
-        harvest.truncated += int(parsed.truncated)
+        harvest.truncated += parsed.truncated
         harvest.input_tokens += parsed.input_tokens or 0
         harvest.output_tokens += parsed.output_tokens or 0
         text, insights = parsed.text, None
-        if ctx.output_schema is not None:
+        if schema is not None:
             try:
-                found = read_answer(parsed.text, ctx.output_schema, parsed.tool_input)
+                found = read_answer(parsed.text, schema, parsed.tool_input)
             except AnswerError as exc:
                 outcome = repair_or_fail(entry, data.get("modelInput"), ctx, answer_text(parsed),
                                          answer_problem(exc, parsed))
@@ -339,12 +344,12 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
                 _add(harvest, outcome)
                 continue
             text, insights = found.summary, found.value
-        harvest.summaries.append(Summary(
-            transcript_id=entry.transcript_id, record_id=record_id, model_id=ctx.model_id or "unknown",
+        harvest.summaries.append(Summary.from_fields(
+            transcript_id=entry.transcript_id, record_id=record_id, model_id=model_id,
             summary=text, stop_reason=parsed.stop_reason, input_tokens=parsed.input_tokens,
             output_tokens=parsed.output_tokens, job_arn=ctx.job_arn, window_start=ctx.window_start,
             window_end=ctx.window_end, attempt=entry.attempt, metadata=metadata_json(entry.metadata),
-            insights=insights))
+            created_at=utcnow(), insights=insights))
     return harvest, seen
 
 
