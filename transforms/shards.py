@@ -302,9 +302,9 @@ class WriteShardsInParallel(beam.PTransform):
     ON_DEMAND and DEFERRED: the same outputs as ``WriteShardsFn`` after a GroupByKey.
 
     No step holds the window: a count and a per-bucket size summary plan it, each hash bucket of
-    recordIds is placed by itself and writes its slice of each shard, and each shard is joined
-    from its slices under its own key, so as many workers as there are write shards at once. Placement depends only on the records, so a rerun
-    lays out the same shards and job names.
+    recordIds is placed by itself into slices of its records' shards, and each shard is joined
+    from its slices under its own key, so as many workers as there are write shards at once.
+    Placement depends only on the records, so a rerun lays out the same shards and job names.
 
     Args:
         config: The run's configuration.
