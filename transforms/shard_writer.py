@@ -5,7 +5,8 @@ records: the plan is made from record ids and sizes only (planning.py); records 
 streamed into per-shard temp files, so memory holds one record at a time, not the group.
 Records are placed in recordId order, so a restarted run lays out exactly the same shards and
 job names. ``WriteShardsInParallel`` uses the writer's parts instead (``existing``,
-``new_names``, ``prepare_jobs``, ``upload_shard``, ``spec``).
+``new_names``, ``prepare_jobs``, ``upload_part``, ``join_parts``, ``delete_parts``, ``spec``,
+``adopted_specs``).
 """
 from __future__ import annotations
 
@@ -305,7 +306,6 @@ class ShardWriter:
             cfg.base_uri, cfg.run_id, name) + layout.shard_name(file_index))
         self._storage.upload(base + ".idx", layout.index_uri(cfg.base_uri, cfg.run_id, name,
                                                              file_index))
-
 
     def upload_part(self, name: str, file_index: int, part: str, lines: list[str]) -> None:
         """Upload a slice of a shard: lines of ``slice_line``, in recordId order.

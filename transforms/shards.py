@@ -7,7 +7,6 @@ under its own key.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Tuple
@@ -27,8 +26,6 @@ from transforms.planning import UndersizedPolicy, oversized
 from transforms.shard_writer import (ExistingJobs, ShardResult, ShardWriter, log_planned,
                                      oversized_failure, slice_line, undersized_failure)
 from transforms.storage import Storage
-
-log = logging.getLogger(__name__)
 
 FAILURES = "failures"
 ON_DEMAND = "on_demand"
