@@ -1,15 +1,15 @@
 """Transcript -> BatchRecord: the prompt, the model family's request body and a stable recordId."""
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from transforms.families import Family, family_for
+from transforms.families import family_for
 from transforms.insights.prompts import INSIGHTS_TEMPLATE, schema_instructions
 from transforms.model import BatchRecord, Transcript, jsonl_line_size
+from transforms.validation import render_turns
 
 PLACEHOLDER = "{transcript}"
 
@@ -147,15 +147,7 @@ def render_transcript(t: Transcript) -> str:
     Args:
         t: The transcript.
     """
-    if t.turns:
-        return "\n".join([f"{turn.speaker}: {turn.text}" for turn in t.turns])
-    return t.text
-
-
-@functools.lru_cache(maxsize=64)
-def _family(model_id: str, invocation_type: str) -> Family:
-    # A run builds every record for one or two models: look each up once, not per record.
-    return family_for(model_id, invocation_type)
+    return render_turns(t.turns) if t.turns else t.text
 
 
 def build_record(t: Transcript, model_id: str, prompt: PromptConfig,
@@ -180,7 +172,7 @@ def build_record(t: Transcript, model_id: str, prompt: PromptConfig,
     # The default template asks for a prose summary; a user's own template is kept.
     template = INSIGHTS_TEMPLATE if prompt.template == DEFAULT_TEMPLATE else prompt.template
     user = template.replace(PLACEHOLDER, text) + "\n\n" + schema_instructions(output_schema)
-    model_input = _family(model_id, invocation_type).build_json_request(
+    model_input = family_for(model_id, invocation_type).build_json_request(
         user, prompt.system_prompt, prompt.max_tokens, prompt.temperature)
     return BatchRecord(rid, t.id, model_input, jsonl_line_size(rid, model_input), t.metadata,
                        attempt)
@@ -202,7 +194,7 @@ def record_for_prompt(record_id: str, transcript_id: str, text: str, model_id: s
         metadata: The transcript's metadata, carried to its result row.
         attempt: 1 for a first submission.
     """
-    model_input = _family(model_id, invocation_type).build_request(
+    model_input = family_for(model_id, invocation_type).build_request(
         text, prompt.system_prompt, prompt.max_tokens, prompt.temperature)
     return BatchRecord(record_id, transcript_id, model_input,
                        jsonl_line_size(record_id, model_input),
