@@ -298,3 +298,17 @@ def test_a_watched_folder_windows_by_event_time_and_reports_what_is_too_late(tmp
     assert {k: r["error_code"] for k, r in failures.items()} == {
         "ancient": "LateRecord", "unknown": "InvalidTimestamp"}
     assert "--allowed-lateness-seconds" in failures["ancient"]["error_message"]
+
+
+def test_windows_of_records_without_event_times_fail_with_a_message_naming_the_fix(
+        local_backend_factory, tmp_path):
+    """A user's pipeline that windows a bounded read without timestamp_field stops with an
+    error naming timestamp_field, not an OverflowError from a window before the year 1."""
+    backend = local_backend_factory(quotas=Quotas(max_records_per_job=100, min_records_per_job=1))
+    source = _write_jsonl(tmp_path / "calls.jsonl", _calls(3, 1))
+    with pytest.raises(Exception, match="has no date: its records have no event time.*"
+                                        "timestamp_field"):
+        with beam.Pipeline(runner=FnApiRunner()) as p:
+            read = p | ReadTranscripts(str(source))
+            (read["transcripts"] | beam.WindowInto(window.FixedWindows(DAY))
+             | SummarizeTranscripts(local_config(backend)))

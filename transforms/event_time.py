@@ -47,7 +47,7 @@ def event_seconds(value: Any) -> float:
     if isinstance(value, (int, float)):
         return _from_epoch(value)
     if isinstance(value, dt.datetime):
-        return _from_datetime(value, repr(value))
+        return _from_datetime(value, repr(value), "store the column with a time zone, e.g. UTC")
     if isinstance(value, str):
         text = value.strip()
         if _NUMBER.fullmatch(text):
@@ -57,7 +57,7 @@ def event_seconds(value: Any) -> float:
         except ValueError:
             raise InvalidTimestamp(f"{value!r:.80} is not ISO 8601 (e.g. 2026-01-05T09:30:00Z) "
                                    f"nor epoch seconds or milliseconds") from None
-        return _from_datetime(parsed, repr(value))
+        return _from_datetime(parsed, repr(value), "add Z or +HH:MM")
     raise InvalidTimestamp(f"must be a date-time string or epoch number, got "
                            f"{type(value).__name__} {value!r:.80}")
 
@@ -74,9 +74,9 @@ def _from_epoch(number: int | float) -> float:
     return number / scale
 
 
-def _from_datetime(moment: dt.datetime, shown: str) -> float:
+def _from_datetime(moment: dt.datetime, shown: str, fix: str) -> float:
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise InvalidTimestamp(f"{shown:.80} has no UTC offset: add Z or +HH:MM")
+        raise InvalidTimestamp(f"{shown:.80} has no UTC offset: {fix}")
     if not EARLIEST <= moment < LATEST:
         raise InvalidTimestamp(f"{shown:.80} is outside {EARLIEST:%Y} to {LATEST:%Y}")
     return moment.timestamp()
