@@ -199,7 +199,8 @@ def _output_flags(g: Any) -> None:
 def _streaming_flags(g: Any) -> None:
     _flag(g, "window-seconds", type=int,
           help="Fixed windows of this many seconds; each window's records become its jobs "
-               "(early, as soon as a full job's worth is ready)")
+               "(early, as soon as a full job's worth is ready). On a bounded --input (no "
+               "--streaming) it needs --timestamp-field")
     _flag(g, "allowed-lateness-seconds", type=float, default=DEFAULT_INPUT_LATENESS_SECONDS,
           help="Records arriving up to this long after their window closed are still "
                "summarized (in late jobs); later ones become LateRecord failure rows "
