@@ -18,7 +18,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms import window
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.__main__ import main
@@ -185,8 +185,17 @@ _HOSTILE = st.one_of(
     st.just("2026-01-02T10:00:00")).map(lambda value: (value, None))
 
 
+# Every kind of hostile value at least once, whatever hypothesis draws.
+_EVERY_KIND = [("2026-01-01T08:00:00Z", 0), (1767254400, 0), (1767344400000, 1),
+               ("2026-01-03T23:59:59+00:00", 2), ("2026-01-02T10:00:00+02:00", 1),
+               (_MISSING, None), (None, None), (True, None), ("not a time", None),
+               (10**30, None), (-5, None), (float("nan"), None), (float("inf"), None),
+               ([1], None), ("2026-01-02T10:00:00", None), (1767225600.25, 0)]
+
+
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.one_of(_VALID, _HOSTILE), min_size=1, max_size=14))
+@example(_EVERY_KIND)
 def test_defer_on_a_backfill_with_generated_event_times(local_backend_factory, monkeypatch, times):
     """--undersized-policy defer with daily windows: tails wait across days, the tail left at the
     end becomes UndersizedJob rows in their own day, bad event times InvalidTimestamp rows."""
