@@ -77,6 +77,12 @@ def _input_flags(g: Any) -> None:
     _flag(g, "id-field", default="id", help="Field holding the transcript id")
     _flag(g, "text-field", default="text", help="Field holding the transcript text")
     _flag(g, "turns-field", default="turns", help="Field holding speaker turns, if any")
+    _flag(g, "timestamp-field", metavar="FIELD", commands=RUN,
+          help="Field holding each record's event time (e.g. the call's start), so "
+               "--window-seconds groups calls by when they happened, also on bounded --input: "
+               "ISO 8601 with an offset or Z (2026-01-05T09:30:00Z), or epoch seconds or, from "
+               "100000000000 on, milliseconds. A record without a valid one becomes an "
+               "InvalidTimestamp failure row. Not with --kafka-topic (the message time is used)")
     _flag(g, "max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS,
           help="Longest transcript text accepted; longer ones become TextTooLong failure rows")
     _flag(g, "redact", action="store_true", commands=RUN,
@@ -193,7 +199,8 @@ def _output_flags(g: Any) -> None:
 def _streaming_flags(g: Any) -> None:
     _flag(g, "window-seconds", type=int,
           help="Fixed windows of this many seconds; each window's records become its jobs "
-               "(early, as soon as a full job's worth is ready)")
+               "(early, as soon as a full job's worth is ready). On a bounded --input (no "
+               "--streaming) it needs --timestamp-field")
     _flag(g, "allowed-lateness-seconds", type=float, default=DEFAULT_INPUT_LATENESS_SECONDS,
           help="Records arriving up to this long after their window closed are still "
                "summarized (in late jobs); later ones become LateRecord failure rows "

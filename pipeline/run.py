@@ -86,8 +86,11 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) ->
     if streaming:
         return p | "Watch" >> WatchTranscripts(
             opts.input, interval_seconds=opts.watch_interval_seconds,
-            stop_after_seconds=opts.watch_seconds, format=opts.input_format, **fields)
-    return p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format, **fields)
+            stop_after_seconds=opts.watch_seconds, format=opts.input_format,
+            timestamp_field=opts.timestamp_field,
+            allowed_lateness_seconds=opts.allowed_lateness_seconds, **fields)
+    return p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format,
+                                         timestamp_field=opts.timestamp_field, **fields)
 
 
 # What the DirectRunner actually runs a pipeline on (Beam 2.70): it first tries Prism, whose
@@ -101,9 +104,31 @@ _DIRECT_RUNNERS = ("directrunner", "switchingdirectrunner", "bundlebaseddirectru
                    "fnapirunner", "direct")
 
 
+def check_windows(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
+    """Window flags that cannot work: windows of a bounded read need each record's event time.
+
+    Records read from files without --streaming all carry Beam's minimum timestamp, so their
+    time windows would mean nothing (and have no date to name their jobs and files by).
+    """
+    if opts.window_seconds is not None and opts.window_seconds <= 0:
+        raise exit_codes.UsageError(f"--window-seconds {opts.window_seconds}: use a positive "
+                                    f"number of seconds, e.g. 86400 for daily windows")
+    if opts.timestamp_field is not None and opts.kafka_topic:
+        raise exit_codes.UsageError("--timestamp-field does not apply to --kafka-topic: Kafka "
+                                    "records are windowed by their message time; drop "
+                                    "--timestamp-field")
+    streaming = options.view_as(StandardOptions).streaming
+    if opts.window_seconds and not (streaming or opts.kafka_topic or opts.timestamp_field):
+        raise exit_codes.UsageError(
+            f"--window-seconds on a bounded --input needs --timestamp-field FIELD (each "
+            f"record's event time, e.g. the call's start) to window by, or --streaming to "
+            f"window files by when they arrive")
+
+
 def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
     """Streaming flags that cannot work; an unbounded --streaming run on the DirectRunner would
     never submit a job."""
+    check_windows(options, opts)
     if opts.allowed_lateness_seconds < 0:
         raise exit_codes.UsageError(f"--allowed-lateness-seconds {opts.allowed_lateness_seconds:g}: "
                                     f"use 0 or more seconds")

@@ -84,9 +84,9 @@ def files_arriving(folder: Path) -> Iterator[Path]:
 
 
 def test_watched_folder_streams_into_windowed_jobs(tmp_path, capsys):
-    # The watch's 60 s count from when the pipeline is built: on a busy machine the DirectRunner
-    # takes half a minute to start reading, and the three batches still need a few seconds each.
-    # A pipeline that never stops is caught by pytest's timeout.
+    # The watch's 60 s count from when the pipeline starts reading: the three batches need a few
+    # seconds each, more on a busy machine. A pipeline that never stops is caught by pytest's
+    # timeout.
     with files_arriving(tmp_path / "inbox") as inbox:
         code = main(["run", "--streaming", "--input", str(inbox / "*.jsonl"),
                      "--output", str(tmp_path / "out"), "--sink", "jsonl",

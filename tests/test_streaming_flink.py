@@ -64,7 +64,8 @@ def test_windows_are_submitted_while_the_watch_goes_on(tmp_path, local_backend_f
         with beam.Pipeline(options=options) as p:
             read = p | WatchTranscripts(str(inbox / "*.jsonl"), interval_seconds=1,
                                         stop_after_seconds=WATCH_SECONDS)
-            watch_end = time.time() + WATCH_SECONDS  # the watch's deadline starts at expand
+            # The watch ends later still: its clock starts when the pipeline starts reading.
+            watch_end = time.time() + WATCH_SECONDS
             result = (read["transcripts"] | fixed_windows_with_lateness(3)
                       | SummarizeTranscripts(config))
             result["summaries"] | "S" >> WriteSummaries(str(tmp_path / "s"), format="jsonl")

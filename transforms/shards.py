@@ -38,10 +38,21 @@ def window_bounds(window: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
 
     Args:
         window: A Beam window.
+
+    Raises:
+        ValueError: the window lies outside the dates a datetime can hold.
     """
     if isinstance(window, GlobalWindow) or not hasattr(window, "start"):
         return None, None
-    return window.start.to_utc_datetime(has_tz=True), window.end.to_utc_datetime(has_tz=True)
+    try:
+        return window.start.to_utc_datetime(has_tz=True), window.end.to_utc_datetime(has_tz=True)
+    except (OverflowError, ValueError):
+        # A bounded source's records all have Beam's minimum timestamp, whose window has no date.
+        raise ValueError(
+            f"a time window from {window.start} to {window.end} has no date: its records have no "
+            f"event time (a bounded read gives them Beam's minimum timestamp); read them with "
+            f"timestamp_field=... (the CLI: --timestamp-field) or timestamp them before "
+            f"windowing") from None
 
 
 class ShardingDoFn(beam.DoFn):

@@ -13,7 +13,6 @@ from typing import Any, Iterable, Iterator, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
-from apache_beam.transforms.core import Windowing
 from apache_beam.utils.timestamp import Duration
 
 import transforms.coders  # noqa: F401 - registers the coders of the typed elements below
@@ -29,6 +28,7 @@ from transforms.records import assign_record_ids, build_record, record_id_for
 from transforms.schema import row_problem
 from transforms.sources import DeduplicateTranscripts
 from transforms.redaction_stage import RedactTranscripts
+from transforms.windowing import restore_windowing
 
 FAILURES = "failures"
 # Longest a job may take (168 h timeout) plus a day of queueing: resubmissions arriving this late
@@ -261,15 +261,3 @@ class SummarizeTranscripts(beam.PTransform):
                 "failures": (tuple(failures) | "AllFailures" >> beam.Flatten()
                              | "FailureWindows" >> restore_windowing(windowing))}
 
-
-def restore_windowing(windowing: Windowing) -> beam.WindowInto:
-    """A WindowInto that puts a PCollection back into ``windowing``: windowfn, trigger,
-    accumulation mode, allowed lateness and timestamp combiner.
-
-    Args:
-        windowing: The windowing to restore (a PCollection's ``windowing``).
-    """
-    return beam.WindowInto(windowing.windowfn, trigger=windowing.triggerfn,
-                           accumulation_mode=windowing.accumulation_mode,
-                           timestamp_combiner=windowing.timestamp_combiner,
-                           allowed_lateness=windowing.allowed_lateness)

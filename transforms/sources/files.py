@@ -13,12 +13,15 @@ from apache_beam.io import fileio
 from apache_beam.io.fileio import EmptyMatchTreatment
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.utils.timestamp import Timestamp
 
 from transforms.errors import ConfigError
 from transforms.metrics import counter
 from transforms.model import Transcript
 from transforms.parsing import FORMATS, detect_format, read_file, unknown_format_failure
-from transforms.sources.common import FAILURES, TRANSCRIPTS, _EmitFn, check_field_options, tagged
+from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
+from transforms.sources.common import (FAILURES, TRANSCRIPTS, EventTime, _EmitFn,
+                                       check_field_options, event_time_setting, tagged)
 from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, source_failure
 
 log = logging.getLogger(__name__)
@@ -40,13 +43,16 @@ class _AsReadableFn(beam.DoFn):
 class _ReadFileFn(_EmitFn):
     """Parses one whole file into transcripts and failure rows."""
 
-    def __init__(self, fmt: str, mapping: FieldMapping, max_text_chars: int) -> None:
-        super().__init__(max_text_chars)
+    def __init__(self, fmt: str, mapping: FieldMapping, max_text_chars: int,
+                 event_time: EventTime | None) -> None:
+        super().__init__(max_text_chars, event_time)
         self._format = fmt
         self._mapping = mapping
         self._files = counter("files_read")
 
-    def process(self, readable: fileio.ReadableFile) -> Iterator[Any]:
+    def process(self, readable: fileio.ReadableFile,
+                timestamp: Timestamp = beam.DoFn.TimestampParam) -> Iterator[Any]:
+        self._input_time = timestamp
         yield from self._parse(readable)
 
     def _parse(self, readable: fileio.ReadableFile) -> Iterator[Any]:
@@ -95,17 +101,29 @@ class ReadTranscriptFiles(beam.PTransform):
         turns_field: The record field that holds speaker turns (used when there is no text).
         metadata_fields: Record fields kept as the transcript's metadata; None keeps the others.
         max_text_chars: The longest text accepted; a longer one becomes a failure row.
+        timestamp_field: The record field that holds each record's event time (ISO 8601 with
+            an offset or Z, or epoch seconds or milliseconds): each transcript is timestamped
+            with it, so windows group records by when the call happened. A record without a
+            valid one becomes an ``InvalidTimestamp`` failure row. None keeps the element's
+            timestamp.
+        allowed_lateness_seconds: With ``timestamp_field``, on timestamped (streaming) input: a
+            record whose event time is further behind the file's timestamp than this becomes
+            a ``LateRecord`` failure row, as its window may already have closed.
     """
 
     def __init__(self, format: str = "auto", id_field: str = "id", text_field: str = "text",
                  turns_field: str = "turns", metadata_fields: Sequence[str] | None = None,
-                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
+                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS, timestamp_field: str | None = None,
+                 allowed_lateness_seconds: float = DEFAULT_INPUT_LATENESS_SECONDS) -> None:
         super().__init__()
         if format != "auto" and format not in FORMATS:
             raise ConfigError(f"format {format!r} is not supported; use auto or one of "
                               f"{', '.join(FORMATS)}", "format")
         check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
                             turns_field=turns_field)
+        self._event_time, metadata_fields = event_time_setting(
+            timestamp_field, metadata_fields, allowed_lateness_seconds, id_field=id_field,
+            text_field=text_field, turns_field=turns_field)
         self._format = format
         self._mapping = FieldMapping.of(id_field, text_field, turns_field, metadata_fields)
         self._max_text_chars = max_text_chars
@@ -115,7 +133,7 @@ class ReadTranscriptFiles(beam.PTransform):
             files
             | "AsReadable" >> beam.ParDo(_AsReadableFn()).with_output_types(fileio.ReadableFile)
             | "ParseFiles" >> beam.ParDo(
-                _ReadFileFn(self._format, self._mapping, self._max_text_chars)
+                _ReadFileFn(self._format, self._mapping, self._max_text_chars, self._event_time)
             ).with_output_types(Transcript).with_outputs(FAILURES, main=TRANSCRIPTS))
         return tagged(parsed)
 
@@ -136,16 +154,22 @@ class ReadTranscripts(beam.PTransform):
         turns_field: The record field that holds speaker turns (used when there is no text).
         metadata_fields: Record fields kept as the transcript's metadata; None keeps the others.
         max_text_chars: The longest text accepted; a longer one becomes a failure row.
+        timestamp_field: The record field that holds each record's event time (ISO 8601 with
+            an offset or Z, or epoch seconds or milliseconds), so windows applied downstream
+            group records by when the call happened; a record without a valid one becomes an
+            ``InvalidTimestamp`` failure row. None: every record has Beam's minimum timestamp,
+            for which a time window means nothing.
     """
 
     def __init__(self, file_pattern: str, format: str = "auto", id_field: str = "id",
                  text_field: str = "text", turns_field: str = "turns",
                  metadata_fields: Sequence[str] | None = None,
-                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
+                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+                 timestamp_field: str | None = None) -> None:
         super().__init__()
         self._pattern = file_pattern
         self._read = ReadTranscriptFiles(format, id_field, text_field, turns_field,
-                                         metadata_fields, max_text_chars)
+                                         metadata_fields, max_text_chars, timestamp_field)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         return (pbegin
