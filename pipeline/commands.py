@@ -216,8 +216,5 @@ def report_command(argv: list[str]) -> int:
                         help="the folder holding the run's report.json: its --report-dir, else "
                              "its --output (file sinks) or reports/<run id> (kafka, bigquery)")
     args = parser.parse_args(argv)
-    try:
-        print(rebuild(args.run_output))
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    print(rebuild(args.run_output))
     return 0
