@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import exit_codes
+from pipeline.__main__ import main
 from tests.pipelines import cli_with_counters, read_rows
 from transforms.parsing import read_stored_file
 from transforms.rate_control import RetryPolicy
@@ -61,6 +62,29 @@ def test_an_eio_file_is_one_unreadable_file_row_and_the_other_files_are_summariz
     assert "could not be read from storage (4 attempts)" in failure["error_message"]
     assert "Input/output error" in failure["error_message"]
     assert counters["records_in"] == 6 and counters["records_failed"] == 1
+    assert main(["report", str(out)]) == exit_codes.OK  # the report it wrote reads back
+
+
+@needs_eio
+def test_a_watched_folder_makes_an_eio_file_one_row_and_goes_on(tmp_path):
+    """The streaming watch source reads each file it finds with the same reader."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    _calls(folder / "a.jsonl", ["a1", "a2"])
+    os.symlink("/proc/self/mem", folder / "broken.jsonl")
+    out = tmp_path / "out"
+    # --watch-seconds counts from when the pipeline is built: generous for a slow start.
+    code = main(["run", "--streaming", "--input", str(folder / "*.jsonl"), "--output", str(out),
+                 "--sink", "jsonl", "--window-seconds", "3", "--watch-interval-seconds", "1",
+                 "--watch-seconds", "20", "--min-records-per-job", "1",
+                 "--max-failure-rate", "0.5"])
+
+    assert code == exit_codes.OK
+    assert sorted(r["transcript_id"] for r in read_rows(out / "summaries")) == ["a1", "a2"]
+    [failure] = read_rows(out / "failures")
+    assert (failure["error_code"], failure["origin"]) == ("UnreadableFile",
+                                                          str(folder / "broken.jsonl"))
+    assert main(["report", str(out)]) == exit_codes.OK
 
 
 class _Drops:
