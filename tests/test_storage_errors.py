@@ -52,7 +52,6 @@ def test_an_eio_file_is_one_unreadable_file_row_and_the_other_files_are_summariz
     code, counters = cli_with_counters(
         ["run", "--input", str(folder / "*.jsonl"), "--output", str(out), "--sink", "jsonl",
          "--min-records-per-job", "1", "--max-failure-rate", "0.5"], monkeypatch)
-
     assert code == exit_codes.OK  # 1 failure of 6 rows, within --max-failure-rate
     assert sorted(r["transcript_id"] for r in read_rows(out / "summaries")) == [
         "a1", "a2", "a3", "b1", "b2"]
@@ -155,3 +154,36 @@ def test_errors_in_the_bytes_are_not_retried():
                                  "calls.jsonl.gz", "jsonl", MAPPING, 10**6, sleep=slept.append)
     assert failure.error_code == "UnreadableFile" and "from storage" not in failure.error_message
     assert slept == []
+
+
+def test_an_s3_object_storage_will_not_serve_is_one_row_and_the_others_are_summarized(
+        local_backend_factory, tmp_path, monkeypatch):
+    """A real S3 fault through Beam's S3 filesystem: the local S3 answers every GET of one object
+    with 403 AccessDenied."""
+    from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
+    from pipeline.local.faults import Faults
+    from transforms.quotas import Quotas
+
+    backend = local_backend_factory(quotas=Quotas(min_records_per_job=1), faults=Faults(
+        s3_denied_keys=(f"{DEFAULT_BUCKET}/in/b.jsonl",)))
+    s3 = backend.boto3_client("s3")
+    for name, ids in (("a.jsonl", ["a1", "a2", "a3"]), ("b.jsonl", ["b1"]), ("c.jsonl", ["c1"])):
+        s3.put_object(Bucket=DEFAULT_BUCKET, Key=f"in/{name}", Body="".join(
+            json.dumps({"id": i, "text": TEXT.format(n=i)}) + "\n" for i in ids).encode())
+    out = tmp_path / "out"
+    code, counters = cli_with_counters(
+        ["run", "--backend", "aws", "--bedrock-endpoint-url", backend.bedrock_endpoint_url,
+         "--bucket-uri", f"s3://{DEFAULT_BUCKET}/runs", "--role-arn", SERVICE_ROLE_ARN,
+         "--aws-region", backend.region, "--poll-interval-seconds", "1",
+         "--input", f"s3://{DEFAULT_BUCKET}/in/*.jsonl", "--output", str(out), "--sink", "jsonl",
+         "--min-records-per-job", "1", "--max-failure-rate", "0.5"], monkeypatch)
+    assert code == exit_codes.OK
+    assert sorted(r["transcript_id"] for r in read_rows(out / "summaries")) == [
+        "a1", "a2", "a3", "c1"]
+    [failure] = read_rows(out / "failures")
+    assert (failure["error_code"], failure["origin"]) == (
+        "UnreadableFile", f"s3://{DEFAULT_BUCKET}/in/b.jsonl")
+    assert "could not be read from storage (4 attempts)" in failure["error_message"]
+    assert counters["records_in"] == 5
+    assert "AccessDenied" in failure["error_message"]
+    assert backend.faults_injected()["s3_denied"] >= 4
