@@ -65,6 +65,15 @@ def test_an_eio_file_is_one_unreadable_file_row_and_the_other_files_are_summariz
 
 
 @needs_eio
+def test_plan_counts_an_eio_file_as_invalid(tmp_path, capsys):
+    _calls(tmp_path / "a.jsonl", ["a1", "a2"])
+    os.symlink("/proc/self/mem", tmp_path / "broken.jsonl")
+    assert main(["plan", "--input", str(tmp_path / "*.jsonl")]) == exit_codes.OK
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["records"], plan["invalid_records"]) == (2, 1)
+
+
+@needs_eio
 def test_a_watched_folder_makes_an_eio_file_one_row_and_goes_on(tmp_path):
     """The streaming watch source reads each file it finds with the same reader."""
     folder = tmp_path / "inbox"
