@@ -76,13 +76,13 @@ def read_manifest(storage: Storage, uri: str) -> Manifest | None:
     """
     if not storage.exists(uri):
         return None
-    fix = "download it again, or delete it to collect without its counts"
+    fix = "copy it again from the job's output, or delete it to collect without its counts"
     try:
         data = json.loads(b"\n".join(storage.read_byte_lines(uri)).decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise UsageError(f"{uri} is not valid JSON ({type(exc).__name__}: {exc}); {fix}") from None
     if not isinstance(data, dict):
-        raise UsageError(f"{uri} is a JSON {type(data).__name__}, not a job manifest object; {fix}")
+        raise UsageError(f"{uri} holds JSON that is not an object, so no job manifest; {fix}")
     wrong = [name for name in _MANIFEST_COUNTS if name in data and not (
         type(data[name]) is int and data[name] >= 0)]
     if wrong:
