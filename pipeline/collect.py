@@ -5,14 +5,17 @@ ids and nothing is resubmitted.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+import json
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions
 from transforms.aws import AwsConfig
 from transforms.harvest import FAILURES, RecordMetrics
+from transforms.model import Failure, truncate_raw
 from transforms.results import MANIFEST_NAME, OUTPUT_SUFFIX, JobContext, Manifest, harvest_lines
 from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.storage import Storage, join
@@ -22,13 +25,83 @@ def _storage(aws: AwsConfig, uri: str) -> Storage:
     return Storage(aws.client("s3") if uri.startswith("s3://") else None)
 
 
+_POINT_AT_A_JOB = "point --job-output at <output s3Uri>/<job id>/ of a finished job"
+# The manifest's counts, in the order of Manifest's fields.
+_MANIFEST_COUNTS = ("totalRecordCount", "processedRecordCount", "successRecordCount",
+                    "errorRecordCount", "inputTokenCount", "outputTokenCount")
+
+
 def output_files(storage: Storage, job_output: str) -> list[str]:
+    """The job's output files, each checked to begin like one (nothing is written otherwise).
+
+    Args:
+        storage: Where the job output is.
+        job_output: The job's output folder.
+
+    Raises:
+        UsageError: No output file, or one whose first line is no output record.
+    """
     files = [u for u in storage.list(job_output)
              if u.endswith(OUTPUT_SUFFIX) and not u.endswith(MANIFEST_NAME)]
     if not files:
-        raise ValueError(f"--job-output {job_output!r} holds no *{OUTPUT_SUFFIX} files; point it at "
-                         f"<output s3Uri>/<job id>/ of a finished job")
+        raise UsageError(f"--job-output {job_output!r} holds no *{OUTPUT_SUFFIX} files; "
+                         f"{_POINT_AT_A_JOB}")
+    for uri in files:
+        # Blank as the harvest counts it: str.isspace, not bytes' ASCII-only strip.
+        first = next((line for line in storage.read_byte_lines(uri)
+                      if line.decode("utf-8", "replace").strip()), None)
+        if first is not None and not _is_output_record(first):
+            raise UsageError(f"{uri} is not a batch job's output: its first line is no JSON "
+                             f"record with a recordId; {_POINT_AT_A_JOB}")
     return files
+
+
+def _is_output_record(line: bytes) -> bool:
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
+        return False
+    return isinstance(record, dict) and "recordId" in record
+
+
+def read_manifest(storage: Storage, uri: str) -> Manifest | None:
+    """The job's manifest, checked before any row is written; None when the job has none.
+
+    Args:
+        storage: Where the job output is.
+        uri: The manifest's URI.
+
+    Raises:
+        UsageError: The manifest is not a JSON object of non-negative counts.
+    """
+    if not storage.exists(uri):
+        return None
+    fix = "copy it again from the job's output, or delete it to collect without its counts"
+    try:
+        data = json.loads(b"\n".join(storage.read_byte_lines(uri)).decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{uri} is not valid JSON ({type(exc).__name__}: {exc}); {fix}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{uri} holds JSON that is not an object, so no job manifest; {fix}")
+    wrong = [name for name in _MANIFEST_COUNTS if name in data and not (
+        type(data[name]) is int and data[name] >= 0)]
+    if wrong:
+        raise UsageError(f"{uri}: {', '.join(wrong)} must be counts (integers >= 0); {fix}")
+    return Manifest(*(data.get(name, 0) for name in _MANIFEST_COUNTS))
+
+
+def _text_lines(raw_lines: Iterable[bytes], uri: str, bad: list[Failure]) -> Iterator[str]:
+    """The lines as text; a line that is not UTF-8 becomes a failure row in ``bad`` and an empty
+    line here (which the harvest skips, keeping the line numbers)."""
+    for number, raw in enumerate(raw_lines, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad.append(Failure(stage="parse", error_code="MalformedOutputLine",
+                               error_message=f"{uri} output line {number} is not UTF-8 "
+                                             f"({exc.reason} at byte {exc.start})",
+                               raw=truncate_raw(raw)))
+            yield ""
 
 
 class _ParseOutputFn(beam.DoFn):
@@ -40,7 +113,10 @@ class _ParseOutputFn(beam.DoFn):
         self._metrics = RecordMetrics()
 
     def process(self, uri: str) -> Iterator[Any]:
-        harvest, _ = harvest_lines(_storage(self._aws, uri).read_lines(uri), None, self._ctx)
+        bad: list[Failure] = []
+        lines = _text_lines(_storage(self._aws, uri).read_byte_lines(uri), uri, bad)
+        harvest, _ = harvest_lines(lines, None, self._ctx)
+        harvest.failures.extend(bad)
         yield from self._metrics.emit(harvest)
 
 
@@ -48,6 +124,7 @@ def collect(options: PipelineOptions, job_output: str, aws: AwsConfig) -> list[s
     opts = options.view_as(BedrockBatchOptions)
     storage = _storage(aws, job_output)
     files = output_files(storage, job_output)
+    manifest = read_manifest(storage, join(job_output, MANIFEST_NAME))
     job_id = job_output.rstrip("/").rsplit("/", 1)[-1]
     ctx = JobContext(model_id=opts.model_id, job_arn=None, invocation_type=opts.model_invocation_type,
                      max_attempts=1)
@@ -67,10 +144,9 @@ def collect(options: PipelineOptions, job_output: str, aws: AwsConfig) -> list[s
     lines = [f"job {job_id}: {len(files)} output file(s)",
              f"summaries  {counts.get('records_succeeded', 0)}",
              f"failures   {counts.get('records_failed', 0)}"]
-    manifest_uri = join(job_output, MANIFEST_NAME)
-    if storage.exists(manifest_uri):
-        m = Manifest.parse(storage.read_text(manifest_uri))
-        lines.append(f"manifest   {m.total} total, {m.success} succeeded, {m.error} errored, "
-                     f"{m.input_tokens} tokens in, {m.output_tokens} out")
+    if manifest is not None:
+        lines.append(f"manifest   {manifest.total} total, {manifest.success} succeeded, "
+                     f"{manifest.error} errored, {manifest.input_tokens} tokens in, "
+                     f"{manifest.output_tokens} out")
     lines.append(f"written to {opts.output}")
     return lines

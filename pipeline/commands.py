@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
 from typing import Any, Iterator
@@ -21,7 +22,7 @@ from transforms import pricing
 from transforms.aws import AwsConfig
 from transforms.jobs import JobConfig, JobsClient
 from transforms.model import Transcript
-from transforms.parsing import detect_format, read_file
+from transforms.parsing import detect_format, read_stored_file
 from transforms.quotas import Quotas
 from transforms.planning import UndersizedPolicy, estimate_tokens, plan_sizes
 from transforms.insights.schemas import SchemaFileError, resolve_task
@@ -103,9 +104,12 @@ def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping, max_text_chars: 
         file_format = detect_format(path) if fmt == "auto" else fmt
         if file_format is None:
             raise UsageError(f"cannot tell the format of {path}; pass --input-format")
-        # Raw bytes: read_file decompresses, and turns a damaged file into a failure item.
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            yield from read_file(handle, path, file_format, mapping, max_text_chars)
+        # Raw bytes: read_file decompresses, and turns a damaged file into a failure item;
+        # read_stored_file retries a storage error, then makes it one too, as `run` does.
+        open_raw = functools.partial(FileSystems.open, path,
+                                     compression_type=CompressionTypes.UNCOMPRESSED)
+        yield from read_stored_file(open_raw(), open_raw, path, file_format, mapping,
+                                    max_text_chars)
 
 
 def plan_command(argv: list[str]) -> int:
@@ -216,8 +220,5 @@ def report_command(argv: list[str]) -> int:
                         help="the folder holding the run's report.json: its --report-dir, else "
                              "its --output (file sinks) or reports/<run id> (kafka, bigquery)")
     args = parser.parse_args(argv)
-    try:
-        print(rebuild(args.run_output))
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    print(rebuild(args.run_output))
     return 0

@@ -24,7 +24,7 @@ from transforms.aws import AwsConfig
 from transforms.config import BatchConfig
 from transforms.jobs import JobConfig
 from transforms.metrics import NAMESPACE
-from transforms.model import BatchRecord
+from transforms.model import BatchRecord, Transcript
 from transforms.on_demand import InvokeOnDemand
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.quotas import Quotas
@@ -224,3 +224,25 @@ def test_an_unreachable_service_is_retried_then_fails_the_pipeline_loudly(tmp_pa
         with pytest.raises(Exception, match="Could not connect to the endpoint URL"):
             _invoke(_records(1), config, tmp_path, retry)
     assert "attempt 2 of 2" in caplog.text
+
+
+@pytest.mark.parametrize("retries, attempt, calls", [(0, 1, 1), (1, 2, 2)])
+def test_an_invalid_insights_answer_is_repaired_only_when_max_record_retries_allows(
+        local_backend, tmp_path, retries, attempt, calls):
+    """The README: the repair needs --max-record-retries of at least 1. Transcripts whose first
+    and repair answers the local model both breaks (planned_fault) end as one SchemaViolation
+    row: of the first answer with 0 retries, of the repair answer with 1."""
+    from pipeline.local.insights import planned_fault
+
+    config = local_config(local_backend, task="insights", max_record_retries=retries)
+    texts = (f"Customer: my parcel {i} never came. Agent: I will send another." for i in range(10**4))
+    broken = [text for text in texts if planned_fault(text, False) and planned_fault(text, True)][:2]
+    records = [build_record(Transcript(f"t{n}", text), MODEL, config.prompt,
+                            output_schema=config.output_schema) for n, text in enumerate(broken)]
+    summaries, failures, counters = _invoke(records, config, tmp_path)
+
+    assert summaries == []
+    assert sorted((f["transcript_id"], f["error_code"], f["attempt"]) for f in failures) == [
+        ("t0", "SchemaViolation", attempt), ("t1", "SchemaViolation", attempt)]
+    assert counters.get("insights_repair_requests", 0) == retries * 2
+    assert counters["on_demand_calls"] == calls * 2

@@ -225,12 +225,14 @@ class InvokeOnDemandFn(beam.DoFn):
     def _repair(self, record: BatchRecord, bounds: tuple[dt.datetime | None, dt.datetime | None],
                 parsed: ParsedOutput, error: str, calls: int, throttles: int) -> CallOutcome:
         """An answer that is no valid insights object: asked once more at once (on-demand has
-        no later round to wait for), with the error; a second invalid answer is a failure row."""
+        no later round to wait for), with the error, if ``max_record_retries`` leaves the
+        record a round, as a batch job's answer would be; otherwise, or for a second invalid
+        answer, a failure row."""
         cfg = self._config
         entry = IndexEntry(record.record_id, record.transcript_id, record.metadata, record.attempt)
         ctx = JobContext(model_id=cfg.model_id, job_arn=None,
                          invocation_type=cfg.job.model_invocation_type,
-                         max_attempts=record.attempt + 1, output_schema=cfg.output_schema)
+                         max_attempts=cfg.max_attempts, output_schema=cfg.output_schema)
         outcome = repair_or_fail(entry, record.model_input, ctx, answer_text(parsed), error)
         if isinstance(outcome, Failure):
             return CallOutcome(outcome, calls, throttles, parsed)

@@ -15,14 +15,17 @@ Amazon Transcribe output is read by ``transforms.transcribe_output``.
 (``transforms.decompression``, which detects cut streams that Beam's own decompression reads as
 a silent end of file) and turns any exception
 while decoding into a failure row naming the file and how many records were read before it.
-Only errors of the storage read itself propagate, so the runner retries the file.
+Only errors of the storage read itself propagate; ``read_stored_file`` retries those, and turns
+a file that storage still cannot read into a failure row too.
 """
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
-from typing import IO, Any, Iterator, Mapping, Sequence
+import time
+from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 import fastavro
 import pyarrow.parquet as pq
@@ -30,6 +33,7 @@ import pyarrow.parquet as pq
 from transforms.decompression import (StorageReadError, TruncatedStream, compression_suffix,
                                       file_stem, open_decoded)
 from transforms.model import Failure, Transcript
+from transforms.rate_control import RetryPolicy
 from transforms.transcribe_output import is_transcribe_output, transcribe_to_transcript
 from transforms.validation import (FieldMapping, record_to_transcript, source_failure,
                                    validation_failure)
@@ -40,6 +44,11 @@ _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "
                ".txt": "txt", ".avro": "avro", ".parquet": "parquet"}
 
 PARQUET_BATCH_ROWS = 1024
+# Reads of one file that storage fails (an I/O error, a dropped S3 connection) before the file
+# becomes a failure row; backoffs of up to 1, 2 and 4 s between them ride out a brief outage.
+STORAGE_READ_RETRY = RetryPolicy(max_attempts=4, base_seconds=1.0, cap_seconds=4.0)
+
+log = logging.getLogger(__name__)
 
 Item = Transcript | Failure
 
@@ -359,7 +368,8 @@ def read_file(handle: IO[bytes], path: str, fmt: str, mapping: FieldMapping,
     """Every Transcript or Failure in one file, ``handle`` being its raw bytes from storage.
 
     Whatever goes wrong while decompressing or decoding ends the file with one failure row that
-    names it; the items read before stay. StorageReadError propagates: the runner retries.
+    names it; the items read before stay. StorageReadError propagates: ``read_stored_file``
+    retries it.
 
     Args:
         handle: The file's raw (undecompressed) bytes from storage.
@@ -378,6 +388,72 @@ def read_file(handle: IO[bytes], path: str, fmt: str, mapping: FieldMapping,
         raise
     except Exception as err:  # noqa: BLE001 - any bad byte stops this file only
         yield file_failure(path, fmt, err, read)
+
+
+def storage_failure(path: str, err: Exception, attempts: int, records: int) -> Failure:
+    """The failure row for a file that storage failed to read ``attempts`` times.
+
+    Args:
+        path: The file's path.
+        err: The last storage error.
+        attempts: How many times the file was read.
+        records: Items read from the file before the error.
+    """
+    read = f"{records} record{'' if records == 1 else 's'} read before it"
+    cause = err.__cause__ or err  # a StorageReadError wraps the storage's own error
+    return source_failure(
+        "UnreadableFile", f"{path} could not be read from storage ({attempts} attempts): "
+        f"{type(cause).__name__}: {cause} ({read}; the rest of the file is not read); check "
+        f"that the file can be read, then run again", origin=path)
+
+
+def read_stored_file(handle: IO[bytes], reopen: Callable[[], IO[bytes]], path: str, fmt: str,
+                     mapping: FieldMapping, max_text_chars: int,
+                     retry: RetryPolicy = STORAGE_READ_RETRY,
+                     sleep: Callable[[float], None] = time.sleep) -> Iterator[Item]:
+    """``read_file`` with storage errors retried: after a backoff the file is opened again and
+    read from its start, the items already yielded skipped (the same bytes decode to the same
+    items). A file still unreadable after ``retry.max_attempts`` reads ends with one
+    ``storage_failure`` row, after the items read before the error. Closes the handles.
+
+    Args:
+        handle: The file's raw (undecompressed) bytes from storage, opened for the first read.
+        reopen: Opens them again for a retry; an error doing so is a failed attempt too.
+        path: The file's path; its suffix picks the decompressor.
+        fmt: The file's format, one of ``FORMATS``.
+        mapping: Which input fields hold the id, text, turns and metadata.
+        max_text_chars: The longest text a ``txt`` file may hold.
+        retry: How many reads, and the backoff bounds between them.
+        sleep: Waits out the backoff.
+    """
+    read, attempt = 0, 1
+    while True:
+        try:
+            with handle:
+                for index, item in enumerate(read_file(handle, path, fmt, mapping,
+                                                       max_text_chars)):
+                    if index >= read:
+                        read += 1
+                        yield item
+            return
+        except StorageReadError as err:
+            failed: Exception = err
+        while True:
+            if attempt >= retry.max_attempts:
+                log.warning("read %s: storage failed %d times, last with %s", path, attempt,
+                            failed)
+                yield storage_failure(path, failed, attempt, read)
+                return
+            delay = retry.backoff(attempt)
+            log.warning("read %s: %s; attempt %d of %d in %.1f s", path, failed, attempt + 1,
+                        retry.max_attempts, delay)
+            sleep(delay)
+            attempt += 1
+            try:
+                handle = reopen()
+                break
+            except Exception as err:  # noqa: BLE001 - each storage fails its own way
+                failed = err
 
 
 def row_to_record(row: Any) -> Mapping[str, Any] | None:

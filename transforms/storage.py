@@ -96,6 +96,21 @@ class Storage:
                 for line in handle:
                     yield line.rstrip("\n")
 
+    def read_byte_lines(self, uri: str) -> Iterator[bytes]:
+        """Yield lines as bytes (without their line ending), for a reader that decodes each
+        line itself, so one line that is not UTF-8 does not stop the rest.
+
+        Args:
+            uri: The object to read.
+        """
+        if uri.startswith("s3://"):
+            bucket, key = split_s3(uri)
+            yield from self._client().get_object(Bucket=bucket, Key=key)["Body"].iter_lines()
+        else:
+            with open(uri, "rb") as handle:
+                for line in handle:
+                    yield line.rstrip(b"\r\n")
+
     def download(self, uri: str, local_path: str) -> None:
         """Copy the object at ``uri`` to a local file (multipart on S3).
 

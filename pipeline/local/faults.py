@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 # Errors a batch record really gets from the model runtime, as (errorCode, errorMessage) in the output.
 RECORD_ERRORS: tuple[tuple[int, str], ...] = (
@@ -29,6 +30,7 @@ S3_ERRORS: tuple[tuple[int, str, str], ...] = (
     (500, "InternalError", "We encountered an internal error. Please try again."),
     (503, "SlowDown", "Please reduce your request rate."),
 )
+S3_DENIED = (403, "AccessDenied", "Access Denied")
 # Ways a job's delivered output can disagree with what it processed (see JobFaults.damage).
 DAMAGES = ("torn_line", "missing_file", "manifest")
 
@@ -51,6 +53,10 @@ class Faults:
     missing_output_rate: float = 0.0  # jobs that write no .out file for one input file
     manifest_mismatch_rate: float = 0.0  # jobs whose manifest counts one success too many
     s3_error_rate: float = 0.0        # S3 requests answered 500 InternalError or 503 SlowDown
+    # "bucket/key" of objects whose every GET is answered 403 AccessDenied while HEAD and
+    # listings work: one file storage will not serve however often it is asked (not a 5xx,
+    # which Beam's S3 filesystem retries for minutes before its reader sees it).
+    s3_denied_keys: tuple[str, ...] = ()
     lost_create_rate: float = 0.0     # creates that make the job but answer 500 (answer lost)
 
     def __post_init__(self) -> None:
@@ -104,9 +110,18 @@ class FaultPlan:
             self.injected["throttle"] += hit
             return hit
 
-    def s3_error(self) -> tuple[int, str, str] | None:
-        """The server error this S3 request gets, or None to serve it (a sequence over requests
-        in arrival order, like throttle)."""
+    def s3_error(self, method: str, path: str) -> tuple[int, str, str] | None:
+        """The error this S3 request gets, or None to serve it: AccessDenied for a GET of one of
+        ``s3_denied_keys``, else a server error drawn at ``s3_error_rate`` (a sequence over
+        requests in arrival order, like throttle).
+
+        Args:
+            method: The request's HTTP method.
+            path: The request's path, ``/bucket/key`` (URL-encoded).
+        """
+        if method == "GET" and unquote(path.lstrip("/")) in self.faults.s3_denied_keys:
+            self.count("s3_denied")
+            return S3_DENIED
         if self.faults.s3_error_rate <= 0:
             return None
         with self._lock:

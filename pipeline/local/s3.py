@@ -112,7 +112,8 @@ class SigV4Guard:
                 message, extra = (f"The authorization header is malformed; {e.message}",
                                   f"<Region>{escape(e.detail)}</Region>")
             return _error(start_response, status, code, message or e.message, extra)
-        injected = self._faults.s3_error() if self._faults else None
+        injected = (self._faults.s3_error(environ["REQUEST_METHOD"], raw_path) if self._faults
+                    else None)
         if injected is not None:
             return _error(start_response, *injected)
         environ["wsgi.input"] = io.BytesIO(body)
@@ -128,13 +129,14 @@ class LocalS3:
     Every request must be SigV4-signed with ``credentials`` for ``region`` (a fresh random
     pair when none is given). Moto keeps its data in process-wide state, so two LocalS3
     instances in one process see the same buckets; use distinct bucket names when that matters.
-    ``faults`` injects S3 server errors (its ``s3_error_rate``).
+    ``faults`` injects S3 errors (its ``s3_error_rate`` and ``s3_denied_keys``).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
                  credentials: LocalCredentials | None = None, region: str = "us-east-1",
                  faults: Faults | None = None) -> None:
-        self.faults = FaultPlan(faults) if faults and faults.s3_error_rate > 0 else None
+        self.faults = (FaultPlan(faults) if faults and (faults.s3_error_rate > 0
+                                                        or faults.s3_denied_keys) else None)
         self._host = host
         self._quiet = quiet
         self._port = port

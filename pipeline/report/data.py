@@ -9,6 +9,9 @@ import datetime as dt
 import re
 from typing import Any, Iterable, Mapping, Protocol
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
 from transforms.layout import window_key
 from transforms.pricing import estimate_cost
 from transforms.results import Manifest
@@ -43,6 +46,62 @@ class RunCounts(Protocol):
     def exit_code(self) -> int: ...
     def cost(self, model_id: str) -> tuple[float, float] | None: ...
     def verdict(self) -> str: ...
+
+
+_INT = {"type": "integer"}
+_INT_OR_NULL = {"type": ["integer", "null"]}
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_TEXT = {"type": "string"}
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+
+
+def _object(**fields: Any) -> dict[str, Any]:
+    return {"type": "object", "required": list(fields), "properties": fields}
+
+
+# What report.json must hold for the page to be drawn from it (``report_data`` writes more).
+REPORT_SCHEMA: dict[str, Any] = _object(
+    version={"const": VERSION}, run_id=_TEXT, generated_at=_TEXT, model_id=_TEXT,
+    exit_code=_INT, verdict=_TEXT,
+    records=_object(**{name: _INT for name in ("in", "summaries", "failures", "unaccounted")}),
+    failures_by_cause={"type": "array", "items": _object(stage=_TEXT, code=_TEXT, count=_INT)},
+    tokens=_object(input_tokens=_INT, output_tokens=_INT),
+    cost_usd={**_object(total={"type": "number"}), "type": ["object", "null"]},
+    written={"type": "array", "items": _TEXT},
+    jobs={"type": "array", "items": _object(
+        name=_TEXT, arn=_TEXT, status=_TEXT, message=_TEXT_OR_NULL, window=_TEXT_OR_NULL,
+        submitted=_TEXT_OR_NULL, ended=_TEXT_OR_NULL, last_modified=_TEXT_OR_NULL,
+        records=_INT_OR_NULL, records_succeeded=_INT_OR_NULL, records_failed=_INT_OR_NULL,
+        input_tokens=_INT_OR_NULL, output_tokens=_INT_OR_NULL, cost_usd=_NUMBER_OR_NULL)},
+    windows={"type": "array", "items": _object(
+        window=_TEXT, jobs=_INT, summaries=_INT_OR_NULL, failures=_INT_OR_NULL,
+        input_tokens=_INT_OR_NULL, output_tokens=_INT_OR_NULL, cost_usd=_NUMBER_OR_NULL)})
+REPORT_SCHEMA["properties"].update(streaming={"type": "boolean"}, jobs_note=_TEXT_OR_NULL)
+# The job times the timeline subtracts from each other: report_data writes them with a UTC offset.
+_JOB_TIMES = ("submitted", "ended", "last_modified")
+
+
+def _has_offset(text: str) -> bool:
+    try:
+        return dt.datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def report_problem(data: Any) -> str | None:
+    """What keeps ``data`` (report.json as read) from being a run report, or None.
+
+    Args:
+        data: The parsed JSON.
+    """
+    error = best_match(Draft202012Validator(REPORT_SCHEMA).iter_errors(data))
+    if error is not None:
+        return f"{'.'.join(map(str, error.absolute_path)) or 'the top level'}: {error.message}"
+    for number, job in enumerate(data["jobs"]):
+        for name in _JOB_TIMES:
+            if job[name] is not None and not _has_offset(job[name]):
+                return f"jobs.{number}.{name}: {job[name]!r} is no ISO 8601 time with a UTC offset"
+    return None
 
 
 def _iso(value: Any) -> str | None:

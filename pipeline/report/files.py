@@ -10,7 +10,8 @@ from typing import Any, Mapping
 from apache_beam.io.filesystems import FileSystems
 from plotly.offline import get_plotlyjs
 
-from pipeline.report.data import job_entry
+from pipeline.exit_codes import UsageError
+from pipeline.report.data import job_entry, report_problem
 from pipeline.report.page import render
 from transforms.jobs import job_id_from_arn, run_prefix
 from transforms.results import MANIFEST_NAME, Manifest
@@ -99,14 +100,24 @@ def rebuild(directory: str) -> str:
         directory: A run's report folder (its --output for file sinks, or its --report-dir).
 
     Raises:
-        FileNotFoundError: ``directory`` holds no report.json.
+        UsageError: ``directory`` holds no report.json, or one that is no run report; nothing
+            is written then.
     """
     json_path = join(directory, JSON_NAME)
     if not FileSystems.exists(json_path):
-        raise FileNotFoundError(f"{json_path} does not exist: pass the folder of a run's "
-                                f"report (its --output, or its --report-dir)")
+        raise UsageError(f"{json_path} does not exist: pass the folder of a run's report (its "
+                         f"--output, or its --report-dir)")
     with FileSystems.open(json_path) as handle:
-        data = json.loads(handle.read().decode("utf-8"))
+        content = handle.read()
+    fix = "restore it from a copy, or rerun the run with the same --run-id, which writes it again"
+    try:
+        data = json.loads(content.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+        raise UsageError(f"{json_path} is not valid JSON ({type(exc).__name__}: "
+                         f"{exc}); {fix}") from None
+    problem = report_problem(data)
+    if problem is not None:
+        raise UsageError(f"{json_path} is not a run report ({problem}); {fix}")
     html_path = join(directory, HTML_NAME)
     _write(html_path, render(data, get_plotlyjs()))
     return html_path

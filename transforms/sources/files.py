@@ -5,6 +5,7 @@ Thin glue over ``transforms.parsing`` (decoding each format) and ``transforms.va
 """
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Iterator, Sequence, Union
 
@@ -18,7 +19,7 @@ from apache_beam.utils.timestamp import Timestamp
 from transforms.errors import ConfigError
 from transforms.metrics import counter
 from transforms.model import Transcript
-from transforms.parsing import FORMATS, detect_format, read_file, unknown_format_failure
+from transforms.parsing import FORMATS, detect_format, read_stored_file, unknown_format_failure
 from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
 from transforms.sources.common import (FAILURES, TRANSCRIPTS, EventTime, _EmitFn,
                                        check_field_options, event_time_setting, tagged)
@@ -62,10 +63,11 @@ class _ReadFileFn(_EmitFn):
             log.info("read %s: unknown format, 1 failure", path)
             yield from self._emit(unknown_format_failure(path))
             return
+        # Raw bytes: read_file decompresses itself, so a cut or corrupt file is reported as one.
+        open_raw = functools.partial(readable.open, mime_type="application/octet-stream",
+                                     compression_type=CompressionTypes.UNCOMPRESSED)
         try:
-            # Raw bytes: read_file decompresses itself, so a cut or corrupt file is reported as one.
-            handle = readable.open(mime_type="application/octet-stream",
-                                   compression_type=CompressionTypes.UNCOMPRESSED)
+            handle = open_raw()
         except OSError as err:  # a path given to ReadTranscriptFiles that is gone or a folder
             log.info("read %s: cannot be opened, 1 failure", path)
             yield from self._emit(source_failure(
@@ -74,12 +76,14 @@ class _ReadFileFn(_EmitFn):
             return
         self._files.inc()
         records = failures = 0
-        with handle:
-            for item in read_file(handle, path, fmt, self._mapping, self._max_text_chars):
-                for output in self._emit(item):
-                    records += 1
-                    failures += isinstance(output, TaggedOutput)
-                    yield output
+        # A storage error is retried here, not by failing the bundle: a file that storage cannot
+        # read becomes a failure row and the bundle's other files go on.
+        for item in read_stored_file(handle, open_raw, path, fmt, self._mapping,
+                                     self._max_text_chars):
+            for output in self._emit(item):
+                records += 1
+                failures += isinstance(output, TaggedOutput)
+                yield output
         log.info("read %s: %d records, %d failures", path, records, failures)
 
 
@@ -90,8 +94,9 @@ class ReadTranscriptFiles(beam.PTransform):
 
     Each file is read whole by one worker call, in the format its name says (or ``format``).
     Returns {"transcripts": PCollection[Transcript], "failures": PCollection[Failure]}. A file
-    that cannot be opened, decompressed or decoded ends as one failure row naming it (after the
-    records read before the damage). Ids are not deduplicated here: SummarizeTranscripts does it.
+    that cannot be opened, decompressed or decoded, or that storage still fails to read after a
+    few attempts with backoff, ends as one failure row naming it (after the records read before
+    the damage). Ids are not deduplicated here: SummarizeTranscripts does it.
 
     Args:
         format: ``auto`` (by file name), or one of jsonl, json, csv, txt, avro, parquet,
