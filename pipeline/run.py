@@ -1,6 +1,7 @@
 """`run`: read transcripts, summarize them with Bedrock batch jobs, write summaries and failures."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -226,16 +227,40 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None,
 
 
 def prepare(opts: BedrockBatchOptions, run_id: str) -> None:
-    """Checks that need no pipeline, and claims a file --output for ``run_id``: before any job."""
+    """Checks that need no pipeline, before the output folder is claimed and any job exists."""
     if not 0 <= opts.max_failure_rate <= 1:
         raise exit_codes.UsageError(f"--max-failure-rate {opts.max_failure_rate:g} is not a "
                                     f"fraction: pass a number from 0 to 1, e.g. 0.05")
-    if opts.sink in FORMATS:
-        FileSystems.set_options(opts)  # e.g. s3:// settings; a pipeline sets them only when built
+    if opts.input and not opts.kafka_topic:
+        files = opts.sink in FORMATS
+        overlap = commit.output_in_input(opts.input, opts.output if files else None, run_id,
+                                         FORMATS.get(opts.sink, ""), opts.report_dir)
+        if overlap:
+            raise exit_codes.UsageError(overlap)
+
+
+@contextlib.contextmanager
+def hold_output(opts: BedrockBatchOptions, run_id: str) -> Iterator[commit.Lease | None]:
+    """Hold a file sink's --output for ``run_id`` while the block runs (see ``commit.hold``);
+    another process holding it, or another run's files in it, is a usage error (exit 2).
+
+    Args:
+        opts: The run's options.
+        run_id: The run's id.
+
+    Yields:
+        The lease to pass to ``run``; None for the Kafka and BigQuery sinks, which have no folder.
+    """
+    if opts.sink not in FORMATS:
+        yield None
+        return
+    FileSystems.set_options(opts)  # e.g. s3:// settings; a pipeline sets them only when built
+    with contextlib.ExitStack() as stack:
         try:
-            commit.claim(opts.output, run_id, opts.overwrite)
+            lease = stack.enter_context(commit.hold(opts.output, run_id, opts.overwrite, opts))
         except commit.OutputInUse as exc:
             raise exit_codes.UsageError(str(exc)) from None
+        yield lease
 
 
 _FAILURES_PREFIX = "failures."
@@ -399,8 +424,15 @@ def redaction_line(counters: dict[str, int]) -> str | None:
             f"transcripts (best-effort)")
 
 
-def run(options: PipelineOptions, config: BatchConfig) -> Report:
-    """Run the pipeline (after ``prepare``), publish file output, and account for every record."""
+def run(options: PipelineOptions, config: BatchConfig, lease: commit.Lease | None = None) -> Report:
+    """Run the pipeline (after ``prepare``, inside ``hold_output``), publish file output, and
+    account for every record.
+
+    Args:
+        options: The pipeline's options.
+        config: The run's settings.
+        lease: The hold on a file sink's --output (from ``hold_output``); publishing checks it.
+    """
     opts = options.view_as(BedrockBatchOptions)
     streaming = options.view_as(StandardOptions).streaming
     files = opts.sink in FORMATS
@@ -410,9 +442,11 @@ def run(options: PipelineOptions, config: BatchConfig) -> Report:
     with beam.Pipeline(options=options) as p:
         build(p, opts, config, root)
     if files and streaming:
+        if lease is not None:
+            lease.check()
         commit.mark_finished(opts.output, config.run_id)
     elif files:
-        commit.publish(opts.output, config.run_id)
+        commit.publish(opts.output, config.run_id, lease)
     counters: dict[str, int] = {}
     for result in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
         name = result.key.metric.name
