@@ -24,7 +24,14 @@ _GENERATION = re.compile(r"_LOCK\.([1-9][0-9]*)\Z")
 class Holder:
     """What a lock generation says about the process that wrote it.
 
-    ``since`` and ``expires`` are Unix times; ``released`` is set when the holder ended.
+    Args:
+        run_id: The run the process runs.
+        token: A random token of the process's hold, unique per hold.
+        host: The process's host name.
+        pid: The process id on that host.
+        since: When it took the folder (Unix seconds).
+        expires: When its lease lapses unless renewed (Unix seconds).
+        released: Whether it has ended and let the folder go.
     """
 
     run_id: str
@@ -36,11 +43,16 @@ class Holder:
     released: bool = False
 
     def to_json(self) -> str:
+        """The lock file's content (read back by ``from_json``)."""
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "Holder | None":
-        """The holder a lock file names, or None when it is not one this module wrote."""
+        """The holder a lock file names, or None when it is not one this module wrote.
+
+        Args:
+            text: The lock file's content.
+        """
         try:
             data = json.loads(text)
             return cls(run_id=str(data["run_id"]), token=str(data["token"]),
@@ -61,7 +73,11 @@ def generation(name: str) -> int | None:
 
 
 def lock_name(gen: int) -> str:
-    """The file name of lock generation ``gen``."""
+    """The file name of lock generation ``gen``.
+
+    Args:
+        gen: The generation (1 or more).
+    """
     return f"{LOCK_PREFIX}{gen}"
 
 

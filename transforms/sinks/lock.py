@@ -35,7 +35,11 @@ _ATTEMPTS = 5
 
 
 class FolderHeld(Exception):
-    """Another process holds the output folder's lock."""
+    """Another process holds the output folder's lock.
+
+    Args:
+        holder: What its lock says about that process.
+    """
 
     def __init__(self, holder: Holder):
         super().__init__(holder.run_id)
