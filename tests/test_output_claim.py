@@ -157,6 +157,19 @@ def test_hold_on_s3_uses_conditional_writes(local_backend):
     assert keys == ["out/_LOCK.2", "out/_RUN_ID"]
 
 
+def test_other_filesystems_check_then_write_through_beam(tmp_path):
+    """The store for gs://, hdfs:// and the like uses only Beam's FileSystems API; it runs here
+    on a local folder, as no other filesystem is at hand (so its non-atomic create is not
+    raced)."""
+    store = lock._BeamLocks(str(tmp_path))
+    assert store.list() == {}
+    assert store.create(1, "one") and not store.create(1, "again")
+    store.put(2, "two")
+    assert store.list() == {1: "one", 2: "two"}
+    store.delete(1)
+    assert store.list() == {2: "two"}
+
+
 # Two CLI runs at once, and a killed run's rerun.
 
 # Holds the CLI inside `run` (the folder claimed, no job created yet) until the test creates the

@@ -291,5 +291,10 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._gen is not None and not self._lost:
+        if self._gen is None or self._lost:
+            return
+        try:
             self._store.put(self._gen, self._holder(time.time(), released=True).to_json())
+        except Exception as exc:  # the run's outcome stands; the claim lapses by itself
+            log.warning("could not release the claim on %s (%s); it lapses within %g s",
+                        self.folder, exc, LEASE_SECONDS)
