@@ -64,7 +64,7 @@ def collect(options: PipelineOptions, job_output: str, aws: AwsConfig) -> list[s
     FileSystems.set_options(options)
     with contextlib.ExitStack() as stack:
         try:
-            lease = stack.enter_context(commit.hold(opts.output, run_id, overwrite=False,
+            stack.enter_context(commit.hold(opts.output, run_id, overwrite=False,
                                                     options=options, command="collect"))
         except commit.OutputInUse as exc:
             raise UsageError(str(exc)) from None
@@ -77,7 +77,7 @@ def collect(options: PipelineOptions, job_output: str, aws: AwsConfig) -> list[s
                                                                   format=opts.sink)
             parsed[FAILURES] | "WriteFailures" >> WriteFailures(join(staging, "failures"),
                                                                 format=opts.sink)
-        commit.publish(opts.output, run_id, lease)
+        commit.publish(opts.output, run_id)
     from apache_beam.metrics.metric import MetricsFilter
 
     from transforms.metrics import NAMESPACE

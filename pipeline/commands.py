@@ -87,12 +87,12 @@ def run_command(argv: list[str]) -> int:
             prepare(opts, config.run_id)
         # Held from here until the run ends, however it ends; refused (exit 2) before any job
         # exists when another process holds the folder or it holds another run's files.
-        with hold_output(opts, config.run_id) as lease:
+        with hold_output(opts, config.run_id):
             print(run_banner(config, opts.backend), file=sys.stderr)
             # Job listings as often as the pipeline polls, but at least twice a minute on AWS.
             poll_seconds = min(config.poll_interval_seconds, 30)
             with run_progress(config.run_id, env.aws.client("bedrock"), opts.quiet, poll_seconds):
-                report = run(options, config, lease)
+                report = run(options, config)
     print("\n".join(report.lines(config.model_id)))
     return report.exit_code()
 

@@ -240,7 +240,7 @@ def prepare(opts: BedrockBatchOptions, run_id: str) -> None:
 
 
 @contextlib.contextmanager
-def hold_output(opts: BedrockBatchOptions, run_id: str) -> Iterator[commit.Lease | None]:
+def hold_output(opts: BedrockBatchOptions, run_id: str) -> Iterator[None]:
     """Hold a file sink's --output for ``run_id`` while the block runs (see ``commit.hold``);
     another process holding it, or another run's files in it, is a usage error (exit 2).
 
@@ -248,19 +248,18 @@ def hold_output(opts: BedrockBatchOptions, run_id: str) -> Iterator[commit.Lease
         opts: The run's options.
         run_id: The run's id.
 
-    Yields:
-        The lease to pass to ``run``; None for the Kafka and BigQuery sinks, which have no folder.
+    Kafka and BigQuery sinks have no folder to hold.
     """
     if opts.sink not in FORMATS:
-        yield None
+        yield
         return
     FileSystems.set_options(opts)  # e.g. s3:// settings; a pipeline sets them only when built
     with contextlib.ExitStack() as stack:
         try:
-            lease = stack.enter_context(commit.hold(opts.output, run_id, opts.overwrite, opts))
+            stack.enter_context(commit.hold(opts.output, run_id, opts.overwrite, opts))
         except commit.OutputInUse as exc:
             raise exit_codes.UsageError(str(exc)) from None
-        yield lease
+        yield
 
 
 _FAILURES_PREFIX = "failures."
@@ -424,15 +423,9 @@ def redaction_line(counters: dict[str, int]) -> str | None:
             f"transcripts (best-effort)")
 
 
-def run(options: PipelineOptions, config: BatchConfig, lease: commit.Lease | None = None) -> Report:
+def run(options: PipelineOptions, config: BatchConfig) -> Report:
     """Run the pipeline (after ``prepare``, inside ``hold_output``), publish file output, and
-    account for every record.
-
-    Args:
-        options: The pipeline's options.
-        config: The run's settings.
-        lease: The hold on a file sink's --output (from ``hold_output``); publishing checks it.
-    """
+    account for every record."""
     opts = options.view_as(BedrockBatchOptions)
     streaming = options.view_as(StandardOptions).streaming
     files = opts.sink in FORMATS
@@ -442,11 +435,9 @@ def run(options: PipelineOptions, config: BatchConfig, lease: commit.Lease | Non
     with beam.Pipeline(options=options) as p:
         build(p, opts, config, root)
     if files and streaming:
-        if lease is not None:
-            lease.check()
         commit.mark_finished(opts.output, config.run_id)
     elif files:
-        commit.publish(opts.output, config.run_id, lease)
+        commit.publish(opts.output, config.run_id)
     counters: dict[str, int] = {}
     for result in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
         name = result.key.metric.name

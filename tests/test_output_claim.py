@@ -124,10 +124,10 @@ def test_a_lapsed_claim_taken_by_another_run_is_not_published(tmp_path, monkeypa
     """The other process's lock is written by hand: it is what a run on another host writes
     when it takes a folder whose lease lapsed (this process was paused meanwhile)."""
     out = tmp_path / "out"
-    with commit.hold(str(out), "r1", overwrite=False) as held:
+    with commit.hold(str(out), "r1", overwrite=False):
         (out / "_LOCK.2").write_text(holder(run_id="r2", expires=time.time() + 120).to_json())
         with pytest.raises(commit.ClaimLost, match="another run took --output"):
-            commit.publish(str(out), "r1", held)
+            commit.publish(str(out), "r1")
     assert not (out / "_SUCCESS").exists()
     assert not _lock_files(out)["_LOCK.2"]["released"], "the taker's lock is left alone"
 

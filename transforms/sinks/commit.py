@@ -35,6 +35,8 @@ ROW_DIRS = ("summaries", "failures", "insights_aggregate")
 _STAGING_PREFIX = ".staging-"
 # The lock's files (and the temporary file a local lock is linked from) belong to no run.
 _LOCK_FILES = (LOCK_PREFIX, ".lock-")
+# The folders this process holds (``hold``), so publishing can check the claim still stands.
+_held: dict[str, Lease] = {}
 
 
 class OutputInUse(ValueError):
@@ -238,7 +240,8 @@ def hold(output: str, run_id: str, overwrite: bool, options: PipelineOptions | N
         command: ``run`` or ``collect`` (which never replaces another run's rows).
 
     Yields:
-        The lease: pass it to ``publish``, which checks it still holds the folder.
+        The lease; while it is held, ``publish`` and ``mark_finished`` check that no other
+        process took the folder (its claim lapsed) before they write.
     """
     lease = Lease(output, run_id, _s3_client(options) if output.startswith("s3://") else None)
     try:
@@ -251,14 +254,22 @@ def hold(output: str, run_id: str, overwrite: bool, options: PipelineOptions | N
         lease.acquire()
     except FolderHeld as held:
         raise OutputInUse(held_message(output, held.holder, command)) from None
+    _held[output] = lease
     try:
         claim(output, run_id, overwrite, command)
         yield lease
     finally:
+        del _held[output]
         lease.release()
 
 
-def publish(output: str, run_id: str, lease: Lease | None = None) -> None:
+def _still_held(output: str) -> None:
+    # Raises ClaimLost if this process holds ``output`` (``hold``) but another took it since.
+    if output in _held:
+        _held[output].check()
+
+
+def publish(output: str, run_id: str) -> None:
     """Replace ``output``'s row folders (``ROW_DIRS``) with the staged ones, then write _SUCCESS.
 
     Call only after the pipeline succeeded. Readers that must never see a half-moved folder
@@ -269,11 +280,12 @@ def publish(output: str, run_id: str, lease: Lease | None = None) -> None:
     Args:
         output: The output folder.
         run_id: The run whose staged rows are published.
-        lease: The run's hold on the folder (from ``hold``): publishing stops with ClaimLost
-            if another process took the folder meanwhile.
+
+    Raises:
+        ClaimLost: Inside ``hold``, when another process took the folder after this one's
+            claim lapsed; nothing is published.
     """
-    if lease is not None:
-        lease.check()
+    _still_held(output)
     staging = staging_dir(output, run_id)
     success = join(output, SUCCESS_MARKER)
     _delete([p for p in [success] if FileSystems.exists(p)])
@@ -295,7 +307,11 @@ def mark_finished(output: str, run_id: str) -> None:
     Args:
         output: The output folder.
         run_id: The run that finished.
+
+    Raises:
+        ClaimLost: Inside ``hold``, when another process took the folder meanwhile.
     """
+    _still_held(output)
     _write(join(output, SUCCESS_MARKER), run_id)
 
 
