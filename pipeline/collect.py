@@ -65,7 +65,7 @@ def collect(options: PipelineOptions, job_output: str, aws: AwsConfig) -> list[s
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(commit.hold(opts.output, run_id, overwrite=False,
-                                                    options=options, command="collect"))
+                                            options=options, command="collect"))
         except commit.OutputInUse as exc:
             raise UsageError(str(exc)) from None
         staging = commit.staging_dir(opts.output, run_id)

@@ -243,12 +243,11 @@ def prepare(opts: BedrockBatchOptions, run_id: str) -> None:
 def hold_output(opts: BedrockBatchOptions, run_id: str) -> Iterator[None]:
     """Hold a file sink's --output for ``run_id`` while the block runs (see ``commit.hold``);
     another process holding it, or another run's files in it, is a usage error (exit 2).
+    Kafka and BigQuery sinks have no folder to hold.
 
     Args:
         opts: The run's options.
         run_id: The run's id.
-
-    Kafka and BigQuery sinks have no folder to hold.
     """
     if opts.sink not in FORMATS:
         yield

@@ -26,7 +26,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, S3Options
 
 from transforms.sinks.lease import LOCK_PREFIX, held_message
-from transforms.sinks.lock import ClaimLost, FolderHeld, Lease
+# ClaimLost is raised (by the lease) from publish and mark_finished: importable from here.
+from transforms.sinks.lock import ClaimLost, FolderHeld, Lease  # noqa: F401
 from transforms.storage import join
 
 RUN_MARKER = "_RUN_ID"

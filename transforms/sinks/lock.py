@@ -178,7 +178,9 @@ class _BeamLocks:
     def delete(self, gen: int) -> None:
         from apache_beam.io.filesystems import FileSystems
 
-        FileSystems.delete([join(self._folder, lock_name(gen))])
+        path = join(self._folder, lock_name(gen))
+        if FileSystems.exists(path):  # as on the other stores, an absent lock is no error
+            FileSystems.delete([path])
 
 
 def _store(folder: str, s3_client: Any) -> Any:
@@ -220,7 +222,8 @@ class Lease:
         self._since = 0.0
         self._lost: str | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # A renewal in flight when the run ends must not write over the released mark.
+        self._writing = threading.Lock()
 
     def _holder(self, now: float, released: bool = False) -> Holder:
         return Holder(run_id=self.run_id, token=self._token, host=socket.gethostname(),
@@ -255,9 +258,7 @@ class Lease:
         self._gen = gen
         for old in (g for g in after if g < gen):  # keep the folder to one lock file
             self._store.delete(old)
-        self._thread = threading.Thread(target=self._renew_loop, daemon=True,
-                                        name=f"lease-{self.run_id}")
-        self._thread.start()
+        threading.Thread(target=self._renew_loop, daemon=True, name=f"lease-{self.run_id}").start()
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(RENEW_SECONDS):
@@ -276,25 +277,27 @@ class Lease:
                           f"took the folder")
             log.error("%s", self._lost)
             return
-        self._store.put(self._gen, self._holder(time.time()).to_json())
+        with self._writing:
+            if not self._stop.is_set():
+                self._store.put(self._gen, self._holder(time.time()).to_json())
 
     def check(self) -> None:
         """Raise ClaimLost if another process took the folder: call before publishing."""
         if self._lost is None and any(g > self._gen for g in self._store.list()):
             self._lost = f"another run took --output {self.folder} after this run's claim lapsed"
         if self._lost:
-            raise ClaimLost(f"{self._lost}; nothing was published: rerun with --run-id "
-                            f"{self.run_id} once that run has ended")
+            raise ClaimLost(f"{self._lost}; this run stops without publishing its rows or "
+                            f"marking the folder finished: rerun with --run-id {self.run_id} "
+                            f"once that run has ended")
 
     def release(self) -> None:
         """Stop renewing and mark the lock released (unless another process took it)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
         if self._gen is None or self._lost:
             return
         try:
-            self._store.put(self._gen, self._holder(time.time(), released=True).to_json())
+            with self._writing:
+                self._store.put(self._gen, self._holder(time.time(), released=True).to_json())
         except Exception as exc:  # the run's outcome stands; the claim lapses by itself
             log.warning("could not release the claim on %s (%s); it lapses within %g s",
                         self.folder, exc, LEASE_SECONDS)
