@@ -109,6 +109,18 @@ def test_hold_is_exclusive_even_for_the_same_run_id_and_released_on_any_exit(tmp
     assert _lock_files(tmp_path / "out")["_LOCK.2"]["released"], "released on Ctrl-C too"
 
 
+def test_a_create_whose_answer_was_lost_is_still_ours(tmp_path, monkeypatch):
+    """S3 may apply a PutObject whose answer is lost; botocore's retry then gets 412. Simulated
+    on the local store, whose create does its real work and then reports the name as taken."""
+    real_create = lock._LocalLocks.create
+    monkeypatch.setattr(lock._LocalLocks, "create",
+                        lambda self, gen, text: real_create(self, gen, text) and False)
+    out = tmp_path / "out"
+    with commit.hold(str(out), "r1", overwrite=False):
+        [(name, content)] = _lock_files(out).items()
+        assert name == "_LOCK.1" and content["pid"] == os.getpid()
+
+
 def test_the_holder_renews_its_lease_while_it_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(lock, "RENEW_SECONDS", 0.05)
     out = tmp_path / "out"

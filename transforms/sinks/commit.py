@@ -218,7 +218,7 @@ def _s3_client(options: PipelineOptions | None) -> Any:
                 "aws_secret_access_key": s3.s3_secret_access_key,
                 "aws_session_token": s3.s3_session_token}
     return boto3.session.Session().client(
-        "s3", config=Config(retries={"mode": "standard"}),
+        "s3", config=Config(retries={"mode": "standard", "max_attempts": 10}),
         **{name: value for name, value in settings.items() if value})
 
 

@@ -246,9 +246,12 @@ class Lease:
             if gen is None:
                 raise FolderHeld(holder)
             self._since = now
-            if not self._store.create(gen, self._holder(now).to_json()):
-                continue  # another taker created it first: look again at who holds it
+            created = self._store.create(gen, self._holder(now).to_json())
             after = self._current()
+            mine = after.get(gen)
+            # A create retried after a lost answer finds its own first attempt there.
+            if not created and (mine is None or mine.token != self._token):
+                continue  # another taker created it first: look again at who holds it
             if won(gen, list(after)):
                 break
             self._store.delete(gen)  # not the current lock, so no one relies on it
