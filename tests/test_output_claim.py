@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -180,6 +181,24 @@ def test_other_filesystems_check_then_write_through_beam(tmp_path):
     assert store.list() == {1: "one", 2: "two"}
     store.delete(1)
     assert store.list() == {2: "two"}
+
+
+def test_a_killed_holder_not_yet_waited_for_frees_the_folder(tmp_path):
+    """A killed run whose parent has not reaped it yet (a zombie) still answers kill(pid, 0)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.05)
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "_LOCK.1").write_text(holder(pid=child.pid, host=socket.gethostname(),
+                                            expires=time.time() + 120).to_json())
+        with commit.hold(str(out), "r1", overwrite=False):
+            assert list(_lock_files(out)) == ["_LOCK.2"]
+    finally:
+        child.wait()
 
 
 # Two CLI runs at once, and a killed run's rerun.

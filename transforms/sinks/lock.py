@@ -200,8 +200,14 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
+        pass
+    # A killed process its parent has not waited for yet (a zombie) still answers the signal.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no /proc (macOS): the signal's answer stands
         return True
-    return True
+    return state != "Z"
 
 
 class Lease:
