@@ -318,6 +318,28 @@ def test_a_killed_runs_rerun_takes_the_folder_over_at_once(local_backend_factory
     assert list(_lock_files(out)) == ["_LOCK.2"]
 
 
+@pytest.mark.timeout(600)
+def test_ctrl_c_releases_the_folder(local_backend_factory, tmp_path):
+    backend = local_backend_factory(timing=QUICK, quotas=QUOTAS)
+    input_path, _ = _input(tmp_path)
+    out = tmp_path / "out"
+    proc = _start(_argv(backend, input_path, out, "interrupted"), tmp_path, "interrupted")
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "claimed-interrupted").exists():
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the run never claimed its folder"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    assert _lock_files(out)["_LOCK.1"]["released"], "released on Ctrl-C"
+
+
 # collect
 
 def _job_dir(tmp_path: Path, name: str = "abcdefghijkl") -> Path:
