@@ -5,10 +5,12 @@ ids and nothing is resubmitted.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.exit_codes import UsageError
@@ -17,6 +19,7 @@ from transforms.aws import AwsConfig
 from transforms.harvest import FAILURES, RecordMetrics
 from transforms.model import Failure, truncate_raw
 from transforms.results import MANIFEST_NAME, OUTPUT_SUFFIX, JobContext, Manifest, harvest_lines
+from transforms.sinks import commit
 from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.storage import Storage, join
 
@@ -128,14 +131,29 @@ def collect(options: PipelineOptions, job_output: str, aws: AwsConfig) -> list[s
     job_id = job_output.rstrip("/").rsplit("/", 1)[-1]
     ctx = JobContext(model_id=opts.model_id, job_arn=None, invocation_type=opts.model_invocation_type,
                      max_attempts=1)
-    with beam.Pipeline(options=options) as p:
-        parsed = (p | "Files" >> beam.Create(files)
-                  | "Parse" >> beam.ParDo(_ParseOutputFn(aws, ctx)).with_outputs(
-                      FAILURES, main="summaries"))
-        parsed.summaries | "WriteSummaries" >> WriteSummaries(join(opts.output, "summaries"),
-                                                              format=opts.sink)
-        parsed[FAILURES] | "WriteFailures" >> WriteFailures(join(opts.output, "failures"),
-                                                            format=opts.sink)
+    if opts.overwrite:
+        raise UsageError("collect never replaces another run's rows: drop --overwrite and "
+                         "choose an empty --output")
+    # Like a run, collect holds its folder while it writes, stages its rows and publishes them
+    # whole; its run id is the job's, so collecting the same job again replaces its own rows.
+    run_id = f"collect-{job_id}"
+    FileSystems.set_options(options)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(commit.hold(opts.output, run_id, overwrite=False,
+                                            options=options, command="collect"))
+        except commit.OutputInUse as exc:
+            raise UsageError(str(exc)) from None
+        staging = commit.staging_dir(opts.output, run_id)
+        with beam.Pipeline(options=options) as p:
+            parsed = (p | "Files" >> beam.Create(files)
+                      | "Parse" >> beam.ParDo(_ParseOutputFn(aws, ctx)).with_outputs(
+                          FAILURES, main="summaries"))
+            parsed.summaries | "WriteSummaries" >> WriteSummaries(join(staging, "summaries"),
+                                                                  format=opts.sink)
+            parsed[FAILURES] | "WriteFailures" >> WriteFailures(join(staging, "failures"),
+                                                                format=opts.sink)
+        commit.publish(opts.output, run_id)
     from apache_beam.metrics.metric import MetricsFilter
 
     from transforms.metrics import NAMESPACE

@@ -66,7 +66,7 @@ def _check_cost(options: PipelineOptions, opts: BedrockBatchOptions, quotas: Quo
 
 
 def run_command(argv: list[str]) -> int:
-    from pipeline.run import check_streaming, prepare, run, sinks
+    from pipeline.run import check_streaming, hold_output, prepare, run, sinks
 
     options, opts = _options(argv)
     with _setup_errors():
@@ -85,12 +85,15 @@ def run_command(argv: list[str]) -> int:
             preflight(opts, config)
             if opts.max_cost_usd is not None:
                 _check_cost(options, opts, env.quotas)
-            prepare(opts, config.run_id)  # refuses another run's --output before any job exists
-        print(run_banner(config, opts.backend), file=sys.stderr)
-        # Job listings as often as the pipeline polls, but at least twice a minute on AWS.
-        poll_seconds = min(config.poll_interval_seconds, 30)
-        with run_progress(config.run_id, env.aws.client("bedrock"), opts.quiet, poll_seconds):
-            report = run(options, config)
+            prepare(opts, config.run_id)
+        # Held from here until the run ends, however it ends; refused (exit 2) before any job
+        # exists when another process holds the folder or it holds another run's files.
+        with hold_output(opts, config.run_id):
+            print(run_banner(config, opts.backend), file=sys.stderr)
+            # Job listings as often as the pipeline polls, but at least twice a minute on AWS.
+            poll_seconds = min(config.poll_interval_seconds, 30)
+            with run_progress(config.run_id, env.aws.client("bedrock"), opts.quiet, poll_seconds):
+                report = run(options, config)
     print("\n".join(report.lines(config.model_id)))
     return report.exit_code()
 

@@ -1,6 +1,7 @@
 """`run`: read transcripts, summarize them with Bedrock batch jobs, write summaries and failures."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -120,9 +121,9 @@ def check_windows(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
     streaming = options.view_as(StandardOptions).streaming
     if opts.window_seconds and not (streaming or opts.kafka_topic or opts.timestamp_field):
         raise exit_codes.UsageError(
-            f"--window-seconds on a bounded --input needs --timestamp-field FIELD (each "
-            f"record's event time, e.g. the call's start) to window by, or --streaming to "
-            f"window files by when they arrive")
+            "--window-seconds on a bounded --input needs --timestamp-field FIELD (each "
+            "record's event time, e.g. the call's start) to window by, or --streaming to "
+            "window files by when they arrive")
 
 
 def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
@@ -251,16 +252,38 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None,
 
 
 def prepare(opts: BedrockBatchOptions, run_id: str) -> None:
-    """Checks that need no pipeline, and claims a file --output for ``run_id``: before any job."""
+    """Checks that need no pipeline, before the output folder is claimed and any job exists."""
     if not 0 <= opts.max_failure_rate <= 1:
         raise exit_codes.UsageError(f"--max-failure-rate {opts.max_failure_rate:g} is not a "
                                     f"fraction: pass a number from 0 to 1, e.g. 0.05")
-    if opts.sink in FORMATS:
-        FileSystems.set_options(opts)  # e.g. s3:// settings; a pipeline sets them only when built
+    if opts.input and not opts.kafka_topic:
+        files = opts.sink in FORMATS
+        overlap = commit.output_in_input(opts.input, opts.output if files else None, run_id,
+                                         FORMATS.get(opts.sink, ""), opts.report_dir)
+        if overlap:
+            raise exit_codes.UsageError(overlap)
+
+
+@contextlib.contextmanager
+def hold_output(opts: BedrockBatchOptions, run_id: str) -> Iterator[None]:
+    """Hold a file sink's --output for ``run_id`` while the block runs (see ``commit.hold``);
+    another process holding it, or another run's files in it, is a usage error (exit 2).
+    Kafka and BigQuery sinks have no folder to hold.
+
+    Args:
+        opts: The run's options.
+        run_id: The run's id.
+    """
+    if opts.sink not in FORMATS:
+        yield
+        return
+    FileSystems.set_options(opts)  # e.g. s3:// settings; a pipeline sets them only when built
+    with contextlib.ExitStack() as stack:
         try:
-            commit.claim(opts.output, run_id, opts.overwrite)
+            stack.enter_context(commit.hold(opts.output, run_id, opts.overwrite, opts))
         except commit.OutputInUse as exc:
             raise exit_codes.UsageError(str(exc)) from None
+        yield
 
 
 _FAILURES_PREFIX = "failures."
@@ -425,7 +448,8 @@ def redaction_line(counters: dict[str, int]) -> str | None:
 
 
 def run(options: PipelineOptions, config: BatchConfig) -> Report:
-    """Run the pipeline (after ``prepare``), publish file output, and account for every record."""
+    """Run the pipeline (after ``prepare``, inside ``hold_output``), publish file output, and
+    account for every record."""
     opts = options.view_as(BedrockBatchOptions)
     streaming = options.view_as(StandardOptions).streaming
     files = opts.sink in FORMATS

@@ -70,8 +70,8 @@ def test_rerun_into_a_used_folder_is_refused_then_overwrite_replaces_it(tmp_path
     assert sorted(r["transcript_id"] for r in read_rows(out / "summaries")) == ["new-0000",
                                                                                 "new-0001"]
     assert not (out / "failures").exists(), "the old run's failures file is gone"
-    assert sorted(p.name for p in out.iterdir()) == ["_RUN_ID", "_SUCCESS", "report.html",
-                                                    "report.json", "summaries"]
+    assert sorted(p.name for p in out.iterdir()) == ["_LOCK.2", "_RUN_ID", "_SUCCESS",
+                                                    "report.html", "report.json", "summaries"]
     assert (out / "_SUCCESS").read_text() == new_run
     assert f"written to      {out / 'summaries'}\n" in capsys.readouterr().out
 
@@ -90,8 +90,8 @@ def test_a_crashed_run_rerun_with_its_run_id_publishes_only_its_new_rows(tmp_pat
     path = write_input(tmp_path / "in.jsonl", items)
     assert run_cli("--input", str(path), "--output", str(out), "--run-id", run_id) == exit_codes.OK
     assert sorted(r["transcript_id"] for r in read_rows(out / "summaries")) == [t.id for t in items]
-    assert sorted(p.name for p in out.iterdir()) == ["_RUN_ID", "_SUCCESS", "report.html",
-                                                    "report.json", "summaries"]
+    assert sorted(p.name for p in out.iterdir()) == ["_LOCK.1", "_RUN_ID", "_SUCCESS",
+                                                    "report.html", "report.json", "summaries"]
 
 
 def test_a_run_where_every_record_failed_exits_3(tmp_path, capsys):
