@@ -10,6 +10,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipeline import interrupts
 from pipeline.console import run_progress
 from pipeline.environment import aws_from_flags, beam_s3, check_runner, environment
 from pipeline.exit_codes import UsageError
@@ -80,6 +81,7 @@ def run_command(argv: list[str]) -> int:
         with _setup_errors():
             config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,
                                   env.default_role_arn, env.default_poll_interval)
+            interrupts.note_run(config, opts.backend)  # Ctrl-C from here on names the run
             FileSystems.set_options(options)  # the output probe writes as the sinks will
             preflight(opts, config)
             if opts.max_cost_usd is not None:
