@@ -38,9 +38,13 @@ class ThirdPartyNoise(logging.Filter):
       use here is missing.
     - Beam's "Using yield and return in the process method" for Beam's own DoFns (fileio's
       _ReadMatchesFn); the same line for one of ours still shows.
+    - The trace of a KeyboardInterrupt (Ctrl-C, SIGTERM) Beam logs as an error of the step it
+      interrupted: the CLI prints its own one line for it (pipeline.interrupts).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            return False
         message = str(record.msg)
         if message.startswith("crcmod package not found"):
             return False

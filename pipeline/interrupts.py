@@ -2,7 +2,8 @@
 
 The first signal raises KeyboardInterrupt in the main thread, as Python does for Ctrl-C (SIGTERM
 too, which would otherwise end the process without running any ``finally``), so the run's
-cleanup still happens: the output folder's claim is released and the local backend stops. The
+cleanup still happens: the ``finally`` blocks that hold the output folder and the local backend
+run. The
 CLI's entry point catches it, prints ``interrupted_line`` and exits 130. A second signal prints
 that line, if it has not been printed yet, and ends the process at once: a cleanup that hangs
 never keeps the user waiting.
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 PROG = "python -m pipeline"
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _RUN_ID_FLAGS = ("--run-id", "--run_id")
+# The `run` flags `jobs` needs to reach the same Bedrock.
+_JOBS_FLAGS = ("backend", "aws-region", "aws-profile", "bedrock-endpoint-url")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,22 @@ def resume_argv(argv: list[str], run_id: str) -> list[str]:
     return list(argv) if given else [*argv, "--run-id", run_id]
 
 
+def jobs_argv(argv: list[str]) -> list[str]:
+    """The flags of ``argv`` that tell `jobs` where the run's Bedrock is, in their given form.
+
+    Args:
+        argv: A `run`'s arguments, as given.
+    """
+    names = {f"--{name}" for name in _JOBS_FLAGS} | {
+        f"--{name.replace('-', '_')}" for name in _JOBS_FLAGS}
+    kept: list[str] = []
+    for at, arg in enumerate(argv):
+        name, equals, _ = arg.partition("=")
+        if name in names:
+            kept += [arg] if equals else argv[at:at + 2]
+    return kept
+
+
 def interrupted_line(signal_name: str, command: str, argv: list[str],
                      run: RunContext | None) -> str:
     """The one line printed when ``command`` is interrupted.
@@ -82,14 +101,16 @@ def interrupted_line(signal_name: str, command: str, argv: list[str],
     if run.backend == "local":
         return (f"{head}: run id {run.run_id}; the embedded local backend stopped with the run "
                 f"and its jobs with it, so nothing is left running; run it again with: {again}")
+    stop = shlex.join([*PROG.split(), "jobs", "--stop", "--run-id", run.run_id,
+                       *jobs_argv(argv)])
     return (f"{head}: run id {run.run_id}; any Bedrock job it submitted goes on running and is "
-            f"billed; resume with: {again} (it adopts those jobs instead of paying again), or "
-            f"parse a finished job's results with: {PROG} collect --job-output "
-            f"{run.job_output}<job id>/ --output DIR")
+            f"billed; resume with: {again} (it adopts those jobs instead of paying again), stop "
+            f"them with: {stop}, or parse a finished job's results with: {PROG} collect "
+            f"--job-output {run.job_output}<job id>/ --output DIR")
 
 
 class _State:
-    """The interrupt state of the CLI process (one command per process)."""
+    """The interrupt state of the command running (see ``handled``)."""
 
     def __init__(self) -> None:
         self.command = ""
@@ -119,11 +140,15 @@ def received() -> str | None:
     return _state.signal_name
 
 
-def report() -> None:
+def report(in_signal_handler: bool = False) -> None:
     """Print the interrupted line to stderr, once per command.
 
     Only the main thread calls it (signal handlers run there), so no lock: a lock the handler
     of a second signal waited on, held by the same thread, would never be released.
+
+    Args:
+        in_signal_handler: Called from a signal handler, which may have interrupted a print to
+            stderr (a buffered stream refuses to be re-entered): write to file descriptor 2.
     """
     if _state.printed:
         return
@@ -131,17 +156,20 @@ def report() -> None:
     line = interrupted_line(_state.signal_name or "SIGINT", _state.command, _state.argv,
                             _state.run)
     _state.printed = True
-    # os.write, not print: this also runs inside a signal handler, which may have interrupted a
-    # print to stderr (a buffered stream refuses to be re-entered).
-    os.write(sys.stderr.fileno(), (line + "\n").encode(errors="replace"))
+    if in_signal_handler:
+        os.write(2, (line + "\n").encode(errors="replace"))
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     if _state.signal_name is not None:  # the second one: no more waiting for cleanup
-        report()
+        report(in_signal_handler=True)
         os._exit(INTERRUPTED)
     _state.signal_name = signal.Signals(signum).name
-    raise KeyboardInterrupt
+    # With a message: Beam re-raises an exception from a step as its own type with the step's
+    # name added to its first argument, and as a RuntimeError when it has none.
+    raise KeyboardInterrupt(_state.signal_name)
 
 
 @contextlib.contextmanager
