@@ -190,8 +190,14 @@ def jobs_command(argv: list[str]) -> int:
         raise UsageError("jobs looks at existing jobs: start `python -m pipeline serve-local`, "
                          "export the environment it prints (endpoints and its key) and pass the "
                          "--bedrock-endpoint-url it prints, or use --backend aws")
+    if opts.stop and not opts.run_id:
+        raise UsageError("jobs --stop needs --run-id RUN_ID: it stops only that run's jobs")
     client = JobsClient(aws_from_flags(opts, options).client("bedrock"),
                         JobConfig(role_arn="unused"))
+    if opts.stop:
+        stopped = client.stop_run(opts.run_id)
+        print(f"asked Bedrock to stop {len(stopped)} job(s) of run {opts.run_id}",
+              file=sys.stderr)
     rows = list(client.list(name_contains=opts.run_id, status=opts.status))
     print(f"{'JOB NAME':<48} {'STATUS':<18} {'PROCESSED':>10} {'TOTAL':>8}  MODEL")
     for job in rows:
