@@ -37,7 +37,8 @@ from tests.test_kill_points import (AT_POINT, IN_FLIGHT, QUICK, QUOTAS, ROOT, RE
 # Defines die(where) for AT_POINT: the first thread at the point notes it and sends the process
 # INTERRUPT_WITH; the others go on. Where die runs in the main thread, the KeyboardInterrupt is
 # raised in it right there; with THEN_BLOCK the hook catches it and blocks for ever, as a cleanup
-# that never ends, so that only a second signal can end the process.
+# that never ends, so that only a second signal can end the process. LEAVE_A_THREAD starts a
+# thread that never ends first, as a runner's worker or a pool's call that never returns.
 DIE_BY_SIGNAL = textwrap.dedent("""
     import os, signal, sys, threading
     point, note = os.environ["KILL_AT"], os.environ["KILL_NOTE"]
@@ -49,6 +50,8 @@ DIE_BY_SIGNAL = textwrap.dedent("""
             return
         with open(note, "w") as f:
             f.write(where)
+        if os.environ.get("LEAVE_A_THREAD"):
+            threading.Thread(target=threading.Event().wait, name="never-ends").start()
         if not os.environ.get("THEN_BLOCK"):
             os.kill(os.getpid(), signum)
             return
@@ -301,6 +304,18 @@ def test_a_second_sigint_ends_a_cleanup_that_hangs(local_backend_factory, tmp_pa
     line = _the_line(subprocess.CompletedProcess([], process.returncode, "", err))
     assert line.startswith("interrupted (SIGINT): run id twice;")
     assert len(_jobs(backend, "twice")) == 1
+
+
+@pytest.mark.timeout(900)
+def test_a_thread_left_running_does_not_keep_the_process_alive(local_backend_factory, tmp_path):
+    """A (non-daemon) thread that never ends would make Python's exit wait for ever; the
+    interrupted process exits all the same. The thread is the hook's: a runner's own threads
+    cannot be made to hang on purpose."""
+    backend = local_backend_factory(timing=QUICK, quotas=QUOTAS)
+    input_path, _ = _input(tmp_path)
+    argv = _cli_args(backend, input_path, tmp_path / "out", "left-thread")
+    line = _the_line(_interrupted_run(argv, tmp_path, "submit", LEAVE_A_THREAD="1"))
+    assert line.startswith("interrupted (SIGINT): run id left-thread;")
 
 
 @pytest.mark.timeout(900)
