@@ -213,14 +213,12 @@ def exit_now(code: int) -> None:
         code: The exit code.
     """
     import atexit
-    import logging
 
     for signum in SIGNALS:  # the exit handlers may hang too: a second signal still ends it
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, _on_signal)
+    atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit runs (logging's flush too)
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a closed or broken stream: nothing to flush
             stream.flush()
-    logging.shutdown()
-    atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit runs, without the thread joins
     os._exit(code)
