@@ -21,6 +21,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from pipeline import interrupts
 from pipeline.progress import TERMINAL, RunProgress, format_duration, unwatch, watch
 
 log = logging.getLogger("pipeline.progress")
@@ -39,11 +40,13 @@ class ThirdPartyNoise(logging.Filter):
     - Beam's "Using yield and return in the process method" for Beam's own DoFns (fileio's
       _ReadMatchesFn); the same line for one of ours still shows.
     - The trace of a KeyboardInterrupt (Ctrl-C, SIGTERM) Beam logs as an error of the step it
-      interrupted: the CLI prints its own one line for it (pipeline.interrupts).
+      interrupted, and any line with a trace once the command was interrupted (without
+      --debug): the CLI prints its own one line for it (pipeline.interrupts).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        if record.exc_info and (isinstance(record.exc_info[1], KeyboardInterrupt)
+                                or interrupts.quiet_traces()):
             return False
         message = str(record.msg)
         if message.startswith("crcmod package not found"):

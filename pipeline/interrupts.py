@@ -13,6 +13,7 @@ The line is built from plain data (no Beam, no signals) and tested directly.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import signal
@@ -20,7 +21,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pipeline.exit_codes import INTERRUPTED
 
@@ -140,6 +141,13 @@ def received() -> str | None:
     return _state.signal_name
 
 
+def quiet_traces() -> bool:
+    """Whether the traces of errors are now noise: once the command was interrupted, without
+    --debug. What breaks then (a worker's stream, once Flink's job server stopped) breaks
+    because of the interrupt, which the one line already reports."""
+    return _state.signal_name is not None and "--debug" not in _state.argv
+
+
 def report(in_signal_handler: bool = False) -> None:
     """Print the interrupted line to stderr, once per command.
 
@@ -172,6 +180,18 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(_state.signal_name)
 
 
+def _quiet_after_interrupt(previous: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A threading.excepthook that only logs (at DEBUG) what a thread raises once the command
+    was interrupted (see quiet_traces); before that, or with --debug, it is ``previous``."""
+    def hook(args: Any) -> None:
+        if not quiet_traces():
+            previous(args)
+            return
+        logging.getLogger(__name__).debug("after the interrupt, thread %s ended with %r",
+                                          getattr(args.thread, "name", "?"), args.exc_value)
+    return hook
+
+
 @contextlib.contextmanager
 def handled(command: str, argv: list[str]) -> Iterator[None]:
     """Handle SIGINT and SIGTERM as described above while ``command`` runs.
@@ -194,9 +214,12 @@ def handled(command: str, argv: list[str]) -> Iterator[None]:
     for signum, handler in previous.items():
         if handler is not signal.SIG_IGN:
             signal.signal(signum, _on_signal)
+    thread_hook = threading.excepthook
+    threading.excepthook = _quiet_after_interrupt(thread_hook)
     try:
         yield
     finally:
+        threading.excepthook = thread_hook
         for signum, handler in previous.items():
             if handler is not None:  # None: set outside Python, cannot be restored
                 signal.signal(signum, handler)
@@ -217,6 +240,7 @@ def exit_now(code: int) -> None:
     for signum in SIGNALS:  # the exit handlers may hang too: a second signal still ends it
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, _on_signal)
+    threading.excepthook = _quiet_after_interrupt(threading.excepthook)
     atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit runs (logging's flush too)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed or broken stream: nothing to flush
