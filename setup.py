@@ -39,5 +39,5 @@ setup(
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100",
                  "playwright>=1.40"],  # drives Debian's chromium (make browser), no own browsers
     },
-    entry_points={"console_scripts": ["bedrock-beam=pipeline.__main__:main"]},
+    entry_points={"console_scripts": ["bedrock-beam=pipeline.__main__:cli"]},
 )

@@ -2,7 +2,8 @@
 
 Every flag is a Beam PipelineOption (pipeline/options.py); Beam's own flags (--runner,
 --flink_master, ...) pass straight through, and an unknown flag is a usage error with a "did you
-mean" suggestion. Errors print as one line; --debug shows the trace.
+mean" suggestion. Errors print as one line; --debug shows the trace. Ctrl-C or SIGTERM prints
+one line too, what to do next (pipeline/interrupts.py), and exits 130.
 
 This module imports Beam only once the log and warning filters are set, so the lines those
 filters drop (printed while Beam and the google packages load) never show.
@@ -12,9 +13,10 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import traceback
 from typing import Callable
 
-from pipeline import __version__, exit_codes
+from pipeline import __version__, exit_codes, interrupts
 from pipeline.field_flags import cli_message
 from transforms.errors import ConfigError
 
@@ -105,9 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     Args:
         argv: the arguments after the program name (default: sys.argv[1:]).
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with interrupts.handled(argv[0] if argv else "", argv[1:]):
+        try:
+            return _dispatch(argv)
+        except KeyboardInterrupt:
+            return _interrupted("--debug" in argv)
+
+
+def _dispatch(argv: list[str]) -> int:
     from pipeline import console
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     level = console.verbosity(argv)
     # serve-local prints its endpoints and logs each request: INFO lines are its output.
     console.configure_logging(max(level, 1) if argv[:1] == ["serve-local"] else level)
@@ -129,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         subparsers[command].print_help()
         return exit_codes.OK
     debug = "--debug" in rest
-    try:
+    try:  # an exception becomes one line and its exit code; the trace only with --debug
         return _handler(command)(rest)
     except exit_codes.UsageError as exc:
         if debug:
@@ -142,11 +152,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {cli_message(exc)}", file=sys.stderr)
         return exit_codes.USAGE
     except Exception as exc:  # one clear line for users; the trace only when asked
+        if interrupts.received():  # a library turned the KeyboardInterrupt into its own error
+            return _interrupted(debug)
         if debug:
             raise
         print(f"error: {type(exc).__name__}: {exc} (add --debug for the stack trace)", file=sys.stderr)
         return exit_codes.INTERNAL_ERROR
 
 
+def _interrupted(debug: bool) -> int:
+    """Ctrl-C or SIGTERM: the one line of pipeline.interrupts, the trace only with --debug."""
+    if debug:
+        traceback.print_exc()
+    interrupts.report()
+    return exit_codes.INTERRUPTED
+
+
+def cli() -> int:
+    """The console entry point: ``main()``, and an interrupted command ends its process as soon
+    as its own cleanup ran (see ``interrupts.exit_now``)."""
+    code = main()
+    if code == exit_codes.INTERRUPTED and interrupts.received():
+        interrupts.exit_now(code)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

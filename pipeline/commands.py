@@ -11,6 +11,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipeline import interrupts
 from pipeline.console import run_progress
 from pipeline.environment import aws_from_flags, beam_s3, check_runner, environment
 from pipeline.exit_codes import UsageError
@@ -81,6 +82,7 @@ def run_command(argv: list[str]) -> int:
         with _setup_errors():
             config = batch_config(opts, env.aws, env.quotas, env.default_bucket_uri,
                                   env.default_role_arn, env.default_poll_interval)
+            interrupts.note_run(config, opts.backend)  # Ctrl-C from here on names the run
             FileSystems.set_options(options)  # the output probe writes as the sinks will
             preflight(opts, config)
             if opts.max_cost_usd is not None:
@@ -195,8 +197,14 @@ def jobs_command(argv: list[str]) -> int:
         raise UsageError("jobs looks at existing jobs: start `python -m pipeline serve-local`, "
                          "export the environment it prints (endpoints and its key) and pass the "
                          "--bedrock-endpoint-url it prints, or use --backend aws")
+    if opts.stop and not opts.run_id:
+        raise UsageError("jobs --stop needs --run-id RUN_ID: it stops only that run's jobs")
     client = JobsClient(aws_from_flags(opts, options).client("bedrock"),
                         JobConfig(role_arn="unused"))
+    if opts.stop:
+        stopped = client.stop_run(opts.run_id)
+        print(f"asked Bedrock to stop {len(stopped)} job(s) of run {opts.run_id}",
+              file=sys.stderr)
     rows = list(client.list(name_contains=opts.run_id, status=opts.status))
     print(f"{'JOB NAME':<48} {'STATUS':<18} {'PROCESSED':>10} {'TOTAL':>8}  MODEL")
     for job in rows:

@@ -21,6 +21,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from pipeline import interrupts
 from pipeline.progress import TERMINAL, RunProgress, format_duration, unwatch, watch
 
 log = logging.getLogger("pipeline.progress")
@@ -38,9 +39,15 @@ class ThirdPartyNoise(logging.Filter):
       use here is missing.
     - Beam's "Using yield and return in the process method" for Beam's own DoFns (fileio's
       _ReadMatchesFn); the same line for one of ours still shows.
+    - The trace of a KeyboardInterrupt (Ctrl-C, SIGTERM) Beam logs as an error of the step it
+      interrupted, and any line with a trace once the command was interrupted (without
+      --debug): the CLI prints its own one line for it (pipeline.interrupts).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and (isinstance(record.exc_info[1], KeyboardInterrupt)
+                                or interrupts.quiet_traces()):
+            return False
         message = str(record.msg)
         if message.startswith("crcmod package not found"):
             return False
@@ -220,6 +227,8 @@ class ProgressDisplay:
         self._mode = mode
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
+        # Set when the run is interrupted: no final listing, nobody waits for one in flight.
+        self._interrupted = threading.Event()
         self._tap = _EventTap(progress)
         self._threads: list[threading.Thread] = []
         self._last_logged: list[str] | None = None
@@ -237,11 +246,16 @@ class ProgressDisplay:
             thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
         if self._mode == "off":
             return
+        # A listing may be waiting on a slow or gone service: after Ctrl-C the (daemon) poller
+        # is left to it, so the interrupted line comes at once.
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        if interrupted:
+            self._interrupted.set()
         self._stop.set()
-        for thread in self._threads:
+        for thread in self._threads[1:] if interrupted else self._threads:
             thread.join()
         logging.getLogger().removeHandler(self._tap)
         unwatch(self.progress)
@@ -256,7 +270,8 @@ class ProgressDisplay:
         while True:
             self._poll_once()
             if self._stop.wait(self._poll_seconds):
-                self._poll_once()  # the final state, shown once more as the display ends
+                if not self._interrupted.is_set():
+                    self._poll_once()  # the final state, shown once more as the display ends
                 return
 
     def _live(self) -> None:
@@ -266,14 +281,21 @@ class ProgressDisplay:
                   refresh_per_second=4) as live:
             while not self._stop.wait(0.25):
                 live.update(render(self.progress, time.time()))
-            self._threads[0].join()  # the final listing
+            self._final_listing()
             live.update(render(self.progress, time.time()))
 
     def _log(self) -> None:
         while not self._stop.wait(LOG_EVERY_SECONDS):
             self._log_if_changed()
+        if self._final_listing():
+            self._log_if_changed()
+
+    def _final_listing(self) -> bool:
+        """Wait for the poller's last listing; False (no wait) once interrupted."""
+        if self._interrupted.is_set():
+            return False
         self._threads[0].join()
-        self._log_if_changed()
+        return True
 
     def _log_if_changed(self) -> None:
         lines = self.progress.lines(time.time())

@@ -130,6 +130,8 @@ def _job_flags(g: Any) -> None:
     _flag(g, "run-id", help="Names this run's jobs; reuse it to resume a crashed run "
                             "(default: generated). jobs: only this run's jobs")
     _flag(g, "status", commands=JOBS, help="jobs: only jobs with this status (e.g. InProgress)")
+    _flag(g, "stop", action="store_true", commands=JOBS,
+          help="jobs: first ask Bedrock to stop the jobs of --run-id that have not ended")
     _flag(g, "bucket-uri", commands=RUN, help="s3://bucket/prefix for job input/output (local "
                                               "default: s3://bedrock-batch-local/runs)")
     _flag(g, "role-arn", commands=RUN,

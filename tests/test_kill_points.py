@@ -57,7 +57,8 @@ QUICK = Timing(submitted=1.0, validating=1.0, scheduled=1.0, per_record=0.02, sp
 # Jobs stay in flight for 10 s or more, so a poll on a loaded machine still sees them running.
 IN_FLIGHT = Timing(submitted=2.0, validating=2.0, scheduled=6.0, per_record=0.05, speed=1.0)
 
-HOOK = textwrap.dedent("""
+# How the hooked process dies at its point: a SIGKILL to its whole group.
+DIE_BY_SIGKILL = textwrap.dedent("""
     import os, signal, sys, threading
     point, note = os.environ["KILL_AT"], os.environ["KILL_NOTE"]
     # Worker threads may reach the point together: one writes the note, the others wait for the
@@ -69,7 +70,11 @@ HOOK = textwrap.dedent("""
         with open(note, "w") as f:
             f.write(where)
         os.killpg(os.getpgrp(), signal.SIGKILL)
-
+""")
+# Wraps the function of each point so that it calls die(where) right after its real work, then
+# runs the CLI as its entry point does. Follows a definition of point, note and die(where)
+# (tests/test_interrupts.py has one that sends SIGINT or SIGTERM instead).
+AT_POINT = textwrap.dedent("""
     if point == "upload":
         from transforms.storage import Storage
         upload = Storage.upload
@@ -112,9 +117,10 @@ HOOK = textwrap.dedent("""
         FileSystems.rename = staticmethod(hooked)
     else:
         raise SystemExit("unknown KILL_AT " + point)
-    from pipeline.__main__ import main
-    sys.exit(main(sys.argv[1:]))
+    from pipeline.__main__ import cli
+    sys.exit(cli())
 """)
+HOOK = DIE_BY_SIGKILL + AT_POINT
 
 
 def _cli_args(backend, input_path: Path, output: Path | str, run_id: str,

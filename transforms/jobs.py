@@ -338,6 +338,23 @@ class JobsClient:
         """
         self._bedrock.stop_model_invocation_job(jobIdentifier=arn)
 
+    def stop_run(self, run_id: str) -> list[str]:
+        """Ask Bedrock to stop every job of run ``run_id`` that has not ended; their names.
+
+        A rerun with the same run id adopts stopped jobs as any ended one: it harvests what they
+        answered and sends the rest again.
+
+        Args:
+            run_id: The run id.
+        """
+        prefix = run_prefix(run_id)
+        stopped = []
+        for job in self.list(name_contains=prefix):
+            if job.name.startswith(prefix) and not job.terminal and job.status != "Stopping":
+                self.stop(job.arn)
+                stopped.append(job.name)
+        return stopped
+
 
 def plan_submissions(pending: Sequence[int], sizes: Sequence[int], in_flight: int,
                      max_concurrent: int) -> list[int]:

@@ -1,8 +1,10 @@
-"""`python -m pipeline serve-local`: run local S3 and the local Bedrock batch service until Ctrl-C."""
+"""`python -m pipeline serve-local`: run local S3 and the local Bedrock batch service until Ctrl-C
+(or SIGTERM), then stop them and exit 130, as any interrupted command does."""
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -10,6 +12,7 @@ from typing import Any
 
 from transforms.quotas import profile
 
+from pipeline.exit_codes import INTERRUPTED
 from pipeline.local.backend import (DEFAULT_BUCKET, FOREIGN_CREDENTIAL_VARS, SERVICE_ROLE_ARN,
                                     LocalBackend)
 from pipeline.local.faults import Faults
@@ -106,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
+        if done.is_set():  # a second Ctrl-C: stopping the servers takes too long for the user
+            os._exit(INTERRUPTED)
         done.set()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -121,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         while not done.wait(0.5):  # short waits keep the main thread responsive to signals
             pass
     print("Local backend stopped.", flush=True)
-    return 0
+    return INTERRUPTED  # Ctrl-C or SIGTERM is its only way to end, and exits as any interrupt
 
 
 if __name__ == "__main__":
