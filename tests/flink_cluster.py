@@ -177,27 +177,34 @@ class FlinkCluster:
 
     def start_taskmanager(self) -> FlinkProcess:
         """One more TaskManager; returns once the JobManager lists it."""
-        known = {tm["id"] for tm in self.registered_taskmanagers()}
-        number = len(self.taskmanagers) + 1
-        tmp = self.work_dir / f"taskmanager-{number}"
+        name = f"taskmanager-{len(self.taskmanagers) + 1}"
+        tmp = self.work_dir / name
         tmp.mkdir(exist_ok=True)
         tm = FlinkProcess(
-            f"taskmanager-{number}",
+            name,
+            # The resource id is the TaskManager's id in the REST API: it names the process.
             self._java(TASKMANAGER_JVM, "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
-                       "-D", f"io.tmp.dirs={tmp}"),
-            self.work_dir / f"taskmanager-{number}.log")
+                       "-D", f"io.tmp.dirs={tmp}", "-D", f"taskmanager.resource-id={name}"),
+            self.work_dir / f"{name}.log")
         self.taskmanagers.append(tm)
 
         def registered() -> bool:
             if not tm.alive():
                 raise ClusterError(f"{tm.name} exited with code {tm.process.returncode}; "
                                    f"log {tm.log_path}:\n{tm.log_tail()}")
-            return any(t["id"] not in known for t in self.registered_taskmanagers())
+            return any(t["id"] == name for t in self.registered_taskmanagers())
 
         self.wait_until(f"registration of {tm.name}", registered)
         return tm
 
+    def busiest_taskmanager(self) -> FlinkProcess:
+        """The live TaskManager with the most slots in use (the one running the job's tasks)."""
+        free = {t["id"]: t["freeSlots"] for t in self.registered_taskmanagers()}
+        live = [tm for tm in self.taskmanagers if tm.alive() and tm.name in free]
+        return min(live, key=lambda tm: free[tm.name])
+
     def kill_taskmanager(self, tm: FlinkProcess) -> None:
+        """SIGKILL ``tm``; the JobManager notices by its heartbeat or the closed connections."""
         tm.kill()
 
     def stop(self) -> None:

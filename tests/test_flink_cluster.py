@@ -37,6 +37,22 @@ def test_cluster_has_two_taskmanagers_with_the_configured_slots(flink_cluster: F
         assert tm["totalResource"]["networkMemory"] == 256  # MB
 
 
+@pytest.mark.timeout(180)
+def test_killed_taskmanager_is_replaced(flink_cluster: FlinkCluster):
+    """What the failover tests build on: a SIGKILLed TaskManager leaves the JobManager's list
+    (its heartbeat times out, config.yaml: 30 s) and a replacement registers."""
+    victim = flink_cluster.busiest_taskmanager()
+    flink_cluster.kill_taskmanager(victim)
+    replacement = flink_cluster.start_taskmanager()
+
+    def registered_without_victim() -> set[str] | None:
+        names = {tm["id"] for tm in flink_cluster.registered_taskmanagers()}
+        return names if victim.name not in names else None
+
+    names = flink_cluster.wait_until(f"{victim.name} leaving", registered_without_victim)
+    assert replacement.name in names and len(names) == 2
+
+
 @cluster_timeout
 def test_batch_run_on_session_cluster_with_external_workers(tmp_path, capsys,
                                                             flink_cluster: FlinkCluster,
@@ -55,3 +71,4 @@ def test_batch_run_on_session_cluster_with_external_workers(tmp_path, capsys,
     assert sorted(r["transcript_id"] for r in summaries) == sorted(t.id for t in transcripts(60))
     assert len({r["job_arn"] for r in summaries}) == 3
     assert len(_finished_jobs(flink_cluster) - before) == 1
+
