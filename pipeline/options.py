@@ -18,7 +18,7 @@ from transforms.aws import AwsConfig
 from transforms.config import (DEFAULT_INPUT_LATENESS_SECONDS, DEFAULT_MODEL_ID,
                                UNDERSIZED_POLICIES, BatchConfig)
 from transforms.insights.schemas import TASKS, SchemaFileError, resolve_task
-from transforms.jobs import JobConfig
+from transforms.jobs import IN_FLIGHT, TERMINAL, JobConfig
 from transforms.quotas import PROFILES, Quotas, profile
 from transforms.records import PromptConfig
 from transforms.redaction import redact_pii
@@ -55,6 +55,16 @@ def _flag(group: Any, name: str, *, commands: tuple[str, ...] | None = None, **k
 
 def _csv(value: str) -> list[str]:
     return [v for v in (s.strip() for s in value.split(",")) if v]
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is None or not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number, e.g. 20")
+    return number
 
 
 def _tags(value: str) -> dict[str, str]:
@@ -107,10 +117,10 @@ def _quota_flags(g: Any) -> None:
           help="Quota set; explicit quota flags override it")
     for name in QUOTA_FLAGS:
         _flag(g, name.replace("_", "-"), type=int, help=f"Override the profile's {name}")
-    _flag(g, "max-cost-usd", type=float, commands=RUN,
+    _flag(g, "max-cost-usd", type=float, commands=RUN + PLAN,
           help="Refuse to submit a batch run whose estimated cost exceeds this many USD "
-               "(the estimate `plan` prints); a streaming or Kafka run has no total to "
-               "estimate, so there the flag is refused")
+               "(the estimate `plan` prints; plan prints the plan, then refuses it); a "
+               "streaming or Kafka run has no total to estimate, so there the flag is refused")
     _flag(g, "undersized-policy", default="pad-merge", choices=list(UNDERSIZED_POLICIES),
           help="What to do with a tail smaller than the minimum records per job")
     _flag(g, "on-demand-rps", type=float, default=20.0, commands=RUN,
@@ -123,7 +133,8 @@ def _quota_flags(g: Any) -> None:
 def _job_flags(g: Any) -> None:
     _flag(g, "run-id", help="Names this run's jobs; reuse it to resume a crashed run "
                             "(default: generated). jobs: only this run's jobs")
-    _flag(g, "status", commands=JOBS, help="jobs: only jobs with this status (e.g. InProgress)")
+    _flag(g, "status", commands=JOBS, choices=sorted(IN_FLIGHT | TERMINAL),
+          help="jobs: only jobs with this status")
     _flag(g, "bucket-uri", commands=RUN, help="s3://bucket/prefix for job input/output (local "
                                               "default: s3://bedrock-batch-local/runs)")
     _flag(g, "role-arn", commands=RUN,
@@ -151,7 +162,7 @@ def _aws_flags(g: Any) -> None:
     _flag(g, "bedrock-endpoint-url", commands=RUN + JOBS, help="Override the bedrock control-plane endpoint")
     _flag(g, "bedrock-runtime-endpoint-url", commands=RUN,
           help="Override the bedrock-runtime endpoint")
-    _flag(g, "local-speed", type=float, default=20.0, commands=RUN,
+    _flag(g, "local-speed", type=_positive, default=20.0, commands=RUN,
           help="Speed factor of the local service's simulated job clock")
 
 
@@ -265,6 +276,36 @@ def add_command_flags(parser: argparse.ArgumentParser, command: str) -> None:
         group = parser.add_argument_group(title, description)
         if add is not None:
             add(_CommandGroup(group, command))
+
+
+def command_flags(command: str) -> set[str]:
+    """Every spelling of the flags ``command`` uses: the ones its --help lists.
+
+    Args:
+        command: one of COMMAND_THEMES.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    add_command_flags(parser, command)
+    return {flag for action in parser._actions for flag in action.option_strings}
+
+
+def check_command_flags(argv: list[str], command: str) -> None:
+    """Refuse this CLI's flags that ``command`` does not use: a flag is never ignored silently.
+
+    Beam's own flags (--runner, --streaming, ...) are not checked here.
+
+    Args:
+        argv: The command's arguments.
+        command: one of COMMAND_THEMES.
+    """
+    ours = {flag for action in _cli_parser()._actions for flag in action.option_strings}
+    used = command_flags(command)
+    unused = sorted({name for name in (arg.split("=", 1)[0] for arg in argv)
+                     if name in ours and name not in used})
+    if unused:
+        raise UsageError(f"{command} does not use {', '.join(unused)}: drop "
+                         f"{'it' if len(unused) == 1 else 'them'} (`python -m pipeline "
+                         f"{command} --help` lists its flags)")
 
 
 class BedrockBatchOptions(PipelineOptions):
