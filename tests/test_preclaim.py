@@ -121,8 +121,14 @@ BAD_FLAGS = [
       "--watch-interval-seconds", "0"], "--watch-interval-seconds 0.0 must be > 0"),
     (["--streaming", "--window-seconds", "-5", "--watch-seconds", "1"],
      "--window-seconds must be > 0"),
+    (["--streaming", "--window-seconds", "5", "--watch-seconds", "-5"],
+     "--watch-seconds -5.0 must be >= 0"),
+    # NaN passes every comparison with a limit: --max-cost-usd nan never refused a run.
+    (["--max-cost-usd", "nan"], "argument --max-cost-usd/--max_cost_usd: 'nan' is not a number"),
+    (["--allowed-lateness-seconds", "nan"], "'nan' is not a number"),
+    (["--on-demand-rps", "nan"], "'nan' is not a number"),
     (["--local-speed", "0"], "argument --local-speed/--local_speed: '0' is not a positive number"),
-    (["--local-speed", "nan"], "'nan' is not a positive number"),
+    (["--local-speed", "nan"], "argument --local-speed/--local_speed: 'nan' is not a number"),
     # Refused before the claim already; kept so that every flag's check stays there.
     (["--allowed-lateness-seconds", "-1"], "--allowed-lateness-seconds -1: use 0 or more"),
     (["--max-failure-rate", "2"], "--max-failure-rate 2 is not a fraction"),
