@@ -90,7 +90,7 @@ def _first_error(exc: BeamIOError) -> str:
 
 
 def run_command(argv: list[str]) -> int:
-    """`run`: every check (flags, the input match, the pipeline graph, the destinations, the
+    """`run`: every check (flags, the input match, the destinations, the pipeline graph, the
     cost) comes before ``prepare`` claims --output, so a refused run leaves the folder as it was
     and the corrected command runs."""
     from pipeline.run import check_streaming, construct, prepare, run, sinks
@@ -113,9 +113,9 @@ def run_command(argv: list[str]) -> int:
             if opts.input and not opts.kafka_topic and not streaming:
                 # A watched folder may still be empty when the watch starts.
                 _match_input(opts.input)
+            preflight(opts, config)
             # Every setting a transform refuses while the graph is built (a ConfigError).
             pipeline = construct(options, config)
-            preflight(opts, config)
             if opts.max_cost_usd is not None:
                 _check_cost(options, opts, env.quotas)
             prepare(opts, config.run_id)  # claims --output: after every check, before any job
