@@ -71,6 +71,23 @@ def test_an_input_that_cannot_be_read_is_refused_before_the_claim(case, tmp_path
     assert _error_line(capsys) == line
 
 
+def test_input_problem_names_the_input_and_the_fix(tmp_path):
+    """The pure check under both commands: what a pattern matched, and why it cannot be read."""
+    from pipeline.inputs import input_problem
+
+    good = str(_input(tmp_path))
+    assert input_problem(good, [good]) is None
+    assert input_problem(str(tmp_path / "*"), [good, str(tmp_path)]) is None  # a glob's folders
+    assert input_problem("s3://bucket/calls/*", ["s3://bucket/calls/a.jsonl"]) is None
+    assert input_problem("s3://bucket/calls/*", []) == (
+        "--input 's3://bucket/calls/*' matches no files; check the path, or give a glob such as "
+        "'calls/*.jsonl'")
+    assert input_problem(str(tmp_path), [str(tmp_path)]) == (
+        f"--input {str(tmp_path)!r} names a folder, not files: give a glob of its files, e.g. "
+        f"{str(tmp_path / '*')!r}")
+    assert "not a comma-separated list" in input_problem("a.jsonl,b.jsonl", [])
+
+
 def test_an_unreadable_input_file_is_refused_before_the_claim(tmp_path, capsys, monkeypatch):
     """A file its owner made unreadable. Root reads any file whatever its mode, and the suite
     may run as root, so here os.access answers as it does for another user of a mode 000 file
