@@ -137,7 +137,7 @@ BAD_FLAGS = [
     (["--streaming", "--window-seconds", "5", "--watch-seconds", "1",
       "--watch-interval-seconds", "0"], "--watch-interval-seconds 0.0 must be > 0"),
     (["--streaming", "--window-seconds", "-5", "--watch-seconds", "1"],
-     "--window-seconds must be > 0"),
+     "--window-seconds -5: use a positive number"),
     (["--streaming", "--window-seconds", "5", "--watch-seconds", "-5"],
      "--watch-seconds -5.0 must be >= 0"),
     # NaN passes every comparison with a limit: --max-cost-usd nan never refused a run.
