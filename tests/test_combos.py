@@ -20,6 +20,7 @@ of the cases that ran is printed at the end of the test report (tests/combo_tabl
 """
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import itertools
 import json
@@ -164,7 +165,7 @@ def _selected() -> list[Case]:
         return CASES
     chosen = sorted(random.Random(SEED).sample(range(len(CASES)), SUBSET))
     SELECTION.update(total=len(CASES), ran=SUBSET,
-                     how=f"a seeded subset; `make combos` runs all")
+                     how="a seeded subset; `make combos` runs all")
     return [CASES[i] for i in chosen]
 
 
@@ -178,8 +179,6 @@ def _records(case: Case) -> list[dict[str, Any]]:
 
 
 def _iso(epoch: int) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
