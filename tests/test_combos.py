@@ -57,7 +57,7 @@ TIMESTAMP_FIELD = "started_at"
 SUBSET = 5
 
 # Each dimension's values, by name. A new flag value or runner is one more entry here (and, if
-# it needs flags or set-up of its own, a branch in Case.argv / _write_input).
+# it needs flags or set-up of its own, a branch in _argv / _write_input).
 DIMENSIONS: dict[str, tuple[str, ...]] = {
     "format": ("jsonl", "csv", "parquet", "avro", "transcribe", "txt", "jsonl.gz"),
     "source": ("files", "watch", "kafka"),
@@ -84,8 +84,8 @@ SCHEMA_FILE = Path(__file__).with_name("data") / "insights_schema.json"
 
 
 def valid(values: Mapping[str, str]) -> bool:
-    """Whether a (partial) combination is one a user may run; the others are usage errors by
-    design, tested as such elsewhere, and would only hide the pairs around them."""
+    """Whether a (partial) combination is one to run: the others are usage errors by design or
+    cannot apply (each rule says why), and would only hide the pairs around them."""
     get = values.get
     # A Kafka topic holds JSON messages: the file formats do not apply to it.
     if get("source") == "kafka" and get("format") not in (None, "jsonl"):
