@@ -126,6 +126,53 @@ def check_windows(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
             "window files by when they arrive")
 
 
+def unused_flags(given: set[str], opts: BedrockBatchOptions, streaming: bool) -> str | None:
+    """Why flags ``given`` on the command line do nothing in this run, or None: a flag of one
+    sink or source mode given for another would otherwise be ignored silently.
+
+    Args:
+        given: The flags on the command line, in --dash-form.
+        opts: The run's options.
+        streaming: Whether the run is a --streaming one.
+    """
+    kafka_sink, watch = opts.sink == "kafka", streaming and not opts.kafka_topic
+    rules = (
+        (("--kafka-summaries-topic", "--kafka-failures-topic", "--kafka-format",
+          "--kafka-delivery-timeout-seconds"), kafka_sink, "--sink kafka"),
+        (("--bigquery-summaries-table", "--bigquery-failures-table",
+          "--bigquery-create-disposition", "--bigquery-unreachable-timeout-seconds"),
+         opts.sink == "bigquery", "--sink bigquery"),
+        (("--kafka-bootstrap-servers",), kafka_sink or bool(opts.kafka_topic),
+         "--kafka-topic or --sink kafka"),
+        (("--watch-seconds",), watch or bool(opts.kafka_topic), "--streaming or --kafka-topic"),
+        (("--watch-interval-seconds",), watch, "--streaming over a watched --input"),
+        (("--allowed-lateness-seconds",), bool(opts.window_seconds or opts.kafka_topic) or watch,
+         "--window-seconds, --streaming or --kafka-topic"),
+        (("--overwrite",), opts.sink in FORMATS, "a file --sink (parquet, jsonl, avro)"),
+    )
+    for flags, used, needs in rules:
+        unused = [flag for flag in flags if flag in given]
+        if unused and not used:
+            return (f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} nothing "
+                    f"without {needs}: drop {'it' if len(unused) == 1 else 'them'} or add "
+                    f"what {'it needs' if len(unused) == 1 else 'they need'}")
+    return None
+
+
+def check_run_flags(argv: list[str], options: PipelineOptions, opts: BedrockBatchOptions) -> None:
+    """Refuse flags this run would ignore (see ``unused_flags``).
+
+    Args:
+        argv: The command's arguments.
+        options: The run's pipeline options.
+        opts: The run's options.
+    """
+    given = {arg.split("=", 1)[0].replace("_", "-") for arg in argv if arg.startswith("--")}
+    problem = unused_flags(given, opts, options.view_as(StandardOptions).streaming)
+    if problem:
+        raise exit_codes.UsageError(problem)
+
+
 def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
     """Streaming flags that cannot work; an unbounded --streaming run on the DirectRunner would
     never submit a job."""
