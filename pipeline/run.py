@@ -25,6 +25,7 @@ from transforms.insights.aggregate import AggregateInsights, WriteInsightsAggreg
 from transforms.metrics import NAMESPACE, counter
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
+from transforms.source_ledger import SourceLedger
 from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries, rows_in
 from transforms.sources import ReadTranscripts, WatchTranscripts
 from transforms.storage import Storage, join
@@ -77,8 +78,8 @@ class _CountFailures(beam.DoFn):
 
 
 def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
-                ledger_prefix: str | None = None) -> dict:
-    """The run's source; a file source keeps its ledger under ``ledger_prefix`` (when given)."""
+                ledger: SourceLedger | None = None) -> dict:
+    """The run's source; a file source keeps its ledger in ``ledger`` (when given)."""
     fields = dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field,
                   max_text_chars=opts.max_text_chars)
     if opts.kafka_topic:
@@ -96,10 +97,10 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
             stop_after_seconds=opts.watch_seconds, format=opts.input_format,
             timestamp_field=opts.timestamp_field,
             allowed_lateness_seconds=opts.allowed_lateness_seconds,
-            ledger_prefix=ledger_prefix, **fields)
+            ledger=ledger, **fields)
     return p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format,
                                          timestamp_field=opts.timestamp_field,
-                                         ledger_prefix=ledger_prefix, **fields)
+                                         ledger=ledger, **fields)
 
 
 # What the DirectRunner actually runs a pipeline on (Beam 2.70): it first tries Prism, whose
@@ -157,8 +158,8 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
     streaming = p.options.view_as(StandardOptions).streaming
     if streaming and not opts.window_seconds:
         raise ValueError("--streaming needs --window-seconds N: jobs are submitted per window")
-    read = read_source(p, opts, streaming,
-                       layout.source_ledger_prefix(config.base_uri, config.run_id))
+    read = read_source(p, opts, streaming, SourceLedger(
+        layout.source_ledger_prefix(config.base_uri, config.run_id), config.aws))
     transcripts, source_failures = read["transcripts"], read["failures"]
     if opts.window_seconds:
         # With allowed lateness: a record behind the watermark is summarized in a late pane
@@ -443,7 +444,7 @@ class Report:
         elif self.accounting.input_empty() is None:
             missing = [what for what, known in (
                 ("no source ledger", self.accounting.ledger_files is not None),
-                ("no listing of the run's jobs", self.accounting.jobs is not None)) if not known]
+                ("no job ledger", self.accounting.jobs is not None)) if not known]
             why = f"no record was counted in ({' and '.join(missing)} to confirm it)"
         else:
             why = "every record is a summary or a failure row"

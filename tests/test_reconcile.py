@@ -118,7 +118,7 @@ def test_without_a_ledger_or_a_job_listing_no_records_is_not_claimed(missing):
     verdict = Report("r1", {}, facts=facts).verdict()
     assert verdict.startswith("exit code       0: no record was counted in (")
     assert ("no source ledger" in verdict) == ("ledger" in missing)
-    assert ("no listing of the run's jobs" in verdict) == ("jobs" in missing)
+    assert ("no job ledger" in verdict) == ("jobs" in missing)
 
 
 def test_jobs_without_any_record_read_are_not_accounted():

@@ -75,6 +75,7 @@ def test_a_resumed_run_accounts_for_the_reads_and_the_job_of_its_killed_attempt(
     assert (open_job["name"], report["records"]["in"]) == (job_name, RECORDS)
     assert [j["harvested"] for j in report["jobs"]] == [False]
     assert main(["report", str(output)]) == 0  # report.json still passes its schema
+    assert f"NOT ACCOUNTED: job {job_name} " in (output / "report.html").read_text()
 
     # The command the report names collects the job's rows, exactly as printed.
     command = named[named.index("python -m pipeline collect"):]

@@ -11,8 +11,26 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transforms.aws import AwsConfig
 
 SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class SourceLedger:
+    """Where a file source keeps its ledger.
+
+    Args:
+        prefix: A local folder or an ``s3://`` prefix (``transforms.layout.source_ledger_prefix``).
+        aws: The S3 settings for an ``s3://`` prefix (workers build their client from them, as
+            every stage does); None for a local folder.
+    """
+
+    prefix: str
+    aws: AwsConfig | None = None
 
 
 @dataclass(frozen=True)
