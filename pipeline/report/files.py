@@ -1,5 +1,6 @@
-"""The run report's files: the run's jobs from the Bedrock service, report.json and report.html
-written and read through Beam's FileSystems (so an s3:// output gets its report too)."""
+"""The run report's files: the run's jobs from the Bedrock service, the durable records the run
+keeps under its S3 prefix (the source ledger, the harvest markers), and report.json and
+report.html written and read through Beam's FileSystems (so an s3:// output gets its report too)."""
 from __future__ import annotations
 
 import json
