@@ -342,11 +342,11 @@ def test_interrupt_with_the_embedded_backend(tmp_path, capsys):
 OTHER_POINTS = {
     "plan": """
         from pipeline import commands
-        read = commands.read_file
+        read = commands.read_stored_file
         def hooked(*args, **kwargs):
             yield from read(*args, **kwargs)
             die("plan")
-        commands.read_file = hooked
+        commands.read_stored_file = hooked
     """,
     "collect": """
         from pipeline import collect
