@@ -23,6 +23,7 @@ OTHER_PROGRAMS = {
     "--seed": "the sample generator, python -m pipeline.samples.generate",
     "--rows": "the demo's table printer, python -m pipeline.samples.show",
     "--checkpointing_interval": "Flink's Java pipeline options, handed to the job server",
+    "--shutdown_sources_after_idle_ms": "Flink's Java pipeline options, handed to the job server",
     "--service_port": "Beam's worker_pool_main, in the README's Flink section",
     "--dash-form": "the README's and options.py's description of flag spelling",
     "--underscore_form": "the README's and options.py's description of flag spelling",
