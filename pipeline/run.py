@@ -12,7 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline import exit_codes
+from pipeline import exit_codes, runners
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from pipeline.report.data import report_data, window_counter
 from pipeline.report.files import run_jobs, write_report
@@ -94,17 +94,6 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) ->
                                          timestamp_field=opts.timestamp_field, **fields)
 
 
-# What the DirectRunner actually runs a pipeline on (Beam 2.70): it first tries Prism, whose
-# binary it downloads from GitHub; when that fails (offline) it falls back to the FnApiRunner for
-# anything without TestStream or Pub/Sub, --streaming or not. The FnApiRunner holds the watermark
-# of a splittable DoFn's input at the minimum while the DoFn has residual work (ignoring its
-# watermark estimator), and schedules a stage's output for the next stage only at the end of
-# time. The file watch (PeriodicImpulse) and the Kafka read have residual work until they stop,
-# so no window closes, and no job is submitted, before the watch ends.
-_DIRECT_RUNNERS = ("directrunner", "switchingdirectrunner", "bundlebaseddirectrunner",
-                   "fnapirunner", "direct")
-
-
 def check_windows(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
     """Window flags that cannot work: windows of a bounded read need each record's event time.
 
@@ -127,7 +116,7 @@ def check_windows(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
 
 
 def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
-    """Streaming flags that cannot work; an unbounded --streaming run on the DirectRunner would
+    """Streaming flags that cannot work; an unbounded --streaming run on the FnApiRunner would
     never submit a job."""
     check_windows(options, opts)
     if opts.allowed_lateness_seconds < 0:
@@ -135,13 +124,15 @@ def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None
                                     f"use 0 or more seconds")
     if not options.view_as(StandardOptions).streaming:
         return
-    runner = str(options.view_as(StandardOptions).runner or "DirectRunner").lower()
-    if not opts.watch_seconds and runner in _DIRECT_RUNNERS:  # 0 watches forever too
+    # The FnApiRunner holds the watermark behind the file watch and the Kafka read until they
+    # stop, so no window would close, and no job be submitted, before the watch ends
+    # (docs/architecture.md, "Runner facts"). Prism, the default for --streaming, closes each.
+    runner = str(options.view_as(StandardOptions).runner or runners.default_runner(True))
+    if not opts.watch_seconds and runners.is_fnapi(runner):  # 0 watches forever too
         raise exit_codes.UsageError(
-            "--streaming without --watch-seconds never submits a job on the DirectRunner (it "
-            "closes windows only when the watch ends); add --watch-seconds N to summarize what "
-            "arrives in N seconds, or run on Flink (--runner FlinkRunner), which submits each "
-            "window's jobs as it closes")
+            f"--streaming without --watch-seconds never submits a job on --runner {runner} (it "
+            f"closes windows only when the watch ends); drop --runner to run on Prism, which "
+            f"submits each window's jobs as it closes, or add --watch-seconds N")
 
 
 def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str) -> None:
