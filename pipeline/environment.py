@@ -97,7 +97,11 @@ def choose_runner(options: PipelineOptions) -> str:
     """
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
-        standard.runner = runners.default_runner(bool(standard.streaming))
+        opts = options.view_as(BedrockBatchOptions)
+        standard.runner = runners.default_runner(
+            bool(standard.streaming), runners.drops_end_flush(
+                runners.PRISM, bool(standard.streaming), opts.watch_seconds,
+                opts.undersized_policy))
     runner = str(standard.runner)
     prism = options.view_as(PrismRunnerOptions)
     if prism.prism_location or not (runners.is_prism(runner) or runners.is_fnapi(runner)):

@@ -127,12 +127,19 @@ def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None
     # The FnApiRunner holds the watermark behind the file watch and the Kafka read until they
     # stop, so no window would close, and no job be submitted, before the watch ends
     # (docs/architecture.md, "Runner facts"). Prism, the default for --streaming, closes each.
-    runner = str(options.view_as(StandardOptions).runner or runners.default_runner(True))
+    runner = options.view_as(StandardOptions).runner
+    if runner is None:  # the CLI chooses (environment.choose_runner): always one that works
+        return
     if not opts.watch_seconds and runners.is_fnapi(runner):  # 0 watches forever too
         raise exit_codes.UsageError(
             f"--streaming without --watch-seconds never submits a job on --runner {runner} (it "
             f"closes windows only when the watch ends); drop --runner to run on Prism, which "
             f"submits each window's jobs as it closes, or add --watch-seconds N")
+    if runners.drops_end_flush(runner, True, opts.watch_seconds, opts.undersized_policy):
+        raise exit_codes.UsageError(
+            f"--undersized-policy defer with --watch-seconds on --runner {runner}: Prism loses "
+            f"the rows of the tail still waiting when the watch ends; drop --runner to run on "
+            f"the FnApiRunner, or drop --watch-seconds")
 
 
 def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str) -> None:

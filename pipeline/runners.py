@@ -28,9 +28,24 @@ def prism_binary(beam_version: str, cache: Path = CACHE) -> Path | None:
     return binary if binary.is_file() else None
 
 
-def default_runner(streaming: bool) -> str:
-    """The local runner for a run that names none: Prism for --streaming, else the FnApiRunner."""
-    return PRISM if streaming else FNAPI
+def default_runner(streaming: bool, flushes_tails_at_end: bool = False) -> str:
+    """The local runner for a run that names none: Prism for --streaming, else the FnApiRunner.
+
+    Args:
+        streaming: Whether the run is a --streaming one.
+        flushes_tails_at_end: Whether its input ends (--watch-seconds) with --undersized-policy
+            defer, whose tail still waiting at the end Prism does not deliver (``drops_end_flush``).
+    """
+    return PRISM if streaming and not flushes_tails_at_end else FNAPI
+
+
+def drops_end_flush(runner: str, streaming: bool, watch_seconds: float | None,
+                    undersized_policy: str) -> bool:
+    """Whether ``runner`` would lose the defer policy's tail still waiting when a --streaming
+    watch ends: Prism does not deliver the rows the end-of-input flush emits into windows that
+    closed long before (measured: docs/architecture.md, "Runner facts")."""
+    return (is_prism(runner) and streaming and bool(watch_seconds)
+            and undersized_policy == "defer")
 
 
 def is_prism(runner: str) -> bool:

@@ -21,6 +21,18 @@ def test_the_default_is_the_fnapi_runner_for_bounded_input_and_prism_for_streami
     assert runners.default_runner(streaming=True) == "PrismRunner"
 
 
+def test_a_watch_that_ends_with_deferred_tails_stays_on_the_fnapi_runner():
+    """Prism loses the defer policy's tail flushed when a watch ends (docs/architecture.md)."""
+    assert runners.default_runner(streaming=True, flushes_tails_at_end=True) == "FnApiRunner"
+    assert runners.drops_end_flush("PrismRunner", True, 60, "defer")
+    assert not runners.drops_end_flush("PrismRunner", True, None, "defer"), "no end, no flush"
+    assert not runners.drops_end_flush("PrismRunner", True, 60, "pad-merge")
+    assert not runners.drops_end_flush("FnApiRunner", True, 60, "defer")
+    assert _chosen("--streaming", "--watch-seconds", "60", "--undersized-policy",
+                   "defer")[0] == "FnApiRunner"
+    assert _chosen("--streaming", "--undersized-policy", "defer")[0] == "PrismRunner"
+
+
 def test_runner_names_are_matched_as_beam_spells_them():
     assert runners.is_prism("PrismRunner") and runners.is_prism("prism")
     assert all(runners.is_fnapi(name) for name in ("DirectRunner", "direct", "FnApiRunner",

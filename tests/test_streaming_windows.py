@@ -126,6 +126,9 @@ def test_an_endless_streaming_run_without_prism_is_refused_naming_make_prism(tmp
     (["--runner", "FnApiRunner", "--watch-seconds", "0"], True),
     (["--runner", "FnApiRunner", "--watch-seconds", "30"], False),
     (["--runner", "FlinkRunner"], False),
+    (["--runner", "PrismRunner", "--watch-seconds", "30", "--undersized-policy", "defer"], True),
+    (["--watch-seconds", "30", "--undersized-policy", "defer"], False),
+    (["--runner", "PrismRunner", "--undersized-policy", "defer"], False),
 ])
 def test_which_streaming_runs_are_refused(args, refused):
     from pipeline.exit_codes import UsageError
