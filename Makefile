@@ -12,7 +12,7 @@ PYTEST_FLAGS ?= -q --durations=25
 include jvm/jvm.mk
 include bq/bq.mk
 
-.PHONY: demo test faults timing bench install clean browser prism
+.PHONY: demo test faults combos timing bench install clean browser prism
 
 $(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ timing: $(STAMP) jvm-jars
 # backend; the report ends with the table of inputs, rows, jobs, duplicate jobs and lost records.
 faults: $(STAMP)
 	$(PY) -m pytest $(PYTEST_FLAGS) tests/test_fault_matrix.py
+
+# The whole combination matrix (`make test` runs a seeded handful of its cases): one CLI run per
+# generated all-pairs combination of input format, source, windows, undersized policy, task,
+# model family, redaction, sink, injected record errors and runner; the report ends with its table.
+combos: $(STAMP) $(PRISM) jvm-jars bq-emulator
+	COMBOS=all $(PY) -m pytest $(PYTEST_FLAGS) tests/test_combos.py
 
 # Debian's chromium for the run report's browser test (tests/test_report_browser.py), which
 # Playwright drives; Playwright never downloads a browser of its own here. Quick once installed.

@@ -37,6 +37,7 @@ setup(
         "kafka": ["confluent-kafka>=2.3"],
         "bigquery": ["apache-beam[gcp]==2.70.0"],
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100",
+                 "allpairspy>=2.5",  # generates the combination matrix (tests/test_combos.py)
                  "playwright>=1.40"],  # drives Debian's chromium (make browser), no own browsers
     },
     entry_points={"console_scripts": ["bedrock-beam=pipeline.__main__:cli"]},

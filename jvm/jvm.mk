@@ -15,7 +15,15 @@ FLINK_ADD_OPENS := java.lang java.lang.reflect java.io java.net java.nio \
 	java.text java.time java.util java.util.concurrent \
 	java.util.concurrent.atomic java.util.concurrent.locks sun.nio.ch
 
-.PHONY: jvm-jars jvm-clean
+.PHONY: jvm-jars jvm-clean flink-cluster
+
+# A Flink 1.19 session cluster from the jars above (one JobManager, two TaskManagers, each its own
+# JVM; settings in jvm/flink/conf/config.yaml), in the foreground until Ctrl-C. Submit with
+# --runner FlinkRunner --flink_master 127.0.0.1:$(FLINK_REST_PORT). The tests start their own
+# through the same script, on free ports.
+FLINK_REST_PORT ?= 8081
+flink-cluster: $(STAMP) $(JVM_CACHE)/flink.stamp
+	$(PY) -m tests.flink_cluster --rest-port $(FLINK_REST_PORT)
 
 jvm-jars: $(JVM_CACHE)/kafka.stamp $(FLINK_JOB_SERVER_JAR)
 

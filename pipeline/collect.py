@@ -131,9 +131,6 @@ def collect(options: PipelineOptions, job_output: str, aws: AwsConfig) -> list[s
     job_id = job_output.rstrip("/").rsplit("/", 1)[-1]
     ctx = JobContext(model_id=opts.model_id, job_arn=None, invocation_type=opts.model_invocation_type,
                      max_attempts=1)
-    if opts.overwrite:
-        raise UsageError("collect never replaces another run's rows: drop --overwrite and "
-                         "choose an empty --output")
     # Like a run, collect holds its folder while it writes, stages its rows and publishes them
     # whole; its run id is the job's, so collecting the same job again replaces its own rows.
     run_id = f"collect-{job_id}"

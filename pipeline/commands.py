@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any, Iterator
 
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -17,9 +17,11 @@ from pipeline.environment import (aws_from_flags, beam_s3, check_runner, choose_
                                   environment)
 from pipeline.exit_codes import UsageError
 from pipeline.field_flags import cli_message
+from pipeline.inputs import input_problem
 from pipeline.extras import check_optional_parts
-from pipeline.preflight import check_cost, preflight, run_banner
-from pipeline.options import BedrockBatchOptions, batch_config, parse_options, resolve_quotas
+from pipeline.preflight import check_cost, check_model, preflight, run_banner
+from pipeline.options import (BedrockBatchOptions, batch_config, check_command_flags, parse_options,
+                              resolve_quotas)
 from transforms import pricing
 from transforms.aws import AwsConfig
 from transforms.jobs import JobConfig, JobsClient
@@ -29,11 +31,15 @@ from transforms.quotas import Quotas
 from transforms.planning import UndersizedPolicy, estimate_tokens, plan_sizes
 from transforms.insights.schemas import SchemaFileError, resolve_task
 from transforms.records import PromptConfig, build_record
+from transforms.sinks.files import FORMATS
+from transforms.sources import ReadTranscripts
 from transforms.validation import FieldMapping, validate_transcript
 
 
-def _options(argv: list[str], *required: str) -> tuple[PipelineOptions, BedrockBatchOptions]:
+def _options(argv: list[str], command: str, *required: str
+             ) -> tuple[PipelineOptions, BedrockBatchOptions]:
     options, opts = parse_options(argv)
+    check_command_flags(argv, command)
     for name in required:
         if not getattr(opts, name.replace("-", "_")):
             raise UsageError(f"--{name} is required")
@@ -67,10 +73,33 @@ def _check_cost(options: PipelineOptions, opts: BedrockBatchOptions, quotas: Quo
     check_cost(plan["estimate"]["max_cost_usd"], opts.max_cost_usd, opts.model_id, plan["records"])
 
 
-def run_command(argv: list[str]) -> int:
-    from pipeline.run import check_streaming, hold_output, prepare, run, sinks
+def _match_input(pattern: str) -> list[str]:
+    """The files --input matches; a usage error when it cannot be read as given."""
+    try:
+        matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+    except BeamIOError as exc:  # e.g. an s3:// bucket that cannot be listed
+        raise UsageError(f"--input {pattern!r} cannot be listed ({_first_error(exc)}); check the "
+                         f"path and the credentials") from None
+    problem = input_problem(pattern, matches)
+    if problem:
+        raise UsageError(problem)
+    return matches
 
-    options, opts = _options(argv)
+
+def _first_error(exc: BeamIOError) -> str:
+    # BeamIOError keeps the filesystem's own exception per pattern: that is what a user needs.
+    causes = list((exc.exception_details or {}).values())
+    return str(causes[0] if causes else exc).splitlines()[0][:300]
+
+
+def run_command(argv: list[str]) -> int:
+    """`run`: every check (flags, the input match, the destinations, the pipeline graph, the
+    cost) comes before ``hold_output`` claims --output, so a refused run leaves the folder as it
+    was and the corrected command runs."""
+    from pipeline.run import check_streaming, construct, hold_output, prepare, run, sinks
+
+    options, opts = _options(argv, "run")
+    streaming = options.view_as(StandardOptions).streaming
     with _setup_errors():
         if not opts.input and not opts.kafka_topic:
             raise UsageError("--input is required (or --kafka-topic)")
@@ -86,10 +115,15 @@ def run_command(argv: list[str]) -> int:
                                   env.default_role_arn, env.default_poll_interval)
             interrupts.note_run(config, opts.backend)  # Ctrl-C from here on names the run
             FileSystems.set_options(options)  # the output probe writes as the sinks will
+            if opts.input and not opts.kafka_topic and not streaming:
+                # A watched folder may still be empty when the watch starts.
+                _match_input(opts.input)
             preflight(opts, config)
+            # Every setting a transform refuses while the graph is built (a ConfigError).
+            pipeline = construct(options, config)
             if opts.max_cost_usd is not None:
                 _check_cost(options, opts, env.quotas)
-            prepare(opts, config.run_id)
+            prepare(opts, config.run_id)  # the last checks of --output, before it is claimed
         # Held from here until the run ends, however it ends; refused (exit 2) before any job
         # exists when another process holds the folder or it holds another run's files.
         with hold_output(opts, config.run_id):
@@ -97,17 +131,14 @@ def run_command(argv: list[str]) -> int:
             # Job listings as often as the pipeline polls, but at least twice a minute on AWS.
             poll_seconds = min(config.poll_interval_seconds, 30)
             with run_progress(config.run_id, env.aws.client("bedrock"), opts.quiet, poll_seconds):
-                report = run(options, config)
+                report = run(pipeline, config)
     print("\n".join(report.lines(config.model_id)))
     return report.exit_code()
 
 
 def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping, max_text_chars: int
                  ) -> Iterator[Any]:
-    matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
-    if not matches:
-        raise UsageError(f"--input {pattern!r} matches no files")
-    for path in sorted(matches):
+    for path in sorted(_match_input(pattern)):
         file_format = detect_format(path) if fmt == "auto" else fmt
         if file_format is None:
             raise UsageError(f"cannot tell the format of {path}; pass --input-format")
@@ -121,11 +152,21 @@ def _read_inputs(pattern: str, fmt: str, mapping: FieldMapping, max_text_chars: 
 
 def plan_command(argv: list[str]) -> int:
     """The plan for one window holding the whole input: what `run` would submit."""
-    options, opts = _options(argv, "input")
-    with beam_s3(options, aws_from_flags(opts, options)):
+    options, opts = _options(argv, "plan", "input")
+    with _setup_errors(), beam_s3(options, aws_from_flags(opts, options)):
+        # The checks `run` makes of the flags plan uses, so a plan is never of a run that
+        # would be refused.
+        ReadTranscripts(opts.input, format=opts.input_format, id_field=opts.id_field,
+                        text_field=opts.text_field, turns_field=opts.turns_field,
+                        max_text_chars=opts.max_text_chars)
+        check_model(opts.model_id, opts.model_invocation_type)
         FileSystems.set_options(options)  # s3:// input, read where `run` would read it
-        json.dump(plan_report(opts, _quotas(opts)), sys.stdout, indent=2)
+        plan = plan_report(opts, _quotas(opts))
+    json.dump(plan, sys.stdout, indent=2)
     print()
+    if opts.max_cost_usd is not None:  # the plan is printed, so the refusal can be weighed
+        check_cost(plan["estimate"]["max_cost_usd"], opts.max_cost_usd, opts.model_id,
+                   plan["records"])
     return 0
 
 
@@ -186,7 +227,10 @@ def plan_report(opts: BedrockBatchOptions, quotas: Quotas) -> dict[str, Any]:
 def collect_command(argv: list[str]) -> int:
     from pipeline.collect import collect
 
-    options, opts = _options(argv, "job-output", "output")
+    options, opts = _options(argv, "collect", "job-output", "output")
+    if opts.sink not in FORMATS:
+        raise UsageError(f"collect writes files: --sink {opts.sink} is for `run`; use --sink "
+                         f"{', '.join(FORMATS)}")
     aws = aws_from_flags(opts, options)
     with beam_s3(options, aws):
         print("\n".join(collect(options, opts.job_output, aws)))
@@ -194,7 +238,7 @@ def collect_command(argv: list[str]) -> int:
 
 
 def jobs_command(argv: list[str]) -> int:
-    options, opts = _options(argv)
+    options, opts = _options(argv, "jobs")
     if opts.backend == "local" and not opts.bedrock_endpoint_url:
         raise UsageError("jobs looks at existing jobs: start `python -m pipeline serve-local`, "
                          "export the environment it prints (endpoints and its key) and pass the "

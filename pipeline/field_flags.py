@@ -15,6 +15,11 @@ _RENAMED = {
     "timeout_hours": "--job-timeout-hours",
     "format": "--input-format",
     "interval_seconds": "--watch-interval-seconds",
+    "template": "--prompt-template",
+    "system_prompt": "--system-prompt-file",
+    "bootstrap_servers": "--kafka-bootstrap-servers",
+    "topic": "--kafka-topic",
+    "stop_after_seconds": "--watch-seconds",
 }
 
 
@@ -30,10 +35,18 @@ def flag_for(field: str) -> str:
 def cli_message(error: ValueError) -> str:
     """``error``'s message with each setting it names (a ConfigError's fields) as its flag.
 
+    A setting no flag sets (a transform argument the CLI never passes) keeps its name, so the
+    message names no flag that does not exist.
+
     Args:
         error: Any ValueError; one that is not a ConfigError keeps its message.
     """
+    from pipeline.options import known_flags
+
     text = str(error)
+    flags = known_flags()
     for field in error.fields if isinstance(error, ConfigError) else ():
+        if flag_for(field) not in flags:
+            continue
         text = re.sub(rf"(?<![\w-]){re.escape(field)}(?![\w-])", flag_for(field), text)
     return text

@@ -6,6 +6,7 @@ import difflib
 import importlib
 import json
 import logging
+import math
 import re
 import uuid
 import datetime as dt
@@ -19,7 +20,7 @@ from transforms.aws import AwsConfig
 from transforms.config import (DEFAULT_INPUT_LATENESS_SECONDS, DEFAULT_MODEL_ID,
                                UNDERSIZED_POLICIES, BatchConfig)
 from transforms.insights.schemas import TASKS, SchemaFileError, resolve_task
-from transforms.jobs import JobConfig
+from transforms.jobs import IN_FLIGHT, TERMINAL, JobConfig
 from transforms.quotas import PROFILES, Quotas, profile
 from transforms.records import PromptConfig
 from transforms.redaction import redact_pii
@@ -56,6 +57,24 @@ def _flag(group: Any, name: str, *, commands: tuple[str, ...] | None = None, **k
 
 def _csv(value: str) -> list[str]:
     return [v for v in (s.strip() for s in value.split(",")) if v]
+
+
+def _number(value: str) -> float:
+    """A float flag's value; NaN compares false with every limit, so no check would refuse it."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if math.isnan(number):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number")
+    return number
+
+
+def _positive(value: str) -> float:
+    number = _number(value)
+    if not 0 < number < math.inf:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number, e.g. 20")
+    return number
 
 
 def _tags(value: str) -> dict[str, str]:
@@ -100,7 +119,7 @@ def _model_flags(g: Any) -> None:
     _flag(g, "prompt-template", commands=RUN + PLAN, help="File with the user prompt; {transcript} marks the text")
     _flag(g, "system-prompt-file", commands=RUN + PLAN, help="File with the system prompt")
     _flag(g, "max-tokens", commands=RUN + PLAN, type=int, default=512, help="Max output tokens per summary")
-    _flag(g, "temperature", type=float, default=0.2, commands=RUN + PLAN)
+    _flag(g, "temperature", type=_number, default=0.2, commands=RUN + PLAN)
     # Insights: one schema-checked JSON object per call instead of a free-text summary.
     _flag(g, "task", choices=TASKS, default=None, commands=RUN + PLAN,
           help="summary (default): a free-text summary per call; insights: one JSON object "
@@ -114,13 +133,13 @@ def _quota_flags(g: Any) -> None:
           help="Quota set; explicit quota flags override it")
     for name in QUOTA_FLAGS:
         _flag(g, name.replace("_", "-"), type=int, help=f"Override the profile's {name}")
-    _flag(g, "max-cost-usd", type=float, commands=RUN,
+    _flag(g, "max-cost-usd", type=_number, commands=RUN + PLAN,
           help="Refuse to submit a batch run whose estimated cost exceeds this many USD "
-               "(the estimate `plan` prints); a streaming or Kafka run has no total to "
-               "estimate, so there the flag is refused")
+               "(the estimate `plan` prints; plan prints the plan, then refuses it); a "
+               "streaming or Kafka run has no total to estimate, so there the flag is refused")
     _flag(g, "undersized-policy", default="pad-merge", choices=list(UNDERSIZED_POLICIES),
           help="What to do with a tail smaller than the minimum records per job")
-    _flag(g, "on-demand-rps", type=float, default=20.0, commands=RUN,
+    _flag(g, "on-demand-rps", type=_number, default=20.0, commands=RUN,
           help="On-demand policy: most InvokeModel/Converse calls per second per worker; "
                "throttling lowers the pace below it")
     _flag(g, "on-demand-concurrency", type=int, default=8, commands=RUN,
@@ -130,7 +149,8 @@ def _quota_flags(g: Any) -> None:
 def _job_flags(g: Any) -> None:
     _flag(g, "run-id", help="Names this run's jobs; reuse it to resume a crashed run "
                             "(default: generated). jobs: only this run's jobs")
-    _flag(g, "status", commands=JOBS, help="jobs: only jobs with this status (e.g. InProgress)")
+    _flag(g, "status", commands=JOBS, choices=sorted(IN_FLIGHT | TERMINAL),
+          help="jobs: only jobs with this status")
     _flag(g, "stop", action="store_true", commands=JOBS,
           help="jobs: first ask Bedrock to stop the jobs of --run-id that have not ended")
     _flag(g, "bucket-uri", commands=RUN, help="s3://bucket/prefix for job input/output (local "
@@ -160,7 +180,7 @@ def _aws_flags(g: Any) -> None:
     _flag(g, "bedrock-endpoint-url", commands=RUN + JOBS, help="Override the bedrock control-plane endpoint")
     _flag(g, "bedrock-runtime-endpoint-url", commands=RUN,
           help="Override the bedrock-runtime endpoint")
-    _flag(g, "local-speed", type=float, default=20.0, commands=RUN,
+    _flag(g, "local-speed", type=_positive, default=20.0, commands=RUN,
           help="Speed factor of the local service's simulated job clock")
 
 
@@ -177,7 +197,7 @@ def _output_flags(g: Any) -> None:
     _flag(g, "report-dir", commands=RUN,
           help="Folder (local or s3://) for the run report, report.json and report.html "
                "(default: --output for file sinks, reports/<run id> for kafka and bigquery)")
-    _flag(g, "max-failure-rate", type=float, default=DEFAULT_MAX_FAILURE_RATE, commands=RUN,
+    _flag(g, "max-failure-rate", type=_number, default=DEFAULT_MAX_FAILURE_RATE, commands=RUN,
           help="Exit with code 3 when failure rows are more than this fraction of the rows "
                "out (default 0.2; 0 = any failure). A run where every record failed always "
                "exits 3")
@@ -186,7 +206,7 @@ def _output_flags(g: Any) -> None:
     _flag(g, "bigquery-create-disposition", commands=RUN, default="CREATE_IF_NEEDED",
           choices=["CREATE_IF_NEEDED", "CREATE_NEVER"],
           help="--sink bigquery: create missing tables (with the schema) or not")
-    _flag(g, "bigquery-unreachable-timeout-seconds", commands=RUN, type=float, default=120.0,
+    _flag(g, "bigquery-unreachable-timeout-seconds", commands=RUN, type=_number, default=120.0,
           help="--sink bigquery: how long an insert retries a BigQuery that does not "
                "answer before the run fails (exit 1) (default 120)")
     _flag(g, "kafka-summaries-topic", commands=RUN, help="--sink kafka: topic for summary rows")
@@ -194,7 +214,7 @@ def _output_flags(g: Any) -> None:
     _flag(g, "kafka-format", commands=RUN, default="json", choices=["json", "avro"],
           help="--sink kafka: message value encoding (avro carries its schema in the "
                "'avro.schema' header)")
-    _flag(g, "kafka-delivery-timeout-seconds", commands=RUN, type=float,
+    _flag(g, "kafka-delivery-timeout-seconds", commands=RUN, type=_number,
           help="--sink kafka: how long the producer keeps retrying a row while the brokers "
                "are unreachable before the run fails (exit 1) (default: librdkafka's 300)")
 
@@ -204,13 +224,13 @@ def _streaming_flags(g: Any) -> None:
           help="Fixed windows of this many seconds; each window's records become its jobs "
                "(early, as soon as a full job's worth is ready). On a bounded --input (no "
                "--streaming) it needs --timestamp-field")
-    _flag(g, "allowed-lateness-seconds", type=float, default=DEFAULT_INPUT_LATENESS_SECONDS,
+    _flag(g, "allowed-lateness-seconds", type=_number, default=DEFAULT_INPUT_LATENESS_SECONDS,
           help="Records arriving up to this long after their window closed are still "
                "summarized (in late jobs); later ones become LateRecord failure rows "
                "(Kafka) (default: one day)")
-    _flag(g, "watch-interval-seconds", type=float, default=10.0,
+    _flag(g, "watch-interval-seconds", type=_number, default=10.0,
           help="How often --input is checked for new files when streaming")
-    _flag(g, "watch-seconds", type=float,
+    _flag(g, "watch-seconds", type=_number,
           help="Stop watching for new input after this many seconds (default: never)")
     _flag(g, "kafka-bootstrap-servers",
           help="Kafka brokers for --kafka-topic and --sink kafka (host:port,...)")
@@ -275,6 +295,36 @@ def add_command_flags(parser: argparse.ArgumentParser, command: str) -> None:
         group = parser.add_argument_group(title, description)
         if add is not None:
             add(_CommandGroup(group, command))
+
+
+def command_flags(command: str) -> set[str]:
+    """Every spelling of the flags ``command`` uses: the ones its --help lists.
+
+    Args:
+        command: one of COMMAND_THEMES.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    add_command_flags(parser, command)
+    return {flag for action in parser._actions for flag in action.option_strings}
+
+
+def check_command_flags(argv: list[str], command: str) -> None:
+    """Refuse this CLI's flags that ``command`` does not use: a flag is never ignored silently.
+
+    Beam's own flags (--runner, --streaming, ...) are not checked here.
+
+    Args:
+        argv: The command's arguments.
+        command: one of COMMAND_THEMES.
+    """
+    ours = {flag for action in _cli_parser()._actions for flag in action.option_strings}
+    used = command_flags(command)
+    unused = sorted({name for name in (arg.split("=", 1)[0] for arg in argv)
+                     if name in ours and name not in used})
+    if unused:
+        raise UsageError(f"{command} does not use {', '.join(unused)}: drop "
+                         f"{'it' if len(unused) == 1 else 'them'} (`python -m pipeline "
+                         f"{command} --help` lists its flags)")
 
 
 class BedrockBatchOptions(PipelineOptions):

@@ -101,17 +101,33 @@ def check_bucket(s3_client: Any, bucket_uri: str) -> None:
                          f"--aws-profile") from None
 
 
-def check_kafka(bootstrap_servers: str, topics: Iterable[str], timeout_s: float = 10.0) -> None:
-    """The brokers answer, and each topic exists or the broker creates topics on first use."""
+def _kafka_metadata(bootstrap_servers: str, timeout_s: float) -> tuple[Any, Any]:
+    """(an AdminClient, the cluster's metadata), or a UsageError when no broker answers."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, ConfigResource
+    from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     try:
-        metadata = admin.list_topics(timeout=timeout_s)
+        return admin, admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise UsageError(f"--kafka-bootstrap-servers {bootstrap_servers}: no broker answered "
                          f"within {timeout_s:.0f} s ({_first_line(exc)})") from None
+
+
+def check_kafka_source(bootstrap_servers: str, topic: str, timeout_s: float = 10.0) -> None:
+    """The brokers answer and --kafka-topic exists: the source reads it and never creates it."""
+    _, metadata = _kafka_metadata(bootstrap_servers, timeout_s)
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        raise UsageError(f"--kafka-topic {topic} does not exist on {bootstrap_servers}: create "
+                         f"it, or fix --kafka-topic")
+
+
+def check_kafka(bootstrap_servers: str, topics: Iterable[str], timeout_s: float = 10.0) -> None:
+    """The brokers answer, and each topic exists or the broker creates topics on first use."""
+    from confluent_kafka.admin import ConfigResource
+
+    admin, metadata = _kafka_metadata(bootstrap_servers, timeout_s)
     missing = sorted(t for t in topics if t not in metadata.topics)
     if not missing:
         return
@@ -193,6 +209,8 @@ def preflight(opts: BedrockBatchOptions, config: BatchConfig) -> None:
     check_role_arn(config.job.role_arn)
     check_model(config.model_id, config.job.model_invocation_type)
     check_bucket(config.aws.client("s3"), config.base_uri)
+    if opts.kafka_topic:
+        check_kafka_source(opts.kafka_bootstrap_servers, opts.kafka_topic)
     check_destinations(opts)
 
 

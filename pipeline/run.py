@@ -445,25 +445,40 @@ def redaction_line(counters: dict[str, int]) -> str | None:
             f"transcripts (best-effort)")
 
 
-def run(options: PipelineOptions, config: BatchConfig) -> Report:
-    """Run the pipeline (after ``prepare``, inside ``hold_output``), publish file output, and
-    account for every record."""
+def construct(options: PipelineOptions, config: BatchConfig) -> beam.Pipeline:
+    """The run's pipeline, built and not started: every setting a transform checks while the
+    graph is built is refused here, before ``prepare`` claims --output."""
     opts = options.view_as(BedrockBatchOptions)
     streaming = options.view_as(StandardOptions).streaming
     files = opts.sink in FORMATS
     # A batch run stages its files and publishes them all once it succeeded; a streaming run
     # never ends by itself, so each window's files appear (whole) as the window closes.
     root = commit.staging_dir(opts.output, config.run_id) if files and not streaming else opts.output
-    with beam.Pipeline(options=options) as p:
-        build(p, opts, config, root)
+    p = beam.Pipeline(options=options)
+    build(p, opts, config, root)
+    return p
+
+
+def run(p: beam.Pipeline, config: BatchConfig) -> Report:
+    """Run the pipeline ``construct`` built (after ``prepare``, inside ``hold_output``), publish file output, and account
+    for every record."""
+    options = p.options
+    opts = options.view_as(BedrockBatchOptions)
+    streaming = options.view_as(StandardOptions).streaming
+    files = opts.sink in FORMATS
+    # Leaving Beam's own block runs the built pipeline and waits for it; the block also keeps
+    # the runner's job server (Flink's) up for the run, as building inside it would have.
+    with p:
+        pass
+    result = p.result
     if files and streaming:
         commit.mark_finished(opts.output, config.run_id)
     elif files:
         commit.publish(opts.output, config.run_id)
     counters: dict[str, int] = {}
-    for result in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-        name = result.key.metric.name
-        counters[name] = counters.get(name, 0) + (result.committed or 0)
+    for metric in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        name = metric.key.metric.name
+        counters[name] = counters.get(name, 0) + (metric.committed or 0)
     report = Report(config.run_id, counters, max_failure_rate=opts.max_failure_rate)
     if files:
         written = commit.written_dirs(opts.output)

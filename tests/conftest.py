@@ -13,8 +13,9 @@ from pipeline.local.backend import DEFAULT_BUCKET, LocalBackend
 from pipeline.local.jobs_store import Timing
 
 # Real Kafka broker, Flink job server, SDK worker pool and BigQuery emulator (session fixtures,
-# started on first use); the fault matrix's table at the end of the report.
-pytest_plugins = ["tests.jvm_services", "tests.bq_services", "tests.fault_table"]
+# started on first use); the fault matrix's and the combination matrix's tables at the end of the
+# report.
+pytest_plugins = ["tests.jvm_services", "tests.bq_services", "tests.fault_table", "tests.combo_table"]
 
 # Fast simulated clock: a job's phases take a few hundred milliseconds in real time.
 FAST = Timing(submitted=1.0, validating=1.0, scheduled=1.0, per_record=0.02, speed=10.0)

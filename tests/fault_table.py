@@ -19,12 +19,15 @@ def add_row(row: dict[str, Any]) -> None:
     ROWS.append(row)
 
 
-def render(rows: list[dict[str, Any]]) -> list[str]:
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in COLUMNS]
+def render(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS,
+           left: int = 1) -> list[str]:
+    """The rows as text lines under a header; the first ``left`` columns left-aligned, the
+    others (numbers) right-aligned."""
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
     line = lambda values: "  ".join(  # noqa: E731
-        str(v).ljust(w) if i == 0 else str(v).rjust(w)
+        str(v).ljust(w) if i < left else str(v).rjust(w)
         for i, (v, w) in enumerate(zip(values, widths)))
-    return [line(COLUMNS), line("-" * w for w in widths)] + [line(r[c] for c in COLUMNS)
+    return [line(columns), line("-" * w for w in widths)] + [line(r[c] for c in columns)
                                                              for r in rows]
 
 

@@ -6,6 +6,9 @@
   ``flink_runner_args`` instead lets ``--runner FlinkRunner`` start its own
   job server from the same jar.
 * ``sdk_worker_pool``: a Python SDK worker pool for EXTERNAL environments.
+* ``flink_cluster``: a Flink 1.19 session cluster (a JobManager and two TaskManagers, each its
+  own JVM, see tests/flink_cluster.py); ``flink_cluster_args`` submits to it with
+  ``--runner FlinkRunner --flink_master``.
 
 Jars come from ``make jvm-jars`` (jvm/jvm.mk) in ``$JVM_CACHE`` (default
 ``.cache/jvm`` under the repo root). Register the fixtures with
@@ -30,6 +33,8 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
+
+from tests.flink_cluster import ClusterError, FlinkCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAKE_TARGET = "make jvm-jars"
@@ -291,6 +296,34 @@ def flink_runner_args(*, streaming: bool = False, worker_pool: Optional[str] = N
     """Pipeline options for ``--runner FlinkRunner``, which starts (and stops) its
     own job server from the jar for each pipeline: about 3 s more per run."""
     args = ["--runner=FlinkRunner", "--flink_master=[local]",
+            f"--flink_job_server_jar={flink_job_server_jar()}", f"--parallelism={parallelism}"]
+    args += [f"--job_server_jvm_properties={flag}" for flag in FLINK_JVM_HEAP]
+    return args + worker_environment_args(worker_pool) + (["--streaming"] if streaming else [])
+
+
+@pytest.fixture(scope="session")
+def flink_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlinkCluster]:
+    """A running session cluster with two TaskManagers; ``address`` is its ``--flink_master``.
+    A test that kills a TaskManager (``kill_taskmanager``) starts its replacement
+    (``start_taskmanager``) so the next test again finds two."""
+    flink_job_server_jar()  # the same jars; fails with the make hint when missing
+    cluster = FlinkCluster(tmp_path_factory.mktemp("flink-cluster"))
+    try:
+        cluster.start(taskmanagers=2)
+    except ClusterError as error:
+        cluster.stop()
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def flink_cluster_args(cluster: FlinkCluster, *, streaming: bool = False,
+                       worker_pool: Optional[str] = None, parallelism: int = 2) -> list[str]:
+    """Pipeline options for ``--runner FlinkRunner`` submitting to ``cluster``; the job server
+    this starts from the jar only translates and submits the job over Flink's REST API."""
+    args = ["--runner=FlinkRunner", f"--flink_master={cluster.address}",
             f"--flink_job_server_jar={flink_job_server_jar()}", f"--parallelism={parallelism}"]
     args += [f"--job_server_jvm_properties={flag}" for flag in FLINK_JVM_HEAP]
     return args + worker_environment_args(worker_pool) + (["--streaming"] if streaming else [])

@@ -376,11 +376,13 @@ def test_collect_into_a_finished_runs_folder_is_refused(tmp_path, capsys):
     before = _snapshot(out)
     capsys.readouterr()
 
-    for extra in ((), ("--overwrite",)):
+    # collect has no --overwrite: it never replaces another run's rows.
+    for extra, refusal in (((), "choose an empty --output"),
+                           (("--overwrite",), "collect does not use --overwrite")):
         assert _collect(_job_dir(tmp_path, f"job{len(extra)}"), out, *extra) == exit_codes.USAGE
         [line] = [line for line in capsys.readouterr().err.splitlines()
                   if line.startswith("error:")]
-        assert "choose an empty --output" in line
+        assert refusal in line
         assert _snapshot(out) == before, "the run's rows and markers are untouched"
     assert sorted(r["transcript_id"] for r in read_rows(out / "summaries")) == ids
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from transforms import records
+from transforms.errors import ConfigError
 from transforms.model import Transcript, Turn
 from transforms.records import (
     DEFAULT_SYSTEM,
@@ -117,5 +118,5 @@ def test_prompt_config_from_files_errors_name_the_file(tmp_path: Path) -> None:
         PromptConfig.from_files(bad)
     assert str(bad) in str(err.value) and "{transcript}" in str(err.value) and "\n" not in str(err.value)
     missing = tmp_path / "missing.txt"
-    with pytest.raises(ValueError, match=f"cannot read template file {missing}"):
+    with pytest.raises(ConfigError, match=f"template {missing} cannot be read"):
         PromptConfig.from_files(missing)

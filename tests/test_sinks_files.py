@@ -17,6 +17,7 @@ from apache_beam.testing.test_stream import TestStream as BeamTestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import trigger, window
 
+from transforms.errors import ConfigError
 from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Failure, Summary
 from transforms.schema import normalize_row, row_from_json
 from transforms.sinks import WriteFailures, WriteRows, WriteSummaries, files
@@ -219,7 +220,7 @@ def test_row_dicts_are_accepted_and_bad_rows_fail_with_the_column_named(tmp_path
 
 
 def test_bad_arguments_are_clear_errors():
-    with pytest.raises(ValueError, match="file format 'csv' is not supported"):
+    with pytest.raises(ConfigError, match="format 'csv' is not a file format"):
         WriteSummaries("/tmp/x", format="csv")
     with pytest.raises(ValueError, match="row kind 'rows' is unknown"):
         WriteRows("/tmp/x", kind="rows")

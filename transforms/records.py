@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from transforms.errors import ConfigError
 from transforms.families import family_for
 from transforms.insights.prompts import INSIGHTS_TEMPLATE, schema_instructions
 from transforms.model import BatchRecord, Transcript, jsonl_line_size
@@ -45,7 +46,7 @@ class PromptConfig:
         temperature: The sampling temperature, between 0 and 1.
 
     Raises:
-        ValueError: the template lacks the placeholder, or a limit is out of range.
+        ConfigError: the template lacks the placeholder, or a limit is out of range.
     """
 
     template: str = DEFAULT_TEMPLATE
@@ -55,12 +56,13 @@ class PromptConfig:
 
     def __post_init__(self) -> None:
         if PLACEHOLDER not in self.template:
-            raise ValueError(f"prompt template has no {PLACEHOLDER} placeholder; add it where the "
-                             f"transcript text goes")
+            raise ConfigError(f"template has no {PLACEHOLDER} placeholder; add it where the "
+                              f"transcript text goes", "template")
         if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+            raise ConfigError(f"max_tokens must be >= 1, got {self.max_tokens}", "max_tokens")
         if not 0.0 <= self.temperature <= 1.0:
-            raise ValueError(f"temperature must be between 0 and 1, got {self.temperature}")
+            raise ConfigError(f"temperature must be between 0 and 1, got {self.temperature}",
+                              "temperature")
 
     @classmethod
     def from_files(cls, template_path: str | Path | None = None,
@@ -69,9 +71,9 @@ class PromptConfig:
         """Read the user template and/or system prompt from files; missing paths keep the defaults."""
         template = DEFAULT_TEMPLATE if template_path is None else _read(template_path, "template")
         if PLACEHOLDER not in template:
-            raise ValueError(f"prompt template file {template_path} has no {PLACEHOLDER} "
-                             f"placeholder; add it where the transcript text goes")
-        system = DEFAULT_SYSTEM if system_path is None else _read(system_path, "system prompt")
+            raise ConfigError(f"template {template_path} has no {PLACEHOLDER} placeholder; add "
+                              f"it where the transcript text goes", "template")
+        system = DEFAULT_SYSTEM if system_path is None else _read(system_path, "system_prompt")
         return cls(template=template, system_prompt=system.strip() or None,
                    max_tokens=max_tokens, temperature=temperature)
 
@@ -85,12 +87,12 @@ class PromptConfig:
         return self.template.replace(PLACEHOLDER, transcript_text)
 
 
-def _read(path: str | Path, what: str) -> str:
+def _read(path: str | Path, field: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {what} file {path}: {exc}; pass a readable UTF-8 text file") \
-            from None
+        raise ConfigError(f"{field} {path} cannot be read ({exc}); pass a readable UTF-8 text "
+                          f"file", field) from None
 
 
 def record_id_for(transcript_id: str, salt: int = 0) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
+from transforms.errors import ConfigError
 from transforms.insights.columns import (Column, arrow_field, avro_type, bigquery_field,
                                         json_value, typed_value)
 from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Field, encodable
@@ -47,12 +48,13 @@ def fields_for(kind: str) -> tuple[Field, ...]:
         kind: ``summaries`` or ``failures``.
 
     Raises:
-        ValueError: ``kind`` is neither.
+        ConfigError: ``kind`` is neither.
     """
     try:
         return KINDS[kind]
     except KeyError:
-        raise ValueError(f"row kind {kind!r} is unknown: use one of {sorted(KINDS)}") from None
+        raise ConfigError(f"row kind {kind!r} is unknown: use one of {sorted(KINDS)}",
+                          "kind") from None
 
 
 def _check_type(f: Field) -> str:

@@ -20,6 +20,7 @@ from transforms import harvest, shards
 from transforms.await_jobs import AwaitJobs
 from transforms.carry import CarryTails
 from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS, BatchConfig
+from transforms.errors import ConfigError
 from transforms.metrics import counter
 from transforms.on_demand import InvokeOnDemand
 from transforms.model import (BatchRecord, Failure, Summary, Transcript, jsonl_line_size,
@@ -53,12 +54,13 @@ def fixed_windows_with_lateness(window_seconds: int,
             taken (>= 0).
 
     Raises:
-        ValueError: either value is out of range.
+        ConfigError: either value is out of range.
     """
     if window_seconds <= 0:
-        raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
+        raise ConfigError(f"window_seconds must be > 0, got {window_seconds}", "window_seconds")
     if allowed_lateness_seconds < 0:
-        raise ValueError(f"allowed_lateness_seconds must be >= 0, got {allowed_lateness_seconds}")
+        raise ConfigError(f"allowed_lateness_seconds must be >= 0, got {allowed_lateness_seconds}",
+                          "allowed_lateness_seconds")
     return beam.WindowInto(window.FixedWindows(window_seconds),
                            trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
                            accumulation_mode=trigger.AccumulationMode.DISCARDING,

@@ -31,6 +31,7 @@ from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.utils.retry import PermanentException
 from google.api_core.exceptions import RetryError
 
+from transforms.errors import ConfigError
 from transforms.insights.columns import Column, insights_column
 from transforms.metrics import counter
 from transforms.model import Failure
@@ -97,7 +98,8 @@ class _BoundedInsertClient:
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise ValueError(f"WriteRowsToBigQuery {name} {value!r} is not supported: use one of {list(allowed)}")
+        raise ConfigError(f"WriteRowsToBigQuery {name} {value!r} is not supported: use one of "
+                          f"{list(allowed)}", name)
     return value
 
 
@@ -165,7 +167,8 @@ class WriteRowsToBigQuery(beam.PTransform):
         parse_table(table)
         fields_for(kind)
         if insights_schema is not None and kind != "summaries":
-            raise ValueError(f"only summaries carry insights; {kind} take no insights_schema")
+            raise ConfigError(f"insights_schema: only summaries carry insights; {kind} take none",
+                              "insights_schema")
         self.insights = insights_column(insights_schema) if insights_schema is not None else None
         self.table = table
         self.kind = kind
@@ -173,14 +176,15 @@ class WriteRowsToBigQuery(beam.PTransform):
         self.write_disposition = _one_of("write_disposition", write_disposition, WRITE_DISPOSITIONS)
         self.retry_strategy = _one_of("retry_strategy", retry_strategy, RETRY_STRATEGIES)
         if insert_client is not None and create_disposition != BigQueryDisposition.CREATE_NEVER:
-            raise ValueError("WriteRowsToBigQuery insert_client needs create_disposition=CREATE_NEVER "
-                             "(Beam would send table calls to it too)")
+            raise ConfigError("WriteRowsToBigQuery insert_client needs create_disposition="
+                              "CREATE_NEVER (Beam would send table calls to it too)",
+                              "insert_client", "create_disposition")
         if not unreachable_timeout_s > 0:
-            raise ValueError(f"WriteRowsToBigQuery unreachable_timeout_s must be positive, "
-                             f"got {unreachable_timeout_s!r}")
+            raise ConfigError(f"WriteRowsToBigQuery unreachable_timeout_s must be positive, "
+                              f"got {unreachable_timeout_s!r}", "unreachable_timeout_s")
         if not isinstance(transient_retries, int) or transient_retries < 0:
-            raise ValueError(f"WriteRowsToBigQuery transient_retries must be a whole number >= 0, "
-                             f"got {transient_retries!r}")
+            raise ConfigError(f"WriteRowsToBigQuery transient_retries must be a whole number "
+                              f">= 0, got {transient_retries!r}", "transient_retries")
         self.transient_retries = transient_retries
         self.insert_client = insert_client or _BoundedInsertClient(float(unreachable_timeout_s))
 

@@ -8,6 +8,7 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
+from transforms.errors import ConfigError
 from transforms.insights.columns import Column
 from transforms.model import Failure, truncate_raw
 from transforms.schema import fields_for, json_row
@@ -29,8 +30,8 @@ def parse_table(table: str) -> tuple[str, str, str]:
     """
     match = _TABLE.fullmatch(table or "")
     if match is None:
-        raise ValueError(f"BigQuery table {table!r} is not 'project:dataset.table' "
-                         "(e.g. 'my-project:calls.summaries')")
+        raise ConfigError(f"BigQuery table {table!r} is not 'project:dataset.table' "
+                          "(e.g. 'my-project:calls.summaries')", "table")
     return match["project"], match["dataset"], match["table"]
 
 

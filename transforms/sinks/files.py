@@ -34,6 +34,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.transforms import trigger, window
 
+from transforms.errors import ConfigError
 from transforms.insights.columns import Column, insights_column
 from transforms.metrics import counter
 from transforms.model import Field
@@ -263,13 +264,16 @@ class WriteRows(beam.PTransform):
         super().__init__()
         fields_for(kind)  # fail at construction on an unknown kind
         if insights_schema is not None and kind != "summaries":
-            raise ValueError(f"only summaries carry insights; {kind} take no insights_schema")
+            raise ConfigError(f"insights_schema: only summaries carry insights; {kind} take none",
+                              "insights_schema")
         # A schema no column can hold fails here, before the pipeline runs.
         self.insights = insights_column(insights_schema) if insights_schema is not None else None
         if format not in FORMATS:
-            raise ValueError(f"file format {format!r} is not supported: use one of {sorted(FORMATS)}")
+            raise ConfigError(f"format {format!r} is not a file format: use one of "
+                              f"{sorted(FORMATS)}", "format")
         if not path:
-            raise ValueError(f"{type(self).__name__} needs an output directory path")
+            raise ConfigError(f"path is empty: {type(self).__name__} needs an output directory",
+                              "path")
         self.path = path.rstrip("/")
         self.kind = kind
         self.file_format = format

@@ -31,6 +31,7 @@ from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafk
                              TopicPartition)
 
 from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
+from transforms.errors import ConfigError
 from transforms.metrics import counter
 from transforms.model import Failure, Transcript
 from transforms.parsing import parse_json
@@ -438,21 +439,23 @@ class ReadTranscriptsFromKafka(beam.PTransform):
         super().__init__()
         check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
                        turns_field=turns_field)
-        for flag, value in (("bootstrap_servers", bootstrap_servers), ("topic", topic),
-                            ("group_id", group_id)):
+        for field, value in (("bootstrap_servers", bootstrap_servers), ("topic", topic),
+                             ("group_id", group_id)):
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"Kafka {flag} must be a non-empty string, got {value!r}")
+                raise ConfigError(f"Kafka {field} must be a non-empty string, got {value!r}",
+                                  field)
         if start_offset not in START_OFFSETS:
-            raise ValueError(f"Kafka start_offset must be one of {', '.join(START_OFFSETS)}, "
-                             f"got {start_offset!r}")
+            raise ConfigError(f"Kafka start_offset must be one of {', '.join(START_OFFSETS)}, "
+                              f"got {start_offset!r}", "start_offset")
         if poll_timeout_seconds <= 0:
-            raise ValueError(f"poll_timeout_seconds must be > 0, got {poll_timeout_seconds}")
+            raise ConfigError(f"poll_timeout_seconds must be > 0, got {poll_timeout_seconds}",
+                              "poll_timeout_seconds")
         if allowed_lateness_seconds is not None and allowed_lateness_seconds < 0:
-            raise ValueError(f"allowed_lateness_seconds must be >= 0 or None (no check), got "
-                             f"{allowed_lateness_seconds}")
+            raise ConfigError(f"allowed_lateness_seconds must be >= 0 or None (no check), got "
+                              f"{allowed_lateness_seconds}", "allowed_lateness_seconds")
         if stop_after_seconds is not None and stop_after_seconds <= 0:
-            raise ValueError(f"stop_after_seconds must be > 0 or None (read forever), got "
-                             f"{stop_after_seconds}")
+            raise ConfigError(f"stop_after_seconds must be > 0 or None (read forever), got "
+                              f"{stop_after_seconds}", "stop_after_seconds")
         self._settings = _consumer_settings(bootstrap_servers, group_id, consumer_config)
         self._topic = topic
         self._mapping = FieldMapping.of(id_field, text_field, turns_field, metadata_fields)

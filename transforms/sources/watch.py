@@ -50,6 +50,9 @@ class WatchTranscripts(beam.PTransform):
         super().__init__()
         if interval_seconds <= 0:
             raise ConfigError(f"interval_seconds {interval_seconds} must be > 0", "interval_seconds")
+        if stop_after_seconds is not None and not stop_after_seconds >= 0:
+            raise ConfigError(f"stop_after_seconds {stop_after_seconds} must be >= 0 (0 watches "
+                              f"until the pipeline is cancelled)", "stop_after_seconds")
         self._pattern = file_pattern
         self._interval = interval_seconds
         self._stop_after = stop_after_seconds

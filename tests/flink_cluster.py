@@ -1,0 +1,255 @@
+"""A Flink 1.19 session cluster from the project's jars: one JobManager and TaskManagers, each its
+own ``java`` process, configured by jvm/flink/conf/config.yaml.
+
+``python -m tests.flink_cluster`` (what ``make flink-cluster`` runs) starts one in the
+foreground and stops it on Ctrl-C; the ``flink_cluster`` fixture in tests/jvm_services.py starts
+one per test session. Readiness is read from Flink's REST API (registered TaskManagers), never
+waited for by sleeping a fixed time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "jvm" / "flink" / "conf"
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 15.0
+
+# Flink's launch scripts open these JDK packages on Java 17 for its reflection-based
+# serializers (the same list as jvm/jvm.mk's FLINK_ADD_OPENS).
+ADD_OPENS = ["java.lang", "java.lang.reflect", "java.io", "java.net", "java.nio", "java.text",
+             "java.time", "java.util", "java.util.concurrent", "java.util.concurrent.atomic",
+             "java.util.concurrent.locks", "sun.nio.ch"]
+# JVM sizes matching config.yaml: heap = framework + task heap; direct = framework + task
+# off-heap + network. The JobManager only schedules; Beam's job server submits to it over REST.
+JOBMANAGER_JVM = ["-Xms256m", "-Xmx512m"]
+TASKMANAGER_JVM = ["-Xms384m", "-Xmx384m", "-XX:MaxDirectMemorySize=384m",
+                   "-XX:MaxMetaspaceSize=256m"]
+
+
+class ClusterError(RuntimeError):
+    """The cluster did not come up (or a TaskManager did not register) in time."""
+
+
+def jvm_cache_dir() -> Path:
+    """Where ``make jvm-jars`` puts the jars: env JVM_CACHE, default .cache/jvm in the repo."""
+    configured = Path(os.environ.get("JVM_CACHE", ".cache/jvm"))
+    return configured if configured.is_absolute() else REPO_ROOT / configured
+
+
+def flink_classpath() -> str:
+    """``<cache>/flink/*``; ClusterError when ``make jvm-jars`` has not completed."""
+    cache = jvm_cache_dir()
+    if not (cache / "flink.stamp").is_file():
+        raise ClusterError(f"Flink jars missing in {cache}: run `make jvm-jars`")
+    return str(cache / "flink" / "*")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FlinkProcess:
+    """One JobManager or TaskManager JVM, output in its own log file, in its own session."""
+
+    def __init__(self, name: str, command: list[str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        # The kernel kills the JVM with the process that started it (a killed pytest or a
+        # closed terminal must not leave a cluster behind).
+        setpriv = shutil.which("setpriv")
+        guard = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(guard + command, cwd=log_path.parent, stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: the JVM gets no chance to deregister, as when a machine dies."""
+        if self.alive():
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM (Flink's shutdown hooks run), SIGKILL if it lingers."""
+        if not self.alive():
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class FlinkCluster:
+    """A session cluster on localhost. ``rest_port`` 0 picks free ports (tests); the work folder
+    holds each process's log, the checkpoints and the TaskManagers' temp files."""
+
+    def __init__(self, work_dir: Path, rest_port: int = 0, rpc_port: int = 0) -> None:
+        self.work_dir = work_dir
+        self.rest_port = rest_port or free_port()
+        self.rpc_port = rpc_port or free_port()
+        self.checkpoint_dir = work_dir / "checkpoints"
+        self.jobmanager: Optional[FlinkProcess] = None
+        self.taskmanagers: list[FlinkProcess] = []
+        self._classpath = flink_classpath()
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the REST endpoint, for ``--flink_master``."""
+        return f"127.0.0.1:{self.rest_port}"
+
+    def _java(self, jvm: list[str], main_class: str, *dynamic: str) -> list[str]:
+        opens = [f"--add-opens=java.base/{package}=ALL-UNNAMED" for package in ADD_OPENS]
+        properties = {"rest.port": self.rest_port, "jobmanager.rpc.port": self.rpc_port,
+                      "state.checkpoints.dir": self.checkpoint_dir.as_uri()}
+        overrides = [arg for key, value in properties.items() for arg in ("-D", f"{key}={value}")]
+        return (["java", *jvm, *opens, "-cp", self._classpath, main_class,
+                 "--configDir", str(CONF_DIR), *overrides, *dynamic])
+
+    def rest(self, path: str) -> Any:
+        """GET ``path`` of Flink's REST API, decoded; None while the endpoint does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://{self.address}{path}", timeout=5) as response:
+                return json.load(response)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def wait_until(self, what: str, ready: Callable[[], Any],
+                   timeout_s: float = START_TIMEOUT_S) -> Any:
+        """Poll ``ready`` until it returns something truthy; ClusterError with the JobManager's
+        log tail if it does not in time or the JobManager exits."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            value = ready()
+            if value:
+                return value
+            if self.jobmanager is not None and not self.jobmanager.alive():
+                raise ClusterError(f"JobManager exited while waiting for {what}; "
+                                   f"log {self.jobmanager.log_path}:\n{self.jobmanager.log_tail()}")
+            time.sleep(0.5)
+        log = self.jobmanager.log_tail() if self.jobmanager else ""
+        raise ClusterError(f"Flink cluster: no {what} after {timeout_s:.0f} s:\n{log}")
+
+    def registered_taskmanagers(self) -> list[dict]:
+        """The TaskManagers the JobManager knows (a killed one stays until its heartbeat times
+        out)."""
+        answer = self.rest("/taskmanagers")
+        return answer["taskmanagers"] if answer else []
+
+    def start(self, taskmanagers: int = 2) -> "FlinkCluster":
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.jobmanager = FlinkProcess(
+            "jobmanager",
+            self._java(JOBMANAGER_JVM,
+                       "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint"),
+            self.work_dir / "jobmanager.log")
+        self.wait_until("REST endpoint", lambda: self.rest("/overview"))
+        for _ in range(taskmanagers):
+            self.start_taskmanager()
+        return self
+
+    def start_taskmanager(self) -> FlinkProcess:
+        """One more TaskManager; returns once the JobManager lists it."""
+        name = f"taskmanager-{len(self.taskmanagers) + 1}"
+        tmp = self.work_dir / name
+        tmp.mkdir(exist_ok=True)
+        tm = FlinkProcess(
+            name,
+            # The resource id is the TaskManager's id in the REST API: it names the process.
+            self._java(TASKMANAGER_JVM, "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+                       "-D", f"io.tmp.dirs={tmp}", "-D", f"taskmanager.resource-id={name}"),
+            self.work_dir / f"{name}.log")
+        self.taskmanagers.append(tm)
+
+        def registered() -> bool:
+            if not tm.alive():
+                raise ClusterError(f"{tm.name} exited with code {tm.process.returncode}; "
+                                   f"log {tm.log_path}:\n{tm.log_tail()}")
+            return any(t["id"] == name for t in self.registered_taskmanagers())
+
+        self.wait_until(f"registration of {tm.name}", registered)
+        return tm
+
+    def busiest_taskmanager(self) -> FlinkProcess:
+        """The live TaskManager with the most slots in use (the one running the job's tasks)."""
+        free = {t["id"]: t["freeSlots"] for t in self.registered_taskmanagers()}
+        live = [tm for tm in self.taskmanagers if tm.alive() and tm.name in free]
+        return min(live, key=lambda tm: free[tm.name])
+
+    def kill_taskmanager(self, tm: FlinkProcess) -> None:
+        """SIGKILL ``tm``; the JobManager notices by its heartbeat or the closed connections."""
+        tm.kill()
+
+    def stop(self) -> None:
+        for process in [*self.taskmanagers, self.jobmanager]:
+            if process is not None:
+                process.stop()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.flink_cluster",
+        description="Run a Flink 1.19 session cluster (JobManager + TaskManagers) in the "
+                    "foreground until Ctrl-C.")
+    parser.add_argument("--rest-port", type=int, default=8081,
+                        help="the JobManager's REST port, for --flink_master (default 8081)")
+    parser.add_argument("--rpc-port", type=int, default=6123,
+                        help="the JobManager's RPC port (default 6123)")
+    parser.add_argument("--taskmanagers", type=int, default=2)
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="logs and checkpoints (default: a new temporary folder)")
+    args = parser.parse_args(argv)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="flink-cluster-"))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    started = time.monotonic()
+    try:
+        cluster = FlinkCluster(work, args.rest_port, args.rpc_port)
+    except ClusterError as error:
+        print(error, file=sys.stderr)
+        return 2
+    try:
+        cluster.start(args.taskmanagers)
+        print(f"Flink session cluster up in {time.monotonic() - started:.1f} s: "
+              f"--flink_master {cluster.address} (web UI http://{cluster.address}), "
+              f"{args.taskmanagers} TaskManagers; logs and checkpoints in {work}. "
+              f"Ctrl-C stops it.", flush=True)
+        stop.wait()
+    except ClusterError as error:
+        print(error, file=sys.stderr)
+        return 1
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
