@@ -98,10 +98,9 @@ def choose_runner(options: PipelineOptions) -> str:
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         opts = options.view_as(BedrockBatchOptions)
-        standard.runner = runners.default_runner(
-            bool(standard.streaming), runners.drops_end_flush(
-                runners.PRISM, bool(standard.streaming), opts.watch_seconds,
-                opts.undersized_policy))
+        standard.runner = runners.default_runner(bool(standard.streaming), bool(
+            runners.why_not_prism(bool(standard.streaming), opts.watch_seconds,
+                                  opts.undersized_policy, opts.sink)))
     runner = str(standard.runner)
     prism = options.view_as(PrismRunnerOptions)
     if prism.prism_location or not (runners.is_prism(runner) or runners.is_fnapi(runner)):

@@ -128,18 +128,23 @@ def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None
     # stop, so no window would close, and no job be submitted, before the watch ends
     # (docs/architecture.md, "Runner facts"). Prism, the default for --streaming, closes each.
     runner = options.view_as(StandardOptions).runner
-    if runner is None:  # the CLI chooses (environment.choose_runner): always one that works
+    prism_fails = runners.why_not_prism(True, opts.watch_seconds, opts.undersized_policy,
+                                        opts.sink)
+    if runner is None:  # the CLI chooses (environment.choose_runner): Prism unless it fails
+        if prism_fails and not opts.watch_seconds:
+            raise exit_codes.UsageError(
+                f"--streaming without --watch-seconds runs on Prism, but {prism_fails}; add "
+                f"--watch-seconds N to run on the FnApiRunner, or run on Flink")
         return
     if not opts.watch_seconds and runners.is_fnapi(runner):  # 0 watches forever too
         raise exit_codes.UsageError(
             f"--streaming without --watch-seconds never submits a job on --runner {runner} (it "
             f"closes windows only when the watch ends); drop --runner to run on Prism, which "
             f"submits each window's jobs as it closes, or add --watch-seconds N")
-    if runners.drops_end_flush(runner, True, opts.watch_seconds, opts.undersized_policy):
+    if prism_fails and runners.is_prism(runner):
         raise exit_codes.UsageError(
-            f"--undersized-policy defer with --watch-seconds on --runner {runner}: Prism loses "
-            f"the rows of the tail still waiting when the watch ends; drop --runner to run on "
-            f"the FnApiRunner, or drop --watch-seconds")
+            f"--runner {runner}: {prism_fails}; run on the FnApiRunner (drop --runner"
+            f"{'' if opts.watch_seconds else ' and add --watch-seconds N'})")
 
 
 def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str) -> None:

@@ -28,24 +28,35 @@ def prism_binary(beam_version: str, cache: Path = CACHE) -> Path | None:
     return binary if binary.is_file() else None
 
 
-def default_runner(streaming: bool, flushes_tails_at_end: bool = False) -> str:
+def default_runner(streaming: bool, prism_fails: bool = False) -> str:
     """The local runner for a run that names none: Prism for --streaming, else the FnApiRunner.
 
     Args:
         streaming: Whether the run is a --streaming one.
-        flushes_tails_at_end: Whether its input ends (--watch-seconds) with --undersized-policy
-            defer, whose tail still waiting at the end Prism does not deliver (``drops_end_flush``).
+        prism_fails: Whether Prism cannot run it (``why_not_prism``).
     """
-    return PRISM if streaming and not flushes_tails_at_end else FNAPI
+    return PRISM if streaming and not prism_fails else FNAPI
 
 
-def drops_end_flush(runner: str, streaming: bool, watch_seconds: float | None,
-                    undersized_policy: str) -> bool:
-    """Whether ``runner`` would lose the defer policy's tail still waiting when a --streaming
-    watch ends: Prism does not deliver the rows the end-of-input flush emits into windows that
-    closed long before (measured: docs/architecture.md, "Runner facts")."""
-    return (is_prism(runner) and streaming and bool(watch_seconds)
-            and undersized_policy == "defer")
+def why_not_prism(streaming: bool, watch_seconds: float | None, undersized_policy: str,
+                  sink: str) -> str | None:
+    """Why Prism cannot run this --streaming run, or None (measured: docs/architecture.md,
+    "Runner facts").
+
+    Args:
+        streaming: Whether the run is a --streaming one.
+        watch_seconds: --watch-seconds (None or 0: the watch never ends).
+        undersized_policy: --undersized-policy.
+        sink: --sink.
+    """
+    if not streaming:
+        return None
+    if sink == "bigquery":
+        return "Beam's BigQuery write fails on Prism in --streaming (a coder error in its stage)"
+    if watch_seconds and undersized_policy == "defer":
+        return ("Prism loses the rows of the --undersized-policy defer tail still waiting when "
+                "the watch ends")
+    return None
 
 
 def is_prism(runner: str) -> bool:

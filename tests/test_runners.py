@@ -21,15 +21,18 @@ def test_the_default_is_the_fnapi_runner_for_bounded_input_and_prism_for_streami
     assert runners.default_runner(streaming=True) == "PrismRunner"
 
 
-def test_a_watch_that_ends_with_deferred_tails_stays_on_the_fnapi_runner():
-    """Prism loses the defer policy's tail flushed when a watch ends (docs/architecture.md)."""
-    assert runners.default_runner(streaming=True, flushes_tails_at_end=True) == "FnApiRunner"
-    assert runners.drops_end_flush("PrismRunner", True, 60, "defer")
-    assert not runners.drops_end_flush("PrismRunner", True, None, "defer"), "no end, no flush"
-    assert not runners.drops_end_flush("PrismRunner", True, 60, "pad-merge")
-    assert not runners.drops_end_flush("FnApiRunner", True, 60, "defer")
+def test_streaming_runs_prism_cannot_run_stay_on_the_fnapi_runner():
+    """Prism loses the defer policy's tail flushed when a watch ends, and Beam's BigQuery write
+    fails on it in --streaming (docs/architecture.md, "Runner facts")."""
+    assert runners.default_runner(streaming=True, prism_fails=True) == "FnApiRunner"
+    assert runners.why_not_prism(True, 60, "defer", "jsonl")
+    assert runners.why_not_prism(True, None, "pad-merge", "bigquery")
+    assert not runners.why_not_prism(True, None, "defer", "jsonl"), "no end, no flush"
+    assert not runners.why_not_prism(True, 60, "pad-merge", "parquet")
+    assert not runners.why_not_prism(False, 60, "defer", "bigquery")
     assert _chosen("--streaming", "--watch-seconds", "60", "--undersized-policy",
                    "defer")[0] == "FnApiRunner"
+    assert _chosen("--streaming", "--watch-seconds", "60", "--sink", "bigquery")[0] == "FnApiRunner"
     assert _chosen("--streaming", "--undersized-policy", "defer")[0] == "PrismRunner"
 
 

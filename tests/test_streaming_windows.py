@@ -129,6 +129,8 @@ def test_an_endless_streaming_run_without_prism_is_refused_naming_make_prism(tmp
     (["--runner", "PrismRunner", "--watch-seconds", "30", "--undersized-policy", "defer"], True),
     (["--watch-seconds", "30", "--undersized-policy", "defer"], False),
     (["--runner", "PrismRunner", "--undersized-policy", "defer"], False),
+    (["--sink", "bigquery"], True), (["--sink", "bigquery", "--watch-seconds", "30"], False),
+    (["--runner", "PrismRunner", "--sink", "bigquery", "--watch-seconds", "30"], True),
 ])
 def test_which_streaming_runs_are_refused(args, refused):
     from pipeline.exit_codes import UsageError
@@ -136,8 +138,8 @@ def test_which_streaming_runs_are_refused(args, refused):
     from pipeline.run import check_streaming
 
     options = PipelineOptions(["--streaming", "--window-seconds", "5", *args])
-    if refused:
-        with pytest.raises(UsageError, match="--watch-seconds"):
+    if refused:  # each refusal names the flag to add or drop
+        with pytest.raises(UsageError, match="--watch-seconds|drop --runner"):
             check_streaming(options, options.view_as(BedrockBatchOptions))
     else:
         check_streaming(options, options.view_as(BedrockBatchOptions))
