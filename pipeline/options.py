@@ -257,8 +257,10 @@ THEMES: tuple[tuple[str, str | None, Callable[[Any], None]], ...] = (
      _aws_flags),
     ("output", None, _output_flags),
     ("streaming", "With Beam's --streaming", _streaming_flags),
-    ("runner", "Beam's own pipeline flags pass through: --runner (default DirectRunner), "
-               "--flink_master, --parallelism, --environment_type, --streaming, ...", None),
+    ("runner", "Beam's own pipeline flags pass through: --runner (default: FnApiRunner, or "
+               "PrismRunner with --streaming; see the README's \"Local runners\"), "
+               "--prism_location, --flink_master, --parallelism, --environment_type, "
+               "--streaming, ...", None),
     ("console", None, _console_flags),
 )
 
