@@ -96,7 +96,8 @@ def run_command(argv: list[str]) -> int:
     """`run`: every check (flags, the input match, the destinations, the pipeline graph, the
     cost) comes before ``hold_output`` claims --output, so a refused run leaves the folder as it
     was and the corrected command runs."""
-    from pipeline.run import check_streaming, construct, hold_output, prepare, run, sinks
+    from pipeline.run import (check_run_flags, check_streaming, construct, hold_output,
+                              prepare, run, sinks)
 
     options, opts = _options(argv, "run")
     streaming = options.view_as(StandardOptions).streaming
@@ -107,6 +108,7 @@ def run_command(argv: list[str]) -> int:
         sinks(opts)  # checks the sink flags before anything starts
         check_runner(options)
         check_streaming(options, opts)
+        check_run_flags(argv, options, opts)
         choose_runner(options)
         quotas = _quotas(opts)
     with environment(options, quotas) as env, beam_s3(options, env.aws):

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -15,20 +16,24 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline import exit_codes, runners
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from pipeline.report.data import report_data, window_counter
-from pipeline.report.files import run_jobs, write_report
+from pipeline.report.reconcile import Accounting, Facts, RunJob, reconcile
+from pipeline.report.files import harvested_jobs, read_ledger, run_jobs, write_report
 from pipeline.progress import note_written
+from transforms import layout
 from transforms.config import BatchConfig
 from transforms.insights.aggregate import AggregateInsights, WriteInsightsAggregate, read_overall
 from transforms.metrics import NAMESPACE, counter
 from transforms.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.sinks import commit
-from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
+from transforms.source_ledger import SourceLedger
+from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries, rows_in
 from transforms.sources import ReadTranscripts, WatchTranscripts
-from transforms.storage import join
+from transforms.storage import Storage, join
 from transforms.shards import window_bounds
 from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _count_in_window(window: Any, name: str) -> None:
@@ -72,7 +77,9 @@ class _CountFailures(beam.DoFn):
         yield failure
 
 
-def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) -> dict:
+def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
+                ledger: SourceLedger | None = None) -> dict:
+    """The run's source; a file source keeps its ledger in ``ledger`` (when given)."""
     fields = dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field,
                   max_text_chars=opts.max_text_chars)
     if opts.kafka_topic:
@@ -89,9 +96,11 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool) ->
             opts.input, interval_seconds=opts.watch_interval_seconds,
             stop_after_seconds=opts.watch_seconds, format=opts.input_format,
             timestamp_field=opts.timestamp_field,
-            allowed_lateness_seconds=opts.allowed_lateness_seconds, **fields)
+            allowed_lateness_seconds=opts.allowed_lateness_seconds,
+            ledger=ledger, **fields)
     return p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format,
-                                         timestamp_field=opts.timestamp_field, **fields)
+                                         timestamp_field=opts.timestamp_field,
+                                         ledger=ledger, **fields)
 
 
 def check_windows(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
@@ -113,6 +122,53 @@ def check_windows(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
             "--window-seconds on a bounded --input needs --timestamp-field FIELD (each "
             "record's event time, e.g. the call's start) to window by, or --streaming to "
             "window files by when they arrive")
+
+
+def unused_flags(given: set[str], opts: BedrockBatchOptions, streaming: bool) -> str | None:
+    """Why flags ``given`` on the command line do nothing in this run, or None: a flag of one
+    sink or source mode given for another would otherwise be ignored silently.
+
+    Args:
+        given: The flags on the command line, in --dash-form.
+        opts: The run's options.
+        streaming: Whether the run is a --streaming one.
+    """
+    kafka_sink, watch = opts.sink == "kafka", streaming and not opts.kafka_topic
+    rules = (
+        (("--kafka-summaries-topic", "--kafka-failures-topic", "--kafka-format",
+          "--kafka-delivery-timeout-seconds"), kafka_sink, "--sink kafka"),
+        (("--bigquery-summaries-table", "--bigquery-failures-table",
+          "--bigquery-create-disposition", "--bigquery-unreachable-timeout-seconds"),
+         opts.sink == "bigquery", "--sink bigquery"),
+        (("--kafka-bootstrap-servers",), kafka_sink or bool(opts.kafka_topic),
+         "--kafka-topic or --sink kafka"),
+        (("--watch-seconds",), watch or bool(opts.kafka_topic), "--streaming or --kafka-topic"),
+        (("--watch-interval-seconds",), watch, "--streaming over a watched --input"),
+        (("--allowed-lateness-seconds",), bool(opts.window_seconds or opts.kafka_topic) or watch,
+         "--window-seconds, --streaming or --kafka-topic"),
+        (("--overwrite",), opts.sink in FORMATS, "a file --sink (parquet, jsonl, avro)"),
+    )
+    for flags, used, needs in rules:
+        unused = [flag for flag in flags if flag in given]
+        if unused and not used:
+            return (f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} nothing "
+                    f"without {needs}: drop {'it' if len(unused) == 1 else 'them'} or add "
+                    f"what {'it needs' if len(unused) == 1 else 'they need'}")
+    return None
+
+
+def check_run_flags(argv: list[str], options: PipelineOptions, opts: BedrockBatchOptions) -> None:
+    """Refuse flags this run would ignore (see ``unused_flags``).
+
+    Args:
+        argv: The command's arguments.
+        options: The run's pipeline options.
+        opts: The run's options.
+    """
+    given = {arg.split("=", 1)[0].replace("_", "-") for arg in argv if arg.startswith("--")}
+    problem = unused_flags(given, opts, options.view_as(StandardOptions).streaming)
+    if problem:
+        raise exit_codes.UsageError(problem)
 
 
 def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
@@ -152,7 +208,8 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
     streaming = p.options.view_as(StandardOptions).streaming
     if streaming and not opts.window_seconds:
         raise ValueError("--streaming needs --window-seconds N: jobs are submitted per window")
-    read = read_source(p, opts, streaming)
+    read = read_source(p, opts, streaming, SourceLedger(
+        layout.source_ledger_prefix(config.base_uri, config.run_id), config.aws))
     transcripts, source_failures = read["transcripts"], read["failures"]
     if opts.window_seconds:
         # With allowed lateness: a record behind the watermark is summarized in a late pane
@@ -294,7 +351,9 @@ _FAILURES_PREFIX = "failures."
 
 @dataclass(frozen=True)
 class Report:
-    """The run's accounting, from the plugin's Beam counters (``transforms.metrics``), summed by name.
+    """The run's accounting: the plugin's Beam counters (``transforms.metrics``), summed by
+    name, reconciled with the durable facts (``pipeline.report.reconcile``): the source
+    ledger, the run's jobs and the rows in the file sink's folders.
 
     ``written`` names the destinations that hold this run's rows (nothing when none do);
     ``report_html`` is the path of the run's report.html, or why it was not written.
@@ -307,27 +366,31 @@ class Report:
     # The overall AggregateInsights row of an insights run with a file sink (None otherwise).
     insights_aggregate: dict[str, Any] | None = None
     report_html: str | None = None
+    facts: Facts = Facts()
 
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
 
+    @functools.cached_property
+    def accounting(self) -> Accounting:
+        return reconcile(self.counters, self.facts)
+
     @property
     def records_in(self) -> int:
-        return self.get("records_in")  # counted at the source, one per input unit
+        return self.accounting.records_in  # counted at the source, one per input unit
 
     @property
     def summaries(self) -> int:
-        # A summary the sink rejected (BigQuery) was written again as a failure row.
-        return self.get("summaries_written") - self.get("summaries_rejected")
+        return self.accounting.summaries
 
     @property
     def failures(self) -> int:
-        return self.get("failures_written")
+        return self.accounting.failures
 
     @property
     def unaccounted(self) -> int:
         """Records in minus rows out: > 0 lost, < 0 produced twice (or not counted in)."""
-        return self.records_in - self.summaries - self.failures
+        return self.accounting.unaccounted
 
     def failures_by_cause(self) -> list[tuple[str, str, int]]:
         """(stage, error code, count), most frequent first."""
@@ -344,7 +407,9 @@ class Report:
 
     def exit_code(self) -> int:
         # A failure row its table rejected was logged but is in no output: as good as lost.
-        if self.unaccounted or self.get("manifest_mismatches") or self.get("failures_rejected"):
+        # So is a job of the run that was never harvested: its records are in no output.
+        if (self.unaccounted or self.get("manifest_mismatches") or self.get("failures_rejected")
+                or self.accounting.open_jobs or self.accounting.jobs_without_input()):
             return exit_codes.UNACCOUNTED
         if self.failures and (not self.summaries or self.failure_rate() > self.max_failure_rate):
             return exit_codes.FAILURES_ABOVE_THRESHOLD
@@ -362,9 +427,10 @@ class Report:
     def lines(self, model_id: str) -> list[str]:
         failures = self.failures
         rate = f"  ({self.failure_rate():.1%} of rows out)" if failures else ""
+        books = self.accounting
         lines = [
             f"run id          {self.run_id}",
-            f"records in      {self.records_in}",
+            f"records in      {self.records_in}{ledger_note(books.ledger_files)}",
             f"summaries       {self.summaries}  ({self.get('summaries_truncated')} cut at max tokens)",
             f"failures        {failures}{rate}",
         ]
@@ -372,7 +438,7 @@ class Report:
         lines += [
             f"jobs            {self.get('jobs_planned')} planned, {self.get('jobs_submitted')} "
             f"submitted, {self.get('jobs_finished')} finished, {self.get('jobs_not_created')} "
-            f"not created",
+            f"not created{listed_note(books.jobs, len(books.open_jobs))}",
             f"tokens          batch {self.get('input_tokens')} in, {self.get('output_tokens')} out; "
             f"on demand {self.get('on_demand_calls')} calls, "
             f"{self.get('on_demand_input_tokens')} in, {self.get('on_demand_output_tokens')} out",
@@ -390,6 +456,12 @@ class Report:
                                                    "files (logged above)")):
             if self.get(name):
                 lines.append(f"NOT ACCOUNTED   {self.get(name)} {text}")
+        if books.counters_differ():
+            lines.append(f"counted         {books.counted_in} in, {books.counted_summaries} "
+                         f"summaries, {books.counted_failures} failures by the Beam counters "
+                         f"(a restarted attempt starts them from zero; the figures above are "
+                         f"the durable ones)")
+        lines += books.problems(model_id)
         if self.unaccounted > 0:
             lines.append(f"NOT ACCOUNTED   {self.unaccounted} records in are neither a summary "
                          f"nor a failure row: records were lost")
@@ -417,11 +489,41 @@ class Report:
         elif code == exit_codes.FAILURES_ABOVE_THRESHOLD:
             why = (f"failures are {self.failure_rate():.1%} of rows, above --max-failure-rate "
                    f"{self.max_failure_rate:g} (see the failure rows)")
-        elif not self.records_in:
+        elif self.accounting.input_empty():
             why = "the input held no records"
+        elif self.accounting.input_empty() is None:
+            missing = [what for what, known in (
+                ("no source ledger", self.accounting.ledger_files is not None),
+                ("no job ledger", self.accounting.jobs is not None)) if not known]
+            why = f"no record was counted in ({' and '.join(missing)} to confirm it)"
         else:
             why = "every record is a summary or a failure row"
         return f"exit code       {code}: {why}"
+
+
+def ledger_note(files: int | None) -> str:
+    """What the records in figure rests on, beside it.
+
+    Args:
+        files: The source ledger's files, or None without a ledger (the figure is the
+            source counter's then).
+    """
+    if files is None:
+        return ""
+    return f"  (source ledger: {files} file{'' if files == 1 else 's'})"
+
+
+def listed_note(jobs: int | None, open_jobs: int) -> str:
+    """The jobs line's ending: the run's jobs as the service lists them.
+
+    Args:
+        jobs: The jobs of the run at the service, or None when not known (the verdict
+            says so when it matters).
+        open_jobs: How many of them the run never harvested.
+    """
+    if jobs is None:
+        return ""
+    return f"; {jobs} at the service, {open_jobs} not harvested"
 
 
 def insights_line(aggregate: Mapping[str, Any]) -> str:
@@ -452,7 +554,7 @@ def redaction_line(counters: dict[str, int]) -> str | None:
 
 def construct(options: PipelineOptions, config: BatchConfig) -> beam.Pipeline:
     """The run's pipeline, built and not started: every setting a transform checks while the
-    graph is built is refused here, before ``prepare`` claims --output."""
+    graph is built is refused here, before ``hold_output`` claims --output."""
     opts = options.view_as(BedrockBatchOptions)
     streaming = options.view_as(StandardOptions).streaming
     files = opts.sink in FORMATS
@@ -465,8 +567,8 @@ def construct(options: PipelineOptions, config: BatchConfig) -> beam.Pipeline:
 
 
 def run(p: beam.Pipeline, config: BatchConfig) -> Report:
-    """Run the pipeline ``construct`` built (after ``prepare``, inside ``hold_output``), publish file output, and account
-    for every record."""
+    """Run the pipeline ``construct`` built (after ``prepare``, inside ``hold_output``), publish
+    file output, and account for every record."""
     options = p.options
     opts = options.view_as(BedrockBatchOptions)
     streaming = options.view_as(StandardOptions).streaming
@@ -484,7 +586,10 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
     for metric in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
         name = metric.key.metric.name
         counters[name] = counters.get(name, 0) + (metric.committed or 0)
-    report = Report(config.run_id, counters, max_failure_rate=opts.max_failure_rate)
+    jobs, jobs_note = run_jobs(config.aws.client("bedrock"), config.aws.client("s3"),
+                               config.run_id)
+    report = Report(config.run_id, counters, max_failure_rate=opts.max_failure_rate,
+                    facts=durable_facts(opts, config, jobs))
     if files:
         written = commit.written_dirs(opts.output)
         if insights_schema(config) is not None:
@@ -495,8 +600,39 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
         written = [d for d, rows in ((to_summaries, report.summaries),
                                      (to_failures, report.failures)) if rows]
     report = dataclasses.replace(report, written=tuple(written))
-    return dataclasses.replace(report, report_html=write_run_report(report, opts, config,
-                                                                    streaming))
+    return dataclasses.replace(report, report_html=write_run_report(
+        report, opts, config, streaming, jobs, jobs_note))
+
+
+def durable_facts(opts: BedrockBatchOptions, config: BatchConfig,
+                  jobs: list[dict[str, Any]] | None) -> Facts:
+    """What outlives an attempt of the pipeline, for ``Report``: the source ledger (file
+    sources), the run's jobs and whether each was harvested, the rows in a file sink's folders.
+
+    The rows are written by then: a fact that cannot be read is logged and left unknown (the
+    counters stand in, and the report says what it could not confirm).
+
+    Args:
+        opts: The run's options.
+        config: The run's settings (where the run keeps its files, AWS clients).
+        jobs: The run's jobs (``run_jobs``), or None when the service could not be asked.
+    """
+    storage = Storage(config.aws.client("s3"))
+    run_jobs_ = None
+    if jobs is not None:
+        harvested = _durable("the run's harvest markers", lambda: harvested_jobs(
+            storage, layout.harvested_prefix(config.base_uri, config.run_id)))
+        if harvested is not None:
+            run_jobs_ = tuple(RunJob(job["name"], job["status"], job["name"] in harvested,
+                                     job["job_output"]) for job in jobs)
+    ledger = None if opts.kafka_topic else _durable("the source ledger", lambda: read_ledger(
+        storage, layout.source_ledger_prefix(config.base_uri, config.run_id)))
+    rows = None
+    if opts.sink in FORMATS:
+        rows = _durable("the rows in --output", lambda: (
+            rows_in(join(opts.output, "summaries"), opts.sink),
+            rows_in(join(opts.output, "failures"), opts.sink)))
+    return Facts(ledger=ledger, jobs=run_jobs_, rows=rows)
 
 
 def report_dir(opts: BedrockBatchOptions, run_id: str) -> str:
@@ -512,9 +648,21 @@ def report_dir(opts: BedrockBatchOptions, run_id: str) -> str:
     return opts.output if opts.sink in FORMATS else join("reports", run_id)
 
 
+def _durable(what: str, read: Callable[[], T]) -> T | None:
+    """What ``read`` returns, or None (logged) when it fails: the report then says what it
+    could not confirm instead of failing a run whose rows are written."""
+    try:
+        return read()
+    except Exception as exc:  # botocore and filesystem errors, an unreadable ledger entry
+        log.error("run report: %s could not be read (%s: %s); the Beam counters stand in",
+                  what, type(exc).__name__, exc)
+        return None
+
+
 def write_run_report(report: Report, opts: BedrockBatchOptions, config: BatchConfig,
-                     streaming: bool) -> str:
-    """Ask the service for the run's jobs and write report.json and report.html.
+                     streaming: bool, jobs: list[dict[str, Any]] | None,
+                     jobs_note: str | None) -> str:
+    """Write report.json and report.html.
 
     The rows are written by then, so a report that cannot be written is logged and named in
     the returned text; it does not change the exit code.
@@ -524,16 +672,18 @@ def write_run_report(report: Report, opts: BedrockBatchOptions, config: BatchCon
         opts: The run's options (where the report goes).
         config: The run's settings (AWS endpoints, model).
         streaming: Whether the run was a streaming one.
+        jobs: The run's jobs (``run_jobs``), or None when the service could not be asked.
+        jobs_note: Why ``jobs`` may be incomplete, or None.
 
     Returns:
         The path of report.html, or why it was not written.
     """
     directory = report_dir(opts, config.run_id)
+    harvested = {job.name for job in report.facts.jobs or () if job.harvested}
     try:
-        jobs, note = run_jobs(config.aws.client("bedrock"), config.aws.client("s3"),
-                              config.run_id)
-        data = report_data(report, config.model_id, jobs, streaming=streaming, jobs_note=note,
-                           insights_aggregate=report.insights_aggregate)
+        entries = [{**job, "harvested": job["name"] in harvested} for job in jobs or ()]
+        data = report_data(report, config.model_id, entries, streaming=streaming,
+                           jobs_note=jobs_note, insights_aggregate=report.insights_aggregate)
         return write_report(directory, data)
     except Exception as exc:  # e.g. a read-only folder: the rows are written all the same
         log.error("the run report could not be written to %s: %s", directory, exc)

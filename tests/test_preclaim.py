@@ -172,6 +172,21 @@ BAD_FLAGS = [
       "--kafka-summaries-topic", "s", "--kafka-failures-topic", "f",
       "--kafka-delivery-timeout-seconds", "0"], "--kafka-delivery-timeout-seconds 0 is out of range"),
     (["--status", "Completed"], "run does not use --status"),
+    # A flag of another sink or source mode did nothing, silently.
+    (["--watch-seconds", "5"], "--watch-seconds does nothing without --streaming or --kafka-topic"),
+    (["--watch_interval_seconds", "5"],
+     "--watch-interval-seconds does nothing without --streaming over a watched --input"),
+    (["--allowed-lateness-seconds", "60"], "--allowed-lateness-seconds does nothing without "
+                                           "--window-seconds, --streaming or --kafka-topic"),
+    (["--kafka-format", "avro", "--kafka-summaries-topic", "s"],
+     "--kafka-summaries-topic, --kafka-format do nothing without --sink kafka"),
+    (["--bigquery-summaries-table", "p:d.t"],
+     "--bigquery-summaries-table does nothing without --sink bigquery"),
+    (["--kafka-bootstrap-servers", "localhost:1"],
+     "--kafka-bootstrap-servers does nothing without --kafka-topic or --sink kafka"),
+    (["--sink", "kafka", "--kafka-bootstrap-servers", "localhost:1", "--kafka-summaries-topic",
+      "s", "--kafka-failures-topic", "f", "--overwrite"],
+     "--overwrite does nothing without a file --sink"),
 ]
 
 

@@ -1,9 +1,12 @@
 """The run report built from counters (pure, no pipeline): its lines and its exit code."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pipeline import exit_codes
+from pipeline.report.reconcile import Facts
 from pipeline.run import Report
 from transforms.pricing import estimate_cost
 
@@ -90,7 +93,7 @@ def test_failures_above_the_limit_name_the_flag():
 
 
 def test_empty_input_exits_0_and_says_nothing_was_written():
-    r = report(written=())
+    r = dataclasses.replace(report(written=()), facts=Facts(ledger=(), jobs=(), rows=(0, 0)))
     lines = r.lines(HAIKU)
     assert r.exit_code() == exit_codes.OK
     assert line(lines, "written to") == "written to      nothing"

@@ -1,6 +1,7 @@
 """Beam stage: read a finished job's output files and manifest into Summary / Failure / retries."""
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Iterator
 
@@ -115,6 +116,14 @@ class HarvestJobFn(beam.DoFn):
         if output_dir is not None:
             self._reconcile(output_dir, answered, model_errors, unreadable, spec.job_name,
                             status.status)
+        if status is not None:
+            # Durable, unlike the counters: the run report names every job of the run without
+            # this marker as never harvested. Named by the job, so a harvest done again (a
+            # replay, a rerun) overwrites it.
+            self._storage.write_text(
+                layout.harvested_uri(cfg.base_uri, cfg.run_id, spec.job_name),
+                json.dumps({"status": status.status, "summaries": summaries,
+                            "failures": failures, "retries": retries}))
         log.info("harvested %s: %d summaries, %d failures, %d to retry", spec.job_name,
                  summaries, failures, retries)
 

@@ -119,3 +119,34 @@ def output_prefix(base_uri: str, run_id: str) -> str:
         run_id: The run's id.
     """
     return join(run_root(base_uri, run_id), "output") + "/"
+
+
+def source_ledger_prefix(base_uri: str, run_id: str) -> str:
+    """The source ledger: one entry per input file the run read, with its record counts.
+
+    Args:
+        base_uri: The S3 URI under which runs keep their files.
+        run_id: The run's id.
+    """
+    return join(run_root(base_uri, run_id), "sources") + "/"
+
+
+def harvested_prefix(base_uri: str, run_id: str) -> str:
+    """One marker per job whose output the run turned into rows (``harvested_uri``).
+
+    Args:
+        base_uri: The S3 URI under which runs keep their files.
+        run_id: The run's id.
+    """
+    return join(run_root(base_uri, run_id), "harvested") + "/"
+
+
+def harvested_uri(base_uri: str, run_id: str, job_name: str) -> str:
+    """The marker of one harvested job, named by the job: a harvest done again overwrites it.
+
+    Args:
+        base_uri: The S3 URI under which runs keep their files.
+        run_id: The run's id.
+        job_name: The job's name.
+    """
+    return harvested_prefix(base_uri, run_id) + job_name

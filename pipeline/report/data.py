@@ -1,4 +1,5 @@
-"""The data of report.json: the run's counters plus one entry per Bedrock job, as plain JSON.
+"""The data of report.json: the run's counters and durable accounting (see
+``pipeline.report.reconcile``) plus one entry per Bedrock job, as plain JSON.
 
 Pure (no Beam, no AWS): the launcher hands in the counters it summed, the job summaries that
 ListModelInvocationJobs returned and the token counts of each job's manifest.
@@ -12,9 +13,12 @@ from typing import Any, Iterable, Mapping, Protocol
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from pipeline.report.reconcile import Accounting, open_job_text
+from transforms.jobs import job_id_from_arn
 from transforms.layout import window_key
 from transforms.pricing import estimate_cost
 from transforms.results import Manifest
+from transforms.storage import join
 
 VERSION = 1
 # Counters of the rows out per time window: window.<window key>.<summaries|failures|
@@ -42,6 +46,8 @@ class RunCounts(Protocol):
     def failures(self) -> int: ...
     @property
     def unaccounted(self) -> int: ...
+    @property
+    def accounting(self) -> Accounting: ...
     def failures_by_cause(self) -> list[tuple[str, str, int]]: ...
     def exit_code(self) -> int: ...
     def cost(self, model_id: str) -> tuple[float, float] | None: ...
@@ -77,6 +83,14 @@ REPORT_SCHEMA: dict[str, Any] = _object(
         window=_TEXT, jobs=_INT, summaries=_INT_OR_NULL, failures=_INT_OR_NULL,
         input_tokens=_INT_OR_NULL, output_tokens=_INT_OR_NULL, cost_usd=_NUMBER_OR_NULL)})
 REPORT_SCHEMA["properties"].update(streaming={"type": "boolean"}, jobs_note=_TEXT_OR_NULL)
+# Written since the report was reconciled with durable facts; optional, so older reports load.
+REPORT_SCHEMA["properties"]["jobs"]["items"]["properties"].update(
+    harvested={"type": "boolean"}, job_output=_TEXT_OR_NULL)
+REPORT_SCHEMA["properties"]["accounting"] = _object(
+    counted=_object(**{name: _INT for name in ("in", "summaries", "failures")}),
+    ledger_files=_INT_OR_NULL, jobs_listed=_INT_OR_NULL,
+    open_jobs={"type": "array", "items": _object(name=_TEXT, status=_TEXT, job_output=_TEXT_OR_NULL,
+                                                 why=_TEXT)})
 # The job times the timeline subtracts from each other: report_data writes them with a UTC offset.
 _JOB_TIMES = ("submitted", "ended", "last_modified")
 
@@ -169,6 +183,7 @@ def job_entry(summary: Mapping[str, Any], manifest: Manifest | None, run_id: str
     cost = (estimate_cost(model_id, tokens_in, tokens_out)
             if tokens_in is not None and tokens_out is not None else None)
     total = summary.get("totalRecordCount", manifest.total if manifest else None)
+    output = summary.get("outputDataConfig", {}).get("s3OutputDataConfig", {}).get("s3Uri")
     return {
         "name": summary["jobName"],
         "arn": summary["jobArn"],
@@ -187,6 +202,9 @@ def job_entry(summary: Mapping[str, Any], manifest: Manifest | None, run_id: str
         "input_tokens": tokens_in,
         "output_tokens": tokens_out,
         "cost_usd": cost,
+        # Where Bedrock writes the job's output files: what `collect --job-output` takes.
+        "job_output": (join(output, job_id_from_arn(summary["jobArn"])) + "/"
+                       if output else None),
     }
 
 
@@ -263,6 +281,15 @@ def report_data(report: RunCounts, model_id: str, jobs: list[dict[str, Any]], *,
         "jobs": jobs,
         "jobs_note": jobs_note,
         "windows": windows(jobs, report.counters),
+    }
+    books = report.accounting
+    data["accounting"] = {
+        "counted": {"in": books.counted_in, "summaries": books.counted_summaries,
+                    "failures": books.counted_failures},
+        "ledger_files": books.ledger_files,
+        "jobs_listed": books.jobs,
+        "open_jobs": [{"name": job.name, "status": job.status, "job_output": job.job_output,
+                       "why": open_job_text(job, model_id)} for job in books.open_jobs],
     }
     if insights_aggregate is not None:
         data["insights_aggregate"] = dict(insights_aggregate)

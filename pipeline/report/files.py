@@ -1,5 +1,6 @@
-"""The run report's files: the run's jobs from the Bedrock service, report.json and report.html
-written and read through Beam's FileSystems (so an s3:// output gets its report too)."""
+"""The run report's files: the run's jobs from the Bedrock service, the durable records the run
+keeps under its S3 prefix (the source ledger, the harvest markers), and report.json and
+report.html written and read through Beam's FileSystems (so an s3:// output gets its report too)."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from pipeline.report.data import job_entry, report_problem
 from pipeline.report.page import render
 from transforms.jobs import job_id_from_arn, run_prefix
 from transforms.results import MANIFEST_NAME, Manifest
+from transforms.source_ledger import SUFFIX as LEDGER_SUFFIX, LedgerEntry, parse_entry
 from transforms.storage import Storage, join
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ def _manifest(storage: Storage, summary: Mapping[str, Any]) -> Manifest | None:
     return Manifest.parse(storage.read_text(uri))
 
 
-def run_jobs(bedrock: Any, s3: Any, run_id: str) -> tuple[list[dict[str, Any]], str | None]:
+def run_jobs(bedrock: Any, s3: Any, run_id: str) -> tuple[list[dict[str, Any]] | None, str | None]:
     """The run's jobs as the Bedrock service reports them now, with each manifest's tokens.
 
     One ListModelInvocationJobs listing of the run's name prefix gives names, ARNs, status,
@@ -47,7 +49,8 @@ def run_jobs(bedrock: Any, s3: Any, run_id: str) -> tuple[list[dict[str, Any]], 
         run_id: The run whose jobs to list.
 
     Returns:
-        (job entries in submission order, a note saying what is missing, or None).
+        (job entries in submission order, or None when the service could not be asked; a note
+        saying what is missing, or None).
     """
     prefix = run_prefix(run_id)
     storage = Storage(s3)
@@ -59,7 +62,7 @@ def run_jobs(bedrock: Any, s3: Any, run_id: str) -> tuple[list[dict[str, Any]], 
                      if s["jobName"].startswith(prefix)]  # nameContains matches anywhere
     except Exception as exc:  # botocore errors: access denied, endpoint down, ...
         log.warning("run report: could not list the jobs of run %s: %s", run_id, exc)
-        return [], f"The jobs could not be listed ({type(exc).__name__}: {exc})."
+        return None, f"The jobs could not be listed ({type(exc).__name__}: {exc})."
     for summary in summaries:
         try:
             manifest = _manifest(storage, summary)
@@ -71,6 +74,31 @@ def run_jobs(bedrock: Any, s3: Any, run_id: str) -> tuple[list[dict[str, Any]], 
     note = (f"The manifests of {', '.join(unreadable)} could not be read: their tokens are "
             f"missing." if unreadable else None)
     return jobs, note
+
+
+def read_ledger(storage: Storage, prefix: str) -> tuple[LedgerEntry, ...]:
+    """The source ledger's entries under ``prefix`` (``transforms.layout.source_ledger_prefix``).
+
+    Args:
+        storage: Where the run keeps its files.
+        prefix: The ledger's prefix.
+
+    Raises:
+        ValueError: An object there is no ledger entry.
+    """
+    return tuple(parse_entry(storage.read_text(uri)) for uri in storage.list(prefix)
+                 if uri.endswith(LEDGER_SUFFIX))
+
+
+def harvested_jobs(storage: Storage, prefix: str) -> frozenset[str]:
+    """The names of the jobs the run harvested: its markers under ``prefix``
+    (``transforms.layout.harvested_prefix``).
+
+    Args:
+        storage: Where the run keeps its files.
+        prefix: The markers' prefix.
+    """
+    return frozenset(uri[len(prefix):] for uri in storage.list(prefix))
 
 
 def _write(path: str, text: str) -> None:

@@ -93,6 +93,9 @@ def render(data: Mapping[str, Any], plotly_js: str) -> str:
         f'<p class="note">model {html.escape(data["model_id"])} · report made '
         f'{html.escape(data["generated_at"])}</p>',
         f'<p class="verdict{bad}">{html.escape(data["verdict"])}</p>',
+        # Jobs the run never harvested, each with what collects it (older reports have none).
+        *(f'<p class="verdict bad">NOT ACCOUNTED: {html.escape(job["why"])}</p>'
+          for job in data.get("accounting", {}).get("open_jobs", [])),
         '<div class="tiles">',
         _tile("records in", records["in"]), _tile("summaries", records["summaries"]),
         _tile("failure rows", records["failures"]), _tile("jobs", len(data["jobs"])),

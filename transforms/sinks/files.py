@@ -135,6 +135,27 @@ class AvroRowSink(_RowSink):
 FORMATS = {"parquet": ".parquet", "jsonl": ".jsonl", "avro": ".avro"}
 
 
+def rows_in(folder: str, format: str) -> int:
+    """The rows the files of ``format`` directly under ``folder`` hold, read from the files
+    (Parquet from its footer; JSONL and Avro row by row); 0 when there is no such file.
+
+    Args:
+        folder: A row folder a sink wrote (local or any Beam filesystem).
+        format: One of ``FORMATS``.
+    """
+    rows = 0
+    for match in FileSystems.match([FileSystems.join(folder, "*" + FORMATS[format])]):
+        for file in match.metadata_list:
+            with FileSystems.open(file.path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+                if format == "parquet":
+                    rows += pq.ParquetFile(fh).metadata.num_rows
+                elif format == "avro":
+                    rows += sum(1 for _ in fastavro.reader(fh))
+                else:
+                    rows += sum(1 for line in fh if line.strip())
+    return rows
+
+
 class _SinkFactory:
     """Picklable ``sink`` callable for WriteToFiles: a fresh FileSink per file written."""
 

@@ -21,8 +21,10 @@ from transforms.metrics import counter
 from transforms.model import Transcript
 from transforms.parsing import FORMATS, detect_format, read_stored_file, unknown_format_failure
 from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
+from transforms.source_ledger import LedgerEntry, SourceLedger, entry_name, entry_text
 from transforms.sources.common import (FAILURES, TRANSCRIPTS, EventTime, _EmitFn,
                                        check_field_options, event_time_setting, tagged)
+from transforms.storage import Storage, join
 from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, source_failure
 
 log = logging.getLogger(__name__)
@@ -45,16 +47,32 @@ class _ReadFileFn(_EmitFn):
     """Parses one whole file into transcripts and failure rows."""
 
     def __init__(self, fmt: str, mapping: FieldMapping, max_text_chars: int,
-                 event_time: EventTime | None) -> None:
+                 event_time: EventTime | None, ledger: SourceLedger | None = None) -> None:
         super().__init__(max_text_chars, event_time)
         self._format = fmt
         self._mapping = mapping
         self._files = counter("files_read")
+        self._ledger = ledger
+
+    def setup(self) -> None:
+        if self._ledger is not None:
+            aws = self._ledger.aws
+            self._ledger_storage = Storage(aws.client("s3") if aws is not None else None)
 
     def process(self, readable: fileio.ReadableFile,
                 timestamp: Timestamp = beam.DoFn.TimestampParam) -> Iterator[Any]:
         self._input_time = timestamp
-        yield from self._parse(readable)
+        records = failures = 0
+        for output in self._parse(readable):
+            records += 1
+            failures += isinstance(output, TaggedOutput)
+            yield output
+        if self._ledger is not None:
+            # After the whole file: an entry always holds a file's full counts. A failed write
+            # fails the bundle, whose outputs the runner then discards and reads again.
+            path = readable.metadata.path
+            self._ledger_storage.write_text(join(self._ledger.prefix, entry_name(path)),
+                                            entry_text(LedgerEntry(path, records, failures)))
 
     def _parse(self, readable: fileio.ReadableFile) -> Iterator[Any]:
         path = readable.metadata.path
@@ -114,13 +132,18 @@ class ReadTranscriptFiles(beam.PTransform):
         allowed_lateness_seconds: With ``timestamp_field``, on timestamped (streaming) input: a
             record whose event time is further behind the file's timestamp than this becomes
             a ``LateRecord`` failure row, as its window may already have closed.
+        ledger: Where to keep the source ledger (``transforms.source_ledger``): once a file
+            is read whole, an entry named by its path, with its counts, is written under its
+            prefix. None keeps no ledger.
     """
 
     def __init__(self, format: str = "auto", id_field: str = "id", text_field: str = "text",
                  turns_field: str = "turns", metadata_fields: Sequence[str] | None = None,
                  max_text_chars: int = DEFAULT_MAX_TEXT_CHARS, timestamp_field: str | None = None,
-                 allowed_lateness_seconds: float = DEFAULT_INPUT_LATENESS_SECONDS) -> None:
+                 allowed_lateness_seconds: float = DEFAULT_INPUT_LATENESS_SECONDS,
+                 ledger: SourceLedger | None = None) -> None:
         super().__init__()
+        self._ledger = ledger
         if format != "auto" and format not in FORMATS:
             raise ConfigError(f"format {format!r} is not supported; use auto or one of "
                               f"{', '.join(FORMATS)}", "format")
@@ -138,7 +161,8 @@ class ReadTranscriptFiles(beam.PTransform):
             files
             | "AsReadable" >> beam.ParDo(_AsReadableFn()).with_output_types(fileio.ReadableFile)
             | "ParseFiles" >> beam.ParDo(
-                _ReadFileFn(self._format, self._mapping, self._max_text_chars, self._event_time)
+                _ReadFileFn(self._format, self._mapping, self._max_text_chars, self._event_time,
+                            self._ledger)
             ).with_output_types(Transcript).with_outputs(FAILURES, main=TRANSCRIPTS))
         return tagged(parsed)
 
@@ -164,17 +188,20 @@ class ReadTranscripts(beam.PTransform):
             group records by when the call happened; a record without a valid one becomes an
             ``InvalidTimestamp`` failure row. None: every record has Beam's minimum timestamp,
             for which a time window means nothing.
+        ledger: Where to keep the source ledger (see ``ReadTranscriptFiles``); None keeps
+            none.
     """
 
     def __init__(self, file_pattern: str, format: str = "auto", id_field: str = "id",
                  text_field: str = "text", turns_field: str = "turns",
                  metadata_fields: Sequence[str] | None = None,
                  max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
-                 timestamp_field: str | None = None) -> None:
+                 timestamp_field: str | None = None, ledger: SourceLedger | None = None) -> None:
         super().__init__()
         self._pattern = file_pattern
         self._read = ReadTranscriptFiles(format, id_field, text_field, turns_field,
-                                         metadata_fields, max_text_chars, timestamp_field)
+                                         metadata_fields, max_text_chars, timestamp_field,
+                                         ledger=ledger)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         return (pbegin

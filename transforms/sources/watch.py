@@ -42,7 +42,7 @@ class WatchTranscripts(beam.PTransform):
             long after it starts reading (not after the graph is built: a runner may take a
             while to start); None (or 0) watches until the pipeline is cancelled.
         **options: ``ReadTranscriptFiles``' arguments (format, field names, max_text_chars,
-            timestamp_field, allowed_lateness_seconds).
+            timestamp_field, allowed_lateness_seconds, ledger).
     """
 
     def __init__(self, file_pattern: str, interval_seconds: float = 10.0,

@@ -1,0 +1,84 @@
+"""The source ledger: what a run's file sources read, kept where a restarted attempt finds it.
+
+Beam counters live as long as one attempt of a pipeline: a runner that restarts the job from a
+checkpoint (Flink after a lost TaskManager) starts them again from zero. The ledger is the
+source's own count made durable: one entry per input file, written when the file has been read
+whole, named by a hash of the file's path, so a replayed read overwrites its entry instead of
+adding one. Pure: names and contents only; the source writes the entries, the CLI reads them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transforms.aws import AwsConfig
+
+SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class SourceLedger:
+    """Where a file source keeps its ledger.
+
+    Args:
+        prefix: A local folder or an ``s3://`` prefix (``transforms.layout.source_ledger_prefix``).
+        aws: The S3 settings for an ``s3://`` prefix (workers build their client from them, as
+            every stage does); None for a local folder.
+    """
+
+    prefix: str
+    aws: AwsConfig | None = None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One input file as its source read it.
+
+    Args:
+        path: The file's path or URI.
+        records: Input units read from it: records, plus one for a file that could only become
+            one failure row (what the ``records_in`` counter counts).
+        failures: How many of them became failure rows at the source.
+    """
+
+    path: str
+    records: int
+    failures: int
+
+
+def entry_name(path: str) -> str:
+    """The entry's object name: the same for every read of ``path``.
+
+    Args:
+        path: The input file's path or URI.
+    """
+    return hashlib.sha256(path.encode("utf-8")).hexdigest()[:32] + SUFFIX
+
+
+def entry_text(entry: LedgerEntry) -> str:
+    """The entry as stored (one JSON object).
+
+    Args:
+        entry: What was read.
+    """
+    return json.dumps({"path": entry.path, "records": entry.records,
+                       "failures": entry.failures}, sort_keys=True)
+
+
+def parse_entry(text: str) -> LedgerEntry:
+    """An entry as ``entry_text`` stored it.
+
+    Args:
+        text: The stored JSON.
+
+    Raises:
+        ValueError: ``text`` is no ledger entry.
+    """
+    data = json.loads(text)
+    if (not isinstance(data, dict) or not isinstance(data.get("path"), str)
+            or any(type(data.get(k)) is not int or data[k] < 0 for k in ("records", "failures"))):
+        raise ValueError(f"not a source ledger entry: {text[:200]!r}")
+    return LedgerEntry(data["path"], data["records"], data["failures"])
