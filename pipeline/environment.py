@@ -98,9 +98,10 @@ def choose_runner(options: PipelineOptions) -> str:
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         opts = options.view_as(BedrockBatchOptions)
-        standard.runner = runners.default_runner(bool(standard.streaming), bool(
-            runners.why_not_prism(bool(standard.streaming), opts.watch_seconds,
-                                  opts.undersized_policy, opts.sink)))
+        streaming = bool(standard.streaming)
+        standard.runner = runners.default_runner(streaming, bool(runners.why_not_prism(
+            streaming, streaming or bool(opts.window_seconds), opts.watch_seconds, opts.undersized_policy,
+            opts.sink)))
     runner = str(standard.runner)
     prism = options.view_as(PrismRunnerOptions)
     if prism.prism_location or not (runners.is_prism(runner) or runners.is_fnapi(runner)):

@@ -178,14 +178,20 @@ def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None
     if opts.allowed_lateness_seconds < 0:
         raise exit_codes.UsageError(f"--allowed-lateness-seconds {opts.allowed_lateness_seconds:g}: "
                                     f"use 0 or more seconds")
-    if not options.view_as(StandardOptions).streaming:
+    streaming = bool(options.view_as(StandardOptions).streaming)
+    runner = options.view_as(StandardOptions).runner
+    # A --streaming run is always windowed (build() refuses one without --window-seconds).
+    prism_fails = runners.why_not_prism(streaming, streaming or bool(opts.window_seconds),
+                                        opts.watch_seconds, opts.undersized_policy, opts.sink)
+    if prism_fails and runner is not None and runners.is_prism(runner):
+        raise exit_codes.UsageError(
+            f"--runner {runner}: {prism_fails}; run on the FnApiRunner (drop --runner"
+            f"{' and add --watch-seconds N' if streaming and not opts.watch_seconds else ''})")
+    if not streaming:
         return
     # The FnApiRunner holds the watermark behind the file watch and the Kafka read until they
     # stop, so no window would close, and no job be submitted, before the watch ends
     # (docs/architecture.md, "Runner facts"). Prism, the default for --streaming, closes each.
-    runner = options.view_as(StandardOptions).runner
-    prism_fails = runners.why_not_prism(True, opts.watch_seconds, opts.undersized_policy,
-                                        opts.sink)
     if runner is None:  # the CLI chooses (environment.choose_runner): Prism unless it fails
         if prism_fails and not opts.watch_seconds:
             raise exit_codes.UsageError(
@@ -197,10 +203,6 @@ def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None
             f"--streaming without --watch-seconds never submits a job on --runner {runner} (it "
             f"closes windows only when the watch ends); drop --runner to run on Prism, which "
             f"submits each window's jobs as it closes, or add --watch-seconds N")
-    if prism_fails and runners.is_prism(runner):
-        raise exit_codes.UsageError(
-            f"--runner {runner}: {prism_fails}; run on the FnApiRunner (drop --runner"
-            f"{'' if opts.watch_seconds else ' and add --watch-seconds N'})")
 
 
 def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str) -> None:

@@ -38,22 +38,20 @@ def default_runner(streaming: bool, prism_fails: bool = False) -> str:
     return PRISM if streaming and not prism_fails else FNAPI
 
 
-def why_not_prism(streaming: bool, watch_seconds: float | None, undersized_policy: str,
-                  sink: str) -> str | None:
-    """Why Prism cannot run this --streaming run, or None (measured: docs/architecture.md,
-    "Runner facts").
+def why_not_prism(streaming: bool, windowed: bool, watch_seconds: float | None,
+                  undersized_policy: str, sink: str) -> str | None:
+    """Why Prism cannot run this run, or None (measured: docs/architecture.md, "Runner facts").
 
     Args:
         streaming: Whether the run is a --streaming one.
+        windowed: Whether its records are in time windows (--window-seconds).
         watch_seconds: --watch-seconds (None or 0: the watch never ends).
         undersized_policy: --undersized-policy.
         sink: --sink.
     """
-    if not streaming:
-        return None
-    if sink == "bigquery":
-        return "Beam's BigQuery write fails on Prism in --streaming (a coder error in its stage)"
-    if watch_seconds and undersized_policy == "defer":
+    if sink == "bigquery" and windowed:
+        return "Beam's BigQuery write fails on Prism with time windows (a coder error in its stage)"
+    if streaming and watch_seconds and undersized_policy == "defer":
         return ("Prism loses the rows of the --undersized-policy defer tail still waiting when "
                 "the watch ends")
     return None

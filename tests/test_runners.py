@@ -23,13 +23,14 @@ def test_the_default_is_the_fnapi_runner_for_bounded_input_and_prism_for_streami
 
 def test_streaming_runs_prism_cannot_run_stay_on_the_fnapi_runner():
     """Prism loses the defer policy's tail flushed when a watch ends, and Beam's BigQuery write
-    fails on it in --streaming (docs/architecture.md, "Runner facts")."""
+    fails on it with time windows (docs/architecture.md, "Runner facts")."""
     assert runners.default_runner(streaming=True, prism_fails=True) == "FnApiRunner"
-    assert runners.why_not_prism(True, 60, "defer", "jsonl")
-    assert runners.why_not_prism(True, None, "pad-merge", "bigquery")
-    assert not runners.why_not_prism(True, None, "defer", "jsonl"), "no end, no flush"
-    assert not runners.why_not_prism(True, 60, "pad-merge", "parquet")
-    assert not runners.why_not_prism(False, 60, "defer", "bigquery")
+    assert runners.why_not_prism(True, True, 60, "defer", "jsonl")
+    assert runners.why_not_prism(True, True, None, "pad-merge", "bigquery")
+    assert runners.why_not_prism(False, True, None, "pad-merge", "bigquery"), "bounded windows"
+    assert not runners.why_not_prism(True, True, None, "defer", "jsonl"), "no end, no flush"
+    assert not runners.why_not_prism(True, True, 60, "pad-merge", "parquet")
+    assert not runners.why_not_prism(False, False, None, "defer", "bigquery")
     assert _chosen("--streaming", "--watch-seconds", "60", "--undersized-policy",
                    "defer")[0] == "FnApiRunner"
     assert _chosen("--streaming", "--watch-seconds", "60", "--sink", "bigquery")[0] == "FnApiRunner"
@@ -71,3 +72,16 @@ def test_an_explicit_runner_and_prism_location_are_kept(tmp_path: Path):
     assert _chosen("--runner", "FlinkRunner", "--streaming") == ("FlinkRunner", None)
     given = tmp_path / "my-prism"
     assert _chosen("--streaming", f"--prism_location={given}") == ("PrismRunner", str(given))
+
+
+def test_prism_with_windows_into_bigquery_is_refused_in_one_line():
+    """Bounded input too: the combination matrix found Beam's BigQuery write failing on Prism
+    with --timestamp-field windows."""
+    from pipeline.exit_codes import UsageError
+    from pipeline.options import BedrockBatchOptions
+    from pipeline.run import check_streaming
+
+    options = PipelineOptions(["--runner", "PrismRunner", "--window-seconds", "3600",
+                               "--timestamp-field", "started", "--sink", "bigquery"])
+    with pytest.raises(UsageError, match="BigQuery write fails on Prism.*drop --runner"):
+        check_streaming(options, options.view_as(BedrockBatchOptions))
