@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
-# Both create .venv when missing and install the package from setup.py; `make test` also
-# fetches the Kafka and Flink jars from Maven Central (cached under .cache/jvm) and builds the
-# BigQuery emulator's own venv (.cache/bqemulator-venv).
+# Both create .venv when missing, install the package from setup.py and build Prism, Beam's
+# local runner (cached under .cache/prism); `make test` also fetches the Kafka and Flink jars
+# from Maven Central (cached under .cache/jvm) and builds the BigQuery emulator's own venv
+# (.cache/bqemulator-venv).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ PYTEST_FLAGS ?= -q --durations=25
 include jvm/jvm.mk
 include bq/bq.mk
 
-.PHONY: demo test faults combos timing bench install clean browser
+.PHONY: demo test faults combos timing bench install clean browser prism
 
 $(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,11 +22,22 @@ $(STAMP): setup.py Makefile
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# Prism, Beam's Go runner, built from the Go module proxy at the Python SDK's own Beam version
+# (read from setup.py, where it is stated once) into .cache/prism/v<version>/prism, where the
+# CLI looks for it. Without it, Beam downloads Prism from GitHub on first use.
+BEAM_VERSION := $(shell sed -n 's/^BEAM = "apache-beam\[[a-z,]*\]==\([0-9.]*\)"$$/\1/p' setup.py)
+PRISM := .cache/prism/v$(BEAM_VERSION)/prism
+
+prism: $(PRISM)
+
+$(PRISM):
+	GOBIN=$(abspath $(dir $@)) go install github.com/apache/beam/sdks/v2/go/cmd/prism@v$(BEAM_VERSION)
+
+demo: $(STAMP) $(PRISM)
 	$(PY) -m pipeline run --input pipeline/samples/calls.jsonl --output out/demo --overwrite --task insights
 	$(PY) -m pipeline.samples.show out/demo
 
-test: $(STAMP) jvm-jars bq-emulator browser
+test: $(STAMP) $(PRISM) jvm-jars bq-emulator browser
 	$(PY) -m pytest $(PYTEST_FLAGS) -m "not timing" tests
 
 # Measurements of when things happen on a real Flink (a window's jobs before the watch ends):
@@ -41,7 +53,7 @@ faults: $(STAMP)
 # The whole combination matrix (`make test` runs a seeded handful of its cases): one CLI run per
 # generated all-pairs combination of input format, source, windows, undersized policy, task,
 # model family, redaction, sink, injected record errors and runner; the report ends with its table.
-combos: $(STAMP) jvm-jars bq-emulator
+combos: $(STAMP) $(PRISM) jvm-jars bq-emulator
 	COMBOS=all $(PY) -m pytest $(PYTEST_FLAGS) tests/test_combos.py
 
 # Debian's chromium for the run report's browser test (tests/test_report_browser.py), which
@@ -53,8 +65,8 @@ browser:
 
 # The scale benchmarks (not part of `make test`): each row beside a baseline measured in
 # the same run and its goal; the figures are kept in benchmarks/results.json. Row 4 runs Flink.
-bench: $(STAMP) jvm-jars
+bench: $(STAMP) $(PRISM) jvm-jars
 	$(PY) -m benchmarks
 
 clean: jvm-clean bq-clean
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache .cache/prism

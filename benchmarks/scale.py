@@ -55,6 +55,8 @@ class Watched:
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         self._stop_when = stop_when
         self.stopped_early = False
+        self.others: dict[int, float] = {}  # pid -> peak RSS (MiB) of what it started
+        self.own_peak: float | None = None  # its own peak RSS (MiB), read when stopped
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -74,9 +76,14 @@ class Watched:
         return self._reader.is_alive()
 
     def stop(self) -> None:
-        """End the process and every process it started."""
+        """End the process and every process it started, noting first the peak RSS of each
+        process it started (``others``)."""
         if not self.stopped_early:
             self.stopped_early = True
+            peaks = session_peak_rss(self.proc.pid)
+            # Its own peak, read here: wait4's would include the children it reaped on exit.
+            self.own_peak = peaks.pop(self.proc.pid, None)
+            self.others = peaks
             self.lines.append((time.perf_counter() - self.started, "(stopped by the benchmark)"))
             os.killpg(self.proc.pid, signal.SIGTERM)
 
@@ -87,7 +94,7 @@ class Watched:
         self.proc.returncode = status
         self._reader.join()
         last = self.lines[-1][0] if self.stopped_early else ended
-        return last, usage.ru_maxrss / 1024, status
+        return last, self.own_peak or usage.ru_maxrss / 1024, status
 
     def at(self, text: str, last: bool = False) -> float | None:
         """When the first (or last) line containing ``text`` came."""
@@ -95,10 +102,13 @@ class Watched:
         return (hits[-1] if last else hits[0]) if hits else None
 
 
-def to_shards(input_path: Path, count: int, workdir: Path,
-              flink_parallelism: int | None = None) -> tuple[float, float]:
-    """The CLI until every job is planned: (seconds, peak RSS MiB of the pipeline process).
-    The backend runs in its own process, so its memory is not counted.
+def to_shards(input_path: Path, count: int, workdir: Path, flink_parallelism: int | None = None,
+              runner: str | None = None) -> tuple[float, float, dict[int, float]]:
+    """The CLI until every job is planned: (seconds, peak RSS MiB of the pipeline process, the
+    peak RSS of each process the CLI started by pid). The backend runs in its own process, so
+    its memory is not counted.
+
+    ``runner`` is a local --runner (the CLI chooses one when None).
 
     On the DirectRunner the end is the last "planned" log line. On Flink
     (``flink_parallelism``) the workers log, not the CLI, so there it is when the last job
@@ -115,7 +125,7 @@ def to_shards(input_path: Path, count: int, workdir: Path,
                 bedrock_url, "--bucket-uri", f"s3://{DEFAULT_BUCKET}/bench-{count}",
                 "--role-arn", SERVICE_ROLE_ARN, "--model-id", MODEL, *QUOTA_FLAGS]
         if flink_parallelism is None:
-            run = Watched(argv, env,
+            run = Watched(argv + ([f"--runner={runner}"] if runner else []), env,
                           lambda lines: sum(" planned " in line for _, line in lines) >= jobs)
         else:
             # The workers reach the backend with their own credential chain: the pool's env.
@@ -139,7 +149,30 @@ def to_shards(input_path: Path, count: int, workdir: Path,
     if not run.stopped_early:
         tail = "\n".join(line for _, line in run.lines[-15:])
         raise RuntimeError(f"the pipeline ended before planning {jobs} jobs:\n{tail}")
-    return seconds, rss if flink_parallelism is None else workers_rss
+    return seconds, rss if flink_parallelism is None else workers_rss, run.others
+
+
+def session_peak_rss(leader: int) -> dict[int, float]:
+    """The peak RSS (VmHWM), in MiB, of every process in ``leader``'s session, by pid.
+
+    Args:
+        leader: A process that leads its own session (``start_new_session``).
+    """
+    peaks: dict[int, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            # Fields after the command name (in parentheses): state, ppid, pgrp, session, ...
+            if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[3]) != leader:
+                continue
+            status = (proc / "status").read_text()
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks[int(proc.name)] = int(line.split()[1]) / 1024
+    return peaks
 
 
 def workers_peak_rss(pool_pid: int) -> float:
@@ -207,8 +240,8 @@ def shards_rows(records: int, small: int, workdir: Path) -> list[Row]:
     size_mb = data.write_jsonl(big_input, records) / 1e6
     data.write_jsonl(small_input, small)
     plain = plain_script(big_input, records)
-    pipeline_s, big_rss = to_shards(big_input, records, workdir)
-    _, small_rss = to_shards(small_input, small, workdir)
+    pipeline_s, big_rss, _ = to_shards(big_input, records, workdir)
+    _, small_rss, _ = to_shards(small_input, small, workdir)
     ratio = pipeline_s / plain
     row3 = Row(3, f"{records:,} transcripts ({size_mb:,.0f} MB) to shards, DirectRunner",
                "plain single-process script", pipeline_s, plain, "s", "<= 2x its wall time",
@@ -272,7 +305,7 @@ def flink_row(records: int, workdir: Path) -> Row:
     data.write_jsonl(input_path, records, seed=4)
     data.write_jsonl(small_path, small, seed=4)
     runs = {p: to_shards(input_path, records, workdir, flink_parallelism=p) for p in (1, 2)}
-    _, small_rss = to_shards(small_path, small, workdir, flink_parallelism=1)
+    _, small_rss, _ = to_shards(small_path, small, workdir, flink_parallelism=1)
     seconds = {p: run[0] for p, run in runs.items()}
     speedup = seconds[1] / seconds[2]
     return Row(4, f"{records:,} transcripts to shards on Flink, parallelism 2", "parallelism 1",

@@ -13,7 +13,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline import interrupts
 from pipeline.console import run_progress
-from pipeline.environment import aws_from_flags, beam_s3, check_runner, environment
+from pipeline.environment import (aws_from_flags, beam_s3, check_runner, choose_runner,
+                                  environment)
 from pipeline.exit_codes import UsageError
 from pipeline.field_flags import cli_message
 from pipeline.inputs import input_problem
@@ -108,6 +109,7 @@ def run_command(argv: list[str]) -> int:
         check_runner(options)
         check_streaming(options, opts)
         check_run_flags(argv, options, opts)
+        choose_runner(options)
         quotas = _quotas(opts)
     with environment(options, quotas) as env, beam_s3(options, env.aws):
         with _setup_errors():

@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, S3Options,
-                                                  StandardOptions)
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
+                                                  PrismRunnerOptions, S3Options, StandardOptions)
 
+from pipeline import runners
 from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions
 from transforms.aws import AwsConfig
@@ -86,11 +87,53 @@ def beam_s3(options: PipelineOptions, aws: AwsConfig) -> Iterator[None]:
             os.environ["AWS_PROFILE"] = saved
 
 
+def choose_runner(options: PipelineOptions) -> str:
+    """Fill in the local runner when --runner is not given (``runners.default_runner``), and
+    point Prism at the binary `make prism` built unless --prism_location names one. Returns the
+    runner.
+
+    Without that binary Beam downloads Prism from GitHub (and caches it); that happens here, so
+    a machine that can neither build nor download Prism gets one line instead of a traceback.
+    """
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        opts = options.view_as(BedrockBatchOptions)
+        streaming = bool(standard.streaming)
+        standard.runner = runners.default_runner(streaming, bool(runners.why_not_prism(
+            streaming, streaming or bool(opts.window_seconds), opts.watch_seconds, opts.undersized_policy,
+            opts.sink)))
+    runner = str(standard.runner)
+    prism = options.view_as(PrismRunnerOptions)
+    if prism.prism_location or not (runners.is_prism(runner) or runners.is_fnapi(runner)):
+        return runner
+    from apache_beam.version import __version__
+    version = (prism.prism_beam_version_override or __version__).removeprefix("v")
+    binary = runners.prism_binary(version)
+    if binary is not None:
+        prism.prism_location = str(binary)
+    elif runners.is_prism(runner):
+        prism.prism_location = _download_prism(options, version)
+    return runner
+
+
+def _download_prism(options: PipelineOptions, version: str) -> str:
+    """Beam's own Prism download (cached in the home folder), as a local path."""
+    from apache_beam.runners.portability.prism_runner import PrismJobServer
+
+    try:
+        return PrismJobServer(options)._get_executable_path()
+    except Exception as exc:  # noqa: BLE001 - any failure means the same: no Prism here
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"the {runners.PRISM} (Prism {version}) is not here and could not be "
+                         f"downloaded ({reason}); build it with `make prism` in the project's "
+                         f"folder, or pass --prism_location PATH") from None
+
+
 def check_runner(options: PipelineOptions) -> None:
     """Refuse runner settings that would silently lose work."""
     runner = str(options.view_as(StandardOptions).runner or "DirectRunner")
     mode = options.view_as(DirectOptions).direct_running_mode
-    if runner.endswith("DirectRunner") and mode == "multi_processing":
+    if runners.is_fnapi(runner) and mode == "multi_processing":
         raise ValueError("--direct_running_mode multi_processing silently drops the deferred work "
                          "that waits for Bedrock jobs; use in_memory (default) or multi_threading")
 

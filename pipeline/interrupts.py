@@ -119,6 +119,10 @@ class _State:
         self.run: RunContext | None = None
         self.signal_name: str | None = None
         self.printed = False
+        # The read end of a pipe the interpreter writes each signal's number to as it arrives,
+        # before any Python handler runs (signal.set_wakeup_fd), and what was read from it.
+        self.wakeup: int | None = None
+        self.arrived: str | None = None
 
 
 _state = _State()
@@ -141,11 +145,25 @@ def received() -> str | None:
     return _state.signal_name
 
 
+def _arrived() -> str | None:
+    """A signal that arrived, though its handler here may not have run yet: Beam's own SIGINT
+    handler (a job server's, Prism's or Flink's) stops the job server first, then calls this
+    module's, and the threads reading from the job server break in between."""
+    wakeup = _state.wakeup
+    if _state.arrived is None and wakeup is not None:
+        with contextlib.suppress(OSError):  # nothing arrived (EAGAIN), or the pipe was closed
+            for signum in os.read(wakeup, 64):
+                if signum in SIGNALS:
+                    _state.arrived = signal.Signals(signum).name
+    return _state.arrived
+
+
 def quiet_traces() -> bool:
     """Whether the traces of errors are now noise: once the command was interrupted, without
-    --debug. What breaks then (a worker's stream, once Flink's job server stopped) breaks
-    because of the interrupt, which the one line already reports."""
-    return _state.signal_name is not None and "--debug" not in _state.argv
+    --debug. What breaks then (a worker's stream, once a job server stopped) breaks because of
+    the interrupt, which the one line already reports."""
+    return ((_state.signal_name or _arrived()) is not None
+            and "--debug" not in _state.argv)
 
 
 def report(in_signal_handler: bool = False) -> None:
@@ -214,12 +232,22 @@ def handled(command: str, argv: list[str]) -> Iterator[None]:
     for signum, handler in previous.items():
         if handler is not signal.SIG_IGN:
             signal.signal(signum, _on_signal)
+    read_end, write_end = os.pipe()
+    for end in (read_end, write_end):
+        os.set_blocking(end, False)
+    previous_wakeup = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    _state.wakeup = read_end
     thread_hook = threading.excepthook
     threading.excepthook = _quiet_after_interrupt(thread_hook)
     try:
         yield
     finally:
         threading.excepthook = thread_hook
+        _arrived()  # what arrived is kept: exit_now still needs it
+        _state.wakeup = None
+        signal.set_wakeup_fd(previous_wakeup)
+        os.close(read_end)
+        os.close(write_end)
         for signum, handler in previous.items():
             if handler is not None:  # None: set outside Python, cannot be restored
                 signal.signal(signum, handler)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
+from pipeline import runners
 from pipeline.exit_codes import UsageError
 from transforms.aws import AwsConfig
 from transforms.config import (DEFAULT_INPUT_LATENESS_SECONDS, DEFAULT_MODEL_ID,
@@ -256,8 +257,10 @@ THEMES: tuple[tuple[str, str | None, Callable[[Any], None]], ...] = (
      _aws_flags),
     ("output", None, _output_flags),
     ("streaming", "With Beam's --streaming", _streaming_flags),
-    ("runner", "Beam's own pipeline flags pass through: --runner (default DirectRunner), "
-               "--flink_master, --parallelism, --environment_type, --streaming, ...", None),
+    ("runner", "Beam's own pipeline flags pass through: --runner (default: FnApiRunner, or "
+               "PrismRunner with --streaming; see the README's \"Local runners\"), "
+               "--prism_location, --flink_master, --parallelism, --environment_type, "
+               "--streaming, ...", None),
     ("console", None, _console_flags),
 )
 
@@ -397,7 +400,9 @@ def parse_options(argv: list[str]) -> tuple[PipelineOptions, BedrockBatchOptions
     parser = _all_options_parser()
     _, unknown = parser.parse_known_args(argv)
     ours = [f for a in _cli_parser()._actions for f in a.option_strings]
-    direct = _runner(argv).endswith("DirectRunner")
+    # The local runners have no Java job server: an unknown flag there would be dropped.
+    runner = _runner(argv)
+    direct = runners.is_fnapi(runner) or runners.is_prism(runner)
     takes_value = False  # the previous token was a passed-through flag without "=value"
     for arg in unknown:
         if not arg.startswith("-"):

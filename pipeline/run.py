@@ -13,7 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline import exit_codes
+from pipeline import exit_codes, runners
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from pipeline.report.data import report_data, window_counter
 from pipeline.report.reconcile import Accounting, Facts, RunJob, reconcile
@@ -103,17 +103,6 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
                                          ledger=ledger, **fields)
 
 
-# What the DirectRunner actually runs a pipeline on (Beam 2.70): it first tries Prism, whose
-# binary it downloads from GitHub; when that fails (offline) it falls back to the FnApiRunner for
-# anything without TestStream or Pub/Sub, --streaming or not. The FnApiRunner holds the watermark
-# of a splittable DoFn's input at the minimum while the DoFn has residual work (ignoring its
-# watermark estimator), and schedules a stage's output for the next stage only at the end of
-# time. The file watch (PeriodicImpulse) and the Kafka read have residual work until they stop,
-# so no window closes, and no job is submitted, before the watch ends.
-_DIRECT_RUNNERS = ("directrunner", "switchingdirectrunner", "bundlebaseddirectrunner",
-                   "fnapirunner", "direct")
-
-
 def check_windows(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
     """Window flags that cannot work: windows of a bounded read need each record's event time.
 
@@ -183,21 +172,37 @@ def check_run_flags(argv: list[str], options: PipelineOptions, opts: BedrockBatc
 
 
 def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
-    """Streaming flags that cannot work; an unbounded --streaming run on the DirectRunner would
+    """Streaming flags that cannot work; an unbounded --streaming run on the FnApiRunner would
     never submit a job."""
     check_windows(options, opts)
     if opts.allowed_lateness_seconds < 0:
         raise exit_codes.UsageError(f"--allowed-lateness-seconds {opts.allowed_lateness_seconds:g}: "
                                     f"use 0 or more seconds")
-    if not options.view_as(StandardOptions).streaming:
-        return
-    runner = str(options.view_as(StandardOptions).runner or "DirectRunner").lower()
-    if not opts.watch_seconds and runner in _DIRECT_RUNNERS:  # 0 watches forever too
+    streaming = bool(options.view_as(StandardOptions).streaming)
+    runner = options.view_as(StandardOptions).runner
+    # A --streaming run is always windowed (build() refuses one without --window-seconds).
+    prism_fails = runners.why_not_prism(streaming, streaming or bool(opts.window_seconds),
+                                        opts.watch_seconds, opts.undersized_policy, opts.sink)
+    if prism_fails and runner is not None and runners.is_prism(runner):
         raise exit_codes.UsageError(
-            "--streaming without --watch-seconds never submits a job on the DirectRunner (it "
-            "closes windows only when the watch ends); add --watch-seconds N to summarize what "
-            "arrives in N seconds, or run on Flink (--runner FlinkRunner), which submits each "
-            "window's jobs as it closes")
+            f"--runner {runner}: {prism_fails}; run on the FnApiRunner (drop --runner"
+            f"{' and add --watch-seconds N' if streaming and not opts.watch_seconds else ''})")
+    if not streaming:
+        return
+    # The FnApiRunner holds the watermark behind the file watch and the Kafka read until they
+    # stop, so no window would close, and no job be submitted, before the watch ends
+    # (docs/architecture.md, "Runner facts"). Prism, the default for --streaming, closes each.
+    if runner is None:  # the CLI chooses (environment.choose_runner): Prism unless it fails
+        if prism_fails and not opts.watch_seconds:
+            raise exit_codes.UsageError(
+                f"--streaming without --watch-seconds runs on Prism, but {prism_fails}; add "
+                f"--watch-seconds N to run on the FnApiRunner, or run on Flink")
+        return
+    if not opts.watch_seconds and runners.is_fnapi(runner):  # 0 watches forever too
+        raise exit_codes.UsageError(
+            f"--streaming without --watch-seconds never submits a job on --runner {runner} (it "
+            f"closes windows only when the watch ends); drop --runner to run on Prism, which "
+            f"submits each window's jobs as it closes, or add --watch-seconds N")
 
 
 def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str) -> None:

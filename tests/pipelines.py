@@ -11,7 +11,9 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.version import __version__ as beam_version
 
+from pipeline import runners
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
 from transforms.aws import AwsConfig
 from transforms.config import BatchConfig
@@ -22,6 +24,17 @@ from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.summarize import SummarizeTranscripts
 
 RUNNERS = ("DirectRunner", "FnApiRunner", "PortableRunner")
+# The two local runners the CLI chooses between (pipeline/runners.py); tests that show where they
+# differ run on both.
+LOCAL_RUNNERS = (runners.FNAPI, runners.PRISM)
+
+
+def prism_args() -> list[str]:
+    """--runner and --prism_location for Prism, as `make prism` (a prerequisite of `make test`)
+    built it."""
+    binary = runners.prism_binary(beam_version)
+    assert binary is not None, "Prism is not built: run `make prism`"
+    return [f"--runner={runners.PRISM}", f"--prism_location={binary}"]
 
 
 def local_config(backend: LocalBackend, run_id: str | None = None, **overrides: Any) -> BatchConfig:
@@ -49,9 +62,12 @@ def transcripts(count: int, prefix: str = "call") -> list[Transcript]:
             for i in range(count)]
 
 
-def _pipeline(runner: str, extra: Sequence[str] = ()) -> beam.Pipeline:
+def pipeline_on(runner: str, extra: Sequence[str] = ()) -> beam.Pipeline:
+    """A pipeline on ``runner`` (one of RUNNERS or LOCAL_RUNNERS) with Beam flags ``extra``."""
     if runner == "FnApiRunner":
         return beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(list(extra)))
+    if runner == runners.PRISM:
+        return beam.Pipeline(options=PipelineOptions(prism_args() + list(extra)))
     if runner == "PortableRunner":
         args = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
         return beam.Pipeline(options=PipelineOptions(args + list(extra)))
@@ -71,7 +87,7 @@ def summarize(items: Sequence[Transcript], config: BatchConfig, out: Path,
               counters: dict[str, int] | None = None) -> tuple[list[dict], list[dict]]:
     """Run the composite and return (summary rows, failure rows) as written by the JSONL sinks;
     the pipeline's counters go into ``counters`` when given."""
-    with _pipeline(runner, extra) as p:
+    with pipeline_on(runner, extra) as p:
         result = p | beam.Create(list(items)) | SummarizeTranscripts(config)
         result["summaries"] | "S" >> WriteSummaries(str(out / "summaries"), format="jsonl")
         result["failures"] | "F" >> WriteFailures(str(out / "failures"), format="jsonl")

@@ -1,6 +1,11 @@
 """docs/architecture.md states the Beam version skew once; the pins must match what it says."""
 import re
+import subprocess
 from pathlib import Path
+
+from apache_beam.version import __version__ as installed_beam
+
+from pipeline import runners
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
@@ -27,3 +32,16 @@ def test_the_skew_is_stated_only_in_the_doc():
     for other in ("README.md", "jvm/README.md", "setup.py"):
         assert java not in (ROOT / other).read_text(encoding="utf-8"), (
             f"{other} restates the Java Beam version; point to docs/architecture.md instead")
+
+
+def test_make_prism_builds_the_python_sdks_beam_where_the_cli_looks():
+    """The Makefile reads the version from setup.py (no version of its own), builds Prism at it,
+    and puts it where the CLI looks for the installed SDK's version."""
+    makefile = (ROOT / "Makefile").read_text()
+    command = re.search(r"^BEAM_VERSION := \$\(shell (.+)\)$", makefile, re.M)[1]
+    version = subprocess.run(command.replace("$$", "$"), shell=True, cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.strip()
+    assert version == stated("Python SDK") == installed_beam
+    assert re.search(r"^PRISM := \.cache/prism/v\$\(BEAM_VERSION\)/prism$", makefile, re.M)
+    assert "go/cmd/prism@v$(BEAM_VERSION)" in makefile
+    assert runners.CACHE / f"v{version}" / "prism" == ROOT / ".cache" / "prism" / f"v{version}" / "prism"

@@ -69,12 +69,13 @@ def test_a_stray_argument_is_a_usage_error(argv, capsys):
 
 
 def test_a_java_option_passes_only_to_a_portable_runner(tmp_path, capsys):
-    """The FlinkRunner hands flags Python does not know to its Java job server; the DirectRunner
-    has no such server, so there the same flag is a mistake."""
+    """The FlinkRunner hands flags Python does not know to its Java job server; the local runners
+    (the FnApiRunner, Prism) have no such server, so there the same flag is a mistake."""
     argv = ["plan", "--input", str(_input(tmp_path)), "--min-records-per-job", "1",
             "--checkpointing_interval", "60000"]
-    assert main(argv) == 2
-    assert "unknown flag --checkpointing_interval" in _error_line(capsys)
+    for local in ([], ["--runner", "PrismRunner"], ["--runner", "FnApiRunner"]):
+        assert main([*argv, *local]) == 2
+        assert "unknown flag --checkpointing_interval" in _error_line(capsys)
     assert main([*argv, "--runner", "FlinkRunner"]) == 0
     capsys.readouterr()
     # A near miss of this CLI's own flags is refused even there.

@@ -68,8 +68,8 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
     "redaction": ("off", "redact", "custom"),
     "sink": ("parquet", "jsonl", "avro", "kafka", "bigquery"),
     "errors": ("none", "record-errors"),
-    # Prism and embedded Flink join here once the CLI runs on them.
-    "runner": ("DirectRunner",),
+    # The two local runners the CLI chooses between (embedded Flink joins once the CLI runs on it).
+    "runner": ("FnApiRunner", "PrismRunner"),
 }
 
 MODELS = {"claude": ("anthropic.claude-3-haiku-20240307-v1:0", "InvokeModel"),
@@ -97,6 +97,13 @@ def valid(values: Mapping[str, str]) -> bool:
     # Transcribe output has no field to carry the call's time.
     if (get("source") == "files" and get("window") not in (None, "none")
             and get("format") not in (None, *ROW_FORMATS)):
+        return False
+    # Prism loses the defer policy's tail flushed when a watch ends, and Beam's BigQuery write
+    # fails on it with time windows: the CLI refuses both there (pipeline/runners.py).
+    if get("runner") == "PrismRunner" and (
+            (get("source") in ("watch", "kafka") and get("policy") == "defer")
+            or (get("sink") == "bigquery" and get("window") not in (None, "none"))
+            or (get("sink") == "bigquery" and get("source") in ("watch", "kafka"))):
         return False
     # Not a usage error, a limit of the test set-up: the BigQuery emulator answers 500 to the
     # create of a table with the nested insights column, so these pairs cannot be run here.

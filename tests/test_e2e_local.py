@@ -1,4 +1,7 @@
-"""SummarizeTranscripts end to end on the embedded local backend (real moto S3, real local service)."""
+"""SummarizeTranscripts end to end on the embedded local backend (real moto S3, real local service).
+
+Where the two local runners differ (how they bundle, window and resume deferred work), a test runs
+on both: the FnApiRunner and Prism (tests/pipelines.py LOCAL_RUNNERS)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,7 +12,7 @@ import pytest
 from pipeline.local.backend import DEFAULT_BUCKET
 from pipeline.local.faults import Faults
 from pipeline.local.responses import invoke
-from tests.pipelines import local_config, summarize, transcripts
+from tests.pipelines import LOCAL_RUNNERS, local_config, pipeline_on, summarize, transcripts
 from transforms.families import parse_model_output
 from transforms.quotas import Quotas
 from transforms.records import build_record
@@ -29,13 +32,18 @@ def _assert_each_input_once(items, summaries, failures) -> None:
     assert sorted(out) == sorted(ids), "every input must end in exactly one of summaries/failures"
 
 
-@pytest.mark.parametrize("model_id", ["anthropic.claude-3-haiku-20240307-v1:0",
-                                      "amazon.nova-lite-v1:0", "meta.llama3-1-8b-instruct-v1:0"])
-def test_every_input_summarized_once_and_matches_local_model(local_backend_factory, tmp_path, model_id):
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+
+
+@pytest.mark.parametrize("model_id, runner", [
+    (CLAUDE, "FnApiRunner"), ("amazon.nova-lite-v1:0", "FnApiRunner"),
+    ("meta.llama3-1-8b-instruct-v1:0", "FnApiRunner"), (CLAUDE, "PrismRunner")])
+def test_every_input_summarized_once_and_matches_local_model(local_backend_factory, tmp_path,
+                                                             model_id, runner):
     backend = local_backend_factory(quotas=SMALL)
     items = transcripts(90)
     config = local_config(backend, model_id=model_id)
-    summaries, failures = summarize(items, config, tmp_path)
+    summaries, failures = summarize(items, config, tmp_path, runner=runner)
     _assert_each_input_once(items, summaries, failures)
     assert failures == []
     by_id = {r["transcript_id"]: r for r in summaries}
@@ -108,12 +116,16 @@ def test_record_errors_are_retried_then_reported(local_backend_factory, tmp_path
     assert len(_jobs(backend)) >= 2
 
 
-@pytest.mark.parametrize("fault", ["partial_job_rate", "expire_job_rate", "fail_job_rate"])
-def test_unfinished_jobs_are_harvested_and_resubmitted(local_backend_factory, tmp_path, fault):
+@pytest.mark.parametrize("fault, runner", [
+    ("partial_job_rate", "FnApiRunner"), ("expire_job_rate", "FnApiRunner"),
+    ("fail_job_rate", "FnApiRunner"), ("partial_job_rate", "PrismRunner")])
+def test_unfinished_jobs_are_harvested_and_resubmitted(local_backend_factory, tmp_path, fault,
+                                                       runner):
     backend = local_backend_factory(quotas=Quotas(max_records_per_job=200, min_records_per_job=1),
                                     faults=Faults(seed=3, **{fault: 1.0}))
     items = transcripts(20)
-    summaries, failures = summarize(items, local_config(backend, max_record_retries=1), tmp_path)
+    summaries, failures = summarize(items, local_config(backend, max_record_retries=1), tmp_path,
+                                    runner=runner)
     _assert_each_input_once(items, summaries, failures)
     statuses = {j["status"] for j in _jobs(backend)}
     assert statuses <= {"PartiallyCompleted", "Expired", "Failed"}
@@ -133,7 +145,8 @@ def test_undersized_tail_fail_policy(local_backend_factory, tmp_path):
     assert "--undersized-policy on-demand" in failures[0]["error_message"]
 
 
-def test_windows_become_separate_jobs(local_backend_factory, tmp_path):
+@pytest.mark.parametrize("runner", LOCAL_RUNNERS)
+def test_windows_become_separate_jobs(local_backend_factory, tmp_path, runner):
     import apache_beam as beam
     from apache_beam.transforms import window
 
@@ -144,7 +157,7 @@ def test_windows_become_separate_jobs(local_backend_factory, tmp_path):
     backend = local_backend_factory(quotas=Quotas(max_records_per_job=100, min_records_per_job=5))
     items = transcripts(30)
     config = local_config(backend)
-    with beam.Pipeline() as p:
+    with pipeline_on(runner) as p:
         stamped = (p | beam.Create([(t, 60 * (i % 3)) for i, t in enumerate(items)])
                    | beam.Map(lambda e: window.TimestampedValue(e[0], e[1]))
                    | beam.WindowInto(window.FixedWindows(60)))
@@ -170,7 +183,8 @@ def test_undersized_tail_on_demand_policy(local_backend_factory, tmp_path):
     assert all(r["summary"].startswith("[local extractive summary]") for r in on_demand)
 
 
-def test_defer_carries_tails_across_windows(local_backend_factory, tmp_path):
+@pytest.mark.parametrize("runner", LOCAL_RUNNERS)
+def test_defer_carries_tails_across_windows(local_backend_factory, tmp_path, runner):
     """Three windows of 4 records each, minimum 6 per job: no window can have a job of its own,
     so their tails are carried until two jobs of 6 can be made."""
     import apache_beam as beam
@@ -183,7 +197,7 @@ def test_defer_carries_tails_across_windows(local_backend_factory, tmp_path):
     backend = local_backend_factory(quotas=Quotas(max_records_per_job=100, min_records_per_job=6))
     items = transcripts(12)
     config = local_config(backend, undersized_policy="defer")
-    with beam.Pipeline() as p:
+    with pipeline_on(runner) as p:
         stamped = (p | beam.Create([(t, 60 * (i % 3)) for i, t in enumerate(items)])
                    | beam.Map(lambda e: window.TimestampedValue(e[0], e[1]))
                    | beam.WindowInto(window.FixedWindows(60)))
@@ -198,10 +212,13 @@ def test_defer_carries_tails_across_windows(local_backend_factory, tmp_path):
     assert all("-c" in j["jobName"] for j in jobs)
 
 
-def test_defer_reports_what_is_still_waiting_at_the_end(local_backend_factory, tmp_path):
+@pytest.mark.parametrize("runner", LOCAL_RUNNERS)
+def test_defer_reports_what_is_still_waiting_at_the_end(local_backend_factory, tmp_path, runner):
+    """The end-of-input timer of the defer policy's bag fires on both local runners."""
     backend = local_backend_factory(quotas=Quotas(max_records_per_job=100, min_records_per_job=60))
     items = transcripts(101)
-    summaries, failures = summarize(items, local_config(backend, undersized_policy="defer"), tmp_path)
+    summaries, failures = summarize(items, local_config(backend, undersized_policy="defer"), tmp_path,
+                                    runner=runner)
     _assert_each_input_once(items, summaries, failures)
     assert len(summaries) == 100
     [failure] = failures

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pipeline.local.backend import LocalBackend
-from tests.pipelines import local_config, summarize, transcripts
+from tests.pipelines import LOCAL_RUNNERS, local_config, summarize, transcripts
 from transforms import layout
 from transforms.config import BatchConfig
 from transforms.jobs import JobsClient
@@ -43,19 +43,22 @@ def creates(local_backend_factory, monkeypatch) -> tuple[LocalBackend, Counter]:
     return backend, calls
 
 
-def test_rerun_with_changed_input_emits_each_record_once_and_bills_none_twice(creates, tmp_path):
+@pytest.mark.parametrize("runner", LOCAL_RUNNERS)
+def test_rerun_with_changed_input_emits_each_record_once_and_bills_none_twice(creates, tmp_path,
+                                                                              runner):
     backend, calls = creates
     first = transcripts(60)                       # call-0000 .. call-0059
     second = first[30:] + transcripts(50, "new")  # 30 of them again, 50 new
     config = local_config(backend, run_id="rerun-changed")
 
-    summaries, failures = summarize(first, config, tmp_path / "one")
+    summaries, failures = summarize(first, config, tmp_path / "one", runner=runner)
     assert not failures and len(summaries) == 60
     before = _jobs(backend, config.run_id)
     assert len(before) == 3 and set(calls) == set(before)
 
     counters: dict[str, int] = {}
-    summaries, failures = summarize(second, config, tmp_path / "two", counters=counters)
+    summaries, failures = summarize(second, config, tmp_path / "two", runner=runner,
+                                    counters=counters)
     assert not failures
     ids = [r["transcript_id"] for r in summaries]
     assert Counter(ids) == Counter(t.id for t in second), "every record of the rerun exactly once"

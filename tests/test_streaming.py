@@ -1,6 +1,7 @@
 """Streaming on the local backend: files dropped into a watched folder over time become jobs per
 window and a summary per transcript; the watch ends after a set time so the pipeline stops cleanly
-(the Python DirectRunner cannot cancel a streaming pipeline)."""
+(on the FnApiRunner, which cannot cancel a streaming pipeline; tests/test_streaming_prism.py runs
+Prism, the default for --streaming, with no end and cancels it)."""
 from __future__ import annotations
 
 import contextlib
@@ -91,7 +92,8 @@ def test_watched_folder_streams_into_windowed_jobs(tmp_path, capsys):
         code = main(["run", "--streaming", "--input", str(inbox / "*.jsonl"),
                      "--output", str(tmp_path / "out"), "--sink", "jsonl",
                      "--window-seconds", "3", "--watch-interval-seconds", "1",
-                     "--watch-seconds", "60", "--min-records-per-job", "1", "--debug"])
+                     "--watch-seconds", "60", "--min-records-per-job", "1", "--debug",
+                     "--runner", "FnApiRunner"])
     assert code == 0
     summaries = read_rows(tmp_path / "out" / "summaries")
     assert sorted(r["transcript_id"] for r in summaries) == \

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from tests.pipelines import LOCAL_RUNNERS
 from tests.test_kafka_source import BASE_MS, Sent, create_topic
 from transforms.sources.kafka import (IDLE_WATERMARK_LAG, UNBOUNDED_END, KafkaPartition,
                                       PartitionTracker, _consumer_settings, _ReadPartitionFn,
@@ -110,9 +112,11 @@ def test_a_message_behind_the_allowed_lateness_becomes_a_late_record_failure(kaf
     assert stamped == Timestamp(micros=times["new"] * 1000), "stamped at the watermark, not dropped"
 
 
-def test_cli_writes_a_late_record_row_and_summarizes_the_rest(kafka_bootstrap, tmp_path):
+@pytest.mark.parametrize("runner", LOCAL_RUNNERS)
+def test_cli_writes_a_late_record_row_and_summarizes_the_rest(kafka_bootstrap, tmp_path, runner):
     """Through the CLI: a message two days behind its partition's watermark (beyond the default
-    allowed lateness of one day) is a LateRecord failure row; one an hour behind is summarized."""
+    allowed lateness of one day) is a LateRecord failure row; one an hour behind is summarized.
+    On both local runners: the watermark is the source's own, whichever runner holds it."""
     from pipeline.__main__ import main
     from tests.pipelines import read_rows
 
@@ -127,7 +131,7 @@ def test_cli_writes_a_late_record_row_and_summarizes_the_rest(kafka_bootstrap, t
     assert main(["run", "--streaming", "--kafka-bootstrap-servers", kafka_bootstrap,
                  "--kafka-topic", topic, "--output", str(tmp_path / "out"), "--sink", "jsonl",
                  "--window-seconds", "60", "--watch-seconds", "6", "--min-records-per-job", "1",
-                 "--max-failure-rate", "0.5", "--debug"]) == 0
+                 "--max-failure-rate", "0.5", "--debug", "--runner", runner]) == 0
     summaries = read_rows(tmp_path / "out" / "summaries")
     assert sorted(r["transcript_id"] for r in summaries) == ["hour-old", "new"]
     [failure] = read_rows(tmp_path / "out" / "failures")

@@ -89,24 +89,48 @@ def test_window_options_are_checked():
         fixed_windows_with_lateness(0)
 
 
-# --- the DirectRunner cannot close windows while a watch runs: an endless watch is refused ----
+# --- the FnApiRunner cannot close windows while a watch runs: an endless watch on it is refused;
+# --- Prism (the default for --streaming) runs it, and where Prism is missing the run is refused
 
-def test_an_endless_streaming_run_on_the_direct_runner_is_refused(tmp_path, capsys):
+def test_an_endless_streaming_run_on_the_fnapi_runner_is_refused(tmp_path, capsys):
     from pipeline.__main__ import main
 
     (tmp_path / "in").mkdir()
     code = main(["run", "--streaming", "--input", str(tmp_path / "in" / "*.jsonl"),
-                 "--output", str(tmp_path / "out"), "--window-seconds", "5"])
+                 "--output", str(tmp_path / "out"), "--window-seconds", "5",
+                 "--runner", "FnApiRunner"])
     assert code == 2
     err = capsys.readouterr().err
     [line] = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert "--watch-seconds" in line and "FlinkRunner" in line
+    assert "--watch-seconds" in line and "Prism" in line and "drop --runner" in line
+
+
+def test_an_endless_streaming_run_without_prism_is_refused_naming_make_prism(tmp_path, capsys):
+    """No Prism of that version is built, and Beam cannot download one (a release that does not
+    exist: refused offline and online alike)."""
+    from pipeline.__main__ import main
+
+    (tmp_path / "in").mkdir()
+    code = main(["run", "--streaming", "--input", str(tmp_path / "in" / "*.jsonl"),
+                 "--output", str(tmp_path / "out"), "--window-seconds", "5",
+                 "--prism_beam_version_override", "v0.0.1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    [line] = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "`make prism`" in line and "--prism_location" in line and "Prism 0.0.1" in line
 
 
 @pytest.mark.parametrize("args, refused", [
-    ([], True), (["--runner", "DirectRunner"], True), (["--runner=BundleBasedDirectRunner"], True),
-    (["--watch-seconds", "0"], True),
-    (["--watch-seconds", "30"], False), (["--runner", "FlinkRunner"], False),
+    ([], False), (["--runner", "PrismRunner"], False), (["--runner", "DirectRunner"], True),
+    (["--runner=BundleBasedDirectRunner"], True), (["--runner=FnApiRunner"], True),
+    (["--runner", "FnApiRunner", "--watch-seconds", "0"], True),
+    (["--runner", "FnApiRunner", "--watch-seconds", "30"], False),
+    (["--runner", "FlinkRunner"], False),
+    (["--runner", "PrismRunner", "--watch-seconds", "30", "--undersized-policy", "defer"], True),
+    (["--watch-seconds", "30", "--undersized-policy", "defer"], False),
+    (["--runner", "PrismRunner", "--undersized-policy", "defer"], False),
+    (["--sink", "bigquery"], True), (["--sink", "bigquery", "--watch-seconds", "30"], False),
+    (["--runner", "PrismRunner", "--sink", "bigquery", "--watch-seconds", "30"], True),
 ])
 def test_which_streaming_runs_are_refused(args, refused):
     from pipeline.exit_codes import UsageError
@@ -114,8 +138,8 @@ def test_which_streaming_runs_are_refused(args, refused):
     from pipeline.run import check_streaming
 
     options = PipelineOptions(["--streaming", "--window-seconds", "5", *args])
-    if refused:
-        with pytest.raises(UsageError, match="--watch-seconds"):
+    if refused:  # each refusal names the flag to add or drop
+        with pytest.raises(UsageError, match="--watch-seconds|drop --runner"):
             check_streaming(options, options.view_as(BedrockBatchOptions))
     else:
         check_streaming(options, options.view_as(BedrockBatchOptions))

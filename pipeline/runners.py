@@ -1,0 +1,68 @@
+"""Which local runner a run gets when --runner is not given, and where `make prism` puts Prism.
+
+The choice follows the measurements in the README ("Which runner runs what"): bounded input runs
+faster and in less memory on the FnApiRunner; --streaming needs Prism, the only local runner that
+closes a window (and submits its jobs) while the watch goes on.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+FNAPI, PRISM = "FnApiRunner", "PrismRunner"
+# Runner names that run in this process, as Beam spells them (any case, "Runner" optional).
+FNAPI_NAMES = frozenset({"directrunner", "switchingdirectrunner", "bundlebaseddirectrunner",
+                         "fnapirunner", "direct", "fnapi"})
+PRISM_NAMES = frozenset({"prismrunner", "prism"})
+# `make prism` builds Prism here, one folder per Beam version (the repo's .cache/).
+CACHE = Path(__file__).resolve().parent.parent / ".cache" / "prism"
+
+
+def prism_binary(beam_version: str, cache: Path = CACHE) -> Path | None:
+    """The Prism binary `make prism` built for ``beam_version``, or None when it has not.
+
+    Args:
+        beam_version: The Python SDK's Beam version, e.g. "2.70.0".
+        cache: The folder `make prism` builds into.
+    """
+    binary = cache / f"v{beam_version}" / "prism"
+    return binary if binary.is_file() else None
+
+
+def default_runner(streaming: bool, prism_fails: bool = False) -> str:
+    """The local runner for a run that names none: Prism for --streaming, else the FnApiRunner.
+
+    Args:
+        streaming: Whether the run is a --streaming one.
+        prism_fails: Whether Prism cannot run it (``why_not_prism``).
+    """
+    return PRISM if streaming and not prism_fails else FNAPI
+
+
+def why_not_prism(streaming: bool, windowed: bool, watch_seconds: float | None,
+                  undersized_policy: str, sink: str) -> str | None:
+    """Why Prism cannot run this run, or None (measured: docs/architecture.md, "Runner facts").
+
+    Args:
+        streaming: Whether the run is a --streaming one.
+        windowed: Whether its records are in time windows (--window-seconds).
+        watch_seconds: --watch-seconds (None or 0: the watch never ends).
+        undersized_policy: --undersized-policy.
+        sink: --sink.
+    """
+    if sink == "bigquery" and windowed:
+        return "Beam's BigQuery write fails on Prism with time windows (a coder error in its stage)"
+    if streaming and watch_seconds and undersized_policy == "defer":
+        return ("Prism loses the rows of the --undersized-policy defer tail still waiting when "
+                "the watch ends")
+    return None
+
+
+def is_prism(runner: str) -> bool:
+    """Whether Beam runs ``runner`` (a --runner value) on Prism."""
+    return runner.lower() in PRISM_NAMES
+
+
+def is_fnapi(runner: str) -> bool:
+    """Whether ``runner`` (a --runner value) is one of Beam's in-process runners, which run this
+    pipeline on the FnApiRunner when Prism is not at hand (the DirectRunner tries Prism first)."""
+    return runner.lower() in FNAPI_NAMES

@@ -1,0 +1,87 @@
+"""Which local runner a run gets (pipeline/runners.py, pipeline/environment.choose_runner):
+the FnApiRunner for bounded input, Prism for --streaming, --runner always kept, and Prism pointed
+at the binary `make prism` built."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from apache_beam.options.pipeline_options import (PipelineOptions, PrismRunnerOptions,
+                                                  StandardOptions)
+from apache_beam.version import __version__ as beam_version
+
+from pipeline import runners
+from pipeline.environment import choose_runner
+
+BUILT = runners.prism_binary(beam_version)
+
+
+def test_the_default_is_the_fnapi_runner_for_bounded_input_and_prism_for_streaming():
+    assert runners.default_runner(streaming=False) == "FnApiRunner"
+    assert runners.default_runner(streaming=True) == "PrismRunner"
+
+
+def test_streaming_runs_prism_cannot_run_stay_on_the_fnapi_runner():
+    """Prism loses the defer policy's tail flushed when a watch ends, and Beam's BigQuery write
+    fails on it with time windows (docs/architecture.md, "Runner facts")."""
+    assert runners.default_runner(streaming=True, prism_fails=True) == "FnApiRunner"
+    assert runners.why_not_prism(True, True, 60, "defer", "jsonl")
+    assert runners.why_not_prism(True, True, None, "pad-merge", "bigquery")
+    assert runners.why_not_prism(False, True, None, "pad-merge", "bigquery"), "bounded windows"
+    assert not runners.why_not_prism(True, True, None, "defer", "jsonl"), "no end, no flush"
+    assert not runners.why_not_prism(True, True, 60, "pad-merge", "parquet")
+    assert not runners.why_not_prism(False, False, None, "defer", "bigquery")
+    assert _chosen("--streaming", "--watch-seconds", "60", "--undersized-policy",
+                   "defer")[0] == "FnApiRunner"
+    assert _chosen("--streaming", "--watch-seconds", "60", "--sink", "bigquery")[0] == "FnApiRunner"
+    assert _chosen("--streaming", "--undersized-policy", "defer")[0] == "PrismRunner"
+
+
+def test_runner_names_are_matched_as_beam_spells_them():
+    assert runners.is_prism("PrismRunner") and runners.is_prism("prism")
+    assert all(runners.is_fnapi(name) for name in ("DirectRunner", "direct", "FnApiRunner",
+                                                   "SwitchingDirectRunner"))
+    assert not runners.is_fnapi("PrismRunner") and not runners.is_prism("FlinkRunner")
+
+
+def test_prism_binary_is_found_only_where_make_prism_puts_it(tmp_path: Path):
+    assert runners.prism_binary("2.70.0", cache=tmp_path) is None
+    (tmp_path / "v2.70.0").mkdir()
+    (tmp_path / "v2.70.0" / "prism").write_bytes(b"")
+    assert runners.prism_binary("2.70.0", cache=tmp_path) == tmp_path / "v2.70.0" / "prism"
+    assert runners.prism_binary("2.71.0", cache=tmp_path) is None
+
+
+def _chosen(*argv: str) -> tuple[str, str | None]:
+    options = PipelineOptions(list(argv))
+    runner = choose_runner(options)
+    assert options.view_as(StandardOptions).runner == runner
+    return runner, options.view_as(PrismRunnerOptions).prism_location
+
+
+@pytest.mark.parametrize("argv, runner", [
+    ([], "FnApiRunner"), (["--streaming"], "PrismRunner"),
+    (["--runner", "PrismRunner"], "PrismRunner"), (["--streaming", "--runner", "DirectRunner"],
+                                                   "DirectRunner")])
+def test_a_local_run_gets_the_built_prism(argv, runner):
+    assert BUILT is not None, "Prism is not built: run `make prism` (make test does)"
+    assert _chosen(*argv) == (runner, str(BUILT))
+
+
+def test_an_explicit_runner_and_prism_location_are_kept(tmp_path: Path):
+    assert _chosen("--runner", "FlinkRunner", "--streaming") == ("FlinkRunner", None)
+    given = tmp_path / "my-prism"
+    assert _chosen("--streaming", f"--prism_location={given}") == ("PrismRunner", str(given))
+
+
+def test_prism_with_windows_into_bigquery_is_refused_in_one_line():
+    """Bounded input too: the combination matrix found Beam's BigQuery write failing on Prism
+    with --timestamp-field windows."""
+    from pipeline.exit_codes import UsageError
+    from pipeline.options import BedrockBatchOptions
+    from pipeline.run import check_streaming
+
+    options = PipelineOptions(["--runner", "PrismRunner", "--window-seconds", "3600",
+                               "--timestamp-field", "started", "--sink", "bigquery"])
+    with pytest.raises(UsageError, match="BigQuery write fails on Prism.*drop --runner"):
+        check_streaming(options, options.view_as(BedrockBatchOptions))
