@@ -3,10 +3,9 @@
 The first signal raises KeyboardInterrupt in the main thread, as Python does for Ctrl-C (SIGTERM
 too, which would otherwise end the process without running any ``finally``), so the run's
 cleanup still happens: the ``finally`` blocks that hold the output folder and the local backend
-run. The
-CLI's entry point catches it, prints ``interrupted_line`` and exits 130. A second signal prints
-that line, if it has not been printed yet, and ends the process at once: a cleanup that hangs
-never keeps the user waiting.
+run. The CLI's entry point catches it, prints ``interrupted_line`` and exits 130. A second
+signal prints that line, if it has not been printed yet, and ends the process at once: a cleanup
+that hangs never keeps the user waiting.
 
 The line is built from plain data (no Beam, no signals) and tested directly.
 """

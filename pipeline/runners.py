@@ -1,6 +1,6 @@
 """Which local runner a run gets when --runner is not given, and where `make prism` puts Prism.
 
-The choice follows the measurements in the README ("Which runner runs what"): bounded input runs
+The choice follows the measurements in the README ("Local runners"): bounded input runs
 faster and in less memory on the FnApiRunner; --streaming needs Prism, the only local runner that
 closes a window (and submits its jobs) while the watch goes on.
 """
