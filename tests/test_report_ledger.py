@@ -84,7 +84,7 @@ def test_a_resumed_run_accounts_for_the_reads_and_the_job_of_its_killed_attempt(
     _wait_until_ended(backend, run_id, job_name)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp_path)
-        assert main([*argv_collect, "--backend", "aws", "--sink", "jsonl"]) == 0
+        assert main([*argv_collect, "--sink", "jsonl"]) == 0
     collected = tmp_path / argv_collect[argv_collect.index("--output") + 1]
     rows = read_rows(collected / "summaries") + read_rows(collected / "failures")
     assert len(rows) == QUOTAS.max_records_per_job  # the first job held one job's worth
