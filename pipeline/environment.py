@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
+from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, PipelineOptions,
                                                   PrismRunnerOptions, S3Options, StandardOptions)
 
 from pipeline import runners
@@ -113,6 +113,11 @@ def choose_runner(options: PipelineOptions) -> str:
         prism.prism_location = str(binary)
     elif runners.is_prism(runner):
         prism.prism_location = _download_prism(options, version)
+    # Beam keeps one Prism job server per process, made with the options of the first pipeline
+    # that asked for it: in a process that ran another pipeline first (a notebook, a test), that
+    # one may lack --prism_location and then fails every later Prism run. This run's own server
+    # is stopped when the process exits, as the shared one is.
+    options.view_as(DebugOptions).add_experiment("disable_prism_server_singleton")
     return runner
 
 

@@ -34,7 +34,10 @@ def prism_args() -> list[str]:
     built it."""
     binary = runners.prism_binary(beam_version)
     assert binary is not None, "Prism is not built: run `make prism`"
-    return [f"--runner={runners.PRISM}", f"--prism_location={binary}"]
+    # Not Beam's per-process Prism server: an earlier test's pipeline may have made it without
+    # --prism_location (see pipeline.environment.choose_runner).
+    return [f"--runner={runners.PRISM}", f"--prism_location={binary}",
+            "--experiments=disable_prism_server_singleton"]
 
 
 def local_config(backend: LocalBackend, run_id: str | None = None, **overrides: Any) -> BatchConfig:
