@@ -223,13 +223,14 @@ def _assert_exactly_once(backend, run_id: str, output: Path, ids: list[str],
 @pytest.mark.parametrize("point, runner", [
     ("upload", "FnApiRunner"), ("submit", "FnApiRunner"), ("sink", "FnApiRunner"),
     ("publish", "FnApiRunner"),
-    # Known defect, found in the last full run: on Prism the rerun's source ledger counts the
-    # killed attempt's read of the one input file as a second file (records in 60 for 30), so
-    # the report exits 4 although every row is there. Strict: the test fails once it is fixed.
+    # Known defect, found in the last full run: there, on Prism, the rerun's source ledger
+    # counted the killed attempt's read of the one input file as a second file (records in 60
+    # for 30), so the report exited 4 although every row was there. Alone the case passes: it
+    # depends on what ran before it in the process, so it is not strict until that is found.
     pytest.param("submit", "PrismRunner", marks=pytest.mark.xfail(
-        strict=True, reason="source ledger double-counts a killed Prism attempt's read")),
+        strict=False, reason="in the full suite the source ledger double-counted the read")),
     pytest.param("sink", "PrismRunner", marks=pytest.mark.xfail(
-        strict=True, reason="source ledger double-counts a killed Prism attempt's read"))])
+        strict=False, reason="in the full suite the source ledger double-counted the read"))])
 def test_kill_and_rerun_on_a_local_runner(point, runner, local_backend_factory, tmp_path, capsys):
     backend = local_backend_factory(timing=QUICK, quotas=QUOTAS)
     input_path, ids = _input(tmp_path)
