@@ -152,19 +152,15 @@ def to_shards(input_path: Path, count: int, workdir: Path, flink_parallelism: in
     return seconds, rss if flink_parallelism is None else workers_rss, run.others
 
 
-def session_peak_rss(leader: int) -> dict[int, float]:
-    """The peak RSS (VmHWM), in MiB, of every process in ``leader``'s session, by pid.
-
-    Args:
-        leader: A process that leads its own session (``start_new_session``).
-    """
+def _peaks_in_group(field: int, leader: int) -> dict[int, float]:
+    """The peak RSS (VmHWM), in MiB, by pid, of the processes whose /proc stat ``field`` (counted
+    after the command name: 0 state, 1 ppid, 2 pgrp, 3 session) is ``leader``."""
     peaks: dict[int, float] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            # Fields after the command name (in parentheses): state, ppid, pgrp, session, ...
-            if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[3]) != leader:
+            if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[field]) != leader:
                 continue
             status = (proc / "status").read_text()
         except (OSError, IndexError, ValueError):  # the process ended meanwhile
@@ -175,28 +171,24 @@ def session_peak_rss(leader: int) -> dict[int, float]:
     return peaks
 
 
+def session_peak_rss(leader: int) -> dict[int, float]:
+    """The peak RSS (VmHWM), in MiB, of every process in ``leader``'s session, by pid.
+
+    Args:
+        leader: A process that leads its own session (``start_new_session``).
+    """
+    return _peaks_in_group(3, leader)
+
+
 def workers_peak_rss(pool_pid: int) -> float:
     """The largest peak RSS (VmHWM), in MiB, of the processes a worker pool started.
 
     Args:
         pool_pid: The pool's pid; it leads its own process group, which its workers join.
     """
-    peak_kib = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == pool_pid:
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            # Fields after the command name (in parentheses): state, ppid, pgrp, ...
-            if int(stat.rsplit(")", 1)[1].split()[2]) != pool_pid:
-                continue
-            status = (proc / "status").read_text()
-        except (OSError, IndexError, ValueError):  # the process ended meanwhile
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                peak_kib = max(peak_kib, int(line.split()[1]))
-    return peak_kib / 1024
+    workers = _peaks_in_group(2, pool_pid)
+    workers.pop(pool_pid, None)
+    return max(workers.values(), default=0.0)
 
 
 def plain_script(input_path: Path, count: int) -> float:
