@@ -12,7 +12,7 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, P
 from pipeline import runners
 from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions
-from transforms.aws import AwsConfig
+from transforms.aws import AwsConfig, beam_s3_options
 from transforms.quotas import Quotas
 
 LOCAL_BUCKET_URI = "s3://bedrock-batch-local/runs"
@@ -44,21 +44,6 @@ def aws_from_flags(opts: BedrockBatchOptions, options: PipelineOptions) -> AwsCo
                      s3_endpoint_url=options.view_as(S3Options).s3_endpoint_url,
                      bedrock_endpoint_url=opts.bedrock_endpoint_url,
                      bedrock_runtime_endpoint_url=opts.bedrock_runtime_endpoint_url)
-
-
-def beam_s3_options(aws: AwsConfig) -> dict[str, str]:
-    """``aws``'s S3 settings as Beam ``S3Options`` values, for Beam's own S3 filesystem.
-
-    Beam builds its boto3 session without a profile name, so a profile's region is resolved
-    here; the profile's credentials reach Beam through AWS_PROFILE (see beam_s3).
-    """
-    region = aws.region
-    if region is None and aws.profile:
-        import boto3
-        region = boto3.session.Session(profile_name=aws.profile).region_name
-    values = {"s3_endpoint_url": aws.s3_endpoint_url, "s3_region_name": region,
-              "s3_access_key_id": aws.access_key_id, "s3_secret_access_key": aws.secret_access_key}
-    return {name: value for name, value in values.items() if value}
 
 
 @contextlib.contextmanager
@@ -160,11 +145,5 @@ def environment(options: PipelineOptions, quotas: Quotas) -> Iterator[Environmen
 
     with LocalBackend(quotas=quotas, bucket=DEFAULT_BUCKET,
                       timing=Timing(speed=opts.local_speed)) as backend:
-        yield Environment(AwsConfig(region=backend.region,
-                                    s3_endpoint_url=backend.s3_endpoint_url,
-                                    bedrock_endpoint_url=backend.bedrock_endpoint_url,
-                                    bedrock_runtime_endpoint_url=backend.bedrock_endpoint_url,
-                                    access_key_id=backend.credentials.access_key_id,
-                                    secret_access_key=backend.credentials.secret_access_key),
-                          quotas, LOCAL_BUCKET_URI, SERVICE_ROLE_ARN,
+        yield Environment(backend.aws_config(), quotas, LOCAL_BUCKET_URI, SERVICE_ROLE_ARN,
                           default_poll_interval=1)  # local jobs take seconds, not hours

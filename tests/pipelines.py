@@ -15,7 +15,6 @@ from apache_beam.version import __version__ as beam_version
 
 from pipeline import runners
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
-from transforms.aws import AwsConfig
 from transforms.config import BatchConfig
 from transforms.jobs import JobConfig
 from transforms.metrics import NAMESPACE
@@ -43,15 +42,10 @@ def prism_args() -> list[str]:
 def local_config(backend: LocalBackend, run_id: str | None = None, **overrides: Any) -> BatchConfig:
     job = JobConfig(role_arn=SERVICE_ROLE_ARN,
                     model_invocation_type=overrides.pop("model_invocation_type", "InvokeModel"))
-    aws = AwsConfig(region=backend.region, s3_endpoint_url=backend.s3_endpoint_url,
-                    bedrock_endpoint_url=backend.bedrock_endpoint_url,
-                    bedrock_runtime_endpoint_url=backend.bedrock_endpoint_url,
-                    access_key_id=backend.credentials.access_key_id,
-                    secret_access_key=backend.credentials.secret_access_key)
     # moto keeps S3 state per process, so each test run gets a run id of its own.
     run_id = run_id or f"t{uuid.uuid4().hex[:12]}"
     settings = dict(base_uri=f"s3://{DEFAULT_BUCKET}/runs", run_id=run_id, job=job,
-                    quotas=backend.quotas, aws=aws, poll_interval_seconds=1)
+                    quotas=backend.quotas, aws=backend.aws_config(), poll_interval_seconds=1)
     settings.update(overrides)
     return BatchConfig(**settings)
 

@@ -65,6 +65,25 @@ class AwsConfig:
         return session.client(service, endpoint_url=endpoint, config=Config(retries=retries))
 
 
+def beam_s3_options(aws: AwsConfig) -> dict[str, str]:
+    """``aws``'s S3 settings as Beam ``S3Options`` values, for Beam's own S3 filesystem.
+
+    Beam builds its boto3 session without a profile name, so a profile's region is resolved
+    here; the profile's credentials reach Beam through AWS_PROFILE, which the caller sets
+    (the CLI: pipeline.environment.beam_s3).
+
+    Args:
+        aws: The settings of the transforms' own clients.
+    """
+    region = aws.region
+    if region is None and aws.profile:
+        import boto3
+        region = boto3.session.Session(profile_name=aws.profile).region_name
+    values = {"s3_endpoint_url": aws.s3_endpoint_url, "s3_region_name": region,
+              "s3_access_key_id": aws.access_key_id, "s3_secret_access_key": aws.secret_access_key}
+    return {name: value for name, value in values.items() if value}
+
+
 # AwsConfig.client's clients, by (settings, service, max_attempts).
 _CLIENTS: dict[tuple[AwsConfig, str, int | None], Any] = {}
 _CLIENTS_LOCK = threading.Lock()

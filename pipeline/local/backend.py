@@ -4,11 +4,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import boto3
 from botocore.config import Config
 
+from transforms.aws import AwsConfig, beam_s3_options
 from transforms.quotas import PROFILES, Quotas
 
 from pipeline.local.faults import Faults
@@ -16,6 +17,9 @@ from pipeline.local.jobs_store import ACCOUNT_ID, Timing
 from pipeline.local.s3 import LocalS3
 from pipeline.local.service import BedrockBatchService
 from pipeline.local.sigv4 import LocalCredentials
+
+if TYPE_CHECKING:
+    from apache_beam.options.pipeline_options import PipelineOptions
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +43,16 @@ def is_loopback(host: str) -> bool:
 class LocalBackend:
     """Both local endpoints with the settings a pipeline or test needs to reach them.
 
-    Both accept only requests SigV4-signed with ``credentials`` (a fresh random pair per backend
-    unless given), so nobody without the key can use them: not other users of the machine, nor
-    a web page that makes the browser send requests to localhost.
+    In your own pipeline (a notebook, a test), as the README shows::
+
+        with LocalBackend(bucket="my-bucket") as backend:
+            config = BatchConfig(..., aws=backend.aws_config())
+            with beam.Pipeline(options=backend.pipeline_options()) as p:
+                ...
+
+    Both endpoints accept only requests SigV4-signed with ``credentials`` (a fresh random pair
+    per backend unless given), so nobody without the key can use them: not other users of the
+    machine, nor a web page that makes the browser send requests to localhost.
     """
 
     def __init__(self, quotas: Quotas | None = None, faults: Faults | None = None,
@@ -105,6 +116,22 @@ class LocalBackend:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+    def aws_config(self) -> AwsConfig:
+        """Where the transforms' AWS clients point to reach this backend (``BatchConfig.aws``),
+        with its credentials, so no environment variable is needed."""
+        return AwsConfig(region=self.region, s3_endpoint_url=self.s3_endpoint_url,
+                         bedrock_endpoint_url=self.bedrock_endpoint_url,
+                         bedrock_runtime_endpoint_url=self.bedrock_endpoint_url,
+                         access_key_id=self.credentials.access_key_id,
+                         secret_access_key=self.credentials.secret_access_key)
+
+    def pipeline_options(self, flags: Sequence[str] = ()) -> "PipelineOptions":
+        """Beam options with Beam's S3 filesystem (s3:// input and output) pointed here, plus
+        the Beam command-line ``flags`` given (e.g. ``["--runner=PrismRunner"]``)."""
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        return PipelineOptions(list(flags), **beam_s3_options(self.aws_config()))
 
     def env(self) -> dict[str, str]:
         """Environment variables that point boto3, the AWS CLI and Beam's S3 filesystem here."""

@@ -10,6 +10,7 @@ import sys
 import threading
 from typing import Any
 
+from transforms.aws import beam_s3_options
 from transforms.quotas import profile
 
 from pipeline.exit_codes import INTERRUPTED
@@ -94,8 +95,8 @@ def instructions(backend: LocalBackend) -> str:
         f"  aws --endpoint-url {s3} --region {backend.region} s3 ls",
         "",
         "Beam S3 filesystem flags:",
-        f"  --s3_endpoint_url={s3} --s3_region_name={backend.region} "
-        f"--s3_access_key_id={env['AWS_ACCESS_KEY_ID']} --s3_secret_access_key={env['AWS_SECRET_ACCESS_KEY']}",
+        "  " + " ".join(f"--{name}={value}"
+                        for name, value in beam_s3_options(backend.aws_config()).items()),
         "",
         "Press Ctrl-C to stop.",
     ]
