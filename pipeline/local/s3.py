@@ -5,7 +5,6 @@ import datetime as dt
 import io
 import logging
 import re
-import threading
 import uuid
 from typing import Any, Callable, Iterable
 from xml.sax.saxutils import escape
@@ -15,6 +14,7 @@ from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequ
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from pipeline.local.background import BackgroundServer
 from pipeline.local.faults import FaultPlan, Faults
 from pipeline.local.sigv4 import AuthError, LocalCredentials, SignedRequest, verify
 
@@ -123,7 +123,7 @@ class SigV4Guard:
         return self._app(environ, start_response)
 
 
-class LocalS3:
+class LocalS3(BackgroundServer):
     """A real S3-compatible HTTP endpoint (moto) for boto3, the AWS CLI and Beam's S3 filesystem.
 
     Every request must be SigV4-signed with ``credentials`` for ``region`` (a fresh random
@@ -132,54 +132,25 @@ class LocalS3:
     ``faults`` injects S3 errors (its ``s3_error_rate`` and ``s3_denied_keys``).
     """
 
+    name = "local S3"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
                  credentials: LocalCredentials | None = None, region: str = "us-east-1",
                  faults: Faults | None = None) -> None:
         self.faults = (FaultPlan(faults) if faults and (faults.s3_error_rate > 0
                                                         or faults.s3_denied_keys) else None)
+        super().__init__()
         self._host = host
         self._quiet = quiet
         self._port = port
         self.credentials = credentials or LocalCredentials.generate()
         self.region = region
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def endpoint_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("LocalS3 is not running; call start() or use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "LocalS3":
-        if self._server is not None:
-            return self
+    def _make_server(self) -> BaseWSGIServer:
         if self._quiet:
             # Moto serves through werkzeug, which logs every request at INFO on its own logger.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = SigV4Guard(DomainDispatcherApplication(create_backend_app), self.credentials,
                          self.region, self.faults)
-        # port=0 lets the OS pick a free port; endpoint_url asks the bound socket which one.
         handler = type("Handler", (MotoRequestHandler,), {"timeout": IDLE_TIMEOUT_SECONDS})
-        self._server = make_server(self._host, self._port, app, threaded=True,
-                                   request_handler=handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True, name="local-s3")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-            if self._thread is not None:
-                self._thread.join()
-                self._thread = None
-
-    def __enter__(self) -> "LocalS3":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        return make_server(self._host, self._port, app, threaded=True, request_handler=handler)

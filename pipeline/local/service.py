@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import logging
 import re
-import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -24,6 +23,7 @@ from botocore.model import OperationModel
 
 from transforms.quotas import Quotas
 
+from pipeline.local.background import BackgroundServer
 from pipeline.local.faults import THROTTLE_MESSAGE, FaultPlan, Faults
 from pipeline.local.jobs_store import JobStore, Timing
 from pipeline.local.responses import family_of
@@ -55,8 +55,10 @@ _AUTH_ERRORS = {
 }
 
 
-class BedrockBatchService:
+class BedrockBatchService(BackgroundServer):
     """The batch-inference control plane on a localhost port, backed by an S3 endpoint."""
+
+    name = "Bedrock batch service"
 
     def __init__(self, s3_endpoint_url: str, quotas: Quotas, faults: Faults | None = None,
                  timing: Timing | None = None, region: str = "us-east-1", host: str = "127.0.0.1",
@@ -64,6 +66,7 @@ class BedrockBatchService:
                  credentials: LocalCredentials | None = None) -> None:
         """``credentials`` are the only ones the service accepts, and the ones it uses on
         ``s3_endpoint_url`` (a LocalS3's); a fresh random pair when not given."""
+        super().__init__()
         self.region = region
         self.credentials = credentials or LocalCredentials.generate()
         self.faults = FaultPlan(faults or Faults())
@@ -74,38 +77,14 @@ class BedrockBatchService:
         self.runner = JobRunner(self.store, s3, self.faults)
         self._address = (host, port)
         self._log_requests = log_requests
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def endpoint_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the Bedrock batch service is not running; call start() first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def _make_server(self) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(self._address, _handler_for(self))
+        server.daemon_threads = True
+        return server
 
-    def start(self) -> "BedrockBatchService":
-        if self._server is None:
-            self._server = ThreadingHTTPServer(self._address, _handler_for(self))
-            self._server.daemon_threads = True
-            # A short poll interval makes stop() quick; idle polling costs next to nothing.
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                            daemon=True, name="bedrock-batch-service")
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-            self.runner.shutdown()
-
-    def __enter__(self) -> "BedrockBatchService":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def _after_stop(self) -> None:
+        self.runner.shutdown()
 
     # ---- operations: validated params in, response dict out ------------------------------------
 
