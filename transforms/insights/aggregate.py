@@ -13,6 +13,7 @@ from apache_beam.transforms import trigger, window
 
 from transforms.insights import tally
 from transforms.metrics import counter
+from transforms.windowing import compact_utc
 
 OVERALL_FILE = "overall.jsonl"
 
@@ -83,11 +84,6 @@ class AggregateInsights(beam.PTransform):
         return (windows, overall) | "AggregateRows" >> beam.Flatten()
 
 
-def _compact_utc(moment: dt.datetime) -> str:
-    text = moment.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return text + (f".{moment.microsecond:06d}" if moment.microsecond else "") + "Z"
-
-
 def file_name(row: dict[str, Any]) -> str:
     """The file one aggregate row is written to: ``overall.jsonl``, or
     ``window-<start>-<end>[-p<pane>].jsonl`` (ISO 8601 basic UTC, as the row sinks name windows).
@@ -97,7 +93,7 @@ def file_name(row: dict[str, Any]) -> str:
     """
     if row["scope"] == "overall":
         return OVERALL_FILE
-    start, end = (_compact_utc(dt.datetime.fromisoformat(row[k]))
+    start, end = (compact_utc(dt.datetime.fromisoformat(row[k]))
                   for k in ("window_start", "window_end"))
     pane = f"-p{row['pane']}" if row.get("pane") else ""
     return f"window-{start}-{end}{pane}.jsonl"

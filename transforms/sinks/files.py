@@ -41,6 +41,7 @@ from transforms.model import Field
 from transforms.schema import (AVRO_RECORD_NAMES, arrow_schema, avro_schema, fields_for,
                                json_line, normalize_row)
 from transforms.sinks.result import SinkResult, count_per_window, no_failures
+from transforms.windowing import compact_utc
 
 # Rows buffered before a Parquet row group is written: bounds worker memory per open file.
 PARQUET_ROW_GROUP_ROWS = 10_000
@@ -174,15 +175,6 @@ class _SinkFactory:
         return AvroRowSink(fields, AVRO_RECORD_NAMES[self.kind], self.insights)
 
 
-def _compact_utc(ts: Any) -> str:
-    """A Beam Timestamp as ISO 8601 basic UTC, e.g. 20260101T000500Z (sub-seconds only if set)."""
-    moment = ts.to_utc_datetime()
-    text = moment.strftime("%Y%m%dT%H%M%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond:06d}"
-    return text + "Z"
-
-
 class WindowedFileNaming:
     """WriteToFiles file naming: ``<prefix>[-<start>-<end>][-p<pane>]-<shard>-of-<total><suffix>``.
     A window's later panes (late records, within the allowed lateness) add ``-p<pane index>``, so
@@ -201,7 +193,8 @@ class WindowedFileNaming:
                  compression: str | None, destination: Any) -> str:
         parts = [self.prefix]
         if isinstance(win, window.IntervalWindow):
-            parts += [_compact_utc(win.start), _compact_utc(win.end)]
+            parts += [compact_utc(win.start.to_utc_datetime(has_tz=True)),
+                      compact_utc(win.end.to_utc_datetime(has_tz=True))]
         if pane is not None and pane.index > 0:
             parts.append(f"p{pane.index}")
         parts.append(f"{shard_index or 0:05d}-of-{total_shards or 1:05d}")
