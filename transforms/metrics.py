@@ -18,11 +18,3 @@ def counter(name: str):
     """
     return Metrics.counter(NAMESPACE, name)
 
-
-def distribution(name: str):
-    """A Beam distribution named ``name`` in the plugin's namespace.
-
-    Args:
-        name: What it measures, e.g. ``shard_bytes``.
-    """
-    return Metrics.distribution(NAMESPACE, name)
