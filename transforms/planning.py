@@ -161,8 +161,9 @@ class WindowPlan:
         jobs: The planned jobs.
         undersized: Records that cannot form a job of the minimum size: they go to the policy.
         policy: The undersized policy.
-        undersized_reason: Why those records are undersized, for their Failure rows; None when
-            there are none.
+        undersized_reason: Why those records are undersized, for the ``plan`` command's JSON
+            (the pipeline's UndersizedJob Failure rows are worded by
+            ``shard_writer.undersized_failure``); None when there are none.
         size_classes: (size class, records) pairs in dealing order (largest class first).
     """
 

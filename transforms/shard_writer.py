@@ -2,7 +2,8 @@
 
 No Beam here. The Beam stages (shards.py, carry.py) call ``ShardWriter.write`` with one group of
 records: the plan is made from record ids and sizes only (planning.py); records are then
-streamed into per-shard temp files, so memory holds one record at a time, not the group.
+streamed into per-shard temp files, so memory holds the group's ids, sizes and placements but
+no record's text, except the records too few for a job, which are returned to the caller.
 Records are placed in recordId order, so a restarted run lays out exactly the same shards and
 job names. ``WriteShardsInParallel`` uses the writer's parts instead (``existing``,
 ``new_names``, ``prepare_jobs``, ``upload_part``, ``join_parts``, ``delete_parts``, ``spec``,
