@@ -103,7 +103,7 @@ def main() -> None:
         storage = Storage(aws.client("s3"))
         writer = ShardWriter(config, storage, JobsClient(aws.client("bedrock"), config.job))
         records = Records(args.records)
-        stream_mib, stream_s = peak_mib(lambda: writer.write(records, "g", 1, None, None, family="g"))
+        stream_mib, stream_s = peak_mib(lambda: writer.write(records, "g", 1, None, None, pool="g"))
         naive_mib, naive_s = peak_mib(lambda: naive(records, storage, config.base_uri,
                                                     quotas.max_records_per_file))
     data_mib = sum(r.size_bytes for r in records) / 2**20

@@ -1,5 +1,5 @@
 """Parallel shard preparation: the bucket planner (transforms/bucket_plan.py, no Beam) and the
-pipeline that uses it, whose layout must not depend on bundle order or parallelism."""
+pipeline that uses it, whose placement must not depend on bundle order or parallelism."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from tests.pipelines import local_config
 from transforms import layout
-from transforms.bucket_plan import (MIN_BUCKETS, RECORDS_PER_BUCKET, BucketLayout,
+from transforms.bucket_plan import (MIN_BUCKETS, RECORDS_PER_BUCKET, BucketPlacement,
                                     BucketSummary, bucket_count, bucket_of)
 from transforms.planning import UndersizedPolicy, plan_window
 from transforms.model import Transcript
@@ -48,10 +48,10 @@ def _summary(records: list[tuple[str, int]], parts: int) -> BucketSummary:
     return total
 
 
-def _layout(records: list[tuple[str, int]], policy: UndersizedPolicy, seed: int,
+def _placed(records: list[tuple[str, int]], policy: UndersizedPolicy, seed: int,
             parts: int) -> dict[str, tuple]:
     """recordId -> placement, with buckets placed in a shuffled order."""
-    layout = BucketLayout.of(_summary(records, parts), QUOTAS, policy)
+    placement = BucketPlacement.of(_summary(records, parts), QUOTAS, policy)
     buckets: dict[int, list[tuple[str, int]]] = defaultdict(list)
     for rid, size in records:
         buckets[bucket_of(rid, BUCKETS)].append((rid, size))
@@ -60,7 +60,7 @@ def _layout(records: list[tuple[str, int]], policy: UndersizedPolicy, seed: int,
     placed = {}
     for bucket in order:
         members = sorted(buckets[bucket])
-        for (rid, _), p in zip(members, layout.place(bucket, [s for _, s in members])):
+        for (rid, _), p in zip(members, placement.place(bucket, [s for _, s in members])):
             placed[rid] = (p.disposition, p.job_index, p.file_index)
     return placed
 
@@ -68,10 +68,10 @@ def _layout(records: list[tuple[str, int]], policy: UndersizedPolicy, seed: int,
 @settings(max_examples=10, deadline=None)
 @given(sizes=st.lists(st.integers(1, 900), min_size=0, max_size=400),
        policy=st.sampled_from(list(UndersizedPolicy)), seed=st.integers(0, 1000))
-def test_bucket_layout_keeps_quotas_and_ignores_order(sizes, policy, seed) -> None:
+def test_bucket_placement_keeps_quotas_and_ignores_order(sizes, policy, seed) -> None:
     records = _records(sizes)
-    placed = _layout(records, policy, seed, parts=3)
-    assert placed == _layout(records, policy, seed + 1, parts=1), "order or slicing changed it"
+    placed = _placed(records, policy, seed, parts=3)
+    assert placed == _placed(records, policy, seed + 1, parts=1), "order or slicing changed it"
     plan = plan_window(_summary(records, 1).stats(), QUOTAS, policy)
     jobs: dict = defaultdict(lambda: [0, 0])
     files: dict = defaultdict(lambda: [0, 0])
@@ -96,10 +96,10 @@ def test_bucket_layout_keeps_quotas_and_ignores_order(sizes, policy, seed) -> No
 
 
 def test_a_record_the_summary_did_not_count_is_refused() -> None:
-    layout = BucketLayout.of(_summary(_records([100] * 40), 1), QUOTAS, UndersizedPolicy.FAIL)
+    placement = BucketPlacement.of(_summary(_records([100] * 40), 1), QUOTAS, UndersizedPolicy.FAIL)
     bucket = bucket_of("R000000", BUCKETS)
     with pytest.raises(ValueError, match="did not count"):
-        layout.place(bucket, [5000])
+        placement.place(bucket, [5000])
 
 
 @settings(max_examples=20, deadline=None)

@@ -94,8 +94,8 @@ class _Run:
         return [build_record(t, cfg.model_id, cfg.prompt, cfg.job.model_invocation_type)
                 for t in items]
 
-    def write(self, items: list[Transcript], key: str, family: str, also_in: tuple[str, ...] = ()):
-        return self.writer.write(self.records(items), key, 1, None, None, family=family,
+    def write(self, items: list[Transcript], key: str, pool: str, also_in: tuple[str, ...] = ()):
+        return self.writer.write(self.records(items), key, 1, None, None, pool=pool,
                                  also_in=also_in)
 
     def create(self, batch: JobBatch) -> None:
@@ -119,17 +119,17 @@ def run(local_backend_factory) -> _Run:
     return _Run(local_backend_factory(quotas=Quotas(max_records_per_job=20, min_records_per_job=5)))
 
 
-@pytest.mark.parametrize("family,keys", [("w100", ("w100", "w100p1")), ("c", ("c1", "c2"))],
+@pytest.mark.parametrize("pool,keys", [("w100", ("w100", "w100p1")), ("c", ("c1", "c2"))],
                          ids=["streaming-panes", "carried-tails"])
-def test_records_are_found_in_any_group_of_their_family(run: _Run, family: str, keys) -> None:
+def test_records_are_found_in_any_group_of_their_pool(run: _Run, pool: str, keys) -> None:
     """A rerun's panes (or carried groups) need not hold the records they held the first time."""
     old, new = transcripts(30), transcripts(10, "new")
-    first = run.write(old, keys[0], family)
+    first = run.write(old, keys[0], pool)
     run.create(first.batch)
     before = {s.job_name for s in first.batch.specs}
     # The rerun: its first group holds 10 old and 10 new records, its second the other 20 old.
-    a = run.write(old[:10] + new, keys[0], family)
-    b = run.write(old[10:], keys[1], family)
+    a = run.write(old[:10] + new, keys[0], pool)
+    b = run.write(old[10:], keys[1], pool)
     assert (a.records_adopted, a.records_sharded, b.records_adopted, b.records_sharded) == (10, 10, 20, 0)
     assert (a.records_not_in_input, b.records_not_in_input) == (20, 10)
     fresh = [s.job_name for s in a.batch.specs if s.job_name not in before]
@@ -145,7 +145,7 @@ def test_records_are_found_in_any_group_of_their_family(run: _Run, family: str, 
                          ids=["full-job-then-tail", "tail-then-full-job"])
 def test_records_are_found_across_window_and_carried_jobs(run: _Run, first, then) -> None:
     """Under the defer policy a rerun may carry a record the first run put in a full job, or the
-    other way round; the writer is told to look in the other family too."""
+    other way round; the writer is told to look in the other pool too."""
     items = transcripts(30)
     done = run.write(items, *first)
     run.create(done.batch)

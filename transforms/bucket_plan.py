@@ -1,4 +1,4 @@
-"""Parallel, deterministic shard layout: pure, no Beam.
+"""Parallel, deterministic shard placement: pure, no Beam.
 
 A window's records are spread over ``bucket_count`` hash buckets of their recordId. The planner needs
 only a small summary of them (``BucketSummary``: records per size class and bucket, total bytes,
@@ -110,7 +110,7 @@ class BucketSummary:
 
 
 @dataclass(frozen=True)
-class BucketLayout:
+class BucketPlacement:
     """A window's plan and, per (size class, bucket), the first dealing position of the bucket's
     records of that class.
 
@@ -124,7 +124,7 @@ class BucketLayout:
     starts: Mapping[tuple[int, int], int]
 
     @classmethod
-    def of(cls, summary: BucketSummary, quotas: Quotas, policy: UndersizedPolicy) -> "BucketLayout":
+    def of(cls, summary: BucketSummary, quotas: Quotas, policy: UndersizedPolicy) -> "BucketPlacement":
         """Plan a window from its summary.
 
         Args:

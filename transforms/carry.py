@@ -96,7 +96,7 @@ class CarryTailsFn(ShardingDoFn):
                    if isinstance(self._windowfn, window.GlobalWindows) else ())
         records = [record for record, _ in tail.read()]
         result = self._writer.write(records, f"{CARRIED}{groups.read()}", self._attempt,
-                                    start, end, family=CARRIED, also_in=also_in)
+                                    start, end, pool=CARRIED, also_in=also_in)
         tail.clear()
         count.clear()
         outputs = list(self._emit(result))

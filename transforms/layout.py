@@ -97,18 +97,20 @@ def part_uri(base_uri: str, run_id: str, job_name: str, file_index: int, part: s
     return part_prefix(base_uri, run_id, job_name) + f"shard-{file_index:05d}-{part}.part"
 
 
-def family_prefix(base_uri: str, run_id: str, attempt: int, family: str) -> str:
-    """Markers naming every job planned for a family at one attempt: the panes of one window, or
-    the carried tails. A rerun reads them to find the jobs that may already hold its records,
+def pool_prefix(base_uri: str, run_id: str, attempt: int, pool: str) -> str:
+    """Markers naming every job planned for a pool at one attempt: the panes of one window, or
+    the carried tails (a pool is the jobs a rerun may find a record in). A rerun reads them to find the jobs that may already hold its records,
     whatever generation or pane their names carry.
 
     Args:
         base_uri: The S3 URI under which runs keep their files.
         run_id: The run's id.
         attempt: The submission attempt (1 for the first, +1 per retry).
-        family: The family's name.
+        pool: The pool's name.
     """
-    return join(run_root(base_uri, run_id), "families", f"a{attempt}", family) + "/"
+    # The folder keeps its first name, "families", so a rerun finds the markers of runs
+    # started before the pools were renamed.
+    return join(run_root(base_uri, run_id), "families", f"a{attempt}", pool) + "/"
 
 
 def output_prefix(base_uri: str, run_id: str) -> str:

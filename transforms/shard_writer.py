@@ -86,13 +86,13 @@ class ShardWriter:
 
     def write(self, records: Iterable[BatchRecord], group_key: str, attempt: int,
               window_start: dt.datetime | None, window_end: dt.datetime | None,
-              family: str, also_in: tuple[str, ...] = ()) -> ShardResult:
+              pool: str, also_in: tuple[str, ...] = ()) -> ShardResult:
         """``records`` is iterated three times (Beam's grouped values are re-iterable); ``group_key``
         names the jobs (window and pane), so it must be unique per group within the run;
-        ``family`` groups the keys whose jobs a rerun may find its records in (a window's panes);
-        ``also_in`` names other families whose jobs may hold them too.
+        ``pool`` groups the keys whose jobs a rerun may find its records in (a window's panes);
+        ``also_in`` names other pools whose jobs may hold them too.
 
-        Each existing job's index is the truth: a record an existing job of the family holds is
+        Each existing job's index is the truth: a record an existing job of the pool holds is
         harvested from that job, never placed again; only the others get new jobs, whose names
         no existing job has. So a rerun with the same run id creates no job twice, and a changed
         input loses or duplicates no record.
@@ -100,7 +100,7 @@ class ShardWriter:
         cfg = self._config
         result = ShardResult()
         run_jobs = {j.name for j in self._jobs.list(name_contains=run_prefix(cfg.run_id))}
-        held = self._held_records((family, *also_in), attempt, run_jobs,
+        held = self._held_records((pool, *also_in), attempt, run_jobs,
                                   {r.record_id for r in records})
         # (a record two jobs hold, which no run of this code makes, goes to the first by name)
         owner = {rid: name for name in sorted(held, reverse=True) for rid in held[name][0]}
@@ -151,7 +151,7 @@ class ShardWriter:
                 for data, index in handles.values():
                     data.close()
                     index.close()
-            self._upload(tmp, names, family, attempt, sorted(handles))
+            self._upload(tmp, names, pool, attempt, sorted(handles))
 
         specs = [self.spec(name, job_records[j], job_bytes[j], window_start, window_end, attempt)
                  for j, name in enumerate(names)]
@@ -211,31 +211,31 @@ class ShardWriter:
                        record_count=records, input_bytes=size, window_start=window_start,
                        window_end=window_end, attempt=attempt, record_ids=record_ids)
 
-    def existing(self, families: tuple[str, ...], attempt: int) -> "ExistingJobs":
-        """The run's jobs, and which of them holds which record, in the families' jobs.
+    def existing(self, pools: tuple[str, ...], attempt: int) -> "ExistingJobs":
+        """The run's jobs, and which of them holds which record, in the pools' jobs.
 
         Args:
-            families: The families whose jobs may hold records (see ``write``).
+            pools: The pools whose jobs may hold records (see ``write``).
             attempt: The submission round.
         """
         listed = self._jobs.list(name_contains=run_prefix(self._config.run_id))
         run_jobs = frozenset(j.name for j in listed)
-        held = self._held_records(families, attempt, run_jobs, None)
+        held = self._held_records(pools, attempt, run_jobs, None)
         owner = {rid: name for name in sorted(held, reverse=True) for rid in held[name][0]}
         return ExistingJobs(run_jobs, owner, {name: total for name, (_, total) in held.items()})
 
-    def _held_records(self, families: tuple[str, ...], attempt: int, run_jobs: Collection[str],
+    def _held_records(self, pools: tuple[str, ...], attempt: int, run_jobs: Collection[str],
                       wanted: set[str] | None) -> dict[str, tuple[set[str], int]]:
-        """For every existing job of the families that holds some of the ``wanted`` recordIds
+        """For every existing job of the pools that holds some of the ``wanted`` recordIds
         (None: any): those ids and how many records it holds in all, from its index (only wanted
-        ids are kept, so memory is bounded by the group, not by the families).
+        ids are kept, so memory is bounded by the group, not by the pools).
 
         A marker whose job does not exist is a job never created (a crash before its submission,
         or a create the service refused): it holds no record."""
         cfg = self._config
         held: dict[str, tuple[set[str], int]] = {}
-        markers = [uri for family in families for uri in self._storage.list(
-            layout.family_prefix(cfg.base_uri, cfg.run_id, attempt, family))]
+        markers = [uri for pool in pools for uri in self._storage.list(
+            layout.pool_prefix(cfg.base_uri, cfg.run_id, attempt, pool))]
         for marker in markers:
             name = marker.rsplit("/", 1)[-1]
             if name not in run_jobs:
@@ -269,19 +269,19 @@ class ShardWriter:
             generation += 1
         return [job_name(run_id, group_key, attempt, j, generation) for j in range(count)]
 
-    def _upload(self, tmp: str, names: list[str], family: str, attempt: int,
+    def _upload(self, tmp: str, names: list[str], pool: str, attempt: int,
                 shards: list[tuple[int, int]]) -> None:
-        self.prepare_jobs(names, family, attempt)
+        self.prepare_jobs(names, pool, attempt)
         for j, f in shards:
             self.upload_shard(os.path.join(tmp, f"{j}-{f}"), names[j], f)
 
-    def prepare_jobs(self, names: list[str], family: str, attempt: int) -> None:
-        """Empty the input and index prefixes of new jobs and mark them as the family's; before
+    def prepare_jobs(self, names: list[str], pool: str, attempt: int) -> None:
+        """Empty the input and index prefixes of new jobs and mark them as the pool's; before
         any of their shards is uploaded.
 
         Args:
             names: The new jobs' names (none of them created yet).
-            family: The family the jobs belong to.
+            pool: The pool the jobs belong to.
             attempt: The submission round.
         """
         cfg = self._config
@@ -292,7 +292,7 @@ class ShardWriter:
             self._storage.delete_prefix(layout.index_prefix(cfg.base_uri, cfg.run_id, name))
             self._storage.delete_prefix(layout.part_prefix(cfg.base_uri, cfg.run_id, name))
             self._storage.write_text(
-                layout.family_prefix(cfg.base_uri, cfg.run_id, attempt, family) + name, "")
+                layout.pool_prefix(cfg.base_uri, cfg.run_id, attempt, pool) + name, "")
 
     def upload_shard(self, base: str, name: str, file_index: int) -> None:
         """Upload one shard (``base``.jsonl) and then its index (``base``.idx) of job ``name``.

@@ -17,7 +17,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 import transforms.coders  # noqa: F401 - registers the coders of the typed elements below
 from transforms import layout
-from transforms.bucket_plan import BucketLayout, BucketSummary, bucket_count, bucket_of
+from transforms.bucket_plan import BucketPlacement, BucketSummary, bucket_count, bucket_of
 from transforms.config import BatchConfig
 from transforms.jobs import JobsClient
 from transforms.metrics import counter
@@ -30,7 +30,7 @@ from transforms.storage import Storage
 FAILURES = "failures"
 ON_DEMAND = "on_demand"
 DEFERRED = "deferred"
-CARRIED = "c"  # job family (and group key prefix) of the carried tails' jobs
+CARRIED = "c"  # job pool (and group key prefix) of the carried tails' jobs
 
 
 def window_bounds(window: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -104,7 +104,7 @@ class WriteShardsFn(ShardingDoFn):
         # A rerun's panes need not match the first run's: records are looked up window-wide, and
         # in the carried tails' jobs (a record the first run deferred may fill a job now).
         result = self._writer.write(element[1], key, self._attempt, start, end,
-                                    family=layout.window_key(start), also_in=(CARRIED,))
+                                    pool=layout.window_key(start), also_in=(CARRIED,))
         yield from self._emit(result)
         for record in result.undersized:
             yield route_undersized(record, len(result.undersized), self._config, self._attempt,
@@ -138,15 +138,15 @@ UNDERSIZED = "undersized"
 
 
 @dataclass(frozen=True)
-class ShardLayout:
-    """A window's bucket layout and the names of the new jobs it makes.
+class ShardPlacement:
+    """A window's bucket placement and the names of the new jobs it makes.
 
     Args:
         buckets: The window's plan and each bucket's dealing positions.
         names: The names of the new jobs, one per planned job.
     """
 
-    buckets: BucketLayout
+    buckets: BucketPlacement
     names: tuple[str, ...]
 
 
@@ -195,17 +195,17 @@ class _SummarizeBucketsFn(beam.CombineFn):
         return summary
 
 
-class _LayoutFn(ShardingDoFn):
-    """The window's summary -> its ShardLayout; the new jobs' prefixes emptied and marked."""
+class _PlacementFn(ShardingDoFn):
+    """The window's summary -> its ShardPlacement; the new jobs' prefixes emptied and marked."""
 
-    def process(self, summary: BucketSummary, existing: ExistingJobs) -> Iterator[ShardLayout]:
+    def process(self, summary: BucketSummary, existing: ExistingJobs) -> Iterator[ShardPlacement]:
         cfg = self._config
-        buckets = BucketLayout.of(summary, cfg.quotas, UndersizedPolicy(cfg.undersized_policy))
+        buckets = BucketPlacement.of(summary, cfg.quotas, UndersizedPolicy(cfg.undersized_policy))
         key = layout.window_key(None)
         names = self._writer.new_names(key, self._attempt, len(buckets.plan.jobs),
                                        existing.run_jobs)
         self._writer.prepare_jobs(names, key, self._attempt)
-        yield ShardLayout(buckets, tuple(names))
+        yield ShardPlacement(buckets, tuple(names))
 
 
 # A worker writes the slices it holds once their lines reach this size, and at the end of each
@@ -227,11 +227,11 @@ class _PlaceFn(ShardingDoFn):
         self._names: tuple[str, ...] = ()
 
     def process(self, element: tuple[int, Iterable[BatchRecord]],
-                shard_layout: ShardLayout) -> Iterator[Any]:
+                shard_placement: ShardPlacement) -> Iterator[Any]:
         bucket, records = element
-        self._names = shard_layout.names  # the same for every bucket; finish_bundle needs it
+        self._names = shard_placement.names  # the same for every bucket; finish_bundle needs it
         ordered = sorted(records, key=lambda r: r.record_id)  # one bucket: a small slice
-        placements = shard_layout.buckets.place(bucket, [r.size_bytes for r in ordered])
+        placements = shard_placement.buckets.place(bucket, [r.size_bytes for r in ordered])
         for record, placement in zip(ordered, placements):
             if placement.job_index is None:
                 yield beam.pvalue.TaggedOutput(UNDERSIZED, record)
@@ -262,8 +262,8 @@ class _RouteUndersizedFn(beam.DoFn):
         self._config = config
         self._attempt = attempt
 
-    def process(self, record: BatchRecord, shard_layout: ShardLayout) -> Iterator[Any]:
-        yield route_undersized(record, shard_layout.buckets.plan.undersized, self._config,
+    def process(self, record: BatchRecord, shard_placement: ShardPlacement) -> Iterator[Any]:
+        yield route_undersized(record, shard_placement.buckets.plan.undersized, self._config,
                                self._attempt, "left over could not be merged into another job and")
 
 
@@ -271,10 +271,10 @@ class _JoinShardFn(ShardingDoFn):
     """((job, file), its slices) -> the shard and its index on S3; (job, (records, bytes))."""
 
     def process(self, element: tuple[tuple[int, int], Iterable[tuple[str, int, int]]],
-                shard_layout: ShardLayout) -> Iterator[tuple[int, tuple[int, int]]]:
+                shard_placement: ShardPlacement) -> Iterator[tuple[int, tuple[int, int]]]:
         (job, file), grouped = element
         slices = list(grouped)  # (slice name, records, bytes): a few per placing worker
-        self._writer.join_parts(shard_layout.names[job], file, [part for part, *_ in slices])
+        self._writer.join_parts(shard_placement.names[job], file, [part for part, *_ in slices])
         yield job, (sum(records for _, records, _ in slices), sum(size for *_, size in slices))
 
 
@@ -282,7 +282,7 @@ class _AssembleFn(ShardingDoFn):
     """The written shards (one element each) and the adopted records (one list per existing
     job) of the window -> its JobBatch."""
 
-    def process(self, element: tuple[None, Iterable[tuple[str, Any]]], shard_layout: ShardLayout,
+    def process(self, element: tuple[None, Iterable[tuple[str, Any]]], shard_placement: ShardPlacement,
                 existing: ExistingJobs) -> Iterator[Any]:
         jobs: dict[int, list[int]] = {}
         adopted: dict[str, list[tuple[str, int]]] = {}
@@ -295,11 +295,11 @@ class _AssembleFn(ShardingDoFn):
                 adopted.setdefault(key, []).extend(value)
         result = ShardResult(records_sharded=sum(records for records, _ in jobs.values()))
         attempt = self._attempt
-        specs = [self._writer.spec(shard_layout.names[j], records, size, None, None, attempt)
+        specs = [self._writer.spec(shard_placement.names[j], records, size, None, None, attempt)
                  for j, (records, size) in sorted(jobs.items())]
         specs += self._writer.adopted_specs(adopted, existing.totals, result, None, None, attempt)
         log_planned(specs, set(adopted))
-        self._writer.delete_parts(shard_layout.names)  # every shard is joined by now
+        self._writer.delete_parts(shard_placement.names)  # every shard is joined by now
         result.batch = JobBatch(self._config.model_id, tuple(specs),
                                 self._config.poll_interval_seconds)
         yield from self._emit(result)
@@ -335,22 +335,22 @@ class WriteShardsInParallel(beam.PTransform):
             _ClassifyFn(cfg), existing=existing,
             count=beam.pvalue.AsSingleton(counted)).with_output_types(
             Tuple[int, BatchRecord]).with_outputs(ADOPTED, FAILURES, main="fresh")
-        shard_layout = beam.pvalue.AsSingleton(
+        shard_placement = beam.pvalue.AsSingleton(
             classified.fresh
             | "Sizes" >> beam.Map(lambda kv: (kv[0], kv[1].size_bytes))
             | "Summarize" >> beam.CombineGlobally(_SummarizeBucketsFn())
-            | "Layout" >> beam.ParDo(_LayoutFn(cfg, attempt), existing=existing))
+            | "Placement" >> beam.ParDo(_PlacementFn(cfg, attempt), existing=existing))
         placed = (classified.fresh
                   | "ByBucket" >> beam.GroupByKey()
-                  | "Place" >> beam.ParDo(_PlaceFn(cfg, attempt), shard_layout=shard_layout)
+                  | "Place" >> beam.ParDo(_PlaceFn(cfg, attempt), shard_placement=shard_placement)
                   .with_output_types(Tuple[Tuple[int, int], Tuple[str, int, int]])
                   .with_outputs(UNDERSIZED, main="placed"))
         written = (placed.placed
                    | "ByShard" >> beam.GroupByKey()
                    | "JoinShard" >> beam.ParDo(_JoinShardFn(cfg, attempt),
-                                                shard_layout=shard_layout))
+                                                shard_placement=shard_placement))
         routed = placed[UNDERSIZED] | "Undersized" >> beam.ParDo(
-            _RouteUndersizedFn(cfg, attempt), shard_layout=shard_layout).with_outputs(
+            _RouteUndersizedFn(cfg, attempt), shard_placement=shard_placement).with_outputs(
             FAILURES, ON_DEMAND, DEFERRED)
         batches = ((written | "TagShards" >> beam.Map(lambda kv: ("shard", kv)),
                     # One element per existing job, not per record: the group below is one key.
@@ -361,7 +361,7 @@ class WriteShardsInParallel(beam.PTransform):
                    | "OneKey" >> beam.Map(lambda tagged: (None, tagged))
                    | "Gather" >> beam.GroupByKey()
                    | "Assemble" >> beam.ParDo(_AssembleFn(cfg, attempt),
-                                              shard_layout=shard_layout, existing=existing))
+                                              shard_placement=shard_placement, existing=existing))
         failures = ((classified[FAILURES], routed[FAILURES]) | "AllFailures" >> beam.Flatten())
         return {"batches": batches, FAILURES: failures, ON_DEMAND: routed[ON_DEMAND],
                 DEFERRED: routed[DEFERRED]}
