@@ -7,7 +7,7 @@ from typing import Any
 
 # Throttling is retried by botocore itself (standard mode backs off with jitter); quota errors
 # are not retryable there and are handled by the job scheduler.
-RETRIES = {"mode": "standard", "max_attempts": 10}
+BOTOCORE_RETRIES = {"mode": "standard", "max_attempts": 10}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class AwsConfig:
 
         Args:
             service: The boto3 service name, e.g. ``bedrock`` or ``s3``.
-            max_attempts: botocore's total attempts per call; None keeps ``RETRIES``.
+            max_attempts: botocore's total attempts per call; None keeps ``BOTOCORE_RETRIES``.
         """
         key = (self, service, max_attempts)
         with _CLIENTS_LOCK:
@@ -61,7 +61,9 @@ class AwsConfig:
         session = boto3.session.Session(profile_name=self.profile, region_name=self.region,
                                         aws_access_key_id=self.access_key_id,
                                         aws_secret_access_key=self.secret_access_key)
-        retries = dict(RETRIES) if max_attempts is None else dict(RETRIES, max_attempts=max_attempts)
+        retries = dict(BOTOCORE_RETRIES)
+        if max_attempts is not None:
+            retries["max_attempts"] = max_attempts
         return session.client(service, endpoint_url=endpoint, config=Config(retries=retries))
 
 
