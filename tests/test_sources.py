@@ -98,7 +98,7 @@ def test_bad_records_become_failures_and_good_ones_flow(tmp_path):
     counters = {c.key.metric.name: c.committed
                 for c in run.metrics().query(MetricsFilter().with_namespace(
                     NAMESPACE))["counters"]}
-    assert counters == {"files_read": 3, "transcripts_read": 1, "records_failed": 7,
+    assert counters == {"files_read": 3, "transcripts_read": 1, "records_rejected": 7,
                         "records_in": 8}
 
 

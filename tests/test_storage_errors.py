@@ -60,7 +60,7 @@ def test_an_eio_file_is_one_unreadable_file_row_and_the_other_files_are_summariz
         "source", "UnreadableFile", str(folder / "broken.jsonl"))
     assert "could not be read from storage (4 attempts)" in failure["error_message"]
     assert "Input/output error" in failure["error_message"]
-    assert counters["records_in"] == 6 and counters["records_failed"] == 1
+    assert counters["records_in"] == 6 and counters["records_rejected"] == 1
     assert main(["report", str(out)]) == exit_codes.OK  # the report it wrote reads back
 
 

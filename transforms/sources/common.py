@@ -106,7 +106,7 @@ class _EmitFn(beam.DoFn):
         self._event_time = event_time
         self._records_in = counter(RECORDS_IN)
         self._read = counter("transcripts_read")
-        self._failed = counter("records_failed")
+        self._rejected = counter("records_rejected")
         self._input_time = MIN_TIMESTAMP
 
     def _emit(self, item: Transcript | Failure) -> Iterator[Any]:
@@ -121,7 +121,7 @@ class _EmitFn(beam.DoFn):
             self._read.inc()
             yield item if event is None else TimestampedValue(item, event)
             return
-        self._failed.inc()
+        self._rejected.inc()
         if self._event_time is not None and self._input_time < NO_EVENT_TIME:
             item = TimestampedValue(item, NO_EVENT_TIME)
         yield TaggedOutput(FAILURES, item)

@@ -271,7 +271,7 @@ class _ReadPartitionFn(beam.DoFn):
         self._messages = counter("messages_read")
         self._records_in = counter(RECORDS_IN)
         self._read = counter("transcripts_read")
-        self._failed = counter("records_failed")
+        self._rejected = counter("records_rejected")
 
     def setup(self) -> None:
         self._consumer = Consumer(self._settings)
@@ -352,7 +352,7 @@ class _ReadPartitionFn(beam.DoFn):
         late = late_message_failure(message.value(), origin, timestamp, current,
                                     self._allowed_lateness)
         if late is not None:
-            self._failed.inc()
+            self._rejected.inc()
             # Stamped at the watermark, not behind it, so the failure row itself is not dropped.
             yield TaggedOutput(FAILURES, TimestampedValue(late, current))
             return
@@ -363,7 +363,7 @@ class _ReadPartitionFn(beam.DoFn):
             self._read.inc()
             yield TimestampedValue(item, timestamp)
         else:
-            self._failed.inc()
+            self._rejected.inc()
             yield TaggedOutput(FAILURES, TimestampedValue(item, timestamp))
 
     def _advance_idle(self, part: KafkaPartition, watermark: ManualWatermarkEstimator) -> None:
