@@ -282,3 +282,18 @@ def test_writes_to_s3_through_beams_s3_filesystem(s3, tmp_path, file_format):
     empty = client.list_objects_v2(Bucket="sinks-test", Prefix=f"empty-{file_format}/").get("Contents", [])
     assert [o["Key"] for o in empty] == (
         [] if file_format == "jsonl" else [f"empty-{file_format}/part-00000-of-00001.{file_format}"])
+
+
+@pytest.mark.parametrize("file_format", FORMATS)
+def test_rows_written_counts_the_rows_the_files_hold(tmp_path, file_format):
+    """The <kind>_rows_written counter is incremented by the file sink once its rows are in the
+    file (at flush), so it equals what the files hold."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    out = str(tmp_path / "out")
+    p = beam.Pipeline()
+    p | beam.Create(summaries(30)) | WriteSummaries(out, format=file_format)
+    result = p.run()
+    result.wait_until_finish()
+    query = result.metrics().query(MetricsFilter().with_name("summaries_rows_written"))
+    assert sum(c.committed for c in query["counters"]) == 30 == files.rows_in(out, file_format)

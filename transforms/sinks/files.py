@@ -48,13 +48,28 @@ PARQUET_ROW_GROUP_ROWS = 10_000
 
 
 class _RowSink(fileio.FileSink):
-    """Base for the row sinks: rows arrive already normalized (see ``normalize_row``)."""
+    """Base for the row sinks: rows arrive already normalized (see ``normalize_row``). With
+    ``kind``, the ``<kind>_rows_written`` counter counts a file's rows once ``flush`` has
+    written them all."""
 
     mime_type = "application/octet-stream"
 
-    def __init__(self, fields: Sequence[Field], insights: Column | None = None) -> None:
+    def __init__(self, fields: Sequence[Field], insights: Column | None = None,
+                 kind: str | None = None) -> None:
         self.fields = tuple(fields)
         self.insights = insights
+        self.kind = kind
+        self._pending = 0
+
+    def _count(self) -> None:
+        """Called by write(): one more row in this file."""
+        self._pending += 1
+
+    def _counted(self) -> None:
+        """Called at the end of flush(), when the rows are in the file."""
+        if self.kind is not None and self._pending:
+            counter(f"{self.kind}_rows_written").inc(self._pending)
+        self._pending = 0
 
     def create_metadata(self, destination: str, full_file_name: str) -> fileio.FileMetadata:
         # The formats compress internally (Parquet pages, Avro blocks); never wrap the handle.
@@ -75,6 +90,7 @@ class ParquetRowSink(_RowSink):
 
     def write(self, record: dict[str, Any]) -> None:
         self._rows.append(record)
+        self._count()
         if len(self._rows) >= PARQUET_ROW_GROUP_ROWS:
             self._write_row_group()
 
@@ -86,6 +102,7 @@ class ParquetRowSink(_RowSink):
         if self._rows:
             self._write_row_group()
         self._writer.close()
+        self._counted()
 
 
 class JsonlRowSink(_RowSink):
@@ -98,9 +115,11 @@ class JsonlRowSink(_RowSink):
 
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(json_line(self.fields, record, self.insights).encode("utf-8") + b"\n")
+        self._count()
 
     def flush(self) -> None:
         self._fh.flush()
+        self._counted()
 
 
 class AvroRowSink(_RowSink):
@@ -114,8 +133,8 @@ class AvroRowSink(_RowSink):
     mime_type = "application/avro"
 
     def __init__(self, fields: Sequence[Field], record_name: str,
-                 insights: Column | None = None) -> None:
-        super().__init__(fields, insights)
+                 insights: Column | None = None, kind: str | None = None) -> None:
+        super().__init__(fields, insights, kind)
         self.record_name = record_name
 
     def open(self, fh: Any) -> None:
@@ -126,10 +145,12 @@ class AvroRowSink(_RowSink):
 
     def write(self, record: dict[str, Any]) -> None:
         self._writer.write(record)
+        self._count()
 
     def flush(self) -> None:
         self._writer.flush()
         self._fh.flush()
+        self._counted()
 
 
 # format -> file name suffix
@@ -169,10 +190,10 @@ class _SinkFactory:
     def __call__(self, destination: Any = None) -> _RowSink:
         fields = fields_for(self.kind)
         if self.file_format == "parquet":
-            return ParquetRowSink(fields, self.insights)
+            return ParquetRowSink(fields, self.insights, self.kind)
         if self.file_format == "jsonl":
-            return JsonlRowSink(fields, self.insights)
-        return AvroRowSink(fields, AVRO_RECORD_NAMES[self.kind], self.insights)
+            return JsonlRowSink(fields, self.insights, self.kind)
+        return AvroRowSink(fields, AVRO_RECORD_NAMES[self.kind], self.insights, self.kind)
 
 
 class WindowedFileNaming:
@@ -215,13 +236,10 @@ class _NormalizeRow(beam.DoFn):
     def __init__(self, kind: str, insights: Column | None = None) -> None:
         self.kind = kind
         self.insights = insights
-        self.rows = counter(f"{kind}_rows_written")
 
     def process(self, element: Any):
         row = element.to_row() if hasattr(element, "to_row") else element
-        normalized = normalize_row(fields_for(self.kind), row, self.insights)
-        self.rows.inc()
-        yield normalized
+        yield normalize_row(fields_for(self.kind), row, self.insights)
 
 
 class _FinishBatch(beam.DoFn):
