@@ -195,9 +195,9 @@ def test_invalid_answer_is_repaired_once_then_fails_with_the_raw_answer():
 
 def test_no_round_left_means_a_failure_at_once():
     record = build_record(Transcript("t1", CALL), CLAUDE, PromptConfig(), output_schema=SCHEMA)
-    ctx = JobContext(CLAUDE, "arn:job", max_attempts=1, output_schema=SCHEMA)
-    outcome = repair_or_fail(IndexEntry("R1", "t1"), dict(record.model_input), ctx, "nope",
-                             "no object")
+    outcome = repair_or_fail(IndexEntry("R1", "t1"), dict(record.model_input), "nope", "no object",
+                             model_id=CLAUDE, invocation_type="InvokeModel", max_attempts=1,
+                             job_arn="arn:job")
     assert isinstance(outcome, Failure) and outcome.error_code == "SchemaViolation"
     assert "after one repair" not in outcome.error_message
 

@@ -28,8 +28,7 @@ from transforms.insights.answers import AnswerError, read_answer
 from transforms.jobs import error_code
 from transforms.metrics import counter
 from transforms.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
-from transforms.results import (IndexEntry, JobContext, answer_problem, answer_text,
-                                repair_or_fail)
+from transforms.results import answer_problem, answer_text, repair_or_fail
 from transforms.rate_control import AdaptiveRate, Progress, RetryPolicy, is_throttling
 from transforms.shards import window_bounds
 
@@ -177,14 +176,7 @@ class InvokeOnDemandFn(beam.DoFn):
                 return CallOutcome(self._failure(record, "parse", "UnparseableOutput", str(exc)),
                                    attempt, throttles)
             except (BotoConnectionError, HTTPClientError) as exc:
-                # No answer from the service. botocore's retries are off for this client, so
-                # retry here; when the attempts run out the bundle fails and the runner retries.
-                if attempt >= self._retry.max_attempts:
-                    raise
-                delay = self._retry.backoff(attempt)
-                log.warning("on-demand call for %s: %s; attempt %d of %d in %.2f s",
-                            record.transcript_id, exc, attempt + 1, self._retry.max_attempts, delay)
-                time.sleep(delay)
+                self._wait_after_no_answer(record, exc, attempt)
                 attempt += 1
                 continue
             except Exception as exc:  # botocore ClientError carries the service's error code
@@ -193,9 +185,7 @@ class InvokeOnDemandFn(beam.DoFn):
                     raise
                 if is_throttling(code):
                     throttles += 1
-                    if self._rate.on_throttle(time.monotonic(), started=start):
-                        log.info("on-demand calls throttled (%s): pace lowered to %.2f calls/s",
-                                 code, self._rate.rate)
+                    self._slow_down(code, start)
                 if self._retry.should_retry(code, attempt):
                     time.sleep(self._retry.backoff(attempt))
                     attempt += 1
@@ -204,23 +194,44 @@ class InvokeOnDemandFn(beam.DoFn):
                 return CallOutcome(self._failure(record, "model", code, f"{exc}{tries}"),
                                    attempt, throttles)
             self._rate.on_success()
-            text, insights = parsed.text, None
-            if self._config.output_schema is not None:
-                try:
-                    found = read_answer(parsed.text, self._config.output_schema,
-                                        parsed.tool_input)
-                except AnswerError as exc:
-                    return self._repair(record, bounds, parsed, answer_problem(exc, parsed),
-                                        attempt, throttles)
-                text, insights = found.summary, found.value
-            summary = Summary(
-                transcript_id=record.transcript_id, record_id=record.record_id,
-                model_id=self._config.model_id, summary=text,
-                stop_reason=parsed.stop_reason, input_tokens=parsed.input_tokens,
-                output_tokens=parsed.output_tokens, job_arn=None, window_start=bounds[0],
-                window_end=bounds[1], attempt=record.attempt, metadata=metadata_json(record.metadata),
-                insights=insights)
-            return CallOutcome(summary, attempt, throttles, parsed)
+            return self._answered(record, bounds, parsed, attempt, throttles)
+
+    def _wait_after_no_answer(self, record: BatchRecord, exc: Exception, attempt: int) -> None:
+        """No answer from the service. botocore's retries are off for this client, so retry
+        here; when the attempts run out the bundle fails (``exc`` is raised) and the runner
+        retries."""
+        if attempt >= self._retry.max_attempts:
+            raise exc
+        delay = self._retry.backoff(attempt)
+        log.warning("on-demand call for %s: %s; attempt %d of %d in %.2f s",
+                    record.transcript_id, exc, attempt + 1, self._retry.max_attempts, delay)
+        time.sleep(delay)
+
+    def _slow_down(self, code: str, started: float) -> None:
+        if self._rate.on_throttle(time.monotonic(), started=started):
+            log.info("on-demand calls throttled (%s): pace lowered to %.2f calls/s",
+                     code, self._rate.rate)
+
+    def _answered(self, record: BatchRecord, bounds: tuple[dt.datetime | None, dt.datetime | None],
+                  parsed: ParsedOutput, calls: int, throttles: int) -> CallOutcome:
+        """A parsed answer as a Summary; an insights answer that is not schema-valid goes to
+        ``_repair``."""
+        text, insights = parsed.text, None
+        if self._config.output_schema is not None:
+            try:
+                found = read_answer(parsed.text, self._config.output_schema, parsed.tool_input)
+            except AnswerError as exc:
+                return self._repair(record, bounds, parsed, answer_problem(exc, parsed), calls,
+                                    throttles)
+            text, insights = found.summary, found.value
+        summary = Summary(
+            transcript_id=record.transcript_id, record_id=record.record_id,
+            model_id=self._config.model_id, summary=text,
+            stop_reason=parsed.stop_reason, input_tokens=parsed.input_tokens,
+            output_tokens=parsed.output_tokens, job_arn=None, window_start=bounds[0],
+            window_end=bounds[1], attempt=record.attempt, metadata=metadata_json(record.metadata),
+            insights=insights)
+        return CallOutcome(summary, calls, throttles, parsed)
 
     def _repair(self, record: BatchRecord, bounds: tuple[dt.datetime | None, dt.datetime | None],
                 parsed: ParsedOutput, error: str, calls: int, throttles: int) -> CallOutcome:
@@ -229,11 +240,10 @@ class InvokeOnDemandFn(beam.DoFn):
         record a round, as a batch job's answer would be; otherwise, or for a second invalid
         answer, a failure row."""
         cfg = self._config
-        entry = IndexEntry(record.record_id, record.transcript_id, record.metadata, record.attempt)
-        ctx = JobContext(model_id=cfg.model_id, job_arn=None,
-                         invocation_type=cfg.job.model_invocation_type,
-                         max_attempts=cfg.max_attempts, output_schema=cfg.output_schema)
-        outcome = repair_or_fail(entry, record.model_input, ctx, answer_text(parsed), error)
+        outcome = repair_or_fail(record, record.model_input, answer_text(parsed), error,
+                                 model_id=cfg.model_id,
+                                 invocation_type=cfg.job.model_invocation_type,
+                                 max_attempts=cfg.max_attempts, job_arn=None)
         if isinstance(outcome, Failure):
             return CallOutcome(outcome, calls, throttles, parsed)
         again = self._invoke(outcome, bounds)

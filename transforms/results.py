@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, Iterator, Mapping
+from typing import Any, Collection, Iterable, Iterator, Mapping, Protocol
 
 from transforms.families import ParsedOutput, UnparseableOutput, family_for, response_reader
 from transforms.insights.answers import AnswerError, read_answer
@@ -203,32 +203,46 @@ def retry_or_fail(entry: IndexEntry, model_input: Mapping[str, Any] | None, ctx:
                    raw=truncate_raw(model_input) if model_input is not None else None)
 
 
-def repair_or_fail(entry: IndexEntry, model_input: Any, ctx: JobContext, answer: str,
-                   error: str) -> BatchRecord | Failure:
+class RecordRef(Protocol):
+    """What a result row needs of a record: an ``IndexEntry`` (batch) or a ``BatchRecord``
+    (on-demand) alike."""
+
+    record_id: str
+    transcript_id: str
+    metadata: Mapping[str, Any]
+    attempt: int
+
+
+def repair_or_fail(record: RecordRef, model_input: Any, answer: str, error: str, *,
+                   model_id: str | None, invocation_type: str, max_attempts: int,
+                   job_arn: str | None) -> BatchRecord | Failure:
     """An answer that is not schema-valid insights: resubmitted ONCE, in the next round, with
     the error added to the conversation; a second invalid answer (or no round left) is a
     SchemaViolation failure row holding the raw answer.
 
     Args:
-        entry: the record's index entry.
-        model_input: the request that got the answer (from the output line).
-        ctx: the job, with its model and attempts.
+        record: the record that got the answer (its index entry, or the record itself).
+        model_input: the request that got the answer.
         answer: the model's raw answer text.
         error: why it is not valid.
+        model_id: the model that answered; None when unknown (nothing to repair with).
+        invocation_type: ``InvokeModel`` or ``Converse``.
+        max_attempts: attempts a record may have: 1 + ``max_record_retries``.
+        job_arn: the batch job that answered; None on-demand.
     """
     repaired_before = isinstance(model_input, Mapping) and is_repair(model_input)
-    if (isinstance(model_input, Mapping) and not repaired_before and ctx.model_id is not None
-            and entry.attempt < ctx.max_attempts):
-        family = family_for(ctx.model_id, ctx.invocation_type)
+    if (isinstance(model_input, Mapping) and not repaired_before and model_id is not None
+            and record.attempt < max_attempts):
+        family = family_for(model_id, invocation_type)
         repair = family.build_repair_request(model_input, answer, repair_note(error))
-        line = encode_jsonl_line(entry.record_id, repair)
-        return BatchRecord(entry.record_id, entry.transcript_id, repair,
-                           len(line.encode("utf-8")), entry.metadata, entry.attempt + 1)
+        line = encode_jsonl_line(record.record_id, repair)
+        return BatchRecord(record.record_id, record.transcript_id, repair,
+                           len(line.encode("utf-8")), record.metadata, record.attempt + 1)
     after = " after one repair round" if repaired_before else ""
     return Failure(stage="parse", error_code="SchemaViolation",
                    error_message=f"the answer is no valid insights object{after}: {error}",
-                   transcript_id=entry.transcript_id, record_id=entry.record_id,
-                   attempt=entry.attempt, job_arn=ctx.job_arn, raw=truncate_raw(answer))
+                   transcript_id=record.transcript_id, record_id=record.record_id,
+                   attempt=record.attempt, job_arn=job_arn, raw=truncate_raw(answer))
 
 
 def answer_problem(error: AnswerError, parsed: ParsedOutput) -> str:
@@ -270,6 +284,10 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
     ``others``: recordIds the job holds that are not to be emitted (not in ``index``); their
     lines are only counted.
 
+    Each line is parsed (``_parse_line``), routed to its index entry (``_route``), and then
+    becomes a retry or failure (``_record_error``, ``_answer``) or a summary row
+    (``_summary_row``).
+
     Args:
         output_lines: The lines of one ``.jsonl.out`` file.
         index: The job's index entries by recordId; None for a job this pipeline did not submit.
@@ -280,77 +298,115 @@ def harvest_lines(output_lines: Iterable[str], index: Mapping[str, IndexEntry] |
     if index is None:
         ctx = dataclasses.replace(ctx, max_attempts=1)
     # Looked up once here rather than on every line: this loop runs once per output record.
-    entry_for = index.get if index is not None else None
     read_response = response_reader(ctx.model_id, ctx.invocation_type)
-    model_id, schema = ctx.model_id or "unknown", ctx.output_schema
     for number, line in enumerate(output_lines, 1):
         if not line or line.isspace():  # what strip() would empty, without copying the line
             continue
-        try:
-            data = loads_json(line)
-            record_id = str(data["recordId"])
-        except (ValueError, KeyError, TypeError) as exc:
-            if index is not None:
-                harvest.unreadable += 1
-                continue
-            harvest.failures.append(Failure(stage="parse", error_code="MalformedOutputLine",
-                                            error_message=f"output line {number}: {exc}",
-                                            job_arn=ctx.job_arn, raw=truncate_raw(line)))
+        data = _parse_line(line, number, index, ctx, harvest)
+        if data is None:
             continue
-        if record_id in others:
-            failed = data.get("error") is not None or "modelOutput" not in data
-            harvest.others_errored += int(failed)
-            harvest.others_answered += int(not failed)
+        entry = _route(data, line, index, others, ctx, harvest)
+        if entry is None:
             continue
-        if entry_for is None:  # a job from elsewhere: nothing to resubmit it with
-            entry = IndexEntry(record_id, record_id, {}, 1)
-        else:
-            entry = entry_for(record_id)
-            if entry is None:
-                harvest.failures.append(Failure(
-                    stage="parse", error_code="UnknownRecordId",
-                    error_message=f"recordId {record_id} is not in the job's index",
-                    record_id=record_id, job_arn=ctx.job_arn, raw=truncate_raw(line)))
-                continue
-        seen.add(record_id)
-        error = data.get("error")
-        if error is not None or "modelOutput" not in data:
-            harvest.model_errors += 1
-            error = error if isinstance(error, dict) else {"errorMessage": str(error or "no modelOutput")}
-            code = str(error.get("errorCode", "ModelError"))
-            _add(harvest, retry_or_fail(entry, data.get("modelInput"), ctx, code,
-                                        str(error.get("errorMessage", "record failed")),
-                                        retriable=retriable_record_error(code)))
+        seen.add(entry.record_id)
+        if data.get("error") is not None or "modelOutput" not in data:
+            _add(harvest, _record_error(data, entry, ctx, harvest))
             continue
         try:
             parsed = read_response(data["modelOutput"])
         except UnparseableOutput as exc:
             harvest.failures.append(Failure(stage="parse", error_code="UnparseableOutput",
                                             error_message=str(exc), transcript_id=entry.transcript_id,
-                                            record_id=record_id, attempt=entry.attempt,
+                                            record_id=entry.record_id, attempt=entry.attempt,
                                             job_arn=ctx.job_arn, raw=truncate_raw(data["modelOutput"])))
             continue
         harvest.truncated += parsed.truncated
         harvest.input_tokens += parsed.input_tokens or 0
         harvest.output_tokens += parsed.output_tokens or 0
-        text, insights = parsed.text, None
-        if schema is not None:
-            try:
-                found = read_answer(parsed.text, schema, parsed.tool_input)
-            except AnswerError as exc:
-                outcome = repair_or_fail(entry, data.get("modelInput"), ctx, answer_text(parsed),
-                                         answer_problem(exc, parsed))
-                harvest.repairs += int(isinstance(outcome, BatchRecord))
-                _add(harvest, outcome)
-                continue
-            text, insights = found.summary, found.value
-        harvest.summaries.append(Summary.from_fields(
-            transcript_id=entry.transcript_id, record_id=record_id, model_id=model_id,
-            summary=text, stop_reason=parsed.stop_reason, input_tokens=parsed.input_tokens,
-            output_tokens=parsed.output_tokens, job_arn=ctx.job_arn, window_start=ctx.window_start,
-            window_end=ctx.window_end, attempt=entry.attempt, metadata=metadata_json(entry.metadata),
-            created_at=utcnow(), insights=insights))
+        answer = _answer(parsed, data, entry, ctx, harvest)
+        if answer is not None:
+            harvest.summaries.append(_summary_row(parsed, entry, ctx, *answer))
     return harvest, seen
+
+
+def _parse_line(line: str, number: int, index: Mapping[str, IndexEntry] | None,
+                ctx: JobContext, harvest: Harvest) -> dict[str, Any] | None:
+    """The line's JSON record (with a ``recordId``), or None when it has none: counted as
+    ``unreadable`` with an index, else a MalformedOutputLine failure row."""
+    try:
+        data = loads_json(line)
+        data["recordId"] = str(data["recordId"])
+        return data
+    except (ValueError, KeyError, TypeError) as exc:
+        if index is not None:
+            harvest.unreadable += 1
+        else:
+            harvest.failures.append(Failure(stage="parse", error_code="MalformedOutputLine",
+                                            error_message=f"output line {number}: {exc}",
+                                            job_arn=ctx.job_arn, raw=truncate_raw(line)))
+        return None
+
+
+def _route(data: dict[str, Any], line: str, index: Mapping[str, IndexEntry] | None,
+           others: Collection[str], ctx: JobContext, harvest: Harvest) -> IndexEntry | None:
+    """The record's index entry; None for a record of ``others`` (only counted) or one the
+    index does not hold (an UnknownRecordId failure row)."""
+    record_id = data["recordId"]
+    if record_id in others:
+        failed = data.get("error") is not None or "modelOutput" not in data
+        harvest.others_errored += int(failed)
+        harvest.others_answered += int(not failed)
+        return None
+    if index is None:  # a job from elsewhere: nothing to resubmit it with
+        return IndexEntry(record_id, record_id, {}, 1)
+    entry = index.get(record_id)
+    if entry is None:
+        harvest.failures.append(Failure(
+            stage="parse", error_code="UnknownRecordId",
+            error_message=f"recordId {record_id} is not in the job's index",
+            record_id=record_id, job_arn=ctx.job_arn, raw=truncate_raw(line)))
+    return entry
+
+
+def _record_error(data: dict[str, Any], entry: IndexEntry, ctx: JobContext,
+                  harvest: Harvest) -> BatchRecord | Failure:
+    """A record the model answered with an error (or without output): a retry or a failure."""
+    harvest.model_errors += 1
+    error = data.get("error")
+    error = error if isinstance(error, dict) else {"errorMessage": str(error or "no modelOutput")}
+    code = str(error.get("errorCode", "ModelError"))
+    return retry_or_fail(entry, data.get("modelInput"), ctx, code,
+                         str(error.get("errorMessage", "record failed")),
+                         retriable=retriable_record_error(code))
+
+
+def _answer(parsed: ParsedOutput, data: dict[str, Any], entry: IndexEntry, ctx: JobContext,
+            harvest: Harvest) -> tuple[str, Any] | None:
+    """(summary text, insights or None) of a parsed answer; None when an insights answer is
+    not schema-valid, after it went to ``harvest`` as a repair request or a failure row."""
+    if ctx.output_schema is None:
+        return parsed.text, None
+    try:
+        found = read_answer(parsed.text, ctx.output_schema, parsed.tool_input)
+    except AnswerError as exc:
+        outcome = repair_or_fail(entry, data.get("modelInput"), answer_text(parsed),
+                                 answer_problem(exc, parsed), model_id=ctx.model_id,
+                                 invocation_type=ctx.invocation_type,
+                                 max_attempts=ctx.max_attempts, job_arn=ctx.job_arn)
+        harvest.repairs += int(isinstance(outcome, BatchRecord))
+        _add(harvest, outcome)
+        return None
+    return found.summary, found.value
+
+
+def _summary_row(parsed: ParsedOutput, entry: IndexEntry, ctx: JobContext, text: str,
+                 insights: Any) -> Summary:
+    return Summary.from_fields(
+        transcript_id=entry.transcript_id, record_id=entry.record_id,
+        model_id=ctx.model_id or "unknown", summary=text, stop_reason=parsed.stop_reason,
+        input_tokens=parsed.input_tokens, output_tokens=parsed.output_tokens, job_arn=ctx.job_arn,
+        window_start=ctx.window_start, window_end=ctx.window_end, attempt=entry.attempt,
+        metadata=metadata_json(entry.metadata), created_at=utcnow(), insights=insights)
 
 
 def unanswered(index: Mapping[str, IndexEntry], seen: set[str],

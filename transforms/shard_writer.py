@@ -24,7 +24,7 @@ from transforms import layout
 from transforms.config import BatchConfig
 from transforms.jobs import JobsClient, client_token, job_name, run_prefix
 from transforms.model import BatchRecord, Failure, JobBatch, JobSpec, truncate_raw
-from transforms.planning import UndersizedPolicy, oversized, plan_sizes
+from transforms.planning import Placement, UndersizedPolicy, oversized, plan_sizes
 from transforms.quotas import Quotas
 from transforms.results import index_line, iter_index
 from transforms.storage import Storage
@@ -102,57 +102,13 @@ class ShardWriter:
         run_jobs = {j.name for j in self._jobs.list(name_contains=run_prefix(cfg.run_id))}
         held = self._held_records((pool, *also_in), attempt, run_jobs,
                                   {r.record_id for r in records})
-        # (a record two jobs hold, which no run of this code makes, goes to the first by name)
-        owner = {rid: name for name in sorted(held, reverse=True) for rid in held[name][0]}
-        # Pass 1: ids and sizes only.
-        adopted: dict[str, list[tuple[str, int]]] = {}
-        fresh: list[tuple[str, int]] = []
-        for r in records:
-            if r.record_id in owner:
-                adopted.setdefault(owner[r.record_id], []).append((r.record_id, r.size_bytes))
-            elif oversized(r.size_bytes, cfg.quotas) is None:
-                fresh.append((r.record_id, r.size_bytes))
-        fresh.sort()
-        plan, placements = plan_sizes([size for _, size in fresh], cfg.quotas,
-                                      UndersizedPolicy(cfg.undersized_policy))
-        placement_of = {rid: p for (rid, _), p in zip(fresh, placements)}
-        # The assigner may open more jobs than planned when byte quotas force it: count from it.
-        job_records: dict[int, int] = {}
-        job_bytes: dict[int, int] = {}
-        for (_, size), p in zip(fresh, placements):
-            if p.job_index is not None:
-                job_records[p.job_index] = job_records.get(p.job_index, 0) + 1
-                job_bytes[p.job_index] = job_bytes.get(p.job_index, 0) + size
+        owner = _owners(held)
+        adopted, fresh = _split_by_owner(records, owner, cfg.quotas)
+        placement_of, job_records, job_bytes = _place(fresh, cfg)
         names = self.new_names(group_key, attempt, len(job_records), run_jobs)
-
-        # Pass 2: stream each new record into its shard's temp file (and index sidecar).
         with tempfile.TemporaryDirectory(prefix="shards-") as tmp:
-            handles: dict[tuple[int, int], tuple[Any, Any]] = {}
-            try:
-                for record in records:
-                    if record.record_id in owner:
-                        continue
-                    placement = placement_of.get(record.record_id)
-                    if placement is None:
-                        result.oversized.append(oversized_failure(record, cfg.quotas))
-                    elif placement.job_index is None:
-                        result.undersized.append(record)
-                    else:
-                        key = (placement.job_index, placement.file_index)
-                        if key not in handles:
-                            base = os.path.join(tmp, f"{key[0]}-{key[1]}")
-                            handles[key] = (open(base + ".jsonl", "w", encoding="utf-8"),
-                                            open(base + ".idx", "w", encoding="utf-8"))
-                        data, index = handles[key]
-                        data.write(record.jsonl_line())
-                        index.write(index_line(record))
-                        result.records_sharded += 1
-            finally:
-                for data, index in handles.values():
-                    data.close()
-                    index.close()
-            self._upload(tmp, names, pool, attempt, sorted(handles))
-
+            shards = _stream_into_shards(records, owner, placement_of, cfg.quotas, tmp, result)
+            self._upload(tmp, names, pool, attempt, shards)
         specs = [self.spec(name, job_records[j], job_bytes[j], window_start, window_end, attempt)
                  for j, name in enumerate(names)]
         specs += self.adopted_specs(adopted, {name: held[name][1] for name in adopted}, result,
@@ -221,8 +177,7 @@ class ShardWriter:
         listed = self._jobs.list(name_contains=run_prefix(self._config.run_id))
         run_jobs = frozenset(j.name for j in listed)
         held = self._held_records(pools, attempt, run_jobs, None)
-        owner = {rid: name for name in sorted(held, reverse=True) for rid in held[name][0]}
-        return ExistingJobs(run_jobs, owner, {name: total for name, (_, total) in held.items()})
+        return ExistingJobs(run_jobs, _owners(held), {name: total for name, (_, total) in held.items()})
 
     def _held_records(self, pools: tuple[str, ...], attempt: int, run_jobs: Collection[str],
                       wanted: set[str] | None) -> dict[str, tuple[set[str], int]]:
@@ -380,6 +335,76 @@ def oversized_failure(record: BatchRecord, quotas: Quotas) -> Failure:
                    error_message=oversized(record.size_bytes, quotas) or "",
                    transcript_id=record.transcript_id, record_id=record.record_id,
                    attempt=record.attempt, raw=truncate_raw(record.model_input))
+
+
+def _owners(held: Mapping[str, tuple[Collection[str], int]]) -> dict[str, str]:
+    """recordId -> the existing job that holds it (a record two jobs hold, which no run of this
+    code makes, goes to the first by name)."""
+    return {rid: name for name in sorted(held, reverse=True) for rid in held[name][0]}
+
+
+def _split_by_owner(records: Iterable[BatchRecord], owner: Mapping[str, str], quotas: Quotas
+                    ) -> tuple[dict[str, list[tuple[str, int]]], list[tuple[str, int]]]:
+    """Pass 1, ids and sizes only: (per existing job, the (recordId, size) of the records it
+    holds; the (recordId, size) of the records that fit a new job, in recordId order)."""
+    adopted: dict[str, list[tuple[str, int]]] = {}
+    fresh: list[tuple[str, int]] = []
+    for r in records:
+        if r.record_id in owner:
+            adopted.setdefault(owner[r.record_id], []).append((r.record_id, r.size_bytes))
+        elif oversized(r.size_bytes, quotas) is None:
+            fresh.append((r.record_id, r.size_bytes))
+    fresh.sort()
+    return adopted, fresh
+
+
+def _place(fresh: list[tuple[str, int]], cfg: BatchConfig
+           ) -> tuple[dict[str, Placement], dict[int, int], dict[int, int]]:
+    """The plan of the fresh records: (recordId -> placement, records per new job, bytes per
+    new job)."""
+    _, placements = plan_sizes([size for _, size in fresh], cfg.quotas,
+                                  UndersizedPolicy(cfg.undersized_policy))
+    placement_of = {rid: p for (rid, _), p in zip(fresh, placements)}
+    # The assigner may open more jobs than planned when byte quotas force it: count from it.
+    job_records: dict[int, int] = {}
+    job_bytes: dict[int, int] = {}
+    for (_, size), p in zip(fresh, placements):
+        if p.job_index is not None:
+            job_records[p.job_index] = job_records.get(p.job_index, 0) + 1
+            job_bytes[p.job_index] = job_bytes.get(p.job_index, 0) + size
+    return placement_of, job_records, job_bytes
+
+
+def _stream_into_shards(records: Iterable[BatchRecord], owner: Mapping[str, str],
+                        placement_of: Mapping[str, Placement], quotas: Quotas, tmp: str,
+                        result: ShardResult) -> list[tuple[int, int]]:
+    """Pass 2: each new record into its shard's temp file (and index sidecar) under ``tmp``;
+    the undersized and oversized ones onto ``result``. Returns the (job, file) shards written."""
+    handles: dict[tuple[int, int], tuple[Any, Any]] = {}
+    try:
+        for record in records:
+            if record.record_id in owner:
+                continue
+            placement = placement_of.get(record.record_id)
+            if placement is None:
+                result.oversized.append(oversized_failure(record, quotas))
+            elif placement.job_index is None:
+                result.undersized.append(record)
+            else:
+                key = (placement.job_index, placement.file_index)
+                if key not in handles:
+                    base = os.path.join(tmp, f"{key[0]}-{key[1]}")
+                    handles[key] = (open(base + ".jsonl", "w", encoding="utf-8"),
+                                    open(base + ".idx", "w", encoding="utf-8"))
+                data, index = handles[key]
+                data.write(record.jsonl_line())
+                index.write(index_line(record))
+                result.records_sharded += 1
+    finally:
+        for data, index in handles.values():
+            data.close()
+            index.close()
+    return sorted(handles)
 
 
 def undersized_failure(record: BatchRecord, count: int, config: BatchConfig, why: str) -> Failure:
