@@ -205,7 +205,11 @@ def retry_or_fail(entry: IndexEntry, model_input: Mapping[str, Any] | None, ctx:
 
 class RecordRef(Protocol):
     """What a result row needs of a record: an ``IndexEntry`` (batch) or a ``BatchRecord``
-    (on-demand) alike."""
+    (on-demand) alike.
+
+    Args:
+        record_id, transcript_id, metadata, attempt: As in ``IndexEntry``.
+    """
 
     record_id: str
     transcript_id: str
