@@ -301,7 +301,8 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None,
             raise ValueError("--sink bigquery needs --bigquery-summaries-table and "
                              "--bigquery-failures-table (project:dataset.table)")
         settings = dict(create_disposition=opts.bigquery_create_disposition,
-                        unreachable_timeout_s=opts.bigquery_unreachable_timeout_seconds)
+                        unreachable_timeout_s=opts.bigquery_unreachable_timeout_seconds,
+                        run_id=run_id)
         if not opts.bigquery_unreachable_timeout_seconds > 0:
             raise ValueError(f"--bigquery-unreachable-timeout-seconds "
                              f"{opts.bigquery_unreachable_timeout_seconds:g} must be positive, e.g. 120")
