@@ -16,7 +16,7 @@ could not tell a replayed row from a new one. The sink replaces it with the row'
 ``created_at``. A streaming runner that restores a checkpoint and inserts a window's rows again
 (Flink after a lost TaskManager), a retried bundle, or a rerun with the same run id sends each row
 with the id of its first insert, and BigQuery's de-duplication can drop it. That de-duplication
-is best effort and covers a short time only (BigQuery documents at least a minute): a copy
+is best effort and covers a short time only (about a minute, per its documentation): a copy
 inserted later can stay. Rows carry no column naming their id; de-duplicate in a query
 (one row per ``transcript_id``, ``record_id``, ``attempt`` and ``job_arn``) when it matters.
 
