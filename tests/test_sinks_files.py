@@ -349,3 +349,24 @@ def test_a_replayed_late_pane_replaces_its_file(tmp_path):
 def test_shards_must_be_a_whole_number_of_files():
     with pytest.raises(ConfigError, match="shards 0 is not a number of files"):
         WriteSummaries("/tmp/x", shards=0)
+
+
+def test_a_rerun_bounded_write_leaves_only_its_own_files(tmp_path):
+    """In the global window the runner's bundles choose the files: 3 on three workers, then 1
+    when the bounded pipeline runs again (as Flink restarting a batch job would). The second
+    write removes the first one's files, so each row is in the folder once; a file of another
+    naming is left alone."""
+    out = tmp_path / "batch"
+    out.mkdir()
+    (out / "notes.jsonl").write_text("{}\n")
+    elements = summaries(12)
+    for workers in (3, 1):
+        options = PipelineOptions([f"--direct_num_workers={workers}",
+                                   "--direct_running_mode=multi_threading"])
+        with beam.Pipeline(options=options) as p:
+            p | beam.Create(elements) | WriteSummaries(str(out), format="jsonl")
+        if workers == 3:
+            assert len(list(out.glob("part-*.jsonl"))) == 3
+    assert sorted(p.name for p in out.glob("*.jsonl")) == ["notes.jsonl", "part-00000-of-00001.jsonl"]
+    rows = read_files([str(out / "part-00000-of-00001.jsonl")], "jsonl", SUMMARY_FIELDS)
+    assert sorted(r["transcript_id"] for r in rows) == sorted(s.transcript_id for s in elements)

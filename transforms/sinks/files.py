@@ -26,11 +26,14 @@ hidden ``.temp-*`` folder and then renamed, so a reader never sees half a file; 
 killed mid-write can leave its temporary file there, never among the rows.
 
 Only the global window without ``shards`` lets the runner choose the files (one per bundle,
-through ``apache_beam.io.fileio.WriteToFiles``, no shuffle of the rows): a bounded run there is
-made whole by staging (``transforms.sinks.commit``), not by its names.
+through ``apache_beam.io.fileio.WriteToFiles``, no shuffle of the rows). There the write ends by
+removing the files of the global window's naming that it did not write itself (an earlier
+attempt's), so a runner that runs the whole bounded pipeline again (Flink restarting a batch
+job) leaves the folder with this attempt's files only.
 """
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, Mapping, Sequence
 
@@ -222,6 +225,15 @@ class WindowedFileNaming:
         parts.append(f"{shard_index or 0:05d}-of-{total_shards or 1:05d}")
         return "-".join(parts) + self.suffix
 
+    def is_global_file(self, name: str) -> bool:
+        """Whether the file name ``name`` is one this naming gives a file of the global window.
+
+        Args:
+            name: A file name, without its folder.
+        """
+        return re.fullmatch(rf"{re.escape(self.prefix)}-\d{{5,}}-of-\d{{5,}}{re.escape(self.suffix)}",
+                            name) is not None
+
 
 class _WriteShardFile(beam.DoFn):
     """One shard of one window's pane (the rows GroupByKey gathered under the shard number) ->
@@ -300,22 +312,41 @@ class _NormalizeRow(beam.DoFn):
         yield normalized
 
 
+def _file_name(path: str) -> str:
+    """The last part of a local path or a URL such as ``s3://bucket/dir/name``."""
+    return path.rsplit("/", 1)[-1]
+
+
 class _FinishBatch(beam.DoFn):
-    """After a bounded write: remove WriteToFiles' temp directory and, when a global-window
-    batch produced no rows, write the schema-only file."""
+    """After a bounded write: remove the temp directory. In the global window also remove the
+    files of its naming that this write did not write (an earlier attempt's, whose bundles
+    made other files), and write the schema-only file when it produced no rows."""
 
     def __init__(self, path: str, temp_dir: str, sink_factory: _SinkFactory,
+                 naming: WindowedFileNaming, global_window: bool,
                  empty_file_name: str | None) -> None:
         self.path = path
         self.temp_dir = temp_dir
         self.sink_factory = sink_factory
+        self.naming = naming
+        self.global_window = global_window
         self.empty_file_name = empty_file_name
 
-    def process(self, written_count: int):
+    def process(self, written: list[str]):
         if FileSystems.exists(self.temp_dir):  # object stores have no directory left to remove
             FileSystems.delete([self.temp_dir])
-        if not written_count and self.empty_file_name is not None:
+        if self.global_window:
+            self._remove_other_attempts({_file_name(path) for path in written})
+        if not written and self.empty_file_name is not None:
             yield self._write_empty_file()
+
+    def _remove_other_attempts(self, written: set[str]) -> None:
+        pattern = FileSystems.join(self.path, f"{self.naming.prefix}-*{self.naming.suffix}")
+        stale = [f.path for f in FileSystems.match([pattern])[0].metadata_list
+                 if _file_name(f.path) not in written
+                 and self.naming.is_global_file(_file_name(f.path))]
+        if stale:
+            FileSystems.delete(stale)
 
     def _write_empty_file(self) -> str:
         """The schema-only file, so a batch with no rows still leaves a readable table."""
@@ -420,8 +451,9 @@ class WriteRows(beam.PTransform):
         finished = (
             written
             | "AllWindows" >> beam.WindowInto(window.GlobalWindows())
-            | "CountFiles" >> beam.combiners.Count.Globally()
-            | "FinishBatch" >> beam.ParDo(_FinishBatch(self.path, temp_dir, sinks, empty_name))
+            | "ListFiles" >> beam.combiners.ToList()
+            | "FinishBatch" >> beam.ParDo(_FinishBatch(self.path, temp_dir, sinks, naming,
+                                                       global_window, empty_name))
         )
         if global_window:
             written = (written, finished) | "AllFiles" >> beam.Flatten()
