@@ -23,7 +23,8 @@ def test_a_row_has_one_id_normalized_or_as_json():
 
 def test_a_row_produced_again_later_keeps_its_id_and_other_rows_differ():
     summaries = sample_rows.summaries(20)
-    again = [dataclasses.replace(s, created_at=s.created_at + dt.timedelta(hours=3)) for s in summaries]
+    later = dt.timedelta(hours=3)
+    again = [dataclasses.replace(s, created_at=s.created_at + later) for s in summaries]
     ids = [row_id(r) for r in normalized(summaries, SUMMARY_FIELDS)]
     assert ids == [row_id(r) for r in normalized(again, SUMMARY_FIELDS)]
     assert len(set(ids)) == 20 and all(len(i) == 32 for i in ids)

@@ -157,9 +157,10 @@ class WriteRowsToBigQuery(beam.PTransform):
     ``insert_client`` replaces the google-cloud-bigquery client Beam builds (an object with its
     ``insert_rows_json``, e.g. a test fake); Beam then uses it for table calls too, so it needs
     ``CREATE_NEVER``. Either way each row is sent with its own insert id (``row_ids.insert_id``,
-    scoped by ``run_id``), the same on every attempt: see the module docstring. ``unreachable_timeout_s`` bounds how long an insert retries a BigQuery that
-    does not answer before ``BigQueryUnreachable`` fails the bundle (an ``insert_client`` keeps
-    its own retries instead). ``transient_retries`` bounds the retries (per bundle, exponential
+    scoped by ``run_id``), the same on every attempt: see the module docstring.
+    ``unreachable_timeout_s`` bounds how long an insert retries a BigQuery that does not answer
+    before ``BigQueryUnreachable`` fails the bundle (an ``insert_client`` keeps its own retries
+    instead). ``transient_retries`` bounds the retries (per bundle, exponential
     backoff from 0.2 s) of rows BigQuery answers with a transient error; rows still failing then
     become Failures too. Delivery is at-least-once with BigQuery's best-effort insert-id
     de-duplication.

@@ -202,9 +202,10 @@ def _compact_utc(ts: Any) -> str:
 
 
 class WindowedFileNaming:
-    """File naming (also WriteToFiles' ``file_naming``): ``<prefix>[-<start>-<end>][-p<pane>]-<shard>-of-<total><suffix>``.
-    A window's later panes (late records, within the allowed lateness) add ``-p<pane index>``, so
-    they never overwrite its on-time files.
+    """File naming (also WriteToFiles' ``file_naming``):
+    ``<prefix>[-<start>-<end>][-p<pane>]-<shard>-of-<total><suffix>``. A window's later panes
+    (late records, within the allowed lateness) add ``-p<pane index>``, so they never overwrite
+    its on-time files.
 
     Args:
         prefix: The start of every file name.
@@ -231,7 +232,8 @@ class WindowedFileNaming:
         Args:
             name: A file name, without its folder.
         """
-        return re.fullmatch(rf"{re.escape(self.prefix)}-\d{{5,}}-of-\d{{5,}}{re.escape(self.suffix)}",
+        shard = r"\d{5,}-of-\d{5,}"
+        return re.fullmatch(f"{re.escape(self.prefix)}-{shard}{re.escape(self.suffix)}",
                             name) is not None
 
 
@@ -432,7 +434,7 @@ class WriteRows(beam.PTransform):
         path = self.path
         if global_window and self.shards is None:
             # A bounded run in one window: the runner's bundles choose the files (parallel, no
-            # shuffle of the rows); staging makes a rerun whole (see the module docstring).
+            # shuffle of the rows); FinishBatch removes an earlier attempt's other files.
             results = rows | "WriteToFiles" >> fileio.WriteToFiles(
                 path=self.path, file_naming=naming, sink=sinks,
                 temp_directory=StaticValueProvider(str, temp_dir))
@@ -443,7 +445,7 @@ class WriteRows(beam.PTransform):
                 self.path, temp_dir, sinks, naming, self.shards or WINDOW_SHARDS)
         counts = count_per_window(rows | "One" >> beam.Map(lambda _row: 1))
         if not pcoll.is_bounded:
-            # Streaming never "ends": the temp dir stays (hidden, emptied after every window).
+            # Streaming never "ends": the temp dir stays (hidden; each file leaves it when renamed).
             return SinkResult(path, written, no_failures(pcoll), counts)
         carries_schema = self.file_format in ("parquet", "avro")
         empty_name = (naming(window.GlobalWindow(), None, 0, 1, "", None)

@@ -97,7 +97,8 @@ class RowEncoder:
         row = element.to_row() if hasattr(element, "to_row") else element
         if self.format == "json":
             normalized = json_row(self.fields, row, self.insights)
-            value = json.dumps(normalized, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            value = json.dumps(normalized, ensure_ascii=False,
+                               separators=(",", ":")).encode("utf-8")
         else:
             normalized = normalize_row(self.fields, row, self.insights)
             buf = io.BytesIO()
