@@ -224,7 +224,7 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
     result = transcripts | "Summarize" >> SummarizeTranscripts(config)
     failures = ((source_failures, result["failures"]) | "AllFailures" >> beam.Flatten())
     schema = insights_schema(config)
-    _, write_summaries, write_failures = sinks(opts, files_root, schema)
+    _, write_summaries, write_failures = sinks(opts, files_root, schema, config.run_id)
     if schema is not None and opts.sink in FORMATS:
         (result["summaries"] | "AggregateInsights" >> AggregateInsights()
          | "WriteAggregate" >> WriteInsightsAggregate(join(files_root, AGGREGATE_DIR)))
@@ -261,7 +261,7 @@ def _report_rejected(failure: Any) -> None:
 
 
 def sinks(opts: BedrockBatchOptions, files_root: str | None = None,
-          insights: Mapping[str, Any] | None = None
+          insights: Mapping[str, Any] | None = None, run_id: str | None = None
           ) -> tuple[tuple[str, str], beam.PTransform, beam.PTransform]:
     """((where summaries go, where failures go), the summaries sink, the failures sink).
 
@@ -270,6 +270,8 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None,
         files_root: Where file sinks write (default: --output).
         insights: The insights JSON Schema (--task insights): summaries get a typed
             ``insights`` column. None: the summary task's columns.
+        run_id: The run id the Kafka messages carry in a header and BigQuery's insert ids
+            start with, so a replayed row can be recognized; None for none.
     """
     if opts.sink == "kafka":
         from transforms.sinks.kafka import WriteFailuresToKafka, WriteSummariesToKafka
@@ -288,9 +290,10 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None,
             producer_config["message.timeout.ms"] = int(timeout * 1000)
         return ((f"kafka:{topics[0]}", f"kafka:{topics[1]}"),
                 WriteSummariesToKafka(servers, topics[0], format=opts.kafka_format,
-                                      producer_config=producer_config, insights_schema=insights),
+                                      producer_config=producer_config, insights_schema=insights,
+                                      run_id=run_id),
                 WriteFailuresToKafka(servers, topics[1], format=opts.kafka_format,
-                                     producer_config=producer_config))
+                                     producer_config=producer_config, run_id=run_id))
     if opts.sink == "bigquery":
         from transforms.sinks.bigquery import WriteFailuresToBigQuery, WriteSummariesToBigQuery
         tables = (opts.bigquery_summaries_table, opts.bigquery_failures_table)
@@ -298,7 +301,8 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None,
             raise ValueError("--sink bigquery needs --bigquery-summaries-table and "
                              "--bigquery-failures-table (project:dataset.table)")
         settings = dict(create_disposition=opts.bigquery_create_disposition,
-                        unreachable_timeout_s=opts.bigquery_unreachable_timeout_seconds)
+                        unreachable_timeout_s=opts.bigquery_unreachable_timeout_seconds,
+                        run_id=run_id)
         if not opts.bigquery_unreachable_timeout_seconds > 0:
             raise ValueError(f"--bigquery-unreachable-timeout-seconds "
                              f"{opts.bigquery_unreachable_timeout_seconds:g} must be positive, e.g. 120")

@@ -2,7 +2,14 @@
 local BigQuery emulator (session fixture ``bq_emulator``, PyPI bqemulator) and the rows are read
 back through its REST API with google-cloud-bigquery. The retry paths of real BigQuery that the
 emulator never takes (transient errors) use a recording fake, said so where used."""
+import contextlib
+import dataclasses
+import datetime as dt
+import http.server
 import json
+import threading
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -23,6 +30,7 @@ from transforms.sinks.bigquery import (WriteFailuresToBigQuery, WriteRowsToBigQu
                                        WriteSummariesToBigQuery)
 from transforms.sinks.bigquery_rows import (REJECTED_CODE, REJECTED_STAGE, InsertRows, describe_errors,
                                             parse_table, rejected_failure)
+from transforms.sinks.row_ids import insert_id
 
 T0 = sample_rows.T0
 
@@ -174,6 +182,103 @@ def test_unbounded_windowed_summaries_stream_in(bq_env, bq_client):
 
     run(build, ["--streaming"])
     assert read_back(bq_client, table, SUMMARY_FIELDS) == expected(items, SUMMARY_FIELDS)
+
+
+@contextlib.contextmanager
+def recording_proxy(target: str):
+    """An HTTP proxy in front of the emulator that records the body of every insertAll request;
+    yields (its URL, the list of recorded bodies)."""
+    recorded: list[dict] = []
+
+    class Forward(http.server.BaseHTTPRequestHandler):
+        def forward(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            if self.command == "POST" and self.path.split("?")[0].endswith("/insertAll"):
+                recorded.append(json.loads(body))
+            skip = {"host", "content-length", "accept-encoding", "connection"}
+            request = urllib.request.Request(
+                target + self.path, data=body, method=self.command,
+                headers={k: v for k, v in self.headers.items() if k.lower() not in skip})
+            try:
+                with urllib.request.urlopen(request, timeout=120) as answer:
+                    status, headers, data = answer.status, answer.headers, answer.read()
+            except urllib.error.HTTPError as err:
+                status, headers, data = err.code, err.headers, err.read()
+            self.send_response(status)
+            for key, value in headers.items():
+                if key.lower() not in {"transfer-encoding", "connection", "content-length",
+                                       "content-encoding", "date", "server"}:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", recorded
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_replayed_window_is_inserted_with_the_insert_ids_of_the_first(bq_env, bq_client,
+                                                                         monkeypatch):
+    """A streaming runner that restores a checkpoint inserts a window's rows again, produced
+    anew (new created_at). Each row goes out with the same insertId both times (run id + row
+    id), so real BigQuery's best-effort de-duplication can drop the second copy.
+
+    The emulator (bqemulator 1.4) ignores insertId and stores both copies, so this test checks
+    what is sent: a proxy in front of the emulator records the insertAll requests."""
+    table = new_table(bq_client, FAILURE_FIELDS)
+    items = failures(9)
+    with recording_proxy(bq_env.rest_url) as (url, recorded):
+        monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", url)
+        sent = []
+        for created_at in (T0, T0 + dt.timedelta(minutes=5)):
+            rows = [dataclasses.replace(f, created_at=created_at) for f in items]
+            run(lambda p: (p | beam.Create([(f, i) for i, f in enumerate(rows)])
+                           | beam.MapTuple(window.TimestampedValue)
+                           | beam.WindowInto(window.FixedWindows(60))
+                           | WriteFailuresToBigQuery(table, create_disposition="CREATE_NEVER",
+                                                     run_id="run-1")))
+            sent.append({row["insertId"]: row["json"] for body in recorded for row in body["rows"]})
+            recorded.clear()
+    first, second = sent
+    assert len(first) == len(items) and set(second) == set(first)
+    for key, row in first.items():
+        assert key == insert_id(row, "run-1") and key.startswith("run-1-")
+        assert second[key]["created_at"] != row["created_at"]
+    # The emulator kept both copies (it does not de-duplicate); each row is there.
+    stored = read_back(bq_client, table, FAILURE_FIELDS)
+    assert len(stored) == 2 * len(items)
+    assert sorted({r["origin"] for r in stored}) == sorted(f.origin for f in items)
+
+
+def test_a_callers_insert_client_gets_the_rows_insert_ids(tmp_path):
+    """Recording fake (see RecordingInsertClient): the ids reach a caller's client too."""
+    items = summaries(3)
+    log = tmp_path / "ids.jsonl"
+
+    class IdsClient(RecordingInsertClient):
+        def insert_rows_json(self, table, json_rows, row_ids=None, **kwargs):
+            with log.open("a") as out:
+                out.write(json.dumps(row_ids) + "\n")
+            return super().insert_rows_json(table, json_rows, row_ids=row_ids, **kwargs)
+
+    fake = IdsClient(tmp_path / "calls.jsonl")
+    run(lambda p: p | beam.Create(items) | WriteSummariesToBigQuery(
+        "p-123456:ds.t", create_disposition="CREATE_NEVER", insert_client=fake))
+    [ids] = [json.loads(line) for line in log.read_text().splitlines()]
+    [call] = fake.calls()
+    assert ids == [insert_id(row) for row in call["rows"]]
 
 
 def test_create_if_needed_creates_the_table_with_the_summary_schema(bq_env, bq_client, monkeypatch):

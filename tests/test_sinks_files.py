@@ -1,5 +1,6 @@
 """WriteSummaries / WriteFailures on the DirectRunner: write files, read them back with
 pyarrow / fastavro / json and compare with what went in."""
+import dataclasses
 import datetime as dt
 import glob
 import json
@@ -297,3 +298,90 @@ def test_rows_written_counts_the_rows_the_files_hold(tmp_path, file_format):
     result.wait_until_finish()
     query = result.metrics().query(MetricsFilter().with_name("summaries_rows_written"))
     assert sum(c.committed for c in query["counters"]) == 30 == files.rows_in(out, file_format)
+
+
+def write_window_replay(out, file_format, shards, workers, created_at):
+    """One attempt at writing 12 summaries in one-minute windows on ``workers`` FnApiRunner
+    workers (3 split a window's rows into 3 bundles, 1 into one), every row produced anew at
+    ``created_at``."""
+    elements = [dataclasses.replace(s, created_at=created_at) for s in summaries(12)]
+    options = PipelineOptions([f"--direct_num_workers={workers}",
+                               "--direct_running_mode=multi_threading"])
+    with beam.Pipeline(options=options) as p:
+        (p | beam.Create([(s, EPOCH_T0 + 10 * i) for i, s in enumerate(elements)])
+         | beam.MapTuple(window.TimestampedValue)
+         | beam.WindowInto(window.FixedWindows(60))
+         | WriteSummaries(out, format=file_format, shards=shards))
+    return sorted(n for n in os.listdir(out) if not n.startswith("."))
+
+
+@pytest.mark.parametrize("file_format,shards", [("parquet", None), ("jsonl", None), ("avro", 3)])
+def test_a_replayed_window_replaces_its_files(tmp_path, file_format, shards):
+    """A runner that restores a checkpoint writes a window's rows again, in bundles of its own
+    and with a new created_at. The second attempt writes files of the same names over the
+    first ones: the folder (and rows_in, which the run report reconciles with) holds each row
+    once. (When the bundles chose the files, 3 bundles then 1 left 4 files per window.)"""
+    out = str(tmp_path / "replayed")
+    first = write_window_replay(out, file_format, shards, 3, T0)
+    second = write_window_replay(out, file_format, shards, 1, T0 + dt.timedelta(hours=1))
+    assert second == first
+    assert files.rows_in(out, file_format) == 12
+    rows = read_rows(out, file_format, SUMMARY_FIELDS)
+    assert sorted(r["transcript_id"] for r in rows) == sorted(s.transcript_id for s in summaries(12))
+    assert {r["created_at"] for r in rows} == {T0 + dt.timedelta(hours=1)}
+    # Two one-minute windows; with shards=3 each row sits in the file its content picks.
+    assert {window_of(n) for n in second} == {
+        (T0, T0 + dt.timedelta(minutes=1)), (T0 + dt.timedelta(minutes=1), T0 + dt.timedelta(minutes=2))}
+    assert all(n.endswith(f"-of-{shards or 1:05d}.{file_format}") for n in second), second
+
+
+def test_a_replayed_late_pane_replaces_its_file(tmp_path):
+    """Streaming with allowed lateness, written twice as a replay would: the on-time file and
+    the late pane's -p1 file are written again under the same names, each row once."""
+    on_time, late = summaries(2)
+    out = str(tmp_path / "late")
+    for _attempt in range(2):
+        stream = (BeamTestStream()
+                  .add_elements([window.TimestampedValue(on_time, EPOCH_T0 + 1)])
+                  .advance_watermark_to(EPOCH_T0 + 90)
+                  .add_elements([window.TimestampedValue(late, EPOCH_T0 + 2)])
+                  .advance_watermark_to_infinity())
+        with beam.Pipeline(options=PipelineOptions(["--streaming"])) as p:
+            (p | stream
+             | beam.WindowInto(window.FixedWindows(60),
+                               trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                               accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                               allowed_lateness=3600)
+             | WriteSummaries(out, format="jsonl"))
+    names = sorted(n for n in os.listdir(out) if not n.startswith("."))
+    assert names == ["part-20260101T000000Z-20260101T000100Z-00000-of-00001.jsonl",
+                     "part-20260101T000000Z-20260101T000100Z-p1-00000-of-00001.jsonl"]
+    assert files.rows_in(out, "jsonl") == 2
+    assert sorted(r["transcript_id"] for r in read_rows(out, "jsonl", SUMMARY_FIELDS)) == sorted(
+        [on_time.transcript_id, late.transcript_id])
+
+
+def test_shards_must_be_a_whole_number_of_files():
+    with pytest.raises(ConfigError, match="shards 0 is not a number of files"):
+        WriteSummaries("/tmp/x", shards=0)
+
+
+def test_a_rerun_bounded_write_leaves_only_its_own_files(tmp_path):
+    """In the global window the runner's bundles choose the files: 3 on three workers, then 1
+    when the bounded pipeline runs again (as Flink restarting a batch job would). The second
+    write removes the first one's files, so each row is in the folder once; a file of another
+    naming is left alone."""
+    out = tmp_path / "batch"
+    out.mkdir()
+    (out / "notes.jsonl").write_text("{}\n")
+    elements = summaries(12)
+    for workers in (3, 1):
+        options = PipelineOptions([f"--direct_num_workers={workers}",
+                                   "--direct_running_mode=multi_threading"])
+        with beam.Pipeline(options=options) as p:
+            p | beam.Create(elements) | WriteSummaries(str(out), format="jsonl")
+        if workers == 3:
+            assert len(list(out.glob("part-*.jsonl"))) == 3
+    assert sorted(p.name for p in out.glob("*.jsonl")) == ["notes.jsonl", "part-00000-of-00001.jsonl"]
+    rows = read_files([str(out / "part-00000-of-00001.jsonl")], "jsonl", SUMMARY_FIELDS)
+    assert sorted(r["transcript_id"] for r in rows) == sorted(s.transcript_id for s in elements)

@@ -1,6 +1,7 @@
 """WriteSummariesToKafka / WriteFailuresToKafka: DirectRunner pipelines produce to a real Kafka
 broker (the session fixture ``kafka_bootstrap``); the messages are consumed back with
 confluent-kafka and compared with what went in."""
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -26,7 +27,9 @@ from transforms.schema import avro_schema, normalize_row
 from transforms.sinks.kafka import (KafkaDeliveryError, WriteFailuresToKafka, WriteRowsToKafka,
                                     WriteSummariesToKafka, default_flush_timeout_s,
                                     producer_settings)
-from transforms.sinks.kafka_encoding import AVRO_SCHEMA_HEADER, RowEncoder
+from transforms.sinks.kafka_encoding import (AVRO_SCHEMA_HEADER, ROW_ID_HEADER, RUN_ID_HEADER,
+                                             RowEncoder, message_key)
+from transforms.sinks.row_ids import row_id
 
 T0 = sample_rows.T0
 EPOCH_T0 = int(T0.timestamp())
@@ -96,8 +99,15 @@ def decoded(messages, encoder):
 
 
 def keyed(rows):
-    return sorted(((r["transcript_id"].encode() if r["transcript_id"] is not None else None, r) for r in rows),
+    return sorted(((message_key(r, row_id(r)), r) for r in rows),
                   key=lambda kv: (kv[0] or b"", kv[1].get("error_message") or "", kv[1]["created_at"]))
+
+
+def headers_of(message):
+    """A consumed message's headers as a dict (each name once)."""
+    headers = message.headers() or []
+    assert len({name for name, _ in headers}) == len(headers), headers
+    return dict(headers)
 
 
 # --- pure encoding -------------------------------------------------------------------------------
@@ -125,8 +135,26 @@ def test_encoding_round_trips_rows_and_dicts(fmt):
             row = normalize_row(fields, item.to_row())
             for element in (item, item.to_row()):
                 key, value = encoder.encode(element)
-                assert key == (None if row["transcript_id"] is None else row["transcript_id"].encode())
+                assert key == message_key(row, row_id(row))
                 assert encoder.decode(value) == row
+
+
+def test_every_message_is_keyed_and_carries_its_row_id_and_the_run_id():
+    """A row without a transcript id is keyed by its record id, else its origin, else its row
+    id; the headers hold the run id and the row id, which ignores created_at."""
+    encoder = RowEncoder("failures", "json", run_id="run-7")
+    base = failures(1)[0]
+    assert base.transcript_id is None and base.record_id is not None
+    cases = [(base, base.record_id),
+             (dataclasses.replace(base, record_id=None), base.origin),
+             (dataclasses.replace(base, record_id=None, origin=None), None)]
+    for item, key_text in cases:
+        key, value, headers = encoder.message(item)
+        row = encoder.decode(value)
+        assert key == (key_text or row_id(row)).encode()
+        assert headers == [(RUN_ID_HEADER, b"run-7"), (ROW_ID_HEADER, row_id(row).encode())]
+        later = dataclasses.replace(item, created_at=item.created_at + dt.timedelta(hours=1))
+        assert encoder.message(later)[0] == key and encoder.message(later)[2] == headers
 
 
 def test_avro_value_is_schemaless_and_the_header_carries_the_writer_schema():
@@ -202,12 +230,14 @@ def test_rows_reach_the_topic_keyed_by_transcript_id(kafka_bootstrap, fmt):
         encoder = RowEncoder(kind, fmt)
         messages = consume_all(kafka_bootstrap, topic, len(rows))
         assert decoded(messages, encoder) == keyed(expected_rows(rows, fields))
-        assert {tuple(m.headers() or ()) for m in messages} == {tuple(encoder.headers)}
+        for m in messages:  # the row id, and the avro.schema header with Avro
+            headers = headers_of(m)
+            assert headers.pop(ROW_ID_HEADER) == row_id(encoder.decode(m.value())).encode()
+            assert list(headers.items()) == encoder.headers
         # One key, one partition: the producer hashes keys, so retries and reruns stay ordered.
         partitions = {}
         for m in messages:
-            if m.key() is not None:
-                assert partitions.setdefault(m.key(), m.partition()) == m.partition()
+            assert partitions.setdefault(m.key(), m.partition()) == m.partition()
         assert len({m.partition() for m in messages}) == 2  # keys spread over both partitions
 
 
@@ -291,3 +321,84 @@ def test_streaming_windows_are_confirmed_per_window(kafka_bootstrap):
     run(build, ["--streaming"])
     messages = consume_all(kafka_bootstrap, topic, len(items))
     assert decoded(messages, RowEncoder("summaries", "avro")) == keyed(expected_rows(items, SUMMARY_FIELDS))
+
+
+@pytest.mark.parametrize("fmt", ["json", "avro"])
+def test_a_replayed_window_is_dropped_on_read_by_run_and_row_id(kafka_bootstrap, fmt):
+    """A runner restoring a checkpoint writes a window's rows again, produced anew (new
+    created_at) by a new producer. Kafka keeps both copies: the idempotent producer dedups only
+    within one producer session. Both copies carry the same key (same partition), run id and
+    row id, so a consumer that drops a (run_id, row_id) it has seen reads each row once."""
+    topic = create_topic(kafka_bootstrap)
+    items = failures(9)  # some without a transcript id: keyed by record id or origin
+    assert any(f.transcript_id is None for f in items)
+
+    def attempt(created_at):
+        rows = [dataclasses.replace(f, created_at=created_at) for f in items]
+        run(lambda p: (p | beam.Create([(f, EPOCH_T0 + i) for i, f in enumerate(rows)])
+                       | beam.MapTuple(window.TimestampedValue)
+                       | beam.WindowInto(window.FixedWindows(60))
+                       | WriteFailuresToKafka(kafka_bootstrap, topic, format=fmt, run_id="run-1")))
+
+    attempt(T0)
+    attempt(T0 + dt.timedelta(minutes=5))
+    messages = consume_all(kafka_bootstrap, topic, 2 * len(items))
+    assert len(messages) == 2 * len(items)
+    encoder = RowEncoder("failures", fmt)
+    copies = {}
+    for m in messages:
+        headers = headers_of(m)
+        assert headers[RUN_ID_HEADER] == b"run-1"
+        copies.setdefault(headers[ROW_ID_HEADER], []).append(m)
+    assert len(copies) == len(items) and all(len(c) == 2 for c in copies.values())
+    for first, second in copies.values():
+        assert (first.key(), first.partition()) == (second.key(), second.partition())
+        assert first.key() is not None
+    # Dedup on read: the first message of each (run_id, row_id).
+    seen, read = set(), []
+    for m in sorted(messages, key=lambda m: (m.partition(), m.offset())):
+        ids = (headers_of(m)[RUN_ID_HEADER], headers_of(m)[ROW_ID_HEADER])
+        if ids not in seen:
+            seen.add(ids)
+            read.append(encoder.decode(m.value()))
+    assert sorted((r["origin"], r["created_at"]) for r in read) == sorted(
+        (f.origin, T0) for f in items)
+
+
+def test_cli_rerun_with_the_same_run_id_is_read_once_by_run_and_row_id(
+        kafka_bootstrap, local_backend_factory, tmp_path):
+    """`run --sink kafka` twice with the same --run-id, against one backend that outlives the
+    runs (--backend aws): the rerun adopts the jobs, so it produces the same rows (but
+    created_at) again, and the topics hold them twice. Every message carries the run id and
+    its row id, so reading each (run_id, row_id) once gives each input exactly once."""
+    from pipeline.__main__ import main
+    from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
+    from tests.pipelines import transcripts
+    from transforms.quotas import Quotas
+
+    backend = local_backend_factory(quotas=Quotas(max_records_per_job=100, min_records_per_job=1))
+    topics = create_topic(kafka_bootstrap), create_topic(kafka_bootstrap)
+    items = transcripts(8, prefix="again")
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items)
+                      + '{"id": "no-text"}\n')
+    argv = ["run", "--backend", "aws", "--bedrock-endpoint-url", backend.bedrock_endpoint_url,
+            "--bedrock-runtime-endpoint-url", backend.bedrock_endpoint_url,
+            "--bucket-uri", f"s3://{DEFAULT_BUCKET}/runs", "--role-arn", SERVICE_ROLE_ARN,
+            "--aws-region", backend.region, "--s3_endpoint_url", backend.s3_endpoint_url,
+            "--run-id", "kafka-again", "--poll-interval-seconds", "1", "--min-records-per-job", "1",
+            "--input", str(source), "--report-dir", str(tmp_path / "report"),
+            "--sink", "kafka", "--kafka-bootstrap-servers", kafka_bootstrap,
+            "--kafka-summaries-topic", topics[0], "--kafka-failures-topic", topics[1]]
+    assert main(argv) == 0
+    assert main(argv) == 0
+    for topic, kind, ids in ((topics[0], "summaries", [t.id for t in items]),
+                             (topics[1], "failures", ["no-text"])):
+        messages = consume_all(kafka_bootstrap, topic, 2 * len(ids))
+        assert len(messages) == 2 * len(ids), kind
+        once = {}
+        for m in messages:
+            headers = headers_of(m)
+            assert headers[RUN_ID_HEADER] == b"kafka-again"
+            once.setdefault(headers[ROW_ID_HEADER], RowEncoder(kind).decode(m.value()))
+        assert sorted(r["transcript_id"] for r in once.values()) == sorted(ids), kind

@@ -7,8 +7,18 @@ nothing is dropped silently. With the default ``RETRY_ON_TRANSIENT_ERROR`` Beam 
 whose error is transient (timeouts, backend errors), up to ``transient_retries`` times per bundle
 (10 unless set), and gives up on the others (invalid values, unknown fields).
 
-Only ``STREAMING_INSERTS`` is offered: Beam 2.70's ``FILE_LOADS`` has no failed-rows output (a
-bad row fails the whole load job) and needs a ``gs://`` temp location.
+Only ``STREAMING_INSERTS`` is offered, in batch too: Beam 2.70's ``FILE_LOADS`` has no
+failed-rows output (a bad row fails the whole load job) and needs a ``gs://`` temp location.
+
+Insert ids: Beam gives each row a random ``insertId`` (a new one on every attempt), so BigQuery
+could not tell a replayed row from a new one. The sink replaces it with the row's own id,
+``row_ids.insert_id``: ``<run id>-<row id>``, the row id taken from every column but
+``created_at``. A streaming runner that restores a checkpoint and inserts a window's rows again
+(Flink after a lost TaskManager), a retried bundle, or a rerun with the same run id sends each row
+with the id of its first insert, and BigQuery's de-duplication can drop it. That de-duplication
+is best effort and covers a short time only (about a minute, per its documentation): a copy
+inserted later can stay. Rows carry no column naming their id; de-duplicate in a query
+(one row per ``transcript_id``, ``record_id``, ``attempt`` and ``job_arn``) when it matters.
 
 Unreachable BigQuery: google-cloud-bigquery retries a failing connection for 10 minutes per
 insert call. The sink bounds that at ``unreachable_timeout_s`` (default 120 s) and then raises
@@ -38,6 +48,7 @@ from transforms.model import Failure
 from transforms.schema import bigquery_schema, fields_for
 from transforms.sinks.bigquery_rows import InsertRows, parse_table, rejected_failure
 from transforms.sinks.result import SinkResult, count_per_window, written_once
+from transforms.sinks.row_ids import insert_id
 
 CREATE_DISPOSITIONS = (BigQueryDisposition.CREATE_IF_NEEDED, BigQueryDisposition.CREATE_NEVER)
 WRITE_DISPOSITIONS = (BigQueryDisposition.WRITE_APPEND, BigQueryDisposition.WRITE_EMPTY)
@@ -56,24 +67,32 @@ class BigQueryUnreachable(PermanentException):
     Beam's own retry around the insert (3 more attempts) does not multiply the deadline."""
 
 
-class _BoundedInsertClient:
+class _InsertClient:
     """The client Beam's streaming inserts use (``WriteToBigQuery(test_client=...)``), built on
-    the worker on first use: ``insert_rows_json`` goes through google-cloud-bigquery with a retry
-    deadline of ``timeout_s`` instead of its 10 minutes; every other call (Beam's table lookups
-    and creates) goes to the apitools client Beam would have built itself."""
+    the worker on first use. ``insert_rows_json`` sends each row with its own insert id
+    (``row_ids.insert_id``) instead of Beam's random one, through ``inner`` when given (a
+    caller's ``insert_client``) or else google-cloud-bigquery with a retry deadline of
+    ``timeout_s`` instead of its 10 minutes. Every other call (Beam's table lookups and creates)
+    goes to ``inner``, or to the apitools client Beam would have built itself."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, run_id: str | None = None, inner: Any = None) -> None:
         self.timeout_s = timeout_s
+        self.run_id = run_id
+        self.inner = inner
         self._inserts: Any = None
         self._tables: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"timeout_s": self.timeout_s}  # clients hold sockets and credentials
+        # Clients hold sockets and credentials; a caller's client travels as it is.
+        return {"timeout_s": self.timeout_s, "run_id": self.run_id, "inner": self.inner}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["timeout_s"])
+        self.__init__(state["timeout_s"], state["run_id"], state["inner"])
 
     def insert_rows_json(self, table: str, json_rows: Any, **kwargs: Any) -> Any:
+        kwargs["row_ids"] = [insert_id(row, self.run_id) for row in json_rows]
+        if self.inner is not None:
+            return self.inner.insert_rows_json(table, json_rows, **kwargs)
         from google.cloud import bigquery
         if self._inserts is None:
             self._inserts = bigquery.Client()
@@ -88,6 +107,8 @@ class _BoundedInsertClient:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
+        if self.inner is not None:
+            return getattr(self.inner, name)
         if self._tables is None:
             from apache_beam.io.gcp.bigquery_tools import BigQueryWrapper
             from apache_beam.options.pipeline_options import PipelineOptions
@@ -135,11 +156,13 @@ class WriteRowsToBigQuery(beam.PTransform):
     rejected), and ``written`` ``bigquery:<table>`` per window with accepted rows.
     ``insert_client`` replaces the google-cloud-bigquery client Beam builds (an object with its
     ``insert_rows_json``, e.g. a test fake); Beam then uses it for table calls too, so it needs
-    ``CREATE_NEVER``. ``unreachable_timeout_s`` bounds how long an insert retries a BigQuery that
-    does not answer before ``BigQueryUnreachable`` fails the bundle (an ``insert_client`` keeps
-    its own retries instead). ``transient_retries`` bounds the retries (per bundle, exponential
+    ``CREATE_NEVER``. Either way each row is sent with its own insert id (``row_ids.insert_id``,
+    scoped by ``run_id``), the same on every attempt: see the module docstring.
+    ``unreachable_timeout_s`` bounds how long an insert retries a BigQuery that does not answer
+    before ``BigQueryUnreachable`` fails the bundle (an ``insert_client`` keeps its own retries
+    instead). ``transient_retries`` bounds the retries (per bundle, exponential
     backoff from 0.2 s) of rows BigQuery answers with a transient error; rows still failing then
-    become Failures too. Delivery is at-least-once with Beam's best-effort insert-id
+    become Failures too. Delivery is at-least-once with BigQuery's best-effort insert-id
     de-duplication.
 
     Args:
@@ -153,6 +176,7 @@ class WriteRowsToBigQuery(beam.PTransform):
         transient_retries: Retries per bundle of rows BigQuery answers with a transient error.
         insights_schema: Summaries with ``--task insights``: the JSON Schema the ``insights``
             RECORD column is typed from (None: no such column).
+        run_id: The run id every insert id starts with; None for row ids alone.
     """
 
     def __init__(self, table: str, kind: str = "summaries",
@@ -162,7 +186,8 @@ class WriteRowsToBigQuery(beam.PTransform):
                  insert_client: Any = None,
                  unreachable_timeout_s: float = DEFAULT_UNREACHABLE_TIMEOUT_S,
                  transient_retries: int = DEFAULT_TRANSIENT_RETRIES,
-                 insights_schema: Mapping[str, Any] | None = None) -> None:
+                 insights_schema: Mapping[str, Any] | None = None,
+                 run_id: str | None = None) -> None:
         super().__init__()
         parse_table(table)
         fields_for(kind)
@@ -186,7 +211,7 @@ class WriteRowsToBigQuery(beam.PTransform):
             raise ConfigError(f"WriteRowsToBigQuery transient_retries must be a whole number "
                               f">= 0, got {transient_retries!r}", "transient_retries")
         self.transient_retries = transient_retries
-        self.insert_client = insert_client or _BoundedInsertClient(float(unreachable_timeout_s))
+        self.insert_client = _InsertClient(float(unreachable_timeout_s), run_id, insert_client)
 
     def expand(self, pcoll: beam.PCollection) -> SinkResult:
         rows = pcoll | "ToInsertRows" >> beam.ParDo(_ToInsertRow(self.kind, self.insights))

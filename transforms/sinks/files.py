@@ -1,14 +1,14 @@
 """File sinks for Summary / Failure rows: Parquet, JSONL and Avro, batch and streaming.
 
-One code path for every mode: ``apache_beam.io.fileio.WriteToFiles`` with a ``FileSink`` per
-format. Beam's WriteToParquet/WriteToText/WriteToAvro re-window bounded input into the global
-window, so a windowed batch pipeline would lose its windows; WriteToFiles keeps the window on
-every file (bounded or unbounded) and names it in the file name, and returns what it wrote.
+Beam's WriteToParquet/WriteToText/WriteToAvro re-window bounded input into the global window, so
+a windowed batch pipeline would lose its windows. These sinks keep the window on every file
+(bounded or unbounded), name it in the file name, and return what they wrote.
 
 Output layout under ``path``::
 
     part-00000-of-00002.parquet                                   global window (batch)
     part-20260101T000000Z-20260101T000500Z-00000-of-00001.parquet  per window
+    part-20260101T000000Z-20260101T000500Z-p1-00000-of-00001.parquet  a late pane of it
 
 Window bounds use the ISO 8601 basic format because Hadoop/Spark paths reject ``:``.
 Empty input in the global window still writes ``part-00000-of-00001.<ext>`` for the formats
@@ -16,10 +16,24 @@ that carry a schema (a Parquet file with the schema and no rows, a header-only A
 reader of the directory sees the schema rather than "no files". JSONL writes no file then: an
 empty one says nothing, and Beam's S3 filesystem cannot upload zero bytes. Empty windows write
 nothing (no pane fires).
-Each window may fire once (default trigger): files are named by window, not by pane.
+
+Replay: a window's files are named by window, pane and shard, and a row's shard comes from its
+content (``row_ids.shard_of``), with a fixed number of shards (1 per window unless ``shards``
+is given). A runner that restores a checkpoint and writes a window again (Flink after a lost
+TaskManager) therefore writes the same rows into files of the same names, which replace the
+first ones: the folder holds each row once. Each file is written under a temporary name in a
+hidden ``.temp-*`` folder and then renamed, so a reader never sees half a file; an attempt
+killed mid-write can leave its temporary file there, never among the rows.
+
+Only the global window without ``shards`` lets the runner choose the files (one per bundle,
+through ``apache_beam.io.fileio.WriteToFiles``, no shuffle of the rows). There the write ends by
+removing the files of the global window's naming that it did not write itself (an earlier
+attempt's), so a runner that runs the whole bounded pipeline again (Flink restarting a batch
+job) leaves the folder with this attempt's files only.
 """
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, Mapping, Sequence
 
@@ -42,9 +56,13 @@ from transforms.schema import (AVRO_RECORD_NAMES, arrow_schema, avro_schema, fie
                                json_line, normalize_row)
 from transforms.sinks.result import SinkResult, count_per_window, no_failures
 from transforms.windowing import compact_utc
+from transforms.sinks.row_ids import row_id, shard_of
 
 # Rows buffered before a Parquet row group is written: bounds worker memory per open file.
 PARQUET_ROW_GROUP_ROWS = 10_000
+# Files per window and pane when ``shards`` is not given. Fixed, not the runner's choice, so a
+# replayed window is written as the same files (see the module docstring).
+WINDOW_SHARDS = 1
 
 
 class _RowSink(fileio.FileSink):
@@ -197,9 +215,10 @@ class _SinkFactory:
 
 
 class WindowedFileNaming:
-    """WriteToFiles file naming: ``<prefix>[-<start>-<end>][-p<pane>]-<shard>-of-<total><suffix>``.
-    A window's later panes (late records, within the allowed lateness) add ``-p<pane index>``, so
-    they never overwrite its on-time files.
+    """File naming (also WriteToFiles' ``file_naming``):
+    ``<prefix>[-<start>-<end>][-p<pane>]-<shard>-of-<total><suffix>``. A window's later panes
+    (late records, within the allowed lateness) add ``-p<pane index>``, so they never overwrite
+    its on-time files.
 
     Args:
         prefix: The start of every file name.
@@ -220,6 +239,70 @@ class WindowedFileNaming:
             parts.append(f"p{pane.index}")
         parts.append(f"{shard_index or 0:05d}-of-{total_shards or 1:05d}")
         return "-".join(parts) + self.suffix
+
+    def is_global_file(self, name: str) -> bool:
+        """Whether the file name ``name`` is one this naming gives a file of the global window.
+
+        Args:
+            name: A file name, without its folder.
+        """
+        shard = r"\d{5,}-of-\d{5,}"
+        return re.fullmatch(f"{re.escape(self.prefix)}-{shard}{re.escape(self.suffix)}",
+                            name) is not None
+
+
+class _WriteShardFile(beam.DoFn):
+    """One shard of one window's pane (the rows GroupByKey gathered under the shard number) ->
+    one file: written in ``temp_dir``, then renamed into ``path``, over the file of an earlier
+    attempt if there is one. The temporary name is unique per attempt, so an attempt the
+    runner has given up on but that still runs cannot write into the replay's file."""
+
+    def __init__(self, path: str, temp_dir: str, sink_factory: _SinkFactory,
+                 naming: WindowedFileNaming, shards: int) -> None:
+        self.path = path
+        self.temp_dir = temp_dir
+        self.sink_factory = sink_factory
+        self.naming = naming
+        self.shards = shards
+
+    def process(self, element: tuple[int, Any], win=beam.DoFn.WindowParam,
+                pane=beam.DoFn.PaneInfoParam):
+        shard, rows = element
+        name = self.naming(win, pane, shard, self.shards, "", None)
+        temp_name = FileSystems.join(self.temp_dir, f"{name}.{uuid.uuid4().hex}")
+        sink = self.sink_factory()
+        meta = sink.create_metadata("", temp_name)
+        fh = FileSystems.create(temp_name, mime_type=meta.mime_type,
+                                compression_type=meta.compression_type)
+        sink.open(fh)
+        for row in rows:
+            sink.write(row)
+        sink.flush()
+        fh.close()
+        final_name = FileSystems.join(self.path, name)
+        FileSystems.rename([temp_name], [final_name])
+        yield final_name
+
+
+class _WriteShardFiles(beam.PTransform):
+    """Rows -> one file per (window, pane, shard), the shard taken from each row's content."""
+
+    def __init__(self, path: str, temp_dir: str, sink_factory: _SinkFactory,
+                 naming: WindowedFileNaming, shards: int) -> None:
+        super().__init__()
+        self.path = path
+        self.temp_dir = temp_dir
+        self.sink_factory = sink_factory
+        self.naming = naming
+        self.shards = shards
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        shards = self.shards
+        return (rows
+                | "ShardByContent" >> beam.Map(lambda row: (shard_of(row_id(row), shards), row))
+                | "GroupShards" >> beam.GroupByKey()
+                | "WriteShard" >> beam.ParDo(_WriteShardFile(
+                    self.path, self.temp_dir, self.sink_factory, self.naming, shards)))
 
 
 def _single_firing(windowing: Any) -> bool:
@@ -242,22 +325,41 @@ class _NormalizeRow(beam.DoFn):
         yield normalize_row(fields_for(self.kind), row, self.insights)
 
 
+def _file_name(path: str) -> str:
+    """The last part of a local path or a URL such as ``s3://bucket/dir/name``."""
+    return path.rsplit("/", 1)[-1]
+
+
 class _FinishBatch(beam.DoFn):
-    """After a bounded write: remove WriteToFiles' temp directory and, when a global-window
-    batch produced no rows, write the schema-only file."""
+    """After a bounded write: remove the temp directory. In the global window also remove the
+    files of its naming that this write did not write (an earlier attempt's, whose bundles
+    made other files), and write the schema-only file when it produced no rows."""
 
     def __init__(self, path: str, temp_dir: str, sink_factory: _SinkFactory,
+                 naming: WindowedFileNaming, global_window: bool,
                  empty_file_name: str | None) -> None:
         self.path = path
         self.temp_dir = temp_dir
         self.sink_factory = sink_factory
+        self.naming = naming
+        self.global_window = global_window
         self.empty_file_name = empty_file_name
 
-    def process(self, written_count: int):
+    def process(self, written: list[str]):
         if FileSystems.exists(self.temp_dir):  # object stores have no directory left to remove
             FileSystems.delete([self.temp_dir])
-        if not written_count and self.empty_file_name is not None:
+        if self.global_window:
+            self._remove_other_attempts({_file_name(path) for path in written})
+        if not written and self.empty_file_name is not None:
             yield self._write_empty_file()
+
+    def _remove_other_attempts(self, written: set[str]) -> None:
+        pattern = FileSystems.join(self.path, f"{self.naming.prefix}-*{self.naming.suffix}")
+        stale = [f.path for f in FileSystems.match([pattern])[0].metadata_list
+                 if _file_name(f.path) not in written
+                 and self.naming.is_global_file(_file_name(f.path))]
+        if stale:
+            FileSystems.delete(stale)
 
     def _write_empty_file(self) -> str:
         """The schema-only file, so a batch with no rows still leaves a readable table."""
@@ -284,7 +386,9 @@ class WriteRows(beam.PTransform):
         path: The output directory (local, s3:// or any Beam filesystem).
         kind: ``summaries`` or ``failures``: which row schema the files carry.
         format: ``parquet``, ``jsonl`` or ``avro`` (see ``FORMATS``).
-        shards: Files per window; None lets the runner choose.
+        shards: Files per window and pane, each row in the file its content picks (so a replay
+            writes the same files). None: 1 per window; in the global window the runner's
+            bundles choose then.
         prefix: The start of every file name.
         insights_schema: With --task insights, the JSON Schema of the insights: summaries get an
             ``insights`` column typed from it (nested records and lists; a nested JSON object
@@ -310,6 +414,10 @@ class WriteRows(beam.PTransform):
         self.path = path.rstrip("/")
         self.kind = kind
         self.file_format = format
+        if shards is not None and (isinstance(shards, bool) or not isinstance(shards, int)
+                                   or shards < 1):
+            raise ConfigError(f"shards {shards!r} is not a number of files: pass a whole number "
+                              f">= 1, or None", "shards")
         self.shards = shards
         self.prefix = prefix
 
@@ -330,23 +438,25 @@ class WriteRows(beam.PTransform):
         suffix = FORMATS[self.file_format]
         sinks = _SinkFactory(self.kind, self.file_format, self.insights)
         naming = WindowedFileNaming(self.prefix, suffix)
-        # Late panes need the pane index in their names, which only WriteToFiles' sharded path
-        # passes on (its unsharded path gives the naming no pane): route every record there.
-        late_panes = windowing.allowed_lateness > 0
-        routing = dict(max_writers_per_bundle=0, shards=self.shards or 1) if late_panes else dict(
-            shards=self.shards)
         # Our own temp dir (same place WriteToFiles would pick) so a bounded run can remove it.
         temp_root = pcoll.pipeline.options.view_as(GoogleCloudOptions).temp_location or self.path
         temp_dir = FileSystems.join(temp_root, f".temp-{uuid.uuid4()}")
         rows = pcoll | "ToRow" >> beam.ParDo(_NormalizeRow(self.kind, self.insights))
-        results = rows | "WriteToFiles" >> fileio.WriteToFiles(
-            path=self.path, file_naming=naming, sink=sinks,
-            temp_directory=StaticValueProvider(str, temp_dir), **routing)
-        counts = count_per_window(rows | "One" >> beam.Map(lambda _row: 1))
         path = self.path
-        written = results | "FullPath" >> beam.Map(lambda r: FileSystems.join(path, r.file_name))
+        if global_window and self.shards is None:
+            # A bounded run in one window: the runner's bundles choose the files (parallel, no
+            # shuffle of the rows); FinishBatch removes an earlier attempt's other files.
+            results = rows | "WriteToFiles" >> fileio.WriteToFiles(
+                path=self.path, file_naming=naming, sink=sinks,
+                temp_directory=StaticValueProvider(str, temp_dir))
+            written = results | "FullPath" >> beam.Map(
+                lambda r: FileSystems.join(path, r.file_name))
+        else:
+            written = rows | "WriteShards" >> _WriteShardFiles(
+                self.path, temp_dir, sinks, naming, self.shards or WINDOW_SHARDS)
+        counts = count_per_window(rows | "One" >> beam.Map(lambda _row: 1))
         if not pcoll.is_bounded:
-            # Streaming never "ends": the temp dir stays (hidden, emptied after every window).
+            # Streaming never "ends": the temp dir stays (hidden; each file leaves it when renamed).
             return SinkResult(path, written, no_failures(pcoll), counts)
         carries_schema = self.file_format in ("parquet", "avro")
         empty_name = (naming(window.GlobalWindow(), None, 0, 1, "", None)
@@ -354,8 +464,9 @@ class WriteRows(beam.PTransform):
         finished = (
             written
             | "AllWindows" >> beam.WindowInto(window.GlobalWindows())
-            | "CountFiles" >> beam.combiners.Count.Globally()
-            | "FinishBatch" >> beam.ParDo(_FinishBatch(self.path, temp_dir, sinks, empty_name))
+            | "ListFiles" >> beam.combiners.ToList()
+            | "FinishBatch" >> beam.ParDo(_FinishBatch(self.path, temp_dir, sinks, naming,
+                                                       global_window, empty_name))
         )
         if global_window:
             written = (written, finished) | "AllFiles" >> beam.Flatten()
@@ -368,7 +479,7 @@ class WriteSummaries(WriteRows):
     Args:
         path: The output directory.
         format: ``parquet``, ``jsonl`` or ``avro``.
-        shards: Files per window; None lets the runner choose.
+        shards: Files per window and pane (None: 1; the runner's choice in the global window).
         prefix: The start of every file name.
         insights_schema: The insights JSON Schema (``--task insights``): adds the typed
             ``insights`` column. None: the summary task's columns only.
@@ -385,7 +496,7 @@ class WriteFailures(WriteRows):
     Args:
         path: The output directory.
         format: ``parquet``, ``jsonl`` or ``avro``.
-        shards: Files per window; None lets the runner choose.
+        shards: Files per window and pane (None: 1; the runner's choice in the global window).
         prefix: The start of every file name.
     """
 

@@ -3,11 +3,17 @@
 No JVM and no cross-language expansion, so it runs on every runner (DirectRunner, Flink
 portable, ...). One message per row:
 
-* key: the row's ``transcript_id`` as UTF-8, or no key when the row has none (a Failure from the
-  source stage). The default partitioner is ``murmur2_random``, the Java client's hash, so a
-  transcript lands on the partition a Java producer would pick.
+* key: the row's ``transcript_id`` as UTF-8; a row without one (a Failure from the source
+  stage) is keyed by its ``record_id``, else its ``origin`` (file:line), else its row id
+  (``kafka_encoding.message_key``). Every message has a key that is the same on every attempt,
+  so a row written again lands on the partition of its first copy. The default partitioner is
+  ``murmur2_random``, the Java client's hash, so a transcript lands on the partition a Java
+  producer would pick.
+* headers: ``row_id`` on every message, the row's id (``row_ids.row_id``: 32 hex digits over
+  every column but ``created_at``, so the same when a replay produces the row again), and
+  ``run_id``, the run id, when the sink was given one (the CLI gives its ``--run-id``).
 * value, ``format="json"``: the row as one compact UTF-8 JSON object, timestamps as ISO 8601
-  strings (``transforms.schema.json_line``, the JSONL sink's encoding). No headers.
+  strings (``transforms.schema.json_line``, the JSONL sink's encoding).
 * value, ``format="avro"``: the row as Avro binary *without* a container header or a schema
   registry prefix (fastavro ``schemaless_writer``). Every message carries the writer schema as
   compact JSON in the header ``avro.schema`` (``AVRO_SCHEMA_HEADER``), so any consumer can decode
@@ -20,9 +26,16 @@ set), so a broker back within that time loses nothing. A delivery error (that ti
 included), a fatal producer error or a flush timeout raises ``KafkaDeliveryError`` (one line
 naming the topic and the error) and fails the bundle. A runner that retries bundles produces it
 again; the DirectRunner does not, so the run fails and a rerun produces the rows again.
-Delivery is at-least-once, and a retried bundle or a rerun may write some rows twice (consumers
-de-duplicate by key and ``record_id`` / ``created_at`` if they need to). The idempotent producer
-(default) only removes duplicates caused by the producer's own retries within one bundle.
+
+Delivery is at-least-once: a retried bundle, a streaming runner that restores a checkpoint
+(Flink after a lost TaskManager) and replays a window, or a rerun with the same run id writes
+rows that are already in the topic again. The idempotent producer (default) removes only the
+duplicates of its own retries within one producer session: a replay or a rerun is a new
+producer, with a new producer id, whose messages the broker takes as new. Consumers that need
+each row once de-duplicate on read: drop a message whose (``run_id``, ``row_id``) headers they
+have already seen. Both copies have the same key, so while the topic keeps its partition count
+they are on the same partition, and a consumer need only remember the ids of the partitions it
+reads. This sink does not write transactionally.
 """
 from __future__ import annotations
 
@@ -155,10 +168,10 @@ class _ProduceToKafka(beam.DoFn):
             self._first_error = err
 
     def process(self, element: Any, window=beam.DoFn.WindowParam) -> None:
-        key, value = self.encoder.encode(element)
+        key, value, headers = self.encoder.message(element)
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, headers=self.encoder.headers,
+                self._producer.produce(self.topic, value=value, key=key, headers=headers,
                                        on_delivery=self._on_delivery)
                 break
             except BufferError:
@@ -220,7 +233,8 @@ class WriteRowsToKafka(beam.PTransform):
     Output: a ``SinkResult`` whose ``counts`` are the messages delivered per bundle and window,
     emitted only after the brokers confirmed them; ``written`` names ``kafka:<topic>`` for each
     such bundle; ``failures`` is empty (an undelivered message fails the bundle).
-    Delivery is at-least-once (see the module docstring).
+    Delivery is at-least-once; every message carries the ``row_id`` header (and ``run_id``
+    with a ``run_id``) a consumer de-duplicates by (see the module docstring).
 
     Args:
         bootstrap_servers: The brokers, ``host:port[,host:port]``.
@@ -231,12 +245,14 @@ class WriteRowsToKafka(beam.PTransform):
         flush_timeout_s: The longest wait for a bundle's delivery reports, in seconds.
         insights_schema: Summaries with ``--task insights``: the JSON Schema the ``insights``
             value is typed from (see ``RowEncoder``); None for none.
+        run_id: The run id every message carries in its ``run_id`` header; None for none.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, kind: str = "summaries",
                  format: str = "json", producer_config: Mapping[str, Any] | None = None,
                  flush_timeout_s: float | None = None,
-                 insights_schema: Mapping[str, Any] | None = None) -> None:
+                 insights_schema: Mapping[str, Any] | None = None,
+                 run_id: str | None = None) -> None:
         super().__init__()
         name = type(self).__name__
         if not bootstrap_servers:
@@ -245,7 +261,7 @@ class WriteRowsToKafka(beam.PTransform):
             raise ValueError(f"{name} topic {topic!r} is not a valid Kafka topic name: use 1-249 "
                              "characters from letters, digits, '.', '_' and '-'")
         self.topic = topic
-        self.encoder = RowEncoder(kind, format, insights_schema)
+        self.encoder = RowEncoder(kind, format, insights_schema, run_id)
         self.settings = producer_settings(bootstrap_servers, producer_config)
         try:
             # Validate every setting now, not on a worker. Without bootstrap.servers the
@@ -277,14 +293,16 @@ class WriteSummariesToKafka(WriteRowsToKafka):
         producer_config: librdkafka settings added over ``DEFAULT_PRODUCER_CONFIG``.
         flush_timeout_s: The longest wait for a bundle's delivery reports, in seconds.
         insights_schema: The insights JSON Schema (``--task insights``); None for none.
+        run_id: The run id for the ``run_id`` header; None for none.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, format: str = "json",
                  producer_config: Mapping[str, Any] | None = None,
                  flush_timeout_s: float | None = None,
-                 insights_schema: Mapping[str, Any] | None = None) -> None:
+                 insights_schema: Mapping[str, Any] | None = None,
+                 run_id: str | None = None) -> None:
         super().__init__(bootstrap_servers, topic, "summaries", format, producer_config,
-                         flush_timeout_s, insights_schema)
+                         flush_timeout_s, insights_schema, run_id)
 
 
 class WriteFailuresToKafka(WriteRowsToKafka):
@@ -296,9 +314,11 @@ class WriteFailuresToKafka(WriteRowsToKafka):
         format: The message value encoding, ``json`` or ``avro``.
         producer_config: librdkafka settings added over ``DEFAULT_PRODUCER_CONFIG``.
         flush_timeout_s: The longest wait for a bundle's delivery reports, in seconds.
+        run_id: The run id for the ``run_id`` header; None for none.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, format: str = "json",
                  producer_config: Mapping[str, Any] | None = None,
-                 flush_timeout_s: float | None = None) -> None:
-        super().__init__(bootstrap_servers, topic, "failures", format, producer_config, flush_timeout_s)
+                 flush_timeout_s: float | None = None, run_id: str | None = None) -> None:
+        super().__init__(bootstrap_servers, topic, "failures", format, producer_config,
+                         flush_timeout_s, run_id=run_id)
