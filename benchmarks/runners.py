@@ -120,6 +120,36 @@ def runners_row(sizes: list[int], windows: int, window_seconds: int, workdir: Pa
                details={"bounded": figures, "latency_seconds": latency})
 
 
+def side_by_side(figures: dict[str, dict[int, dict[str, float]]],
+                 latency: dict[str, list[float]]) -> list[str]:
+    """Row 9's figures as a table: one line per measure, the two runners beside each other and
+    Prism's figure over the FnApiRunner's.
+
+    Args:
+        figures: ``bounded``'s figures.
+        latency: Each runner's ``streaming_latency``.
+    """
+    lines: list[tuple[str, float, float]] = []
+    for size in sorted(figures[FNAPI]):
+        def get(runner: str, *keys: str) -> float:
+            return sum(figures[runner][size][key] for key in keys)
+        lines += [(f"{size:,} transcripts: wall time (s)",
+                   get(FNAPI, "seconds"), get(PRISM, "seconds")),
+                  (f"{size:,}: peak RSS, all processes (MiB)",
+                   get(FNAPI, "cli_mib", "others_mib"), get(PRISM, "cli_mib", "others_mib")),
+                  (f"{size:,}: peak RSS, the CLI (MiB)", get(FNAPI, "cli_mib"), get(PRISM, "cli_mib")),
+                  (f"{size:,}: peak RSS, what it started (MiB)",
+                   get(FNAPI, "others_mib"), get(PRISM, "others_mib"))]
+    for window, (fnapi, prism) in enumerate(zip(latency[FNAPI], latency[PRISM]), 1):
+        lines.append((f"streaming: window {window}, end to first job (s)", fnapi, prism))
+    width = max(len(name) for name, _, _ in lines)
+    rows = [f"{'measure'.ljust(width)}  {FNAPI:>11}  {PRISM:>11}  {'ratio':>6}"]
+    for name, fnapi, prism in lines:
+        ratio = f"{prism / fnapi:.2f}" if fnapi else "-"
+        rows.append(f"{name.ljust(width)}  {fnapi:>11,.1f}  {prism:>11,.1f}  {ratio:>6}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.split(",")],
@@ -128,7 +158,9 @@ def main() -> None:
     parser.add_argument("--window-seconds", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        print_rows([runners_row(args.sizes, args.windows, args.window_seconds, Path(tmp))])
+        row = runners_row(args.sizes, args.windows, args.window_seconds, Path(tmp))
+    print_rows([row])
+    print("\n".join(side_by_side(row.details["bounded"], row.details["latency_seconds"])))
 
 
 if __name__ == "__main__":
