@@ -22,8 +22,9 @@ def test_the_default_is_the_fnapi_runner_for_bounded_input_and_prism_for_streami
 
 
 def test_streaming_runs_prism_cannot_run_stay_on_the_fnapi_runner():
-    """Prism loses the defer policy's tail flushed when a watch ends, and Beam's BigQuery write
-    fails on it with time windows (docs/architecture.md, "Runner facts")."""
+    """Prism loses the defer policy's tail flushed when a watch ends and, on a bounded input in
+    time windows, the rows of a window whose tails the policy carried; Beam's BigQuery write fails
+    on it with time windows (docs/architecture.md, "Runner facts")."""
     assert runners.default_runner(streaming=True, prism_fails=True) == "FnApiRunner"
     assert runners.why_not_prism(True, True, 60, "defer", "jsonl")
     assert runners.why_not_prism(True, True, None, "pad-merge", "bigquery")
@@ -31,6 +32,7 @@ def test_streaming_runs_prism_cannot_run_stay_on_the_fnapi_runner():
     assert not runners.why_not_prism(True, True, None, "defer", "jsonl"), "no end, no flush"
     assert not runners.why_not_prism(True, True, 60, "pad-merge", "parquet")
     assert not runners.why_not_prism(False, False, None, "defer", "bigquery")
+    assert runners.why_not_prism(False, True, None, "defer", "jsonl"), "a backfill's windows"
     assert _chosen("--streaming", "--watch-seconds", "60", "--undersized-policy",
                    "defer")[0] == "FnApiRunner"
     assert _chosen("--streaming", "--watch-seconds", "60", "--sink", "bigquery")[0] == "FnApiRunner"
