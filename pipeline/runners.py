@@ -60,6 +60,22 @@ def why_not_prism(streaming: bool, windowed: bool, watch_seconds: float | None,
     return None
 
 
+# Beam's default --job_server_timeout. Its portable runner puts that deadline on the streams
+# that report a Prism run's state, so it ends every run that lasts longer (docs/architecture.md,
+# "Runner facts"); the CLI raises it to a year for Prism unless it was set to something else.
+BEAM_JOB_SERVER_TIMEOUT = 300
+PRISM_JOB_SERVER_TIMEOUT = 365 * 24 * 3600
+
+
+def prism_job_server_timeout(timeout: int | None) -> int | None:
+    """The --job_server_timeout (seconds) for a Prism run: a year instead of Beam's default.
+
+    Args:
+        timeout: The run's --job_server_timeout.
+    """
+    return PRISM_JOB_SERVER_TIMEOUT if timeout == BEAM_JOB_SERVER_TIMEOUT else timeout
+
+
 def is_prism(runner: str) -> bool:
     """Whether Beam runs ``runner`` (a --runner value) on Prism."""
     return runner.lower() in PRISM_NAMES
