@@ -3,7 +3,8 @@
 Bounded input: row 3's run (the CLI against ``serve-local`` until every job is planned) at two
 sizes on each runner, its wall time and the peak RSS of every process the CLI started (Prism's
 Go process included). Streaming: a watched folder, one file per window, and how long after its
-window closed each window's first job existed on the backend.
+window closed each window's first job existed on the backend. Prints a table of every figure,
+the two runners side by side with Prism's over the FnApiRunner's, then the row.
 
     .venv/bin/python -m benchmarks.runners [--sizes 20000,200000] [--window-seconds 10]
 """
@@ -93,10 +94,12 @@ def streaming_latency(runner: str, windows: int, window_seconds: int, workdir: P
 
 
 def runners_row(sizes: list[int], windows: int, window_seconds: int, workdir: Path) -> Row:
-    """Row 9: Prism against the FnApiRunner, bounded (time, memory) and streaming (latency)."""
+    """Row 9: Prism against the FnApiRunner, bounded (time, memory) and streaming (latency);
+    prints ``side_by_side``'s table first."""
     figures = bounded(sizes, workdir)
     latency = {runner: streaming_latency(runner, windows, window_seconds, workdir)
                for runner in RUNNERS}
+    print("\n".join(side_by_side(figures, latency)), flush=True)
     big = max(sizes)
     prism, fnapi = figures[PRISM][big]["seconds"], figures[FNAPI][big]["seconds"]
 
@@ -158,9 +161,7 @@ def main() -> None:
     parser.add_argument("--window-seconds", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        row = runners_row(args.sizes, args.windows, args.window_seconds, Path(tmp))
-    print_rows([row])
-    print("\n".join(side_by_side(row.details["bounded"], row.details["latency_seconds"])))
+        print_rows([runners_row(args.sizes, args.windows, args.window_seconds, Path(tmp))])
 
 
 if __name__ == "__main__":
