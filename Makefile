@@ -45,10 +45,11 @@ test: $(STAMP) $(PRISM) jvm-jars bq-emulator browser
 timing: $(STAMP) jvm-jars
 	$(PY) -m pytest $(PYTEST_FLAGS) -m timing tests
 
-# The fault matrix alone (also part of `make test`): one CLI run per injected fault on the local
-# backend; the report ends with the table of inputs, rows, jobs, duplicate jobs and lost records.
-faults: $(STAMP)
-	$(PY) -m pytest $(PYTEST_FLAGS) tests/test_fault_matrix.py
+# The whole fault matrix (`make test` runs every case on the FnApiRunner and a seeded few on
+# Prism): one CLI run per injected fault and local runner on the local backend; the report ends
+# with the table of runner, inputs, rows, jobs, duplicate jobs and lost records.
+faults: $(STAMP) $(PRISM)
+	FAULTS=all $(PY) -m pytest $(PYTEST_FLAGS) tests/test_fault_matrix.py
 
 # The whole combination matrix (`make test` runs a seeded handful of its cases): one CLI run per
 # generated all-pairs combination of input format, source, windows, undersized policy, task,

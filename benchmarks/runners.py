@@ -3,7 +3,8 @@
 Bounded input: row 3's run (the CLI against ``serve-local`` until every job is planned) at two
 sizes on each runner, its wall time and the peak RSS of every process the CLI started (Prism's
 Go process included). Streaming: a watched folder, one file per window, and how long after its
-window closed each window's first job existed on the backend.
+window closed each window's first job existed on the backend. Prints a table of every figure,
+the two runners side by side with Prism's over the FnApiRunner's, then the row.
 
     .venv/bin/python -m benchmarks.runners [--sizes 20000,200000] [--window-seconds 10]
 """
@@ -93,10 +94,12 @@ def streaming_latency(runner: str, windows: int, window_seconds: int, workdir: P
 
 
 def runners_row(sizes: list[int], windows: int, window_seconds: int, workdir: Path) -> Row:
-    """Row 9: Prism against the FnApiRunner, bounded (time, memory) and streaming (latency)."""
+    """Row 9: Prism against the FnApiRunner, bounded (time, memory) and streaming (latency);
+    prints ``side_by_side``'s table first."""
     figures = bounded(sizes, workdir)
     latency = {runner: streaming_latency(runner, windows, window_seconds, workdir)
                for runner in RUNNERS}
+    print("\n".join(side_by_side(figures, latency)), flush=True)
     big = max(sizes)
     prism, fnapi = figures[PRISM][big]["seconds"], figures[FNAPI][big]["seconds"]
 
@@ -118,6 +121,36 @@ def runners_row(sizes: list[int], windows: int, window_seconds: int, workdir: Pa
                      f"{(windows + 1) * window_seconds}, as it closes no window before the watch "
                      f"ends: each window waits for it)"),
                details={"bounded": figures, "latency_seconds": latency})
+
+
+def side_by_side(figures: dict[str, dict[int, dict[str, float]]],
+                 latency: dict[str, list[float]]) -> list[str]:
+    """Row 9's figures as a table: one line per measure, the two runners beside each other and
+    Prism's figure over the FnApiRunner's.
+
+    Args:
+        figures: ``bounded``'s figures.
+        latency: Each runner's ``streaming_latency``.
+    """
+    lines: list[tuple[str, float, float]] = []
+    for size in sorted(figures[FNAPI]):
+        def get(runner: str, *keys: str) -> float:
+            return sum(figures[runner][size][key] for key in keys)
+        lines += [(f"{size:,} transcripts: wall time (s)",
+                   get(FNAPI, "seconds"), get(PRISM, "seconds")),
+                  (f"{size:,}: peak RSS, all processes (MiB)",
+                   get(FNAPI, "cli_mib", "others_mib"), get(PRISM, "cli_mib", "others_mib")),
+                  (f"{size:,}: peak RSS, the CLI (MiB)", get(FNAPI, "cli_mib"), get(PRISM, "cli_mib")),
+                  (f"{size:,}: peak RSS, what it started (MiB)",
+                   get(FNAPI, "others_mib"), get(PRISM, "others_mib"))]
+    for window, (fnapi, prism) in enumerate(zip(latency[FNAPI], latency[PRISM]), 1):
+        lines.append((f"streaming: window {window}, end to first job (s)", fnapi, prism))
+    width = max(len(name) for name, _, _ in lines)
+    rows = [f"{'measure'.ljust(width)}  {FNAPI:>11}  {PRISM:>11}  {'ratio':>6}"]
+    for name, fnapi, prism in lines:
+        ratio = f"{prism / fnapi:.2f}" if fnapi else "-"
+        rows.append(f"{name.ljust(width)}  {fnapi:>11,.1f}  {prism:>11,.1f}  {ratio:>6}")
+    return rows
 
 
 def main() -> None:

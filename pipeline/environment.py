@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, PipelineOptions,
-                                                  PrismRunnerOptions, S3Options, StandardOptions)
+                                                  PortableOptions, PrismRunnerOptions, S3Options,
+                                                  StandardOptions)
 
 from pipeline import runners
 from pipeline.exit_codes import UsageError
@@ -88,6 +89,10 @@ def choose_runner(options: PipelineOptions) -> str:
             streaming, streaming or bool(opts.window_seconds), opts.watch_seconds, opts.undersized_policy,
             opts.sink)))
     runner = str(standard.runner)
+    if runners.is_prism(runner):
+        portable = options.view_as(PortableOptions)
+        portable.job_server_timeout = runners.prism_job_server_timeout(
+            portable.job_server_timeout)
     prism = options.view_as(PrismRunnerOptions)
     if prism.prism_location or not (runners.is_prism(runner) or runners.is_fnapi(runner)):
         return runner

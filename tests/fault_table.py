@@ -6,9 +6,12 @@ from typing import Any
 
 import pytest
 
-COLUMNS = ("case", "inputs", "summaries", "failures", "jobs created", "duplicate jobs", "lost",
+COLUMNS = ("case", "runner", "inputs", "summaries", "failures", "jobs created", "duplicate jobs", "lost",
            "exit code")
 ROWS: list[dict[str, Any]] = []
+# Set by tests/test_fault_matrix.py at collection: how many (case, runner) pairs there are, how
+# many run, and how they were chosen.
+SELECTION: dict[str, Any] = {}
 
 
 def add_row(row: dict[str, Any]) -> None:
@@ -34,6 +37,9 @@ def render(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS,
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if not ROWS:
         return
-    terminalreporter.write_sep("=", "fault matrix (local backend)")
-    for text in render(ROWS):
+    title = "fault matrix (local backend)"
+    if SELECTION:
+        title += f" ({SELECTION['ran']} of {SELECTION['total']} runs: {SELECTION['how']})"
+    terminalreporter.write_sep("=", title)
+    for text in render(ROWS, left=2):
         terminalreporter.write_line(text)

@@ -36,7 +36,9 @@ def prism_args() -> list[str]:
     # Not Beam's per-process Prism server: an earlier test's pipeline may have made it without
     # --prism_location (see pipeline.environment.choose_runner).
     return [f"--runner={runners.PRISM}", f"--prism_location={binary}",
-            "--experiments=disable_prism_server_singleton"]
+            "--experiments=disable_prism_server_singleton",
+            # As the CLI does: Beam's default would end every run longer than five minutes.
+            f"--job_server_timeout={runners.PRISM_JOB_SERVER_TIMEOUT}"]
 
 
 def local_config(backend: LocalBackend, run_id: str | None = None, **overrides: Any) -> BatchConfig:

@@ -236,6 +236,26 @@ def test_defer_on_a_backfill_with_generated_event_times(local_backend_factory, m
         assert stamp and stamp.group(1) in {f"{d:%Y%m%d}" for d in days} | {"19700101"}, name
 
 
+def test_defer_on_a_backfill_is_refused_on_prism(local_backend_factory, tmp_path, capsys):
+    """On Prism, three days with a job of 3 on the first day and a tail of 2 + 1 carried into a
+    job on the third: the first day's 3 summaries were dropped as late data (exit 4, "records
+    were lost"). The CLI refuses that run on Prism before anything is claimed or submitted; left
+    to choose, it runs it on the FnApiRunner (tests above)."""
+    backend = local_backend_factory(quotas=Quotas(max_records_per_job=4, min_records_per_job=3))
+    days = ["2026-01-01T08:00:00Z", "2026-01-01T09:00:00Z", "2026-01-01T10:00:00Z",
+            "2026-01-02T09:00:00Z", "2026-01-02T10:00:00Z", "2026-01-03T23:59:59Z"]
+    source = _write_jsonl(tmp_path / "calls.jsonl", [
+        {"id": f"call-{i}", "text": TEXT.format(i=i), "started": day} for i, day in enumerate(days)])
+    code = main(_cli_against(backend, "--input", str(source), "--output", str(tmp_path / "out"),
+                             "--window-seconds", str(DAY), "--timestamp-field", "started",
+                             "--undersized-policy", "defer", "--min-records-per-job", "3",
+                             "--max-records-per-job", "4", "--runner", "PrismRunner"))
+    assert code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "--runner PrismRunner" in line and "defer" in line and "drop --runner" in line
+    assert not _job_names(backend) and not (tmp_path / "out").exists()
+
+
 def test_defer_in_streaming_keeps_the_tail_left_at_the_end_in_its_window(tmp_path):
     """The documented combination --streaming --window-seconds --undersized-policy defer with a
     tail too small for a job at the end of the watch: UndersizedJob rows, exit 3 or 0, never

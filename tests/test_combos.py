@@ -98,10 +98,11 @@ def valid(values: Mapping[str, str]) -> bool:
     if (get("source") == "files" and get("window") not in (None, "none")
             and get("format") not in (None, *ROW_FORMATS)):
         return False
-    # Prism loses the defer policy's tail flushed when a watch ends, and Beam's BigQuery write
-    # fails on it with time windows: the CLI refuses both there (pipeline/runners.py).
+    # Prism loses the defer policy's tail flushed when a watch ends and, in a bounded input's
+    # time windows, a window's rows when tails are carried; Beam's BigQuery write fails on it with
+    # time windows: the CLI refuses these there (pipeline/runners.py).
     if get("runner") == "PrismRunner" and (
-            (get("source") in ("watch", "kafka") and get("policy") == "defer")
+            (get("policy") == "defer" and get("window") not in (None, "none"))
             or (get("sink") == "bigquery" and get("window") not in (None, "none"))
             or (get("sink") == "bigquery" and get("source") in ("watch", "kafka"))):
         return False

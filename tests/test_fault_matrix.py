@@ -13,12 +13,18 @@ service's job store afterwards. Every case asserts:
 - a failure row is a record that used its attempts, or whose error is not retriable;
 - the exit code is the documented one.
 
-The fault table (tests/fault_table.py) is printed at the end of the test report.
+Every case runs on both local runners the CLI chooses between (--runner FnApiRunner and
+PrismRunner). `make faults` (FAULTS=all) runs every case on both; `make test` runs every case on
+the FnApiRunner and a seeded subset of them on Prism, as each Prism run takes longer. The fault
+table (tests/fault_table.py) is printed at the end of the test report, with a runner column and
+how many cases ran.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import random
 import re
 import uuid
 from collections import Counter
@@ -33,8 +39,8 @@ from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBacken
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE
-from tests.fault_table import add_row
-from tests.pipelines import cli_with_counters, read_rows, transcripts
+from tests.fault_table import SELECTION, add_row
+from tests.pipelines import LOCAL_RUNNERS, cli_with_counters, read_rows, transcripts
 from transforms.quotas import Quotas
 from transforms.results import retriable_record_error
 
@@ -92,11 +98,33 @@ CASES = [
 ]
 
 
-def _run_cli(backend: LocalBackend, input_path: Path, out: str, run_id: str,
+# How many cases run on Prism in `make test` (FAULTS=all: every one), chosen with SEED.
+PRISM_SUBSET, SEED = 3, 18
+
+
+def _selected() -> list[tuple[Case, str]]:
+    """(case, runner) pairs to run: every case on each runner with FAULTS=all, else every case
+    on the FnApiRunner and a seeded subset on Prism."""
+    pairs = [(case, runner) for runner in LOCAL_RUNNERS for case in CASES]
+    if os.environ.get("FAULTS") == "all":
+        SELECTION.update(total=len(pairs), ran=len(pairs), how="FAULTS=all")
+        return pairs
+    prism = LOCAL_RUNNERS[1]
+    on_prism = set(random.Random(SEED).sample(range(len(CASES)), PRISM_SUBSET))
+    chosen = [(case, runner) for case, runner in pairs
+              if runner != prism or CASES.index(case) in on_prism]
+    SELECTION.update(total=len(pairs), ran=len(chosen),
+                     how=f"{PRISM_SUBSET} seeded cases on {prism}; `make faults` runs all")
+    return chosen
+
+
+def _run_cli(backend: LocalBackend, input_path: Path, out: str, run_id: str, runner: str,
              monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, int]]:
-    """The CLI in-process; returns its exit code and the counters of the Report it printed."""
+    """The CLI in-process on ``runner``; returns its exit code and the counters of the Report it
+    printed."""
     return cli_with_counters(
-        ["run", "--backend", "aws", "--bedrock-endpoint-url", backend.bedrock_endpoint_url,
+        ["run", "--runner", runner, "--backend", "aws",
+         "--bedrock-endpoint-url", backend.bedrock_endpoint_url,
          "--bedrock-runtime-endpoint-url", backend.bedrock_endpoint_url,
          "--bucket-uri", f"s3://{DEFAULT_BUCKET}/runs", "--role-arn", SERVICE_ROLE_ARN,
          "--aws-region", backend.region, "--run-id", run_id, "--input", str(input_path),
@@ -154,8 +182,9 @@ def _round(job_name: str) -> str:
     return re.search(r"-a(\d+)-", job_name)[1]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_fault_matrix(case: Case, local_backend_factory, tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize(("case", "runner"), _selected(), ids=lambda v: getattr(v, "name", v))
+def test_fault_matrix(case: Case, runner: str, local_backend_factory, tmp_path,
+                      monkeypatch) -> None:
     backend = local_backend_factory(
         faults=case.faults, timing=TIMING,
         quotas=Quotas(max_concurrent_jobs=case.service_concurrent, max_records_per_file=PER_FILE,
@@ -166,7 +195,7 @@ def test_fault_matrix(case: Case, local_backend_factory, tmp_path, monkeypatch) 
     run_id = f"fm-{uuid.uuid4().hex[:10]}"  # moto's S3 is shared by every test of the process
 
     out = f"s3://{DEFAULT_BUCKET}/out-{run_id}" if case.s3_output else str(tmp_path / "out")
-    code, counters = _run_cli(backend, input_path, out, run_id, monkeypatch)
+    code, counters = _run_cli(backend, input_path, out, run_id, runner, monkeypatch)
 
     summaries, failures = _rows(backend, out, "summaries"), _rows(backend, out, "failures")
     out_ids = Counter([r["transcript_id"] for r in summaries + failures])
@@ -174,7 +203,7 @@ def test_fault_matrix(case: Case, local_backend_factory, tmp_path, monkeypatch) 
     records = _job_records(backend, jobs)
     duplicates = _duplicate_jobs(jobs, records)
     lost = sum(1 for t in items if t.id not in out_ids)
-    add_row({"case": case.name, "inputs": len(items), "summaries": len(summaries),
+    add_row({"case": case.name, "runner": runner, "inputs": len(items), "summaries": len(summaries),
              "failures": len(failures), "jobs created": len(jobs), "duplicate jobs": duplicates,
              "lost": lost, "exit code": code})
 

@@ -1,5 +1,5 @@
-"""ReadTranscriptsFromKafka against a real Kafka broker (tests/jvm_services.py), on the
-DirectRunner in streaming mode and on Flink (portable, streaming), plus unit tests of the pure
+"""ReadTranscriptsFromKafka against a real Kafka broker (tests/jvm_services.py), in streaming mode
+on both local runners (FnApiRunner, Prism) and on Flink (portable), plus unit tests of the pure
 message -> Transcript | Failure step."""
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from confluent_kafka import (TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Con
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.jvm_services import flink_pipeline_args
+from tests.pipelines import LOCAL_RUNNERS, pipeline_on
 from transforms.sources.kafka import (KafkaPartition, ReadTranscriptsFromKafka, _ListPartitionsFn,
                                       _consumer_settings, message_time,
                                       message_to_item)
@@ -133,10 +134,11 @@ class RecordFn(beam.DoFn):
 
 
 def run_pipeline(bootstrap: str, topic: str, out: Path, stop_after: float,
-                 args: list[str]) -> list[dict]:
-    """Runs the source to ``stop_after`` and returns the recorded transcripts and failures."""
+                 pipeline: beam.Pipeline) -> list[dict]:
+    """Runs the source on ``pipeline`` to ``stop_after`` and returns the recorded transcripts
+    and failures."""
     out.mkdir()
-    with beam.Pipeline(options=PipelineOptions(args)) as p:  # blocks until reading stops
+    with pipeline as p:  # blocks until reading stops
         result = p | ReadTranscriptsFromKafka(bootstrap, topic, group_id=f"g-{topic}",
                                               poll_timeout_seconds=0.5,
                                               stop_after_seconds=stop_after)
@@ -145,7 +147,8 @@ def run_pipeline(bootstrap: str, topic: str, out: Path, stop_after: float,
     return [json.loads(path.read_text()) for path in out.iterdir()]
 
 
-def test_reads_every_message_once_and_reports_bad_ones(kafka_bootstrap, tmp_path):
+@pytest.mark.parametrize("runner", LOCAL_RUNNERS)
+def test_reads_every_message_once_and_reports_bad_ones(kafka_bootstrap, tmp_path, runner):
     topic = create_topic(kafka_bootstrap)
     sent = Sent(kafka_bootstrap, topic)
     for n in range(20):
@@ -161,7 +164,7 @@ def test_reads_every_message_once_and_reports_bad_ones(kafka_bootstrap, tmp_path
     sent.flush()
 
     rows = run_pipeline(kafka_bootstrap, topic, tmp_path / "out", stop_after=8,
-                        args=["--streaming"])
+                        pipeline=pipeline_on(runner, ["--streaming"]))
 
     transcripts = [r for r in rows if r["kind"] == "t"]
     assert sorted(r["id"] for r in transcripts) == sorted(f"call-{n}" for n in range(20))
@@ -186,7 +189,8 @@ def test_reads_every_message_once_and_reports_bad_ones(kafka_bootstrap, tmp_path
     assert [c.offset for c in committed] == [12, 12]
 
 
-def test_reads_messages_produced_while_the_pipeline_runs(kafka_bootstrap, tmp_path):
+@pytest.mark.parametrize("runner", LOCAL_RUNNERS)
+def test_reads_messages_produced_while_the_pipeline_runs(kafka_bootstrap, tmp_path, runner):
     topic = create_topic(kafka_bootstrap)
     sent = Sent(kafka_bootstrap, topic)
     labels = [f"live-{batch}-{n}" for batch in range(4) for n in range(3)]
@@ -204,7 +208,7 @@ def test_reads_messages_produced_while_the_pipeline_runs(kafka_bootstrap, tmp_pa
     producer.start()
     try:
         rows = run_pipeline(kafka_bootstrap, topic, tmp_path / "out", stop_after=9,
-                            args=["--streaming"])
+                            pipeline=pipeline_on(runner, ["--streaming"]))
     finally:
         producer.join()
     assert sorted(r["id"] for r in rows if r["kind"] == "t") == sorted(labels)
@@ -247,6 +251,7 @@ def test_reads_on_flink_portable_runner(kafka_bootstrap, flink_job_endpoint, tmp
     sent.send("bad", b"nope", 0, BASE_MS)
     sent.flush()
     rows = run_pipeline(kafka_bootstrap, topic, tmp_path / "out", stop_after=8,
-                        args=flink_pipeline_args(flink_job_endpoint, streaming=True))
+                        pipeline=beam.Pipeline(options=PipelineOptions(
+                            flink_pipeline_args(flink_job_endpoint, streaming=True))))
     assert sorted(r["id"] for r in rows if r["kind"] == "t") == sorted(f"f-{n}" for n in range(10))
     assert [r["origin"] for r in rows if r["kind"] == "f"] == [sent.origins["bad"]]

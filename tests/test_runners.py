@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from apache_beam.options.pipeline_options import (PipelineOptions, PrismRunnerOptions,
-                                                  StandardOptions)
+from apache_beam.options.pipeline_options import (PipelineOptions, PortableOptions,
+                                                  PrismRunnerOptions, StandardOptions)
 from apache_beam.version import __version__ as beam_version
 
 from pipeline import runners
@@ -22,8 +22,9 @@ def test_the_default_is_the_fnapi_runner_for_bounded_input_and_prism_for_streami
 
 
 def test_streaming_runs_prism_cannot_run_stay_on_the_fnapi_runner():
-    """Prism loses the defer policy's tail flushed when a watch ends, and Beam's BigQuery write
-    fails on it with time windows (docs/architecture.md, "Runner facts")."""
+    """Prism loses the defer policy's tail flushed when a watch ends and, on a bounded input in
+    time windows, the rows of a window whose tails the policy carried; Beam's BigQuery write fails
+    on it with time windows (docs/architecture.md, "Runner facts")."""
     assert runners.default_runner(streaming=True, prism_fails=True) == "FnApiRunner"
     assert runners.why_not_prism(True, True, 60, "defer", "jsonl")
     assert runners.why_not_prism(True, True, None, "pad-merge", "bigquery")
@@ -31,10 +32,46 @@ def test_streaming_runs_prism_cannot_run_stay_on_the_fnapi_runner():
     assert not runners.why_not_prism(True, True, None, "defer", "jsonl"), "no end, no flush"
     assert not runners.why_not_prism(True, True, 60, "pad-merge", "parquet")
     assert not runners.why_not_prism(False, False, None, "defer", "bigquery")
+    assert runners.why_not_prism(False, True, None, "defer", "jsonl"), "a backfill's windows"
     assert _chosen("--streaming", "--watch-seconds", "60", "--undersized-policy",
                    "defer")[0] == "FnApiRunner"
     assert _chosen("--streaming", "--watch-seconds", "60", "--sink", "bigquery")[0] == "FnApiRunner"
     assert _chosen("--streaming", "--undersized-policy", "defer")[0] == "PrismRunner"
+
+
+def test_a_prism_run_is_not_ended_by_the_job_server_timeout():
+    """Beam's portable runner puts --job_server_timeout (300 s by default) on the streams that
+    report a Prism run's state, so a run longer than that failed with DEADLINE_EXCEEDED (an
+    unbounded --streaming run after five minutes; the next test shows it). The CLI raises it to
+    a year for Prism, unless the user set it; other runners keep theirs."""
+    def timeout(*argv: str) -> int:
+        options = PipelineOptions(list(argv))
+        choose_runner(options)
+        return options.view_as(PortableOptions).job_server_timeout
+
+    year = runners.PRISM_JOB_SERVER_TIMEOUT
+    assert year >= 365 * 24 * 3600
+    assert timeout("--runner", "PrismRunner") == year
+    assert timeout("--streaming") == year, "Prism, chosen for --streaming"
+    assert timeout("--runner", "PrismRunner", "--prism_location", "/bin/true") == year
+    assert timeout("--runner", "PrismRunner", "--job_server_timeout", "60") == 60
+    assert timeout("--runner", "FnApiRunner") == runners.BEAM_JOB_SERVER_TIMEOUT
+    assert timeout() == runners.BEAM_JOB_SERVER_TIMEOUT, "bounded: the FnApiRunner"
+
+
+@pytest.mark.timeout(600)
+def test_beam_ends_a_prism_run_at_the_job_server_timeout():
+    """The runner fact behind the test above, measured with a short timeout: a Prism pipeline
+    that runs longer than --job_server_timeout fails with DEADLINE_EXCEEDED."""
+    import time
+
+    import apache_beam as beam
+
+    from tests.pipelines import pipeline_on
+
+    with pytest.raises(Exception, match="DEADLINE_EXCEEDED|Deadline Exceeded"):
+        with pipeline_on(runners.PRISM, ["--job_server_timeout=5"]) as p:
+            _ = p | beam.Create([20]) | beam.Map(lambda seconds: time.sleep(seconds) or seconds)
 
 
 def test_runner_names_are_matched_as_beam_spells_them():

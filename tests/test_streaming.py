@@ -1,7 +1,8 @@
 """Streaming on the local backend: files dropped into a watched folder over time become jobs per
 window and a summary per transcript; the watch ends after a set time so the pipeline stops cleanly
 (on the FnApiRunner, which cannot cancel a streaming pipeline; tests/test_streaming_prism.py runs
-Prism, the default for --streaming, with no end and cancels it)."""
+Prism, the default for --streaming, with no end and cancels it). The Kafka topic's run goes on
+both local runners."""
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import pytest
+
 from pipeline.__main__ import main
-from tests.pipelines import read_rows, transcripts
+from tests.pipelines import LOCAL_RUNNERS, read_rows, transcripts
 
 BATCHES = 3
 PER_BATCH = 8
@@ -108,7 +111,8 @@ def test_watched_folder_streams_into_windowed_jobs(tmp_path, capsys):
     assert len(files) == len(windows), f"one file per window: {files}"
 
 
-def test_kafka_topic_streams_into_summaries(tmp_path, kafka_bootstrap):
+@pytest.mark.parametrize("runner", LOCAL_RUNNERS)
+def test_kafka_topic_streams_into_summaries(tmp_path, kafka_bootstrap, runner):
     from confluent_kafka import Producer
 
     from tests.test_kafka_source import create_topic
@@ -123,7 +127,7 @@ def test_kafka_topic_streams_into_summaries(tmp_path, kafka_bootstrap):
     assert main(["run", "--streaming", "--kafka-bootstrap-servers", kafka_bootstrap,
                  "--kafka-topic", topic, "--output", str(tmp_path / "out"), "--sink", "jsonl",
                  "--window-seconds", "5", "--watch-seconds", "6", "--min-records-per-job", "1",
-                 "--debug"]) == 0
+                 "--debug", "--runner", runner]) == 0
     summaries = read_rows(tmp_path / "out" / "summaries")
     assert sorted(r["transcript_id"] for r in summaries) == sorted(t.id for t in items)
     [failure] = read_rows(tmp_path / "out" / "failures")

@@ -1,7 +1,8 @@
 """Unbounded local streaming, as the README's first streaming command runs it: `run --streaming
---window-seconds N` over a watched folder with no --watch-seconds and no --runner, which runs on
-Prism. Files arrive at different times; each window's jobs and summaries come while the watch goes
-on, and Ctrl-C (a real SIGINT) then ends the run with the one interrupted line and exit 130.
+--window-seconds N` over a watched folder (or a Kafka topic) with no --watch-seconds and no
+--runner, which runs on Prism. Files (or messages) arrive at different times; each window's jobs
+and summaries come while the watch goes on, as the source's watermark passes each window's end,
+and Ctrl-C (a real SIGINT) then ends the run with the one interrupted line and exit 130.
 
 The CLI is a real subprocess; the local backend belongs to the test, so the test sees the jobs in
 it. A batch is dropped only once the previous batch's rows are written, so the batches fall into
@@ -41,6 +42,27 @@ def _all_jobs(backend) -> list[dict]:
     return [j for page in pages for j in page["invocationJobSummaries"]]
 
 
+class _Topic:
+    """A Kafka topic on the test broker that batches are produced to, each message stamped with
+    the time it was produced (the source's event time)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from confluent_kafka import Producer
+
+        from tests.test_kafka_source import create_topic
+
+        self.name = create_topic(bootstrap, partitions=1)
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+
+    def drop(self, batch: int) -> list[str]:
+        """Produce batch ``batch`` and wait until the broker has it; its ids."""
+        items = transcripts(PER_BATCH, prefix=f"b{batch}")
+        for t in items:
+            self.producer.produce(self.name, json.dumps({"id": t.id, "text": t.text}).encode())
+        assert self.producer.flush(30) == 0
+        return [t.id for t in items]
+
+
 def _drop(folder: Path, batch: int) -> list[str]:
     """Write batch ``batch`` into the watched folder (whole, as an S3 PUT appears); its ids."""
     items = transcripts(PER_BATCH, prefix=f"b{batch}")
@@ -51,14 +73,13 @@ def _drop(folder: Path, batch: int) -> list[str]:
 
 
 class _Watching:
-    """The CLI watching ``folder`` in a subprocess of its own session; its stderr is collected
-    as it comes (-v: the source's "read FILE" lines show)."""
+    """The CLI reading ``source`` (its --input or --kafka-* flags) in a subprocess of its own
+    session; its stderr is collected as it comes (-v: the source's "read FILE" lines show)."""
 
-    def __init__(self, backend, folder: Path, output: Path, *flags: str) -> None:
+    def __init__(self, backend, source: list[str], output: Path, *flags: str) -> None:
         self.output = output
-        argv = ["run", "--streaming", "--window-seconds", str(WINDOW_SECONDS),
-                "--input", str(folder / "*.jsonl"), "--output", str(output), "--sink", "jsonl",
-                "--watch-interval-seconds", "1", "--poll-interval-seconds", "1", "-v",
+        argv = ["run", "--streaming", "--window-seconds", str(WINDOW_SECONDS), *source,
+                "--output", str(output), "--sink", "jsonl", "--poll-interval-seconds", "1", "-v",
                 "--backend", "aws", "--aws-region", backend.region,
                 "--bedrock-endpoint-url", backend.bedrock_endpoint_url,
                 "--bucket-uri", f"s3://{DEFAULT_BUCKET}/runs", "--role-arn", SERVICE_ROLE_ARN,
@@ -115,17 +136,32 @@ def _assert_interrupted(code: int, err: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("interrupted (SIGINT): run id "), err[-3000:]
 
 
+def _watched_folder(folder: Path) -> list[str]:
+    return ["--input", str(folder / "*.jsonl"), "--watch-interval-seconds", "1"]
+
+
 @pytest.mark.timeout(900)
-def test_each_window_is_summarized_while_the_watch_goes_on(local_backend_factory, tmp_path):
+@pytest.mark.parametrize("source", ["folder", "kafka"])
+def test_each_window_is_summarized_while_the_watch_goes_on(local_backend_factory, tmp_path,
+                                                           request, source):
+    """Over Kafka the windows close on the source's own watermark: a caught-up partition's
+    watermark follows the clock, so a window closes while the read goes on."""
     backend = local_backend_factory(timing=QUICK, quotas=Quotas(min_records_per_job=1))
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    run = _Watching(backend, folder, tmp_path / "out", "--min-records-per-job", "1")
+    if source == "kafka":
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        topic = _Topic(bootstrap)
+        args = ["--kafka-bootstrap-servers", bootstrap, "--kafka-topic", topic.name]
+        drop = topic.drop
+    else:
+        folder = tmp_path / "inbox"
+        folder.mkdir()
+        args, drop = _watched_folder(folder), lambda batch: _drop(folder, batch)
+    run = _Watching(backend, args, tmp_path / "out", "--min-records-per-job", "1")
     try:
-        first = _drop(folder, 0)
+        first = drop(0)
         rows = run.wait_for_rows(first)
         assert {r["transcript_id"] for r in rows} == set(first)
-        second = _drop(folder, 1)  # the first window has closed: this one is in a later window
+        second = drop(1)  # the first window has closed: this one is in a later window
         rows = run.wait_for_rows(second)
         jobs = _all_jobs(backend)
     finally:
@@ -148,8 +184,8 @@ def test_defer_carries_a_small_window_into_the_next(local_backend_factory, tmp_p
     backend = local_backend_factory(timing=QUICK, quotas=Quotas(min_records_per_job=1))
     folder = tmp_path / "inbox"
     folder.mkdir()
-    run = _Watching(backend, folder, tmp_path / "out", "--undersized-policy", "defer",
-                    "--min-records-per-job", "12")
+    run = _Watching(backend, _watched_folder(folder), tmp_path / "out",
+                    "--undersized-policy", "defer", "--min-records-per-job", "12")
     try:
         first = _drop(folder, 0)
         run.wait_until_read(folder / "batch-0.jsonl")
