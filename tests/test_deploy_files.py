@@ -16,10 +16,11 @@ CONFIG = yaml.safe_load((ROOT / "jvm" / "flink" / "conf" / "config.yaml").read_t
 
 # config.yaml settings that differ by design on Kubernetes: addresses and ports (the operator
 # sets them; the test cluster gives each process its own), the memory pools (the operator
-# computes them from the pod's memory; only network memory is kept) and the checkpoint folder.
+# computes them from the pod's memory; only network memory is kept), the checkpoint folder, and
+# the RPC timeout raised for the crowded test machine.
 PER_CLUSTER = re.compile(r"^(jobmanager\.rpc\.|rest\.|taskmanager\.host$|taskmanager\.cpu\."
                          r"|taskmanager\.memory\.(?!network\.)|state\.checkpoints\.dir$"
-                         r"|metrics\.reporter\.prom\.port$)")
+                         r"|metrics\.reporter\.prom\.port$|pekko\.ask\.timeout$)")
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
