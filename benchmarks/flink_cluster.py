@@ -104,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="taskmanagers-bench-") as tmp:
         print_rows([taskmanagers_row(args.records, Path(tmp))])
 
 

@@ -37,7 +37,7 @@ ADD_OPENS = ["java.lang", "java.lang.reflect", "java.io", "java.net", "java.nio"
 # JVM sizes matching config.yaml: heap = framework + task heap; direct = framework + task
 # off-heap + network. The JobManager only schedules; Beam's job server submits to it over REST.
 JOBMANAGER_JVM = ["-Xms256m", "-Xmx512m"]
-TASKMANAGER_JVM = ["-Xms384m", "-Xmx384m", "-XX:MaxDirectMemorySize=384m",
+TASKMANAGER_JVM = ["-Xms384m", "-Xmx384m", "-XX:MaxDirectMemorySize=640m",
                    "-XX:MaxMetaspaceSize=256m"]
 
 

@@ -16,10 +16,10 @@ CONFIG = yaml.safe_load((ROOT / "jvm" / "flink" / "conf" / "config.yaml").read_t
 
 # config.yaml settings that differ by design on Kubernetes: addresses and ports (the operator
 # sets them; the test cluster gives each process its own), the memory pools (the operator
-# computes them from the pod's memory; only network memory is kept), the checkpoint folder, and
-# the RPC timeout raised for the crowded test machine.
+# computes them from the pod's memory; network and task off-heap memory are kept), the
+# checkpoint folder, and the RPC timeout raised for the crowded test machine.
 PER_CLUSTER = re.compile(r"^(jobmanager\.rpc\.|rest\.|taskmanager\.host$|taskmanager\.cpu\."
-                         r"|taskmanager\.memory\.(?!network\.)|state\.checkpoints\.dir$"
+                         r"|taskmanager\.memory\.(?!network\.|task\.off-heap\.)|state\.checkpoints\.dir$"
                          r"|metrics\.reporter\.prom\.port$|pekko\.ask\.timeout$)")
 
 
