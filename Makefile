@@ -65,7 +65,8 @@ browser:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 # The scale benchmarks (not part of `make test`): each row beside a baseline measured in
-# the same run and its goal; the figures are kept in benchmarks/results.json. Row 4 runs Flink.
+# the same run and its goal; the figures are kept in benchmarks/results.json. Rows 4 and 10 run
+# Flink (10 on session clusters of one and two TaskManagers).
 bench: $(STAMP) $(PRISM) jvm-jars
 	$(PY) -m benchmarks
 

@@ -5,6 +5,7 @@ benchmarks/results.json. Sizes can be lowered for a quick look (the goals are ab
 
     .venv/bin/python -m benchmarks [--records 200000] [--small 20000] [--flink-records 20000]
                                    [--end-to-end 20000] [--runner-sizes 20000,200000]
+                                   [--cluster-records 20000]
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from benchmarks import codec, runners, scale, scheduling
+from benchmarks import codec, flink_cluster, runners, scale, scheduling
 from benchmarks.report import RESULTS, Row, load, machine, print_rows, save
 
 
@@ -32,8 +33,10 @@ def main() -> None:
     parser.add_argument("--end-to-end", type=int, default=20_000)
     parser.add_argument("--runner-sizes", type=lambda text: [int(n) for n in text.split(",")],
                         default=[20_000, 200_000], help="row 9's bounded sizes, e.g. 2000,20000")
+    parser.add_argument("--cluster-records", type=int, default=20_000,
+                        help="row 10's input: one TaskManager against two")
     parser.add_argument("--rows", type=lambda text: {int(n) for n in text.split(",")},
-                        default=set(range(1, 10)),
+                        default=set(range(1, 11)),
                         help="only these rows (e.g. 4,7); the others keep their last figures")
     args = parser.parse_args()
     # The child processes (CLI runs, serve-local) would print Google client deprecation notices.
@@ -64,6 +67,7 @@ def main() -> None:
         add((4,), lambda: [scale.flink_row(args.flink_records, Path(tmp))])
         add((7,), lambda: [scale.end_to_end_row(args.end_to_end, Path(tmp))])
         add((9,), lambda: [runners.runners_row(args.runner_sizes, 3, 10, Path(tmp))])
+        add((10,), lambda: [flink_cluster.taskmanagers_row(args.cluster_records, Path(tmp))])
     measured = {row.number for row in rows}
     rows += [row for row in load() if row.number not in measured]
     rows.sort(key=lambda row: row.number)

@@ -22,10 +22,11 @@ FLINK_ADD_OPENS := java.lang java.lang.reflect java.io java.net java.nio \
 # --runner FlinkRunner --flink_master 127.0.0.1:$(FLINK_REST_PORT). The tests start their own
 # through the same script, on free ports.
 FLINK_REST_PORT ?= 8081
-flink-cluster: $(STAMP) $(JVM_CACHE)/flink.stamp
+flink-cluster: $(STAMP) $(JVM_CACHE)/flink.stamp $(JVM_CACHE)/flink-prometheus.stamp
 	$(PY) -m tests.flink_cluster --rest-port $(FLINK_REST_PORT)
 
-jvm-jars: $(JVM_CACHE)/kafka.stamp $(FLINK_JOB_SERVER_JAR)
+# flink-prometheus: Flink's Prometheus metrics reporter, on the session cluster's classpath only.
+jvm-jars: $(JVM_CACHE)/kafka.stamp $(FLINK_JOB_SERVER_JAR) $(JVM_CACHE)/flink-prometheus.stamp
 
 # The directory is rebuilt from scratch so jars of an older pom never linger
 # on the classpath ('<dir>/*').

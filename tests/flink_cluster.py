@@ -37,7 +37,7 @@ ADD_OPENS = ["java.lang", "java.lang.reflect", "java.io", "java.net", "java.nio"
 # JVM sizes matching config.yaml: heap = framework + task heap; direct = framework + task
 # off-heap + network. The JobManager only schedules; Beam's job server submits to it over REST.
 JOBMANAGER_JVM = ["-Xms256m", "-Xmx512m"]
-TASKMANAGER_JVM = ["-Xms384m", "-Xmx384m", "-XX:MaxDirectMemorySize=384m",
+TASKMANAGER_JVM = ["-Xms384m", "-Xmx384m", "-XX:MaxDirectMemorySize=640m",
                    "-XX:MaxMetaspaceSize=256m"]
 
 
@@ -52,11 +52,14 @@ def jvm_cache_dir() -> Path:
 
 
 def flink_classpath() -> str:
-    """``<cache>/flink/*``; ClusterError when ``make jvm-jars`` has not completed."""
+    """``<cache>/flink/*`` and Flink's Prometheus reporter in ``<cache>/flink-prometheus/*``;
+    ClusterError when ``make jvm-jars`` has not completed."""
     cache = jvm_cache_dir()
-    if not (cache / "flink.stamp").is_file():
-        raise ClusterError(f"Flink jars missing in {cache}: run `make jvm-jars`")
-    return str(cache / "flink" / "*")
+    folders = ["flink", "flink-prometheus"]
+    missing = [name for name in folders if not (cache / f"{name}.stamp").is_file()]
+    if missing:
+        raise ClusterError(f"{', '.join(missing)} jars missing in {cache}: run `make jvm-jars`")
+    return os.pathsep.join(str(cache / name / "*") for name in folders)
 
 
 def free_port() -> int:
@@ -68,9 +71,11 @@ def free_port() -> int:
 class FlinkProcess:
     """One JobManager or TaskManager JVM, output in its own log file, in its own session."""
 
-    def __init__(self, name: str, command: list[str], log_path: Path) -> None:
+    def __init__(self, name: str, command: list[str], log_path: Path,
+                 metrics_port: Optional[int] = None) -> None:
         self.name = name
         self.log_path = log_path
+        self.metrics_port = metrics_port
         # The kernel kills the JVM with the process that started it (a killed pytest or a
         # closed terminal must not leave a cluster behind).
         setpriv = shutil.which("setpriv")
@@ -86,6 +91,11 @@ class FlinkProcess:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    @property
+    def metrics_url(self) -> str:
+        """Its Prometheus reporter's endpoint (config.yaml's ``metrics.reporter.prom``)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -125,10 +135,12 @@ class FlinkCluster:
         """``host:port`` of the REST endpoint, for ``--flink_master``."""
         return f"127.0.0.1:{self.rest_port}"
 
-    def _java(self, jvm: list[str], main_class: str, *dynamic: str) -> list[str]:
+    def _java(self, jvm: list[str], main_class: str, metrics_port: int, *dynamic: str) -> list[str]:
         opens = [f"--add-opens=java.base/{package}=ALL-UNNAMED" for package in ADD_OPENS]
+        # Each process its own free metrics port, so a scrape knows whose metrics it reads.
         properties = {"rest.port": self.rest_port, "jobmanager.rpc.port": self.rpc_port,
-                      "state.checkpoints.dir": self.checkpoint_dir.as_uri()}
+                      "state.checkpoints.dir": self.checkpoint_dir.as_uri(),
+                      "metrics.reporter.prom.port": metrics_port}
         overrides = [arg for key, value in properties.items() for arg in ("-D", f"{key}={value}")]
         return (["java", *jvm, *opens, "-cp", self._classpath, main_class,
                  "--configDir", str(CONF_DIR), *overrides, *dynamic])
@@ -165,11 +177,13 @@ class FlinkCluster:
 
     def start(self, taskmanagers: int = 2) -> "FlinkCluster":
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        metrics_port = free_port()
         self.jobmanager = FlinkProcess(
             "jobmanager",
             self._java(JOBMANAGER_JVM,
-                       "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint"),
-            self.work_dir / "jobmanager.log")
+                       "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
+                       metrics_port),
+            self.work_dir / "jobmanager.log", metrics_port)
         self.wait_until("REST endpoint", lambda: self.rest("/overview"))
         for _ in range(taskmanagers):
             self.start_taskmanager()
@@ -180,12 +194,14 @@ class FlinkCluster:
         name = f"taskmanager-{len(self.taskmanagers) + 1}"
         tmp = self.work_dir / name
         tmp.mkdir(exist_ok=True)
+        metrics_port = free_port()
         tm = FlinkProcess(
             name,
             # The resource id is the TaskManager's id in the REST API: it names the process.
             self._java(TASKMANAGER_JVM, "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+                       metrics_port,
                        "-D", f"io.tmp.dirs={tmp}", "-D", f"taskmanager.resource-id={name}"),
-            self.work_dir / f"{name}.log")
+            self.work_dir / f"{name}.log", metrics_port)
         self.taskmanagers.append(tm)
 
         def registered() -> bool:
@@ -242,6 +258,9 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"--flink_master {cluster.address} (web UI http://{cluster.address}), "
               f"{args.taskmanagers} TaskManagers; logs and checkpoints in {work}. "
               f"Ctrl-C stops it.", flush=True)
+        print("Prometheus metrics: " + ", ".join(
+            f"{process.name} {process.metrics_url}"
+            for process in [cluster.jobmanager, *cluster.taskmanagers]), flush=True)
         stop.wait()
     except ClusterError as error:
         print(error, file=sys.stderr)
