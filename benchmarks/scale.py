@@ -347,8 +347,8 @@ def million_rows(big: int, mid: int, workdir: Path, kept: dict[int, Prepared],
     A run whose processes pass ``rss_cap_mib`` together is stopped there: its memory figure is
     then a lower bound, and so are its time and growth.
     """
-    small = kept.get(mid) or prepared(mid, workdir)
     large = prepared(big, workdir, rss_cap_mib)
+    small = kept.get(mid) or prepared(mid, workdir)
     cut = (f"stopped at {large.seconds:.0f} s, its processes holding {large.peak_mib:,.0f} MiB, "
            f"over the benchmark's {rss_cap_mib:,.0f} MiB cap, before its last job was planned"
            if large.capped else "")
