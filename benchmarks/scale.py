@@ -329,13 +329,19 @@ def prepared(records: int, workdir: Path, rss_cap_mib: float | None = None) -> P
     path = workdir / f"calls-{records}.jsonl"
     try:
         size_mb = data.write_jsonl(path, records) / 1e6
+        try:
+            seconds, own, others = to_shards(path, records, workdir, rss_cap_mib=rss_cap_mib)
+            peak, capped = own + sum(others.values()), False
+        except MemoryCapReached as cap:
+            seconds, peak, capped = cap.seconds, cap.peak_mib, True
+        # Each figure as soon as it is known: a long run stopped half way still told something.
+        print(f"    {records:,} transcripts ({size_mb:,.0f} MB): {seconds:.0f} s, "
+              f"{peak:,.0f} MiB{' (stopped at the cap)' if capped else ''}", flush=True)
         plain = plain_script(path, records)
-        seconds, own, others = to_shards(path, records, workdir, rss_cap_mib=rss_cap_mib)
-    except MemoryCapReached as cap:
-        return Prepared(records, size_mb, plain, cap.seconds, cap.peak_mib, capped=True)
+        print(f"    {records:,} transcripts, plain script: {plain:.1f} s", flush=True)
     finally:
         path.unlink(missing_ok=True)
-    return Prepared(records, size_mb, plain, seconds, own + sum(others.values()))
+    return Prepared(records, size_mb, plain, seconds, peak, capped)
 
 
 def million_rows(big: int, mid: int, workdir: Path, kept: dict[int, Prepared],
