@@ -322,26 +322,30 @@ def shards_rows(records: int, small: int, workdir: Path,
 MEMORY_GOAL_MIB, TIME_GOAL, GROWTH_GOAL = 2048, 3.0, 1.5
 
 
-def prepared(records: int, workdir: Path, rss_cap_mib: float | None = None) -> Prepared:
-    """A generated input of ``records`` transcripts (streamed to disk, never held here), the
-    plain script on it, then the CLI on the default local runner until its last job is planned
-    or it holds more than ``rss_cap_mib``."""
-    path = workdir / f"calls-{records}.jsonl"
+def cli_to_shards(path: Path, records: int, workdir: Path,
+                  rss_cap_mib: float | None = None) -> tuple[float, float, bool]:
+    """The CLI on the default local runner until its last job is planned or it holds more than
+    ``rss_cap_mib``: (seconds, peak MiB of all its processes summed, whether it was stopped at
+    the cap). Printed at once: a long benchmark stopped half way still told something."""
     try:
-        size_mb = data.write_jsonl(path, records) / 1e6
-        try:
-            seconds, own, others = to_shards(path, records, workdir, rss_cap_mib=rss_cap_mib)
-            peak, capped = own + sum(others.values()), False
-        except MemoryCapReached as cap:
-            seconds, peak, capped = cap.seconds, cap.peak_mib, True
-        # Each figure as soon as it is known: a long run stopped half way still told something.
-        print(f"    {records:,} transcripts ({size_mb:,.0f} MB): {seconds:.0f} s, "
-              f"{peak:,.0f} MiB{' (stopped at the cap)' if capped else ''}", flush=True)
-        plain = plain_script(path, records)
-        print(f"    {records:,} transcripts, plain script: {plain:.1f} s", flush=True)
-    finally:
-        path.unlink(missing_ok=True)
-    return Prepared(records, size_mb, plain, seconds, peak, capped)
+        seconds, own, others = to_shards(path, records, workdir, rss_cap_mib=rss_cap_mib)
+        peak, capped = own + sum(others.values()), False
+    except MemoryCapReached as cap:
+        seconds, peak, capped = cap.seconds, cap.peak_mib, True
+    print(f"    {records:,} transcripts: {seconds:.0f} s, {peak:,.0f} MiB"
+          f"{' (stopped at the cap)' if capped else ''}", flush=True)
+    return seconds, peak, capped
+
+
+def head(path: Path, lines: int, to: Path) -> int:
+    """Copy the first ``lines`` lines of ``path`` to ``to``; returns the bytes copied. The
+    generator is seeded and sequential, so the first N of a larger input are what
+    ``data.write_jsonl(to, N)`` would write, without generating them again."""
+    written = 0
+    with open(path, "rb") as source, open(to, "wb") as out:
+        for _, line in zip(range(lines), source):
+            written += out.write(line)
+    return written
 
 
 def million_rows(big: int, mid: int, workdir: Path, kept: dict[int, Prepared],
@@ -353,8 +357,21 @@ def million_rows(big: int, mid: int, workdir: Path, kept: dict[int, Prepared],
     A run whose processes pass ``rss_cap_mib`` together is stopped there: its memory figure is
     then a lower bound, and so are its time and growth.
     """
-    large = prepared(big, workdir, rss_cap_mib)
-    small = kept.get(mid) or prepared(mid, workdir)
+    big_path, mid_path = workdir / f"calls-{big}.jsonl", workdir / f"calls-{mid}.jsonl"
+    try:
+        big_mb = data.write_jsonl(big_path, big) / 1e6
+        large = Prepared(big, big_mb, 0.0, *cli_to_shards(big_path, big, workdir, rss_cap_mib))
+        small = kept.get(mid)
+        if small is None:
+            mid_mb = head(big_path, mid, mid_path) / 1e6
+            small = Prepared(mid, mid_mb, 0.0, *cli_to_shards(mid_path, mid, workdir))
+            small.plain_s = plain_script(mid_path, mid)
+        large.plain_s = plain_script(big_path, big)
+        print(f"    plain script: {large.plain_s:.1f} s at {big:,}, {small.plain_s:.1f} s at "
+              f"{mid:,}", flush=True)
+    finally:
+        big_path.unlink(missing_ok=True)
+        mid_path.unlink(missing_ok=True)
     cut = (f"stopped at {large.seconds:.0f} s, its processes holding {large.peak_mib:,.0f} MiB, "
            f"over the benchmark's {rss_cap_mib:,.0f} MiB cap, before its last job was planned"
            if large.capped else "")
