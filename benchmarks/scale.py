@@ -410,11 +410,15 @@ def million_rows(big: int, mid: int, workdir: Path, kept: dict[int, Prepared],
     growth = large.peak_mib / small.peak_mib
     growth_holds = growth <= GROWTH_GOAL if not large.capped else (
         False if growth > GROWTH_GOAL else None)
+    if not large.capped:
+        growth_note = f"{growth:.2f}x the memory for {big / mid:.0f}x the records"
+    elif growth >= 1:
+        growth_note = f"at least {growth:.2f}x ({cut})"
+    else:  # stopped below the smaller run's peak: no bound at all
+        growth_note, growth = f"no growth figure: {cut}, below the {mid:,} run's peak", None
     growth_row = Row(12, f"peak RSS growth from {mid:,} to {big:,} transcripts",
                      f"{mid:,}", large.peak_mib, small.peak_mib, "MiB",
-                     f"<= {GROWTH_GOAL:g}x", growth_holds, ratio=growth,
-                     note=(f"at least {growth:.2f}x ({cut})" if large.capped else
-                           f"{growth:.2f}x the memory for {big / mid:.0f}x the records"))
+                     f"<= {GROWTH_GOAL:g}x", growth_holds, ratio=growth, note=growth_note)
     return [memory, time_row, growth_row]
 
 
