@@ -6,6 +6,7 @@ benchmarks/results.json. Sizes can be lowered for a quick look (the goals are ab
     .venv/bin/python -m benchmarks [--records 200000] [--small 20000] [--flink-records 20000]
                                    [--end-to-end 20000] [--runner-sizes 20000,200000]
                                    [--cluster-records 20000]
+                                   [--million 1000000] [--million-cap-mib 8192]
 """
 from __future__ import annotations
 
@@ -31,12 +32,16 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=20_000)
     parser.add_argument("--flink-records", type=int, default=20_000)
     parser.add_argument("--end-to-end", type=int, default=20_000)
+    parser.add_argument("--million", type=int, default=1_000_000,
+                        help="rows 11-13's large size (their mid size is --records)")
+    parser.add_argument("--million-cap-mib", type=float, default=8192,
+                        help="rows 11-13 stop the large run once its processes hold this much")
     parser.add_argument("--runner-sizes", type=lambda text: [int(n) for n in text.split(",")],
                         default=[20_000, 200_000], help="row 9's bounded sizes, e.g. 2000,20000")
     parser.add_argument("--cluster-records", type=int, default=20_000,
                         help="row 10's input: one TaskManager against two")
     parser.add_argument("--rows", type=lambda text: {int(n) for n in text.split(",")},
-                        default=set(range(1, 11)),
+                        default=set(range(1, 14)),
                         help="only these rows (e.g. 4,7); the others keep their last figures")
     args = parser.parse_args()
     # The child processes (CLI runs, serve-local) would print Google client deprecation notices.
@@ -63,11 +68,14 @@ def main() -> None:
     add((8,), lambda: [codec.model_row(args.model_records)])
     add((6,), lambda: [scheduling.scheduling_row()])
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        add((3, 5), lambda: scale.shards_rows(args.records, args.small, Path(tmp)))
+        kept: dict[int, scale.Prepared] = {}  # row 3's run, which rows 11-13 compare with
+        add((3, 5), lambda: scale.shards_rows(args.records, args.small, Path(tmp), kept))
         add((4,), lambda: [scale.flink_row(args.flink_records, Path(tmp))])
         add((7,), lambda: [scale.end_to_end_row(args.end_to_end, Path(tmp))])
         add((9,), lambda: [runners.runners_row(args.runner_sizes, 3, 10, Path(tmp))])
         add((10,), lambda: [flink_cluster.taskmanagers_row(args.cluster_records, Path(tmp))])
+        add((11, 12, 13), lambda: scale.million_rows(args.million, args.records, Path(tmp), kept,
+                                                     args.million_cap_mib))
     measured = {row.number for row in rows}
     rows += [row for row in load() if row.number not in measured]
     rows.sort(key=lambda row: row.number)

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -54,6 +55,7 @@ class Watched:
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         self._stop_when = stop_when
+        self._stopping = threading.Lock()  # the line reader and a memory watch may both stop it
         self.stopped_early = False
         self.others: dict[int, float] = {}  # pid -> peak RSS (MiB) of what it started
         self.own_peak: float | None = None  # its own peak RSS (MiB), read when stopped
@@ -78,7 +80,9 @@ class Watched:
     def stop(self) -> None:
         """End the process and every process it started, noting first the peak RSS of each
         process it started (``others``)."""
-        if not self.stopped_early:
+        with self._stopping:
+            if self.stopped_early:
+                return
             self.stopped_early = True
             peaks = session_peak_rss(self.proc.pid)
             # Its own peak, read here: wait4's would include the children it reaped on exit.
@@ -102,8 +106,34 @@ class Watched:
         return (hits[-1] if last else hits[0]) if hits else None
 
 
+class MemoryCapReached(Exception):
+    """A run stopped because its processes together held more than the benchmark's cap.
+
+    Args:
+        seconds: When it was stopped.
+        peak_mib: The peak RSS of all its processes, summed, when it was stopped.
+    """
+
+    def __init__(self, seconds: float, peak_mib: float) -> None:
+        super().__init__(f"stopped at {seconds:.0f} s holding {peak_mib:,.0f} MiB")
+        self.seconds, self.peak_mib = seconds, peak_mib
+
+
+def _stop_above(run: Watched, cap_mib: float, tripped: list[float]) -> None:
+    """Stop ``run`` once its processes' resident memory, summed, passes ``cap_mib`` (noted in
+    ``tripped``): a run that would take the machine's memory is cut short, not swapped."""
+    while run.running() and not run.stopped_early:
+        held = sum(_peaks_in_group(3, run.proc.pid, "VmRSS:").values())
+        if held > cap_mib:
+            tripped.append(held)
+            run.stop()
+            return
+        time.sleep(0.5)
+
+
 def to_shards(input_path: Path, count: int, workdir: Path, flink_parallelism: int | None = None,
-              runner: str | None = None) -> tuple[float, float, dict[int, float]]:
+              runner: str | None = None, rss_cap_mib: float | None = None
+              ) -> tuple[float, float, dict[int, float]]:
     """The CLI until every job is planned: (seconds, peak RSS MiB of the pipeline process, the
     peak RSS of each process the CLI started by pid). The backend runs in its own process, so
     its memory is not counted.
@@ -114,8 +144,12 @@ def to_shards(input_path: Path, count: int, workdir: Path, flink_parallelism: in
     (``flink_parallelism``) the workers log, not the CLI, so there it is when the last job
     exists on the backend (submission follows planning within a poll), and the memory is the
     largest peak of the Python SDK workers, where the pipeline's code runs.
+
+    With ``rss_cap_mib`` (local runners only), a run whose processes hold more than that much
+    resident memory together is stopped and ``MemoryCapReached`` raised.
     """
     jobs = math.ceil(count / RECORDS_PER_JOB)
+    tripped: list[float] = []
     with serve_local() as (s3_url, bedrock_url, exports), contextlib.ExitStack() as stack:
         env = {**os.environ, **exports, "AWS_DEFAULT_REGION": "us-east-1"}
         argv = [sys.executable, "-m", "pipeline", "run", "--input", str(input_path),
@@ -127,6 +161,9 @@ def to_shards(input_path: Path, count: int, workdir: Path, flink_parallelism: in
         if flink_parallelism is None:
             run = Watched(argv + ([f"--runner={runner}"] if runner else []), env,
                           lambda lines: sum(" planned " in line for _, line in lines) >= jobs)
+            if rss_cap_mib is not None:
+                threading.Thread(target=_stop_above, args=(run, rss_cap_mib, tripped),
+                                 daemon=True).start()
         else:
             # The workers reach the backend with their own credential chain: the pool's env.
             pool, pool_pid = stack.enter_context(worker_pool(env))
@@ -146,15 +183,18 @@ def to_shards(input_path: Path, count: int, workdir: Path, flink_parallelism: in
                     break
                 time.sleep(0.5)
         seconds, rss, _ = run.wait()
+    if tripped:
+        raise MemoryCapReached(seconds, rss + sum(run.others.values()))
     if not run.stopped_early:
         tail = "\n".join(line for _, line in run.lines[-15:])
         raise RuntimeError(f"the pipeline ended before planning {jobs} jobs:\n{tail}")
     return seconds, rss if flink_parallelism is None else workers_rss, run.others
 
 
-def _peaks_in_group(field: int, leader: int) -> dict[int, float]:
+def _peaks_in_group(field: int, leader: int, status_field: str = "VmHWM:") -> dict[int, float]:
     """The peak RSS (VmHWM), in MiB, by pid, of the processes whose /proc stat ``field`` (counted
-    after the command name: 0 state, 1 ppid, 2 pgrp, 3 session) is ``leader``."""
+    after the command name: 0 state, 1 ppid, 2 pgrp, 3 session) is ``leader``; with
+    ``status_field`` "VmRSS:", their resident memory now instead."""
     peaks: dict[int, float] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -166,7 +206,7 @@ def _peaks_in_group(field: int, leader: int) -> dict[int, float]:
         except (OSError, IndexError, ValueError):  # the process ended meanwhile
             continue
         for line in status.splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(status_field):
                 peaks[int(proc.name)] = int(line.split()[1]) / 1024
     return peaks
 
@@ -226,13 +266,40 @@ def plain_script(input_path: Path, count: int) -> float:
         return time.perf_counter() - started
 
 
-def shards_rows(records: int, small: int, workdir: Path) -> list[Row]:
-    """Rows 3 and 5."""
+@dataclass
+class Prepared:
+    """One size's run to the last planned job on the default local runner, and its baseline.
+
+    Args:
+        records: Transcripts in the input.
+        input_mb: The input's size in MB.
+        plain_s: The plain script's seconds on the same input.
+        seconds: The CLI's seconds until its last job was planned, or until it was stopped at
+            the memory cap.
+        peak_mib: The peak RSS of every process the CLI's run started (its own included),
+            summed.
+        capped: Whether the run was stopped at the memory cap before its last job was planned.
+    """
+
+    records: int
+    input_mb: float
+    plain_s: float
+    seconds: float
+    peak_mib: float
+    capped: bool = False
+
+
+def shards_rows(records: int, small: int, workdir: Path,
+                keep: dict[int, Prepared] | None = None) -> list[Row]:
+    """Rows 3 and 5; the run at ``records`` is kept in ``keep`` for rows 11-13."""
     big_input, small_input = workdir / f"calls-{records}.jsonl", workdir / f"calls-{small}.jsonl"
     size_mb = data.write_jsonl(big_input, records) / 1e6
     data.write_jsonl(small_input, small)
     plain = plain_script(big_input, records)
-    pipeline_s, big_rss, _ = to_shards(big_input, records, workdir)
+    pipeline_s, big_rss, big_others = to_shards(big_input, records, workdir)
+    if keep is not None:
+        keep[records] = Prepared(records, size_mb, plain, pipeline_s,
+                                 big_rss + sum(big_others.values()))
     _, small_rss, _ = to_shards(small_input, small, workdir)
     ratio = pipeline_s / plain
     row3 = Row(3, f"{records:,} transcripts ({size_mb:,.0f} MB) to shards, DirectRunner",
@@ -250,6 +317,109 @@ def shards_rows(records: int, small: int, workdir: Path) -> list[Row]:
                      f"in row 4's note"),
                details={"input_mb": size_mb})
     return [row3, row5]
+
+
+MEMORY_GOAL_MIB, TIME_GOAL, GROWTH_GOAL = 2048, 3.0, 1.5
+
+
+def cli_to_shards(path: Path, records: int, workdir: Path,
+                  rss_cap_mib: float | None = None) -> tuple[float, float, bool]:
+    """The CLI on the default local runner until its last job is planned or it holds more than
+    ``rss_cap_mib``: (seconds, peak MiB of all its processes summed, whether it was stopped at
+    the cap). Printed at once: a long benchmark stopped half way still told something."""
+    try:
+        seconds, own, others = to_shards(path, records, workdir, rss_cap_mib=rss_cap_mib)
+        peak, capped = own + sum(others.values()), False
+    except MemoryCapReached as cap:
+        seconds, peak, capped = cap.seconds, cap.peak_mib, True
+    print(f"    {records:,} transcripts: {seconds:.0f} s, {peak:,.0f} MiB"
+          f"{' (stopped at the cap)' if capped else ''}", flush=True)
+    return seconds, peak, capped
+
+
+def head(path: Path, lines: int, to: Path) -> int:
+    """Copy the first ``lines`` lines of ``path`` to ``to``; returns the bytes copied. The
+    generator is seeded and sequential, so the first N of a larger input are what
+    ``data.write_jsonl(to, N)`` would write, without generating them again."""
+    written = 0
+    with open(path, "rb") as source, open(to, "wb") as out:
+        for _, line in zip(range(lines), source):
+            written += out.write(line)
+    return written
+
+
+def million_rows(big: int, mid: int, workdir: Path, kept: dict[int, Prepared],
+                 rss_cap_mib: float) -> list[Row]:
+    """Rows 11-13: ``big`` (1,000,000) transcripts to the last planned job on the default local
+    runner: the peak RSS of every process the run starts, the wall time against the plain
+    script, and the memory's growth from ``mid`` (200,000; row 3's run when it ran) to ``big``.
+
+    A run whose processes pass ``rss_cap_mib`` together is stopped there: its memory figure is
+    then a lower bound, and so are its time and growth.
+    """
+    big_path, mid_path = workdir / f"calls-{big}.jsonl", workdir / f"calls-{mid}.jsonl"
+    try:
+        big_mb = data.write_jsonl(big_path, big) / 1e6
+        large = Prepared(big, big_mb, 0.0, *cli_to_shards(big_path, big, workdir, rss_cap_mib))
+        small = kept.get(mid)
+        if small is None:
+            mid_mb = head(big_path, mid, mid_path) / 1e6
+            small = Prepared(mid, mid_mb, 0.0, *cli_to_shards(mid_path, mid, workdir))
+            small.plain_s = plain_script(mid_path, mid)
+        large.plain_s = plain_script(big_path, big)
+        print(f"    plain script: {large.plain_s:.1f} s at {big:,}, {small.plain_s:.1f} s at "
+              f"{mid:,}", flush=True)
+    finally:
+        big_path.unlink(missing_ok=True)
+        mid_path.unlink(missing_ok=True)
+    cut = (f"stopped at {large.seconds:.0f} s, its processes holding {large.peak_mib:,.0f} MiB, "
+           f"over the benchmark's {rss_cap_mib:,.0f} MiB cap, before its last job was planned"
+           if large.capped else "")
+    why_memory = ("the FnApiRunner runs one stage at a time and keeps each stage's whole output "
+                  "in memory for the next (the transcripts grouped for deduplication, the "
+                  "built records waiting for the count and the collisions side inputs, the "
+                  "records grouped by hash bucket), so the peak grows with the input")
+    memory = Row(11, f"{big:,} transcripts ({large.input_mb:,.0f} MB) to the last planned job, "
+                     f"default local runner: peak RSS of every process",
+                 f"the same at {mid:,}", large.peak_mib, small.peak_mib, "MiB",
+                 f"<= {MEMORY_GOAL_MIB:,} MiB",
+                 large.peak_mib <= MEMORY_GOAL_MIB and not large.capped,
+                 note="; ".join(part for part in (
+                     cut, why_memory if large.capped or large.peak_mib > MEMORY_GOAL_MIB else "",
+                     f"{small.peak_mib:,.0f} MiB at {mid:,}") if part),
+                 details={"capped": large.capped, "cap_mib": rss_cap_mib,
+                          "seconds": large.seconds, "input_mb": large.input_mb})
+    ratio = large.seconds / large.plain_s
+    small_ratio = small.seconds / small.plain_s
+    if large.capped:  # the time until the cut is a lower bound of the whole run's
+        holds = False if ratio > TIME_GOAL else None
+        note = (f"not reached: {cut}; that is already {ratio:.1f}x the plain script. "
+                f"At {mid:,}: {small.seconds:.0f} s against {small.plain_s:.1f} s, "
+                f"{small_ratio:.1f}x")
+        figure = None
+    else:
+        holds, figure = ratio <= TIME_GOAL, large.seconds
+        note = (f"at {mid:,}: {small.seconds:.0f} s against {small.plain_s:.1f} s, "
+                f"{small_ratio:.1f}x")
+    time_row = Row(12, f"{big:,} transcripts to the last planned job, default local runner",
+                   "plain single-process script", figure, large.plain_s, "s",
+                   f"<= {TIME_GOAL:g}x its wall time", holds,
+                   ratio=None if large.capped else ratio, note=note,
+                   details={"mid_seconds": small.seconds, "mid_plain_seconds": small.plain_s,
+                            "seconds_until_stopped": large.seconds if large.capped else None})
+    growth = large.peak_mib / small.peak_mib
+    growth_holds = growth <= GROWTH_GOAL if not large.capped else (
+        False if growth > GROWTH_GOAL else None)
+    if not large.capped:
+        growth_note = f"{growth:.2f}x the memory for {big / mid:.0f}x the records"
+    elif growth >= 1:
+        growth_note = f"at least {growth:.2f}x ({cut})"
+    else:  # stopped below the smaller run's peak: no bound at all
+        growth_note, growth = f"no growth figure: {cut}, below the {mid:,} run's peak", None
+    growth_row = Row(13, f"peak RSS growth from {mid:,} to {big:,} transcripts",
+                     f"{mid:,}", large.peak_mib, small.peak_mib, "MiB",
+                     f"<= {GROWTH_GOAL:g}x", growth_holds, ratio=growth, note=growth_note)
+    return [memory, time_row, growth_row]
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ Stages: records (prompt + recordId) -> per window: shards on S3 -> jobs submitte
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Tuple
+from typing import Any, Iterable, Iterator, Mapping, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
@@ -74,10 +74,9 @@ class _BuildRecordFn(beam.DoFn):
     def process(self, transcript: Transcript) -> Iterator[Any]:
         cfg = self._config
         try:
-            record_id = record_id_for(transcript.id)
-            built = record_id, build_record(transcript, cfg.model_id, cfg.prompt,
-                                            cfg.job.model_invocation_type, record_id,
-                                            output_schema=cfg.output_schema)
+            built = build_record(transcript, cfg.model_id, cfg.prompt,
+                                 cfg.job.model_invocation_type, record_id_for(transcript.id),
+                                 output_schema=cfg.output_schema)
         except Exception as exc:  # noqa: BLE001 - one transcript that cannot be built fails alone
             yield beam.pvalue.TaggedOutput(FAILURES, Failure(
                 stage="validate", error_code="RecordNotBuilt",
@@ -85,6 +84,13 @@ class _BuildRecordFn(beam.DoFn):
                 raw=truncate_raw(transcript.text), origin=transcript.origin))
         else:
             yield built
+
+
+def _salted(record: BatchRecord, record_id: str) -> BatchRecord:
+    """``record`` under another recordId (its line size changes with the id)."""
+    return BatchRecord(record_id, record.transcript_id, record.model_input,
+                       jsonl_line_size(record_id, record.model_input), record.metadata,
+                       record.attempt)
 
 
 class _ResolveCollisionsFn(beam.DoFn):
@@ -98,21 +104,39 @@ class _ResolveCollisionsFn(beam.DoFn):
         records = list(records)  # a group is one record unless ids collide
         if len(records) <= 1:  # (none: an empty pane, which Flink fires with allowed lateness)
             yield from records
-        else:
-            yield from self._resolve(records)
-
-    def _resolve(self, records: list[BatchRecord]) -> Iterator[BatchRecord]:
+            return
         self._collisions.inc(len(records) - 1)
         assigned = assign_record_ids(r.transcript_id for r in records)
         for record in records:
-            new_id = assigned[record.transcript_id]
-            size = jsonl_line_size(new_id, record.model_input)
-            yield BatchRecord(new_id, record.transcript_id, record.model_input, size,
-                              record.metadata, record.attempt)
+            yield _salted(record, assigned[record.transcript_id])
+
+
+class _SaltedIdsFn(beam.DoFn):
+    """(recordId, the transcript ids that got it) -> (transcript id, its new recordId) for each
+    transcript of a colliding group; nothing for the usual group of one."""
+
+    def __init__(self) -> None:
+        self._collisions = counter("record_id_collisions")
+
+    def process(self, element: tuple[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
+        transcript_ids = list(element[1])
+        if len(transcript_ids) > 1:
+            self._collisions.inc(len(transcript_ids) - 1)
+            yield from assign_record_ids(transcript_ids).items()
+
+
+def _resolve(record: BatchRecord, salted: Mapping[str, str]) -> BatchRecord:
+    new_id = salted.get(record.transcript_id)
+    return record if new_id is None else _salted(record, new_id)
 
 
 class PrepareRecords(beam.PTransform):
     """Transcript -> BatchRecord with a recordId unique in the run; Failure rows on the side.
+
+    In the global window (bounded input) only the ids are grouped to find colliding recordIds
+    (a record is a few KB, its ids a few dozen bytes), and the records are renamed from the
+    few collisions found, a side input. Time windows group the records themselves: a late
+    pane's records must be resolved with their own pane, which a side input would not see.
 
     Args:
         config: The run's configuration (model, prompt, task).
@@ -124,10 +148,23 @@ class PrepareRecords(beam.PTransform):
 
     def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
         built = transcripts | "Build" >> beam.ParDo(_BuildRecordFn(self._config)).with_output_types(
-            Tuple[str, BatchRecord]).with_outputs(FAILURES, main="records")
-        records = (built.records
-                   | "ByRecordId" >> beam.GroupByKey()
-                   | "Resolve" >> beam.ParDo(_ResolveCollisionsFn()).with_output_types(BatchRecord))
+            BatchRecord).with_outputs(FAILURES, main="records")
+        if isinstance(transcripts.windowing.windowfn, window.GlobalWindows):
+            salted = beam.pvalue.AsDict(
+                built.records
+                | "Ids" >> beam.Map(lambda r: (r.record_id, r.transcript_id))
+                .with_output_types(Tuple[str, str])
+                | "IdsByRecordId" >> beam.GroupByKey()
+                | "Collided" >> beam.ParDo(_SaltedIdsFn()).with_output_types(Tuple[str, str]))
+            records = built.records | "Resolve" >> beam.Map(
+                _resolve, salted=salted).with_output_types(BatchRecord)
+        else:
+            records = (built.records
+                       | "KeyByRecordId" >> beam.Map(lambda r: (r.record_id, r))
+                       .with_output_types(Tuple[str, BatchRecord])
+                       | "ByRecordId" >> beam.GroupByKey()
+                       | "Resolve" >> beam.ParDo(_ResolveCollisionsFn())
+                       .with_output_types(BatchRecord))
         return {"records": records, "failures": built[FAILURES]}
 
 
