@@ -10,7 +10,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration
 
-from transforms import beam_compat
+from transforms.core import beam_compat
 
 RESUMES = 300
 

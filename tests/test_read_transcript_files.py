@@ -43,6 +43,6 @@ def test_paths_and_readable_files_are_read_and_a_missing_path_is_a_failure_row(t
 
 
 def test_old_import_paths_still_work():
-    from transforms.kafka_source import ReadTranscriptsFromKafka as old
+    from transforms.sources.kafka import ReadTranscriptsFromKafka as old
     from transforms.sources.kafka import ReadTranscriptsFromKafka
     assert old is ReadTranscriptsFromKafka

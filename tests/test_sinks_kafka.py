@@ -21,12 +21,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.jvm_services import free_port
 from tests import rows as sample_rows
-from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Summary
-from transforms.schema import avro_schema, normalize_row
+from transforms.core.model import FAILURE_FIELDS, SUMMARY_FIELDS, Summary
 from transforms.sinks.kafka import (KafkaDeliveryError, WriteFailuresToKafka, WriteRowsToKafka,
                                     WriteSummariesToKafka, default_flush_timeout_s,
                                     producer_settings)
 from transforms.sinks.kafka_encoding import AVRO_SCHEMA_HEADER, RowEncoder
+from transforms.sinks.schema import avro_schema, normalize_row
 
 T0 = sample_rows.T0
 EPOCH_T0 = int(T0.timestamp())

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from transforms.quotas import PROFILES, Quotas
+from transforms.core.quotas import PROFILES, Quotas
 
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import ACCOUNT_ID, Timing

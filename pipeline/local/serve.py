@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import Any
 
-from transforms.quotas import profile
+from transforms.core.quotas import profile
 
 from pipeline.exit_codes import INTERRUPTED
 from pipeline.local.backend import (DEFAULT_BUCKET, FOREIGN_CREDENTIAL_VARS, SERVICE_ROLE_ARN,

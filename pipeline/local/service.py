@@ -22,7 +22,7 @@ import boto3
 from botocore.config import Config
 from botocore.model import OperationModel
 
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 from pipeline.local.faults import THROTTLE_MESSAGE, FaultPlan, Faults
 from pipeline.local.jobs_store import JobStore, Timing

@@ -11,8 +11,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import trigger, window
 
+from transforms.core.metrics import counter
 from transforms.insights import tally
-from transforms.metrics import counter
 
 OVERALL_FILE = "overall.jsonl"
 

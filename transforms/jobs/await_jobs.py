@@ -25,12 +25,12 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration
 from botocore.exceptions import ParamValidationError
 
-from transforms import beam_compat
 from transforms.config import BatchConfig
-from transforms.jobs import (JobsClient, JobStatus, create_error_kind, error_code, http_status,
-                            plan_submissions, run_prefix)
-from transforms.metrics import counter
-from transforms.model import JobBatch, JobSpec
+from transforms.core import beam_compat
+from transforms.core.bedrock import (JobsClient, JobStatus, create_error_kind, error_code,
+                                     http_status, plan_submissions, run_prefix)
+from transforms.core.metrics import counter
+from transforms.core.model import JobBatch, JobSpec
 
 log = logging.getLogger(__name__)
 beam_compat.apply()

@@ -1,4 +1,4 @@
-"""Sinks for Summary and Failure rows (schemas derive from ``transforms.model``).
+"""Sinks for Summary and Failure rows (schemas derive from ``transforms.core.model``).
 
 Every sink returns a ``SinkResult``. The Kafka and BigQuery sinks live in
 ``transforms.sinks.kafka`` and ``transforms.sinks.bigquery`` (they need the ``kafka`` and

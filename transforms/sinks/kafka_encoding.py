@@ -11,10 +11,10 @@ from typing import Any, Mapping
 
 import fastavro
 
+from transforms.core.model import encodable
 from transforms.insights.columns import insights_column
-from transforms.model import encodable
-from transforms.schema import (AVRO_RECORD_NAMES, avro_schema, fields_for, json_line, normalize_row,
-                               row_from_json)
+from transforms.sinks.schema import (AVRO_RECORD_NAMES, avro_schema, fields_for, json_line,
+                                     normalize_row, row_from_json)
 
 KAFKA_FORMATS = ("json", "avro")
 AVRO_SCHEMA_HEADER = "avro.schema"
