@@ -1,5 +1,6 @@
-"""transforms/core/bedrock.py: deterministic names against botocore's Bedrock model, config checks, request
-shape, and JobsClient against the real local Bedrock batch service (boto3 over HTTP, moto S3)."""
+"""transforms/core/bedrock.py: deterministic names against botocore's Bedrock model, config checks,
+request shape, and JobsClient against the real local Bedrock batch service (boto3 over HTTP,
+moto S3)."""
 from __future__ import annotations
 
 import datetime as dt

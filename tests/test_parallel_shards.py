@@ -1,5 +1,5 @@
-"""Parallel shard preparation: the bucket planner (transforms/shards/bucket_plan.py, no Beam) and the
-pipeline that uses it, whose layout must not depend on bundle order or parallelism."""
+"""Parallel shard preparation: the bucket planner (transforms/shards/bucket_plan.py, no Beam) and
+the pipeline that uses it, whose layout must not depend on bundle order or parallelism."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""Shard/job planning and streamed placement (transforms/shards/planning.py), and price estimates."""
+"""Shard/job planning and streamed placement (transforms/shards/planning.py), and price
+estimates."""
 from __future__ import annotations
 
 import math

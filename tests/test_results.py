@@ -1,4 +1,5 @@
-"""transforms/jobs/results.py: job output lines -> Summary / Failure / retry, on real response bodies.
+"""transforms/jobs/results.py: job output lines -> Summary / Failure / retry, on real response
+bodies.
 
 Output lines are built the way Bedrock (and the local backend's runner) writes them, with model
 outputs produced by the local backend's model (pipeline.local.responses.invoke) for each family.
@@ -37,7 +38,8 @@ def converse_text(body: Mapping[str, Any]) -> str:
 
 
 # model id, invocation type, and how that family's response says (text, stop reason, in, out tokens):
-# an oracle written from the AWS response field pages, independent of transforms/prepare/families.py.
+# an oracle written from the AWS response field pages, independent of
+# transforms/prepare/families.py.
 FAMILIES: dict[str, tuple[str, str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]] = {
     "claude": (CLAUDE, "InvokeModel", lambda b: (
         content_text(b), b["stop_reason"], b["usage"]["input_tokens"], b["usage"]["output_tokens"])),

@@ -1,4 +1,5 @@
-"""transforms/core/storage.py on local paths and on a real S3 endpoint (moto server via LocalBackend)."""
+"""transforms/core/storage.py on local paths and on a real S3 endpoint (moto server via
+LocalBackend)."""
 from __future__ import annotations
 
 import itertools

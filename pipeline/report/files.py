@@ -77,7 +77,8 @@ def run_jobs(bedrock: Any, s3: Any, run_id: str) -> tuple[list[dict[str, Any]] |
 
 
 def read_ledger(storage: Storage, prefix: str) -> tuple[LedgerEntry, ...]:
-    """The source ledger's entries under ``prefix`` (``transforms.core.layout.source_ledger_prefix``).
+    """The source ledger's entries under ``prefix``
+    (``transforms.core.layout.source_ledger_prefix``).
 
     Args:
         storage: Where the run keeps its files.

@@ -2,9 +2,9 @@
 one by one with InvokeModel (or Converse), at on-demand prices, beside the batch jobs.
 
 Each worker keeps up to ``on_demand_concurrency`` calls in flight, paced by an AIMD rate whose
-ceiling is ``on_demand_rps`` (transforms/core/rate_control.py): throttling halves the rate, successes
-restore it, and throttled or transient errors are retried with backoff. A record ends as exactly
-one Summary or one Failure row.
+ceiling is ``on_demand_rps`` (transforms/core/rate_control.py): throttling halves the rate,
+successes restore it, and throttled or transient errors are retried with backoff. A record ends
+as exactly one Summary or one Failure row.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Stream records into quota-sized JSONL shards on S3 and describe the jobs that will read them.
 
-No Beam here. The Beam stages (shards.py, carry.py) call ``ShardWriter.write`` with one group of
-records: the plan is made from record ids and sizes only (planning.py); records are then
+No Beam here. The Beam stages (write_shards.py, carry.py) call ``ShardWriter.write`` with one group
+of records: the plan is made from record ids and sizes only (planning.py); records are then
 streamed into per-shard temp files, so memory holds one record at a time, not the group.
 Records are placed in recordId order, so a restarted run lays out exactly the same shards and
 job names. ``WriteShardsInParallel`` uses the writer's parts instead (``existing``,

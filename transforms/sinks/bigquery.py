@@ -1,7 +1,7 @@
 """BigQuery sink for Summary / Failure rows: Beam's ``WriteToBigQuery`` with streaming inserts.
 
-The table schema is ``transforms.sinks.schema.bigquery_schema`` of the row kind, and rows are sent as
-``json_row`` (timestamps as ISO 8601 strings). Rows BigQuery rejects come back from Beam's
+The table schema is ``transforms.sinks.schema.bigquery_schema`` of the row kind, and rows are sent
+as ``json_row`` (timestamps as ISO 8601 strings). Rows BigQuery rejects come back from Beam's
 ``failed_rows_with_errors`` output and become Failure rows (``bigquery_rows.rejected_failure``):
 nothing is dropped silently. With the default ``RETRY_ON_TRANSIENT_ERROR`` Beam retries rows
 whose error is transient (timeouts, backend errors), up to ``transient_retries`` times per bundle

@@ -1,7 +1,7 @@
 """Transcripts from files: match a pattern, or take the paths / ReadableFiles a pipeline has.
 
-Thin glue over ``transforms.sources.parsing`` (decoding each format) and ``transforms.sources.validation``
-(mapping and checking records).
+Thin glue over ``transforms.sources.parsing`` (decoding each format) and
+``transforms.sources.validation`` (mapping and checking records).
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 No JVM on the worker, so it runs on every runner (DirectRunner ``--streaming``, Flink portable).
 Each message value is one JSON transcript record (the JSONL record shape of
-``transforms.sources.parsing``); an undecodable or invalid message becomes a Failure row whose origin is
-``kafka:<topic>/<partition>@<offset>``.
+``transforms.sources.parsing``); an undecodable or invalid message becomes a Failure row whose
+origin is ``kafka:<topic>/<partition>@<offset>``.
 
 Shape: Impulse -> list the topic's partitions and resolve their start offsets -> Reshuffle (so
 partitions spread over workers) -> a splittable DoFn per partition whose restriction is the

@@ -24,7 +24,8 @@ class SourceLedger:
     """Where a file source keeps its ledger.
 
     Args:
-        prefix: A local folder or an ``s3://`` prefix (``transforms.core.layout.source_ledger_prefix``).
+        prefix: A local folder or an ``s3://`` prefix
+            (``transforms.core.layout.source_ledger_prefix``).
         aws: The S3 settings for an ``s3://`` prefix (workers build their client from them, as
             every stage does); None for a local folder.
     """
