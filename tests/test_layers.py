@@ -1,5 +1,5 @@
 """The folders of transforms/ import one way: each part imports only the parts listed for it in
-``MAY_IMPORT`` (the order of transforms/__init__.py's docstring and docs/architecture.md), and
+``MAY_IMPORT`` (the layering transforms/__init__.py and docs/architecture.md describe), and
 nothing in transforms/ imports the CLI. Read from the source with ast, so a lazy import inside a
 function counts as well."""
 import ast
