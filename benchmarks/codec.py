@@ -21,10 +21,10 @@ import orjson
 from benchmarks import data
 from benchmarks.report import Row, print_rows
 from pipeline.local.responses import invoke
-from transforms.model import Transcript, Turn
-from transforms.records import (PromptConfig, build_record, record_for_prompt, record_id_for,
-                                render_transcript)
-from transforms.results import IndexEntry, JobContext, harvest_lines
+from transforms.core.model import Transcript, Turn
+from transforms.jobs.results import IndexEntry, JobContext, harvest_lines
+from transforms.prepare.records import (PromptConfig, build_record, record_for_prompt,
+                                        record_id_for, render_transcript)
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 

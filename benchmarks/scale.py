@@ -34,7 +34,7 @@ from benchmarks import data
 from benchmarks.report import Row, print_rows
 from benchmarks.shard_memory import serve_local
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
-from transforms.records import DEFAULT_SYSTEM, DEFAULT_TEMPLATE, PLACEHOLDER
+from transforms.prepare.records import DEFAULT_SYSTEM, DEFAULT_TEMPLATE, PLACEHOLDER
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 RECORDS_PER_FILE, RECORDS_PER_JOB = 10_000, 50_000

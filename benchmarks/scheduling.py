@@ -2,7 +2,7 @@
 
 The project's own ``AwaitJobsFn.process`` (submission planning, reconcile, polls, backoff) and
 ``WaitTracker`` (its checkpoints) run unchanged; what is simulated is everything around them:
-the clock (``time`` in ``transforms.await_jobs``), the Bedrock control plane (a fake client,
+the clock (``time`` in ``transforms.jobs.await_jobs``), the Bedrock control plane (a fake client,
 because a real one cannot run 60 jobs of hours on a simulated clock) and the runner that resumes
 a deferred restriction after the delay it asked for. 60 jobs of random sizes share 10 slots;
 CreateModelInvocationJob answers ThrottlingException at random and
@@ -33,11 +33,11 @@ from apache_beam.utils.timestamp import Timestamp
 from botocore.exceptions import ClientError
 
 from benchmarks.report import Row, print_rows
-from transforms import await_jobs
 from transforms.config import BatchConfig
-from transforms.jobs import JobConfig, JobsClient, client_token, job_name
-from transforms.model import JobBatch, JobSpec
-from transforms.quotas import Quotas
+from transforms.core.bedrock import JobConfig, JobsClient, client_token, job_name
+from transforms.core.model import JobBatch, JobSpec
+from transforms.core.quotas import Quotas
+from transforms.jobs import await_jobs
 
 SLOTS, JOBS, POLL_SECONDS, THROTTLE_RATE = 10, 60, 60, 0.2
 BYTES_PER_HOUR = 100_000_000  # the simulated steady rate: input bytes worked through per hour

@@ -20,13 +20,13 @@ import tracemalloc
 from typing import Callable, Iterator
 
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
-from transforms.aws import AwsConfig
 from transforms.config import BatchConfig
-from transforms.jobs import JobConfig, JobsClient
-from transforms.model import BatchRecord, encode_jsonl_line
-from transforms.quotas import Quotas
-from transforms.shard_writer import ShardWriter
-from transforms.storage import Storage
+from transforms.core.aws import AwsConfig
+from transforms.core.bedrock import JobConfig, JobsClient
+from transforms.core.model import BatchRecord, encode_jsonl_line
+from transforms.core.quotas import Quotas
+from transforms.core.storage import Storage
+from transforms.shards.shard_writer import ShardWriter
 
 TEXT = ("Customer: my order arrived damaged and I would like a replacement please. "
         "Agent: I am sorry to hear that, I have shipped a replacement today. ") * 14

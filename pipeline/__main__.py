@@ -18,7 +18,7 @@ from typing import Callable
 
 from pipeline import __version__, exit_codes, interrupts
 from pipeline.field_flags import cli_message
-from transforms.errors import ConfigError
+from transforms.core.errors import ConfigError
 
 COMMANDS = {
     "run": "Summarize transcripts with Bedrock batch jobs and write summaries + failures",

@@ -15,13 +15,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions
-from transforms.aws import AwsConfig
-from transforms.harvest import FAILURES, RecordMetrics
-from transforms.model import Failure, truncate_raw
-from transforms.results import MANIFEST_NAME, OUTPUT_SUFFIX, JobContext, Manifest, harvest_lines
+from transforms.core.aws import AwsConfig
+from transforms.core.model import Failure, truncate_raw
+from transforms.core.storage import Storage, join
+from transforms.jobs.harvest import FAILURES, RecordMetrics
+from transforms.jobs.results import (MANIFEST_NAME, OUTPUT_SUFFIX, JobContext, Manifest,
+                                     harvest_lines)
 from transforms.sinks import commit
 from transforms.sinks.files import WriteFailures, WriteSummaries
-from transforms.storage import Storage, join
 
 
 def _storage(aws: AwsConfig, uri: str) -> Storage:
@@ -153,7 +154,7 @@ def collect(options: PipelineOptions, job_output: str, aws: AwsConfig) -> list[s
         commit.publish(opts.output, run_id)
     from apache_beam.metrics.metric import MetricsFilter
 
-    from transforms.metrics import NAMESPACE
+    from transforms.core.metrics import NAMESPACE
     counts = {c.key.metric.name: c.committed for c in
               p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]}
     lines = [f"job {job_id}: {len(files)} output file(s)",

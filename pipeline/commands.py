@@ -12,28 +12,27 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline import interrupts
+from pipeline import pricing
 from pipeline.console import run_progress
-from pipeline.environment import (aws_from_flags, beam_s3, check_runner, choose_runner,
-                                  environment)
+from pipeline.environment import aws_from_flags, beam_s3, check_runner, choose_runner, environment
 from pipeline.exit_codes import UsageError
+from pipeline.extras import check_optional_parts
 from pipeline.field_flags import cli_message
 from pipeline.inputs import input_problem
-from pipeline.extras import check_optional_parts
-from pipeline.preflight import check_cost, check_model, preflight, run_banner
 from pipeline.options import (BedrockBatchOptions, batch_config, check_command_flags, parse_options,
                               resolve_quotas)
-from transforms import pricing
-from transforms.aws import AwsConfig
-from transforms.jobs import JobConfig, JobsClient
-from transforms.model import Transcript
-from transforms.parsing import detect_format, read_stored_file
-from transforms.quotas import Quotas
-from transforms.planning import UndersizedPolicy, estimate_tokens, plan_sizes
+from pipeline.preflight import check_cost, check_model, preflight, run_banner
+from transforms.core.aws import AwsConfig
+from transforms.core.bedrock import JobConfig, JobsClient
+from transforms.core.model import Transcript
+from transforms.core.quotas import Quotas
 from transforms.insights.schemas import SchemaFileError, resolve_task
-from transforms.records import PromptConfig, build_record
+from transforms.prepare.records import PromptConfig, build_record
+from transforms.shards.planning import UndersizedPolicy, estimate_tokens, plan_sizes
 from transforms.sinks.files import FORMATS
 from transforms.sources import ReadTranscripts
-from transforms.validation import FieldMapping, validate_transcript
+from transforms.sources.parsing import detect_format, read_stored_file
+from transforms.sources.validation import FieldMapping, validate_transcript
 
 
 def _options(argv: list[str], command: str, *required: str

@@ -13,8 +13,8 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, P
 from pipeline import runners
 from pipeline.exit_codes import UsageError
 from pipeline.options import BedrockBatchOptions
-from transforms.aws import AwsConfig, beam_s3_options
-from transforms.quotas import Quotas
+from transforms.core.aws import AwsConfig, beam_s3_options
+from transforms.core.quotas import Quotas
 
 LOCAL_BUCKET_URI = "s3://bedrock-batch-local/runs"
 

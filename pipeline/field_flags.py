@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from transforms.errors import ConfigError
+from transforms.core.errors import ConfigError
 
 # Settings whose flag is not their name in --dash-form.
 _RENAMED = {

@@ -134,7 +134,7 @@ def note_run(config: BatchConfig, backend: str) -> None:
         config: The run's settings.
         backend: --backend.
     """
-    from transforms.layout import output_prefix
+    from transforms.core.layout import output_prefix
 
     _state.run = RunContext(config.run_id, backend, output_prefix(config.base_uri, config.run_id))
 

@@ -16,15 +16,15 @@ from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentP
 
 from pipeline import runners
 from pipeline.exit_codes import UsageError
-from transforms.aws import AwsConfig
-from transforms.config import (DEFAULT_INPUT_LATENESS_SECONDS, DEFAULT_MODEL_ID,
-                               UNDERSIZED_POLICIES, BatchConfig)
+from transforms.config import DEFAULT_MODEL_ID, UNDERSIZED_POLICIES, BatchConfig
+from transforms.core.aws import AwsConfig
+from transforms.core.bedrock import IN_FLIGHT, TERMINAL, JobConfig
+from transforms.core.quotas import PROFILES, Quotas, profile
 from transforms.insights.schemas import TASKS, SchemaFileError, resolve_task
-from transforms.jobs import IN_FLIGHT, TERMINAL, JobConfig
-from transforms.quotas import PROFILES, Quotas, profile
-from transforms.records import PromptConfig
-from transforms.redaction import redact_pii
-from transforms.validation import DEFAULT_MAX_TEXT_CHARS
+from transforms.prepare.records import PromptConfig
+from transforms.prepare.redaction import redact_pii
+from transforms.sources.common import DEFAULT_INPUT_LATENESS_SECONDS
+from transforms.sources.validation import DEFAULT_MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +432,7 @@ def resolve_quotas(opts: BedrockBatchOptions, service_quotas=None) -> Quotas:
         if service_quotas is None:
             raise ValueError("--quota-profile service-quotas reads AWS Service Quotas: use it with "
                              "--backend aws, or pick article / aws-default")
-        from transforms.service_quotas import read_quotas
+        from pipeline.service_quotas import read_quotas
         base = read_quotas(service_quotas, opts.model_id)
     else:
         base = profile(opts.quota_profile)

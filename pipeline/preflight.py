@@ -35,7 +35,7 @@ def check_role_arn(role_arn: str) -> None:
 
 
 def check_model(model_id: str, invocation_type: str) -> None:
-    from transforms.families import family_for
+    from transforms.prepare.families import family_for
 
     try:
         family_for(model_id, invocation_type)
@@ -87,7 +87,7 @@ def probe_output(uri: str, flag: str = "--output") -> None:
 
 def check_bucket(s3_client: Any, bucket_uri: str) -> None:
     """The bucket Bedrock reads shards from and writes results to answers HeadBucket."""
-    from transforms.storage import split_s3
+    from transforms.core.storage import split_s3
 
     try:
         bucket, _ = split_s3(bucket_uri)
@@ -216,7 +216,7 @@ def preflight(opts: BedrockBatchOptions, config: BatchConfig) -> None:
 
 def run_banner(config: BatchConfig, backend: str) -> str:
     """Printed before the pipeline starts: a crash never reaches the final report."""
-    from transforms.layout import output_prefix
+    from transforms.core.layout import output_prefix
 
     if backend == "local":
         return (f"run id {config.run_id} (the embedded local backend keeps its jobs and files "

@@ -112,8 +112,8 @@ LOG_EVENTS = {
     ("transforms.sources.files", "read %s: %d records, %d failures"): "read",
     ("transforms.sources.files", "read %s: unknown format, 1 failure"): "unreadable",
     ("transforms.sources.files", "read %s: cannot be opened, 1 failure"): "unreadable",
-    ("transforms.shard_writer", "planned %s: %d records, %d bytes%s"): "planned",
-    ("transforms.harvest", "harvested %s: %d summaries, %d failures, %d to retry"): "harvested",
+    ("transforms.shards.shard_writer", "planned %s: %d records, %d bytes%s"): "planned",
+    ("transforms.jobs.harvest", "harvested %s: %d summaries, %d failures, %d to retry"): "harvested",
 }
 
 

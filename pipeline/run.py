@@ -15,21 +15,21 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline import exit_codes, runners
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
-from pipeline.report.data import report_data, window_counter
-from pipeline.report.reconcile import Accounting, Facts, RunJob, reconcile
-from pipeline.report.files import harvested_jobs, read_ledger, run_jobs, write_report
+from pipeline.pricing import estimate_cost, estimate_on_demand_cost
 from pipeline.progress import note_written
-from transforms import layout
+from pipeline.report.data import report_data, window_counter
+from pipeline.report.files import harvested_jobs, read_ledger, run_jobs, write_report
+from pipeline.report.reconcile import Accounting, Facts, RunJob, reconcile
 from transforms.config import BatchConfig
+from transforms.core import layout
+from transforms.core.metrics import NAMESPACE, counter
+from transforms.core.storage import Storage, join
 from transforms.insights.aggregate import AggregateInsights, WriteInsightsAggregate, read_overall
-from transforms.metrics import NAMESPACE, counter
-from transforms.pricing import estimate_cost, estimate_on_demand_cost
+from transforms.shards.write_shards import window_bounds
 from transforms.sinks import commit
-from transforms.source_ledger import SourceLedger
 from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries, rows_in
 from transforms.sources import ReadTranscripts, WatchTranscripts
-from transforms.storage import Storage, join
-from transforms.shards import window_bounds
+from transforms.sources.source_ledger import SourceLedger
 from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
 
 log = logging.getLogger(__name__)
@@ -357,7 +357,7 @@ _FAILURES_PREFIX = "failures."
 
 @dataclass(frozen=True)
 class Report:
-    """The run's accounting: the plugin's Beam counters (``transforms.metrics``), summed by
+    """The run's accounting: the plugin's Beam counters (``transforms.core.metrics``), summed by
     name, reconciled with the durable facts (``pipeline.report.reconcile``): the source
     ledger, the run's jobs and the rows in the file sink's folders.
 

@@ -16,9 +16,9 @@ from apache_beam.version import __version__ as beam_version
 from pipeline import runners
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
 from transforms.config import BatchConfig
-from transforms.jobs import JobConfig
-from transforms.metrics import NAMESPACE
-from transforms.model import Transcript
+from transforms.core.bedrock import JobConfig
+from transforms.core.metrics import NAMESPACE
+from transforms.core.model import Transcript
 from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.summarize import SummarizeTranscripts
 

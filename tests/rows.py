@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from transforms.model import Failure, Summary
+from transforms.core.model import Failure, Summary
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
 from tests.conftest import FAST
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 PROFILE = "serve-local"
 

@@ -45,3 +45,20 @@ def test_make_prism_builds_the_python_sdks_beam_where_the_cli_looks():
     assert re.search(r"^PRISM := \.cache/prism/v\$\(BEAM_VERSION\)/prism$", makefile, re.M)
     assert "go/cmd/prism@v$(BEAM_VERSION)" in makefile
     assert runners.CACHE / f"v{version}" / "prism" == ROOT / ".cache" / "prism" / f"v{version}" / "prism"
+
+
+def test_every_module_path_the_docs_name_exists():
+    """The module table and the prose name real files and folders (a move updates the docs)."""
+    missing = []
+    for doc in ("docs/architecture.md", "README.md"):
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        for path in set(re.findall(r"`((?:transforms|pipeline)/[\w/.]*)`", text)):
+            if not (ROOT / path).exists():
+                missing.append(f"{doc}: {path}")
+    assert sorted(missing) == []
+
+
+def test_every_folder_of_transforms_is_in_the_folder_table():
+    folders = {f"transforms/{p.name}/" for p in (ROOT / "transforms").iterdir()
+               if (p / "__init__.py").exists()}
+    assert {f for f in folders if f"| `{f}` |" not in DOC} == set()

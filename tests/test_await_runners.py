@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.local.jobs_store import Timing
 from tests.pipelines import RUNNERS, local_config, summarize, transcripts
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 # Slow enough that a job spans several poll intervals: ~3.5 s from submit to Completed.
 STEADY = Timing(submitted=1.0, validating=1.0, scheduled=1.0, per_record=0.02, speed=1.0)

@@ -23,8 +23,8 @@ from pipeline.local.responses import invoke
 from pipeline.report.data import job_entry, report_data
 from pipeline.run import Report
 from tests.pipelines import read_rows
-from transforms.families import family_for
-from transforms.results import Manifest
+from transforms.jobs.results import Manifest
+from transforms.prepare.families import family_for
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 # No shrinking: a collect example is a whole pipeline run, and a failing one is shown as drawn.

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from pipeline.__main__ import main
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
 from tests.pipelines import cli_with_counters, local_config, read_rows
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.sources import ReadTranscripts, TranscriptsFromRows, WatchTranscripts
 from transforms.summarize import SummarizeTranscripts

@@ -74,7 +74,7 @@ def test_run_reports_bad_records_as_failures(tmp_path, capsys):
 
 def test_collect_parses_a_downloaded_job_output(tmp_path, capsys):
     from pipeline.local.responses import invoke
-    from transforms.families import family_for
+    from transforms.prepare.families import family_for
 
     model = "anthropic.claude-3-haiku-20240307-v1:0"
     job_dir = tmp_path / "abcdefghijkl"
@@ -120,7 +120,7 @@ def test_errors_are_one_clear_line(argv, message, capsys):
 def test_jobs_and_collect_against_a_running_backend(local_backend_factory, tmp_path, capsys):
     """`jobs` lists a run's jobs with live counts; `collect` parses one of them from S3."""
     from tests.pipelines import local_config, summarize
-    from transforms.quotas import Quotas
+    from transforms.core.quotas import Quotas
 
     local_backend = local_backend_factory(quotas=Quotas(min_records_per_job=1))
     config = local_config(local_backend)

@@ -1,4 +1,4 @@
-"""The registered coders of the pipeline's records (transforms/coders.py): exact round trips,
+"""The registered coders of the pipeline's records (transforms/core/coders.py): exact round trips,
 equal bytes for equal elements, and the hot-path PCollections typed so Beam uses them."""
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.local.backend import SERVICE_ROLE_ARN
-from transforms.coders import BatchRecordCoder, FailureCoder, SummaryCoder, TranscriptCoder
 from transforms.config import BatchConfig
-from transforms.jobs import JobConfig
-from transforms.model import BatchRecord, Failure, Summary, Transcript, Turn
+from transforms.core.bedrock import JobConfig
+from transforms.core.coders import BatchRecordCoder, FailureCoder, SummaryCoder, TranscriptCoder
+from transforms.core.model import BatchRecord, Failure, Summary, Transcript, Turn
 from transforms.summarize import PrepareRecords
 
 TEXT = st.text(max_size=40)  # includes lone surrogates

@@ -42,7 +42,7 @@ from pipeline.local.jobs_store import Timing
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE
 from tests.combo_table import SELECTION, add_row
 from tests.pipelines import transcripts
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 SEED = 17
 RECORDS = 12
@@ -311,7 +311,7 @@ def _bigquery_sink(client: Any, tmp_path: Path, insights: Mapping[str, Any] | No
     from google.cloud import bigquery
 
     from transforms.insights.columns import insights_column
-    from transforms.schema import bigquery_schema, fields_for
+    from transforms.sinks.schema import bigquery_schema, fields_for
 
     dataset = f"combos_{uuid.uuid4().hex[:8]}"
     client.create_dataset(dataset)

@@ -9,10 +9,10 @@ from pipeline.__main__ import main
 from pipeline.field_flags import cli_message, flag_for
 from pipeline.options import BedrockBatchOptions
 from transforms.config import BatchConfig
-from transforms.errors import ConfigError
-from transforms.jobs import JobConfig, validate_run_id
-from transforms.quotas import Quotas
-from transforms.records import PromptConfig
+from transforms.core.bedrock import JobConfig, validate_run_id
+from transforms.core.errors import ConfigError
+from transforms.core.quotas import Quotas
+from transforms.prepare.records import PromptConfig
 from transforms.sinks import WriteRows, WriteSummaries
 from transforms.sinks.bigquery import WriteSummariesToBigQuery
 from transforms.sources import ReadTranscripts, TranscriptsFromRows, WatchTranscripts

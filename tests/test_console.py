@@ -19,12 +19,13 @@ from apache_beam.transforms.core import _check_fn_use_yield_and_return
 from rich.console import Console
 
 import pipeline
-import transforms
 from pipeline import console as cli_console
 from pipeline.__main__ import COMMANDS, main, version
 from pipeline.exit_codes import UsageError
 from pipeline.extras import installed, require
-from pipeline.progress import RunProgress, eta_seconds, format_duration, note_written, unwatch, watch
+from pipeline.progress import (RunProgress, eta_seconds, format_duration, note_written, unwatch,
+                               watch)
+import transforms
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,9 +129,9 @@ def test_log_events_and_sink_rows_feed_the_counts():
     assert not progress.on_log_event("transforms.sources.files", "something else %s", ("x",))
     events = [("transforms.sources.files", "read %s: %d records, %d failures", ("a.jsonl", 10, 2)),
               ("transforms.sources.files", "read %s: unknown format, 1 failure", ("b.bin",)),
-              ("transforms.shard_writer", "planned %s: %d records, %d bytes%s",
+              ("transforms.shards.shard_writer", "planned %s: %d records, %d bytes%s",
                ("bb-r1-a", 8, 1000, "")),
-              ("transforms.harvest", "harvested %s: %d summaries, %d failures, %d to retry",
+              ("transforms.jobs.harvest", "harvested %s: %d summaries, %d failures, %d to retry",
                ("bb-r1-a", 6, 1, 1))]
     assert all(progress.on_log_event(*event) for event in events)
     watch(progress)
@@ -208,7 +209,7 @@ def test_the_noise_filter_drops_only_third_party_lines():
     assert not noise.filter(_record("root", "crcmod package not found. This package is ..."))
     assert not noise.filter(_record("apache_beam.transforms.core", yield_return, _ReadMatchesFn))
     assert noise.filter(_record("apache_beam.transforms.core", yield_return, OurFn))
-    assert noise.filter(_record("transforms.harvest", "job %s: manifest says ...", "x"))
+    assert noise.filter(_record("transforms.jobs.harvest", "job %s: manifest says ...", "x"))
 
 
 def test_a_missing_extra_is_one_line_naming_it():

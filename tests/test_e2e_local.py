@@ -13,9 +13,9 @@ from pipeline.local.backend import DEFAULT_BUCKET
 from pipeline.local.faults import Faults
 from pipeline.local.responses import invoke
 from tests.pipelines import LOCAL_RUNNERS, local_config, pipeline_on, summarize, transcripts
-from transforms.families import parse_model_output
-from transforms.quotas import Quotas
-from transforms.records import build_record
+from transforms.core.quotas import Quotas
+from transforms.prepare.families import parse_model_output
+from transforms.prepare.records import build_record
 
 SMALL = Quotas(max_concurrent_jobs=3, max_records_per_file=40, max_records_per_job=100,
                min_records_per_job=20)

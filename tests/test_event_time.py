@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.event_time import InvalidTimestamp, event_seconds, transcript_time
-from transforms.model import Failure, Transcript
+from transforms.core.model import Failure, Transcript
+from transforms.sources.event_time import InvalidTimestamp, event_seconds, transcript_time
 
 UTC = dt.timezone.utc
 JAN5 = dt.datetime(2026, 1, 5, 9, 30, tzinfo=UTC).timestamp()

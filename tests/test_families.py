@@ -1,18 +1,11 @@
-"""Request bodies and response parsing per model family (transforms/families.py)."""
+"""Request bodies and response parsing per model family (transforms/prepare/families.py)."""
 from __future__ import annotations
 
 import pytest
 
 from pipeline.local.responses import invoke
-from transforms.families import (
-    CONVERSE,
-    ParsedOutput,
-    UnparseableOutput,
-    base_model_id,
-    detect_family,
-    family_for,
-    parse_model_output,
-)
+from transforms.prepare.families import (CONVERSE, ParsedOutput, UnparseableOutput, base_model_id,
+                                         detect_family, family_for, parse_model_output)
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA = "amazon.nova-lite-v1:0"

@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.local.summarizer import count_tokens, cut_to_tokens
-from transforms.model import (BatchRecord, Transcript, Turn, encode_jsonl_bytes,
-                              encode_jsonl_line, jsonl_line_size, loads_json)
-from transforms.records import PromptConfig, build_record, record_id_for
-from transforms.results import IndexEntry, JobContext, harvest_lines
+from transforms.core.model import (BatchRecord, Transcript, Turn, encode_jsonl_bytes,
+                                   encode_jsonl_line, jsonl_line_size, loads_json)
+from transforms.jobs.results import IndexEntry, JobContext, harvest_lines
+from transforms.prepare.records import PromptConfig, build_record, record_id_for
 
 FAST = settings(max_examples=10, deadline=None)
 # Text as transcripts hold it: any character but lone surrogates (validation refuses those).

@@ -41,8 +41,8 @@ from pipeline.local.jobs_store import Timing
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE
 from tests.fault_table import SELECTION, add_row
 from tests.pipelines import LOCAL_RUNNERS, cli_with_counters, read_rows, transcripts
-from transforms.quotas import Quotas
-from transforms.results import retriable_record_error
+from transforms.core.quotas import Quotas
+from transforms.jobs.results import retriable_record_error
 
 RECORDS = 40
 # Jobs of two files each, so one file of a job can go missing.

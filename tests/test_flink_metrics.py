@@ -29,7 +29,7 @@ import pytest
 from tests.flink_cluster import FlinkCluster
 from tests.jvm_services import flink_cluster_args
 from tests.pipelines import transcripts
-from transforms.metrics import NAMESPACE
+from transforms.core.metrics import NAMESPACE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO_ROOT / "docs" / "grafana-bedrock-batch.json"

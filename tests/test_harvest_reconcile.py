@@ -14,11 +14,11 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from tests.pipelines import transcripts
 from tests.test_reruns import _Run
-from transforms.await_jobs import JobOutcome
-from transforms.harvest import FAILURES, RETRIES, HarvestJobFn
-from transforms.metrics import NAMESPACE
-from transforms.quotas import Quotas
-from transforms.storage import join, split_s3
+from transforms.core.metrics import NAMESPACE
+from transforms.core.quotas import Quotas
+from transforms.core.storage import join, split_s3
+from transforms.jobs.await_jobs import JobOutcome
+from transforms.jobs.harvest import FAILURES, RETRIES, HarvestJobFn
 
 
 def _finished(run: _Run, spec) -> JobOutcome:

@@ -15,15 +15,15 @@ from pipeline.local import insights as local_insights
 from pipeline.local.responses import invoke
 from tests.pipelines import transcripts
 from transforms.config import BatchConfig
-from transforms.families import family_for, parse_model_output
+from transforms.core.bedrock import JobConfig
+from transforms.core.model import Failure, Transcript
 from transforms.insights.answers import AnswerError, extract_object, read_answer, schema_error
 from transforms.insights.prompts import REPAIR_MARKER, is_repair, repair_note
-from transforms.insights.schemas import (SchemaFileError, check_schema, default_schema,
-                                         load_schema, resolve_task)
-from transforms.jobs import JobConfig
-from transforms.model import BatchRecord, Failure, Transcript
-from transforms.records import PromptConfig, build_record
-from transforms.results import IndexEntry, JobContext, harvest_lines, repair_or_fail
+from transforms.insights.schemas import (SchemaFileError, check_schema, default_schema, load_schema,
+                                         resolve_task)
+from transforms.jobs.results import IndexEntry, JobContext, harvest_lines, repair_or_fail
+from transforms.prepare.families import family_for, parse_model_output
+from transforms.prepare.records import PromptConfig, build_record
 
 SCHEMA = default_schema()
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -328,8 +328,8 @@ def test_on_demand_repairs_at_once_and_bills_both_answers(local_backend):
     """The on-demand policy has no later round: the DoFn's call path is driven directly against
     the real local runtime endpoint (a pipeline adds nothing to what is checked here)."""
     from tests.pipelines import local_config
-    from transforms.on_demand import InvokeOnDemandFn
-    from transforms.rate_control import RetryPolicy
+    from transforms.shards.invoke_on_demand import InvokeOnDemandFn
+    from transforms.core.rate_control import RetryPolicy
 
     def first_broken(repair_broken: bool) -> Transcript:
         i = 0

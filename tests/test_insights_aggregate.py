@@ -13,9 +13,9 @@ from apache_beam.transforms import window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from transforms.core.model import Summary
 from transforms.insights import tally
 from transforms.insights.aggregate import AggregateInsights, WriteInsightsAggregate, read_overall
-from transforms.model import Summary
 
 CATEGORIES = ["billing", "technical_issue", "account", "cancellation", "complaint", "order",
               "other"]

@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from transforms.core.model import SUMMARY_FIELDS, Summary
 from transforms.insights.columns import SchemaMappingError, bigquery_field, insights_column
-from transforms.model import SUMMARY_FIELDS, Summary
-from transforms.schema import bigquery_schema, json_row, normalize_row, row_from_json
 from transforms.sinks.files import WriteSummaries
 from transforms.sinks.kafka_encoding import RowEncoder
+from transforms.sinks.schema import bigquery_schema, json_row, normalize_row, row_from_json
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 DEFAULT_SCHEMA = Path(__file__).with_name("data") / "insights_schema.json"

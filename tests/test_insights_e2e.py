@@ -20,9 +20,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.local.insights import planned_fault
 from tests.pipelines import local_config
+from transforms.core.model import Transcript
+from transforms.core.quotas import Quotas
 from transforms.insights.schemas import default_schema
-from transforms.model import Transcript
-from transforms.quotas import Quotas
 from transforms.summarize import SummarizeTranscripts
 
 # min_records_per_job=1: the repair round's few records form a batch job of their own.

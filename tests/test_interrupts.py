@@ -358,7 +358,7 @@ OTHER_POINTS = {
         collect.harvest_lines = hooked
     """,
     "jobs": """
-        from transforms.jobs import JobsClient
+        from transforms.core.bedrock import JobsClient
         listing = JobsClient.list
         def hooked(*args, **kwargs):
             yield from listing(*args, **kwargs)
@@ -371,7 +371,7 @@ OTHER_POINTS = {
 def _job_output(tmp_path: Path) -> Path:
     """A downloaded job output folder, as `collect` reads it."""
     from pipeline.local.responses import invoke
-    from transforms.families import family_for
+    from transforms.prepare.families import family_for
 
     model = "anthropic.claude-3-haiku-20240307-v1:0"
     folder = tmp_path / "abcdefghijkl"

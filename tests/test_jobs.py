@@ -1,5 +1,6 @@
-"""transforms/jobs.py: deterministic names against botocore's Bedrock model, config checks, request
-shape, and JobsClient against the real local Bedrock batch service (boto3 over HTTP, moto S3)."""
+"""transforms/core/bedrock.py: deterministic names against botocore's Bedrock model, config checks,
+request shape, and JobsClient against the real local Bedrock batch service (boto3 over HTTP,
+moto S3)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,13 +14,13 @@ import pytest
 
 from pipeline.local.backend import SERVICE_ROLE_ARN, LocalBackend
 from pipeline.local.jobs_store import Timing
-from transforms import layout
-from transforms.families import family_for
-from transforms.jobs import (HARVESTABLE, IN_FLIGHT, JOB_NAME_MAX, TERMINAL, JobConfig, JobsClient,
-                             JobStatus, client_token, job_id_from_arn, job_name, plan_submissions,
-                             run_prefix, validate_run_id)
-from transforms.model import JobSpec, encode_jsonl_line
-from transforms.quotas import Quotas
+from transforms.core import layout
+from transforms.core.bedrock import (HARVESTABLE, IN_FLIGHT, JOB_NAME_MAX, TERMINAL, JobConfig,
+                                     JobsClient, JobStatus, client_token, job_id_from_arn, job_name,
+                                     plan_submissions, run_prefix, validate_run_id)
+from transforms.core.model import JobSpec, encode_jsonl_line
+from transforms.core.quotas import Quotas
+from transforms.prepare.families import family_for
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 OTHER_MODEL = "meta.llama3-8b-instruct-v1:0"

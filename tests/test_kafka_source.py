@@ -19,11 +19,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.jvm_services import flink_pipeline_args
 from tests.pipelines import LOCAL_RUNNERS, pipeline_on
+from transforms.core.model import Failure, Transcript
 from transforms.sources.kafka import (KafkaPartition, ReadTranscriptsFromKafka, _ListPartitionsFn,
-                                      _consumer_settings, message_time,
-                                      message_to_item)
-from transforms.model import Failure, Transcript
-from transforms.validation import FieldMapping
+                                      _consumer_settings, message_time, message_to_item)
+from transforms.sources.validation import FieldMapping
 
 MAPPING = FieldMapping()
 # Fixed past message times (ms) so the element timestamps can be checked exactly.

@@ -46,8 +46,8 @@ from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing
 from tests.jvm_services import flink_pipeline_args, flink_runner_args
 from tests.pipelines import read_rows, transcripts
-from transforms.quotas import Quotas
-from transforms.results import iter_index
+from transforms.core.quotas import Quotas
+from transforms.jobs.results import iter_index
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = 30
@@ -76,7 +76,7 @@ DIE_BY_SIGKILL = textwrap.dedent("""
 # (tests/test_interrupts.py has one that sends SIGINT or SIGTERM instead).
 AT_POINT = textwrap.dedent("""
     if point == "upload":
-        from transforms.storage import Storage
+        from transforms.core.storage import Storage
         upload = Storage.upload
         def hooked(self, local_path, uri):
             upload(self, local_path, uri)
@@ -84,7 +84,7 @@ AT_POINT = textwrap.dedent("""
                 die("upload " + uri)
         Storage.upload = hooked
     elif point == "submit":
-        from transforms.jobs import JobsClient
+        from transforms.core.bedrock import JobsClient
         create, attempt = JobsClient.create, "-a" + os.environ.get("KILL_ATTEMPT", "1") + "-"
         def hooked(self, spec):
             arn = create(self, spec)
@@ -93,7 +93,7 @@ AT_POINT = textwrap.dedent("""
             return arn
         JobsClient.create = hooked
     elif point == "harvest":
-        from transforms.harvest import RecordMetrics
+        from transforms.jobs.harvest import RecordMetrics
         emit = RecordMetrics.emit
         def hooked(self, harvest):
             yield from emit(self, harvest)

@@ -11,7 +11,7 @@ from pipeline.local.jobs_store import Timing
 from tests.test_local_support import (  # noqa: F401  (fixtures)
     client, service, TEXT, bedrock_client, bucket, create_job, job_id, local_s3, put_lines, read_output, record_lines,
     s3_client, start_service, wait_for)
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 
 

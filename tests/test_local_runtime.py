@@ -6,7 +6,7 @@ import json
 import botocore.exceptions
 import pytest
 
-from transforms.families import family_for, parse_model_output
+from transforms.prepare.families import family_for, parse_model_output
 
 PROMPT = "Customer: my bill is wrong this month. Agent: I corrected the bill and refunded the fee."
 

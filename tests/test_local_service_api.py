@@ -203,7 +203,7 @@ def test_job_name_must_be_unique(client: Any, bucket: str) -> None:
 
 
 def test_concurrent_jobs_quota_per_model(local_s3: Any, bucket: str) -> None:
-    from transforms.quotas import Quotas
+    from transforms.core.quotas import Quotas
     with start_service(local_s3, quotas=Quotas(max_concurrent_jobs=2, min_records_per_job=1),
                        timing=PARKED) as svc:
         client = bedrock_client(svc)

@@ -18,7 +18,7 @@ from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing
 from pipeline.local.serve import backend_from_args, build_parser
 from tests.test_local_support import MODEL, record_lines, unique
-from transforms.quotas import PROFILES, Quotas
+from transforms.core.quotas import PROFILES, Quotas
 
 ROOT = Path(__file__).resolve().parents[1]
 

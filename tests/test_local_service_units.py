@@ -7,7 +7,7 @@ from pipeline.local.faults import FaultPlan, Faults
 from pipeline.local.jobs_store import ACTIVE, TERMINAL, TRANSITIONS, JobStore, Timing
 from pipeline.local.runner import model_name, record_id_for
 from pipeline.local.validation import ApiError, match_route, service_model, validate
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 PARAMS = {"jobName": "j1", "roleArn": "arn:aws:iam::123456789012:role/r",
           "modelId": "anthropic.claude-3-haiku-20240307-v1:0",

@@ -22,7 +22,7 @@ from pipeline.local.jobs_store import TERMINAL, Timing
 from pipeline.local.s3 import LocalS3
 from pipeline.local.service import BedrockBatchService
 from pipeline.local.sigv4 import LocalCredentials
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 REGION = "us-east-1"

@@ -20,16 +20,16 @@ from pipeline.__main__ import main
 from pipeline.local.backend import SERVICE_ROLE_ARN
 from pipeline.local.faults import Faults
 from tests.pipelines import local_config, read_rows, summarize, transcripts
-from transforms.aws import AwsConfig
+from pipeline.pricing import estimate_cost, estimate_on_demand_cost
 from transforms.config import BatchConfig
-from transforms.jobs import JobConfig
-from transforms.metrics import NAMESPACE
-from transforms.model import BatchRecord, Transcript
-from transforms.on_demand import InvokeOnDemand
-from transforms.pricing import estimate_cost, estimate_on_demand_cost
-from transforms.quotas import Quotas
-from transforms.rate_control import RetryPolicy
-from transforms.records import PromptConfig, build_record
+from transforms.core.aws import AwsConfig
+from transforms.core.bedrock import JobConfig
+from transforms.core.metrics import NAMESPACE
+from transforms.core.model import BatchRecord, Transcript
+from transforms.core.quotas import Quotas
+from transforms.core.rate_control import RetryPolicy
+from transforms.prepare.records import PromptConfig, build_record
+from transforms.shards.invoke_on_demand import InvokeOnDemand
 from transforms.sinks.files import WriteFailures, WriteSummaries
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -117,7 +117,7 @@ def test_throttled_calls_are_retried_until_every_record_has_a_summary(local_back
     backend = local_backend_factory(faults=Faults(seed=7, throttle_rate=0.3))
     records = _records(30)
     config = local_config(backend, on_demand_rps=50, on_demand_concurrency=4)
-    with caplog.at_level(logging.INFO, logger="transforms.on_demand"):
+    with caplog.at_level(logging.INFO, logger="transforms.shards.invoke_on_demand"):
         summaries, failures, counters = _invoke(records, config, tmp_path)
 
     assert failures == []
@@ -220,7 +220,7 @@ def test_an_unreachable_service_is_retried_then_fails_the_pipeline_loudly(tmp_pa
                          aws=AwsConfig(region="us-east-1", bedrock_runtime_endpoint_url=closed,
                                        access_key_id="testing", secret_access_key="testing"))
     retry = RetryPolicy(max_attempts=2, base_seconds=0.01, cap_seconds=0.01)
-    with caplog.at_level(logging.WARNING, logger="transforms.on_demand"):
+    with caplog.at_level(logging.WARNING, logger="transforms.shards.invoke_on_demand"):
         with pytest.raises(Exception, match="Could not connect to the endpoint URL"):
             _invoke(_records(1), config, tmp_path, retry)
     assert "attempt 2 of 2" in caplog.text

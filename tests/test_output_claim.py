@@ -21,7 +21,7 @@ from pipeline.__main__ import main
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.local.jobs_store import Timing
 from tests.pipelines import read_rows, transcripts
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 from transforms.sinks import commit, lease, lock
 from transforms.sinks.lease import Holder
 
@@ -344,7 +344,7 @@ def test_ctrl_c_releases_the_folder(local_backend_factory, tmp_path):
 
 def _job_dir(tmp_path: Path, name: str = "abcdefghijkl") -> Path:
     from pipeline.local.responses import invoke
-    from transforms.families import family_for
+    from transforms.prepare.families import family_for
 
     model = "anthropic.claude-3-haiku-20240307-v1:0"
     job_dir = tmp_path / name

@@ -1,4 +1,4 @@
-"""Parallel shard preparation: the bucket planner (transforms/bucket_plan.py, no Beam) and the
+"""Parallel shard preparation: the bucket planner (transforms/shards/bucket_plan.py, no Beam) and the
 pipeline that uses it, whose placement must not depend on bundle order or parallelism."""
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from tests.pipelines import local_config
-from transforms import layout
-from transforms.bucket_plan import (MIN_BUCKETS, RECORDS_PER_BUCKET, BucketPlacement,
-                                    BucketSummary, bucket_count, bucket_of)
-from transforms.planning import UndersizedPolicy, plan_window
-from transforms.model import Transcript
-from transforms.quotas import Quotas
-from transforms.records import build_record
-from transforms.shard_writer import ShardWriter, slice_line
-from transforms.shards import WriteShardsInParallel
-from transforms.storage import Storage
+from transforms.core import layout
+from transforms.core.model import Transcript
+from transforms.core.quotas import Quotas
+from transforms.core.storage import Storage
+from transforms.prepare.records import build_record
+from transforms.shards.bucket_plan import (MIN_BUCKETS, RECORDS_PER_BUCKET, BucketPlacement,
+                                           BucketSummary, bucket_count, bucket_of)
+from transforms.shards.planning import UndersizedPolicy, plan_window
+from transforms.shards.shard_writer import ShardWriter, slice_line
+from transforms.shards.write_shards import WriteShardsInParallel
 
 QUOTAS = Quotas(max_records_per_file=40, max_records_per_job=100, min_records_per_job=30,
                 max_file_bytes=10_000, max_job_bytes=20_000)

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from transforms.families import UnparseableOutput, parse_model_output, response_reader
-from transforms.model import Summary, metadata_json
+from transforms.core.model import Summary, metadata_json
+from transforms.prepare.families import UnparseableOutput, parse_model_output, response_reader
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 FIELDS = dict(transcript_id="t1", record_id="R1", model_id=CLAUDE, summary="ok",

@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.data.sources.make_fixtures import CALLS
-from transforms.model import Failure, Transcript, Turn
-from transforms.parsing import (detect_format, read_csv, read_file, read_jsonl, read_parquet,
-                                read_text)
-from transforms.transcribe_output import transcribe_to_transcript
-from transforms.validation import (FieldMapping, coerce_id, InvalidId, origin_sort_key,
-                                   pick_unique, record_to_transcript, validate_transcript)
+from transforms.core.model import Failure, Transcript, Turn
+from transforms.sources.parsing import (detect_format, read_csv, read_file, read_jsonl,
+                                        read_parquet, read_text)
+from transforms.sources.transcribe_output import transcribe_to_transcript
+from transforms.sources.validation import (FieldMapping, coerce_id, InvalidId, origin_sort_key,
+                                           pick_unique, record_to_transcript, validate_transcript)
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "sources")
 MAPPING = FieldMapping()
@@ -308,7 +308,7 @@ def test_pick_unique_keeps_the_first_origin_numerically_and_names_both():
 
 
 def test_metadata_object_is_the_metadata_and_other_fields_join_it():
-    from transforms.validation import FieldMapping, record_to_transcript
+    from transforms.sources.validation import FieldMapping, record_to_transcript
 
     record = {"id": "c1", "text": "hello", "metadata": {"queue": "billing"}, "agent": "dana"}
     transcript = record_to_transcript(record, FieldMapping(), "f.jsonl:1")

@@ -1,4 +1,5 @@
-"""Shard/job planning and streamed placement (transforms/planning.py), and price estimates."""
+"""Shard/job planning and streamed placement (transforms/shards/planning.py), and price
+estimates."""
 from __future__ import annotations
 
 import math
@@ -8,22 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.planning import (
-    JobPlan,
-    Placement,
-    ShardAssigner,
-    UndersizedPolicy,
-    WindowStats,
-    class_bounds,
-    estimate_tokens,
-    lower_bound_jobs,
-    oversized,
-    plan_sizes,
-    plan_window,
-    size_class,
-)
-from transforms.pricing import batch_price, estimate_cost
-from transforms.quotas import GB, Quotas, profile
+from pipeline.pricing import batch_price, estimate_cost
+from transforms.core.quotas import GB, Quotas, profile
+from transforms.shards.planning import (JobPlan, Placement, ShardAssigner, UndersizedPolicy,
+                                        WindowStats, class_bounds, estimate_tokens,
+                                        lower_bound_jobs, oversized, plan_sizes, plan_window,
+                                        size_class)
 
 PAD, DEFER, ON_DEMAND, FAIL = (UndersizedPolicy.PAD_MERGE, UndersizedPolicy.DEFER,
                                UndersizedPolicy.ON_DEMAND, UndersizedPolicy.FAIL)

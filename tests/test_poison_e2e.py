@@ -27,8 +27,8 @@ from pipeline import exit_codes
 from pipeline.__main__ import main
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE
 from tests.pipelines import cli_with_counters, local_config, read_rows, summarize
-from transforms.model import Transcript
-from transforms.quotas import Quotas
+from transforms.core.model import Transcript
+from transforms.core.quotas import Quotas
 
 TEXT = ("Customer: my parcel {n} never arrived. Agent: I am sorry, I have sent a new one today. "
         "Customer: thank you.")

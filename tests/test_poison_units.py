@@ -20,14 +20,14 @@ import pyarrow as pa
 import pytest
 import zstandard
 
-from transforms.model import RAW_LIMIT, Failure, Summary, Transcript, Turn, truncate_raw
-from transforms.decompression import StorageReadError
-from transforms.parsing import read_file
-from transforms.schema import (arrow_schema, avro_schema, fields_for, json_line, normalize_row,
-                               row_problem)
+from transforms.core.model import RAW_LIMIT, Failure, Summary, Transcript, Turn, truncate_raw
 from transforms.sinks.kafka_encoding import RowEncoder
-from transforms.validation import (FieldMapping, MAX_ID_CHARS, dedup_key, metadata_problem,
-                                   pick_unique, validate_transcript)
+from transforms.sinks.schema import (arrow_schema, avro_schema, fields_for, json_line,
+                                     normalize_row, row_problem)
+from transforms.sources.decompression import StorageReadError
+from transforms.sources.parsing import read_file
+from transforms.sources.validation import (FieldMapping, MAX_ID_CHARS, dedup_key, metadata_problem,
+                                           pick_unique, validate_transcript)
 
 MAPPING = FieldMapping()
 

@@ -114,7 +114,7 @@ def test_a_crash_still_shows_the_run_id_and_how_to_resume(tmp_path, capsys, monk
 def test_the_local_banner_promises_no_resume():
     from pipeline.preflight import run_banner
     from transforms.config import BatchConfig
-    from transforms.jobs import JobConfig
+    from transforms.core.bedrock import JobConfig
 
     config = BatchConfig(base_uri="s3://b/runs", run_id="r-1",
                          job=JobConfig(role_arn="arn:aws:iam::123456789012:role/R"))

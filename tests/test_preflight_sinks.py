@@ -10,7 +10,7 @@ from pipeline.__main__ import main
 from pipeline.exit_codes import UsageError
 from pipeline.preflight import check_bigquery, check_kafka
 from tests.test_sinks_bigquery import new_table
-from transforms.model import SUMMARY_FIELDS
+from transforms.core.model import SUMMARY_FIELDS
 
 
 def _closed_port() -> int:

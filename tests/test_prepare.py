@@ -6,9 +6,10 @@ from apache_beam.testing.util import assert_that
 from apache_beam.transforms import window
 
 from tests.pipelines import transcripts
-from transforms import records, summarize
+from transforms import summarize
 from transforms.config import BatchConfig
-from transforms.jobs import JobConfig
+from transforms.core.bedrock import JobConfig
+from transforms.prepare import records
 from transforms.summarize import PrepareRecords
 
 real_record_id_for = records.record_id_for

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.rate_control import AdaptiveRate, Progress, RetryPolicy, is_retriable, is_throttling
+from transforms.core.rate_control import (AdaptiveRate, Progress, RetryPolicy, is_retriable,
+                                          is_throttling)
 
 
 def test_calls_are_spaced_at_the_ceiling_rate():

@@ -40,9 +40,3 @@ def test_paths_and_readable_files_are_read_and_a_missing_path_is_a_failure_row(t
                     label="PathFailures")
         assert_that(ids(readable, "R"), equal_to(["c1", "d1", "d2"]), label="ReadableTranscripts")
         assert_that(causes(readable, "R"), equal_to([]), label="ReadableFailures")
-
-
-def test_old_import_paths_still_work():
-    from transforms.kafka_source import ReadTranscriptsFromKafka as old
-    from transforms.sources.kafka import ReadTranscriptsFromKafka
-    assert old is ReadTranscriptsFromKafka

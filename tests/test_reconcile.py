@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pipeline import exit_codes
 from pipeline.report.reconcile import COLLECTABLE, RUNNING, Facts, RunJob, reconcile
 from pipeline.run import Report
-from transforms.source_ledger import LedgerEntry, entry_name, entry_text, parse_entry
+from transforms.sources.source_ledger import LedgerEntry, entry_name, entry_text, parse_entry
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 STATUSES = sorted(RUNNING | COLLECTABLE | {"Failed"})

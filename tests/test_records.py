@@ -1,4 +1,4 @@
-"""Transcript -> BatchRecord: prompts, record ids and sizes (transforms/records.py)."""
+"""Transcript -> BatchRecord: prompts, record ids and sizes (transforms/prepare/records.py)."""
 from __future__ import annotations
 
 import json
@@ -6,18 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from transforms import records
-from transforms.errors import ConfigError
-from transforms.model import Transcript, Turn
-from transforms.records import (
-    DEFAULT_SYSTEM,
-    DEFAULT_TEMPLATE,
-    PromptConfig,
-    assign_record_ids,
-    build_record,
-    record_id_for,
-    render_transcript,
-)
+from transforms.core.errors import ConfigError
+from transforms.core.model import Transcript, Turn
+from transforms.prepare import records
+from transforms.prepare.records import (DEFAULT_SYSTEM, DEFAULT_TEMPLATE, PromptConfig,
+                                        assign_record_ids, build_record, record_id_for,
+                                        render_transcript)
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 

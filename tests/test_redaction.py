@@ -16,15 +16,15 @@ from hypothesis import given, settings, strategies as st
 
 from pipeline.__main__ import main
 from pipeline.exit_codes import UsageError
-from pipeline.options import BedrockBatchOptions, resolve_redactor
 from pipeline.local.backend import DEFAULT_BUCKET
 from pipeline.local.s3 import LocalS3
+from pipeline.options import BedrockBatchOptions, resolve_redactor
 from pipeline.run import Report, redaction_line
 from tests.pipelines import read_rows
-from transforms.model import Transcript, Turn
-from transforms.redaction import (CARD_NUMBERS, EMAILS, MASKS, PHONE_NUMBERS, SSNS, checked_counts,
-                                  luhn_valid, redact_pii)
-from transforms.redaction_stage import RedactTranscripts
+from transforms.core.model import Transcript, Turn
+from transforms.prepare.redact import RedactTranscripts
+from transforms.prepare.redaction import (CARD_NUMBERS, EMAILS, MASKS, PHONE_NUMBERS, SSNS,
+                                          checked_counts, luhn_valid, redact_pii)
 
 # ---- generators ------------------------------------------------------------------------------
 

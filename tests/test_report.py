@@ -6,9 +6,9 @@ import dataclasses
 import pytest
 
 from pipeline import exit_codes
+from pipeline.pricing import estimate_cost
 from pipeline.report.reconcile import Facts
 from pipeline.run import Report
-from transforms.pricing import estimate_cost
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 

@@ -19,7 +19,7 @@ from pipeline.report.data import job_entry, report_data, window_counter
 from pipeline.report.page import render
 from pipeline.run import Report
 from tests.pipelines import transcripts
-from transforms.results import Manifest
+from transforms.jobs.results import Manifest
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 

@@ -8,13 +8,13 @@ import plotly.graph_objects as go
 import pytest
 
 from pipeline import exit_codes
+from pipeline.options import BedrockBatchOptions
+from pipeline.pricing import estimate_cost
 from pipeline.report import charts
 from pipeline.report.data import job_entry, report_data, window_counter, window_of, windows
 from pipeline.report.page import render
-from pipeline.options import BedrockBatchOptions
 from pipeline.run import Report, report_dir
-from transforms.pricing import estimate_cost
-from transforms.results import Manifest
+from transforms.jobs.results import Manifest
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 T0 = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc)

@@ -10,8 +10,8 @@ from pipeline.options import BedrockBatchOptions
 from pipeline.report.files import run_jobs
 from pipeline.run import Report, write_run_report
 from tests.pipelines import local_config
-from transforms.aws import AwsConfig
-from transforms.pricing import estimate_cost
+from pipeline.pricing import estimate_cost
+from transforms.core.aws import AwsConfig
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 # moto keeps S3 objects per process and job ids repeat across backends (seeded): a prefix of

@@ -11,15 +11,15 @@ import pytest
 
 from pipeline.local.backend import LocalBackend
 from tests.pipelines import LOCAL_RUNNERS, local_config, summarize, transcripts
-from transforms import layout
 from transforms.config import BatchConfig
-from transforms.jobs import JobsClient
-from transforms.model import BatchRecord, JobBatch, Transcript
-from transforms.quotas import Quotas
-from transforms.records import build_record
-from transforms.results import iter_index
-from transforms.shard_writer import ShardWriter
-from transforms.storage import Storage
+from transforms.core import layout
+from transforms.core.bedrock import JobsClient
+from transforms.core.model import BatchRecord, JobBatch, Transcript
+from transforms.core.quotas import Quotas
+from transforms.core.storage import Storage
+from transforms.jobs.results import iter_index
+from transforms.prepare.records import build_record
+from transforms.shards.shard_writer import ShardWriter
 
 
 def _jobs(backend: LocalBackend, run_id: str) -> dict[str, dict[str, Any]]:

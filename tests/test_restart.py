@@ -19,7 +19,7 @@ from pipeline.__main__ import main
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.local.jobs_store import Timing
 from tests.pipelines import read_rows, transcripts
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOW = Timing(submitted=2.0, validating=2.0, scheduled=2.0, per_record=0.05, speed=1.0)

@@ -1,4 +1,5 @@
-"""transforms/results.py: job output lines -> Summary / Failure / retry, on real response bodies.
+"""transforms/jobs/results.py: job output lines -> Summary / Failure / retry, on real response
+bodies.
 
 Output lines are built the way Bedrock (and the local backend's runner) writes them, with model
 outputs produced by the local backend's model (pipeline.local.responses.invoke) for each family.
@@ -13,10 +14,11 @@ import pytest
 
 from pipeline.local.faults import RECORD_ERRORS
 from pipeline.local.responses import invoke
-from transforms.model import RAW_LIMIT, BatchRecord, Failure, Transcript
-from transforms.records import PromptConfig, build_record
-from transforms.results import (Harvest, IndexEntry, JobContext, Manifest, harvest_lines, index_line,
-                                iter_index, parse_index_line, read_input_models, unanswered)
+from transforms.core.model import RAW_LIMIT, BatchRecord, Failure, Transcript
+from transforms.jobs.results import (Harvest, IndexEntry, JobContext, Manifest, harvest_lines,
+                                     index_line, iter_index, parse_index_line, read_input_models,
+                                     unanswered)
+from transforms.prepare.records import PromptConfig, build_record
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 ARN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abc123def456"
@@ -36,7 +38,8 @@ def converse_text(body: Mapping[str, Any]) -> str:
 
 
 # model id, invocation type, and how that family's response says (text, stop reason, in, out tokens):
-# an oracle written from the AWS response field pages, independent of transforms/families.py.
+# an oracle written from the AWS response field pages, independent of
+# transforms/prepare/families.py.
 FAMILIES: dict[str, tuple[str, str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]] = {
     "claude": (CLAUDE, "InvokeModel", lambda b: (
         content_text(b), b["stop_reason"], b["usage"]["input_tokens"], b["usage"]["output_tokens"])),

@@ -9,9 +9,9 @@ import pytest
 
 from pipeline.local.faults import Faults
 from tests.pipelines import local_config, summarize, transcripts
-from transforms.jobs import JobConfig, create_error_kind
-from transforms.quotas import Quotas
-from transforms.results import IndexEntry, JobContext, harvest_lines, retriable_record_error
+from transforms.core.bedrock import JobConfig, create_error_kind
+from transforms.core.quotas import Quotas
+from transforms.jobs.results import IndexEntry, JobContext, harvest_lines, retriable_record_error
 
 
 @pytest.mark.parametrize("code,status,kind", [

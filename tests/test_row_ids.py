@@ -4,8 +4,8 @@ import dataclasses
 import datetime as dt
 
 from tests import rows as sample_rows
-from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS
-from transforms.schema import json_row, normalize_row
+from transforms.core.model import FAILURE_FIELDS, SUMMARY_FIELDS
+from transforms.sinks.schema import json_row, normalize_row
 from transforms.sinks.row_ids import insert_id, row_id, shard_of
 
 

@@ -1,4 +1,4 @@
-"""Schemas derived from transforms.model's one definition, and the row converters."""
+"""Schemas derived from transforms.core.model's one definition, and the row converters."""
 import datetime as dt
 import io
 import json
@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Failure, Field, Summary
-from transforms.schema import (arrow_schema, avro_schema, bigquery_schema, fields_for, json_line,
-                               json_row, normalize_row, row_from_json)
+from transforms.core.model import FAILURE_FIELDS, SUMMARY_FIELDS, Failure, Field, Summary
+from transforms.sinks.schema import (arrow_schema, avro_schema, bigquery_schema, fields_for,
+                                     json_line, json_row, normalize_row, row_from_json)
 
 ALL = pytest.mark.parametrize("fields", [SUMMARY_FIELDS, FAILURE_FIELDS], ids=["summary", "failure"])
 T0 = dt.datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=dt.timezone.utc)

@@ -5,8 +5,8 @@ ListServiceQuotas returns (QuotaName, Value); the names follow the AWS quota nam
 """
 from __future__ import annotations
 
-from transforms.quotas import PROFILES
-from transforms.service_quotas import model_words, quotas_from_service_quotas
+from pipeline.service_quotas import model_words, quotas_from_service_quotas
+from transforms.core.quotas import PROFILES
 
 ENTRIES = [
     {"QuotaName": "Records per batch inference job for Claude 3 Haiku", "Value": 20000.0},

@@ -305,8 +305,8 @@ def _create_tables(emulator: BigQueryEmulator) -> tuple[str, str]:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS
-    from transforms.schema import bigquery_schema
+    from transforms.core.model import FAILURE_FIELDS, SUMMARY_FIELDS
+    from transforms.sinks.schema import bigquery_schema
 
     client = bigquery.Client(project=emulator.project, credentials=AnonymousCredentials(),
                              client_options=ClientOptions(api_endpoint=emulator.rest_url))

@@ -10,7 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tests import rows as sample_rows
 from tests.test_sinks_bigquery import new_table, read_back
 from tests.test_sinks_kafka import consume_all, create_topic
-from transforms.model import SUMMARY_FIELDS
+from transforms.core.model import SUMMARY_FIELDS
 from transforms.sinks.bigquery import WriteSummariesToBigQuery
 from transforms.sinks.bigquery_rows import REJECTED_CODE
 from transforms.sinks.files import WriteSummaries

@@ -24,13 +24,13 @@ from apache_beam.transforms import window
 from google.cloud import bigquery
 
 from tests import rows as sample_rows
-from transforms.model import FAILURE_FIELDS, RAW_LIMIT, SUMMARY_FIELDS
-from transforms.schema import bigquery_schema, normalize_row
+from transforms.core.model import FAILURE_FIELDS, RAW_LIMIT, SUMMARY_FIELDS
 from transforms.sinks.bigquery import (WriteFailuresToBigQuery, WriteRowsToBigQuery,
                                        WriteSummariesToBigQuery)
-from transforms.sinks.bigquery_rows import (REJECTED_CODE, REJECTED_STAGE, InsertRows, describe_errors,
-                                            parse_table, rejected_failure)
+from transforms.sinks.bigquery_rows import (REJECTED_CODE, REJECTED_STAGE, InsertRows,
+                                            describe_errors, parse_table, rejected_failure)
 from transforms.sinks.row_ids import insert_id
+from transforms.sinks.schema import bigquery_schema, normalize_row
 
 T0 = sample_rows.T0
 

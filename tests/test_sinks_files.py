@@ -18,10 +18,10 @@ from apache_beam.testing.test_stream import TestStream as BeamTestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import trigger, window
 
-from transforms.errors import ConfigError
-from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Failure, Summary
-from transforms.schema import normalize_row, row_from_json
+from transforms.core.errors import ConfigError
+from transforms.core.model import FAILURE_FIELDS, SUMMARY_FIELDS, Failure, Summary
 from transforms.sinks import WriteFailures, WriteRows, WriteSummaries, files
+from transforms.sinks.schema import normalize_row, row_from_json
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 EPOCH_T0 = int(T0.timestamp())

@@ -22,14 +22,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.jvm_services import free_port
 from tests import rows as sample_rows
-from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Summary
-from transforms.schema import avro_schema, normalize_row
+from transforms.core.model import FAILURE_FIELDS, SUMMARY_FIELDS, Summary
 from transforms.sinks.kafka import (KafkaDeliveryError, WriteFailuresToKafka, WriteRowsToKafka,
                                     WriteSummariesToKafka, default_flush_timeout_s,
                                     producer_settings)
 from transforms.sinks.kafka_encoding import (AVRO_SCHEMA_HEADER, ROW_ID_HEADER, RUN_ID_HEADER,
                                              RowEncoder, message_key)
 from transforms.sinks.row_ids import row_id
+from transforms.sinks.schema import avro_schema, normalize_row
 
 T0 = sample_rows.T0
 EPOCH_T0 = int(T0.timestamp())
@@ -374,7 +374,7 @@ def test_cli_rerun_with_the_same_run_id_is_read_once_by_run_and_row_id(
     from pipeline.__main__ import main
     from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
     from tests.pipelines import transcripts
-    from transforms.quotas import Quotas
+    from transforms.core.quotas import Quotas
 
     backend = local_backend_factory(quotas=Quotas(max_records_per_job=100, min_records_per_job=1))
     topics = create_topic(kafka_bootstrap), create_topic(kafka_bootstrap)

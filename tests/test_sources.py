@@ -16,8 +16,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from moto.server import ThreadedMotoServer
 
 from tests.data.sources.make_fixtures import CALLS
-from transforms.metrics import NAMESPACE
-from transforms.model import Transcript
+from transforms.core.metrics import NAMESPACE
+from transforms.core.model import Transcript
 from transforms.sources import DeduplicateTranscripts, ReadTranscripts, TranscriptsFromRows
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "sources")

@@ -1,4 +1,5 @@
-"""transforms/storage.py on local paths and on a real S3 endpoint (moto server via LocalBackend)."""
+"""transforms/core/storage.py on local paths and on a real S3 endpoint (moto server via
+LocalBackend)."""
 from __future__ import annotations
 
 import itertools
@@ -10,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pipeline.local.backend import LocalBackend
-from transforms.storage import Storage, join, split_s3
+from transforms.core.storage import Storage, join, split_s3
 
 _ids = itertools.count()
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 from pipeline.local.backend import LocalBackend
-from transforms.storage import Storage, StorageError, split_s3
+from transforms.core.storage import Storage, StorageError, split_s3
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import pytest
 from pipeline import exit_codes
 from pipeline.__main__ import main
 from tests.pipelines import cli_with_counters, read_rows
-from transforms.parsing import read_stored_file
-from transforms.rate_control import RetryPolicy
-from transforms.validation import FieldMapping
+from transforms.core.rate_control import RetryPolicy
+from transforms.sources.parsing import read_stored_file
+from transforms.sources.validation import FieldMapping
 
 TEXT = "Customer: my parcel {n} never arrived. Agent: I have sent a new one today."
 MAPPING = FieldMapping.of("id", "text", "turns", None)
@@ -171,7 +171,7 @@ def test_an_s3_object_storage_will_not_serve_is_one_row_and_the_others_are_summa
     with 403 AccessDenied."""
     from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
     from pipeline.local.faults import Faults
-    from transforms.quotas import Quotas
+    from transforms.core.quotas import Quotas
 
     backend = local_backend_factory(quotas=Quotas(min_records_per_job=1), faults=Faults(
         s3_denied_keys=(f"{DEFAULT_BUCKET}/in/b.jsonl",)))

@@ -143,7 +143,7 @@ def test_streaming_resubmits_failed_records_in_later_panes(local_backend_factory
 
     from pipeline.local.faults import Faults
     from tests.pipelines import local_config
-    from transforms.quotas import Quotas
+    from transforms.core.quotas import Quotas
     from transforms.sinks.files import WriteFailures, WriteSummaries
     from transforms.sources import WatchTranscripts
     from transforms.summarize import SummarizeTranscripts

@@ -16,7 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from tests.jvm_services import flink_pipeline_args
 from tests.pipelines import local_config, read_rows, transcripts
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.sources import WatchTranscripts
 from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness

@@ -18,7 +18,7 @@ from tests.test_kafka_source import BASE_MS, Sent, create_topic
 from transforms.sources.kafka import (IDLE_WATERMARK_LAG, UNBOUNDED_END, KafkaPartition,
                                       PartitionTracker, _consumer_settings, _ReadPartitionFn,
                                       idle_watermark, late_message_failure)
-from transforms.validation import FieldMapping
+from transforms.sources.validation import FieldMapping
 
 NOW = Timestamp(seconds=1_800_000_000)
 

@@ -27,7 +27,7 @@ from pipeline import exit_codes
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.local.jobs_store import Timing
 from tests.pipelines import read_rows, transcripts
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 ROOT = Path(__file__).resolve().parent.parent
 PER_BATCH = 8

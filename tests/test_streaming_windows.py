@@ -16,7 +16,7 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from tests.pipelines import transcripts
 from transforms.config import BatchConfig
-from transforms.jobs import JobConfig
+from transforms.core.bedrock import JobConfig
 from transforms.sources import DeduplicateTranscripts
 from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
 

@@ -9,9 +9,9 @@ from apache_beam.internal import pickler
 from apache_beam.runners.sdf_utils import ThreadsafeRestrictionTracker
 from apache_beam.utils.timestamp import Duration
 
-from transforms.await_jobs import WaitRestriction, WaitRestrictionProvider, WaitTracker
-from transforms.jobs import client_token
-from transforms.model import JobBatch, JobSpec
+from transforms.core.bedrock import client_token
+from transforms.core.model import JobBatch, JobSpec
+from transforms.jobs.await_jobs import WaitRestriction, WaitRestrictionProvider, WaitTracker
 
 
 def spec(i: int) -> JobSpec:

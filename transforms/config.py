@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
-from transforms.aws import AwsConfig
-from transforms.errors import ConfigError
+from transforms.core.aws import AwsConfig
+from transforms.core.bedrock import JobConfig, validate_run_id
+from transforms.core.errors import ConfigError
+from transforms.core.quotas import Quotas
 from transforms.insights.schemas import TASKS, check_schema, default_schema
-from transforms.jobs import JobConfig, validate_run_id
-from transforms.quotas import Quotas
-from transforms.records import PromptConfig
+from transforms.prepare.records import PromptConfig
 
 DEFAULT_MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 UNDERSIZED_POLICIES = ("pad-merge", "defer", "on-demand", "fail")
-# Streaming: how far behind the watermark an input record may arrive and still be summarized
-# (the CLI's --allowed-lateness-seconds default).
-DEFAULT_INPUT_LATENESS_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -100,3 +97,15 @@ class BatchConfig:
     @property
     def max_attempts(self) -> int:
         return 1 + self.max_record_retries
+
+
+def __getattr__(name: str) -> Any:
+    # DEFAULT_INPUT_LATENESS_SECONDS, a setting of the sources, moved to transforms.sources.common;
+    # the old name still resolves for one release.
+    if name == "DEFAULT_INPUT_LATENESS_SECONDS":
+        import warnings
+        from transforms.sources import common
+        warnings.warn("transforms.config.DEFAULT_INPUT_LATENESS_SECONDS is deprecated: import it "
+                      "from transforms.sources.common", DeprecationWarning, stacklevel=2)
+        return common.DEFAULT_INPUT_LATENESS_SECONDS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,21 +15,23 @@ import apache_beam as beam
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Duration
 
-import transforms.coders  # noqa: F401 - registers the coders of the typed elements below
-from transforms import harvest, shards
-from transforms.await_jobs import AwaitJobs
-from transforms.carry import CarryTails
-from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS, BatchConfig
-from transforms.errors import ConfigError
-from transforms.metrics import counter
-from transforms.on_demand import InvokeOnDemand
-from transforms.model import (BatchRecord, Failure, Summary, Transcript, jsonl_line_size,
-                              truncate_raw)
-from transforms.records import assign_record_ids, build_record, record_id_for
-from transforms.schema import row_problem
+from transforms.config import BatchConfig
+import transforms.core.coders  # noqa: F401 - registers the coders of the typed elements below
+from transforms.core.errors import ConfigError
+from transforms.core.metrics import counter
+from transforms.core.model import (BatchRecord, Failure, Summary, Transcript, jsonl_line_size,
+                                   truncate_raw)
+from transforms.core.windowing import restore_windowing
+from transforms.jobs import harvest
+from transforms.jobs.await_jobs import AwaitJobs
+from transforms.prepare.records import assign_record_ids, build_record, record_id_for
+from transforms.prepare.redact import RedactTranscripts
+from transforms.shards import write_shards as shards
+from transforms.shards.carry import CarryTails
+from transforms.shards.invoke_on_demand import InvokeOnDemand
+from transforms.sinks.schema import row_problem
 from transforms.sources import DeduplicateTranscripts
-from transforms.redaction_stage import RedactTranscripts
-from transforms.windowing import restore_windowing
+from transforms.sources.common import DEFAULT_INPUT_LATENESS_SECONDS
 
 FAILURES = "failures"
 # Longest a job may take (168 h timeout) plus a day of queueing: resubmissions arriving this late

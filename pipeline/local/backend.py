@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import boto3
 from botocore.config import Config
 
-from transforms.aws import AwsConfig, beam_s3_options
-from transforms.quotas import PROFILES, Quotas
+from transforms.core.aws import AwsConfig, beam_s3_options
+from transforms.core.quotas import PROFILES, Quotas
 
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import ACCOUNT_ID, Timing

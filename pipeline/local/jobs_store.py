@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 from pipeline.local.validation import ApiError
 

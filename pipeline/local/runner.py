@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from pipeline.local.faults import FaultPlan, JobFaults
 from pipeline.local.jobs_store import STOPPED_MESSAGE, TERMINAL, Job, JobStore, utcnow
 from pipeline.local.responses import InvalidModelInput, invoke
-from transforms.model import loads_json
+from transforms.core.model import loads_json
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import sys
 import threading
 from typing import Any
 
-from transforms.aws import beam_s3_options
-from transforms.quotas import profile
+from transforms.core.aws import beam_s3_options
+from transforms.core.quotas import profile
 
 from pipeline.exit_codes import INTERRUPTED
 from pipeline.local.backend import (DEFAULT_BUCKET, FOREIGN_CREDENTIAL_VARS, SERVICE_ROLE_ARN,

@@ -21,7 +21,7 @@ import boto3
 from botocore.config import Config
 from botocore.model import OperationModel
 
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 from pipeline.local.background import BackgroundServer
 from pipeline.local.faults import THROTTLE_MESSAGE, FaultPlan, Faults

@@ -13,12 +13,12 @@ from typing import Any, Iterable, Mapping, Protocol
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from pipeline.pricing import estimate_cost
 from pipeline.report.reconcile import Accounting, open_job_text
-from transforms.jobs import job_id_from_arn
-from transforms.layout import window_key
-from transforms.pricing import estimate_cost
-from transforms.results import Manifest
-from transforms.storage import join
+from transforms.core.bedrock import job_id_from_arn
+from transforms.core.layout import window_key
+from transforms.core.storage import join
+from transforms.jobs.results import Manifest
 
 VERSION = 1
 # Counters of the rows out per time window: window.<window key>.<summaries|failures|
@@ -150,7 +150,7 @@ def window_of(job_name: str, run_id: str) -> str:
     """The window a job's records came from, read from its deterministic name.
 
     Args:
-        job_name: The Bedrock job name (``transforms.jobs.job_name``).
+        job_name: The Bedrock job name (``transforms.core.bedrock.job_name``).
         run_id: The run's id, whose prefix the name starts with.
 
     Returns:

@@ -14,10 +14,10 @@ from plotly.offline import get_plotlyjs
 from pipeline.exit_codes import UsageError
 from pipeline.report.data import job_entry, report_problem
 from pipeline.report.page import render
-from transforms.jobs import job_id_from_arn, run_prefix
-from transforms.results import MANIFEST_NAME, Manifest
-from transforms.source_ledger import SUFFIX as LEDGER_SUFFIX, LedgerEntry, parse_entry
-from transforms.storage import Storage, join
+from transforms.core.bedrock import job_id_from_arn, run_prefix
+from transforms.core.storage import Storage, join
+from transforms.jobs.results import MANIFEST_NAME, Manifest
+from transforms.sources.source_ledger import SUFFIX as LEDGER_SUFFIX, LedgerEntry, parse_entry
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ def run_jobs(bedrock: Any, s3: Any, run_id: str) -> tuple[list[dict[str, Any]] |
 
 
 def read_ledger(storage: Storage, prefix: str) -> tuple[LedgerEntry, ...]:
-    """The source ledger's entries under ``prefix`` (``transforms.layout.source_ledger_prefix``).
+    """The source ledger's entries under ``prefix``
+    (``transforms.core.layout.source_ledger_prefix``).
 
     Args:
         storage: Where the run keeps its files.
@@ -92,7 +93,7 @@ def read_ledger(storage: Storage, prefix: str) -> tuple[LedgerEntry, ...]:
 
 def harvested_jobs(storage: Storage, prefix: str) -> frozenset[str]:
     """The names of the jobs the run harvested: its markers under ``prefix``
-    (``transforms.layout.harvested_prefix``).
+    (``transforms.core.layout.harvested_prefix``).
 
     Args:
         storage: Where the run keeps its files.

@@ -5,8 +5,8 @@ a checkpoint (Flink after a lost TaskManager) starts them from zero, and a repor
 them alone can say "no records" about a run that billed a job. So the report reconciles what
 outlives an attempt:
 
-- the source ledger (``transforms.source_ledger``): each input file the run's file source read,
-  with its counts: the source's own count, made restart-proof;
+- the source ledger (``transforms.sources.source_ledger``): each input file the run's file source
+  read, with its counts: the source's own count, made restart-proof;
 - the job ledger: every Bedrock job of the run, as the service lists it, and whether the run
   harvested it (a marker the harvest writes);
 - the rows written, as the file sinks' folders hold them.
@@ -18,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from transforms.source_ledger import LedgerEntry
+from transforms.sources.source_ledger import LedgerEntry
 
 # Job statuses Bedrock reports before a job has ended.
 RUNNING = frozenset({"Submitted", "Validating", "Scheduled", "InProgress", "Stopping"})
-# Ended statuses whose output folder holds rows to collect (``transforms.jobs.HARVESTABLE``).
+# Ended statuses whose output folder holds rows to collect
+# (``transforms.core.bedrock.HARVESTABLE``).
 COLLECTABLE = frozenset({"Completed", "PartiallyCompleted", "Stopped", "Expired"})
 
 

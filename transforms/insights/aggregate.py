@@ -11,9 +11,9 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import trigger, window
 
+from transforms.core.metrics import counter
+from transforms.core.windowing import compact_utc
 from transforms.insights import tally
-from transforms.metrics import counter
-from transforms.windowing import compact_utc
 
 OVERALL_FILE = "overall.jsonl"
 

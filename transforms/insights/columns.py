@@ -33,7 +33,7 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
-from transforms.model import encodable
+from transforms.core.model import encodable
 
 SCALARS = ("string", "integer", "number", "boolean", "date", "timestamp")
 # Avro and BigQuery both accept only these column names.

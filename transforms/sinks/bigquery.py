@@ -1,7 +1,7 @@
 """BigQuery sink for Summary / Failure rows: Beam's ``WriteToBigQuery`` with streaming inserts.
 
-The table schema is ``transforms.schema.bigquery_schema`` of the row kind, and rows are sent as
-``json_row`` (timestamps as ISO 8601 strings). Rows BigQuery rejects come back from Beam's
+The table schema is ``transforms.sinks.schema.bigquery_schema`` of the row kind, and rows are sent
+as ``json_row`` (timestamps as ISO 8601 strings). Rows BigQuery rejects come back from Beam's
 ``failed_rows_with_errors`` output and become Failure rows (``bigquery_rows.rejected_failure``):
 nothing is dropped silently. With the default ``RETRY_ON_TRANSIENT_ERROR`` Beam retries rows
 whose error is transient (timeouts, backend errors), up to ``transient_retries`` times per bundle
@@ -41,14 +41,14 @@ from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.utils.retry import PermanentException
 from google.api_core.exceptions import RetryError
 
-from transforms.errors import ConfigError
+from transforms.core.errors import ConfigError
+from transforms.core.metrics import counter
+from transforms.core.model import Failure
 from transforms.insights.columns import Column, insights_column
-from transforms.metrics import counter
-from transforms.model import Failure
-from transforms.schema import bigquery_schema, fields_for
 from transforms.sinks.bigquery_rows import InsertRows, parse_table, rejected_failure
 from transforms.sinks.result import SinkResult, count_per_window, written_once
 from transforms.sinks.row_ids import insert_id
+from transforms.sinks.schema import bigquery_schema, fields_for
 
 CREATE_DISPOSITIONS = (BigQueryDisposition.CREATE_IF_NEEDED, BigQueryDisposition.CREATE_NEVER)
 WRITE_DISPOSITIONS = (BigQueryDisposition.WRITE_APPEND, BigQueryDisposition.WRITE_EMPTY)

@@ -8,10 +8,10 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
-from transforms.errors import ConfigError
+from transforms.core.errors import ConfigError
+from transforms.core.model import Failure, truncate_raw
 from transforms.insights.columns import Column
-from transforms.model import Failure, truncate_raw
-from transforms.schema import fields_for, json_row
+from transforms.sinks.schema import fields_for, json_row
 
 # A row BigQuery rejects is filed under model.STAGES' "sink" stage; raw holds the rejected row.
 REJECTED_STAGE = "sink"

@@ -27,8 +27,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, S3Options
 
 from transforms.sinks.lease import LOCK_PREFIX, held_message
 # ClaimLost is raised (by the lease) from publish and mark_finished: importable from here.
+from transforms.core.storage import join
 from transforms.sinks.lock import ClaimLost, FolderHeld, Lease  # noqa: F401
-from transforms.storage import join
 
 RUN_MARKER = "_RUN_ID"
 SUCCESS_MARKER = "_SUCCESS"

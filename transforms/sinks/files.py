@@ -48,15 +48,15 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.transforms import trigger, window
 
-from transforms.errors import ConfigError
+from transforms.core.errors import ConfigError
+from transforms.core.metrics import counter
+from transforms.core.model import Field
 from transforms.insights.columns import Column, insights_column
-from transforms.metrics import counter
-from transforms.model import Field
-from transforms.schema import (AVRO_RECORD_NAMES, arrow_schema, avro_schema, fields_for,
-                               json_line, normalize_row)
 from transforms.sinks.result import SinkResult, count_per_window, no_failures
-from transforms.windowing import compact_utc
+from transforms.core.windowing import compact_utc
 from transforms.sinks.row_ids import row_id, shard_of
+from transforms.sinks.schema import (AVRO_RECORD_NAMES, arrow_schema, avro_schema, fields_for,
+                                     json_line, normalize_row)
 
 # Rows buffered before a Parquet row group is written: bounds worker memory per open file.
 PARQUET_ROW_GROUP_ROWS = 10_000

@@ -13,11 +13,11 @@ portable, ...). One message per row:
   every column but ``created_at``, so the same when a replay produces the row again), and
   ``run_id``, the run id, when the sink was given one (the CLI gives its ``--run-id``).
 * value, ``format="json"``: the row as one compact UTF-8 JSON object, timestamps as ISO 8601
-  strings (``transforms.schema.json_line``, the JSONL sink's encoding).
+  strings (``transforms.sinks.schema.json_line``, the JSONL sink's encoding).
 * value, ``format="avro"``: the row as Avro binary *without* a container header or a schema
   registry prefix (fastavro ``schemaless_writer``). Every message carries the writer schema as
   compact JSON in the header ``avro.schema`` (``AVRO_SCHEMA_HEADER``), so any consumer can decode
-  it without a registry; consumers that already hold ``transforms.schema.avro_schema`` can
+  it without a registry; consumers that already hold ``transforms.sinks.schema.avro_schema`` can
   ignore the header. ``RowEncoder.decode`` is the inverse of the encoding for either format.
 
 Delivery: every bundle ends with ``flush()`` and every delivery report is checked. While no
@@ -47,7 +47,7 @@ import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from transforms.metrics import counter
+from transforms.core.metrics import counter
 from transforms.sinks.kafka_encoding import RowEncoder
 from transforms.sinks.result import SinkResult, no_failures, written_once
 

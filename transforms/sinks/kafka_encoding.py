@@ -12,11 +12,11 @@ from typing import Any, Mapping
 
 import fastavro
 
+from transforms.core.model import encodable
 from transforms.insights.columns import insights_column
-from transforms.model import encodable
-from transforms.schema import (AVRO_RECORD_NAMES, avro_schema, fields_for, json_row, normalize_row,
-                               row_from_json)
 from transforms.sinks.row_ids import row_id
+from transforms.sinks.schema import (AVRO_RECORD_NAMES, avro_schema, fields_for, json_row,
+                                     normalize_row, row_from_json)
 
 KAFKA_FORMATS = ("json", "avro")
 AVRO_SCHEMA_HEADER = "avro.schema"

@@ -21,8 +21,8 @@ import time
 import uuid
 from typing import Any
 
+from transforms.core.storage import join, split_s3
 from transforms.sinks.lease import Holder, generation, lock_name, next_generation, won
-from transforms.storage import join, split_s3
 
 log = logging.getLogger(__name__)
 

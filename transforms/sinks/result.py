@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from transforms.model import Failure
+from transforms.core.model import Failure
 
 
 @dataclass(frozen=True)

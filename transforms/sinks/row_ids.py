@@ -39,7 +39,7 @@ def row_id(row: Mapping[str, Any]) -> str:
     returns it (their ISO 8601 strings), so every sink computes it from what it already holds.
 
     Args:
-        row: A normalized sink row (``transforms.schema.normalize_row`` or ``json_row``).
+        row: A normalized sink row (``transforms.sinks.schema.normalize_row`` or ``json_row``).
     """
     content = {name: value for name, value in row.items() if name not in NOT_IN_ROW_ID}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=_plain)

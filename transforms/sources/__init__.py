@@ -3,6 +3,11 @@
 Every source returns ``{"transcripts": PCollection[Transcript], "failures":
 PCollection[Failure]}``. The Kafka source lives in ``transforms.sources.kafka`` (it needs the
 ``kafka`` extra) and is not imported here.
+
+Beside the Beam sources (``files``, ``watch``, ``rows``, ``kafka``, ``dedup``) sits their pure
+logic: decoding each format (``parsing``, ``decompression``, ``transcribe_output``), mapping and
+checking records (``validation``), event times (``event_time``) and the per-file counts a file
+source keeps durable (``source_ledger``). Imports ``core`` only.
 """
 from transforms.sources.common import (FAILURES, RECORDS_IN, TRANSCRIPTS, check_field_options,
                                        checked)

@@ -13,19 +13,21 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
-from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
-from transforms.errors import ConfigError
-from transforms.event_time import transcript_time
-from transforms.metrics import counter
-from transforms.model import Failure, Transcript, truncate_raw
-from transforms.validation import source_failure
-from transforms.validation import validate_transcript
+from transforms.core.errors import ConfigError
+from transforms.core.metrics import counter
+from transforms.core.model import Failure, Transcript, truncate_raw
+from transforms.sources.event_time import transcript_time
+from transforms.sources.validation import source_failure
+from transforms.sources.validation import validate_transcript
 
 TRANSCRIPTS = "transcripts"
 FAILURES = "failures"
 # Counted once per input unit (a record, or a file that could only become one failure row), at
 # the source and independently of any output, so the run report can prove nothing was lost.
 RECORDS_IN = "records_in"
+# Streaming: how far behind the watermark an input record may arrive and still be summarized
+# (the CLI's --allowed-lateness-seconds default).
+DEFAULT_INPUT_LATENESS_SECONDS = 24 * 3600
 
 
 def checked(item: Transcript | Failure, max_text_chars: int) -> Transcript | Failure:
@@ -50,7 +52,7 @@ class EventTime:
     """Where a source takes each record's event time from, and how late it may be.
 
     Args:
-        field: The record field that holds the event time (see ``transforms.event_time``).
+        field: The record field that holds the event time (see ``transforms.sources.event_time``).
         allowed_lateness_seconds: Streaming: a record whose event time is further behind its
             arrival time than this becomes a ``LateRecord`` failure row (its window may have
             closed, and Beam drops such records silently). Unused on bounded input.

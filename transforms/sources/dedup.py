@@ -6,10 +6,10 @@ from typing import Any, Iterator
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
-from transforms.metrics import counter
-from transforms.model import Transcript
+from transforms.core.metrics import counter
+from transforms.core.model import Transcript
 from transforms.sources.common import FAILURES, TRANSCRIPTS, tagged
-from transforms.validation import dedup_key, pick_unique
+from transforms.sources.validation import dedup_key, pick_unique
 
 
 class _PickUniqueFn(beam.DoFn):

@@ -1,7 +1,7 @@
 """Transcripts from files: match a pattern, or take the paths / ReadableFiles a pipeline has.
 
-Thin glue over ``transforms.parsing`` (decoding each format) and ``transforms.validation``
-(mapping and checking records).
+Thin glue over ``transforms.sources.parsing`` (decoding each format) and
+``transforms.sources.validation`` (mapping and checking records).
 """
 from __future__ import annotations
 
@@ -16,16 +16,17 @@ from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.errors import ConfigError
-from transforms.metrics import counter
-from transforms.model import Transcript
-from transforms.parsing import FORMATS, detect_format, read_stored_file, unknown_format_failure
-from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
-from transforms.source_ledger import LedgerEntry, SourceLedger, entry_name, entry_text
-from transforms.sources.common import (FAILURES, TRANSCRIPTS, EventTime, _EmitFn,
-                                       check_field_options, event_time_setting, tagged)
-from transforms.storage import Storage, join
-from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, source_failure
+from transforms.core.errors import ConfigError
+from transforms.core.metrics import counter
+from transforms.core.model import Transcript
+from transforms.core.storage import Storage, join
+from transforms.sources.common import (DEFAULT_INPUT_LATENESS_SECONDS, FAILURES, TRANSCRIPTS,
+                                       EventTime, _EmitFn, check_field_options, event_time_setting,
+                                       tagged)
+from transforms.sources.parsing import (FORMATS, detect_format, read_stored_file,
+                                        unknown_format_failure)
+from transforms.sources.source_ledger import LedgerEntry, SourceLedger, entry_name, entry_text
+from transforms.sources.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, source_failure
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class ReadTranscriptFiles(beam.PTransform):
         allowed_lateness_seconds: With ``timestamp_field``, on timestamped (streaming) input: a
             record whose event time is further behind the file's timestamp than this becomes
             a ``LateRecord`` failure row, as its window may already have closed.
-        ledger: Where to keep the source ledger (``transforms.source_ledger``): once a file
+        ledger: Where to keep the source ledger (``transforms.sources.source_ledger``): once a file
             is read whole, an entry named by its path, with its counts, is written under its
             prefix. None keeps no ledger.
     """

@@ -2,8 +2,8 @@
 
 No JVM on the worker, so it runs on every runner (DirectRunner ``--streaming``, Flink portable).
 Each message value is one JSON transcript record (the JSONL record shape of
-``transforms.parsing``); an undecodable or invalid message becomes a Failure row whose origin is
-``kafka:<topic>/<partition>@<offset>``.
+``transforms.sources.parsing``); an undecodable or invalid message becomes a Failure row whose
+origin is ``kafka:<topic>/<partition>@<offset>``.
 
 Shape: Impulse -> list the topic's partitions and resolve their start offsets -> Reshuffle (so
 partitions spread over workers) -> a splittable DoFn per partition whose restriction is the
@@ -30,14 +30,14 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException,
                              TopicPartition)
 
-from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
-from transforms.errors import ConfigError
-from transforms.metrics import counter
-from transforms.model import Failure, Transcript
-from transforms.parsing import parse_json
-from transforms.validation import source_failure
-from transforms.sources.common import FAILURES, RECORDS_IN, TRANSCRIPTS, check_field_options, checked
-from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript
+from transforms.core.errors import ConfigError
+from transforms.core.metrics import counter
+from transforms.core.model import Failure, Transcript
+from transforms.sources.common import (DEFAULT_INPUT_LATENESS_SECONDS, FAILURES, RECORDS_IN,
+                                       TRANSCRIPTS, check_field_options, checked)
+from transforms.sources.parsing import parse_json
+from transforms.sources.validation import source_failure
+from transforms.sources.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ from typing import Any, Iterator, Sequence
 import apache_beam as beam
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.model import Failure, Transcript
-from transforms.parsing import row_to_record
-from transforms.validation import source_failure
-from transforms.config import DEFAULT_INPUT_LATENESS_SECONDS
-from transforms.sources.common import (FAILURES, TRANSCRIPTS, EventTime, _EmitFn,
-                                       check_field_options, event_time_setting, tagged)
-from transforms.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript
+from transforms.core.model import Failure, Transcript
+from transforms.sources.common import (DEFAULT_INPUT_LATENESS_SECONDS, FAILURES, TRANSCRIPTS,
+                                       EventTime, _EmitFn, check_field_options, event_time_setting,
+                                       tagged)
+from transforms.sources.parsing import row_to_record
+from transforms.sources.validation import source_failure
+from transforms.sources.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript
 
 
 class _RowsFn(_EmitFn):

@@ -11,7 +11,7 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms.periodicsequence import PeriodicImpulse, RebaseMode
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
-from transforms.errors import ConfigError
+from transforms.core.errors import ConfigError
 from transforms.sources.files import ReadTranscriptFiles
 
 

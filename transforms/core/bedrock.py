@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from transforms.errors import ConfigError
-from transforms.model import JobSpec
+from transforms.core.errors import ConfigError
+from transforms.core.model import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def job_name(run_id: str, window_key: str, attempt: int, shard_index: int,
 
     Args:
         run_id: The run id.
-        window_key: The window's key (``transforms.layout``).
+        window_key: The window's key (``transforms.core.layout``).
         attempt: The round, from 1.
         shard_index: The job's index within the window and round.
         generation: 0, or the rerun generation for records no existing job has.

@@ -11,11 +11,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Collection, Iterable, Iterator, Mapping, Protocol
 
-from transforms.families import ParsedOutput, UnparseableOutput, family_for, response_reader
+from transforms.core.model import (BatchRecord, Failure, Summary, encode_jsonl_line,
+                                   jsonl_line_size, loads_json, metadata_json, truncate_raw, utcnow)
 from transforms.insights.answers import AnswerError, read_answer
 from transforms.insights.prompts import is_repair, repair_note
-from transforms.model import (BatchRecord, Failure, Summary, encode_jsonl_line, jsonl_line_size,
-                              loads_json, metadata_json, truncate_raw, utcnow)
+from transforms.prepare.families import ParsedOutput, UnparseableOutput, family_for, response_reader
 
 OUTPUT_SUFFIX = ".out"
 MANIFEST_NAME = "manifest.json.out"

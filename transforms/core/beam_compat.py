@@ -4,6 +4,10 @@ Beam's FnApiRunner (behind the DirectRunner) folds each bundle's metrics into a 
 generator, one level deeper per bundle of a stage. A self-checkpointing DoFn that waits hours, or
 a streaming source ticking every second, makes thousands of bundles, and reading the metrics
 then fails with RecursionError. Materializing each fold keeps the depth at one.
+
+Nothing is patched on import: ``AwaitJobs`` calls ``apply`` when it is built (so every
+``SummarizeTranscripts`` pipeline, the CLI's included, has it); a pipeline that meets the bug
+without that stage calls ``apply()`` itself before it runs.
 """
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from transforms.planning import (UNDERSIZED, Placement, UndersizedPolicy, WindowPlan, WindowStats,
-                                 plan_window, size_class)
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
+from transforms.shards.planning import (UNDERSIZED, Placement, UndersizedPolicy, WindowPlan,
+                                        WindowStats, plan_window, size_class)
 
 # A bucket's records travel as one group through a GroupByKey, and Flink's batch mode carries a
 # key's grouped values as a single record of at most a few MB (its sort buffer): a bucket holds

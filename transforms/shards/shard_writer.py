@@ -20,14 +20,14 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Collection, Iterable, Mapping
 
-from transforms import layout
 from transforms.config import BatchConfig
-from transforms.jobs import JobsClient, client_token, job_name, run_prefix
-from transforms.model import BatchRecord, Failure, JobBatch, JobSpec, truncate_raw
-from transforms.planning import Placement, UndersizedPolicy, oversized, plan_sizes
-from transforms.quotas import Quotas
-from transforms.results import index_line, iter_index
-from transforms.storage import Storage
+from transforms.core import layout
+from transforms.core.bedrock import JobsClient, client_token, job_name, run_prefix
+from transforms.core.model import BatchRecord, Failure, JobBatch, JobSpec, truncate_raw
+from transforms.core.quotas import Quotas
+from transforms.core.storage import Storage
+from transforms.jobs.results import index_line, iter_index
+from transforms.shards.planning import Placement, UndersizedPolicy, oversized, plan_sizes
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from transforms.errors import ConfigError
-from transforms.families import family_for
+from transforms.core.errors import ConfigError
+from transforms.core.model import BatchRecord, Transcript, jsonl_line_size
 from transforms.insights.prompts import INSIGHTS_TEMPLATE, schema_instructions
-from transforms.model import BatchRecord, Transcript, jsonl_line_size
-from transforms.validation import render_turns
+from transforms.prepare.families import family_for
+from transforms.sources.validation import render_turns
 
 PLACEHOLDER = "{transcript}"
 

@@ -2,9 +2,9 @@
 one by one with InvokeModel (or Converse), at on-demand prices, beside the batch jobs.
 
 Each worker keeps up to ``on_demand_concurrency`` calls in flight, paced by an AIMD rate whose
-ceiling is ``on_demand_rps`` (transforms/rate_control.py): throttling halves the rate, successes
-restore it, and throttled or transient errors are retried with backoff. A record ends as exactly
-one Summary or one Failure row.
+ceiling is ``on_demand_rps`` (transforms/core/rate_control.py): throttling halves the rate,
+successes restore it, and throttled or transient errors are retried with backoff. A record ends
+as exactly one Summary or one Failure row.
 """
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
 
 from transforms.config import BatchConfig
-from transforms.families import ParsedOutput, UnparseableOutput, parse_model_output
+from transforms.core.bedrock import error_code
+from transforms.core.metrics import counter
+from transforms.core.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
+from transforms.core.rate_control import AdaptiveRate, Progress, RetryPolicy, is_throttling
 from transforms.insights.answers import AnswerError, read_answer
-from transforms.jobs import error_code
-from transforms.metrics import counter
-from transforms.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
-from transforms.results import answer_problem, answer_text, repair_or_fail
-from transforms.rate_control import AdaptiveRate, Progress, RetryPolicy, is_throttling
-from transforms.shards import window_bounds
+from transforms.jobs.results import answer_problem, answer_text, repair_or_fail
+from transforms.prepare.families import ParsedOutput, UnparseableOutput, parse_model_output
+from transforms.shards.write_shards import window_bounds
 
 log = logging.getLogger(__name__)
 

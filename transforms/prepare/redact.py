@@ -6,9 +6,9 @@ from typing import Any, Iterator
 
 import apache_beam as beam
 
-from transforms.metrics import counter
-from transforms.model import Failure, Transcript
-from transforms.redaction import Redactor, checked_counts
+from transforms.core.metrics import counter
+from transforms.core.model import Failure, Transcript
+from transforms.prepare.redaction import Redactor, checked_counts
 
 FAILURES = "failures"
 

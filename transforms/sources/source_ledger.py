@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from transforms.aws import AwsConfig
+    from transforms.core.aws import AwsConfig
 
 SUFFIX = ".json"
 
@@ -24,7 +24,8 @@ class SourceLedger:
     """Where a file source keeps its ledger.
 
     Args:
-        prefix: A local folder or an ``s3://`` prefix (``transforms.layout.source_ledger_prefix``).
+        prefix: A local folder or an ``s3://`` prefix
+            (``transforms.core.layout.source_ledger_prefix``).
         aws: The S3 settings for an ``s3://`` prefix (workers build their client from them, as
             every stage does); None for a local folder.
     """

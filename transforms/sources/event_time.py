@@ -12,8 +12,8 @@ import math
 import re
 from typing import Any
 
-from transforms.model import Failure, Transcript
-from transforms.validation import validation_failure
+from transforms.core.model import Failure, Transcript
+from transforms.sources.validation import validation_failure
 
 # A number this large or larger is epoch milliseconds (as seconds it would be past the year
 # 5000, as milliseconds it is 1973 or later).

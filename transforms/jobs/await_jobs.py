@@ -25,15 +25,15 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration
 from botocore.exceptions import ParamValidationError
 
-from transforms import beam_compat
 from transforms.config import BatchConfig
-from transforms.jobs import (JobsClient, JobStatus, create_error_kind, error_code, http_status,
-                            plan_submissions, run_prefix)
-from transforms.metrics import counter
-from transforms.model import JobBatch, JobSpec
+from transforms.core import beam_compat
+from transforms.core.bedrock import (JobsClient, JobStatus, create_error_kind, error_code,
+                                     http_status, plan_submissions, run_prefix)
+from transforms.core.metrics import counter
+from transforms.core.model import JobBatch, JobSpec
 
 log = logging.getLogger(__name__)
-beam_compat.apply()
+
 
 @dataclass(frozen=True)
 class JobOutcome:
@@ -230,6 +230,9 @@ class AwaitJobsFn(beam.DoFn):
 class AwaitJobs(beam.PTransform):
     """PCollection[JobBatch] -> PCollection[JobOutcome].
 
+    Building it applies ``transforms.core.beam_compat`` (the FnApiRunner metrics work-around)
+    to the whole process; importing this module patches nothing.
+
     Args:
         config: The run's settings (quotas, poll interval, AWS).
     """
@@ -239,4 +242,8 @@ class AwaitJobs(beam.PTransform):
         self._config = config
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        # Built in the process that runs the pipeline: on the FnApiRunner (DirectRunner) this
+        # stage's many bundles would overflow the stack when metrics are read; other runners
+        # never call what is patched.
+        beam_compat.apply()
         return batches | beam.ParDo(AwaitJobsFn(self._config)).with_output_types(JobOutcome)

@@ -1,5 +1,5 @@
 """Sink schemas (Arrow/Parquet, Avro, BigQuery) and row converters, all derived from the one
-definition in ``transforms.model`` (``SUMMARY_FIELDS`` / ``FAILURE_FIELDS``).
+definition in ``transforms.core.model`` (``SUMMARY_FIELDS`` / ``FAILURE_FIELDS``).
 
 With ``--task insights`` the summaries gain one more column, ``insights``, typed from the task's
 JSON Schema (``transforms.insights.columns``): every function here takes it as ``insights``
@@ -15,10 +15,10 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
-from transforms.errors import ConfigError
-from transforms.insights.columns import (Column, arrow_field, avro_type, bigquery_field,
-                                        json_value, typed_value)
-from transforms.model import FAILURE_FIELDS, SUMMARY_FIELDS, Field, encodable
+from transforms.core.errors import ConfigError
+from transforms.core.model import FAILURE_FIELDS, SUMMARY_FIELDS, Field, encodable
+from transforms.insights.columns import (Column, arrow_field, avro_type, bigquery_field, json_value,
+                                         typed_value)
 
 TYPES = ("string", "int64", "timestamp")
 

@@ -1,7 +1,7 @@
 """The records that flow through the pipeline, and the one schema definition of the sink rows.
 
 Parquet, Avro and BigQuery schemas are all derived from ``SUMMARY_FIELDS`` and ``FAILURE_FIELDS``
-(see ``transforms/schema.py``), so a column added here reaches every sink.
+(see ``transforms/sinks/schema.py``), so a column added here reaches every sink.
 """
 from __future__ import annotations
 

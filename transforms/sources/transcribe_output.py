@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from transforms.decompression import file_stem
-from transforms.model import Failure, Transcript, Turn
-from transforms.validation import render_turns, source_failure, validation_failure
+from transforms.core.model import Failure, Transcript, Turn
+from transforms.sources.decompression import file_stem
+from transforms.sources.validation import render_turns, source_failure, validation_failure
 
 
 def is_transcribe_output(document: Any) -> bool:

@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from transforms.model import Failure, Transcript, Turn, truncate_raw
+from transforms.core.model import Failure, Transcript, Turn, truncate_raw
 
 DEFAULT_MAX_TEXT_CHARS = 400_000
 METADATA_FIELD = "metadata"

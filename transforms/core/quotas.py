@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from transforms.errors import ConfigError
+from transforms.core.errors import ConfigError
 
 MB = 1000 * 1000
 GB = 1000 * MB

@@ -15,17 +15,17 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
-import transforms.coders  # noqa: F401 - registers the coders of the typed elements below
-from transforms import layout
-from transforms.bucket_plan import BucketPlacement, BucketSummary, bucket_count, bucket_of
 from transforms.config import BatchConfig
-from transforms.jobs import JobsClient
-from transforms.metrics import counter
-from transforms.model import BatchRecord, JobBatch
-from transforms.planning import UndersizedPolicy, oversized
-from transforms.shard_writer import (ExistingJobs, ShardResult, ShardWriter, log_planned,
-                                     oversized_failure, slice_line, undersized_failure)
-from transforms.storage import Storage
+from transforms.core import layout
+from transforms.core.bedrock import JobsClient
+import transforms.core.coders  # noqa: F401 - registers the coders of the typed elements below
+from transforms.core.metrics import counter
+from transforms.core.model import BatchRecord, JobBatch
+from transforms.core.storage import Storage
+from transforms.shards.bucket_plan import BucketPlacement, BucketSummary, bucket_count, bucket_of
+from transforms.shards.planning import UndersizedPolicy, oversized
+from transforms.shards.shard_writer import (ExistingJobs, ShardResult, ShardWriter, log_planned,
+                                            oversized_failure, slice_line, undersized_failure)
 
 FAILURES = "failures"
 ON_DEMAND = "on_demand"

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from apache_beam import coders
 
-from transforms.model import BatchRecord, Failure, Summary, Transcript, Turn
+from transforms.core.model import BatchRecord, Failure, Summary, Transcript, Turn
 
 Converter = tuple[Callable[[Any], Any], Callable[[Any], Any]]  # (to JSON, from JSON)
 

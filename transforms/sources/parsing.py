@@ -9,10 +9,10 @@ Origins name where a record came from: ``path:LINE`` for JSONL and CSV (1-based 
 ``path#N`` for the N-th record (1-based) of a JSON array, Avro or Parquet file, and the bare
 ``path`` for a file that holds one transcript.
 
-Amazon Transcribe output is read by ``transforms.transcribe_output``.
+Amazon Transcribe output is read by ``transforms.sources.transcribe_output``.
 
 ``read_file`` is the one entry point for a whole file: it decompresses by suffix
-(``transforms.decompression``, which detects cut streams that Beam's own decompression reads as
+(``transforms.sources.decompression``, which detects cut streams that Beam's own decompression reads as
 a silent end of file) and turns any exception
 while decoding into a failure row naming the file and how many records were read before it.
 Only errors of the storage read itself propagate; ``read_stored_file`` retries those, and turns
@@ -30,13 +30,13 @@ from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 import fastavro
 import pyarrow.parquet as pq
 
-from transforms.decompression import (StorageReadError, TruncatedStream, compression_suffix,
-                                      file_stem, open_decoded)
-from transforms.model import Failure, Transcript
-from transforms.rate_control import RetryPolicy
-from transforms.transcribe_output import is_transcribe_output, transcribe_to_transcript
-from transforms.validation import (FieldMapping, record_to_transcript, source_failure,
-                                   validation_failure)
+from transforms.core.model import Failure, Transcript
+from transforms.core.rate_control import RetryPolicy
+from transforms.sources.decompression import (StorageReadError, TruncatedStream, compression_suffix,
+                                              file_stem, open_decoded)
+from transforms.sources.transcribe_output import is_transcribe_output, transcribe_to_transcript
+from transforms.sources.validation import (FieldMapping, record_to_transcript, source_failure,
+                                           validation_failure)
 
 FORMATS = ("jsonl", "json", "csv", "txt", "avro", "parquet", "transcribe")
 

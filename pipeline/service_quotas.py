@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Mapping
 
-from transforms.families import base_model_id
-from transforms.quotas import PROFILES, SERVICE_QUOTA_NAMES, Quotas
+from transforms.core.quotas import PROFILES, SERVICE_QUOTA_NAMES, Quotas
+from transforms.prepare.families import base_model_id
 
 GB_FIELDS = ("max_file_bytes", "max_job_bytes")  # Service Quotas states these in GB
 _NOT_NAME = re.compile(r"^(\d{8}|v\d+(:\d+)?|\d+k)$")  # dates, versions, context sizes

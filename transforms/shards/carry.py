@@ -18,12 +18,12 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms import layout
 from transforms.config import BatchConfig
-from transforms.model import BatchRecord, JobBatch
-from transforms.shard_writer import undersized_failure
-from transforms.shards import CARRIED, FAILURES, ShardingDoFn, window_bounds
-from transforms.windowing import restore_windowing
+from transforms.core import layout
+from transforms.core.model import BatchRecord, JobBatch
+from transforms.core.windowing import restore_windowing
+from transforms.shards.shard_writer import undersized_failure
+from transforms.shards.write_shards import CARRIED, FAILURES, ShardingDoFn, window_bounds
 
 
 class CarryTailsFn(ShardingDoFn):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Iterable, Sequence
 
-from transforms.quotas import Quotas
+from transforms.core.quotas import Quotas
 
 ALL_SIZES = -1  # the one size class of stats built without a histogram
 

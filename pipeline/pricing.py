@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transforms.families import base_model_id
+from transforms.prepare.families import base_model_id
 
 BATCH_DISCOUNT = 0.5
 

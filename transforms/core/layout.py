@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from transforms.storage import join
+from transforms.core.storage import join
 
 INDEX_SUFFIX = ".index.jsonl"
 

@@ -7,14 +7,14 @@ from typing import Any, Iterator
 
 import apache_beam as beam
 
-from transforms import layout
-from transforms.await_jobs import JobOutcome
 from transforms.config import BatchConfig
-from transforms.jobs import HARVESTABLE
-from transforms.metrics import counter
-from transforms.results import (MANIFEST_NAME, OUTPUT_SUFFIX, Harvest, JobContext, Manifest,
-                                harvest_lines, iter_index, read_input_models, unanswered)
-from transforms.storage import Storage, join
+from transforms.core import layout
+from transforms.core.bedrock import HARVESTABLE
+from transforms.core.metrics import counter
+from transforms.core.storage import Storage, join
+from transforms.jobs.await_jobs import JobOutcome
+from transforms.jobs.results import (MANIFEST_NAME, OUTPUT_SUFFIX, Harvest, JobContext, Manifest,
+                                     harvest_lines, iter_index, read_input_models, unanswered)
 
 log = logging.getLogger(__name__)
 
