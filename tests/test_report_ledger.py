@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +103,23 @@ def test_a_resumed_run_accounts_for_the_reads_and_the_job_of_its_killed_attempt(
     assert not any(line.startswith(("counted", "NOT ACCOUNTED")) for line in lines)
     out_rows = read_rows(output / "summaries") + read_rows(output / "failures")
     assert sorted(r["transcript_id"] for r in out_rows) == ids
+
+
+@pytest.mark.timeout(900)
+def test_a_rerun_that_spells_the_input_differently_counts_its_file_once(
+        local_backend_factory, tmp_path, capsys, monkeypatch):
+    """The same file named `in.jsonl` from its folder, then by a full path through `..`, under
+    one --run-id: one file in the ledger (its entries were keyed by the path as spelled, so the
+    rerun reported records in 60 for 30 and exited 4)."""
+    backend = local_backend_factory(timing=QUICK, quotas=QUOTAS)
+    _input(tmp_path)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    run_id = "ledger-spelled"
+    for spelled, output in ((Path("in.jsonl"), "one"), (tmp_path / "sub" / ".." / "in.jsonl", "two")):
+        code, lines = _report(capsys, _cli_args(backend, spelled, tmp_path / output, run_id))
+        assert code == 0, "\n".join(lines)
+        assert _line(lines, "records in") == f"records in      {RECORDS}  (source ledger: 1 file)"
 
 
 def test_an_empty_input_with_no_job_is_said_to_hold_no_records(local_backend, tmp_path, capsys):
