@@ -424,17 +424,21 @@ def test_ctrl_c_on_a_flink_run_prints_the_one_line(local_backend_factory, tmp_pa
     input_path, _ = _input(tmp_path)
     argv = _without_run_id(_cli_args(backend, input_path, tmp_path / "out", "unused")) + (
         flink_runner_args())
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", *argv], cwd=ROOT, env=_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    try:
-        _until_jobs_run(backend, 1)(process)
-        os.killpg(process.pid, signal.SIGINT)
-        out, err = process.communicate(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    line = _the_line(subprocess.CompletedProcess(argv, process.returncode, out, err))
+    # Into a file, not a pipe: the job server's log would fill a pipe nobody reads yet, and the
+    # run would block on it.
+    with open(tmp_path / "stderr", "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "pipeline", *argv], cwd=ROOT,
+                                   env=_env(), stdout=subprocess.DEVNULL, stderr=stderr,
+                                   start_new_session=True)
+        try:
+            _until_jobs_run(backend, 1)(process)
+            os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout=TIMEOUT)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    err = (tmp_path / "stderr").read_text()
+    line = _the_line(subprocess.CompletedProcess(argv, process.returncode, "", err))
     assert "goes on running and is billed" in line
     assert not [row for row in err.splitlines() if row.startswith("error:")], err[-3000:]
