@@ -140,7 +140,15 @@ def note_run(config: BatchConfig, backend: str) -> None:
 
 
 def received() -> str | None:
-    """The name of the signal that interrupted the command, or None."""
+    """The name of the signal that interrupted the command, or None.
+
+    Also a signal whose handler here has not run: on Flink, Beam's SIGINT handler stops the job
+    server (which got the Ctrl-C too), and the run fails with the closed channel's gRPC error
+    before that handler calls this module's. Noted as handled, so that a handler still to come
+    counts as the second signal (see ``_on_signal``).
+    """
+    if _state.signal_name is None and _arrived() is not None:
+        _state.signal_name = _state.arrived
     return _state.signal_name
 
 
@@ -178,7 +186,7 @@ def report(in_signal_handler: bool = False) -> None:
     if _state.printed:
         return
     # No signal noted: a KeyboardInterrupt raised another way (our handler was not installed).
-    line = interrupted_line(_state.signal_name or "SIGINT", _state.command, _state.argv,
+    line = interrupted_line(received() or "SIGINT", _state.command, _state.argv,
                             _state.run)
     _state.printed = True
     if in_signal_handler:

@@ -77,6 +77,39 @@ def _positive(value: str) -> float:
     return number
 
 
+# The longest duration a duration flag takes: ten years. Far longer ones crashed deep in a run
+# (Python's sleep, Beam's microsecond timestamps, window dates past the year 9999).
+MAX_SECONDS = 10 * 365 * 86400
+
+
+def _seconds(low: float, example: str, *, whole: bool = False,
+             above: bool = False) -> Callable[[str], float]:
+    """The type of a duration flag: seconds from ``low`` (excluded when ``above``) up to
+    MAX_SECONDS, refused with the accepted range otherwise.
+
+    Args:
+        low: The least value.
+        example: A value and what it means, for the error.
+        whole: Whole seconds only.
+        above: ``low`` itself is refused.
+    """
+    least = f"above {low:g}" if above else f"from {low:g}"
+    accepted = (f"{'whole ' if whole else ''}seconds {least} up to {MAX_SECONDS} (ten years): "
+                f"use e.g. {example}")
+
+    def parse(value: str) -> float:
+        try:
+            number = int(value) if whole else float(value)
+        except ValueError:
+            number = math.nan
+        # NaN fails both comparisons.
+        if not ((number > low if above else number >= low) and number <= MAX_SECONDS):
+            raise argparse.ArgumentTypeError(f"{value!r} is not {accepted}")
+        return number
+
+    return parse
+
+
 def _tags(value: str) -> dict[str, str]:
     try:
         tags = json.loads(value)
@@ -165,7 +198,7 @@ def _job_flags(g: Any) -> None:
     _flag(g, "tags", type=_tags, default={}, commands=RUN,
           help='Job tags as JSON, e.g. {"team":"cx"}')
     _flag(g, "job-timeout-hours", type=int, commands=RUN, help="Job timeout, 24-168 hours")
-    _flag(g, "poll-interval-seconds", type=int, commands=RUN,
+    _flag(g, "poll-interval-seconds", type=_seconds(1, "60", whole=True), commands=RUN,
           help="Seconds between job status polls, whole seconds (default: 60 on aws, "
                "1 on the local backend, whose jobs take seconds)")
     _flag(g, "max-record-retries", type=int, default=2, commands=RUN,
@@ -206,7 +239,8 @@ def _output_flags(g: Any) -> None:
     _flag(g, "bigquery-create-disposition", commands=RUN, default="CREATE_IF_NEEDED",
           choices=["CREATE_IF_NEEDED", "CREATE_NEVER"],
           help="--sink bigquery: create missing tables (with the schema) or not")
-    _flag(g, "bigquery-unreachable-timeout-seconds", commands=RUN, type=_number, default=120.0,
+    _flag(g, "bigquery-unreachable-timeout-seconds", commands=RUN,
+          type=_seconds(0, "120", above=True), default=120.0,
           help="--sink bigquery: how long an insert retries a BigQuery that does not "
                "answer before the run fails (exit 1) (default 120)")
     _flag(g, "kafka-summaries-topic", commands=RUN, help="--sink kafka: topic for summary rows")
@@ -220,17 +254,19 @@ def _output_flags(g: Any) -> None:
 
 
 def _streaming_flags(g: Any) -> None:
-    _flag(g, "window-seconds", type=int,
+    _flag(g, "window-seconds", type=_seconds(1, "86400 for daily windows", whole=True),
           help="Fixed windows of this many seconds; each window's records become its jobs "
                "(early, as soon as a full job's worth is ready). On a bounded --input (no "
                "--streaming) it needs --timestamp-field")
-    _flag(g, "allowed-lateness-seconds", type=_number, default=DEFAULT_INPUT_LATENESS_SECONDS,
+    _flag(g, "allowed-lateness-seconds", type=_seconds(0, "86400 for a day"),
+          default=DEFAULT_INPUT_LATENESS_SECONDS,
           help="Records arriving up to this long after their window closed are still "
                "summarized (in late jobs); later ones become LateRecord failure rows "
                "(Kafka) (default: one day)")
-    _flag(g, "watch-interval-seconds", type=_number, default=10.0,
+    # Each interval lists --input again (an S3 LIST on s3://): a tenth of a second at least.
+    _flag(g, "watch-interval-seconds", type=_seconds(0.1, "10"), default=10.0,
           help="How often --input is checked for new files when streaming")
-    _flag(g, "watch-seconds", type=_number,
+    _flag(g, "watch-seconds", type=_seconds(0, "3600 for an hour"),
           help="Stop watching for new input after this many seconds (default: never)")
     _flag(g, "kafka-bootstrap-servers",
           help="Kafka brokers for --kafka-topic and --sink kafka (host:port,...)")

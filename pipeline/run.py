@@ -109,9 +109,6 @@ def check_windows(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
     Records read from files without --streaming all carry Beam's minimum timestamp, so their
     time windows would mean nothing (and have no date to name their jobs and files by).
     """
-    if opts.window_seconds is not None and opts.window_seconds <= 0:
-        raise exit_codes.UsageError(f"--window-seconds {opts.window_seconds}: use a positive "
-                                    f"number of seconds, e.g. 86400 for daily windows")
     if opts.timestamp_field is not None and opts.kafka_topic:
         raise exit_codes.UsageError("--timestamp-field does not apply to --kafka-topic: Kafka "
                                     "records are windowed by their message time; drop "
@@ -175,9 +172,6 @@ def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None
     """Streaming flags that cannot work; an unbounded --streaming run on the FnApiRunner would
     never submit a job."""
     check_windows(options, opts)
-    if opts.allowed_lateness_seconds < 0:
-        raise exit_codes.UsageError(f"--allowed-lateness-seconds {opts.allowed_lateness_seconds:g}: "
-                                    f"use 0 or more seconds")
     streaming = bool(options.view_as(StandardOptions).streaming)
     runner = options.view_as(StandardOptions).runner
     # A --streaming run is always windowed (build() refuses one without --window-seconds).
@@ -303,9 +297,6 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None,
         settings = dict(create_disposition=opts.bigquery_create_disposition,
                         unreachable_timeout_s=opts.bigquery_unreachable_timeout_seconds,
                         run_id=run_id)
-        if not opts.bigquery_unreachable_timeout_seconds > 0:
-            raise ValueError(f"--bigquery-unreachable-timeout-seconds "
-                             f"{opts.bigquery_unreachable_timeout_seconds:g} must be positive, e.g. 120")
         return ((f"bigquery:{tables[0]}", f"bigquery:{tables[1]}"),
                 WriteSummariesToBigQuery(tables[0], insights_schema=insights, **settings),
                 WriteFailuresToBigQuery(tables[1], **settings))

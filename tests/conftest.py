@@ -8,6 +8,7 @@ from typing import Callable, Iterator
 import botocore.loaders
 import botocore.session
 import pytest
+from moto.core.base_backend import BackendDict
 
 from pipeline.local.backend import DEFAULT_BUCKET, LocalBackend
 from pipeline.local.jobs_store import Timing
@@ -54,7 +55,13 @@ def _one_botocore_loader() -> Iterator[None]:
 
 @pytest.fixture
 def local_backend_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., LocalBackend]]:
-    """Start LocalBackends with custom quotas/faults/timing; env points boto3 at the last one."""
+    """Start LocalBackends with custom quotas/faults/timing; env points boto3 at the last one.
+
+    The test's backends start with no S3 object in them. Moto keeps S3 in process-wide state, so
+    without the reset a test would see what an earlier test left under the same bucket and run
+    id: a source ledger entry for that test's input file, counted as a second file of the run.
+    """
+    BackendDict.reset()
     started: list[LocalBackend] = []
 
     def start(**kwargs) -> LocalBackend:

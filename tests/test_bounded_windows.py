@@ -124,7 +124,7 @@ def test_windows_on_a_bounded_input_without_event_times_are_a_usage_error(tmp_pa
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--window-seconds", "-10", "--timestamp-field", "started"], "positive number"),
+    (["--window-seconds", "-10", "--timestamp-field", "started"], "whole seconds from 1"),
     (["--timestamp-field", "started", "--kafka-topic", "calls",
       "--kafka-bootstrap-servers", "127.0.0.1:1"], "does not apply to --kafka-topic"),
 ])

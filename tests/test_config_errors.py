@@ -134,10 +134,10 @@ def test_the_cli_prints_the_flag_for_a_field_error(capsys):
 
 
 def test_a_field_error_raised_while_the_pipeline_is_built_names_the_flag(capsys, tmp_path):
-    """WatchTranscripts refuses its interval when the pipeline is built (after the local backend
-    started, before any job): exit 2 and the flag, not the field."""
+    """WatchTranscripts refuses max_text_chars when the pipeline is built (the CLI's flag parsing
+    lets it through): exit 2 and the flag, not the field."""
     code = main(["run", "--input", str(tmp_path / "*.jsonl"), "--output", str(tmp_path / "out"),
                  "--streaming", "--window-seconds", "5", "--watch-seconds", "1",
-                 "--watch-interval-seconds", "0"])
+                 "--max-text-chars", "0"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert (code, err) == (2, "error: --watch-interval-seconds 0.0 must be > 0")
+    assert (code, err) == (2, "error: --max-text-chars must be positive, got 0")

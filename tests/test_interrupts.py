@@ -31,6 +31,7 @@ from pipeline.console import ProgressDisplay
 from pipeline.interrupts import PROG, RunContext, interrupted_line, resume_argv
 from pipeline.local.jobs_store import Timing
 from pipeline.progress import RunProgress
+from tests.jvm_services import flink_runner_args
 from tests.test_kill_points import (AT_POINT, IN_FLIGHT, QUICK, QUOTAS, ROOT, RECORDS,
                                     _assert_exactly_once, _cli_args, _env, _input, _jobs)
 
@@ -411,3 +412,33 @@ def test_the_other_commands_interrupted_exit_130_with_one_line(command, local_ba
     assert "Traceback" not in run.stderr
     lines = [line for line in run.stderr.splitlines() if line.startswith("interrupted")]
     assert len(lines) == 1 and lines[0].startswith(f"interrupted (SIGINT): {command} stopped")
+
+
+@pytest.mark.timeout(1200)
+def test_ctrl_c_on_a_flink_run_prints_the_one_line(local_backend_factory, tmp_path):
+    """--runner FlinkRunner (its own job server, a JVM in the CLI's process group; LOOPBACK
+    workers in the CLI process), Ctrl-C while a job runs. A terminal sends SIGINT to the whole
+    foreground process group, so the test does too: Beam's handler stops the job server, and the
+    run failed with the closed channel's gRPC error (exit 1) before this project's handler ran."""
+    backend = local_backend_factory(timing=IN_FLIGHT, quotas=QUOTAS)
+    input_path, _ = _input(tmp_path)
+    argv = _without_run_id(_cli_args(backend, input_path, tmp_path / "out", "unused")) + (
+        flink_runner_args())
+    # Into a file, not a pipe: the job server's log would fill a pipe nobody reads yet, and the
+    # run would block on it.
+    with open(tmp_path / "stderr", "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "pipeline", *argv], cwd=ROOT,
+                                   env=_env(), stdout=subprocess.DEVNULL, stderr=stderr,
+                                   start_new_session=True)
+        try:
+            _until_jobs_run(backend, 1)(process)
+            os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout=TIMEOUT)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    err = (tmp_path / "stderr").read_text()
+    line = _the_line(subprocess.CompletedProcess(argv, process.returncode, "", err))
+    assert "goes on running and is billed" in line
+    assert not [row for row in err.splitlines() if row.startswith("error:")], err[-3000:]

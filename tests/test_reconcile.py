@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from pipeline import exit_codes
 from pipeline.report.reconcile import COLLECTABLE, RUNNING, Facts, RunJob, reconcile
 from pipeline.run import Report
-from transforms.sources.source_ledger import LedgerEntry, entry_name, entry_text, parse_entry
+from transforms.sources.source_ledger import (LedgerEntry, entry_name, entry_text, file_identity,
+                                              parse_entry)
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 STATUSES = sorted(RUNNING | COLLECTABLE | {"Failed"})
@@ -137,3 +138,16 @@ def test_a_ledger_entry_reads_back_and_is_named_by_its_path_alone(path, records,
     assert parse_entry(entry_text(entry)) == entry
     assert entry_name(path).endswith(".json") and "/" not in entry_name(path)
     assert entry_name(path) != entry_name(path + "x")
+
+
+def test_a_file_has_one_identity_however_its_path_is_spelled(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.jsonl").write_text("")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    spellings = ["data/in.jsonl", "./data/in.jsonl", "data//in.jsonl", "link/in.jsonl",
+                 "link/../data/in.jsonl", str(tmp_path / "data" / "in.jsonl")]
+    assert {file_identity(path) for path in spellings} == {
+        str((tmp_path / "data" / "in.jsonl").resolve())}
+    # Object keys are names: two spellings are two objects.
+    assert file_identity("s3://b/calls//in.jsonl") == "s3://b/calls//in.jsonl"

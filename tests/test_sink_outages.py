@@ -402,4 +402,6 @@ def test_outage_bounds_must_be_positive_with_one_line_errors(capsys):
     assert main(common + ["--sink", "bigquery", "--bigquery-summaries-table", "p-123456:d.s",
                           "--bigquery-failures-table", "p-123456:d.f",
                           "--bigquery-unreachable-timeout-seconds", "-1"]) == 2
-    assert "error: --bigquery-unreachable-timeout-seconds -1 must be positive" in capsys.readouterr().err
+    assert ("error: argument --bigquery-unreachable-timeout-seconds/"
+            "--bigquery_unreachable_timeout_seconds: '-1' is not seconds above 0"
+            in capsys.readouterr().err)

@@ -1,6 +1,7 @@
 """boto3 client settings shared by every DoFn: picklable, clients built in setup()."""
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,15 +39,18 @@ class AwsConfig:
     def client(self, service: str, max_attempts: int | None = None) -> Any:
         """A boto3 client; ``max_attempts`` overrides botocore's retries (1: the caller retries).
 
-        One client per settings, service and retries in a process: boto3 clients are thread-safe,
-        and building one parses megabytes of service model and endpoint rules (about 0.15 s of
-        CPU), which every DoFn's setup() would otherwise pay again.
+        One client per settings, service, retries and AWS environment in a process: boto3
+        clients are thread-safe, and building one parses megabytes of service model and endpoint
+        rules (about 0.15 s of CPU), which every DoFn's setup() would otherwise pay again. A
+        client keeps what boto3 read from the ``AWS_*`` variables when it was built (endpoints,
+        keys, region, profile), so a changed variable gets a new client instead of one that
+        points at the old endpoint or signs with the old keys.
 
         Args:
             service: The boto3 service name, e.g. ``bedrock`` or ``s3``.
             max_attempts: botocore's total attempts per call; None keeps ``BOTOCORE_RETRIES``.
         """
-        key = (self, service, max_attempts)
+        key = (self, service, max_attempts, _aws_environment())
         with _CLIENTS_LOCK:
             if key not in _CLIENTS:
                 _CLIENTS[key] = self._new_client(service, max_attempts)
@@ -86,6 +90,12 @@ def beam_s3_options(aws: AwsConfig) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
-# AwsConfig.client's clients, by (settings, service, max_attempts).
-_CLIENTS: dict[tuple[AwsConfig, str, int | None], Any] = {}
+def _aws_environment() -> tuple[tuple[str, str], ...]:
+    """The ``AWS_*`` environment variables, which boto3 reads when it builds a client."""
+    return tuple(sorted((name, value) for name, value in os.environ.items()
+                        if name.startswith("AWS_")))
+
+
+# AwsConfig.client's clients, by (settings, service, max_attempts, AWS environment).
+_CLIENTS: dict[tuple[AwsConfig, str, int | None, tuple[tuple[str, str], ...]], Any] = {}
 _CLIENTS_LOCK = threading.Lock()

@@ -25,7 +25,8 @@ from transforms.sources.common import (DEFAULT_INPUT_LATENESS_SECONDS, FAILURES,
                                        tagged)
 from transforms.sources.parsing import (FORMATS, detect_format, read_stored_file,
                                         unknown_format_failure)
-from transforms.sources.source_ledger import LedgerEntry, SourceLedger, entry_name, entry_text
+from transforms.sources.source_ledger import (LedgerEntry, SourceLedger, entry_name, entry_text,
+                                              file_identity)
 from transforms.sources.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, source_failure
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class _ReadFileFn(_EmitFn):
         if self._ledger is not None:
             # After the whole file: an entry always holds a file's full counts. A failed write
             # fails the bundle, whose outputs the runner then discards and reads again.
-            path = readable.metadata.path
+            path = file_identity(readable.metadata.path)
             self._ledger_storage.write_text(join(self._ledger.prefix, entry_name(path)),
                                             entry_text(LedgerEntry(path, records, failures)))
 
@@ -134,8 +135,8 @@ class ReadTranscriptFiles(beam.PTransform):
             record whose event time is further behind the file's timestamp than this becomes
             a ``LateRecord`` failure row, as its window may already have closed.
         ledger: Where to keep the source ledger (``transforms.sources.source_ledger``): once a file
-            is read whole, an entry named by its path, with its counts, is written under its
-            prefix. None keeps no ledger.
+            is read whole, an entry named by its identity (its absolute path for a local
+            file), with its counts, is written under its prefix. None keeps no ledger.
     """
 
     def __init__(self, format: str = "auto", id_field: str = "id", text_field: str = "text",

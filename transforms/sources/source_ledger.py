@@ -3,13 +3,15 @@
 Beam counters live as long as one attempt of a pipeline: a runner that restarts the job from a
 checkpoint (Flink after a lost TaskManager) starts them again from zero. The ledger is the
 source's own count made durable: one entry per input file, written when the file has been read
-whole, named by a hash of the file's path, so a replayed read overwrites its entry instead of
-adding one. Pure: names and contents only; the source writes the entries, the CLI reads them.
+whole, named by a hash of the file's identity (``file_identity``), so a replayed read overwrites
+its entry instead of adding one, however the rerun spells the file's path. Pure: names and
+contents only; the source writes the entries, the CLI reads them.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,7 +41,7 @@ class LedgerEntry:
     """One input file as its source read it.
 
     Args:
-        path: The file's path or URI.
+        path: The file's identity (``file_identity``).
         records: Input units read from it: records, plus one for a file that could only become
             one failure row (what the ``records_in`` counter counts).
         failures: How many of them became failure rows at the source.
@@ -50,11 +52,24 @@ class LedgerEntry:
     failures: int
 
 
+def file_identity(path: str) -> str:
+    """The one name of the file ``path`` names, however it is spelled.
+
+    A local path is made absolute, with ``.``, ``..``, repeated slashes and symbolic links
+    resolved: ``in.jsonl``, ``./in.jsonl`` and the full path are one file to the ledger. A URI
+    (``s3://...``) is kept as it is: an object store's keys are names, not paths.
+
+    Args:
+        path: The input file's path or URI, as the source matched it.
+    """
+    return path if "://" in path else os.path.realpath(path)
+
+
 def entry_name(path: str) -> str:
     """The entry's object name: the same for every read of ``path``.
 
     Args:
-        path: The input file's path or URI.
+        path: The input file's identity (``file_identity``).
     """
     return hashlib.sha256(path.encode("utf-8")).hexdigest()[:32] + SUFFIX
 
