@@ -29,12 +29,9 @@ from transforms.records import assign_record_ids, build_record, record_id_for
 from transforms.schema import row_problem
 from transforms.sources import DeduplicateTranscripts
 from transforms.redaction_stage import RedactTranscripts
-from transforms.windowing import restore_windowing
+from transforms.windowing import ALLOWED_LATENESS, restore_windowing
 
 FAILURES = "failures"
-# Longest a job may take (168 h timeout) plus a day of queueing: resubmissions arriving this late
-# still form jobs.
-ALLOWED_LATENESS = Duration(seconds=8 * 24 * 3600)
 
 
 def fixed_windows_with_lateness(window_seconds: int,
