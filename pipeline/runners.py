@@ -56,8 +56,8 @@ def why_not_prism(streaming: bool, windowed: bool, watch_seconds: float | None,
         return ("Prism loses the rows of the --undersized-policy defer tail still waiting when "
                 "the watch ends")
     if windowed and not streaming and undersized_policy == "defer":
-        return ("Prism drops a window's summaries as late data when --undersized-policy defer "
-                "carries tails across the windows of a bounded input")
+        return ("Prism lets a window's summaries reach the output after the window closed when "
+                "--undersized-policy defer carries tails across the windows of a bounded input")
     return None
 
 

@@ -183,15 +183,11 @@ def test_undersized_tail_on_demand_policy(local_backend_factory, tmp_path):
     assert all(r["summary"].startswith("[local extractive summary]") for r in on_demand)
 
 
-# On Prism a carried job's 6 rows were lost in 2 of 5 runs: they reach the sink after their
-# window closed and are dropped as late data (docs/architecture.md, "Runner facts"; the CLI
-# refuses the defer policy in a bounded input's windows on Prism).
-PRISM_DROPS_CARRIED = pytest.mark.xfail(
-    strict=False, reason="Prism drops a carried job's rows as late data, in some runs")
-
-
-@pytest.mark.parametrize("runner", [LOCAL_RUNNERS[0],
-                                    pytest.param(LOCAL_RUNNERS[1], marks=PRISM_DROPS_CARRIED)])
+# On Prism a carried job's 6 rows reached the sink after their window closed (Prism let the
+# output watermark pass the job's batch while it was pending), and were lost in 2 of 5 runs
+# until the sinks kept late rows (docs/architecture.md, "Runner facts"): now they are written,
+# as a later pane's file when late.
+@pytest.mark.parametrize("runner", LOCAL_RUNNERS)
 def test_defer_carries_tails_across_windows(local_backend_factory, tmp_path, runner):
     """Three windows of 4 records each, minimum 6 per job: no window can have a job of its own,
     so their tails are carried until two jobs of 6 can be made."""

@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import re
+import uuid
 
 import apache_beam as beam
 import boto3
@@ -359,6 +360,38 @@ def test_a_replayed_late_pane_replaces_its_file(tmp_path):
     assert files.rows_in(out, "jsonl") == 2
     assert sorted(r["transcript_id"] for r in read_rows(out, "jsonl", SUMMARY_FIELDS)) == sorted(
         [on_time.transcript_id, late.transcript_id])
+
+
+@pytest.mark.parametrize("runner", ["DirectRunner", "PrismRunner"])
+def test_a_row_behind_a_closed_window_is_written_as_a_late_pane(tmp_path, runner):
+    """The sink's input has no allowed lateness (as the CLI's --allowed-lateness-seconds 0 gives
+    the summaries): a summary arriving after its window closed (here TestStream puts it behind
+    the watermark; on Prism a job finishing late did) is written to the window's -p1 file and
+    counted, not dropped at the sink's grouping."""
+    from tests.pipelines import prism_args
+
+    on_time, late = summaries(2)
+    out = str(tmp_path / "late")
+    stream = (BeamTestStream()
+              .add_elements([window.TimestampedValue(on_time, EPOCH_T0 + 1)])
+              .advance_watermark_to(EPOCH_T0 + 90)
+              .add_elements([window.TimestampedValue(late, EPOCH_T0 + 2)])
+              .advance_watermark_to_infinity())
+    args = ["--streaming"] + (prism_args() if runner == "PrismRunner" else [])
+    p = beam.Pipeline(options=PipelineOptions(args))
+    result = (p | stream | beam.WindowInto(window.FixedWindows(60))
+              | WriteSummaries(out, format="jsonl"))
+    counted = tmp_path / "counted"
+    counted.mkdir()
+    # One file per count (the DoFn may run in a worker process of the runner's own).
+    result.counts | beam.Map(lambda n: (counted / uuid.uuid4().hex).write_text(str(n)))
+    p.run().wait_until_finish()
+    names = sorted(n for n in os.listdir(out) if not n.startswith("."))
+    assert names == ["part-20260101T000000Z-20260101T000100Z-00000-of-00001.jsonl",
+                     "part-20260101T000000Z-20260101T000100Z-p1-00000-of-00001.jsonl"]
+    assert sorted(r["transcript_id"] for r in read_rows(out, "jsonl", SUMMARY_FIELDS)) == sorted(
+        [on_time.transcript_id, late.transcript_id])
+    assert sum(int(f.read_text()) for f in counted.iterdir()) == 2
 
 
 def test_shards_must_be_a_whole_number_of_files():

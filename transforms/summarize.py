@@ -21,7 +21,7 @@ from transforms.core.errors import ConfigError
 from transforms.core.metrics import counter
 from transforms.core.model import (BatchRecord, Failure, Summary, Transcript, jsonl_line_size,
                                    truncate_raw)
-from transforms.core.windowing import restore_windowing
+from transforms.core.windowing import ALLOWED_LATENESS, restore_windowing
 from transforms.jobs import harvest
 from transforms.jobs.await_jobs import AwaitJobs
 from transforms.prepare.records import assign_record_ids, build_record, record_id_for
@@ -34,9 +34,6 @@ from transforms.sources import DeduplicateTranscripts
 from transforms.sources.common import DEFAULT_INPUT_LATENESS_SECONDS
 
 FAILURES = "failures"
-# Longest a job may take (168 h timeout) plus a day of queueing: resubmissions arriving this late
-# still form jobs.
-ALLOWED_LATENESS = Duration(seconds=8 * 24 * 3600)
 
 
 def fixed_windows_with_lateness(window_seconds: int,

@@ -5,7 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import apache_beam as beam
+from apache_beam.transforms import trigger, window
 from apache_beam.transforms.core import Windowing
+from apache_beam.utils.timestamp import Duration
+
+# Longest a job may take (168 h timeout) plus a day of queueing: rows this far behind the
+# watermark still form jobs and still reach the sinks.
+ALLOWED_LATENESS = Duration(seconds=8 * 24 * 3600)
 
 
 def restore_windowing(windowing: Windowing) -> beam.WindowInto:
@@ -19,6 +25,27 @@ def restore_windowing(windowing: Windowing) -> beam.WindowInto:
                            accumulation_mode=windowing.accumulation_mode,
                            timestamp_combiner=windowing.timestamp_combiner,
                            allowed_lateness=windowing.allowed_lateness)
+
+
+def keep_late(rows: beam.PCollection, label: str) -> beam.PCollection:
+    """``rows`` in the same windows, with every row that arrives after its window closed fired
+    as a later pane (``ALLOWED_LATENESS``) instead of being dropped by the next GroupByKey.
+
+    A sink groups its rows per window; with the caller's own lateness (possibly 0) a row that a
+    runner lets fall behind the watermark on the way (a summary whose job finished after its
+    window closed) would be dropped there without a trace. The global window passes unchanged.
+
+    Args:
+        rows: A sink's input.
+        label: The WindowInto's label (unique within the caller).
+    """
+    windowing = rows.windowing
+    if isinstance(windowing.windowfn, window.GlobalWindows):
+        return rows
+    return rows | label >> beam.WindowInto(
+        windowing.windowfn, trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+        accumulation_mode=trigger.AccumulationMode.DISCARDING,
+        timestamp_combiner=windowing.timestamp_combiner, allowed_lateness=ALLOWED_LATENESS)
 
 
 def compact_utc(moment: dt.datetime) -> str:

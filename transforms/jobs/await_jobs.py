@@ -153,7 +153,9 @@ class AwaitJobsFn(beam.DoFn):
                 watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())
                 ) -> Iterator[JobOutcome]:
         # Hold the output watermark at the batch's own time until its jobs are harvested, so
-        # downstream windows (the sinks) do not close before their summaries arrive.
+        # downstream windows (the sinks) do not close before their summaries arrive. Prism keeps
+        # only the last bundle's hold for the whole stage, so there a summary can still arrive
+        # late: the sinks keep late rows (transforms.core.windowing.keep_late).
         watermark.set_watermark(timestamp)
         specs = batch.specs
         restriction: WaitRestriction = tracker.current_restriction()

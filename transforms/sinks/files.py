@@ -53,7 +53,7 @@ from transforms.core.metrics import counter
 from transforms.core.model import Field
 from transforms.insights.columns import Column, insights_column
 from transforms.sinks.result import SinkResult, count_per_window, no_failures
-from transforms.core.windowing import compact_utc
+from transforms.core.windowing import compact_utc, keep_late
 from transforms.sinks.row_ids import row_id, shard_of
 from transforms.sinks.schema import (AVRO_RECORD_NAMES, arrow_schema, avro_schema, fields_for,
                                      json_line, normalize_row)
@@ -441,7 +441,10 @@ class WriteRows(beam.PTransform):
         # Our own temp dir (same place WriteToFiles would pick) so a bounded run can remove it.
         temp_root = pcoll.pipeline.options.view_as(GoogleCloudOptions).temp_location or self.path
         temp_dir = FileSystems.join(temp_root, f".temp-{uuid.uuid4()}")
-        rows = pcoll | "ToRow" >> beam.ParDo(_NormalizeRow(self.kind, self.insights))
+        # A row arriving after its window closed becomes a later pane's file (-p<pane>), counted
+        # like the others, instead of being dropped at GroupShards.
+        rows = keep_late(pcoll | "ToRow" >> beam.ParDo(_NormalizeRow(self.kind, self.insights)),
+                         "KeepLateRows")
         path = self.path
         if global_window and self.shards is None:
             # A bounded run in one window: the runner's bundles choose the files (parallel, no

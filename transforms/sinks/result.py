@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from transforms.core.model import Failure
+from transforms.core.windowing import keep_late
 
 
 @dataclass(frozen=True)
@@ -17,9 +18,11 @@ class SinkResult:
     """What a sink wrote and what it could not write.
 
     Every PCollection is in the windows of the sink's input, so it can be flattened with the
-    pipeline's other PCollections of that windowing. Numbers and rows in them are final once the
-    pipeline has succeeded: a sink that cannot reach its destination fails the bundle instead of
-    leaving rows out of both ``counts`` and ``failures``.
+    pipeline's other PCollections of those windows; rows that arrived after their window closed
+    are in later panes of it (the sinks keep them, see ``transforms.core.windowing.keep_late``).
+    Numbers and rows in them are final once the pipeline has succeeded: a sink that cannot reach
+    its destination fails the bundle instead of leaving rows out of both ``counts`` and
+    ``failures``.
 
     Args:
         destination: Where the sink writes: a directory (files), ``kafka:<topic>`` or
@@ -48,12 +51,14 @@ def no_failures(rows: beam.PCollection) -> beam.PCollection:
 
 
 def count_per_window(ones: beam.PCollection) -> beam.PCollection:
-    """The sum of integers per window (and per pane), with nothing for an empty window.
+    """The sum of integers per window (and per pane), with nothing for an empty window. Rows
+    that arrive after their window closed are summed in a later pane, not dropped.
 
     Args:
         ones: A PCollection of ints, e.g. 1 per row written and -1 per row refused.
     """
-    return (ones | "SumPerWindow" >> beam.CombineGlobally(sum).without_defaults()
+    return (keep_late(ones, "KeepLateCounts")
+            | "SumPerWindow" >> beam.CombineGlobally(sum).without_defaults()
             .with_output_types(int))
 
 
