@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-
 from benchmarks import data
 from benchmarks.report import Row, print_rows
-from benchmarks.scale import FLINK_JAR, MODEL, QUOTA_FLAGS, RECORDS_PER_JOB, Watched, worker_pool
+from benchmarks.scale import (FLINK_JAR, MODEL, QUOTA_FLAGS, RECORDS_PER_JOB, Watched,
+                              bedrock_client, flink_flags, worker_pool)
 from benchmarks.shard_memory import serve_local
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from tests.flink_cluster import FlinkCluster
@@ -52,13 +51,8 @@ def on_session_cluster(input_path: Path, count: int, taskmanagers: int, workdir:
             "--bedrock-endpoint-url", bedrock_url, "--bedrock-runtime-endpoint-url", bedrock_url,
             "--bucket-uri", f"s3://{DEFAULT_BUCKET}/cluster-{taskmanagers}tm",
             "--role-arn", SERVICE_ROLE_ARN, "--model-id", MODEL, *QUOTA_FLAGS,
-            "--runner=FlinkRunner", f"--flink_master={cluster.address}",
-            f"--flink_job_server_jar={FLINK_JAR}", f"--parallelism={parallelism}",
-            f"--sdk_worker_parallelism={SLOTS_PER_TASKMANAGER}", "--environment_type=EXTERNAL",
-            f"--environment_config={pool}", "--job_server_jvm_properties=-Xmx1g"], env)
-        bedrock = boto3.client("bedrock", endpoint_url=bedrock_url, region_name="us-east-1",
-                               aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
-                               aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"])
+            *flink_flags(cluster.address, parallelism, SLOTS_PER_TASKMANAGER, pool)], env)
+        bedrock = bedrock_client(bedrock_url, exports)
         deadline = time.monotonic() + RUN_TIMEOUT_S
         done = False
         # The workers log, not the CLI: the end is when the last job exists on the backend.

@@ -43,6 +43,21 @@ QUOTA_FLAGS = ["--max-records-per-file", str(RECORDS_PER_FILE),
                "--max-records-per-job", str(RECORDS_PER_JOB), "--min-records-per-job", "1"]
 
 
+def flink_flags(master: str, parallelism: int, sdk_parallelism: int, pool: str) -> list[str]:
+    """The CLI's flags for a Flink run whose SDK workers come from the EXTERNAL pool ``pool``."""
+    return ["--runner=FlinkRunner", f"--flink_master={master}",
+            f"--flink_job_server_jar={FLINK_JAR}", f"--parallelism={parallelism}",
+            f"--sdk_worker_parallelism={sdk_parallelism}", "--environment_type=EXTERNAL",
+            f"--environment_config={pool}", "--job_server_jvm_properties=-Xmx1g"]
+
+
+def bedrock_client(bedrock_url: str, exports: dict[str, str]):
+    """A Bedrock client of serve-local's backend, with the key pair it exported."""
+    return boto3.client("bedrock", endpoint_url=bedrock_url, region_name="us-east-1",
+                        aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"])
+
+
 class Watched:
     """A child process whose stderr lines are timestamped as they arrive; ``stop_when`` ends it
     early (SIGTERM) once a line makes it true."""
@@ -167,14 +182,9 @@ def to_shards(input_path: Path, count: int, workdir: Path, flink_parallelism: in
         else:
             # The workers reach the backend with their own credential chain: the pool's env.
             pool, pool_pid = stack.enter_context(worker_pool(env))
-            run = Watched(argv + [
-                "--runner=FlinkRunner", "--flink_master=[local]",
-                f"--flink_job_server_jar={FLINK_JAR}", f"--parallelism={flink_parallelism}",
-                f"--sdk_worker_parallelism={flink_parallelism}", "--environment_type=EXTERNAL",
-                f"--environment_config={pool}", "--job_server_jvm_properties=-Xmx1g"], env)
-            bedrock = boto3.client("bedrock", endpoint_url=bedrock_url, region_name="us-east-1",
-                                   aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
-                                   aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"])
+            run = Watched(argv + flink_flags("[local]", flink_parallelism, flink_parallelism, pool),
+                          env)
+            bedrock = bedrock_client(bedrock_url, exports)
             while run.running():
                 listed = bedrock.list_model_invocation_jobs()["invocationJobSummaries"]
                 if len(listed) >= jobs:
