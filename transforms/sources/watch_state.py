@@ -1,0 +1,81 @@
+"""What a folder watch remembers between polls, and what it decides at each one. No Beam here.
+
+The watch (``transforms.sources.watch``) is a splittable DoFn whose restriction is a
+``WatchRestriction``: the paths it has emitted and when it stops. The restriction is what a
+runner checkpoints, so a job restored from a checkpoint (Flink after a lost TaskManager) knows
+exactly the files it had read by then, and reads the others again with the same event time
+(``event_time``). Its size grows with the files under the pattern, never with elapsed time: a
+path no longer listed is forgotten.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping
+
+
+@dataclass(frozen=True)
+class WatchRestriction:
+    """The watch's state, as checkpointed.
+
+    Args:
+        stop_at: When the watch ends (epoch seconds), fixed at its first poll so a restored
+            watch does not start its clock again; None watches until cancelled, 0 until the
+            first poll fixes it.
+        seen: The paths already emitted.
+        watermark: Epoch seconds no later file is expected to be timestamped before.
+        next_poll_at: The earliest time of the next listing (epoch seconds).
+        closed: True once nothing more may be claimed (the primary half of a checkpoint, or
+            the watch has ended).
+    """
+
+    stop_at: float | None
+    seen: frozenset[str] = frozenset()
+    watermark: float | None = None
+    next_poll_at: float = 0.0
+    closed: bool = False
+
+    def started(self, now: float, stop_after_seconds: float | None) -> "WatchRestriction":
+        """The restriction with its end fixed from the first poll's time."""
+        if self.stop_at != 0:
+            return self
+        return replace(self, stop_at=now + stop_after_seconds if stop_after_seconds else None)
+
+    def ended(self, now: float) -> bool:
+        return self.stop_at is not None and self.stop_at != 0 and now >= self.stop_at
+
+
+def new_files(listed: Mapping[str, float], seen: frozenset[str]) -> list[tuple[str, float]]:
+    """(path, modification time) of the listed files not seen yet, oldest first (ties by
+    path), so the order is the same on every replay."""
+    return sorted(((path, mtime) for path, mtime in listed.items() if path not in seen),
+                  key=lambda item: (item[1], item[0]))
+
+
+def still_listed(seen: frozenset[str], listed: Iterable[str]) -> frozenset[str]:
+    """The seen paths that are still listed: a removed file is forgotten, so the state is
+    bounded by what the pattern matches now (a file written again under a removed file's name
+    is a new file)."""
+    return seen & frozenset(listed)
+
+
+def event_time(mtime: float, watermark: float | None, late_limit_seconds: float) -> float:
+    """A file's event time: its modification time, the same on every replay. A file older than
+    the watermark by more than ``late_limit_seconds`` (moved in with an old time) is timestamped
+    at that limit instead: later windows would drop its records without a trace.
+
+    Args:
+        mtime: The file's modification time (epoch seconds).
+        watermark: The watch's watermark when the file was found; None before the first poll.
+        late_limit_seconds: How far behind the watermark a file may still be timestamped.
+    """
+    if watermark is None:
+        return mtime
+    return max(mtime, watermark - late_limit_seconds)
+
+
+def next_watermark(previous: float | None, poll_started: float, interval_seconds: float) -> float:
+    """The watermark after a poll that started at ``poll_started``: a file not listed by then
+    but modified more than an interval before it is unexpected (it comes late, in a late pane).
+    Never moves back."""
+    candidate = poll_started - interval_seconds
+    return candidate if previous is None else max(previous, candidate)
