@@ -74,3 +74,12 @@ def test_the_state_grows_with_files_not_with_time():
         tracker.try_claim(_Listed(None, paths, float(poll), float(poll + 1)))
     size = len(pickle.dumps(tracker.current_restriction()))
     assert size < 100 * 100, f"{size} bytes for 100 files"
+
+
+def test_the_restriction_pickles_its_paths_compressed_and_back_whole():
+    paths = frozenset(f"s3://bucket/incoming/2026/12/07/call-{n:06d}.jsonl" for n in range(500))
+    restriction = WatchRestriction(stop_at=12.5, seen=paths, watermark=3.0, next_poll_at=4.0)
+    packed = pickle.dumps(restriction)
+    assert pickle.loads(packed) == restriction
+    assert len(packed) < sum(len(p) for p in paths) / 5, len(packed)
+    assert pickle.loads(pickle.dumps(WatchRestriction(stop_at=None))).seen == frozenset()
