@@ -36,7 +36,11 @@ class _Listed:
 
 
 class WatchTracker(RestrictionTracker):
-    """Claims paths of a WatchRestriction as they are emitted; splits only to checkpoint."""
+    """Claims paths of a WatchRestriction as they are emitted; splits only to checkpoint.
+
+    Args:
+        restriction: The restriction to track.
+    """
 
     def __init__(self, restriction: WatchRestriction) -> None:
         self._restriction = restriction

@@ -50,18 +50,33 @@ class WatchRestriction:
         object.__setattr__(self, "seen", frozenset(packed.split("\n")) if packed else frozenset())
 
     def started(self, now: float, stop_after_seconds: float | None) -> "WatchRestriction":
-        """The restriction with its end fixed from the first poll's time."""
+        """The restriction with its end fixed from the first listing's time.
+
+        Args:
+            now: The listing's time (epoch seconds).
+            stop_after_seconds: The watch's length; None or 0 watches until cancelled.
+        """
         if self.stop_at != 0:
             return self
         return replace(self, stop_at=now + stop_after_seconds if stop_after_seconds else None)
 
     def ended(self, now: float) -> bool:
+        """Whether the watch is over at ``now`` (epoch seconds).
+
+        Args:
+            now: The time to check.
+        """
         return self.stop_at is not None and self.stop_at != 0 and now >= self.stop_at
 
 
 def new_files(listed: Mapping[str, float], seen: frozenset[str]) -> list[tuple[str, float]]:
     """(path, modification time) of the listed files not seen yet, oldest first (ties by
-    path), so the order is the same on every replay."""
+    path), so the order is the same on every replay.
+
+    Args:
+        listed: Path -> modification time of every file the listing found.
+        seen: The paths already emitted.
+    """
     return sorted(((path, mtime) for path, mtime in listed.items() if path not in seen),
                   key=lambda item: (item[1], item[0]))
 
@@ -69,7 +84,12 @@ def new_files(listed: Mapping[str, float], seen: frozenset[str]) -> list[tuple[s
 def still_listed(seen: frozenset[str], listed: Iterable[str]) -> frozenset[str]:
     """The seen paths that are still listed: a removed file is forgotten, so the state is
     bounded by what the pattern matches now (a file written again under a removed file's name
-    is a new file)."""
+    is a new file).
+
+    Args:
+        seen: The paths already emitted.
+        listed: The paths the latest listing found.
+    """
     return seen & frozenset(listed)
 
 
@@ -91,6 +111,12 @@ def event_time(mtime: float, watermark: float | None, late_limit_seconds: float)
 def next_watermark(previous: float | None, poll_started: float, interval_seconds: float) -> float:
     """The watermark after a poll that started at ``poll_started``: a file not listed by then
     but modified more than an interval before it is unexpected (it comes late, in a late pane).
-    Never moves back."""
+    Never moves back.
+
+    Args:
+        previous: The watermark before the listing; None before the first.
+        poll_started: When the listing started (epoch seconds).
+        interval_seconds: The time between listings.
+    """
     candidate = poll_started - interval_seconds
     return candidate if previous is None else max(previous, candidate)
