@@ -13,8 +13,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline import interrupts
 from pipeline.console import run_progress
-from pipeline.environment import (aws_from_flags, beam_s3, bounded_watch_flags, check_runner,
-                                  choose_runner, environment)
+from pipeline.environment import (aws_from_flags, beam_s3, check_runner, choose_runner,
+                                  environment)
 from pipeline.exit_codes import UsageError
 from pipeline.field_flags import cli_message
 from pipeline.inputs import input_problem
@@ -100,8 +100,6 @@ def run_command(argv: list[str]) -> int:
                               prepare, run, sinks)
 
     options, opts = _options(argv, "run")
-    if finish := bounded_watch_flags(options):
-        options, opts = _options(argv + finish, "run")
     streaming = options.view_as(StandardOptions).streaming
     with _setup_errors():
         if not opts.input and not opts.kafka_topic:

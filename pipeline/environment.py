@@ -143,27 +143,6 @@ def check_runner(options: PipelineOptions) -> None:
                          "that waits for Bedrock jobs; use in_memory (default) or multi_threading")
 
 
-def bounded_watch_flags(options: PipelineOptions) -> list[str]:
-    """Flags that let a bounded watch (--watch-seconds) end on Flink with checkpointing.
-
-    With --checkpointing_interval, Beam's Flink runner keeps a source that has read everything
-    running for --shutdown_sources_after_idle_ms, which then defaults to forever, so the job and
-    the run never end. The sources of this pipeline's watches (the folder watch, Kafka) are an
-    Impulse that emits once and splittable DoFns that hold the watermark until the watch ends:
-    the Impulse may stop once idle for as long as the watch lasts, and the job then finishes
-    when the watch and its jobs are done. Unless the user chose a value; other runners get
-    nothing.
-    """
-    runner = str(options.view_as(StandardOptions).runner or "")
-    opts = options.view_as(BedrockBatchOptions)
-    given = options.get_all_options(retain_unknown_options=True)
-    if (runner.split(".")[-1] != "FlinkRunner" or not options.view_as(StandardOptions).streaming
-            or not opts.watch_seconds or not given.get("checkpointing_interval")
-            or given.get("shutdown_sources_after_idle_ms") is not None):
-        return []
-    return [f"--shutdown_sources_after_idle_ms={round(opts.watch_seconds * 1000)}"]
-
-
 @contextlib.contextmanager
 def environment(options: PipelineOptions, quotas: Quotas) -> Iterator[Environment]:
     """Start the local backend when asked; the Environment's AwsConfig points at it.
