@@ -11,11 +11,16 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (CrossLanguageOptions, PipelineOptions,
+                                                  StandardOptions)
+from apache_beam.runners.runner import PipelineResult
+from apache_beam.utils import subprocess_server
 
 from pipeline import exit_codes, runners
+from pipeline.drain import drain
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from pipeline.report.data import report_data, window_counter
+from pipeline.report.drain import drain_seconds
 from pipeline.report.reconcile import Accounting, Facts, RunJob, reconcile
 from pipeline.report.files import harvested_jobs, read_ledger, run_jobs, write_report
 from pipeline.progress import note_written
@@ -189,6 +194,7 @@ def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None
             f"{' and add --watch-seconds N' if streaming and not opts.watch_seconds else ''})")
     if not streaming:
         return
+    check_checkpointed_watch(options, opts)
     # The FnApiRunner holds the watermark behind the file watch and the Kafka read until they
     # stop, so no window would close, and no job be submitted, before the watch ends
     # (docs/architecture.md, "Runner facts"). Prism, the default for --streaming, closes each.
@@ -203,6 +209,39 @@ def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None
             f"--streaming without --watch-seconds never submits a job on --runner {runner} (it "
             f"closes windows only when the watch ends); drop --runner to run on Prism, which "
             f"submits each window's jobs as it closes, or add --watch-seconds N")
+
+
+def _given(options: PipelineOptions, name: str) -> str | None:
+    """A runner flag Beam passes through to the job server (not one of Python's options)."""
+    value = options.get_all_options(retain_unknown_options=True).get(name)
+    return None if value is None else str(value)
+
+
+def ended_by_the_cli(options: PipelineOptions) -> bool:
+    """Whether ``run`` cancels the job itself once the durable facts agree
+    (``runners.ended_by_the_cli``)."""
+    opts = options.view_as(BedrockBatchOptions)
+    standard = options.view_as(StandardOptions)
+    return runners.ended_by_the_cli(standard.runner, bool(standard.streaming), opts.watch_seconds,
+                                    _given(options, "checkpointing_interval"), opts.kafka_topic)
+
+
+def check_checkpointed_watch(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
+    """A bounded folder watch on Flink with checkpointing ends when the CLI sees every record
+    as a row in --output (``pipeline.drain``): Beam's idle shutdown of sources would drop the
+    records still on their way as late, and other sinks' rows are not counted where they land."""
+    if not ended_by_the_cli(options):
+        return
+    if _given(options, "shutdown_sources_after_idle_ms") is not None:
+        raise exit_codes.UsageError(
+            "--shutdown_sources_after_idle_ms with --checkpointing_interval and --watch-seconds: "
+            "a source ended this way drops the records still on their way as late; drop the "
+            "flag, the run ends once every record is a row and every job is harvested")
+    if opts.sink not in FORMATS:
+        raise exit_codes.UsageError(
+            f"--sink {opts.sink} with --checkpointing_interval and --watch-seconds on Flink: the "
+            f"run ends once the rows in --output account for every record, which needs a file "
+            f"sink; use --sink {' or '.join(sorted(FORMATS))}")
 
 
 def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str) -> None:
@@ -369,6 +408,9 @@ class Report:
     insights_aggregate: dict[str, Any] | None = None
     report_html: str | None = None
     facts: Facts = Facts()
+    # What the durable facts still lacked when the CLI cancelled a run that does not end by
+    # itself (``pipeline.drain``); empty when it was done.
+    not_done: tuple[str, ...] = ()
 
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
@@ -411,7 +453,8 @@ class Report:
         # A failure row its table rejected was logged but is in no output: as good as lost.
         # So is a job of the run that was never harvested: its records are in no output.
         if (self.unaccounted or self.get("manifest_mismatches") or self.get("failures_rejected")
-                or self.accounting.open_jobs or self.accounting.jobs_without_input()):
+                or self.accounting.open_jobs or self.accounting.jobs_without_input()
+                or self.not_done):
             return exit_codes.UNACCOUNTED
         if self.failures and (not self.summaries or self.failure_rate() > self.max_failure_rate):
             return exit_codes.FAILURES_ABOVE_THRESHOLD
@@ -464,6 +507,7 @@ class Report:
                          f"(a restarted attempt starts them from zero; the figures above are "
                          f"the durable ones)")
         lines += books.problems(model_id)
+        lines += [f"NOT ACCOUNTED   cancelled before done: {gap}" for gap in self.not_done]
         if self.unaccounted > 0:
             lines.append(f"NOT ACCOUNTED   {self.unaccounted} records in are neither a summary "
                          f"nor a failure row: records were lost")
@@ -575,23 +619,34 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
     opts = options.view_as(BedrockBatchOptions)
     streaming = options.view_as(StandardOptions).streaming
     files = opts.sink in FORMATS
-    # Leaving Beam's own block runs the built pipeline and waits for it; the block also keeps
-    # the runner's job server (Flink's) up for the run, as building inside it would have.
-    with p:
-        pass
-    result = p.result
+    not_done: list[str] = []
+    if ended_by_the_cli(options):
+        with beam_services(options):
+            result = p.run()
+            not_done = drain(
+                result, lambda: listed_files(opts.input),
+                lambda: durable_facts(opts, config, run_jobs(
+                    config.aws.client("bedrock"), config.aws.client("s3"), config.run_id)[0]),
+                opts.watch_seconds, drain_seconds(opts.window_seconds,
+                                                  config.poll_interval_seconds,
+                                                  opts.job_timeout_hours),
+                max(config.poll_interval_seconds, 5))
+            counters = _durable("the Beam counters", lambda: counted(result)) or {}
+    else:
+        # Leaving Beam's own block runs the built pipeline and waits for it; the block also
+        # keeps the runner's job server (Flink's) up for the run, as building inside it would.
+        with p:
+            pass
+        result = p.result
+        counters = counted(result)
     if files and streaming:
         commit.mark_finished(opts.output, config.run_id)
     elif files:
         commit.publish(opts.output, config.run_id)
-    counters: dict[str, int] = {}
-    for metric in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-        name = metric.key.metric.name
-        counters[name] = counters.get(name, 0) + (metric.committed or 0)
     jobs, jobs_note = run_jobs(config.aws.client("bedrock"), config.aws.client("s3"),
                                config.run_id)
     report = Report(config.run_id, counters, max_failure_rate=opts.max_failure_rate,
-                    facts=durable_facts(opts, config, jobs))
+                    facts=durable_facts(opts, config, jobs), not_done=tuple(not_done))
     if files:
         written = commit.written_dirs(opts.output)
         if insights_schema(config) is not None:
@@ -604,6 +659,31 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
     report = dataclasses.replace(report, written=tuple(written))
     return dataclasses.replace(report, report_html=write_run_report(
         report, opts, config, streaming, jobs, jobs_note))
+
+
+@contextlib.contextmanager
+def beam_services(options: PipelineOptions) -> Iterator[None]:
+    """What Beam's own ``with pipeline`` block holds while a pipeline runs (the job server a
+    FlinkRunner starts stays up), for a run the CLI ends itself."""
+    with subprocess_server.JavaJarServer.beam_services(
+            options.view_as(CrossLanguageOptions).beam_services), \
+            subprocess_server.SubprocessServer.cache_subprocesses():
+        yield
+
+
+def counted(result: PipelineResult) -> dict[str, int]:
+    """The plugin's Beam counters, summed by name."""
+    counters: dict[str, int] = {}
+    for metric in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        name = metric.key.metric.name
+        counters[name] = counters.get(name, 0) + (metric.committed or 0)
+    return counters
+
+
+def listed_files(pattern: str) -> list[str]:
+    """The files under ``pattern`` now (none when it matches nothing yet)."""
+    (result,) = FileSystems.match([pattern])
+    return [found.path for found in result.metadata_list]
 
 
 def durable_facts(opts: BedrockBatchOptions, config: BatchConfig,
