@@ -233,7 +233,8 @@ def _streaming_flags(g: Any) -> None:
     _flag(g, "watch-seconds", type=_number,
           help="Stop watching for new input after this many seconds (default: never). On "
                "Flink with --checkpointing_interval the job would not end by itself: the CLI "
-               "cancels it once every file under --input is read, every record is a row and "
+               "cancels it once every file under --input (every partition of --kafka-topic) is "
+               "read, every record is a row and "
                "every job harvested, or, if that never comes, --window-seconds plus "
                "--job-timeout-hours (default 24) plus ten job polls after the watch (exit 4, "
                "naming what is missing)")

@@ -84,7 +84,8 @@ class _CountFailures(beam.DoFn):
 
 def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
                 ledger: SourceLedger | None = None) -> dict:
-    """The run's source; a file source keeps its ledger in ``ledger`` (when given)."""
+    """The run's source; a file source, and a bounded Kafka read, keep their ledger in
+    ``ledger`` (when given)."""
     fields = dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field,
                   max_text_chars=opts.max_text_chars)
     if opts.kafka_topic:
@@ -93,7 +94,7 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
             raise ValueError("--kafka-topic needs --kafka-bootstrap-servers host:port")
         return p | "ReadKafka" >> ReadTranscriptsFromKafka(
             opts.kafka_bootstrap_servers, opts.kafka_topic, stop_after_seconds=opts.watch_seconds,
-            allowed_lateness_seconds=opts.allowed_lateness_seconds, **fields)
+            allowed_lateness_seconds=opts.allowed_lateness_seconds, ledger=ledger, **fields)
     if not opts.input:
         raise ValueError("--input is required (or --kafka-topic)")
     if streaming:
@@ -223,12 +224,12 @@ def ended_by_the_cli(options: PipelineOptions) -> bool:
     opts = options.view_as(BedrockBatchOptions)
     standard = options.view_as(StandardOptions)
     return runners.ended_by_the_cli(standard.runner, bool(standard.streaming), opts.watch_seconds,
-                                    _given(options, "checkpointing_interval"), opts.kafka_topic)
+                                    _given(options, "checkpointing_interval"))
 
 
 def check_checkpointed_watch(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
-    """A bounded folder watch on Flink with checkpointing ends when the CLI sees every record
-    as a row in --output (``pipeline.drain``): Beam's idle shutdown of sources would drop the
+    """A bounded watch or Kafka read on Flink with checkpointing ends when the CLI sees every
+    record as a row in --output (``pipeline.drain``): Beam's idle shutdown of sources would drop the
     records still on their way as late, and other sinks' rows are not counted where they land."""
     if not ended_by_the_cli(options):
         return
@@ -415,6 +416,12 @@ class Report:
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
 
+    @property
+    def ledger_unit(self) -> str:
+        """What the source ledger's entries are: Kafka partitions or files."""
+        ledger = self.facts.ledger or ()
+        return "partition" if ledger and all(e.path.startswith("kafka:") for e in ledger) else "file"
+
     @functools.cached_property
     def accounting(self) -> Accounting:
         return reconcile(self.counters, self.facts)
@@ -475,7 +482,7 @@ class Report:
         books = self.accounting
         lines = [
             f"run id          {self.run_id}",
-            f"records in      {self.records_in}{ledger_note(books.ledger_files)}",
+            f"records in      {self.records_in}{ledger_note(books.ledger_files, self.ledger_unit)}",
             f"summaries       {self.summaries}  ({self.get('summaries_truncated')} cut at max tokens)",
             f"failures        {failures}{rate}",
         ]
@@ -547,16 +554,17 @@ class Report:
         return f"exit code       {code}: {why}"
 
 
-def ledger_note(files: int | None) -> str:
+def ledger_note(files: int | None, unit: str = "file") -> str:
     """What the records in figure rests on, beside it.
 
     Args:
-        files: The source ledger's files, or None without a ledger (the figure is the
+        files: The source ledger's entries, or None without a ledger (the figure is the
             source counter's then).
+        unit: What an entry is: a file, or a Kafka partition.
     """
     if files is None:
         return ""
-    return f"  (source ledger: {files} file{'' if files == 1 else 's'})"
+    return f"  (source ledger: {files} {unit}{'' if files == 1 else 's'})"
 
 
 def listed_note(jobs: int | None, open_jobs: int) -> str:
@@ -624,7 +632,7 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
         with beam_services(options):
             result = p.run()
             not_done = drain(
-                result, lambda: listed_files(opts.input),
+                result, lambda: listed_inputs(opts),
                 lambda: durable_facts(opts, config, run_jobs(
                     config.aws.client("bedrock"), config.aws.client("s3"), config.run_id)[0]),
                 opts.watch_seconds, drain_seconds(opts.window_seconds,
@@ -680,9 +688,22 @@ def counted(result: PipelineResult) -> dict[str, int]:
     return counters
 
 
-def listed_files(pattern: str) -> list[str]:
-    """The files under ``pattern`` now (none when it matches nothing yet)."""
-    (result,) = FileSystems.match([pattern])
+def listed_inputs(opts: BedrockBatchOptions) -> list[str]:
+    """The source ledger paths the run's read must have by now: the files under --input, or
+    the partitions of --kafka-topic (``transforms.sources.kafka.partition_origin``)."""
+    if opts.kafka_topic:
+        from confluent_kafka import Consumer
+
+        from transforms.sources.kafka import METADATA_TIMEOUT_SECONDS, partition_origin
+        consumer = Consumer({"bootstrap.servers": opts.kafka_bootstrap_servers,
+                             "group.id": "bedrock-batch-beam"})
+        try:
+            topic = consumer.list_topics(opts.kafka_topic,
+                                         timeout=METADATA_TIMEOUT_SECONDS).topics[opts.kafka_topic]
+            return [partition_origin(opts.kafka_topic, n) for n in topic.partitions]
+        finally:
+            consumer.close()
+    (result,) = FileSystems.match([opts.input])
     return [found.path for found in result.metadata_list]
 
 
@@ -707,7 +728,9 @@ def durable_facts(opts: BedrockBatchOptions, config: BatchConfig,
         if harvested is not None:
             run_jobs_ = tuple(RunJob(job["name"], job["status"], job["name"] in harvested,
                                      job["job_output"]) for job in jobs)
-    ledger = None if opts.kafka_topic else _durable("the source ledger", lambda: read_ledger(
+    # A Kafka read ledgers each partition once its bounded read has ended: none if unbounded.
+    kept = not opts.kafka_topic or bool(opts.watch_seconds)
+    ledger = None if not kept else _durable("the source ledger", lambda: read_ledger(
         storage, layout.source_ledger_prefix(config.base_uri, config.run_id)))
     rows = None
     if opts.sink in FORMATS:

@@ -74,18 +74,16 @@ def is_flink(runner: str | None) -> bool:
 
 
 def ended_by_the_cli(runner: str | None, streaming: bool, watch_seconds: float | None,
-                     checkpointing_interval: str | None, kafka_topic: str | None) -> bool:
+                     checkpointing_interval: str | None) -> bool:
     """Whether the CLI ends the run itself once the durable facts agree (``pipeline.drain``):
-    a bounded folder watch on Flink with checkpointing, which Beam's Flink runner keeps running
-    after its sources are done.
+    a bounded watch or Kafka read on Flink with checkpointing, which Beam's Flink runner keeps
+    running after its sources are done.
 
     Args:
         runner: --runner.
         streaming: --streaming.
         watch_seconds: --watch-seconds (None or 0: the watch never ends).
         checkpointing_interval: --checkpointing_interval as given, or None.
-        kafka_topic: --kafka-topic (a Kafka read keeps no source ledger to count from).
     """
     return (is_flink(runner) and streaming and bool(watch_seconds)
-            and bool(checkpointing_interval) and int(checkpointing_interval) > 0
-            and not kafka_topic)
+            and str(checkpointing_interval or "").isdigit() and int(checkpointing_interval) > 0)

@@ -28,7 +28,7 @@ def test_done_when_every_listed_file_is_read_every_record_a_row_every_job_harves
 
 def test_a_listed_file_not_in_the_ledger_is_missing():
     gaps = missing([*LISTED, "/in/c.jsonl"], DONE)
-    assert gaps == ["1 listed file(s) not read whole yet: /in/c.jsonl"]
+    assert gaps == ["1 listed input(s) not read whole yet: /in/c.jsonl"]
 
 
 def test_records_not_yet_rows_and_jobs_not_harvested_are_missing():
@@ -113,7 +113,7 @@ def test_facts_that_never_agree_cancel_at_the_bound_and_say_what_is_missing():
     clock, job = Clock(), Job()
     gaps = drain(job, lambda: [*LISTED, "/in/c.jsonl"], lambda: DONE, watch_seconds=120,
                  drain_seconds=600, poll_seconds=5, clock=clock, sleep=clock.sleep)
-    assert gaps == ["1 listed file(s) not read whole yet: /in/c.jsonl"] and job.cancelled
+    assert gaps == ["1 listed input(s) not read whole yet: /in/c.jsonl"] and job.cancelled
     assert 720 <= clock() < 730
 
 

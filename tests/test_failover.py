@@ -224,10 +224,6 @@ def test_streaming_run_survives_a_lost_taskmanager(source: str, point: str, tmp_
             "--min-records-per-job", "1", "--window-seconds", str(WINDOW_SECONDS),
             "--watch-seconds", str(WATCH_SECONDS),
             f"--checkpointing_interval={CHECKPOINT_MS}"]
-    if source == "kafka":
-        # A Kafka read keeps no source ledger, so the CLI cannot end the run from its facts:
-        # Beam's idle shutdown of sources ends it (see KAFKA_NOT_LEDGERED).
-        argv.append(f"--shutdown_sources_after_idle_ms={WATCH_SECONDS * 1000}")
         from tests.test_kafka_source import create_topic
 
         bootstrap = request.getfixturevalue("kafka_bootstrap")

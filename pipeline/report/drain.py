@@ -4,8 +4,9 @@ Beam's Flink runner keeps a streaming job with checkpointing running after its s
 (Beam's ``--shutdown_sources_after_idle_ms`` would end them, but a source that ends sends its
 watermark to the end of time and drops the records still on their way as late). So the CLI ends
 such a run itself: after the watch's end it reads the facts the report reconciles, and cancels
-the job once every file the watch had to read is in the source ledger, every record the ledger
-counted is a summary or a failure row, and every job of the run was harvested.
+the job once every input the read had to cover (the files under ``--input``, or the partitions of
+a Kafka topic) is in the source ledger, every record the ledger counted is a summary or a
+failure row, and every job of the run was harvested.
 
 Pure (no Beam, no AWS): the CLI gathers the facts (``pipeline.drain``) and hands them in.
 """
@@ -28,7 +29,8 @@ def missing(listed: Iterable[str], facts: Facts) -> list[str]:
     """What keeps the run from being done, one line each; empty when it is done.
 
     Args:
-        listed: The files the watch had to read (those under ``--input`` by the watch's end).
+        listed: The ledger paths the read had to cover: the files under ``--input`` by the
+            watch's end, or the topic's partitions (``kafka:<topic>/<partition>``).
         facts: The durable facts as they stand now.
     """
     gaps = []
@@ -42,7 +44,7 @@ def missing(listed: Iterable[str], facts: Facts) -> list[str]:
         return gaps
     unread = set(listed) - {entry.path for entry in facts.ledger}
     if unread:
-        gaps.append(f"{len(unread)} listed file(s) not read whole yet: {_some(unread)}")
+        gaps.append(f"{len(unread)} listed input(s) not read whole yet: {_some(unread)}")
     accounting = reconcile({}, facts)
     rows = accounting.summaries + accounting.failures
     if rows < accounting.records_in:
