@@ -234,8 +234,9 @@ def _streaming_flags(g: Any) -> None:
           help="Stop watching for new input after this many seconds (default: never). On "
                "Flink with --checkpointing_interval the job would not end by itself: the CLI "
                "cancels it once every file under --input (every partition of --kafka-topic) is "
-               "read, every record is a row and "
-               "every job harvested, or, if that never comes, --window-seconds plus "
+               "read, every record is a row and every job harvested; if that does not come, "
+               "once nothing has changed for the longest of 5 minutes, two windows and ten job "
+               "polls with no job running, or at the latest --window-seconds plus "
                "--job-timeout-hours (default 24) plus ten job polls after the watch (exit 4, "
                "naming what is missing)")
     _flag(g, "kafka-bootstrap-servers",

@@ -20,7 +20,7 @@ from pipeline import exit_codes, runners
 from pipeline.drain import drain
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from pipeline.report.data import report_data, window_counter
-from pipeline.report.drain import drain_seconds
+from pipeline.report.drain import drain_seconds, quiet_seconds
 from pipeline.report.reconcile import Accounting, Facts, RunJob, reconcile
 from pipeline.report.files import harvested_jobs, read_ledger, run_jobs, write_report
 from pipeline.progress import note_written
@@ -635,9 +635,10 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
                 result, lambda: listed_inputs(opts),
                 lambda: durable_facts(opts, config, run_jobs(
                     config.aws.client("bedrock"), config.aws.client("s3"), config.run_id)[0]),
-                opts.watch_seconds, drain_seconds(opts.window_seconds,
-                                                  config.poll_interval_seconds,
-                                                  opts.job_timeout_hours),
+                opts.watch_seconds,
+                drain_seconds(opts.window_seconds, config.poll_interval_seconds,
+                              opts.job_timeout_hours),
+                quiet_seconds(opts.window_seconds, config.poll_interval_seconds),
                 max(config.poll_interval_seconds, 5))
             counters = _durable("the Beam counters", lambda: counted(result)) or {}
     else:

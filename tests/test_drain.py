@@ -11,7 +11,7 @@ from apache_beam.runners.runner import PipelineState
 
 from pipeline.__main__ import main
 from pipeline.drain import drain
-from pipeline.report.drain import drain_seconds, missing
+from pipeline.report.drain import drain_seconds, missing, quiet_seconds
 from pipeline.report.reconcile import Facts, RunJob
 from transforms.source_ledger import LedgerEntry
 
@@ -103,24 +103,52 @@ def test_the_job_is_cancelled_once_the_facts_agree_after_the_watch():
     # Rows appear 30 s after the watch's end.
     facts = lambda: DONE if clock() >= 150 else Facts(LEDGER, HARVESTED[:1], (4, 0))  # noqa: E731
     gaps = drain(job, lambda: listed_at.append(clock()) or LISTED, facts, watch_seconds=120,
-                 drain_seconds=1000, poll_seconds=5, clock=clock, sleep=clock.sleep)
+                 drain_seconds=1000, quiet_seconds=300, poll_seconds=5, clock=clock, sleep=clock.sleep)
     assert gaps == [] and job.cancelled
     assert listed_at == [120]  # the folder is listed once the watch is over
     assert 150 <= clock() < 160
 
 
-def test_facts_that_never_agree_cancel_at_the_bound_and_say_what_is_missing():
+def test_facts_that_never_agree_while_a_job_runs_cancel_at_the_bound():
     clock, job = Clock(), Job()
-    gaps = drain(job, lambda: [*LISTED, "/in/c.jsonl"], lambda: DONE, watch_seconds=120,
-                 drain_seconds=600, poll_seconds=5, clock=clock, sleep=clock.sleep)
-    assert gaps == ["1 listed input(s) not read whole yet: /in/c.jsonl"] and job.cancelled
+    running = Facts(LEDGER, (HARVESTED[0], RunJob("run-w1-0", "InProgress", False, None)), (4, 0))
+    gaps = drain(job, lambda: LISTED, lambda: running, watch_seconds=120, drain_seconds=600,
+                 quiet_seconds=300, poll_seconds=5, clock=clock, sleep=clock.sleep)
+    assert gaps == missing(LISTED, running) and job.cancelled
     assert 720 <= clock() < 730
+
+
+def test_facts_that_stand_still_with_no_job_running_cancel_after_the_quiet_time():
+    """What a restored Flink job that dropped its windows' records looks like: every file
+    ledgered, no job, no row, nothing changing."""
+    clock, job = Clock(), Job()
+    lost = Facts(LEDGER, (), (0, 0))
+    gaps = drain(job, lambda: LISTED, lambda: lost, watch_seconds=120, drain_seconds=86400,
+                 quiet_seconds=300, poll_seconds=5, clock=clock, sleep=clock.sleep)
+    assert gaps == ["7 of 7 record(s) in are not yet a summary or a failure row",
+                    "nothing changed for 300 s with no job of the run running: what is missing "
+                    "is not on its way"] and job.cancelled
+    assert 420 <= clock() < 430
+
+
+def test_the_quiet_time_counts_from_the_last_change():
+    clock, job = Clock(), Job()
+    facts = lambda: Facts(LEDGER, (), (min(7, int(clock() // 100)), 0))  # noqa: E731 - a row per 100 s
+    gaps = drain(job, lambda: LISTED, facts, watch_seconds=0, drain_seconds=86400,
+                 quiet_seconds=300, poll_seconds=5, clock=clock, sleep=clock.sleep)
+    assert gaps == [] and job.cancelled and 700 <= clock() < 710
+
+
+def test_quiet_time_is_five_minutes_two_windows_or_ten_polls():
+    assert quiet_seconds(10, 1) == 300
+    assert quiet_seconds(600, 60) == 1200
+    assert quiet_seconds(None, 60) == 600
 
 
 def test_a_job_that_ends_by_itself_is_not_cancelled():
     clock = Clock()
     job = Job(ends_at=60, clock=clock)
-    assert drain(job, lambda: LISTED, lambda: DONE, watch_seconds=120, drain_seconds=600,
+    assert drain(job, lambda: LISTED, lambda: DONE, watch_seconds=120, drain_seconds=600, quiet_seconds=300,
                  poll_seconds=5, clock=clock, sleep=clock.sleep) == []
     assert not job.cancelled
 
@@ -129,7 +157,7 @@ def test_a_failed_job_raises_with_flinks_error():
     clock = Clock()
     job = Job(ends_at=60, clock=clock, final=PipelineState.FAILED)
     with pytest.raises(RuntimeError):
-        drain(job, lambda: LISTED, lambda: DONE, watch_seconds=120, drain_seconds=600,
+        drain(job, lambda: LISTED, lambda: DONE, watch_seconds=120, drain_seconds=600, quiet_seconds=300,
               poll_seconds=5, clock=clock, sleep=clock.sleep)
     assert not job.cancelled
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from pipeline.report.reconcile import Facts, reconcile
+from pipeline.report.reconcile import RUNNING, Facts, reconcile
 
 _SHOWN = 5  # names listed in one line; the rest are counted
 
@@ -56,6 +56,27 @@ def missing(listed: Iterable[str], facts: Facts) -> list[str]:
     for job in accounting.open_jobs:
         gaps.append(f"job {job.name} ({job.status}) is not harvested yet")
     return gaps
+
+
+def jobs_running(facts: Facts) -> bool:
+    """Whether a job of the run has not ended yet (its rows are still on their way).
+
+    Args:
+        facts: The durable facts as they stand now.
+    """
+    return any(job.status in RUNNING for job in facts.jobs or ())
+
+
+def quiet_seconds(window_seconds: float | None, poll_interval_seconds: float) -> float:
+    """How long the facts may stand still, with no job of the run running, before the CLI
+    takes the records still missing for lost (the runner dropped them: nothing is on its way)
+    and cancels the job: five minutes, two windows or ten job polls, whichever is longest.
+
+    Args:
+        window_seconds: ``--window-seconds`` (None: no windows).
+        poll_interval_seconds: Seconds between job status polls.
+    """
+    return max(300.0, 2 * (window_seconds or 0), 10 * poll_interval_seconds)
 
 
 def drain_seconds(window_seconds: float | None, poll_interval_seconds: float,
