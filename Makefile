@@ -42,7 +42,7 @@ test: $(STAMP) $(PRISM) jvm-jars bq-emulator browser
 
 # A streaming run with checkpointing on a Flink session cluster loses a TaskManager (SIGKILL)
 # at three points, for a watched folder and for Kafka (tests/test_failover.py): minutes per
-# case, so not part of `make test`, and not run by CI while a session's later cases may stall
+# case, so not part of `make test`, and not run by CI while its runs may stall before any kill
 # (docs/deploy-flink.md, "Streaming with checkpointing").
 failover: $(STAMP) jvm-jars
 	$(PY) -m pytest $(PYTEST_FLAGS) -m failover tests
