@@ -12,7 +12,7 @@ PYTEST_FLAGS ?= -q --durations=25
 include jvm/jvm.mk
 include bq/bq.mk
 
-.PHONY: demo test faults combos timing bench install clean browser prism
+.PHONY: demo test faults combos timing failover bench install clean browser prism
 
 $(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,14 @@ demo: $(STAMP) $(PRISM)
 	$(PY) -m pipeline.samples.show out/demo
 
 test: $(STAMP) $(PRISM) jvm-jars bq-emulator browser
-	$(PY) -m pytest $(PYTEST_FLAGS) -m "not timing" tests
+	$(PY) -m pytest $(PYTEST_FLAGS) -m "not timing and not failover" tests
+
+# A streaming run with checkpointing on a Flink session cluster loses a TaskManager (SIGKILL)
+# at three points, for a watched folder and for Kafka (tests/test_failover.py): minutes per
+# case, so not part of `make test`, and not run by CI while its runs may stall before any kill
+# (docs/deploy-flink.md, "Streaming with checkpointing").
+failover: $(STAMP) jvm-jars
+	$(PY) -m pytest $(PYTEST_FLAGS) -m failover tests
 
 # Measurements of when things happen on a real Flink (a window's jobs before the watch ends):
 # they depend on how busy the machine is, so they are not part of `make test`.

@@ -267,7 +267,14 @@ def _streaming_flags(g: Any) -> None:
     _flag(g, "watch-interval-seconds", type=_seconds(0.1, "10"), default=10.0,
           help="How often --input is checked for new files when streaming")
     _flag(g, "watch-seconds", type=_seconds(0, "3600 for an hour"),
-          help="Stop watching for new input after this many seconds (default: never)")
+          help="Stop watching for new input after this many seconds (default: never). On "
+               "Flink with --checkpointing_interval the job would not end by itself: the CLI "
+               "cancels it once every file under --input (every partition of --kafka-topic) is "
+               "read, every record is a row and every job harvested; if that does not come, "
+               "once nothing has changed for the longest of 5 minutes, two windows and ten job "
+               "polls with no job running, or at the latest --window-seconds plus "
+               "--job-timeout-hours (default 24) plus ten job polls after the watch (exit 4, "
+               "naming what is missing)")
     _flag(g, "kafka-bootstrap-servers",
           help="Kafka brokers for --kafka-topic and --sink kafka (host:port,...)")
     _flag(g, "kafka-topic", help="Kafka topic to read transcripts from")

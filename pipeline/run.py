@@ -11,13 +11,18 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (CrossLanguageOptions, PipelineOptions,
+                                                  StandardOptions)
+from apache_beam.runners.runner import PipelineResult
+from apache_beam.utils import subprocess_server
 
 from pipeline import exit_codes, runners
+from pipeline.drain import drain
 from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from pipeline.pricing import estimate_cost, estimate_on_demand_cost
 from pipeline.progress import note_written
 from pipeline.report.data import report_data, window_counter
+from pipeline.report.drain import drain_seconds, quiet_seconds
 from pipeline.report.files import harvested_jobs, read_ledger, run_jobs, write_report
 from pipeline.report.reconcile import Accounting, Facts, RunJob, reconcile
 from transforms.config import BatchConfig
@@ -79,7 +84,8 @@ class _CountFailures(beam.DoFn):
 
 def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
                 ledger: SourceLedger | None = None) -> dict:
-    """The run's source; a file source keeps its ledger in ``ledger`` (when given)."""
+    """The run's source; a file source, and a bounded Kafka read, keep their ledger in
+    ``ledger`` (when given)."""
     fields = dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field,
                   max_text_chars=opts.max_text_chars)
     if opts.kafka_topic:
@@ -88,7 +94,7 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
             raise ValueError("--kafka-topic needs --kafka-bootstrap-servers host:port")
         return p | "ReadKafka" >> ReadTranscriptsFromKafka(
             opts.kafka_bootstrap_servers, opts.kafka_topic, stop_after_seconds=opts.watch_seconds,
-            allowed_lateness_seconds=opts.allowed_lateness_seconds, **fields)
+            allowed_lateness_seconds=opts.allowed_lateness_seconds, ledger=ledger, **fields)
     if not opts.input:
         raise ValueError("--input is required (or --kafka-topic)")
     if streaming:
@@ -183,6 +189,7 @@ def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None
             f"{' and add --watch-seconds N' if streaming and not opts.watch_seconds else ''})")
     if not streaming:
         return
+    check_checkpointed_watch(options, opts)
     # The FnApiRunner holds the watermark behind the file watch and the Kafka read until they
     # stop, so no window would close, and no job be submitted, before the watch ends
     # (docs/architecture.md, "Runner facts"). Prism, the default for --streaming, closes each.
@@ -197,6 +204,39 @@ def check_streaming(options: PipelineOptions, opts: BedrockBatchOptions) -> None
             f"--streaming without --watch-seconds never submits a job on --runner {runner} (it "
             f"closes windows only when the watch ends); drop --runner to run on Prism, which "
             f"submits each window's jobs as it closes, or add --watch-seconds N")
+
+
+def _given(options: PipelineOptions, name: str) -> str | None:
+    """A runner flag Beam passes through to the job server (not one of Python's options)."""
+    value = options.get_all_options(retain_unknown_options=True).get(name)
+    return None if value is None else str(value)
+
+
+def ended_by_the_cli(options: PipelineOptions) -> bool:
+    """Whether ``run`` cancels the job itself once the durable facts agree
+    (``runners.ended_by_the_cli``)."""
+    opts = options.view_as(BedrockBatchOptions)
+    standard = options.view_as(StandardOptions)
+    return runners.ended_by_the_cli(standard.runner, bool(standard.streaming), opts.watch_seconds,
+                                    _given(options, "checkpointing_interval"))
+
+
+def check_checkpointed_watch(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
+    """A bounded watch or Kafka read on Flink with checkpointing ends when the CLI sees every
+    record as a row in --output (``pipeline.drain``): Beam's idle shutdown of sources would drop the
+    records still on their way as late, and other sinks' rows are not counted where they land."""
+    if not ended_by_the_cli(options):
+        return
+    if _given(options, "shutdown_sources_after_idle_ms") is not None:
+        raise exit_codes.UsageError(
+            "--shutdown_sources_after_idle_ms with --checkpointing_interval and --watch-seconds: "
+            "a source ended this way drops the records still on their way as late; drop the "
+            "flag, the run ends once every record is a row and every job is harvested")
+    if opts.sink not in FORMATS:
+        raise exit_codes.UsageError(
+            f"--sink {opts.sink} with --checkpointing_interval and --watch-seconds on Flink: the "
+            f"run ends once the rows in --output account for every record, which needs a file "
+            f"sink; use --sink {' or '.join(sorted(FORMATS))}")
 
 
 def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str) -> None:
@@ -364,9 +404,18 @@ class Report:
     insights_aggregate: dict[str, Any] | None = None
     report_html: str | None = None
     facts: Facts = Facts()
+    # What the durable facts still lacked when the CLI cancelled a run that does not end by
+    # itself (``pipeline.drain``); empty when it was done.
+    not_done: tuple[str, ...] = ()
 
     def get(self, name: str) -> int:
         return self.counters.get(name, 0)
+
+    @property
+    def ledger_unit(self) -> str:
+        """What the source ledger's entries are: Kafka partitions or files."""
+        ledger = self.facts.ledger or ()
+        return "partition" if ledger and all(e.path.startswith("kafka:") for e in ledger) else "file"
 
     @functools.cached_property
     def accounting(self) -> Accounting:
@@ -406,7 +455,8 @@ class Report:
         # A failure row its table rejected was logged but is in no output: as good as lost.
         # So is a job of the run that was never harvested: its records are in no output.
         if (self.unaccounted or self.get("manifest_mismatches") or self.get("failures_rejected")
-                or self.accounting.open_jobs or self.accounting.jobs_without_input()):
+                or self.accounting.open_jobs or self.accounting.jobs_without_input()
+                or self.not_done):
             return exit_codes.UNACCOUNTED
         if self.failures and (not self.summaries or self.failure_rate() > self.max_failure_rate):
             return exit_codes.FAILURES_ABOVE_THRESHOLD
@@ -427,7 +477,7 @@ class Report:
         books = self.accounting
         lines = [
             f"run id          {self.run_id}",
-            f"records in      {self.records_in}{ledger_note(books.ledger_files)}",
+            f"records in      {self.records_in}{ledger_note(books.ledger_files, self.ledger_unit)}",
             f"summaries       {self.summaries}  ({self.get('summaries_truncated')} cut at max tokens)",
             f"failures        {failures}{rate}",
         ]
@@ -459,6 +509,7 @@ class Report:
                          f"(a restarted attempt starts them from zero; the figures above are "
                          f"the durable ones)")
         lines += books.problems(model_id)
+        lines += [f"NOT ACCOUNTED   cancelled before done: {gap}" for gap in self.not_done]
         if self.unaccounted > 0:
             lines.append(f"NOT ACCOUNTED   {self.unaccounted} records in are neither a summary "
                          f"nor a failure row: records were lost")
@@ -498,16 +549,17 @@ class Report:
         return f"exit code       {code}: {why}"
 
 
-def ledger_note(files: int | None) -> str:
+def ledger_note(files: int | None, unit: str = "file") -> str:
     """What the records in figure rests on, beside it.
 
     Args:
-        files: The source ledger's files, or None without a ledger (the figure is the
+        files: The source ledger's entries, or None without a ledger (the figure is the
             source counter's then).
+        unit: What an entry is: a file, or a Kafka partition.
     """
     if files is None:
         return ""
-    return f"  (source ledger: {files} file{'' if files == 1 else 's'})"
+    return f"  (source ledger: {files} {unit}{'' if files == 1 else 's'})"
 
 
 def listed_note(jobs: int | None, open_jobs: int) -> str:
@@ -570,23 +622,35 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
     opts = options.view_as(BedrockBatchOptions)
     streaming = options.view_as(StandardOptions).streaming
     files = opts.sink in FORMATS
-    # Leaving Beam's own block runs the built pipeline and waits for it; the block also keeps
-    # the runner's job server (Flink's) up for the run, as building inside it would have.
-    with p:
-        pass
-    result = p.result
+    not_done: list[str] = []
+    if ended_by_the_cli(options):
+        with beam_services(options):
+            result = p.run()
+            not_done = drain(
+                result, lambda: listed_inputs(opts),
+                lambda: durable_facts(opts, config, run_jobs(
+                    config.aws.client("bedrock"), config.aws.client("s3"), config.run_id)[0]),
+                opts.watch_seconds,
+                drain_seconds(opts.window_seconds, config.poll_interval_seconds,
+                              opts.job_timeout_hours),
+                quiet_seconds(opts.window_seconds, config.poll_interval_seconds),
+                max(config.poll_interval_seconds, 5))
+            counters = _durable("the Beam counters", lambda: counted(result)) or {}
+    else:
+        # Leaving Beam's own block runs the built pipeline and waits for it; the block also
+        # keeps the runner's job server (Flink's) up for the run, as building inside it would.
+        with p:
+            pass
+        result = p.result
+        counters = counted(result)
     if files and streaming:
         commit.mark_finished(opts.output, config.run_id)
     elif files:
         commit.publish(opts.output, config.run_id)
-    counters: dict[str, int] = {}
-    for metric in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-        name = metric.key.metric.name
-        counters[name] = counters.get(name, 0) + (metric.committed or 0)
     jobs, jobs_note = run_jobs(config.aws.client("bedrock"), config.aws.client("s3"),
                                config.run_id)
     report = Report(config.run_id, counters, max_failure_rate=opts.max_failure_rate,
-                    facts=durable_facts(opts, config, jobs))
+                    facts=durable_facts(opts, config, jobs), not_done=tuple(not_done))
     if files:
         written = commit.written_dirs(opts.output)
         if insights_schema(config) is not None:
@@ -599,6 +663,44 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
     report = dataclasses.replace(report, written=tuple(written))
     return dataclasses.replace(report, report_html=write_run_report(
         report, opts, config, streaming, jobs, jobs_note))
+
+
+@contextlib.contextmanager
+def beam_services(options: PipelineOptions) -> Iterator[None]:
+    """What Beam's own ``with pipeline`` block holds while a pipeline runs (the job server a
+    FlinkRunner starts stays up), for a run the CLI ends itself."""
+    with subprocess_server.JavaJarServer.beam_services(
+            options.view_as(CrossLanguageOptions).beam_services), \
+            subprocess_server.SubprocessServer.cache_subprocesses():
+        yield
+
+
+def counted(result: PipelineResult) -> dict[str, int]:
+    """The plugin's Beam counters, summed by name."""
+    counters: dict[str, int] = {}
+    for metric in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        name = metric.key.metric.name
+        counters[name] = counters.get(name, 0) + (metric.committed or 0)
+    return counters
+
+
+def listed_inputs(opts: BedrockBatchOptions) -> list[str]:
+    """The source ledger paths the run's read must have by now: the files under --input, or
+    the partitions of --kafka-topic (``transforms.sources.kafka.partition_origin``)."""
+    if opts.kafka_topic:
+        from confluent_kafka import Consumer
+
+        from transforms.sources.kafka import METADATA_TIMEOUT_SECONDS, partition_origin
+        consumer = Consumer({"bootstrap.servers": opts.kafka_bootstrap_servers,
+                             "group.id": "bedrock-batch-beam"})
+        try:
+            topic = consumer.list_topics(opts.kafka_topic,
+                                         timeout=METADATA_TIMEOUT_SECONDS).topics[opts.kafka_topic]
+            return [partition_origin(opts.kafka_topic, n) for n in topic.partitions]
+        finally:
+            consumer.close()
+    (result,) = FileSystems.match([opts.input])
+    return [found.path for found in result.metadata_list]
 
 
 def durable_facts(opts: BedrockBatchOptions, config: BatchConfig,
@@ -622,7 +724,9 @@ def durable_facts(opts: BedrockBatchOptions, config: BatchConfig,
         if harvested is not None:
             run_jobs_ = tuple(RunJob(job["name"], job["status"], job["name"] in harvested,
                                      job["job_output"]) for job in jobs)
-    ledger = None if opts.kafka_topic else _durable("the source ledger", lambda: read_ledger(
+    # A Kafka read ledgers each partition once its bounded read has ended: none if unbounded.
+    kept = not opts.kafka_topic or bool(opts.watch_seconds)
+    ledger = None if not kept else _durable("the source ledger", lambda: read_ledger(
         storage, layout.source_ledger_prefix(config.base_uri, config.run_id)))
     rows = None
     if opts.sink in FORMATS:

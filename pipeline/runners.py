@@ -86,3 +86,24 @@ def is_fnapi(runner: str) -> bool:
     """Whether ``runner`` (a --runner value) is one of Beam's in-process runners, which run this
     pipeline on the FnApiRunner when Prism is not at hand (the DirectRunner tries Prism first)."""
     return runner.lower() in FNAPI_NAMES
+
+
+def is_flink(runner: str | None) -> bool:
+    """Whether ``runner`` (a --runner value) is Beam's Flink runner."""
+    return str(runner or "").split(".")[-1].lower() == "flinkrunner"
+
+
+def ended_by_the_cli(runner: str | None, streaming: bool, watch_seconds: float | None,
+                     checkpointing_interval: str | None) -> bool:
+    """Whether the CLI ends the run itself once the durable facts agree (``pipeline.drain``):
+    a bounded watch or Kafka read on Flink with checkpointing, which Beam's Flink runner keeps
+    running after its sources are done.
+
+    Args:
+        runner: --runner.
+        streaming: --streaming.
+        watch_seconds: --watch-seconds (None or 0: the watch never ends).
+        checkpointing_interval: --checkpointing_interval as given, or None.
+    """
+    return (is_flink(runner) and streaming and bool(watch_seconds)
+            and str(checkpointing_interval or "").isdigit() and int(checkpointing_interval) > 0)

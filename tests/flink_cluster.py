@@ -153,6 +153,15 @@ class FlinkCluster:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None
 
+    def cancel_job(self, jid: str) -> None:
+        """Cancel a job (one a killed client left running would hold slots for later runs)."""
+        request = urllib.request.Request(f"http://{self.address}/jobs/{jid}?mode=cancel",
+                                         method="PATCH")
+        try:
+            urllib.request.urlopen(request, timeout=30).close()
+        except urllib.error.URLError:
+            pass  # already ended, or the JobManager is gone: nothing left to hold slots
+
     def wait_until(self, what: str, ready: Callable[[], Any],
                    timeout_s: float = START_TIMEOUT_S) -> Any:
         """Poll ``ready`` until it returns something truthy; ClusterError with the JobManager's

@@ -8,6 +8,7 @@ import json
 import math
 import re
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -283,11 +284,12 @@ def test_defer_in_streaming_keeps_the_tail_left_at_the_end_in_its_window(tmp_pat
 
 
 def test_the_watch_starts_its_clock_when_reading_starts(tmp_path):
-    """A runner that takes longer to start than the watch lasts still gets the whole watch: the
-    transcripts are found after the pipeline started, not in a watch that ended before it."""
+    """A runner that takes longer to start than the watch lasts still gets the whole watch: a
+    file that appears after the pipeline started is found, not missed by a watch that ended
+    before it. Its records are timestamped with the file's modification time, the same on a
+    replay."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    _write_jsonl(inbox / "calls.jsonl", _calls(3, 1))
     watch_seconds = 3
     p = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(["--streaming"]))
     found = (p | WatchTranscripts(str(inbox / "*.jsonl"), interval_seconds=1,
@@ -295,11 +297,20 @@ def test_the_watch_starts_its_clock_when_reading_starts(tmp_path):
     found | beam.Map(lambda t, ts=beam.DoFn.TimestampParam: (tmp_path / f"{t.id}.time").write_text(
         str(float(ts))))
     time.sleep(watch_seconds + 2)  # the runner's slow start: longer than the whole watch
-    reading_starts = time.time()
-    p.run().wait_until_finish()
+    # Within the watch's first seconds, however late its first listing comes.
+    def arrive() -> None:  # whole, as an S3 PUT appears
+        _write_jsonl(tmp_path / "calls.tmp", _calls(3, 1)).rename(inbox / "calls.jsonl")
+
+    writer = threading.Timer(watch_seconds - 1, arrive)
+    writer.start()
+    try:
+        p.run().wait_until_finish()
+    finally:
+        writer.join()
     times = [float(f.read_text()) for f in tmp_path.glob("*.time")]
     assert len(times) == 3
-    assert all(t >= reading_starts - 0.001 for t in times), (times, reading_starts)
+    mtime = (inbox / "calls.jsonl").stat().st_mtime
+    assert all(abs(t - mtime) < 1e-5 for t in times), (times, mtime)  # Beam keeps microseconds
 
 
 def test_a_watched_folder_windows_by_event_time_and_reports_what_is_too_late(tmp_path):

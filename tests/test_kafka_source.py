@@ -21,7 +21,9 @@ from tests.jvm_services import flink_pipeline_args
 from tests.pipelines import LOCAL_RUNNERS, pipeline_on
 from transforms.core.model import Failure, Transcript
 from transforms.sources.kafka import (KafkaPartition, ReadTranscriptsFromKafka, _ListPartitionsFn,
-                                      _consumer_settings, message_time, message_to_item)
+                                      _consumer_settings, message_time,
+                                      message_to_item, partition_entry)
+from transforms.sources.source_ledger import LedgerEntry, SourceLedger, parse_entry
 from transforms.sources.validation import FieldMapping
 
 MAPPING = FieldMapping()
@@ -254,3 +256,30 @@ def test_reads_on_flink_portable_runner(kafka_bootstrap, flink_job_endpoint, tmp
                             flink_pipeline_args(flink_job_endpoint, streaming=True))))
     assert sorted(r["id"] for r in rows if r["kind"] == "t") == sorted(f"f-{n}" for n in range(10))
     assert [r["origin"] for r in rows if r["kind"] == "f"] == [sent.origins["bad"]]
+
+
+def test_a_bounded_read_ledgers_each_partition_s_offset_range(kafka_bootstrap, tmp_path):
+    """The source ledger's Kafka entries: one per partition once its bounded read has ended,
+    counting the messages of the offset range read, so a restarted attempt's report does not
+    rest on its counters."""
+    topic = create_topic(kafka_bootstrap)
+    sent = Sent(kafka_bootstrap, topic)
+    for n in range(7):
+        sent.send(f"call-{n}", json.dumps({"id": f"call-{n}", "text": "hi"}).encode(),
+                  0 if n < 5 else 1, BASE_MS + n)
+    sent.flush()
+    ledger = tmp_path / "ledger"
+    with beam.Pipeline(options=PipelineOptions(["--streaming"])) as p:
+        read = p | ReadTranscriptsFromKafka(kafka_bootstrap, topic, group_id=f"g-{topic}",
+                                            poll_timeout_seconds=0.5, stop_after_seconds=6,
+                                            ledger=SourceLedger(str(ledger)))
+        read["transcripts"] | beam.Map(lambda _: None)
+    entries = sorted((parse_entry(path.read_text()) for path in ledger.iterdir()),
+                     key=lambda entry: entry.path)
+    assert entries == [LedgerEntry(f"kafka:{topic}/0", 5, 0), LedgerEntry(f"kafka:{topic}/1", 2, 0)]
+
+
+def test_a_partition_entry_counts_the_offsets_read():
+    part = KafkaPartition("t", 3, start_offset=40, stop_at=1.0)
+    assert partition_entry(part, 52) == LedgerEntry("kafka:t/3", 12, 0)
+    assert partition_entry(part, 40) == LedgerEntry("kafka:t/3", 0, 0)

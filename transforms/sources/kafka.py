@@ -33,11 +33,13 @@ from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafk
 from transforms.core.errors import ConfigError
 from transforms.core.metrics import counter
 from transforms.core.model import Failure, Transcript
+from transforms.core.storage import Storage, join
 from transforms.sources.common import (DEFAULT_INPUT_LATENESS_SECONDS, FAILURES, RECORDS_IN,
                                        TRANSCRIPTS, check_field_options, checked)
 from transforms.sources.parsing import parse_json
-from transforms.sources.validation import source_failure
-from transforms.sources.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, record_to_transcript
+from transforms.sources.source_ledger import LedgerEntry, SourceLedger, entry_name, entry_text
+from transforms.sources.validation import (DEFAULT_MAX_TEXT_CHARS, FieldMapping,
+                                           record_to_transcript, source_failure)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,32 @@ def kafka_origin(topic: str, partition: int, offset: int) -> str:
         offset: The message offset.
     """
     return f"kafka:{topic}/{partition}@{offset}"
+
+
+def partition_origin(topic: str, partition: int) -> str:
+    """A partition's path in the source ledger: ``kafka:<topic>/<partition>``.
+
+    Args:
+        topic: The topic.
+        partition: The partition number.
+    """
+    return f"kafka:{topic}/{partition}"
+
+
+def partition_entry(part: "KafkaPartition", end_offset: int) -> LedgerEntry:
+    """The source ledger's entry of a bounded read of a partition that has ended: the messages
+    of the offset range it read, ``[start_offset, end_offset)``. Counted from the offsets, which
+    a restored read keeps (its restriction), not from the messages a restarted attempt saw; so
+    exact for a topic without transactions or compaction (a transaction's commit marker, or a
+    compacted message, takes an offset too). Failure rows at the source are counted where they
+    land (0 here).
+
+    Args:
+        part: The partition read.
+        end_offset: The offset after the last message read.
+    """
+    return LedgerEntry(partition_origin(part.topic, part.partition),
+                       max(0, end_offset - part.start_offset), 0)
 
 
 def message_to_item(value: bytes | None, origin: str, mapping: FieldMapping,
@@ -261,8 +289,10 @@ class _ReadPartitionFn(beam.DoFn):
     the message time."""
 
     def __init__(self, settings: dict[str, Any], mapping: FieldMapping, max_text_chars: int,
-                 poll_timeout_seconds: float, allowed_lateness_seconds: float | None = None) -> None:
+                 poll_timeout_seconds: float, allowed_lateness_seconds: float | None = None,
+                 ledger: SourceLedger | None = None) -> None:
         self._settings = settings
+        self._ledger = ledger
         self._allowed_lateness = (None if allowed_lateness_seconds is None
                                   else Duration(seconds=allowed_lateness_seconds))
         self._mapping = mapping
@@ -275,6 +305,9 @@ class _ReadPartitionFn(beam.DoFn):
 
     def setup(self) -> None:
         self._consumer = Consumer(self._settings)
+        if self._ledger is not None:
+            aws = self._ledger.aws
+            self._ledger_storage = Storage(aws.client("s3") if aws is not None else None)
         # (topic, partition, offset of the next message poll() returns), to skip a re-assign
         # (and the refetch it costs) when a resumed restriction continues where we stopped.
         self._position: tuple[str, int, int] | None = None
@@ -310,6 +343,7 @@ class _ReadPartitionFn(beam.DoFn):
                 now = time.time()
                 draining = part.stop_at is not None and now >= part.stop_at
                 if draining and (now >= part.stop_at + DRAIN_SECONDS or not self._backlog(part)):
+                    self._write_entry(part, restriction.start if claimed is None else claimed + 1)
                     tracker.try_claim(restriction.stop)  # past the end: the restriction is done
                     break
                 if time.monotonic() >= read_until:
@@ -340,6 +374,14 @@ class _ReadPartitionFn(beam.DoFn):
         finally:
             if claimed is not None:
                 self._commit(part, claimed + 1)
+
+    def _write_entry(self, part: KafkaPartition, end_offset: int) -> None:
+        # Once the partition's bounded read has ended; a failed write fails the bundle, which
+        # the runner retries from the same restriction. A replay writes the same entry.
+        if self._ledger is not None:
+            entry = partition_entry(part, end_offset)
+            self._ledger_storage.write_text(join(self._ledger.prefix, entry_name(entry.path)),
+                                            entry_text(entry))
 
     def _emit(self, part: KafkaPartition, message: Any,
               watermark: ManualWatermarkEstimator) -> Iterator[Any]:
@@ -427,6 +469,9 @@ class ReadTranscriptsFromKafka(beam.PTransform):
         start_offset: ``earliest`` or ``latest``, for a pipeline with no checkpoint.
         consumer_config: Extra librdkafka consumer settings.
         allowed_lateness_seconds: See above; None turns the check off.
+        ledger: Where to keep the source ledger (``transforms.sources.source_ledger``): with
+            ``stop_after_seconds``, each partition's entry (``partition_entry``) once its read
+            has ended. None keeps no ledger.
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, group_id: str = "bedrock-batch-beam",
@@ -435,7 +480,8 @@ class ReadTranscriptsFromKafka(beam.PTransform):
                  max_text_chars: int = DEFAULT_MAX_TEXT_CHARS, poll_timeout_seconds: float = 1.0,
                  stop_after_seconds: float | None = None, start_offset: str = "earliest",
                  consumer_config: Mapping[str, Any] | None = None,
-                 allowed_lateness_seconds: float | None = DEFAULT_INPUT_LATENESS_SECONDS) -> None:
+                 allowed_lateness_seconds: float | None = DEFAULT_INPUT_LATENESS_SECONDS,
+                 ledger: SourceLedger | None = None) -> None:
         super().__init__()
         check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
                        turns_field=turns_field)
@@ -464,6 +510,7 @@ class ReadTranscriptsFromKafka(beam.PTransform):
         self._stop_after = stop_after_seconds
         self._start_offset = start_offset
         self._allowed_lateness = allowed_lateness_seconds
+        self._ledger = ledger
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         read = (
@@ -474,6 +521,6 @@ class ReadTranscriptsFromKafka(beam.PTransform):
             | "SpreadPartitions" >> beam.Reshuffle()
             | "ReadPartitions" >> beam.ParDo(_ReadPartitionFn(
                 self._settings, self._mapping, self._max_text_chars, self._poll_timeout,
-                self._allowed_lateness)
+                self._allowed_lateness, self._ledger)
             ).with_output_types(Transcript).with_outputs(FAILURES, main=TRANSCRIPTS))
         return {TRANSCRIPTS: read[TRANSCRIPTS], FAILURES: read[FAILURES]}
