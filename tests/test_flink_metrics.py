@@ -39,7 +39,7 @@ PREFIX = "flink_taskmanager_job_task_operator_"
 # check against.
 DASHBOARD_COUNTERS = (
     "records_in", "transcripts_read", "files_read", "records_sharded", "jobs_planned",
-    "jobs_submitted", "jobs_finished", "records_succeeded", "records_failed",
+    "jobs_submitted", "jobs_finished", "records_succeeded", "records_rejected",
     "summaries_written", "failures_written", "input_tokens", "output_tokens",
 )
 # Generous: on 2 shared cores, with other Flink jobs beside it, the first counters came more
@@ -72,7 +72,7 @@ def bedrock_batch_totals(exposition: str) -> dict[str, dict[str, float]]:
 
 def test_totals_sum_a_counter_over_operators_and_keep_jobs_apart():
     """The parser the scrape test relies on, on the reporter's format as scraped here."""
-    name = prometheus_name("records_failed")
+    name = prometheus_name("records_rejected")
     text = "\n".join([
         f"# TYPE {name} gauge",
         f'{name}{{job_id="a",operator_name="Read",subtask_index="0",}} 2.0',
@@ -170,7 +170,7 @@ def test_taskmanagers_serve_bedrock_batch_counters_during_a_run(tmp_path, flink_
     assert value["records_in"] == RECORDS + 1 and value["transcripts_read"] == RECORDS
     assert value["files_read"] == 1 and value["records_sharded"] == RECORDS
     assert value["summaries_written"] == value["records_succeeded"] == RECORDS
-    assert value["failures_written"] == value["records_failed"] == 1
+    assert value["failures_written"] == value["records_rejected"] == 1
     assert value["jobs_planned"] == value["jobs_submitted"] == value["jobs_finished"] == 2
     assert value["input_tokens"] > 0 and value["output_tokens"] > 0
     assert seen[prometheus_name("failures.validate.MissingText")] == 1

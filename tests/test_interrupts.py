@@ -163,6 +163,13 @@ def _interrupted_run(argv: list[str], tmp_path: Path, point: str | None = None,
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
+# Beam's data plane logging the stream a stopped Flink job server broke: its message, the trace
+# (indented frames) and the gRPC error it ends with.
+LOOPBACK_WORKER_TRACE = re.compile(
+    r"[^\n]*Failed to read inputs in the data plane\.\nTraceback \(most recent call last\):\n"
+    r"(?:[ \t].*\n|grpc\._channel\..*\n|>\n)*")
+
+
 def _the_line(run: subprocess.CompletedProcess, signame: str = "SIGINT") -> str:
     """The interrupted line, after checking the exit code and that it is the only such line."""
     assert run.returncode == exit_codes.INTERRUPTED, run.stderr[-3000:]
@@ -439,6 +446,9 @@ def test_ctrl_c_on_a_flink_run_prints_the_one_line(local_backend_factory, tmp_pa
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
     err = (tmp_path / "stderr").read_text()
+    # The one trace the README allows here: Beam's LOOPBACK worker logs the bundle the stopped
+    # job server cut (when its stream breaks before the signal reached this process's handler).
+    err = LOOPBACK_WORKER_TRACE.sub("", err)
     line = _the_line(subprocess.CompletedProcess(argv, process.returncode, "", err))
     assert "goes on running and is billed" in line
     assert not [row for row in err.splitlines() if row.startswith("error:")], err[-3000:]

@@ -103,11 +103,11 @@ class _ResolveCollisionsFn(beam.DoFn):
         records = list(records)  # a group is one record unless ids collide
         if len(records) <= 1:  # (none: an empty pane, which Flink fires with allowed lateness)
             yield from records
-            return
-        self._collisions.inc(len(records) - 1)
-        assigned = assign_record_ids(r.transcript_id for r in records)
-        for record in records:
-            yield _salted(record, assigned[record.transcript_id])
+        else:
+            self._collisions.inc(len(records) - 1)
+            assigned = assign_record_ids(r.transcript_id for r in records)
+            for record in records:
+                yield _salted(record, assigned[record.transcript_id])
 
 
 class _SaltedIdsFn(beam.DoFn):
