@@ -12,7 +12,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 DEPLOYMENT = yaml.safe_load((ROOT / "deploy" / "flink-session.yaml").read_text())
-CONFIG = yaml.safe_load((ROOT / "jvm" / "flink" / "conf" / "config.yaml").read_text())
+CONFIG_TEXT = (ROOT / "jvm" / "flink" / "conf" / "config.yaml").read_text()
+CONFIG = yaml.safe_load(CONFIG_TEXT)
 
 # config.yaml settings that differ by design on Kubernetes: addresses and ports (the operator
 # sets them; the test cluster gives each process its own), the memory pools (the operator
@@ -75,3 +76,18 @@ def test_no_credentials_in_the_deployment_files():
     deployment = (ROOT / "deploy" / "flink-session.yaml").read_text()
     for text in (deployment, DOCKERFILE):
         assert "AWS_ACCESS_KEY_ID" not in text and "AWS_SECRET_ACCESS_KEY" not in text
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; Flink's parser refuses the file ("Error parsing
+    YAML configuration") and no process of the cluster starts."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+        keys = [self.construct_object(key, deep=deep) for key, _value in node.value]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        assert not repeated, f"keys given twice at line {node.start_mark.line + 1}: {repeated}"
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_the_cluster_config_gives_each_key_once():
+    yaml.load(CONFIG_TEXT, Loader=_UniqueKeys)

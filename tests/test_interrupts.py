@@ -163,10 +163,12 @@ def _interrupted_run(argv: list[str], tmp_path: Path, point: str | None = None,
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
-# Beam's data plane logging the stream a stopped Flink job server broke: its message, the trace
-# (indented frames) and the gRPC error it ends with.
+# Beam's LOOPBACK worker reporting a data stream the Flink job server closed (it also does so
+# when Flink ends a stage, before any Ctrl-C): the data plane's log line or its reader thread's
+# end, the trace (indented frames) and the gRPC error it ends with.
 LOOPBACK_WORKER_TRACE = re.compile(
-    r"[^\n]*Failed to read inputs in the data plane\.\nTraceback \(most recent call last\):\n"
+    r"(?:[^\n]*Failed to read inputs in the data plane\.|Exception in thread "
+    r"read_grpc_client_inputs:)\nTraceback \(most recent call last\):\n"
     r"(?:[ \t].*\n|grpc\._channel\..*\n|>\n)*")
 
 
