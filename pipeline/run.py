@@ -699,8 +699,11 @@ def listed_inputs(opts: BedrockBatchOptions) -> list[str]:
             return [partition_origin(opts.kafka_topic, n) for n in topic.partitions]
         finally:
             consumer.close()
+    from transforms.sources.source_ledger import file_identity
     (result,) = FileSystems.match([opts.input])
-    return [found.path for found in result.metadata_list]
+    # Named as the ledger names them: a relative or symlinked --input matches the same files
+    # under other spellings, and the run would never be seen as done.
+    return [file_identity(found.path) for found in result.metadata_list]
 
 
 def durable_facts(opts: BedrockBatchOptions, config: BatchConfig,

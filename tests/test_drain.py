@@ -184,3 +184,20 @@ def test_a_sink_whose_rows_cannot_be_counted_is_refused(tmp_path, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1
     assert "--sink kafka" in errors[0] and "--sink avro or jsonl or parquet" in errors[0]
+
+
+def test_listed_files_are_named_as_the_ledger_names_them(tmp_path, monkeypatch):
+    """A relative --input through a symbolic link lists each file under the name the source
+    ledger gives it (file_identity), so the facts can agree."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.options import BedrockBatchOptions
+    from pipeline.run import listed_inputs
+    from transforms.sources.source_ledger import file_identity
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "in.jsonl").write_text("{}\n")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    opts = PipelineOptions(["--input", "link/*.jsonl"]).view_as(BedrockBatchOptions)
+    assert listed_inputs(opts) == [file_identity(str(tmp_path / "real" / "in.jsonl"))]
