@@ -2,6 +2,7 @@
 endpoints are one)."""
 from __future__ import annotations
 
+import abc
 import socketserver
 import threading
 from typing import Any, TypeVar
@@ -12,7 +13,7 @@ _Self = TypeVar("_Self", bound="BackgroundServer")
 POLL_SECONDS = 0.05
 
 
-class BackgroundServer:
+class BackgroundServer(abc.ABC):
     """Serves on a daemon thread from start() to stop(); also a context manager.
 
     Subclasses build their server in ``_make_server`` (port 0 lets the OS pick a free port;
@@ -26,8 +27,9 @@ class BackgroundServer:
         self._server: socketserver.BaseServer | None = None
         self._thread: threading.Thread | None = None
 
+    @abc.abstractmethod
     def _make_server(self) -> socketserver.BaseServer:
-        raise NotImplementedError
+        """The server to run, bound and not yet serving."""
 
     def _after_stop(self) -> None:
         """Called once the server has stopped."""
