@@ -155,7 +155,8 @@ def _rows_being_written(run: Run) -> bool:
 # --shutdown_sources_after_idle_ms): in the job restored from its checkpoint, Flink's REST API
 # showed every vertex's watermark at Long.MAX_VALUE at once and no record read; the 12 records
 # the open windows held before the kill never reached a job (an earlier measurement with the
-# idle flag saw Beam's droppedDueToLateness count 12 at Summarize/Round1/Group). Nothing is
+# idle flag saw Beam's droppedDueToLateness count 12 at Summarize/Round1/Group,
+# now Summarize/Round1/WriteShards/ByPane/Group). Nothing is
 # billed; the CLI sees every file ledgered but no row and no job, and ends the run once its
 # facts stand still (exit 4, "12 records in are neither a summary nor a failure row").
 RESTORED_WATERMARK_AT_END = pytest.mark.xfail(

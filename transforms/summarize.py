@@ -21,7 +21,7 @@ from transforms.core.errors import ConfigError
 from transforms.core.metrics import counter
 from transforms.core.model import (BatchRecord, Failure, Summary, Transcript, jsonl_line_size,
                                    truncate_raw)
-from transforms.core.windowing import ALLOWED_LATENESS, restore_windowing
+from transforms.core.windowing import restore_windowing
 from transforms.jobs import harvest
 from transforms.jobs.await_jobs import AwaitJobs
 from transforms.prepare.records import assign_record_ids, build_record, record_id_for
@@ -204,39 +204,9 @@ class BatchRound(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self._config
-        windowfn = records.windowing.windowfn
-        if not isinstance(windowfn, window.GlobalWindows):
-            # Streaming windows: a window becomes jobs when it closes, or early as soon as a full
-            # job's worth of records is there; records that come late (resubmissions) still form
-            # jobs of their own instead of being dropped.
-            records = records | "SizeTrigger" >> beam.WindowInto(
-                windowfn, trigger=trigger.AfterWatermark(
-                    early=trigger.AfterCount(cfg.quotas.max_records_per_job),
-                    late=trigger.AfterCount(1)),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-                allowed_lateness=ALLOWED_LATENESS)
-        if isinstance(windowfn, window.GlobalWindows):  # one window: its shards in parallel
-            sharded = records | "WriteShards" >> shards.WriteShardsInParallel(cfg, self._attempt)
-        else:  # panes fire per key, so a pane's records stay under one key
-            grouped = (records
-                       | "ByModel" >> beam.Map(lambda r, model=cfg.model_id: (model, r))
-                       .with_output_types(Tuple[str, BatchRecord])
-                       | "Group" >> beam.GroupByKey()
-                       | "WriteShards" >> beam.ParDo(shards.WriteShardsFn(cfg, self._attempt))
-                       .with_outputs(shards.FAILURES, shards.ON_DEMAND, shards.DEFERRED,
-                                     main="batches"))
-            sharded = {tag: grouped[tag] for tag in
-                       ("batches", shards.FAILURES, shards.ON_DEMAND, shards.DEFERRED)}
+        sharded = records | "WriteShards" >> shards.WriteShards(cfg, self._attempt)
         carried = sharded[shards.DEFERRED] | "CarryTails" >> CarryTails(cfg, self._attempt)
         batches = (sharded["batches"], carried["batches"]) | "AllBatches" >> beam.Flatten()
-        on_demand = sharded[shards.ON_DEMAND]
-        if isinstance(windowfn, window.GlobalWindows):
-            # The parallel layout routes the tail before the shards are written: the on-demand
-            # calls wait for the batches, so a runner that runs one stage at a time (the
-            # DirectRunner) creates the jobs first and the calls run while the jobs do.
-            on_demand = on_demand | "AfterBatches" >> beam.Map(
-                lambda record, _batches: record, beam.pvalue.AsList(batches)).with_output_types(
-                BatchRecord)
         harvested = (batches
                      | "AwaitJobs" >> AwaitJobs(cfg)
                      | "Spread" >> beam.Reshuffle()
@@ -246,7 +216,7 @@ class BatchRound(beam.PTransform):
         failures = ((sharded[shards.FAILURES], carried["failures"], harvested[harvest.FAILURES])
                     | "Failures" >> beam.Flatten())
         return {"summaries": harvested.summaries, "failures": failures,
-                "retries": harvested[harvest.RETRIES], "on_demand": on_demand}
+                "retries": harvested[harvest.RETRIES], "on_demand": sharded[shards.ON_DEMAND]}
 
 
 class SummarizeTranscripts(beam.PTransform):

@@ -1,13 +1,14 @@
 """Stream records into quota-sized JSONL shards on S3 and describe the jobs that will read them.
 
-No Beam here. The Beam stages (shards.py, carry.py) call ``ShardWriter.write`` with one group of
-records: the plan is made from record ids and sizes only (planning.py); records are then
-streamed into per-shard temp files, so memory holds the group's ids, sizes and placements but
-no record's text, except the records too few for a job, which are returned to the caller.
-Records are placed in recordId order, so a restarted run lays out exactly the same shards and
-job names. ``WriteShardsInParallel`` uses the writer's parts instead (``existing``,
-``new_names``, ``prepare_jobs``, ``upload_part``, ``join_parts``, ``delete_parts``, ``spec``,
-``adopted_specs``).
+No Beam here. ``ShardWriter.write`` is the engine of one group of records (a window pane in
+``write_shards.WriteShardsFn``, a carried group in ``carry.py``): the plan is made from record
+ids and sizes only (planning.py); records are then streamed into per-shard temp files, so memory
+holds the group's ids, sizes and placements but no record's text, except the records too few
+for a job, which are returned to the caller. Records are placed in recordId order, so a
+restarted run lays out exactly the same shards and job names. ``WriteShardsInParallel`` places
+records by bucket instead and uses the writer's parts (``existing``, ``new_names``,
+``prepare_jobs``, ``upload_part``, ``join_parts``, ``delete_parts``, ``adopted_specs``,
+``batch``); the two engines share those parts and nothing else.
 """
 from __future__ import annotations
 
@@ -109,14 +110,37 @@ class ShardWriter:
         with tempfile.TemporaryDirectory(prefix="shards-") as tmp:
             shards = _stream_into_shards(records, owner, placement_of, cfg.quotas, tmp, result)
             self._upload(tmp, names, pool, attempt, shards)
-        specs = [self.spec(name, job_records[j], job_bytes[j], window_start, window_end, attempt)
-                 for j, name in enumerate(names)]
-        specs += self.adopted_specs(adopted, {name: held[name][1] for name in adopted}, result,
-                                    window_start, window_end, attempt)
-        log_planned(specs, set(adopted))
-        if specs:
-            result.batch = JobBatch(cfg.model_id, tuple(specs), cfg.poll_interval_seconds)
+        result.batch = self.batch(
+            [(name, job_records[j], job_bytes[j]) for j, name in enumerate(names)],
+            self.adopted_specs(adopted, {name: held[name][1] for name in adopted}, result,
+                               window_start, window_end, attempt),
+            window_start, window_end, attempt)
         return result
+
+    def batch(self, new_jobs: Iterable[tuple[str, int, int]], adopted: list[JobSpec],
+              window_start: dt.datetime | None, window_end: dt.datetime | None,
+              attempt: int) -> JobBatch | None:
+        """A group's JobBatch: its new jobs, then the existing jobs it adopts; None when it has
+        neither. Logs one "planned" line per job (the CLI's progress display counts them).
+
+        Args:
+            new_jobs: (name, records, bytes) of each new job, in job order.
+            adopted: The adopted jobs' specs (``adopted_specs``).
+            window_start: Start of the group's window, or None.
+            window_end: End of that window, or None.
+            attempt: The submission round.
+        """
+        specs = [self.spec(name, records, size, window_start, window_end, attempt)
+                 for name, records, size in new_jobs] + adopted
+        adopted_names = {spec.job_name for spec in adopted}
+        for spec in specs:
+            log.info("planned %s: %d records, %d bytes%s", spec.job_name, spec.record_count,
+                     spec.input_bytes,
+                     " (exists, adopted)" if spec.job_name in adopted_names else "")
+        if not specs:
+            return None
+        cfg = self._config
+        return JobBatch(cfg.model_id, tuple(specs), cfg.poll_interval_seconds)
 
     def adopted_specs(self, adopted: dict[str, list[tuple[str, int]]], totals: dict[str, int],
                       result: ShardResult, window_start: dt.datetime | None,
@@ -424,14 +448,3 @@ def undersized_failure(record: BatchRecord, count: int, config: BatchConfig, why
                        f"or a lower --min-records-per-job"),
         transcript_id=record.transcript_id, record_id=record.record_id, attempt=record.attempt)
 
-
-def log_planned(specs: list[JobSpec], adopted: set[str]) -> None:
-    """One "planned" log line per job (the CLI's progress display counts them).
-
-    Args:
-        specs: The window's jobs.
-        adopted: Names of the jobs an earlier run created.
-    """
-    for spec in specs:
-        log.info("planned %s: %d records, %d bytes%s", spec.job_name, spec.record_count,
-                 spec.input_bytes, " (exists, adopted)" if spec.job_name in adopted else "")

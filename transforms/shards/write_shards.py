@@ -1,8 +1,10 @@
-"""Beam stages: a window's records -> JSONL shards on S3 and a JobBatch to submit.
+"""Beam stages: a round's records -> JSONL shards on S3 and a JobBatch to submit.
 
-``WriteShardsFn`` writes one window pane's grouped records (streaming windows, whose panes fire
-by count and lateness); ``WriteShardsInParallel`` writes the global window's shards, each shard
-under its own key.
+``WriteShards`` is the stage; it picks one of two engines by the window type, once. Time
+windows go ``WriteShardsByPane``: each window pane's records are one group (``WriteShardsFn``).
+The global window goes ``WriteShardsInParallel``: each shard is written under its own key. Both
+use the writer's shared core (``shard_writer``): the jobs a rerun adopts, job names, specs and
+the JobBatch; each places records its own way (see docs/architecture.md, "Shard preparation").
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Tuple
 
 import apache_beam as beam
+from apache_beam.transforms import trigger
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -20,11 +23,12 @@ from transforms.core import layout
 from transforms.core.bedrock import JobsClient
 import transforms.core.coders  # noqa: F401 - registers the coders of the typed elements below
 from transforms.core.metrics import counter
-from transforms.core.model import BatchRecord, JobBatch
+from transforms.core.model import BatchRecord
 from transforms.core.storage import Storage
+from transforms.core.windowing import ALLOWED_LATENESS
 from transforms.shards.bucket_plan import BucketPlacement, BucketSummary, bucket_count, bucket_of
 from transforms.shards.planning import UndersizedPolicy, oversized
-from transforms.shards.shard_writer import (ExistingJobs, ShardResult, ShardWriter, log_planned,
+from transforms.shards.shard_writer import (ExistingJobs, ShardResult, ShardWriter,
                                             oversized_failure, slice_line, undersized_failure)
 
 FAILURES = "failures"
@@ -295,19 +299,16 @@ class _AssembleFn(ShardingDoFn):
                 adopted.setdefault(key, []).extend(value)
         result = ShardResult(records_sharded=sum(records for records, _ in jobs.values()))
         attempt = self._attempt
-        specs = [self._writer.spec(shard_placement.names[j], records, size, None, None, attempt)
-                 for j, (records, size) in sorted(jobs.items())]
-        specs += self._writer.adopted_specs(adopted, existing.totals, result, None, None, attempt)
-        log_planned(specs, set(adopted))
+        result.batch = self._writer.batch(
+            [(shard_placement.names[j], records, size) for j, (records, size) in sorted(jobs.items())],
+            self._writer.adopted_specs(adopted, existing.totals, result, None, None, attempt),
+            None, None, attempt)
         self._writer.delete_parts(shard_placement.names)  # every shard is joined by now
-        result.batch = JobBatch(self._config.model_id, tuple(specs),
-                                self._config.poll_interval_seconds)
         yield from self._emit(result)
 
 
 class WriteShardsInParallel(beam.PTransform):
-    """PCollection[BatchRecord] in the global window -> JobBatch (main), tagged FAILURES,
-    ON_DEMAND and DEFERRED: the same outputs as ``WriteShardsFn`` after a GroupByKey.
+    """PCollection[BatchRecord] in the global window -> the outputs of ``WriteShards``.
 
     No step holds the window: a count and a per-bucket size summary plan it, each hash bucket of
     recordIds is placed by itself into slices of its records' shards, and each shard is joined
@@ -363,5 +364,74 @@ class WriteShardsInParallel(beam.PTransform):
                    | "Assemble" >> beam.ParDo(_AssembleFn(cfg, attempt),
                                               shard_placement=shard_placement, existing=existing))
         failures = ((classified[FAILURES], routed[FAILURES]) | "AllFailures" >> beam.Flatten())
-        return {"batches": batches, FAILURES: failures, ON_DEMAND: routed[ON_DEMAND],
+        # The tail is routed before the shards are written: the on-demand records wait for the
+        # batches, so a runner that runs one stage at a time (the DirectRunner) creates the jobs
+        # first and the calls run while the jobs do. (A round's records go either on-demand or
+        # deferred, never both, so the carried tails' batches have nothing to wait for here.)
+        on_demand = routed[ON_DEMAND] | "AfterBatches" >> beam.Map(
+            lambda record, _batches: record, beam.pvalue.AsList(batches)).with_output_types(
+            BatchRecord)
+        return {"batches": batches, FAILURES: failures, ON_DEMAND: on_demand,
                 DEFERRED: routed[DEFERRED]}
+
+
+class WriteShardsByPane(beam.PTransform):
+    """PCollection[BatchRecord] in time windows -> the outputs of ``WriteShards``, one group of
+    records per window pane.
+
+    A window becomes jobs when it closes, or early as soon as a full job's worth of records is
+    there; records that come late (resubmissions) still form jobs of their own instead of being
+    dropped. Panes fire per key, so a pane's records stay under one key (the model).
+
+    Args:
+        config: The run's configuration.
+        attempt: The submission round: 1 for the first, +1 per retry round.
+    """
+
+    def __init__(self, config: BatchConfig, attempt: int):
+        super().__init__()
+        self._config = config
+        self._attempt = attempt
+
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+        cfg = self._config
+        written = (records
+                   | "SizeTrigger" >> beam.WindowInto(
+                       records.windowing.windowfn, trigger=trigger.AfterWatermark(
+                           early=trigger.AfterCount(cfg.quotas.max_records_per_job),
+                           late=trigger.AfterCount(1)),
+                       accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                       allowed_lateness=ALLOWED_LATENESS)
+                   | "ByModel" >> beam.Map(lambda r, model=cfg.model_id: (model, r))
+                   .with_output_types(Tuple[str, BatchRecord])
+                   | "Group" >> beam.GroupByKey()
+                   | "Write" >> beam.ParDo(WriteShardsFn(cfg, self._attempt))
+                   .with_outputs(FAILURES, ON_DEMAND, DEFERRED, main="batches"))
+        return {tag: written[tag] for tag in ("batches", FAILURES, ON_DEMAND, DEFERRED)}
+
+
+class WriteShards(beam.PTransform):
+    """PCollection[BatchRecord] of one round -> JobBatch (main, "batches"), tagged FAILURES
+    (records no job can take, or too few for one under the ``fail`` policy), ON_DEMAND and
+    DEFERRED (records too few for a job, by the undersized policy).
+
+    The window type picks the engine here, and nowhere else. The global window fires once, when
+    the input ends, so all its records can be counted and summarized before any is placed:
+    ``WriteShardsInParallel``. A time window fires panes (early, on time, late), each the records
+    of one key that fire together, which cannot be split across keys before they are placed:
+    ``WriteShardsByPane``, one group per pane.
+
+    Args:
+        config: The run's configuration.
+        attempt: The submission round: 1 for the first, +1 per retry round.
+    """
+
+    def __init__(self, config: BatchConfig, attempt: int):
+        super().__init__()
+        self._config = config
+        self._attempt = attempt
+
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+        if isinstance(records.windowing.windowfn, GlobalWindows):
+            return records | "InParallel" >> WriteShardsInParallel(self._config, self._attempt)
+        return records | "ByPane" >> WriteShardsByPane(self._config, self._attempt)
