@@ -4,22 +4,29 @@ and the ShardWriter (no Beam) for what a batch run cannot show quickly: panes of
 window and carried tails that group differently, and a crash between upload and submission."""
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import apache_beam as beam
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 
 from pipeline.local.backend import LocalBackend
-from tests.pipelines import LOCAL_RUNNERS, local_config, summarize, transcripts
+from tests.pipelines import LOCAL_RUNNERS, local_config, pipeline_on, summarize, transcripts
 from transforms.config import BatchConfig
 from transforms.core import layout
 from transforms.core.bedrock import JobsClient
+from transforms.core.metrics import NAMESPACE
 from transforms.core.model import BatchRecord, JobBatch, Transcript
 from transforms.core.quotas import Quotas
 from transforms.core.storage import Storage
 from transforms.jobs.results import iter_index
 from transforms.prepare.records import build_record
+from transforms.shards.bucket_plan import bucket_count, bucket_of
 from transforms.shards.shard_writer import ShardWriter
+from transforms.shards.write_shards import WriteShardsInParallel
 
 
 def _jobs(backend: LocalBackend, run_id: str) -> dict[str, dict[str, Any]]:
@@ -178,3 +185,54 @@ def test_files_of_a_job_never_created_are_replaced(run: _Run) -> None:
     assert stray not in run.storage.list(layout.job_input_prefix(
         run.config.base_uri, run.config.run_id, name))
     assert sorted(run.harvested_ids(again.batch)) == sorted(r.record_id for r in run.records(items))
+
+
+# ---- WriteShardsInParallel: existing owners found per hash bucket --------------------------------
+
+def _write_in_parallel(run: _Run, items: list[Transcript], out: Path, create: bool
+                       ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The global window's shards written by the parallel engine; its jobs (name, records, the
+    ids to harvest) and counters. ``create``: the jobs are also created, as a first run does."""
+    config = run.config
+
+    def planned(batch: JobBatch) -> str:
+        if create:
+            jobs = JobsClient(config.aws.client("bedrock"), config.job)
+            for spec in batch.specs:
+                jobs.create(spec)
+        return json.dumps([[s.job_name, s.record_count, None if s.record_ids is None
+                            else sorted(s.record_ids)] for s in batch.specs])
+
+    with pipeline_on("FnApiRunner") as p:
+        (p | beam.Create(run.records(items))
+         | WriteShardsInParallel(config, attempt=1)
+         )["batches"] | beam.Map(planned) | beam.io.WriteToText(str(out / "batch"))
+    [batch] = [json.loads(line) for path in out.glob("batch*") for line in path.read_text().splitlines()]
+    counters: Counter = Counter()
+    for counter in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        counters[counter.key.metric.name] += counter.committed  # summed over the steps
+    return [{"name": n, "records": r, "record_ids": ids} for n, r, ids in batch], counters
+
+
+def test_a_rerun_finds_its_records_owners_in_each_hash_bucket(run: _Run, tmp_path) -> None:
+    """The rerun's records and the first run's jobs' recordIds meet per hash bucket: records of
+    every bucket are harvested from the jobs that hold them, none placed again; the new ones,
+    and only they, get new jobs."""
+    old, new = transcripts(90), transcripts(30, "new")
+    first, _ = _write_in_parallel(run, old, tmp_path / "one", create=True)
+    kept = old[::3] + old[1::3]  # 60 of the 90, so every first-run job holds records left out
+    again, counters = _write_in_parallel(run, kept + new, tmp_path / "two", create=False)
+
+    kept_ids = {r.record_id for r in run.records(kept)}
+    buckets = bucket_count(len(kept) + len(new))
+    assert len({bucket_of(rid, buckets) for rid in kept_ids}) == buckets > 1
+    before = {job["name"] for job in first}
+    adopted = [job for job in again if job["name"] in before]
+    fresh = [job for job in again if job["name"] not in before]
+    assert {job["name"] for job in adopted} == before
+    harvested = [rid for job in adopted for rid in job["record_ids"]]
+    assert sorted(harvested) == sorted(kept_ids), "each kept record from the job that holds it"
+    placed = [rid for job in fresh for rid in run.index_ids(job["name"])]
+    assert sorted(placed) == sorted(r.record_id for r in run.records(new)), "only new ones placed"
+    assert (counters["records_adopted"], counters["records_not_in_input"],
+            counters["records_sharded"]) == (60, 30, 30)

@@ -5,10 +5,13 @@ No Beam here. ``ShardWriter.write`` is the engine of one group of records (a win
 ids and sizes only (planning.py); records are then streamed into per-shard temp files, so memory
 holds the group's ids, sizes and placements but no record's text, except the records too few
 for a job, which are returned to the caller. Records are placed in recordId order, so a
-restarted run lays out exactly the same shards and job names. ``WriteShardsInParallel`` places
-records by bucket instead and uses the writer's parts (``existing``, ``new_names``,
-``prepare_jobs``, ``upload_part``, ``join_parts``, ``delete_parts``, ``adopted_specs``,
-``batch``); the two engines share those parts and nothing else.
+restarted run lays out exactly the same shards and job names.
+
+``WriteShardsInParallel`` places the global window's records by hash bucket instead
+(bucket_plan.py) and writes its shards as slices joined per shard (``upload_part``,
+``join_parts``, ``delete_parts``). What both engines share is the rest of the writer: the
+existing jobs a rerun adopts (``existing``, ``indexed_ids``, ``owners``, ``adopted_load``), new
+job names and prefixes (``new_names``, ``prepare_jobs``) and the group's JobBatch (``batch``).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any, Collection, Iterable, Iterator, Mapping, Optional, Tuple
 
 from transforms.config import BatchConfig
 from transforms.core import layout
@@ -54,19 +57,24 @@ class ShardResult:
     records_not_in_input: int = 0  # held by those jobs but not among this group's records
 
 
+# What a job reads for a group: (job name, records, bytes of their lines, the only recordIds to
+# harvest from it, sorted; None: every record it holds). Plain values, as Beam codes them natively.
+JobLoad = Tuple[str, int, int, Optional[Tuple[str, ...]]]
+
+
 @dataclass(frozen=True)
 class ExistingJobs:
-    """What a run already created, as a rerun must know it before placing records.
+    """What a run already created, as a rerun must know it before naming new jobs: names only;
+    which records the jobs hold is read from their indexes (``indexed_ids``) where it is needed.
 
     Args:
         run_jobs: The names of every job of the run.
-        owner: recordId -> the existing job that holds it.
-        totals: Existing job -> how many records it holds in all.
+        pool_jobs: The existing jobs of the pools looked in, in name order: the jobs that may
+            hold the records.
     """
 
-    run_jobs: frozenset[str]  # names of every job of the run
-    owner: Mapping[str, str]  # recordId -> the existing job that holds it
-    totals: Mapping[str, int]  # existing job -> how many records it holds in all
+    run_jobs: frozenset[str]
+    pool_jobs: tuple[str, ...]
 
 
 class ShardWriter:
@@ -100,24 +108,22 @@ class ShardWriter:
         """
         cfg = self._config
         result = ShardResult()
-        run_jobs = {j.name for j in self._jobs.list(name_contains=run_prefix(cfg.run_id))}
-        held = self._held_records((pool, *also_in), attempt, run_jobs,
-                                  {r.record_id for r in records})
-        owner = _owners(held)
+        existing = self.existing((pool, *also_in), attempt)
+        owner, totals = self._held(existing.pool_jobs, {r.record_id for r in records})
         adopted, fresh = _split_by_owner(records, owner, cfg.quotas)
         placement_of, job_records, job_bytes = _place(fresh, cfg)
-        names = self.new_names(group_key, attempt, len(job_records), run_jobs)
+        names = self.new_names(group_key, attempt, len(job_records), existing.run_jobs)
         with tempfile.TemporaryDirectory(prefix="shards-") as tmp:
             shards = _stream_into_shards(records, owner, placement_of, cfg.quotas, tmp, result)
             self._upload(tmp, names, pool, attempt, shards)
         result.batch = self.batch(
             [(name, job_records[j], job_bytes[j]) for j, name in enumerate(names)],
-            self.adopted_specs(adopted, {name: held[name][1] for name in adopted}, result,
-                               window_start, window_end, attempt),
+            [self.adopted_load(name, placed, totals[name], result)
+             for name, placed in sorted(adopted.items())],
             window_start, window_end, attempt)
         return result
 
-    def batch(self, new_jobs: Iterable[tuple[str, int, int]], adopted: list[JobSpec],
+    def batch(self, new_jobs: Iterable[tuple[str, int, int]], adopted: Iterable[JobLoad],
               window_start: dt.datetime | None, window_end: dt.datetime | None,
               attempt: int) -> JobBatch | None:
         """A group's JobBatch: its new jobs, then the existing jobs it adopts; None when it has
@@ -125,110 +131,103 @@ class ShardWriter:
 
         Args:
             new_jobs: (name, records, bytes) of each new job, in job order.
-            adopted: The adopted jobs' specs (``adopted_specs``).
+            adopted: The adopted jobs' loads (``adopted_load``), in name order.
             window_start: Start of the group's window, or None.
             window_end: End of that window, or None.
             attempt: The submission round.
         """
-        specs = [self.spec(name, records, size, window_start, window_end, attempt)
-                 for name, records, size in new_jobs] + adopted
-        adopted_names = {spec.job_name for spec in adopted}
+        specs = [self._spec(name, records, size, window_start, window_end, attempt, None)
+                 for name, records, size in new_jobs]
+        adopted_specs = [self._spec(name, records, size, window_start, window_end, attempt, ids)
+                         for name, records, size, ids in adopted]
         for spec in specs:
-            log.info("planned %s: %d records, %d bytes%s", spec.job_name, spec.record_count,
-                     spec.input_bytes,
-                     " (exists, adopted)" if spec.job_name in adopted_names else "")
+            log.info("planned %s: %d records, %d bytes", spec.job_name, spec.record_count,
+                     spec.input_bytes)
+        for spec in adopted_specs:
+            log.info("planned %s: %d records, %d bytes (exists, adopted)", spec.job_name,
+                     spec.record_count, spec.input_bytes)
+        specs += adopted_specs
         if not specs:
             return None
         cfg = self._config
         return JobBatch(cfg.model_id, tuple(specs), cfg.poll_interval_seconds)
 
-    def adopted_specs(self, adopted: dict[str, list[tuple[str, int]]], totals: dict[str, int],
-                      result: ShardResult, window_start: dt.datetime | None,
-                      window_end: dt.datetime | None, attempt: int) -> list[JobSpec]:
-        """The JobSpecs of jobs an earlier run created, for the records of ours they hold; counts
-        the adopted records, and those the jobs hold that are not ours, on ``result``.
+    def adopted_load(self, name: str, placed: Iterable[tuple[str, int]], total: int,
+                     result: ShardResult) -> JobLoad:
+        """What job ``name``, which an earlier run created, reads for our records; counts the
+        adopted records, and those the job holds that are not ours, on ``result``.
 
         Args:
-            adopted: Per existing job name, (recordId, line size) of each of our records in it.
-            totals: Per existing job name, the records it holds in all.
+            name: The existing job.
+            placed: (recordId, line size) of each of our records it holds.
+            total: How many records it holds in all.
             result: Where the adopted and left-out counts are added.
-            window_start: Start of the records' window, or None.
-            window_end: End of the records' window, or None.
-            attempt: The submission round.
         """
-        specs = []
-        for name, placed in sorted(adopted.items()):
-            ids = frozenset(rid for rid, _ in placed)
-            left_out = totals[name] - len(ids)
-            result.records_adopted += len(ids)
-            result.records_not_in_input += left_out
-            if left_out:
-                log.warning("job %s (created earlier with this run id) holds %d record(s) that are "
-                            "not among these records: they are not emitted from it",
-                            name, left_out)
-            specs.append(self.spec(name, len(ids), sum(size for _, size in placed), window_start,
-                                   window_end, attempt, ids if left_out else None))
-        return specs
+        placed = list(placed)
+        ids = frozenset(rid for rid, _ in placed)
+        left_out = total - len(ids)
+        result.records_adopted += len(ids)
+        result.records_not_in_input += left_out
+        if left_out:
+            log.warning("job %s (created earlier with this run id) holds %d record(s) that are "
+                        "not among these records: they are not emitted from it", name, left_out)
+        return (name, len(ids), sum(size for _, size in placed),
+                tuple(sorted(ids)) if left_out else None)
 
-    def spec(self, name: str, records: int, size: int, window_start: dt.datetime | None,
-             window_end: dt.datetime | None, attempt: int,
-             record_ids: frozenset[str] | None = None) -> JobSpec:
-        """The JobSpec of job ``name``.
-
-        Args:
-            name: The job name.
-            records: How many records the job reads.
-            size: The bytes of those records' JSONL lines.
-            window_start: Start of the window the job is for (None: the global window).
-            window_end: End of that window.
-            attempt: The submission round.
-            record_ids: The only recordIds to harvest from the job (None: all it holds).
-        """
+    def _spec(self, name: str, records: int, size: int, window_start: dt.datetime | None,
+              window_end: dt.datetime | None, attempt: int,
+              record_ids: Collection[str] | None) -> JobSpec:
+        """The JobSpec of job ``name``; ``record_ids`` are the only ones to harvest from it
+        (None: all it holds)."""
         cfg = self._config
         return JobSpec(job_name=name, client_request_token=client_token(name), model_id=cfg.model_id,
                        input_s3_uri=layout.job_input_prefix(cfg.base_uri, cfg.run_id, name),
                        output_s3_uri=layout.output_prefix(cfg.base_uri, cfg.run_id),
                        record_count=records, input_bytes=size, window_start=window_start,
-                       window_end=window_end, attempt=attempt, record_ids=record_ids)
+                       window_end=window_end, attempt=attempt,
+                       record_ids=None if record_ids is None else frozenset(record_ids))
 
-    def existing(self, pools: tuple[str, ...], attempt: int) -> "ExistingJobs":
-        """The run's jobs, and which of them holds which record, in the pools' jobs.
-
-        Args:
-            pools: The pools whose jobs may hold records (see ``write``).
-            attempt: The submission round.
-        """
-        listed = self._jobs.list(name_contains=run_prefix(self._config.run_id))
-        run_jobs = frozenset(j.name for j in listed)
-        held = self._held_records(pools, attempt, run_jobs, None)
-        return ExistingJobs(run_jobs, _owners(held), {name: total for name, (_, total) in held.items()})
-
-    def _held_records(self, pools: tuple[str, ...], attempt: int, run_jobs: Collection[str],
-                      wanted: set[str] | None) -> dict[str, tuple[set[str], int]]:
-        """For every existing job of the pools that holds some of the ``wanted`` recordIds
-        (None: any): those ids and how many records it holds in all, from its index (only wanted
-        ids are kept, so memory is bounded by the group, not by the pools).
+    def existing(self, pools: tuple[str, ...], attempt: int) -> ExistingJobs:
+        """The run's jobs, and those of them marked as the pools' (see ``write``).
 
         A marker whose job does not exist is a job never created (a crash before its submission,
-        or a create the service refused): it holds no record."""
+        or a create the service refused): it holds no record.
+
+        Args:
+            pools: The pools whose jobs may hold records.
+            attempt: The submission round.
+        """
         cfg = self._config
-        held: dict[str, tuple[set[str], int]] = {}
-        markers = [uri for pool in pools for uri in self._storage.list(
-            layout.pool_prefix(cfg.base_uri, cfg.run_id, attempt, pool))]
-        for marker in markers:
-            name = marker.rsplit("/", 1)[-1]
-            if name not in run_jobs:
-                continue
-            found: set[str] = set()
-            total = 0
-            for uri in self._storage.list(layout.index_prefix(cfg.base_uri, cfg.run_id, name)):
-                for entry in iter_index(self._storage.read_lines(uri)):
-                    total += 1
-                    if wanted is None or entry.record_id in wanted:
-                        found.add(entry.record_id)
-            if found:
-                held[name] = (found, total)
-        return held
+        run_jobs = frozenset(j.name for j in self._jobs.list(name_contains=run_prefix(cfg.run_id)))
+        marked = {uri.rsplit("/", 1)[-1] for pool in pools for uri in self._storage.list(
+            layout.pool_prefix(cfg.base_uri, cfg.run_id, attempt, pool))}
+        return ExistingJobs(run_jobs, tuple(sorted(marked & run_jobs)))
+
+    def indexed_ids(self, name: str) -> Iterator[str]:
+        """The recordId of every record job ``name`` holds, read from its index, one at a time.
+
+        Args:
+            name: The job.
+        """
+        cfg = self._config
+        for uri in self._storage.list(layout.index_prefix(cfg.base_uri, cfg.run_id, name)):
+            for entry in iter_index(self._storage.read_lines(uri)):
+                yield entry.record_id
+
+    def _held(self, jobs: Iterable[str], wanted: Collection[str]
+              ) -> tuple[dict[str, str], dict[str, int]]:
+        """The owners (``owners``) of the ``wanted`` recordIds among ``jobs``, and how many records
+        each job holds in all. Only wanted ids are kept, so memory is bounded by the group, not
+        by the jobs."""
+        held: list[tuple[str, str]] = []
+        totals: dict[str, int] = {}
+        for name in jobs:
+            totals[name] = 0
+            for rid in self.indexed_ids(name):
+                totals[name] += 1
+                if rid in wanted:
+                    held.append((rid, name))
+        return owners(held), totals
 
     def new_names(self, group_key: str, attempt: int, count: int,
                   run_jobs: Collection[str]) -> list[str]:
@@ -361,10 +360,19 @@ def oversized_failure(record: BatchRecord, quotas: Quotas) -> Failure:
                    attempt=record.attempt, raw=truncate_raw(record.model_input))
 
 
-def _owners(held: Mapping[str, tuple[Collection[str], int]]) -> dict[str, str]:
-    """recordId -> the existing job that holds it (a record two jobs hold, which no run of this
-    code makes, goes to the first by name)."""
-    return {rid: name for name in sorted(held, reverse=True) for rid in held[name][0]}
+def owners(held: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """recordId -> the existing job that holds it, from (recordId, job) pairs read from the jobs'
+    indexes (a record two jobs hold, which no run of this code makes, goes to the first by name).
+
+    Args:
+        held: (recordId, job name) for each record an existing job holds.
+    """
+    owner: dict[str, str] = {}
+    for rid, name in held:
+        current = owner.get(rid)
+        if current is None or name < current:
+            owner[rid] = name
+    return owner
 
 
 def _split_by_owner(records: Iterable[BatchRecord], owner: Mapping[str, str], quotas: Quotas

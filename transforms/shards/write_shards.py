@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms import trigger
@@ -28,8 +28,9 @@ from transforms.core.storage import Storage
 from transforms.core.windowing import ALLOWED_LATENESS
 from transforms.shards.bucket_plan import BucketPlacement, BucketSummary, bucket_count, bucket_of
 from transforms.shards.planning import UndersizedPolicy, oversized
-from transforms.shards.shard_writer import (ExistingJobs, ShardResult, ShardWriter,
-                                            oversized_failure, slice_line, undersized_failure)
+from transforms.shards.shard_writer import (ExistingJobs, JobLoad, ShardResult, ShardWriter,
+                                            oversized_failure, owners, slice_line,
+                                            undersized_failure)
 
 FAILURES = "failures"
 ON_DEMAND = "on_demand"
@@ -79,10 +80,13 @@ class ShardingDoFn(beam.DoFn):
         self._writer = ShardWriter(self._config, Storage(self._config.aws.client("s3")),
                                    JobsClient(self._config.aws.client("bedrock"), self._config.job))
 
-    def _emit(self, result: ShardResult) -> Iterator[Any]:
+    def _count(self, result: ShardResult) -> None:
         self._records_sharded.inc(result.records_sharded)
         self._records_adopted.inc(result.records_adopted)
         self._records_not_in_input.inc(result.records_not_in_input)
+
+    def _emit(self, result: ShardResult) -> Iterator[Any]:
+        self._count(result)
         for failure in result.oversized:
             yield beam.pvalue.TaggedOutput(FAILURES, failure)
         if result.batch is not None:
@@ -139,6 +143,7 @@ def route_undersized(record: BatchRecord, count: int, config: BatchConfig, attem
 
 ADOPTED = "adopted"
 UNDERSIZED = "undersized"
+TOTALS = "totals"
 
 
 @dataclass(frozen=True)
@@ -155,29 +160,58 @@ class ShardPlacement:
 
 
 class _ExistingJobsFn(ShardingDoFn):
-    """The window's record count -> the run's existing jobs and the records they hold."""
+    """The window's record count -> the run's existing jobs (names only)."""
 
     def process(self, count: int) -> Iterator[ExistingJobs]:
         if count:
             yield self._writer.existing((layout.window_key(None), CARRIED), self._attempt)
         else:  # nothing to place (a retry round with no retries): ask no service
-            yield ExistingJobs(frozenset(), {}, {})
+            yield ExistingJobs(frozenset(), ())
+
+
+# A bucket's member: one of the window's records, or (recordId, job) for a record an existing
+# job holds. Typed as optional halves rather than joined with beam.CoGroupByKey, whose shuffle
+# types its values as a Union, which Beam pickles: here the records keep BatchRecordCoder.
+Member = Tuple[Optional[BatchRecord], Optional[Tuple[str, str]]]
+
+
+class _ReadIndexFn(ShardingDoFn):
+    """An existing job -> (bucket, (None, (recordId, job))) for each record its index lists, in
+    this window's hash buckets; (job, how many records it holds) on TOTALS."""
+
+    def process(self, name: str, buckets: int) -> Iterator[Any]:
+        total = 0
+        for rid in self._writer.indexed_ids(name):
+            total += 1
+            yield bucket_of(rid, buckets), (None, (rid, name))
+        yield beam.pvalue.TaggedOutput(TOTALS, (name, total))
 
 
 class _ClassifyFn(beam.DoFn):
-    """A record -> adopted (an existing job holds it), oversized (a failure) or (bucket, record)."""
+    """(bucket, its members) -> its records: adopted (job, (recordId, size)) when an existing job
+    holds one, oversized failures, and (bucket, the fresh records) to place."""
 
     def __init__(self, config: BatchConfig):
         self._config = config
 
-    def process(self, record: BatchRecord, existing: ExistingJobs, count: int) -> Iterator[Any]:
-        owner = existing.owner.get(record.record_id)
-        if owner is not None:
-            yield beam.pvalue.TaggedOutput(ADOPTED, (owner, (record.record_id, record.size_bytes)))
-        elif oversized(record.size_bytes, self._config.quotas) is not None:
-            yield beam.pvalue.TaggedOutput(FAILURES, oversized_failure(record, self._config.quotas))
-        else:
-            yield bucket_of(record.record_id, bucket_count(count)), record
+    def process(self, element: tuple[int, Iterable[Member]]) -> Iterator[Any]:
+        bucket, members = element
+        # Only this bucket's share of the existing jobs' recordIds (grouped values re-iterate).
+        owner = owners(held for _, held in members if held is not None)
+        quotas = self._config.quotas
+        fresh = []
+        for record, _ in members:
+            if record is None:
+                continue
+            job = owner.get(record.record_id)
+            if job is not None:
+                yield beam.pvalue.TaggedOutput(ADOPTED, (job, (record.record_id, record.size_bytes)))
+            elif oversized(record.size_bytes, quotas) is not None:
+                yield beam.pvalue.TaggedOutput(FAILURES, oversized_failure(record, quotas))
+            else:
+                fresh.append(record)
+        if fresh:
+            yield bucket, fresh
 
 
 class _SummarizeBucketsFn(beam.CombineFn):
@@ -282,27 +316,40 @@ class _JoinShardFn(ShardingDoFn):
         yield job, (sum(records for _, records, _ in slices), sum(size for *_, size in slices))
 
 
-class _AssembleFn(ShardingDoFn):
-    """The written shards (one element each) and the adopted records (one list per existing
-    job) of the window -> its JobBatch."""
+class _AdoptedLoadFn(ShardingDoFn):
+    """(existing job, our records it holds and its record count) -> its JobLoad, if it holds any
+    of ours."""
 
-    def process(self, element: tuple[None, Iterable[tuple[str, Any]]], shard_placement: ShardPlacement,
-                existing: ExistingJobs) -> Iterator[Any]:
+    def process(self, element: tuple[str, dict[str, list[Any]]]) -> Iterator[JobLoad]:
+        name, grouped = element
+        if grouped["placed"]:
+            [total] = grouped["total"]
+            result = ShardResult()
+            load = self._writer.adopted_load(name, grouped["placed"], total, result)
+            self._count(result)
+            yield load
+
+
+class _AssembleFn(ShardingDoFn):
+    """The written shards and the adopted jobs (one small element each) of the window -> its
+    JobBatch."""
+
+    def process(self, element: tuple[None, Iterable[tuple[str, Any]]],
+                shard_placement: ShardPlacement) -> Iterator[Any]:
         jobs: dict[int, list[int]] = {}
-        adopted: dict[str, list[tuple[str, int]]] = {}
-        for kind, (key, value) in element[1]:
+        adopted: list[JobLoad] = []
+        for kind, value in element[1]:
             if kind == "shard":
-                load = jobs.setdefault(key, [0, 0])
-                load[0] += value[0]
-                load[1] += value[1]
+                job, (records, size) = value
+                load = jobs.setdefault(job, [0, 0])
+                load[0] += records
+                load[1] += size
             else:
-                adopted.setdefault(key, []).extend(value)
+                adopted.append(value)
         result = ShardResult(records_sharded=sum(records for records, _ in jobs.values()))
-        attempt = self._attempt
         result.batch = self._writer.batch(
             [(shard_placement.names[j], records, size) for j, (records, size) in sorted(jobs.items())],
-            self._writer.adopted_specs(adopted, existing.totals, result, None, None, attempt),
-            None, None, attempt)
+            sorted(adopted), None, None, self._attempt)
         self._writer.delete_parts(shard_placement.names)  # every shard is joined by now
         yield from self._emit(result)
 
@@ -314,6 +361,8 @@ class WriteShardsInParallel(beam.PTransform):
     recordIds is placed by itself into slices of its records' shards, and each shard is joined
     from its slices under its own key, so as many workers as there are write shards at once.
     Placement depends only on the records, so a rerun lays out the same shards and job names.
+    A rerun reads each existing job's index by itself, and each bucket's records meet only the
+    recordIds of their own bucket to find which of them an existing job already holds.
 
     Args:
         config: The run's configuration.
@@ -330,19 +379,32 @@ class WriteShardsInParallel(beam.PTransform):
         counted = (records
                    | "One" >> beam.Map(lambda _: 1)
                    | "Count" >> beam.CombineGlobally(sum))
-        existing = beam.pvalue.AsSingleton(
-            counted | "Existing" >> beam.ParDo(_ExistingJobsFn(cfg, attempt)))
-        classified = records | "Classify" >> beam.ParDo(
-            _ClassifyFn(cfg), existing=existing,
-            count=beam.pvalue.AsSingleton(counted)).with_output_types(
-            Tuple[int, BatchRecord]).with_outputs(ADOPTED, FAILURES, main="fresh")
+        buckets = beam.pvalue.AsSingleton(counted | "Buckets" >> beam.Map(bucket_count))
+        existing_jobs = counted | "Existing" >> beam.ParDo(_ExistingJobsFn(cfg, attempt))
+        # A rerun's records meet the recordIds its existing jobs hold in their own hash bucket:
+        # each job's index is read by itself, and no step holds more of them than a bucket's.
+        indexed = (existing_jobs
+                   | "PoolJobs" >> beam.FlatMap(lambda existing: existing.pool_jobs)
+                   .with_output_types(str)
+                   | "SpreadJobs" >> beam.Reshuffle()
+                   | "ReadIndexes" >> beam.ParDo(_ReadIndexFn(cfg, attempt), buckets=buckets)
+                   .with_output_types(Tuple[int, Member]).with_outputs(TOTALS, main="held"))
+        keyed = records | "KeyByBucket" >> beam.Map(
+            lambda r, n: (bucket_of(r.record_id, n), (r, None)), n=buckets).with_output_types(
+            Tuple[int, Member])
+        classified = ((keyed, indexed.held)
+                      | "Members" >> beam.Flatten()
+                      | "ByBucket" >> beam.GroupByKey()
+                      | "Classify" >> beam.ParDo(_ClassifyFn(cfg)).with_output_types(
+                          Tuple[int, List[BatchRecord]]).with_outputs(ADOPTED, FAILURES,
+                                                                      main="fresh"))
         shard_placement = beam.pvalue.AsSingleton(
             classified.fresh
-            | "Sizes" >> beam.Map(lambda kv: (kv[0], kv[1].size_bytes))
+            | "Sizes" >> beam.FlatMap(lambda kv: ((kv[0], r.size_bytes) for r in kv[1]))
             | "Summarize" >> beam.CombineGlobally(_SummarizeBucketsFn())
-            | "Placement" >> beam.ParDo(_PlacementFn(cfg, attempt), existing=existing))
+            | "Placement" >> beam.ParDo(_PlacementFn(cfg, attempt),
+                                        existing=beam.pvalue.AsSingleton(existing_jobs)))
         placed = (classified.fresh
-                  | "ByBucket" >> beam.GroupByKey()
                   | "Place" >> beam.ParDo(_PlaceFn(cfg, attempt), shard_placement=shard_placement)
                   .with_output_types(Tuple[Tuple[int, int], Tuple[str, int, int]])
                   .with_outputs(UNDERSIZED, main="placed"))
@@ -353,16 +415,18 @@ class WriteShardsInParallel(beam.PTransform):
         routed = placed[UNDERSIZED] | "Undersized" >> beam.ParDo(
             _RouteUndersizedFn(cfg, attempt), shard_placement=shard_placement).with_outputs(
             FAILURES, ON_DEMAND, DEFERRED)
+        # Each existing job's share is summed up under its own key, so the one-key gather below
+        # gets one small element per adopted job, as per written shard, not the adopted ids.
+        adopted = ({"placed": classified[ADOPTED], "total": indexed[TOTALS]}
+                   | "AdoptedPerJob" >> beam.CoGroupByKey()
+                   | "AdoptedLoad" >> beam.ParDo(_AdoptedLoadFn(cfg, attempt)))
         batches = ((written | "TagShards" >> beam.Map(lambda kv: ("shard", kv)),
-                    # One element per existing job, not per record: the group below is one key.
-                    classified[ADOPTED]
-                    | "AdoptedPerJob" >> beam.CombinePerKey(beam.combiners.ToListCombineFn())
-                    | "TagAdopted" >> beam.Map(lambda kv: ("adopted", kv)))
+                    adopted | "TagAdopted" >> beam.Map(lambda load: ("adopted", load)))
                    | "Both" >> beam.Flatten()
                    | "OneKey" >> beam.Map(lambda tagged: (None, tagged))
                    | "Gather" >> beam.GroupByKey()
                    | "Assemble" >> beam.ParDo(_AssembleFn(cfg, attempt),
-                                              shard_placement=shard_placement, existing=existing))
+                                              shard_placement=shard_placement))
         failures = ((classified[FAILURES], routed[FAILURES]) | "AllFailures" >> beam.Flatten())
         # The tail is routed before the shards are written: the on-demand records wait for the
         # batches, so a runner that runs one stage at a time (the DirectRunner) creates the jobs
