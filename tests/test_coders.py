@@ -7,6 +7,7 @@ import decimal
 
 import apache_beam as beam
 from apache_beam import coders
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from transforms.config import BatchConfig
 from transforms.core.bedrock import JobConfig
 from transforms.core.coders import BatchRecordCoder, FailureCoder, SummaryCoder, TranscriptCoder
 from transforms.core.model import BatchRecord, Failure, Summary, Transcript, Turn
+from transforms.shards.carry import CarryTailsFn
 from transforms.summarize import PrepareRecords
 
 TEXT = st.text(max_size=40)  # includes lone surrogates
@@ -88,3 +90,13 @@ def test_the_hot_path_is_typed(tmp_path) -> None:
                 | PrepareRecords(config))
     assert prepared["records"].element_type is BatchRecord
     assert coders.registry.get_coder(prepared["records"].element_type) == BatchRecordCoder()
+
+
+def test_deferred_records_wait_coded_with_their_event_times() -> None:
+    """The defer policy's bag holds (record, timestamp in micros) deterministically coded, not
+    pickled; a bounded read's records have Beam's minimum timestamp, which must come back too."""
+    coder = CarryTailsFn.TAIL.coder
+    record = BatchRecord("R1", "t", {"b": 1, "a": 2}, 10, {"k": "v"}, attempt=2)
+    assert coder.is_deterministic()
+    for micros in (MIN_TIMESTAMP.micros, 0, 1_767_225_600_000_000):
+        assert coder.decode(coder.encode((record, micros))) == (record, micros)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.coders import TupleCoder, VarIntCoder
 from apache_beam.transforms import userstate, window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import TimestampedValue
@@ -20,6 +20,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from transforms.config import BatchConfig
 from transforms.core import layout
+from transforms.core.coders import BatchRecordCoder
 from transforms.core.model import BatchRecord, JobBatch
 from transforms.core.windowing import restore_windowing
 from transforms.shards.shard_writer import undersized_failure
@@ -36,7 +37,8 @@ class CarryTailsFn(ShardingDoFn):
         windowfn: The input's window fn: a released job is attributed to a window of it.
     """
 
-    TAIL = userstate.BagStateSpec("tail", PickleCoder())
+    # (record, its timestamp in microseconds): records coded as between stages, not pickled.
+    TAIL = userstate.BagStateSpec("tail", TupleCoder((BatchRecordCoder(), VarIntCoder())))
     COUNT = userstate.ReadModifyWriteStateSpec("count", VarIntCoder())
     GROUPS = userstate.ReadModifyWriteStateSpec("groups", VarIntCoder())
     FLUSH = userstate.TimerSpec("flush", TimeDomain.WATERMARK)
