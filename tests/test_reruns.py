@@ -190,9 +190,10 @@ def test_files_of_a_job_never_created_are_replaced(run: _Run) -> None:
 # ---- WriteShardsInParallel: existing owners found per hash bucket --------------------------------
 
 def _write_in_parallel(run: _Run, items: list[Transcript], out: Path, create: bool
-                       ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The global window's shards written by the parallel engine; its jobs (name, records, the
-    ids to harvest) and counters. ``create``: the jobs are also created, as a first run does."""
+                       ) -> tuple[dict[str, list[str] | None], Counter]:
+    """The global window's shards written by the parallel engine: its jobs (name -> the only
+    recordIds to harvest from it, None: all) and counters. ``create``: the jobs are also
+    created, as a first run does."""
     config = run.config
 
     def planned(batch: JobBatch) -> str:
@@ -200,18 +201,19 @@ def _write_in_parallel(run: _Run, items: list[Transcript], out: Path, create: bo
             jobs = JobsClient(config.aws.client("bedrock"), config.job)
             for spec in batch.specs:
                 jobs.create(spec)
-        return json.dumps([[s.job_name, s.record_count, None if s.record_ids is None
-                            else sorted(s.record_ids)] for s in batch.specs])
+        return json.dumps({s.job_name: None if s.record_ids is None else sorted(s.record_ids)
+                           for s in batch.specs})
 
     with pipeline_on("FnApiRunner") as p:
         (p | beam.Create(run.records(items))
          | WriteShardsInParallel(config, attempt=1)
          )["batches"] | beam.Map(planned) | beam.io.WriteToText(str(out / "batch"))
-    [batch] = [json.loads(line) for path in out.glob("batch*") for line in path.read_text().splitlines()]
+    [batch] = [json.loads(line) for path in out.glob("batch*")
+               for line in path.read_text().splitlines()]
     counters: Counter = Counter()
     for counter in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
         counters[counter.key.metric.name] += counter.committed  # summed over the steps
-    return [{"name": n, "records": r, "record_ids": ids} for n, r, ids in batch], counters
+    return batch, counters
 
 
 def test_a_rerun_finds_its_records_owners_in_each_hash_bucket(run: _Run, tmp_path) -> None:
@@ -226,13 +228,10 @@ def test_a_rerun_finds_its_records_owners_in_each_hash_bucket(run: _Run, tmp_pat
     kept_ids = {r.record_id for r in run.records(kept)}
     buckets = bucket_count(len(kept) + len(new))
     assert len({bucket_of(rid, buckets) for rid in kept_ids}) == buckets > 1
-    before = {job["name"] for job in first}
-    adopted = [job for job in again if job["name"] in before]
-    fresh = [job for job in again if job["name"] not in before]
-    assert {job["name"] for job in adopted} == before
-    harvested = [rid for job in adopted for rid in job["record_ids"]]
+    assert set(first) <= set(again), "every first-run job is adopted"
+    harvested = [rid for name in first for rid in again[name]]
     assert sorted(harvested) == sorted(kept_ids), "each kept record from the job that holds it"
-    placed = [rid for job in fresh for rid in run.index_ids(job["name"])]
+    placed = [rid for name in set(again) - set(first) for rid in run.index_ids(name)]
     assert sorted(placed) == sorted(r.record_id for r in run.records(new)), "only new ones placed"
     assert (counters["records_adopted"], counters["records_not_in_input"],
             counters["records_sharded"]) == (60, 30, 30)

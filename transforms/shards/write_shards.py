@@ -205,7 +205,8 @@ class _ClassifyFn(beam.DoFn):
                 continue
             job = owner.get(record.record_id)
             if job is not None:
-                yield beam.pvalue.TaggedOutput(ADOPTED, (job, (record.record_id, record.size_bytes)))
+                yield beam.pvalue.TaggedOutput(ADOPTED,
+                                               (job, (record.record_id, record.size_bytes)))
             elif oversized(record.size_bytes, quotas) is not None:
                 yield beam.pvalue.TaggedOutput(FAILURES, oversized_failure(record, quotas))
             else:
@@ -348,7 +349,8 @@ class _AssembleFn(ShardingDoFn):
                 adopted.append(value)
         result = ShardResult(records_sharded=sum(records for records, _ in jobs.values()))
         result.batch = self._writer.batch(
-            [(shard_placement.names[j], records, size) for j, (records, size) in sorted(jobs.items())],
+            [(shard_placement.names[j], records, size)
+             for j, (records, size) in sorted(jobs.items())],
             sorted(adopted), None, None, self._attempt)
         self._writer.delete_parts(shard_placement.names)  # every shard is joined by now
         yield from self._emit(result)
