@@ -28,6 +28,7 @@ from pipeline.report.reconcile import Accounting, Facts, RunJob, reconcile
 from transforms.config import BatchConfig
 from transforms.core import layout
 from transforms.core.metrics import NAMESPACE, counter
+from transforms.core.model import Failure, Summary
 from transforms.core.storage import Storage, join
 from transforms.insights.aggregate import AggregateInsights, WriteInsightsAggregate, read_overall
 from transforms.shards.write_shards import window_bounds
@@ -265,13 +266,15 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
     # Every sink returns a SinkResult. Rows a sink refuses (a BigQuery table's rejects) come
     # back as failure rows: refused summaries join the failures; refused failures can only be
     # reported (logged at ERROR and counted in the run report).
+    # Typed, as every row on the way to a sink: Beam then encodes them with their registered
+    # coders (transforms/core/coders.py) instead of pickling them.
     written = (result["summaries"] | "CountSummaries" >> beam.Map(
-                   _counted("summaries_written", per_window="summaries"))
+                   _counted("summaries_written", per_window="summaries")).with_output_types(Summary)
                | "WriteSummaries" >> write_summaries)
     refused_summaries = written.failures | "CountRejected" >> beam.Map(
-        _counted("summaries_rejected", per_window="summaries_rejected"))
+        _counted("summaries_rejected", per_window="summaries_rejected")).with_output_types(Failure)
     failures = ((failures, refused_summaries) | "WithRejected" >> beam.Flatten())
-    refused = (failures | "CountFailures" >> beam.ParDo(_CountFailures())
+    refused = (failures | "CountFailures" >> beam.ParDo(_CountFailures()).with_output_types(Failure)
                | "WriteFailures" >> write_failures).failures
     refused | "ReportRejected" >> beam.Map(_report_rejected)
 

@@ -18,9 +18,9 @@ from apache_beam.utils.windowed_value import WindowedValue
 from transforms.config import BatchConfig
 from transforms.core import layout
 from transforms.core.bedrock import JobsClient
-import transforms.core.coders  # noqa: F401 - registers the coders of the typed elements below
+from transforms.core.coders import typed_output
 from transforms.core.metrics import counter
-from transforms.core.model import BatchRecord, JobBatch
+from transforms.core.model import BatchRecord, Failure, JobBatch
 from transforms.core.storage import Storage
 from transforms.shards.bucket_plan import BucketPlacement, BucketSummary, bucket_count, bucket_of
 from transforms.shards.planning import UndersizedPolicy, oversized
@@ -362,6 +362,7 @@ class WriteShardsInParallel(beam.PTransform):
                    | "Gather" >> beam.GroupByKey()
                    | "Assemble" >> beam.ParDo(_AssembleFn(cfg, attempt),
                                               shard_placement=shard_placement, existing=existing))
-        failures = ((classified[FAILURES], routed[FAILURES]) | "AllFailures" >> beam.Flatten())
+        failures = ((typed_output(classified, FAILURES, Failure), typed_output(routed, FAILURES, Failure))
+                    | "AllFailures" >> beam.Flatten())
         return {"batches": batches, FAILURES: failures, ON_DEMAND: routed[ON_DEMAND],
                 DEFERRED: routed[DEFERRED]}
