@@ -12,9 +12,9 @@ from apache_beam.runners import pipeline_context
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.cli.options import parse_options
 from pipeline.local.backend import SERVICE_ROLE_ARN
-from pipeline.options import parse_options
-from pipeline.run import build
+from pipeline.running.execute import build
 from transforms.config import BatchConfig
 from transforms.core.bedrock import JobConfig
 from transforms.core.coders import BatchRecordCoder, FailureCoder, SummaryCoder, TranscriptCoder

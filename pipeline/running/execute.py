@@ -16,15 +16,16 @@ from apache_beam.options.pipeline_options import (CrossLanguageOptions, Pipeline
 from apache_beam.runners.runner import PipelineResult
 from apache_beam.utils import subprocess_server
 
-from pipeline import exit_codes, runners
-from pipeline.drain import drain
-from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
+from pipeline.cli import exit_codes
+from pipeline.cli.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
+from pipeline.cli.progress import note_written
 from pipeline.pricing import estimate_cost, estimate_on_demand_cost
-from pipeline.progress import note_written
 from pipeline.report.data import report_data, window_counter
 from pipeline.report.drain import drain_seconds, quiet_seconds
 from pipeline.report.files import harvested_jobs, read_ledger, run_jobs, write_report
 from pipeline.report.reconcile import Accounting, Facts, RunJob, reconcile
+from pipeline.running import runners
+from pipeline.running.drain import drain
 from transforms.config import BatchConfig
 from transforms.core import layout
 from transforms.core.metrics import NAMESPACE, counter
@@ -224,8 +225,9 @@ def ended_by_the_cli(options: PipelineOptions) -> bool:
 
 def check_checkpointed_watch(options: PipelineOptions, opts: BedrockBatchOptions) -> None:
     """A bounded watch or Kafka read on Flink with checkpointing ends when the CLI sees every
-    record as a row in --output (``pipeline.drain``): Beam's idle shutdown of sources would drop the
-    records still on their way as late, and other sinks' rows are not counted where they land."""
+    record as a row in --output (``pipeline.running.drain``): Beam's idle shutdown of sources
+    would drop the records still on their way as late, and other sinks' rows are not counted
+    where they land."""
     if not ended_by_the_cli(options):
         return
     if _given(options, "shutdown_sources_after_idle_ms") is not None:
@@ -408,7 +410,7 @@ class Report:
     report_html: str | None = None
     facts: Facts = Facts()
     # What the durable facts still lacked when the CLI cancelled a run that does not end by
-    # itself (``pipeline.drain``); empty when it was done.
+    # itself (``pipeline.running.drain``); empty when it was done.
     not_done: tuple[str, ...] = ()
 
     def get(self, name: str) -> int:
