@@ -21,7 +21,7 @@ from pipeline.__main__ import main
 from pipeline.cli import exit_codes
 from pipeline.local.responses import invoke
 from pipeline.report.data import job_entry, report_data
-from pipeline.running.execute import Report
+from pipeline.running.outcome import Report
 from tests.pipelines import read_rows
 from transforms.jobs.results import Manifest
 from transforms.prepare.families import family_for

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pipeline.cli.options import parse_options
 from pipeline.local.backend import SERVICE_ROLE_ARN
-from pipeline.running.execute import build
+from pipeline.running.graph import build
 from transforms.config import BatchConfig
 from transforms.core.bedrock import JobConfig
 from transforms.core.coders import BatchRecordCoder, FailureCoder, SummaryCoder, TranscriptCoder

@@ -19,7 +19,7 @@ from pipeline.cli.exit_codes import UsageError
 from pipeline.cli.options import BedrockBatchOptions, resolve_redactor
 from pipeline.local.backend import DEFAULT_BUCKET
 from pipeline.local.s3 import LocalS3
-from pipeline.running.execute import Report, redaction_line
+from pipeline.running.outcome import Report, redaction_line
 from tests.pipelines import read_rows
 from transforms.core.model import Transcript, Turn
 from transforms.prepare.redact import RedactTranscripts

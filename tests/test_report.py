@@ -8,7 +8,7 @@ import pytest
 from pipeline.cli import exit_codes
 from pipeline.pricing import estimate_cost
 from pipeline.report.reconcile import Facts
-from pipeline.running.execute import Report
+from pipeline.running.outcome import Report
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 

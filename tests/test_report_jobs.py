@@ -8,7 +8,7 @@ import uuid
 from pipeline.cli.options import BedrockBatchOptions
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.report.files import run_jobs
-from pipeline.running.execute import Report, write_run_report
+from pipeline.running.outcome import Report, write_run_report
 from tests.pipelines import local_config
 from pipeline.pricing import estimate_cost
 from transforms.core.aws import AwsConfig

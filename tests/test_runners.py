@@ -116,7 +116,7 @@ def test_prism_with_windows_into_bigquery_is_refused_in_one_line():
     with --timestamp-field windows."""
     from pipeline.cli.exit_codes import UsageError
     from pipeline.cli.options import BedrockBatchOptions
-    from pipeline.running.execute import check_streaming
+    from pipeline.cli.run_flags import check_streaming
 
     options = PipelineOptions(["--runner", "PrismRunner", "--window-seconds", "3600",
                                "--timestamp-field", "started", "--sink", "bigquery"])

@@ -1,5 +1,5 @@
 """The command line: the flags (``options``, ``field_flags``), the checks made before anything
-starts (``inputs``, ``extras``, ``preflight``, ``service_quotas`` for
+starts (``run_flags``, ``inputs``, ``extras``, ``preflight``, ``service_quotas`` for
 ``--quota-profile service-quotas``), the commands (``commands``), what the console shows
 (``console``, ``progress``), Ctrl-C (``interrupts``) and the exit codes (``exit_codes``).
 

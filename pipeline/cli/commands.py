@@ -96,8 +96,9 @@ def run_command(argv: list[str]) -> int:
     """`run`: every check (flags, the input match, the destinations, the pipeline graph, the
     cost) comes before ``hold_output`` claims --output, so a refused run leaves the folder as it
     was and the corrected command runs."""
-    from pipeline.running.execute import (check_run_flags, check_streaming, construct, hold_output,
-                                          prepare, run, sinks)
+    from pipeline.cli.run_flags import check_run_flags, check_streaming
+    from pipeline.running.execute import hold_output, prepare, run
+    from pipeline.running.graph import construct, sinks
 
     options, opts = _options(argv, "run")
     streaming = options.view_as(StandardOptions).streaming

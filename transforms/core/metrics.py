@@ -1,6 +1,6 @@
 """The one Beam metrics namespace every stage of this plugin counts in.
 
-The run report (``pipeline/running/execute.py``) and users' own dashboards query a single
+The run report (``pipeline/running/outcome.py``) and users' own dashboards query a single
 namespace, so a counter's name alone says what it counts.
 """
 from __future__ import annotations
