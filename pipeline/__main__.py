@@ -1,9 +1,9 @@
 """python -m pipeline run | plan | collect | jobs | serve-local | report
 
-Every flag is a Beam PipelineOption (pipeline/options.py); Beam's own flags (--runner,
+Every flag is a Beam PipelineOption (pipeline/cli/options.py); Beam's own flags (--runner,
 --flink_master, ...) pass straight through, and an unknown flag is a usage error with a "did you
 mean" suggestion. Errors print as one line; --debug shows the trace. Ctrl-C or SIGTERM prints
-one line too, what to do next (pipeline/interrupts.py), and exits 130.
+one line too, what to do next (pipeline/cli/interrupts.py), and exits 130.
 
 This module imports Beam only once the log and warning filters are set, so the lines those
 filters drop (printed while Beam and the google packages load) never show.
@@ -16,8 +16,9 @@ import sys
 import traceback
 from typing import Callable
 
-from pipeline import __version__, exit_codes, interrupts
-from pipeline.field_flags import cli_message
+from pipeline import __version__
+from pipeline.cli import exit_codes, interrupts
+from pipeline.cli.field_flags import cli_message
 from transforms.core.errors import ConfigError
 
 COMMANDS = {
@@ -57,10 +58,10 @@ class _HelpFormatter(argparse.HelpFormatter):
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The CLI's parser with one subparser per command, for --help and --version.
 
-    A command's flags are parsed by Beam's PipelineOptions (pipeline.options.parse_options), so
+    A command's flags are parsed by Beam's PipelineOptions (pipeline.cli.options.parse_options), so
     each subparser only documents them, grouped by theme.
     """
-    from pipeline.options import COMMAND_THEMES, add_command_flags
+    from pipeline.cli.options import COMMAND_THEMES, add_command_flags
 
     parser = argparse.ArgumentParser(
         prog=PROG, description="Amazon Bedrock batch inference for call-center transcripts, on "
@@ -86,7 +87,7 @@ def _handler(command: str) -> Callable[[list[str]], int]:
     if command == "serve-local":
         from pipeline.local.serve import main as serve_local
         return serve_local
-    from pipeline import commands
+    from pipeline.cli import commands
     return {"run": commands.run_command, "plan": commands.plan_command,
             "collect": commands.collect_command, "jobs": commands.jobs_command,
             "report": commands.report_command}[command]
@@ -102,7 +103,7 @@ def _argparse_exit(parser: argparse.ArgumentParser, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; the exit code is one of pipeline.exit_codes.
+    """Run one command; the exit code is one of pipeline.cli.exit_codes.
 
     Args:
         argv: the arguments after the program name (default: sys.argv[1:]).
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
-    from pipeline import console
+    from pipeline.cli import console
 
     level = console.verbosity(argv)
     # serve-local prints its endpoints and logs each request: INFO lines are its output.
@@ -161,7 +162,7 @@ def _dispatch(argv: list[str]) -> int:
 
 
 def _interrupted(debug: bool) -> int:
-    """Ctrl-C or SIGTERM: the one line of pipeline.interrupts, the trace only with --debug."""
+    """Ctrl-C or SIGTERM: the one line of pipeline.cli.interrupts, the trace only with --debug."""
     if debug:
         traceback.print_exc()
     interrupts.report()

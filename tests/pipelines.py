@@ -13,8 +13,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.version import __version__ as beam_version
 
-from pipeline import runners
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
+from pipeline.running import runners
 from transforms.config import BatchConfig
 from transforms.core.bedrock import JobConfig
 from transforms.core.metrics import NAMESPACE
@@ -23,8 +23,8 @@ from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.summarize import SummarizeTranscripts
 
 RUNNERS = ("DirectRunner", "FnApiRunner", "PortableRunner")
-# The two local runners the CLI chooses between (pipeline/runners.py); tests that show where they
-# differ run on both.
+# The two local runners the CLI chooses between (pipeline/running/runners.py); tests that show
+# where they differ run on both.
 LOCAL_RUNNERS = (runners.FNAPI, runners.PRISM)
 
 
@@ -34,7 +34,7 @@ def prism_args() -> list[str]:
     binary = runners.prism_binary(beam_version)
     assert binary is not None, "Prism is not built: run `make prism`"
     # Not Beam's per-process Prism server: an earlier test's pipeline may have made it without
-    # --prism_location (see pipeline.environment.choose_runner).
+    # --prism_location (see pipeline.running.environment.choose_runner).
     return [f"--runner={runners.PRISM}", f"--prism_location={binary}",
             "--experiments=disable_prism_server_singleton",
             # As the CLI does: Beam's default would end every run longer than five minutes.
@@ -101,17 +101,17 @@ def summarize(items: Sequence[Transcript], config: BatchConfig, out: Path,
 def cli_with_counters(argv: Sequence[str], monkeypatch: Any) -> tuple[int, dict[str, int]]:
     """Runs the CLI in-process as a user would; returns its exit code and the counters of the
     run report it printed (read from the Report object, not parsed from its text)."""
-    import pipeline.run
+    import pipeline.running.execute
     from pipeline.__main__ import main
 
     reports = []
-    real_run = pipeline.run.run
+    real_run = pipeline.running.execute.run
 
     def spy(options, config):
         reports.append(real_run(options, config))
         return reports[-1]
 
-    monkeypatch.setattr(pipeline.run, "run", spy)
+    monkeypatch.setattr(pipeline.running.execute, "run", spy)
     code = main(list(argv))
     assert reports, f"the run ended before its report (exit code {code})"
     return code, reports[0].counters

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pipeline import exit_codes
 from pipeline.__main__ import main
+from pipeline.cli import exit_codes
 from pipeline.local.responses import invoke
 from pipeline.report.data import job_entry, report_data
-from pipeline.run import Report
+from pipeline.running.outcome import Report
 from tests.pipelines import read_rows
 from transforms.jobs.results import Manifest
 from transforms.prepare.families import family_for

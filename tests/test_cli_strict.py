@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import build_parser, main
+from pipeline.cli.options import known_flags
 from pipeline.local.serve import build_parser as serve_local_parser
-from pipeline.options import known_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9]")

@@ -7,15 +7,19 @@ import decimal
 
 import apache_beam as beam
 from apache_beam import coders
+from apache_beam.pipeline import PipelineVisitor
+from apache_beam.runners import pipeline_context
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.cli.options import parse_options
 from pipeline.local.backend import SERVICE_ROLE_ARN
+from pipeline.running.graph import build
 from transforms.config import BatchConfig
 from transforms.core.bedrock import JobConfig
 from transforms.core.coders import BatchRecordCoder, FailureCoder, SummaryCoder, TranscriptCoder
-from transforms.core.model import BatchRecord, Failure, Summary, Transcript, Turn
+from transforms.core.model import STAGES, BatchRecord, Failure, Summary, Transcript, Turn
 from transforms.shards.carry import CarryTailsFn
 from transforms.summarize import PrepareRecords
 
@@ -100,3 +104,56 @@ def test_deferred_records_wait_coded_with_their_event_times() -> None:
     assert coder.is_deterministic()
     for micros in (MIN_TIMESTAMP.micros, 0, 1_767_225_600_000_000):
         assert coder.decode(coder.encode((record, micros))) == (record, micros)
+# Hostile failure rows: any field that may be None is, text of every plane (lone surrogates
+# included, which Failure escapes) and text far longer than a row usually is.
+HOSTILE_TEXT = (st.text(max_size=40) | st.text(min_size=1, max_size=4).map(lambda t: t * 250_000))
+OPTIONAL_TEXT = HOSTILE_TEXT | st.none()
+OFFSETS = st.integers(-23 * 60, 23 * 60).map(lambda m: dt.timezone(dt.timedelta(minutes=m)))
+HOSTILE_FAILURES = st.builds(
+    Failure, stage=st.sampled_from(STAGES), error_code=HOSTILE_TEXT, error_message=HOSTILE_TEXT,
+    transcript_id=OPTIONAL_TEXT, record_id=OPTIONAL_TEXT, attempt=st.integers(-2**63, 2**63 - 1),
+    job_arn=OPTIONAL_TEXT, raw=OPTIONAL_TEXT, origin=OPTIONAL_TEXT,
+    created_at=st.datetimes(timezones=st.none() | st.just(dt.timezone.utc) | OFFSETS))
+
+
+@settings(max_examples=60, deadline=None)
+@given(HOSTILE_FAILURES)
+def test_a_hostile_failure_row_round_trips_to_the_same_bytes(failure) -> None:
+    coder = coders.registry.get_coder(Failure)
+    encoded = coder.encode(failure)
+    back = coder.decode(encoded)
+    assert back == failure
+    assert back.created_at.utcoffset() == failure.created_at.utcoffset()
+    assert coder.encode(back) == encoded
+
+
+def test_every_failure_row_of_a_cli_run_is_coded_with_the_failure_coder(tmp_path) -> None:
+    """Each ParDo's tagged failures output (Beam leaves tagged outputs untyped) and the rows
+    into the failures sink are Failure PCollections, so the translated pipeline encodes them
+    with FailureCoder rather than pickling them (the pipeline is built, not run)."""
+    options, opts = parse_options(["--input", str(tmp_path / "*.jsonl"),
+                                   "--output", str(tmp_path / "out")])
+    config = BatchConfig(base_uri="s3://bucket/runs", run_id="typed",
+                         job=JobConfig(role_arn=SERVICE_ROLE_ARN))
+    p = beam.Pipeline(options=options)
+    build(p, opts, config, str(tmp_path / "out"))
+    failures: dict[str, beam.PCollection] = {}
+
+    class Failures(PipelineVisitor):
+        def enter_composite_transform(self, node) -> None:
+            if node.full_label == "WriteFailures":
+                failures["into WriteFailures"] = node.inputs[0]
+
+        def visit_transform(self, node) -> None:
+            if "failures" in node.outputs:
+                failures[node.full_label] = node.outputs["failures"]
+    p.visit(Failures())
+    context = pipeline_context.PipelineContext()
+    proto = p.to_runner_api(context=context)
+
+    def coder(pcoll: beam.PCollection) -> coders.Coder:
+        return context.coders.get_by_id(
+            proto.components.pcollections[context.pcollections.get_id(pcoll)].coder_id)
+    assert len(failures) > 10  # the sources', every round's and the sink's
+    assert {label: coder(pcoll) for label, pcoll in failures.items()} == {
+        label: FailureCoder() for label in failures}

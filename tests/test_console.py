@@ -19,12 +19,12 @@ from apache_beam.transforms.core import _check_fn_use_yield_and_return
 from rich.console import Console
 
 import pipeline
-from pipeline import console as cli_console
 from pipeline.__main__ import COMMANDS, main, version
-from pipeline.exit_codes import UsageError
-from pipeline.extras import installed, require
-from pipeline.progress import (RunProgress, eta_seconds, format_duration, note_written, unwatch,
-                               watch)
+from pipeline.cli import console as cli_console
+from pipeline.cli.exit_codes import UsageError
+from pipeline.cli.extras import installed, require
+from pipeline.cli.progress import (RunProgress, eta_seconds, format_duration, note_written, unwatch,
+                                   watch)
 import transforms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,7 +215,7 @@ def test_the_noise_filter_drops_only_third_party_lines():
 def test_a_missing_extra_is_one_line_naming_it():
     assert installed("json") and not installed("no_such_module_here")
     assert not installed("no_such_package_here.sub")  # a missing parent is no crash
-    from pipeline import extras
+    from pipeline.cli import extras
     extras.OPTIONAL_PARTS["missing-part"] = ("no_such_module_here", "missing-part")
     try:
         with pytest.raises(UsageError, match=r"^--sink missing-part needs the missing-part extra "

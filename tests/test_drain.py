@@ -1,5 +1,5 @@
 """Ending a bounded watch on Flink with checkpointing from the durable facts: the decision
-(``pipeline.report.drain``), the loop (``pipeline.drain``) and the CLI's refusals.
+(``pipeline.report.drain``), the loop (``pipeline.running.drain``) and the CLI's refusals.
 
 The loop's tests hand it a stand-in for Beam's PipelineResult and a stand-in clock: a real
 Flink job that never agrees with its facts would take a day to reach the bound (the loop on a
@@ -10,9 +10,9 @@ import pytest
 from apache_beam.runners.runner import PipelineState
 
 from pipeline.__main__ import main
-from pipeline.drain import drain
 from pipeline.report.drain import drain_seconds, missing, quiet_seconds
 from pipeline.report.reconcile import Facts, RunJob
+from pipeline.running.drain import drain
 from transforms.sources.source_ledger import LedgerEntry
 
 LEDGER = (LedgerEntry("/in/a.jsonl", 4, 0), LedgerEntry("/in/b.jsonl", 3, 1))
@@ -191,8 +191,8 @@ def test_listed_files_are_named_as_the_ledger_names_them(tmp_path, monkeypatch):
     ledger gives it (file_identity), so the facts can agree."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.options import BedrockBatchOptions
-    from pipeline.run import listed_inputs
+    from pipeline.cli.options import BedrockBatchOptions
+    from pipeline.running.execute import listed_inputs
     from transforms.sources.source_ledger import file_identity
 
     (tmp_path / "real").mkdir()

@@ -1,4 +1,4 @@
-"""Request bodies and response parsing per model family (transforms/prepare/families.py)."""
+"""Request bodies and response parsing per model family (transforms/prepare/families/)."""
 from __future__ import annotations
 
 import pytest

@@ -34,11 +34,11 @@ from typing import Any
 
 import pytest
 
-from pipeline import exit_codes
+from pipeline.cli import exit_codes
+from pipeline.cli.options import DEFAULT_MAX_FAILURE_RATE
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing
-from pipeline.options import DEFAULT_MAX_FAILURE_RATE
 from tests.fault_table import SELECTION, add_row
 from tests.pipelines import LOCAL_RUNNERS, cli_with_counters, read_rows, transcripts
 from transforms.core.quotas import Quotas

@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import pipeline.run
 from pipeline.__main__ import main
+import pipeline.running.execute
 from transforms.insights import tally
 from tests.pipelines import transcripts
 
@@ -31,8 +31,9 @@ def test_insights_run_writes_typed_column_and_aggregate(tmp_path, monkeypatch, c
     source.write_text("".join(json.dumps({"id": t.id, "text": t.text}) + "\n"
                               for t in transcripts(4)))
     reports = []
-    real_run = pipeline.run.run
-    monkeypatch.setattr(pipeline.run, "run", lambda o, c: reports.append(real_run(o, c)) or reports[-1])
+    real_run = pipeline.running.execute.run
+    monkeypatch.setattr(pipeline.running.execute, "run",
+                        lambda o, c: reports.append(real_run(o, c)) or reports[-1])
     out = tmp_path / "out"
     # The local model's seeded invalid answers may leave a SchemaViolation failure row among
     # these few records: the threshold lets one through; the aggregate recounts the rows written.

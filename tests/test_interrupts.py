@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import exit_codes
 from pipeline.__main__ import main
-from pipeline.console import ProgressDisplay
-from pipeline.interrupts import PROG, RunContext, interrupted_line, resume_argv
+from pipeline.cli import exit_codes
+from pipeline.cli.console import ProgressDisplay
+from pipeline.cli.interrupts import PROG, RunContext, interrupted_line, resume_argv
+from pipeline.cli.progress import RunProgress
 from pipeline.local.jobs_store import Timing
-from pipeline.progress import RunProgress
 from tests.jvm_services import flink_runner_args
 from tests.test_kill_points import (AT_POINT, IN_FLIGHT, QUICK, QUOTAS, ROOT, RECORDS,
                                     _assert_exactly_once, _cli_args, _env, _input, _jobs)
@@ -351,7 +351,7 @@ def test_interrupt_with_the_embedded_backend(tmp_path, capsys):
 # The other commands: each interrupted by the hook right after a step of its real work.
 OTHER_POINTS = {
     "plan": """
-        from pipeline import commands
+        from pipeline.cli import commands
         read = commands.read_stored_file
         def hooked(*args, **kwargs):
             yield from read(*args, **kwargs)
@@ -359,7 +359,7 @@ OTHER_POINTS = {
         commands.read_stored_file = hooked
     """,
     "collect": """
-        from pipeline import collect
+        from pipeline.running import collect
         parse = collect.harvest_lines
         def hooked(*args, **kwargs):
             parsed = parse(*args, **kwargs)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import exit_codes
 from pipeline.__main__ import main
+from pipeline.cli import exit_codes
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.local.jobs_store import Timing
 from tests.pipelines import read_rows, transcripts
@@ -207,8 +207,8 @@ def test_a_killed_holder_not_yet_waited_for_frees_the_folder(tmp_path):
 # gate file, after noting that it got there; only the moment comes from the hook.
 GATED = textwrap.dedent("""
     import os, sys, time
-    import pipeline.run
-    real_run = pipeline.run.run
+    import pipeline.running.execute
+    real_run = pipeline.running.execute.run
 
     def gated(*args, **kwargs):
         open(os.environ["CLAIMED_NOTE"], "w").close()
@@ -216,7 +216,7 @@ GATED = textwrap.dedent("""
             time.sleep(0.1)
         return real_run(*args, **kwargs)
 
-    pipeline.run.run = gated
+    pipeline.running.execute.run = gated
     from pipeline.__main__ import main
     sys.exit(main(sys.argv[1:]))
 """)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.options import COMMAND_THEMES, command_flags
+from pipeline.cli.options import COMMAND_THEMES, command_flags
 from tests.pipelines import read_rows
 
 RUNS = ["--min-records-per-job", "1", "--sink", "jsonl", "-q"]
@@ -73,7 +73,7 @@ def test_an_input_that_cannot_be_read_is_refused_before_the_claim(case, tmp_path
 
 def test_input_problem_names_the_input_and_the_fix(tmp_path):
     """The pure check under both commands: what a pattern matched, and why it cannot be read."""
-    from pipeline.inputs import input_problem
+    from pipeline.cli.inputs import input_problem
 
     good = str(_input(tmp_path))
     assert input_problem(good, [good]) is None
@@ -92,12 +92,12 @@ def test_an_unreadable_input_file_is_refused_before_the_claim(tmp_path, capsys, 
     """A file its owner made unreadable. Root reads any file whatever its mode, and the suite
     may run as root, so here os.access answers as it does for another user of a mode 000 file
     (a fake: the only one in this module)."""
-    import pipeline.inputs
+    import pipeline.cli.inputs
 
     good, locked = _input(tmp_path), tmp_path / "locked.jsonl"
     locked.write_text(good.read_text())
     real_access = os.access
-    monkeypatch.setattr(pipeline.inputs.os, "access",
+    monkeypatch.setattr(pipeline.cli.inputs.os, "access",
                         lambda path, mode: path != str(locked) and real_access(path, mode))
     out = tmp_path / "out"
     assert main(["run", "--input", str(tmp_path / "*.jsonl"), "--output", str(out), *RUNS]) == 2

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.exit_codes import UsageError
-from pipeline.preflight import check_cost, check_role_arn, probe_output
+from pipeline.cli.exit_codes import UsageError
+from pipeline.cli.preflight import check_cost, check_role_arn, probe_output
 from tests.pipelines import transcripts
 from tests.standalone import aws_flags, profile_file, standalone_backend  # noqa: F401 (fixtures)
 
@@ -97,12 +97,12 @@ def test_a_crash_still_shows_the_run_id_and_how_to_resume(tmp_path, capsys, monk
     """A worker crash cannot be triggered on demand from the CLI, so `run` (the pipeline itself)
     is replaced by one that fails; everything before it is real. The jobs would live in a
     standalone backend reached with --backend aws, where resuming is possible."""
-    import pipeline.run
+    import pipeline.running.execute
 
     def crash(options, config):
         raise RuntimeError("worker lost")
 
-    monkeypatch.setattr(pipeline.run, "run", crash)
+    monkeypatch.setattr(pipeline.running.execute, "run", crash)
     assert main(["run", *aws_flags(standalone_backend), "--input", str(_input(tmp_path)),
                  "--output", str(tmp_path / "o"), "--run-id", "nightly-7"]) == 1
     err = capsys.readouterr().err
@@ -112,7 +112,7 @@ def test_a_crash_still_shows_the_run_id_and_how_to_resume(tmp_path, capsys, monk
 
 
 def test_the_local_banner_promises_no_resume():
-    from pipeline.preflight import run_banner
+    from pipeline.cli.preflight import run_banner
     from transforms.config import BatchConfig
     from transforms.core.bedrock import JobConfig
 

@@ -15,11 +15,11 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings, strategies as st
 
 from pipeline.__main__ import main
-from pipeline.exit_codes import UsageError
+from pipeline.cli.exit_codes import UsageError
+from pipeline.cli.options import BedrockBatchOptions, resolve_redactor
 from pipeline.local.backend import DEFAULT_BUCKET
 from pipeline.local.s3 import LocalS3
-from pipeline.options import BedrockBatchOptions, resolve_redactor
-from pipeline.run import Report, redaction_line
+from pipeline.running.outcome import Report, redaction_line
 from tests.pipelines import read_rows
 from transforms.core.model import Transcript, Turn
 from transforms.prepare.redact import RedactTranscripts

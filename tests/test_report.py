@@ -5,10 +5,10 @@ import dataclasses
 
 import pytest
 
-from pipeline import exit_codes
+from pipeline.cli import exit_codes
 from pipeline.pricing import estimate_cost
 from pipeline.report.reconcile import Facts
-from pipeline.run import Report
+from pipeline.running.outcome import Report
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 

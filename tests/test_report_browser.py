@@ -17,7 +17,7 @@ from pipeline.__main__ import main
 from pipeline.report import charts
 from pipeline.report.data import job_entry, report_data, window_counter
 from pipeline.report.page import render
-from pipeline.run import Report
+from pipeline.running.outcome import Report
 from tests.pipelines import transcripts
 from transforms.jobs.results import Manifest
 

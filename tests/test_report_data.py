@@ -7,13 +7,13 @@ import datetime as dt
 import plotly.graph_objects as go
 import pytest
 
-from pipeline import exit_codes
-from pipeline.options import BedrockBatchOptions
+from pipeline.cli import exit_codes
+from pipeline.cli.options import BedrockBatchOptions
 from pipeline.pricing import estimate_cost
 from pipeline.report import charts
 from pipeline.report.data import job_entry, report_data, window_counter, window_of, windows
 from pipeline.report.page import render
-from pipeline.run import Report, report_dir
+from pipeline.running.outcome import Report, report_dir
 from transforms.jobs.results import Manifest
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"

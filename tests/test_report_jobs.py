@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 
+from pipeline.cli.options import BedrockBatchOptions
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
-from pipeline.options import BedrockBatchOptions
 from pipeline.report.files import run_jobs
-from pipeline.run import Report, write_run_report
+from pipeline.running.outcome import Report, write_run_report
 from tests.pipelines import local_config
 from pipeline.pricing import estimate_cost
 from transforms.core.aws import AwsConfig

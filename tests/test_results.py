@@ -39,7 +39,7 @@ def converse_text(body: Mapping[str, Any]) -> str:
 
 # model id, invocation type, and how that family's response says (text, stop reason, in, out tokens):
 # an oracle written from the AWS response field pages, independent of
-# transforms/prepare/families.py.
+# transforms/prepare/families/.
 FAMILIES: dict[str, tuple[str, str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]] = {
     "claude": (CLAUDE, "InvokeModel", lambda b: (
         content_text(b), b["stop_reason"], b["usage"]["input_tokens"], b["usage"]["output_tokens"])),

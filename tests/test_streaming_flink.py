@@ -1,7 +1,7 @@
 """On Flink, a watched folder's windows become jobs while the watch goes on: each file is dropped
 only once the previous file's job exists at the local Bedrock service, so the run can only
 finish with every transcript summarized if windows are submitted before the watch ends (the
-DirectRunner cannot do this, see pipeline/run.py check_streaming)."""
+DirectRunner cannot do this, see pipeline/cli/run_flags.py check_streaming)."""
 from __future__ import annotations
 
 import json

@@ -16,7 +16,7 @@ from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Duration
 
 from transforms.config import BatchConfig
-import transforms.core.coders  # noqa: F401 - registers the coders of the typed elements below
+from transforms.core.coders import typed_output
 from transforms.core.errors import ConfigError
 from transforms.core.metrics import counter
 from transforms.core.model import (BatchRecord, Failure, Summary, Transcript, jsonl_line_size,
@@ -164,7 +164,7 @@ class PrepareRecords(beam.PTransform):
                        | "ByRecordId" >> beam.GroupByKey()
                        | "Resolve" >> beam.ParDo(_ResolveCollisionsFn())
                        .with_output_types(BatchRecord))
-        return {"records": records, "failures": built[FAILURES]}
+        return {"records": records, "failures": typed_output(built, FAILURES, Failure)}
 
 
 class _WritableFn(beam.DoFn):
@@ -213,8 +213,9 @@ class BatchRound(beam.PTransform):
                      | "Harvest" >> beam.ParDo(harvest.HarvestJobFn(cfg)).with_output_types(
                          Summary).with_outputs(harvest.FAILURES, harvest.RETRIES,
                                                main="summaries"))
-        failures = ((sharded[shards.FAILURES], carried["failures"], harvested[harvest.FAILURES])
-                    | "Failures" >> beam.Flatten())
+        failures = ((sharded[shards.FAILURES], carried["failures"],
+                     typed_output(harvested, harvest.FAILURES, Failure))
+                    | "Failures" >> beam.Flatten().with_output_types(Failure))
         return {"summaries": harvested.summaries, "failures": failures,
                 "retries": harvested[harvest.RETRIES], "on_demand": sharded[shards.ON_DEMAND]}
 
@@ -261,11 +262,11 @@ class SummarizeTranscripts(beam.PTransform):
         writable = (tuple(summaries) | "AllSummaries" >> beam.Flatten()
                     | "Writable" >> beam.ParDo(_WritableFn()).with_output_types(Summary)
                     .with_outputs(FAILURES, main="summaries"))
-        failures.append(writable[FAILURES])
+        failures.append(typed_output(writable, FAILURES, Failure))
         # Hand the caller back its own windowing whole (the rounds used their own triggers):
         # a WindowInto with only the windowfn would reset trigger and allowed lateness.
         return {"summaries": (writable.summaries
                               | "SummaryWindows" >> restore_windowing(windowing)),
-                "failures": (tuple(failures) | "AllFailures" >> beam.Flatten()
+                "failures": (tuple(failures) | "AllFailures" >> beam.Flatten().with_output_types(Failure)
                              | "FailureWindows" >> restore_windowing(windowing))}
 

@@ -31,8 +31,8 @@ _GROUP = re.compile(r"(?P<key>g|w\d+|c[a-z0-9]*?)(?:p\d+)?-a\d+-")
 
 
 class RunCounts(Protocol):
-    """What the report needs of ``pipeline.run.Report`` (kept as a protocol so this module
-    imports no Beam)."""
+    """What the report needs of ``pipeline.running.outcome.Report`` (kept as a protocol so this
+    module imports no Beam)."""
 
     run_id: str
     counters: Mapping[str, int]
@@ -249,7 +249,7 @@ def report_data(report: RunCounts, model_id: str, jobs: list[dict[str, Any]], *,
     """Everything report.json holds, from the run's counters and its jobs.
 
     Args:
-        report: The run's accounting (``pipeline.run.Report``), counted at the source.
+        report: The run's accounting (``pipeline.running.outcome.Report``), counted at the source.
         model_id: The model the run used, for the cost estimate.
         jobs: Job entries from ``job_entry``, in submission order.
         streaming: Whether the run was a streaming one (the page then shows per-window charts).

@@ -8,7 +8,7 @@ the job once every input the read had to cover (the files under ``--input``, or 
 a Kafka topic) is in the source ledger, every record the ledger counted is a summary or a
 failure row, and every job of the run was harvested.
 
-Pure (no Beam, no AWS): the CLI gathers the facts (``pipeline.drain``) and hands them in.
+Pure (no Beam, no AWS): the CLI gathers the facts (``pipeline.running.drain``) and hands them in.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ outlives an attempt:
   harvested it (a marker the harvest writes);
 - the rows written, as the file sinks' folders hold them.
 
-Pure (no Beam, no AWS): the CLI gathers the facts (``pipeline.run``) and hands them in.
+Pure (no Beam, no AWS): the CLI gathers the facts (``pipeline.running.execute``) and hands them in.
 """
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ def beam_s3_options(aws: AwsConfig) -> dict[str, str]:
 
     Beam builds its boto3 session without a profile name, so a profile's region is resolved
     here; the profile's credentials reach Beam through AWS_PROFILE, which the caller sets
-    (the CLI: pipeline.environment.beam_s3).
+    (the CLI: pipeline.running.environment.beam_s3).
 
     Args:
         aws: The settings of the transforms' own clients.

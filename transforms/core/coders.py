@@ -13,7 +13,8 @@ declaration order, so equal elements always give equal bytes:
   anyway, and lone surrogates round-trip unchanged.
 
 Importing this module registers the coders with Beam's coder registry; a PCollection uses them
-when its element type is declared (``with_output_types``).
+when its element type is declared: ``with_output_types`` for a transform's main output,
+``typed_output`` for a ParDo's tagged outputs (the failure rows).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import datetime as dt
 import json
 from typing import Any, Callable
 
-from apache_beam import coders
+from apache_beam import coders, pvalue
 
 from transforms.core.model import BatchRecord, Failure, Summary, Transcript, Turn
 
@@ -160,3 +161,22 @@ class FailureCoder(DataclassCoder):
 for _cls, _coder in ((Transcript, TranscriptCoder), (BatchRecord, BatchRecordCoder),
                      (Summary, SummaryCoder), (Failure, FailureCoder)):
     coders.registry.register_coder(_cls, _coder)
+
+
+def typed_output(outputs: pvalue.DoOutputsTuple, tag: str, element_type: type) -> pvalue.PCollection:
+    """The tagged output ``tag`` of a ParDo, declared to hold ``element_type``, so that Beam
+    encodes it with the coder registered for that type.
+
+    ``with_output_types`` types a ParDo's main output only: Beam takes no type hints for tagged
+    outputs yet (apache/beam#18957) and leaves them ``Any``, which it encodes by pickling.
+
+    Args:
+        outputs: The outputs of a ``ParDo(...).with_outputs(...)``.
+        tag: The tagged output's name.
+        element_type: What that output holds (e.g. ``Failure``).
+    """
+    pcoll = outputs[tag]
+    # Before anything consumes it: the coder is read from the element type when the pipeline
+    # is translated, and a consumer's type check reads it when it is applied.
+    pcoll.element_type = element_type
+    return pcoll

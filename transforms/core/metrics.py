@@ -1,7 +1,7 @@
 """The one Beam metrics namespace every stage of this plugin counts in.
 
-The run report (``pipeline/run.py``) and users' own dashboards query a single namespace, so a
-counter's name alone says what it counts.
+The run report (``pipeline/running/outcome.py``) and users' own dashboards query a single
+namespace, so a counter's name alone says what it counts.
 """
 from __future__ import annotations
 

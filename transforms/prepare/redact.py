@@ -7,6 +7,7 @@ from typing import Any, Iterator
 import apache_beam as beam
 
 from transforms.core.metrics import counter
+from transforms.core.coders import typed_output
 from transforms.core.model import Failure, Transcript
 from transforms.prepare.redaction import Redactor, checked_counts
 
@@ -73,4 +74,4 @@ class RedactTranscripts(beam.PTransform):
     def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
         out = transcripts | "Redact" >> beam.ParDo(_RedactFn(self._redactor)).with_output_types(
             Transcript).with_outputs(FAILURES, main="transcripts")
-        return {"transcripts": out.transcripts, "failures": out[FAILURES]}
+        return {"transcripts": out.transcripts, "failures": typed_output(out, FAILURES, Failure)}

@@ -20,8 +20,8 @@ from apache_beam.utils.timestamp import Timestamp
 
 from transforms.config import BatchConfig
 from transforms.core import layout
-from transforms.core.coders import BatchRecordCoder
-from transforms.core.model import BatchRecord, JobBatch
+from transforms.core.coders import BatchRecordCoder, typed_output
+from transforms.core.model import BatchRecord, Failure, JobBatch
 from transforms.core.windowing import restore_windowing
 from transforms.shards.shard_writer import undersized_failure
 from transforms.shards.write_shards import CARRIED, FAILURES, ShardingDoFn, window_bounds
@@ -140,4 +140,5 @@ class CarryTails(beam.PTransform):
                .with_output_types(JobBatch).with_outputs(FAILURES, main="batches"))
         # Back into the input's windowing, trigger included, so they flatten with its batches.
         return {"batches": out.batches | "BatchWindows" >> restore_windowing(windowing),
-                "failures": out[FAILURES] | "FailureWindows" >> restore_windowing(windowing)}
+                "failures": (typed_output(out, FAILURES, Failure)
+                             | "FailureWindows" >> restore_windowing(windowing))}

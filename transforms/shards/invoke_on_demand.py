@@ -25,6 +25,7 @@ from botocore.exceptions import HTTPClientError
 from transforms.config import BatchConfig
 from transforms.core.bedrock import error_code
 from transforms.core.metrics import counter
+from transforms.core.coders import typed_output
 from transforms.core.model import BatchRecord, Failure, Summary, metadata_json, truncate_raw
 from transforms.core.rate_control import AdaptiveRate, Progress, RetryPolicy, is_throttling
 from transforms.insights.answers import AnswerError, read_answer
@@ -304,4 +305,4 @@ class InvokeOnDemand(beam.PTransform):
                | "Queue" >> beam.Reshuffle()
                | "Invoke" >> beam.ParDo(InvokeOnDemandFn(self._config, self._retry))
                .with_output_types(Summary).with_outputs(FAILURES, main="summaries"))
-        return {"summaries": out.summaries, "failures": out[FAILURES]}
+        return {"summaries": out.summaries, "failures": typed_output(out, FAILURES, Failure)}

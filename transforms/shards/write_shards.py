@@ -21,9 +21,9 @@ from apache_beam.utils.windowed_value import WindowedValue
 from transforms.config import BatchConfig
 from transforms.core import layout
 from transforms.core.bedrock import JobsClient
-import transforms.core.coders  # noqa: F401 - registers the coders of the typed elements below
+from transforms.core.coders import typed_output
 from transforms.core.metrics import counter
-from transforms.core.model import BatchRecord
+from transforms.core.model import BatchRecord, Failure
 from transforms.core.storage import Storage
 from transforms.core.windowing import ALLOWED_LATENESS
 from transforms.shards.bucket_plan import BucketPlacement, BucketSummary, bucket_count, bucket_of
@@ -429,7 +429,8 @@ class WriteShardsInParallel(beam.PTransform):
                    | "Gather" >> beam.GroupByKey()
                    | "Assemble" >> beam.ParDo(_AssembleFn(cfg, attempt),
                                               shard_placement=shard_placement))
-        failures = ((classified[FAILURES], routed[FAILURES]) | "AllFailures" >> beam.Flatten())
+        failures = ((typed_output(classified, FAILURES, Failure),
+                     typed_output(routed, FAILURES, Failure)) | "AllFailures" >> beam.Flatten())
         # The tail is routed before the shards are written: the on-demand records wait for the
         # batches, so a runner that runs one stage at a time (the DirectRunner) creates the jobs
         # first and the calls run while the jobs do. (A round's records go either on-demand or
@@ -473,7 +474,8 @@ class WriteShardsByPane(beam.PTransform):
                    | "Group" >> beam.GroupByKey()
                    | "Write" >> beam.ParDo(WriteShardsFn(cfg, self._attempt))
                    .with_outputs(FAILURES, ON_DEMAND, DEFERRED, main="batches"))
-        return {tag: written[tag] for tag in ("batches", FAILURES, ON_DEMAND, DEFERRED)}
+        return {"batches": written.batches, FAILURES: typed_output(written, FAILURES, Failure),
+                ON_DEMAND: written[ON_DEMAND], DEFERRED: written[DEFERRED]}
 
 
 class WriteShards(beam.PTransform):

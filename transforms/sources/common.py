@@ -15,6 +15,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
 from transforms.core.errors import ConfigError
 from transforms.core.metrics import counter
+from transforms.core.coders import typed_output
 from transforms.core.model import Failure, Transcript, truncate_raw
 from transforms.sources.event_time import transcript_time
 from transforms.sources.validation import source_failure
@@ -153,12 +154,12 @@ class _EmitFn(beam.DoFn):
 
 
 def tagged(result: beam.pvalue.DoOutputsTuple) -> dict[str, beam.PCollection]:
-    """A ParDo's two outputs as the sources' dict.
+    """A ParDo's two outputs as the sources' dict, the failures typed as ``Failure`` rows.
 
     Args:
         result: The outputs of a ParDo ``with_outputs(FAILURES, main=TRANSCRIPTS)``.
     """
-    return {TRANSCRIPTS: result[TRANSCRIPTS], FAILURES: result[FAILURES]}
+    return {TRANSCRIPTS: result[TRANSCRIPTS], FAILURES: typed_output(result, FAILURES, Failure)}
 
 
 def check_field_options(max_text_chars: int, **fields: str) -> None:

@@ -35,7 +35,7 @@ from transforms.core.metrics import counter
 from transforms.core.model import Failure, Transcript
 from transforms.core.storage import Storage, join
 from transforms.sources.common import (DEFAULT_INPUT_LATENESS_SECONDS, FAILURES, RECORDS_IN,
-                                       TRANSCRIPTS, check_field_options, checked)
+                                       TRANSCRIPTS, check_field_options, checked, tagged)
 from transforms.sources.parsing import parse_json
 from transforms.sources.source_ledger import LedgerEntry, SourceLedger, entry_name, entry_text
 from transforms.sources.validation import (DEFAULT_MAX_TEXT_CHARS, FieldMapping,
@@ -523,4 +523,4 @@ class ReadTranscriptsFromKafka(beam.PTransform):
                 self._settings, self._mapping, self._max_text_chars, self._poll_timeout,
                 self._allowed_lateness, self._ledger)
             ).with_output_types(Transcript).with_outputs(FAILURES, main=TRANSCRIPTS))
-        return {TRANSCRIPTS: read[TRANSCRIPTS], FAILURES: read[FAILURES]}
+        return tagged(read)

@@ -10,9 +10,9 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, P
                                                   PortableOptions, PrismRunnerOptions, S3Options,
                                                   StandardOptions)
 
-from pipeline import runners
-from pipeline.exit_codes import UsageError
-from pipeline.options import BedrockBatchOptions
+from pipeline.cli.exit_codes import UsageError
+from pipeline.cli.options import BedrockBatchOptions
+from pipeline.running import runners
 from transforms.core.aws import AwsConfig, beam_s3_options
 from transforms.core.quotas import Quotas
 
@@ -144,8 +144,7 @@ def environment(options: PipelineOptions, quotas: Quotas) -> Iterator[Environmen
     if opts.backend == "aws":
         yield Environment(aws_from_flags(opts, options), quotas)
         return
-    from pipeline.local.backend import (DEFAULT_BUCKET, SERVICE_ROLE_ARN,
-                                        LocalBackend)
+    from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
     from pipeline.local.jobs_store import Timing
 
     with LocalBackend(quotas=quotas, bucket=DEFAULT_BUCKET,

@@ -32,7 +32,7 @@ def drain(result: PipelineResult, listed: Callable[[], Iterable[str]],
     Args:
         result: The running job.
         listed: The files under ``--input`` now.
-        facts: The durable facts now (``pipeline.run.durable_facts``).
+        facts: The durable facts now (``pipeline.running.execute.durable_facts``).
         watch_seconds: ``--watch-seconds``.
         drain_seconds: How long after the watch to wait for the facts to agree.
         quiet_seconds: How long the facts may stand still with no job running.

@@ -21,8 +21,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from pipeline import interrupts
-from pipeline.progress import TERMINAL, RunProgress, format_duration, unwatch, watch
+from pipeline.cli import interrupts
+from pipeline.cli.progress import TERMINAL, RunProgress, format_duration, unwatch, watch
 
 log = logging.getLogger("pipeline.progress")
 
@@ -41,7 +41,7 @@ class ThirdPartyNoise(logging.Filter):
       _ReadMatchesFn); the same line for one of ours still shows.
     - The trace of a KeyboardInterrupt (Ctrl-C, SIGTERM) Beam logs as an error of the step it
       interrupted, and any line with a trace once the command was interrupted (without
-      --debug): the CLI prints its own one line for it (pipeline.interrupts).
+      --debug): the CLI prints its own one line for it (pipeline.cli.interrupts).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

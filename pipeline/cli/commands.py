@@ -11,17 +11,18 @@ from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline import interrupts
 from pipeline import pricing
-from pipeline.console import run_progress
-from pipeline.environment import aws_from_flags, beam_s3, check_runner, choose_runner, environment
-from pipeline.exit_codes import UsageError
-from pipeline.extras import check_optional_parts
-from pipeline.field_flags import cli_message
-from pipeline.inputs import input_problem
-from pipeline.options import (BedrockBatchOptions, batch_config, check_command_flags, parse_options,
-                              resolve_quotas)
-from pipeline.preflight import check_cost, check_model, preflight, run_banner
+from pipeline.cli import interrupts
+from pipeline.cli.console import run_progress
+from pipeline.cli.exit_codes import UsageError
+from pipeline.cli.extras import check_optional_parts
+from pipeline.cli.field_flags import cli_message
+from pipeline.cli.inputs import input_problem
+from pipeline.cli.options import (BedrockBatchOptions, batch_config, check_command_flags,
+                                  parse_options, resolve_quotas)
+from pipeline.cli.preflight import check_cost, check_model, preflight, run_banner
+from pipeline.running.environment import (aws_from_flags, beam_s3, check_runner, choose_runner,
+                                          environment)
 from transforms.core.aws import AwsConfig
 from transforms.core.bedrock import JobConfig, JobsClient
 from transforms.core.model import Transcript
@@ -95,8 +96,9 @@ def run_command(argv: list[str]) -> int:
     """`run`: every check (flags, the input match, the destinations, the pipeline graph, the
     cost) comes before ``hold_output`` claims --output, so a refused run leaves the folder as it
     was and the corrected command runs."""
-    from pipeline.run import (check_run_flags, check_streaming, construct, hold_output,
-                              prepare, run, sinks)
+    from pipeline.cli.run_flags import check_run_flags, check_streaming
+    from pipeline.running.execute import hold_output, prepare, run
+    from pipeline.running.graph import construct, sinks
 
     options, opts = _options(argv, "run")
     streaming = options.view_as(StandardOptions).streaming
@@ -226,7 +228,7 @@ def plan_report(opts: BedrockBatchOptions, quotas: Quotas) -> dict[str, Any]:
 
 
 def collect_command(argv: list[str]) -> int:
-    from pipeline.collect import collect
+    from pipeline.running.collect import collect
 
     options, opts = _options(argv, "collect", "job-output", "output")
     if opts.sink not in FORMATS:

@@ -15,7 +15,7 @@ FNAPI_NAMES = frozenset({"directrunner", "switchingdirectrunner", "bundlebaseddi
                          "fnapirunner", "direct", "fnapi"})
 PRISM_NAMES = frozenset({"prismrunner", "prism"})
 # `make prism` builds Prism here, one folder per Beam version (the repo's .cache/).
-CACHE = Path(__file__).resolve().parent.parent / ".cache" / "prism"
+CACHE = Path(__file__).resolve().parents[2] / ".cache" / "prism"
 
 
 def prism_binary(beam_version: str, cache: Path = CACHE) -> Path | None:
@@ -95,9 +95,9 @@ def is_flink(runner: str | None) -> bool:
 
 def ended_by_the_cli(runner: str | None, streaming: bool, watch_seconds: float | None,
                      checkpointing_interval: str | None) -> bool:
-    """Whether the CLI ends the run itself once the durable facts agree (``pipeline.drain``):
-    a bounded watch or Kafka read on Flink with checkpointing, which Beam's Flink runner keeps
-    running after its sources are done.
+    """Whether the CLI ends the run itself once the durable facts agree
+    (``pipeline.running.drain``): a bounded watch or Kafka read on Flink with checkpointing,
+    which Beam's Flink runner keeps running after its sources are done.
 
     Args:
         runner: --runner.

@@ -1,0 +1,222 @@
+"""`run`: run the pipeline ``graph.construct`` built while --output is held, end a run that
+does not end by itself (``drain``), publish the file output and account for every record.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from typing import Any, Callable, Iterator, TypeVar
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import (CrossLanguageOptions, PipelineOptions,
+                                                  StandardOptions)
+from apache_beam.runners.runner import PipelineResult
+from apache_beam.utils import subprocess_server
+
+from pipeline.cli import exit_codes
+from pipeline.cli.options import BedrockBatchOptions
+from pipeline.report.drain import drain_seconds, quiet_seconds
+from pipeline.report.files import harvested_jobs, read_ledger, run_jobs
+from pipeline.report.reconcile import Facts, RunJob
+from pipeline.running import runners
+from pipeline.running.drain import drain
+from pipeline.running.graph import AGGREGATE_DIR, insights_schema, sinks
+from pipeline.running.outcome import Report, write_run_report
+from transforms.config import BatchConfig
+from transforms.core import layout
+from transforms.core.metrics import NAMESPACE
+from transforms.core.storage import Storage, join
+from transforms.insights.aggregate import read_overall
+from transforms.sinks import commit
+from transforms.sinks.files import FORMATS, rows_in
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def prepare(opts: BedrockBatchOptions, run_id: str) -> None:
+    """Checks that need no pipeline, before the output folder is claimed and any job exists."""
+    if not 0 <= opts.max_failure_rate <= 1:
+        raise exit_codes.UsageError(f"--max-failure-rate {opts.max_failure_rate:g} is not a "
+                                    f"fraction: pass a number from 0 to 1, e.g. 0.05")
+    if opts.input and not opts.kafka_topic:
+        files = opts.sink in FORMATS
+        overlap = commit.output_in_input(opts.input, opts.output if files else None, run_id,
+                                         FORMATS.get(opts.sink, ""), opts.report_dir)
+        if overlap:
+            raise exit_codes.UsageError(overlap)
+
+
+@contextlib.contextmanager
+def hold_output(opts: BedrockBatchOptions, run_id: str) -> Iterator[None]:
+    """Hold a file sink's --output for ``run_id`` while the block runs (see ``commit.hold``);
+    another process holding it, or another run's files in it, is a usage error (exit 2).
+    Kafka and BigQuery sinks have no folder to hold.
+
+    Args:
+        opts: The run's options.
+        run_id: The run's id.
+    """
+    if opts.sink not in FORMATS:
+        yield
+        return
+    FileSystems.set_options(opts)  # e.g. s3:// settings; a pipeline sets them only when built
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(commit.hold(opts.output, run_id, opts.overwrite, opts))
+        except commit.OutputInUse as exc:
+            raise exit_codes.UsageError(str(exc)) from None
+        yield
+
+
+def runner_flag(options: PipelineOptions, name: str) -> str | None:
+    """A runner flag Beam passes through to the job server (not one of Python's options)."""
+    value = options.get_all_options(retain_unknown_options=True).get(name)
+    return None if value is None else str(value)
+
+
+def ended_by_the_cli(options: PipelineOptions) -> bool:
+    """Whether ``run`` cancels the job itself once the durable facts agree
+    (``runners.ended_by_the_cli``)."""
+    opts = options.view_as(BedrockBatchOptions)
+    standard = options.view_as(StandardOptions)
+    return runners.ended_by_the_cli(standard.runner, bool(standard.streaming), opts.watch_seconds,
+                                    runner_flag(options, "checkpointing_interval"))
+
+
+def run(p: beam.Pipeline, config: BatchConfig) -> Report:
+    """Run the pipeline ``construct`` built (after ``prepare``, inside ``hold_output``), publish
+    file output, and account for every record."""
+    options = p.options
+    opts = options.view_as(BedrockBatchOptions)
+    streaming = options.view_as(StandardOptions).streaming
+    files = opts.sink in FORMATS
+    not_done: list[str] = []
+    if ended_by_the_cli(options):
+        with beam_services(options):
+            result = p.run()
+            not_done = drain(
+                result, lambda: listed_inputs(opts),
+                lambda: durable_facts(opts, config, run_jobs(
+                    config.aws.client("bedrock"), config.aws.client("s3"), config.run_id)[0]),
+                opts.watch_seconds,
+                drain_seconds(opts.window_seconds, config.poll_interval_seconds,
+                              opts.job_timeout_hours),
+                quiet_seconds(opts.window_seconds, config.poll_interval_seconds),
+                max(config.poll_interval_seconds, 5))
+            counters = _durable("the Beam counters", lambda: counted(result)) or {}
+    else:
+        # Leaving Beam's own block runs the built pipeline and waits for it; the block also
+        # keeps the runner's job server (Flink's) up for the run, as building inside it would.
+        with p:
+            pass
+        result = p.result
+        counters = counted(result)
+    if files and streaming:
+        commit.mark_finished(opts.output, config.run_id)
+    elif files:
+        commit.publish(opts.output, config.run_id)
+    jobs, jobs_note = run_jobs(config.aws.client("bedrock"), config.aws.client("s3"),
+                               config.run_id)
+    report = Report(config.run_id, counters, max_failure_rate=opts.max_failure_rate,
+                    facts=durable_facts(opts, config, jobs), not_done=tuple(not_done))
+    if files:
+        written = commit.written_dirs(opts.output)
+        if insights_schema(config) is not None:
+            report = dataclasses.replace(
+                report, insights_aggregate=read_overall(join(opts.output, AGGREGATE_DIR)))
+    else:
+        (to_summaries, to_failures), _, _ = sinks(opts)
+        written = [d for d, rows in ((to_summaries, report.summaries),
+                                     (to_failures, report.failures)) if rows]
+    report = dataclasses.replace(report, written=tuple(written))
+    return dataclasses.replace(report, report_html=write_run_report(
+        report, opts, config, streaming, jobs, jobs_note))
+
+
+@contextlib.contextmanager
+def beam_services(options: PipelineOptions) -> Iterator[None]:
+    """What Beam's own ``with pipeline`` block holds while a pipeline runs (the job server a
+    FlinkRunner starts stays up), for a run the CLI ends itself."""
+    with subprocess_server.JavaJarServer.beam_services(
+            options.view_as(CrossLanguageOptions).beam_services), \
+            subprocess_server.SubprocessServer.cache_subprocesses():
+        yield
+
+
+def counted(result: PipelineResult) -> dict[str, int]:
+    """The plugin's Beam counters, summed by name."""
+    counters: dict[str, int] = {}
+    for metric in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        name = metric.key.metric.name
+        counters[name] = counters.get(name, 0) + (metric.committed or 0)
+    return counters
+
+
+def listed_inputs(opts: BedrockBatchOptions) -> list[str]:
+    """The source ledger paths the run's read must have by now: the files under --input, or
+    the partitions of --kafka-topic (``transforms.sources.kafka.partition_origin``)."""
+    if opts.kafka_topic:
+        from confluent_kafka import Consumer
+
+        from transforms.sources.kafka import METADATA_TIMEOUT_SECONDS, partition_origin
+        consumer = Consumer({"bootstrap.servers": opts.kafka_bootstrap_servers,
+                             "group.id": "bedrock-batch-beam"})
+        try:
+            topic = consumer.list_topics(opts.kafka_topic,
+                                         timeout=METADATA_TIMEOUT_SECONDS).topics[opts.kafka_topic]
+            return [partition_origin(opts.kafka_topic, n) for n in topic.partitions]
+        finally:
+            consumer.close()
+    from transforms.sources.source_ledger import file_identity
+    (result,) = FileSystems.match([opts.input])
+    # Named as the ledger names them: a relative or symlinked --input matches the same files
+    # under other spellings, and the run would never be seen as done.
+    return [file_identity(found.path) for found in result.metadata_list]
+
+
+def durable_facts(opts: BedrockBatchOptions, config: BatchConfig,
+                  jobs: list[dict[str, Any]] | None) -> Facts:
+    """What outlives an attempt of the pipeline, for ``Report``: the source ledger (file
+    sources), the run's jobs and whether each was harvested, the rows in a file sink's folders.
+
+    The rows are written by then: a fact that cannot be read is logged and left unknown (the
+    counters stand in, and the report says what it could not confirm).
+
+    Args:
+        opts: The run's options.
+        config: The run's settings (where the run keeps its files, AWS clients).
+        jobs: The run's jobs (``run_jobs``), or None when the service could not be asked.
+    """
+    storage = Storage(config.aws.client("s3"))
+    run_jobs_ = None
+    if jobs is not None:
+        harvested = _durable("the run's harvest markers", lambda: harvested_jobs(
+            storage, layout.harvested_prefix(config.base_uri, config.run_id)))
+        if harvested is not None:
+            run_jobs_ = tuple(RunJob(job["name"], job["status"], job["name"] in harvested,
+                                     job["job_output"]) for job in jobs)
+    # A Kafka read ledgers each partition once its bounded read has ended: none if unbounded.
+    kept = not opts.kafka_topic or bool(opts.watch_seconds)
+    ledger = None if not kept else _durable("the source ledger", lambda: read_ledger(
+        storage, layout.source_ledger_prefix(config.base_uri, config.run_id)))
+    rows = None
+    if opts.sink in FORMATS:
+        rows = _durable("the rows in --output", lambda: (
+            rows_in(join(opts.output, "summaries"), opts.sink),
+            rows_in(join(opts.output, "failures"), opts.sink)))
+    return Facts(ledger=ledger, jobs=run_jobs_, rows=rows)
+
+
+def _durable(what: str, read: Callable[[], T]) -> T | None:
+    """What ``read`` returns, or None (logged) when it fails: the report then says what it
+    could not confirm instead of failing a run whose rows are written."""
+    try:
+        return read()
+    except Exception as exc:  # botocore and filesystem errors, an unreadable ledger entry
+        log.error("run report: %s could not be read (%s: %s); the Beam counters stand in",
+                  what, type(exc).__name__, exc)
+        return None
