@@ -105,8 +105,30 @@ def test_the_job_is_cancelled_once_the_facts_agree_after_the_watch():
     gaps = drain(job, lambda: listed_at.append(clock()) or LISTED, facts, watch_seconds=120,
                  drain_seconds=1000, quiet_seconds=300, poll_seconds=5, clock=clock, sleep=clock.sleep)
     assert gaps == [] and job.cancelled
-    assert listed_at == [120]  # the folder is listed once the watch is over
+    assert listed_at[0] == 120  # what the read had to cover is asked once the watch is over
     assert 150 <= clock() < 160
+
+
+def test_the_run_waits_for_the_watch_to_record_its_end():
+    """The watch's clock starts at its first listing, after the CLI's: a file moved in after
+    the CLI's clock ran out, but while the watch still lists, is waited for (before, an empty
+    folder at the CLI's count ended the run with exit 0 and the file was never summarized)."""
+    clock, job = Clock(), Job()
+    nothing_yet = Facts(ledger=(), jobs=(), rows=(0, 0))
+    listed = lambda: LISTED if clock() >= 200 else None  # noqa: E731 - the watch ends at 200 s
+    facts = lambda: DONE if clock() >= 250 else nothing_yet  # noqa: E731
+    gaps = drain(job, listed, facts, watch_seconds=120, drain_seconds=1000, quiet_seconds=300,
+                 poll_seconds=5, clock=clock, sleep=clock.sleep)
+    assert gaps == [] and job.cancelled
+    assert 250 <= clock() < 260
+
+
+def test_a_watch_that_never_records_its_end_is_reported_at_the_bound():
+    clock, job = Clock(), Job()
+    gaps = drain(job, lambda: None, lambda: Facts(ledger=(), jobs=(), rows=(0, 0)),
+                 watch_seconds=120, drain_seconds=100, quiet_seconds=300, poll_seconds=5,
+                 clock=clock, sleep=clock.sleep)
+    assert gaps == ["the watch has not recorded its end yet"] and job.cancelled
 
 
 def test_facts_that_never_agree_while_a_job_runs_cancel_at_the_bound():
@@ -186,18 +208,37 @@ def test_a_sink_whose_rows_cannot_be_counted_is_refused(tmp_path, capsys):
     assert "--sink kafka" in errors[0] and "--sink avro or jsonl or parquet" in errors[0]
 
 
-def test_listed_files_are_named_as_the_ledger_names_them(tmp_path, monkeypatch):
-    """A relative --input through a symbolic link lists each file under the name the source
-    ledger gives it (file_identity), so the facts can agree."""
+def test_the_watch_records_what_it_had_listed_and_the_cli_waits_for_it(tmp_path, monkeypatch):
+    """The CLI learns what the read had to cover from the watch's own record of its end (its
+    clock starts at its first listing, later than the CLI's): nothing before the watch ended,
+    then every file it listed, named as the ledger names them (file_identity) even through a
+    relative, symbolic-linked pattern, so the facts can agree."""
+    import types
+
+    import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.cli.options import BedrockBatchOptions
     from pipeline.running.execute import listed_inputs
-    from transforms.sources.source_ledger import file_identity
+    from transforms.core.layout import source_ledger_prefix
+    from transforms.sources import WatchTranscripts
+    from transforms.sources.source_ledger import SUFFIX, SourceLedger, file_identity, parse_entry
 
     (tmp_path / "real").mkdir()
-    (tmp_path / "real" / "in.jsonl").write_text("{}\n")
+    for name in ("a", "b"):
+        (tmp_path / "real" / f"{name}.jsonl").write_text(f'{{"id": "{name}", "text": "hi"}}\n')
     (tmp_path / "link").symlink_to(tmp_path / "real")
     monkeypatch.chdir(tmp_path)
+    config = types.SimpleNamespace(base_uri=str(tmp_path / "runs"), run_id="r",
+                                   aws=types.SimpleNamespace(client=lambda service: None))
     opts = PipelineOptions(["--input", "link/*.jsonl"]).view_as(BedrockBatchOptions)
-    assert listed_inputs(opts) == [file_identity(str(tmp_path / "real" / "in.jsonl"))]
+    assert listed_inputs(opts, config) is None, "the watch has not ended yet"
+
+    prefix = source_ledger_prefix(config.base_uri, config.run_id)
+    with beam.Pipeline(options=PipelineOptions(["--streaming"])) as p:
+        _ = p | WatchTranscripts("link/*.jsonl", interval_seconds=1, stop_after_seconds=2,
+                                 ledger=SourceLedger(prefix))
+    expected = sorted(file_identity(str(tmp_path / "real" / f"{n}.jsonl")) for n in "ab")
+    assert listed_inputs(opts, config) == expected
+    entries = [parse_entry(path.read_text()) for path in (tmp_path / "runs").rglob(f"*{SUFFIX}")]
+    assert sorted(entry.path for entry in entries) == expected

@@ -4,8 +4,8 @@ Beam's Flink runner keeps a streaming job with checkpointing running after its s
 (Beam's ``--shutdown_sources_after_idle_ms`` would end them, but a source that ends sends its
 watermark to the end of time and drops the records still on their way as late). So the CLI ends
 such a run itself: after the watch's end it reads the facts the report reconciles, and cancels
-the job once every input the read had to cover (the files under ``--input``, or the partitions of
-a Kafka topic) is in the source ledger, every record the ledger counted is a summary or a
+the job once every input the read had to cover (the files the watch had listed when it ended, as
+it recorded them, or the partitions of a Kafka topic) is in the source ledger, every record the ledger counted is a summary or a
 failure row, and every job of the run was harvested.
 
 Pure (no Beam, no AWS): the CLI gathers the facts (``pipeline.running.drain``) and hands them in.
@@ -25,15 +25,18 @@ def _some(names: Iterable[str]) -> str:
     return ", ".join(names[:_SHOWN]) + more
 
 
-def missing(listed: Iterable[str], facts: Facts) -> list[str]:
+def missing(listed: Iterable[str] | None, facts: Facts) -> list[str]:
     """What keeps the run from being done, one line each; empty when it is done.
 
     Args:
-        listed: The ledger paths the read had to cover: the files under ``--input`` by the
-            watch's end, or the topic's partitions (``kafka:<topic>/<partition>``).
+        listed: The ledger paths the read had to cover: the files the watch had listed when it
+            ended (``transforms.sources.source_ledger.WatchEnd``), or the topic's partitions
+            (``kafka:<topic>/<partition>``); None while the watch has not ended.
         facts: The durable facts as they stand now.
     """
     gaps = []
+    if listed is None:
+        gaps.append("the watch has not recorded its end yet")
     if facts.ledger is None:
         gaps.append("the source ledger could not be read")
     if facts.jobs is None:

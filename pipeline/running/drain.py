@@ -17,7 +17,7 @@ _ENDED = frozenset({PipelineState.DONE, PipelineState.FAILED, PipelineState.CANC
                     PipelineState.UPDATED, PipelineState.DRAINED})
 
 
-def drain(result: PipelineResult, listed: Callable[[], Iterable[str]],
+def drain(result: PipelineResult, listed: Callable[[], Iterable[str] | None],
           facts: Callable[[], Facts], watch_seconds: float, drain_seconds: float,
           quiet_seconds: float, poll_seconds: float, clock: Callable[[], float] = time.monotonic,
           sleep: Callable[[float], None] = time.sleep) -> list[str]:
@@ -26,12 +26,14 @@ def drain(result: PipelineResult, listed: Callable[[], Iterable[str]],
     ``quiet_seconds`` with no job of the run running (the runner dropped what is missing:
     measured on Flink after a restore), or ``drain_seconds`` after the watch.
 
-    The watch ends ``watch_seconds`` after its first listing, which comes after this is called,
-    so every file ``listed()`` returns by then is one the watch lists too.
+    The watch ends ``watch_seconds`` after its first listing, which comes after this is called:
+    the facts are read from then on, and ``listed()`` says, once the read has ended, what it
+    had to cover.
 
     Args:
         result: The running job.
-        listed: The files under ``--input`` now.
+        listed: The ledger paths the read had to cover (the files the watch had listed when it
+            ended, or the topic's partitions); None while the watch has not ended.
         facts: The durable facts now (``pipeline.running.execute.durable_facts``).
         watch_seconds: ``--watch-seconds``.
         drain_seconds: How long after the watch to wait for the facts to agree.
@@ -51,18 +53,21 @@ def drain(result: PipelineResult, listed: Callable[[], Iterable[str]],
         if _ended(result):
             break
         sleep(min(poll_seconds, max(watch_ends - clock(), 0)))
-    files = frozenset(listed())
     give_up_at = clock() + drain_seconds
     last, changed_at = None, clock()
     while True:
         ended = _ended(result)
+        # Read each time: a watch restored from a checkpoint that ends again records its end
+        # again, maybe with files moved in meanwhile.
+        files = listed()
         now = facts()
         gaps = missing(files, now)
-        if now != last:
-            last, changed_at = now, clock()
+        if (files, now) != last:
+            last, changed_at = (files, now), clock()
         if not gaps or ended or clock() >= give_up_at:
             break
-        if not jobs_running(now) and clock() - changed_at >= quiet_seconds:
+        # Until the watch has ended, standing still is no sign of loss (a job slow to start).
+        if files is not None and not jobs_running(now) and clock() - changed_at >= quiet_seconds:
             gaps.append(f"nothing changed for {quiet_seconds:.0f} s with no job of the run "
                         f"running: what is missing is not on its way")
             break

@@ -32,6 +32,7 @@ from transforms.core.storage import Storage, join
 from transforms.insights.aggregate import read_overall
 from transforms.sinks import commit
 from transforms.sinks.files import FORMATS, rows_in
+from transforms.sources.source_ledger import WATCH_END_NAME, parse_watch_end
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -99,7 +100,7 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
         with beam_services(options):
             result = p.run()
             not_done = drain(
-                result, lambda: listed_inputs(opts),
+                result, lambda: listed_inputs(opts, config),
                 lambda: durable_facts(opts, config, run_jobs(
                     config.aws.client("bedrock"), config.aws.client("s3"), config.run_id)[0]),
                 opts.watch_seconds,
@@ -156,9 +157,10 @@ def counted(result: PipelineResult) -> dict[str, int]:
     return counters
 
 
-def listed_inputs(opts: BedrockBatchOptions) -> list[str]:
-    """The source ledger paths the run's read must have by now: the files under --input, or
-    the partitions of --kafka-topic (``transforms.sources.kafka.partition_origin``)."""
+def listed_inputs(opts: BedrockBatchOptions, config: BatchConfig) -> list[str] | None:
+    """The source ledger paths the run's read must cover: the files the watch had listed when
+    it ended (``WatchEnd``; None until it has ended), or the partitions of --kafka-topic
+    (``transforms.sources.kafka.partition_origin``)."""
     if opts.kafka_topic:
         from confluent_kafka import Consumer
 
@@ -171,11 +173,14 @@ def listed_inputs(opts: BedrockBatchOptions) -> list[str]:
             return [partition_origin(opts.kafka_topic, n) for n in topic.partitions]
         finally:
             consumer.close()
-    from transforms.sources.source_ledger import file_identity
-    (result,) = FileSystems.match([opts.input])
-    # Named as the ledger names them: a relative or symlinked --input matches the same files
-    # under other spellings, and the run would never be seen as done.
-    return [file_identity(found.path) for found in result.metadata_list]
+    # The watch's own record, not a listing of --input here: the watch ends a while after the
+    # CLI's clock says (its clock starts at its first listing), and a file moved in meanwhile
+    # would be read by the watch but not waited for.
+    storage = Storage(config.aws.client("s3"))
+    uri = join(layout.source_ledger_prefix(config.base_uri, config.run_id), WATCH_END_NAME)
+    if not storage.exists(uri):
+        return None
+    return sorted(parse_watch_end(storage.read_text(uri)).paths)
 
 
 def durable_facts(opts: BedrockBatchOptions, config: BatchConfig,

@@ -98,3 +98,50 @@ def parse_entry(text: str) -> LedgerEntry:
             or any(type(data.get(k)) is not int or data[k] < 0 for k in ("records", "failures"))):
         raise ValueError(f"not a source ledger entry: {text[:200]!r}")
     return LedgerEntry(data["path"], data["records"], data["failures"])
+
+
+# Written by a bounded folder watch when it ends. No ``SUFFIX``: it is no file's entry.
+WATCH_END_NAME = "_WATCH_END"
+
+
+@dataclass(frozen=True)
+class WatchEnd:
+    """What a bounded folder watch had listed when it ended: the files whose entries the ledger
+    must hold before the run is done. Written by the watch itself, so it names exactly the files
+    the watch read (a file moved in just after the watch's last listing is not among them),
+    and a watch restored from a checkpoint that ends again writes it again.
+
+    Args:
+        stop_at: When the watch ended (epoch seconds, fixed at its first listing).
+        paths: The identities (``file_identity``) of the files under the pattern at its last
+            listing, every one of which it emitted.
+    """
+
+    stop_at: float
+    paths: frozenset[str]
+
+
+def watch_end_text(end: WatchEnd) -> str:
+    """The record as stored (one JSON object, paths sorted).
+
+    Args:
+        end: What the watch had listed.
+    """
+    return json.dumps({"stop_at": end.stop_at, "paths": sorted(end.paths)})
+
+
+def parse_watch_end(text: str) -> WatchEnd:
+    """The record as ``watch_end_text`` stored it.
+
+    Args:
+        text: The stored JSON.
+
+    Raises:
+        ValueError: ``text`` is no watch end record.
+    """
+    data = json.loads(text)
+    if (not isinstance(data, dict) or type(data.get("stop_at")) not in (int, float)
+            or not isinstance(data.get("paths"), list)
+            or not all(isinstance(p, str) for p in data["paths"])):
+        raise ValueError(f"not a watch end record: {text[:200]!r}")
+    return WatchEnd(float(data["stop_at"]), frozenset(data["paths"]))

@@ -15,8 +15,11 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from transforms.core.errors import ConfigError
+from transforms.core.storage import Storage, join
 from transforms.sources.common import DEFAULT_INPUT_LATENESS_SECONDS
 from transforms.sources.files import ReadTranscriptFiles
+from transforms.sources.source_ledger import (WATCH_END_NAME, SourceLedger, WatchEnd,
+                                              file_identity, watch_end_text)
 from transforms.sources.watch_state import (WatchRestriction, event_time, new_files,
                                             next_watermark, still_listed)
 
@@ -102,12 +105,20 @@ class _WatchRestrictionProvider(RestrictionProvider):
 
 class _WatchFn(beam.DoFn):
     """The watch's length -> FileMetadata of each file under the pattern the first time it is
-    listed, timestamped with its modification time; lists every interval until the watch ends."""
+    listed, timestamped with its modification time; lists every interval until the watch ends.
+    With a source ledger, a watch that ends records what it had listed (``WatchEnd``)."""
 
-    def __init__(self, pattern: str, interval_seconds: float, late_limit_seconds: float) -> None:
+    def __init__(self, pattern: str, interval_seconds: float, late_limit_seconds: float,
+                 ledger: SourceLedger | None) -> None:
         self._pattern = pattern
         self._interval = interval_seconds
         self._late_limit = late_limit_seconds
+        self._ledger = ledger
+
+    def setup(self) -> None:
+        if self._ledger is not None:
+            aws = self._ledger.aws
+            self._ledger_storage = Storage(aws.client("s3") if aws is not None else None)
 
     def _list(self) -> dict[str, FileMetadata]:
         (result,) = FileSystems.match([self._pattern])
@@ -134,10 +145,21 @@ class _WatchFn(beam.DoFn):
         tracker.try_claim(_Listed(restriction.stop_at, frozenset(listed), mark,
                                   now + self._interval))
         if restriction.ended(now):  # this was the last listing
+            self._record_end(tracker.current_restriction())
             tracker.try_claim(_STOP)
         else:
             watermark.set_watermark(Timestamp(mark))
             tracker.defer_remainder(Duration(seconds=self._interval))
+
+
+    def _record_end(self, restriction: WatchRestriction) -> None:
+        # Whoever ends the run from the ledger (the CLI, on Flink with checkpointing) learns
+        # here which files the read must cover: its own listing races files moved in at the end.
+        # Before the claim that ends the watch, so a failed write retries the last listing.
+        if self._ledger is not None:
+            end = WatchEnd(restriction.stop_at, frozenset(map(file_identity, restriction.seen)))
+            self._ledger_storage.write_text(join(self._ledger.prefix, WATCH_END_NAME),
+                                            watch_end_text(end))
 
 
 class WatchTranscripts(beam.PTransform):
@@ -176,10 +198,11 @@ class WatchTranscripts(beam.PTransform):
         # windows: it is timestamped at that limit instead (``watch_state.event_time``).
         self._late_limit = options.get("allowed_lateness_seconds",
                                        DEFAULT_INPUT_LATENESS_SECONDS) / 2
+        self._ledger = options.get("ledger")
         self._read = ReadTranscriptFiles(**options)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
-        watch = _WatchFn(self._pattern, self._interval, self._late_limit)
+        watch = _WatchFn(self._pattern, self._interval, self._late_limit, self._ledger)
         length = float(self._stop_after or 0)
         return (pbegin
                 | "Impulse" >> beam.Impulse()
