@@ -10,7 +10,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline.cli import exit_codes
 from pipeline.cli.options import BedrockBatchOptions
 from pipeline.running import runners
-from pipeline.running.execute import ended_by_the_cli, runner_flag
+from pipeline.running.graph import ended_by_the_cli, runner_flag
 from transforms.sinks.files import FORMATS
 
 

@@ -21,9 +21,8 @@ from pipeline.cli.options import BedrockBatchOptions
 from pipeline.report.drain import drain_seconds, quiet_seconds
 from pipeline.report.files import harvested_jobs, read_ledger, run_jobs
 from pipeline.report.reconcile import Facts, RunJob
-from pipeline.running import runners
 from pipeline.running.drain import drain
-from pipeline.running.graph import AGGREGATE_DIR, insights_schema, sinks
+from pipeline.running.graph import AGGREGATE_DIR, ended_by_the_cli, insights_schema, sinks
 from pipeline.running.outcome import Report, write_run_report
 from transforms.config import BatchConfig
 from transforms.core import layout
@@ -71,21 +70,6 @@ def hold_output(opts: BedrockBatchOptions, run_id: str) -> Iterator[None]:
         except commit.OutputInUse as exc:
             raise exit_codes.UsageError(str(exc)) from None
         yield
-
-
-def runner_flag(options: PipelineOptions, name: str) -> str | None:
-    """A runner flag Beam passes through to the job server (not one of Python's options)."""
-    value = options.get_all_options(retain_unknown_options=True).get(name)
-    return None if value is None else str(value)
-
-
-def ended_by_the_cli(options: PipelineOptions) -> bool:
-    """Whether ``run`` cancels the job itself once the durable facts agree
-    (``runners.ended_by_the_cli``)."""
-    opts = options.view_as(BedrockBatchOptions)
-    standard = options.view_as(StandardOptions)
-    return runners.ended_by_the_cli(standard.runner, bool(standard.streaming), opts.watch_seconds,
-                                    runner_flag(options, "checkpointing_interval"))
 
 
 def run(p: beam.Pipeline, config: BatchConfig) -> Report:

@@ -12,6 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline.cli.options import BedrockBatchOptions
 from pipeline.cli.progress import note_written
 from pipeline.report.data import window_counter
+from pipeline.running import runners
 from transforms.config import BatchConfig
 from transforms.core import layout
 from transforms.core.metrics import counter
@@ -70,9 +71,11 @@ class _CountFailures(beam.DoFn):
 
 
 def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
-                ledger: SourceLedger | None = None) -> dict:
+                ledger: SourceLedger | None = None, hold_after_end: bool = False) -> dict:
     """The run's source; a file source, and a bounded Kafka read, keep their ledger in
-    ``ledger`` (when given)."""
+    ``ledger`` (when given). With ``hold_after_end`` a bounded watch or Kafka read stays once
+    it has ended, its watermark following the clock, until the job is cancelled
+    (``WatchTranscripts``)."""
     fields = dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field,
                   max_text_chars=opts.max_text_chars)
     if opts.kafka_topic:
@@ -81,14 +84,15 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
             raise ValueError("--kafka-topic needs --kafka-bootstrap-servers host:port")
         return p | "ReadKafka" >> ReadTranscriptsFromKafka(
             opts.kafka_bootstrap_servers, opts.kafka_topic, stop_after_seconds=opts.watch_seconds,
-            allowed_lateness_seconds=opts.allowed_lateness_seconds, ledger=ledger, **fields)
+            allowed_lateness_seconds=opts.allowed_lateness_seconds, ledger=ledger,
+            hold_after_end=hold_after_end, **fields)
     if not opts.input:
         raise ValueError("--input is required (or --kafka-topic)")
     if streaming:
         return p | "Watch" >> WatchTranscripts(
             opts.input, interval_seconds=opts.watch_interval_seconds,
-            stop_after_seconds=opts.watch_seconds, format=opts.input_format,
-            timestamp_field=opts.timestamp_field,
+            stop_after_seconds=opts.watch_seconds, hold_after_end=hold_after_end,
+            format=opts.input_format, timestamp_field=opts.timestamp_field,
             allowed_lateness_seconds=opts.allowed_lateness_seconds,
             ledger=ledger, **fields)
     return p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format,
@@ -96,13 +100,15 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
                                          ledger=ledger, **fields)
 
 
-def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str) -> None:
-    """The whole run; file sinks write under ``files_root``."""
+def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str,
+          hold_after_end: bool = False) -> None:
+    """The whole run; file sinks write under ``files_root``. ``hold_after_end``: see
+    ``read_source`` (for a job the CLI ends itself, ``pipeline.running.drain``)."""
     streaming = p.options.view_as(StandardOptions).streaming
     if streaming and not opts.window_seconds:
         raise ValueError("--streaming needs --window-seconds N: jobs are submitted per window")
     read = read_source(p, opts, streaming, SourceLedger(
-        layout.source_ledger_prefix(config.base_uri, config.run_id), config.aws))
+        layout.source_ledger_prefix(config.base_uri, config.run_id), config.aws), hold_after_end)
     transcripts, source_failures = read["transcripts"], read["failures"]
     if opts.window_seconds:
         # With allowed lateness: a record behind the watermark is summarized in a late pane
@@ -207,6 +213,21 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None,
             WriteFailures(join(root, "failures"), format=opts.sink))
 
 
+def runner_flag(options: PipelineOptions, name: str) -> str | None:
+    """A runner flag Beam passes through to the job server (not one of Python's options)."""
+    value = options.get_all_options(retain_unknown_options=True).get(name)
+    return None if value is None else str(value)
+
+
+def ended_by_the_cli(options: PipelineOptions) -> bool:
+    """Whether ``run`` cancels the job itself once the durable facts agree
+    (``runners.ended_by_the_cli``)."""
+    opts = options.view_as(BedrockBatchOptions)
+    standard = options.view_as(StandardOptions)
+    return runners.ended_by_the_cli(standard.runner, bool(standard.streaming), opts.watch_seconds,
+                                    runner_flag(options, "checkpointing_interval"))
+
+
 def construct(options: PipelineOptions, config: BatchConfig) -> beam.Pipeline:
     """The run's pipeline, built and not started: every setting a transform checks while the
     graph is built is refused here, before ``hold_output`` claims --output."""
@@ -217,5 +238,5 @@ def construct(options: PipelineOptions, config: BatchConfig) -> beam.Pipeline:
     # never ends by itself, so each window's files appear (whole) as the window closes.
     root = commit.staging_dir(opts.output, config.run_id) if files and not streaming else opts.output
     p = beam.Pipeline(options=options)
-    build(p, opts, config, root)
+    build(p, opts, config, root, hold_after_end=ended_by_the_cli(options))
     return p

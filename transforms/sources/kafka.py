@@ -60,6 +60,9 @@ METADATA_TIMEOUT_SECONDS = 30.0
 # reader long after another's), but for at most this long, so a producer that outpaces the
 # consumer cannot keep a bounded read going.
 DRAIN_SECONDS = 120.0
+# How often a bounded read that has ended and is held (``hold_after_end``) wakes to move its
+# watermark on.
+HOLD_SECONDS = 10.0
 
 
 def kafka_origin(topic: str, partition: int, offset: int) -> str:
@@ -290,9 +293,10 @@ class _ReadPartitionFn(beam.DoFn):
 
     def __init__(self, settings: dict[str, Any], mapping: FieldMapping, max_text_chars: int,
                  poll_timeout_seconds: float, allowed_lateness_seconds: float | None = None,
-                 ledger: SourceLedger | None = None) -> None:
+                 ledger: SourceLedger | None = None, hold_after_end: bool = False) -> None:
         self._settings = settings
         self._ledger = ledger
+        self._hold_after_end = hold_after_end
         self._allowed_lateness = (None if allowed_lateness_seconds is None
                                   else Duration(seconds=allowed_lateness_seconds))
         self._mapping = mapping
@@ -343,7 +347,14 @@ class _ReadPartitionFn(beam.DoFn):
                 now = time.time()
                 draining = part.stop_at is not None and now >= part.stop_at
                 if draining and (now >= part.stop_at + DRAIN_SECONDS or not self._backlog(part)):
+                    # Written again at each resumption while held: the same entry.
                     self._write_entry(part, restriction.start if claimed is None else claimed + 1)
+                    if self._hold_after_end:  # read no more; the watermark follows the clock
+                        current = watermark.current_watermark()
+                        clock = Timestamp.now()
+                        watermark.set_watermark(clock if current is None else max(current, clock))
+                        tracker.defer_remainder(Duration(seconds=HOLD_SECONDS))
+                        break
                     tracker.try_claim(restriction.stop)  # past the end: the restriction is done
                     break
                 if time.monotonic() >= read_until:
@@ -472,6 +483,9 @@ class ReadTranscriptsFromKafka(beam.PTransform):
         ledger: Where to keep the source ledger (``transforms.sources.source_ledger``): with
             ``stop_after_seconds``, each partition's entry (``partition_entry``) once its read
             has ended. None keeps no ledger.
+        hold_after_end: Once a partition's bounded read has ended, read no more but stay, the
+            watermark following the clock, until the pipeline is cancelled: see
+            ``transforms.sources.watch.WatchTranscripts`` (Flink with checkpointing).
     """
 
     def __init__(self, bootstrap_servers: str, topic: str, group_id: str = "bedrock-batch-beam",
@@ -481,7 +495,7 @@ class ReadTranscriptsFromKafka(beam.PTransform):
                  stop_after_seconds: float | None = None, start_offset: str = "earliest",
                  consumer_config: Mapping[str, Any] | None = None,
                  allowed_lateness_seconds: float | None = DEFAULT_INPUT_LATENESS_SECONDS,
-                 ledger: SourceLedger | None = None) -> None:
+                 ledger: SourceLedger | None = None, hold_after_end: bool = False) -> None:
         super().__init__()
         check_field_options(max_text_chars, id_field=id_field, text_field=text_field,
                        turns_field=turns_field)
@@ -511,6 +525,7 @@ class ReadTranscriptsFromKafka(beam.PTransform):
         self._start_offset = start_offset
         self._allowed_lateness = allowed_lateness_seconds
         self._ledger = ledger
+        self._hold_after_end = hold_after_end
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         read = (
@@ -521,6 +536,6 @@ class ReadTranscriptsFromKafka(beam.PTransform):
             | "SpreadPartitions" >> beam.Reshuffle()
             | "ReadPartitions" >> beam.ParDo(_ReadPartitionFn(
                 self._settings, self._mapping, self._max_text_chars, self._poll_timeout,
-                self._allowed_lateness, self._ledger)
+                self._allowed_lateness, self._ledger, self._hold_after_end)
             ).with_output_types(Transcript).with_outputs(FAILURES, main=TRANSCRIPTS))
         return tagged(read)

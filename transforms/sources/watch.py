@@ -20,8 +20,8 @@ from transforms.sources.common import DEFAULT_INPUT_LATENESS_SECONDS
 from transforms.sources.files import ReadTranscriptFiles
 from transforms.sources.source_ledger import (WATCH_END_NAME, SourceLedger, WatchEnd,
                                               file_identity, watch_end_text)
-from transforms.sources.watch_state import (WatchRestriction, event_time, new_files,
-                                            next_watermark, still_listed)
+from transforms.sources.watch_state import (WatchRestriction, event_time, last_listing_done,
+                                            new_files, next_watermark, still_listed)
 
 _STOP = None  # claimed when the watch ends: the restriction is done
 
@@ -109,11 +109,12 @@ class _WatchFn(beam.DoFn):
     With a source ledger, a watch that ends records what it had listed (``WatchEnd``)."""
 
     def __init__(self, pattern: str, interval_seconds: float, late_limit_seconds: float,
-                 ledger: SourceLedger | None) -> None:
+                 ledger: SourceLedger | None, hold_after_end: bool) -> None:
         self._pattern = pattern
         self._interval = interval_seconds
         self._late_limit = late_limit_seconds
         self._ledger = ledger
+        self._hold_after_end = hold_after_end
 
     def setup(self) -> None:
         if self._ledger is not None:
@@ -135,22 +136,29 @@ class _WatchFn(beam.DoFn):
             time.sleep(delay)  # the runner resumed us early (local runners ignore the delay)
         now = time.time()
         restriction = tracker.current_restriction().started(now, stop_after_seconds)
+        mark = next_watermark(restriction.watermark, now, self._interval)
+        if self._hold_after_end and last_listing_done(restriction, self._interval):
+            # List no more; only the watermark goes on, with the clock.
+            tracker.try_claim(_Listed(restriction.stop_at, restriction.seen, mark,
+                                      now + self._interval))
+            watermark.set_watermark(Timestamp(mark))
+            tracker.defer_remainder(Duration(seconds=self._interval))
+            return
         listed = self._list()
         mtimes = {path: found.last_updated_in_seconds for path, found in listed.items()}
         for path, mtime in new_files(mtimes, restriction.seen):
             if tracker.try_claim(path):
                 stamp = event_time(mtime, restriction.watermark, self._late_limit)
                 yield TimestampedValue(listed[path], Timestamp(stamp))
-        mark = next_watermark(restriction.watermark, now, self._interval)
         tracker.try_claim(_Listed(restriction.stop_at, frozenset(listed), mark,
                                   now + self._interval))
         if restriction.ended(now):  # this was the last listing
             self._record_end(tracker.current_restriction())
-            tracker.try_claim(_STOP)
-        else:
-            watermark.set_watermark(Timestamp(mark))
-            tracker.defer_remainder(Duration(seconds=self._interval))
-
+            if not self._hold_after_end:
+                tracker.try_claim(_STOP)
+                return
+        watermark.set_watermark(Timestamp(mark))
+        tracker.defer_remainder(Duration(seconds=self._interval))
 
     def _record_end(self, restriction: WatchRestriction) -> None:
         # Whoever ends the run from the ledger (the CLI, on Flink with checkpointing) learns
@@ -179,12 +187,20 @@ class WatchTranscripts(beam.PTransform):
         stop_after_seconds: End the watch (and, once in-flight work is done, the pipeline) this
             long after its first listing (not after the graph is built: a runner may take a
             while to start); None (or 0) watches until the pipeline is cancelled.
+        hold_after_end: Once the watch has ended, list no more but stay, the watermark
+            following the clock, until the pipeline is cancelled; for a runner that keeps a job
+            whose sources are done running anyway (Flink with checkpointing): a watch that
+            finished there would move the watermark to the end of time at once, and every row
+            still on its way (the results of a job that finishes later) would be dropped as
+            late at the next GroupByKey (measured on a Flink session cluster). The caller
+            cancels the pipeline (the CLI does, once the source ledger and the rows agree).
         **options: ``ReadTranscriptFiles``' arguments (format, field names, max_text_chars,
             timestamp_field, allowed_lateness_seconds, ledger).
     """
 
     def __init__(self, file_pattern: str, interval_seconds: float = 10.0,
-                 stop_after_seconds: float | None = None, **options: Any) -> None:
+                 stop_after_seconds: float | None = None, hold_after_end: bool = False,
+                 **options: Any) -> None:
         super().__init__()
         if interval_seconds <= 0:
             raise ConfigError(f"interval_seconds {interval_seconds} must be > 0", "interval_seconds")
@@ -194,6 +210,7 @@ class WatchTranscripts(beam.PTransform):
         self._pattern = file_pattern
         self._interval = interval_seconds
         self._stop_after = stop_after_seconds or None
+        self._hold_after_end = hold_after_end
         # A file moved in with a time older than the input's lateness would be dropped by the
         # windows: it is timestamped at that limit instead (``watch_state.event_time``).
         self._late_limit = options.get("allowed_lateness_seconds",
@@ -202,7 +219,8 @@ class WatchTranscripts(beam.PTransform):
         self._read = ReadTranscriptFiles(**options)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
-        watch = _WatchFn(self._pattern, self._interval, self._late_limit, self._ledger)
+        watch = _WatchFn(self._pattern, self._interval, self._late_limit, self._ledger,
+                         self._hold_after_end)
         length = float(self._stop_after or 0)
         return (pbegin
                 | "Impulse" >> beam.Impulse()

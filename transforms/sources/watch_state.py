@@ -120,3 +120,15 @@ def next_watermark(previous: float | None, poll_started: float, interval_seconds
     """
     candidate = poll_started - interval_seconds
     return candidate if previous is None else max(previous, candidate)
+
+
+def last_listing_done(restriction: WatchRestriction, interval_seconds: float) -> bool:
+    """Whether the watch's last listing is behind it: the listing before this resumption came
+    at or after the watch's end.
+
+    Args:
+        restriction: The watch's state at a resumption (``next_poll_at`` set by the listing
+            before it).
+        interval_seconds: The time between listings.
+    """
+    return restriction.ended(restriction.next_poll_at - interval_seconds)
