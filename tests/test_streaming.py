@@ -197,3 +197,48 @@ def test_summaries_and_failures_to_kafka_topics(tmp_path, kafka_bootstrap, capsy
     assert all(value["summary"].startswith("[local extractive summary]") for _, value in got)
     [(key, failure)] = consume(failures_topic)
     assert key == "broken" and failure["error_code"] == "MissingText"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("hold", [False, True], ids=["finishes", "holds"])
+def test_a_bounded_watch_records_its_end_and_finishes_or_holds_on(tmp_path, hold):
+    """``hold_after_end`` (what the CLI sets on Flink with checkpointing, where a finished watch
+    would move the watermark to the end of time at once): after its end the watch lists no more
+    (a file moved in later is not read) and records what it had listed, and the pipeline runs on
+    until cancelled; without it the pipeline finishes by itself. On Prism, which can cancel a
+    running pipeline."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.runner import PipelineState
+
+    from tests.pipelines import prism_args
+    from transforms.sources import WatchTranscripts
+    from transforms.sources.source_ledger import (WATCH_END_NAME, SourceLedger, entry_name,
+                                                  file_identity, parse_watch_end)
+
+    inbox, ledger = tmp_path / "in", tmp_path / "ledger"
+    inbox.mkdir()
+    first = inbox / "a.jsonl"
+    first.write_text(json.dumps({"id": "a", "text": "hello"}) + "\n")
+    p = beam.Pipeline(options=PipelineOptions([*prism_args(), "--streaming"]))
+    _ = p | WatchTranscripts(str(inbox / "*.jsonl"), interval_seconds=1, stop_after_seconds=2,
+                             hold_after_end=hold, ledger=SourceLedger(str(ledger)))
+    result = p.run()
+    try:
+        end = ledger / WATCH_END_NAME
+        deadline = time.monotonic() + 240
+        while not end.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert parse_watch_end(end.read_text()).paths == {file_identity(str(first))}
+        if not hold:
+            assert result.wait_until_finish() == PipelineState.DONE
+            return
+        later = inbox / "b.jsonl"
+        later.write_text(json.dumps({"id": "b", "text": "late"}) + "\n")
+        time.sleep(5)  # five intervals: a watch still listing would have read it
+        assert result.state == PipelineState.RUNNING
+        assert (ledger / entry_name(file_identity(str(first)))).exists()
+        assert not (ledger / entry_name(file_identity(str(later)))).exists()
+    finally:
+        if result.state == PipelineState.RUNNING:
+            result.cancel()

@@ -3,6 +3,7 @@ tracker: what a job restored from a checkpoint reads again, and with which event
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 from transforms.sources.watch import WatchTracker, _Listed, _STOP
 from transforms.sources.watch_state import (WatchRestriction, event_time, new_files,
@@ -83,3 +84,13 @@ def test_the_restriction_pickles_its_paths_compressed_and_back_whole():
     assert pickle.loads(packed) == restriction
     assert len(packed) < sum(len(p) for p in paths) / 5, len(packed)
     assert pickle.loads(pickle.dumps(WatchRestriction(stop_at=None))).seen == frozenset()
+
+
+def test_the_last_listing_is_done_once_a_listing_came_at_or_after_the_end():
+    from transforms.sources.watch_state import last_listing_done
+
+    started = WatchRestriction(stop_at=0.0).started(100.0, 30)  # ends at 130
+    assert not last_listing_done(started, 10)  # before the first listing
+    assert not last_listing_done(replace(started, next_poll_at=135.0), 10)  # last at 125
+    assert last_listing_done(replace(started, next_poll_at=140.0), 10)  # last at 130: the end
+    assert not last_listing_done(WatchRestriction(stop_at=None, next_poll_at=1e12), 10)
