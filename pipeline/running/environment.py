@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
-from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, PipelineOptions,
-                                                  PortableOptions, PrismRunnerOptions, S3Options,
-                                                  StandardOptions)
+from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions,
+                                                  FlinkRunnerOptions, GoogleCloudOptions,
+                                                  PipelineOptions, PortableOptions,
+                                                  PrismRunnerOptions, S3Options, StandardOptions)
 
 from pipeline.cli.exit_codes import UsageError
 from pipeline.cli.options import BedrockBatchOptions
 from pipeline.running import runners
+from pipeline.running.flink_rest import rest_base
 from transforms.core.aws import AwsConfig, beam_s3_options
 from transforms.core.quotas import Quotas
 
@@ -89,6 +92,10 @@ def choose_runner(options: PipelineOptions) -> str:
             streaming, streaming or bool(opts.window_seconds), opts.watch_seconds, opts.undersized_policy,
             opts.sink)))
     runner = str(standard.runner)
+    if runners.is_flink(runner) and rest_base(options.view_as(FlinkRunnerOptions).flink_master):
+        # Named, so the run can cancel its job on the cluster (pipeline.running.flink_rest).
+        cloud = options.view_as(GoogleCloudOptions)
+        cloud.job_name = cloud.job_name or f"bedrock-batch-{uuid.uuid4().hex[:12]}"
     if runners.is_prism(runner):
         portable = options.view_as(PortableOptions)
         portable.job_server_timeout = runners.prism_job_server_timeout(

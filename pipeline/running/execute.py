@@ -11,7 +11,8 @@ from typing import Any, Callable, Iterator, TypeVar
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import (CrossLanguageOptions, PipelineOptions,
+from apache_beam.options.pipeline_options import (CrossLanguageOptions, FlinkRunnerOptions,
+                                                  GoogleCloudOptions, PipelineOptions,
                                                   StandardOptions)
 from apache_beam.runners.runner import PipelineResult
 from apache_beam.utils import subprocess_server
@@ -21,7 +22,9 @@ from pipeline.cli.options import BedrockBatchOptions
 from pipeline.report.drain import drain_seconds, quiet_seconds
 from pipeline.report.files import harvested_jobs, read_ledger, run_jobs
 from pipeline.report.reconcile import Facts, RunJob
+from pipeline.running import runners
 from pipeline.running.drain import drain
+from pipeline.running.flink_rest import cancel_named, rest_base
 from pipeline.running.graph import AGGREGATE_DIR, ended_by_the_cli, insights_schema, sinks
 from pipeline.running.outcome import Report, write_run_report
 from transforms.config import BatchConfig
@@ -81,7 +84,7 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
     files = opts.sink in FORMATS
     not_done: list[str] = []
     if ended_by_the_cli(options):
-        with beam_services(options):
+        with beam_services(options), flink_job_ends_with_the_run(options):
             result = p.run()
             not_done = drain(
                 result, lambda: listed_inputs(opts, config),
@@ -96,7 +99,7 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
     else:
         # Leaving Beam's own block runs the built pipeline and waits for it; the block also
         # keeps the runner's job server (Flink's) up for the run, as building inside it would.
-        with p:
+        with flink_job_ends_with_the_run(options), p:
             pass
         result = p.result
         counters = counted(result)
@@ -120,6 +123,28 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
     report = dataclasses.replace(report, written=tuple(written))
     return dataclasses.replace(report, report_html=write_run_report(
         report, opts, config, streaming, jobs, jobs_note))
+
+
+@contextlib.contextmanager
+def flink_job_ends_with_the_run(options: PipelineOptions) -> Iterator[None]:
+    """On a Flink cluster (``--flink_master host:port``), cancel the run's Flink job when the
+    run ends, however it ends (done, failed, cancelled by ``drain``, Ctrl-C): Beam's own cancel
+    only stops its job server's client there (``pipeline.running.flink_rest``)."""
+    runner = options.view_as(StandardOptions).runner
+    base = rest_base(options.view_as(FlinkRunnerOptions).flink_master) if runners.is_flink(
+        runner) else None
+    try:
+        yield
+    finally:
+        if base is not None:
+            name = options.view_as(GoogleCloudOptions).job_name
+            try:
+                left = cancel_named(base, name)
+            except OSError as err:
+                left = [f"unknown ({err})"]
+            if left:
+                log.error("the Flink job %r (%s) may still run on %s: cancel it there (Flink's "
+                          "web UI or `flink cancel`)", name, ", ".join(left), base)
 
 
 @contextlib.contextmanager
