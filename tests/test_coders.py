@@ -13,7 +13,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.cli.options import parse_options
+from pipeline.options import parse_options
 from pipeline.local.backend import SERVICE_ROLE_ARN
 from pipeline.running.graph import build
 from transforms.config import BatchConfig

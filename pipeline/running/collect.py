@@ -13,8 +13,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.cli.exit_codes import UsageError
-from pipeline.cli.options import BedrockBatchOptions
+from pipeline.exit_codes import UsageError
+from pipeline.options import BedrockBatchOptions
 from transforms.core.aws import AwsConfig
 from transforms.core.model import Failure, truncate_raw
 from transforms.core.storage import Storage, join

@@ -10,9 +10,9 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, P
                                                   PortableOptions, PrismRunnerOptions, S3Options,
                                                   StandardOptions)
 
-from pipeline.cli.exit_codes import UsageError
-from pipeline.cli.options import BedrockBatchOptions
-from pipeline.running import runners
+from pipeline.exit_codes import UsageError
+from pipeline.options import BedrockBatchOptions
+from pipeline import runners
 from transforms.core.aws import AwsConfig, beam_s3_options
 from transforms.core.quotas import Quotas
 

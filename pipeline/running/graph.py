@@ -9,8 +9,8 @@ from typing import Any, Iterator, Mapping
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.cli.options import BedrockBatchOptions
-from pipeline.cli.progress import note_written
+from pipeline.options import BedrockBatchOptions
+from pipeline.progress import note_written
 from pipeline.report.data import window_counter
 from transforms.config import BatchConfig
 from transforms.core import layout
