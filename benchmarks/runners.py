@@ -25,7 +25,7 @@ from benchmarks.report import Row, print_rows
 from benchmarks.scale import MODEL, QUOTA_FLAGS, Watched, to_shards
 from benchmarks.shard_memory import serve_local
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
-from pipeline.running.runners import FNAPI, PRISM
+from pipeline.runners import FNAPI, PRISM
 
 RUNNERS = (FNAPI, PRISM)
 

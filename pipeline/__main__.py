@@ -1,6 +1,6 @@
 """python -m pipeline run | plan | collect | jobs | serve-local | report
 
-Every flag is a Beam PipelineOption (pipeline/cli/options.py); Beam's own flags (--runner,
+Every flag is a Beam PipelineOption (pipeline/options.py); Beam's own flags (--runner,
 --flink_master, ...) pass straight through, and an unknown flag is a usage error with a "did you
 mean" suggestion. Errors print as one line; --debug shows the trace. Ctrl-C or SIGTERM prints
 one line too, what to do next (pipeline/cli/interrupts.py), and exits 130.
@@ -17,7 +17,8 @@ import traceback
 from typing import Callable
 
 from pipeline import __version__
-from pipeline.cli import exit_codes, interrupts
+from pipeline import exit_codes
+from pipeline.cli import interrupts
 from pipeline.cli.field_flags import cli_message
 from transforms.core.errors import ConfigError
 
@@ -58,10 +59,10 @@ class _HelpFormatter(argparse.HelpFormatter):
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The CLI's parser with one subparser per command, for --help and --version.
 
-    A command's flags are parsed by Beam's PipelineOptions (pipeline.cli.options.parse_options), so
+    A command's flags are parsed by Beam's PipelineOptions (pipeline.options.parse_options), so
     each subparser only documents them, grouped by theme.
     """
-    from pipeline.cli.options import COMMAND_THEMES, add_command_flags
+    from pipeline.options import COMMAND_THEMES, add_command_flags
 
     parser = argparse.ArgumentParser(
         prog=PROG, description="Amazon Bedrock batch inference for call-center transcripts, on "
@@ -103,7 +104,7 @@ def _argparse_exit(parser: argparse.ArgumentParser, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; the exit code is one of pipeline.cli.exit_codes.
+    """Run one command; the exit code is one of pipeline.exit_codes.
 
     Args:
         argv: the arguments after the program name (default: sys.argv[1:]).

@@ -14,7 +14,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.version import __version__ as beam_version
 
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
-from pipeline.running import runners
+from pipeline import runners
 from transforms.config import BatchConfig
 from transforms.core.bedrock import JobConfig
 from transforms.core.metrics import NAMESPACE
@@ -23,7 +23,7 @@ from transforms.sinks.files import WriteFailures, WriteSummaries
 from transforms.summarize import SummarizeTranscripts
 
 RUNNERS = ("DirectRunner", "FnApiRunner", "PortableRunner")
-# The two local runners the CLI chooses between (pipeline/running/runners.py); tests that show
+# The two local runners the CLI chooses between (pipeline/runners.py); tests that show
 # where they differ run on both.
 LOCAL_RUNNERS = (runners.FNAPI, runners.PRISM)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from apache_beam.version import __version__ as installed_beam
 
-from pipeline.running import runners
+from pipeline import runners
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pipeline.__main__ import main
-from pipeline.cli import exit_codes
+from pipeline import exit_codes
 from pipeline.local.responses import invoke
 from pipeline.report.data import job_entry, report_data
 from pipeline.running.outcome import Report

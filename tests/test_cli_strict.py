@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import build_parser, main
-from pipeline.cli.options import known_flags
+from pipeline.options import known_flags
 from pipeline.local.serve import build_parser as serve_local_parser
 
 ROOT = Path(__file__).resolve().parent.parent

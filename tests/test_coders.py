@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from typing import Callable
 
 import apache_beam as beam
 from apache_beam import coders
@@ -12,9 +13,10 @@ from apache_beam.runners import pipeline_context
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from hypothesis import given, settings
 from hypothesis import strategies as st
+import pytest
 
-from pipeline.cli.options import parse_options
 from pipeline.local.backend import SERVICE_ROLE_ARN
+from pipeline.options import parse_options
 from pipeline.running.graph import build
 from transforms.config import BatchConfig
 from transforms.core.bedrock import JobConfig
@@ -127,16 +129,33 @@ def test_a_hostile_failure_row_round_trips_to_the_same_bytes(failure) -> None:
     assert coder.encode(back) == encoded
 
 
-def test_every_failure_row_of_a_cli_run_is_coded_with_the_failure_coder(tmp_path) -> None:
-    """Each ParDo's tagged failures output (Beam leaves tagged outputs untyped) and the rows
-    into the failures sink are Failure PCollections, so the translated pipeline encodes them
-    with FailureCoder rather than pickling them (the pipeline is built, not run)."""
+def built_cli_pipeline(tmp_path, *flags: str) -> beam.Pipeline:
+    """The CLI's run pipeline for a file input, built (not run)."""
     options, opts = parse_options(["--input", str(tmp_path / "*.jsonl"),
-                                   "--output", str(tmp_path / "out")])
+                                   "--output", str(tmp_path / "out"), *flags])
     config = BatchConfig(base_uri="s3://bucket/runs", run_id="typed",
                          job=JobConfig(role_arn=SERVICE_ROLE_ARN))
     p = beam.Pipeline(options=options)
     build(p, opts, config, str(tmp_path / "out"))
+    return p
+
+
+def translated_coders(p: beam.Pipeline) -> Callable[[beam.PCollection], coders.Coder]:
+    """The coder the translated pipeline gives a PCollection of ``p``."""
+    context = pipeline_context.PipelineContext()
+    proto = p.to_runner_api(context=context)
+
+    def coder(pcoll: beam.PCollection) -> coders.Coder:
+        return context.coders.get_by_id(
+            proto.components.pcollections[context.pcollections.get_id(pcoll)].coder_id)
+    return coder
+
+
+def test_every_failure_row_of_a_cli_run_is_coded_with_the_failure_coder(tmp_path) -> None:
+    """Each ParDo's tagged failures output (Beam leaves tagged outputs untyped) and the rows
+    into the failures sink are Failure PCollections, so the translated pipeline encodes them
+    with FailureCoder rather than pickling them (the pipeline is built, not run)."""
+    p = built_cli_pipeline(tmp_path)
     failures: dict[str, beam.PCollection] = {}
 
     class Failures(PipelineVisitor):
@@ -148,12 +167,43 @@ def test_every_failure_row_of_a_cli_run_is_coded_with_the_failure_coder(tmp_path
             if "failures" in node.outputs:
                 failures[node.full_label] = node.outputs["failures"]
     p.visit(Failures())
-    context = pipeline_context.PipelineContext()
-    proto = p.to_runner_api(context=context)
-
-    def coder(pcoll: beam.PCollection) -> coders.Coder:
-        return context.coders.get_by_id(
-            proto.components.pcollections[context.pcollections.get_id(pcoll)].coder_id)
+    coder = translated_coders(p)
     assert len(failures) > 10  # the sources', every round's and the sink's
     assert {label: coder(pcoll) for label, pcoll in failures.items()} == {
         label: FailureCoder() for label in failures}
+
+
+# A tagged output of the shard and harvest stages -> the coder it must get.
+RECORDS_OUT = ("retries", "on_demand", "deferred", "undersized")
+TUPLES_OUT = {"totals": coders.TupleCoder([coders.StrUtf8Coder(), coders.VarIntCoder()]),
+              "adopted": coders.TupleCoder([coders.StrUtf8Coder(), coders.TupleCoder(
+                  [coders.StrUtf8Coder(), coders.VarIntCoder()])])}
+
+
+@pytest.mark.parametrize("flags", [(), ("--window-seconds", "60")],
+                         ids=["global window: WriteShardsInParallel", "time windows: ByPane"])
+def test_the_records_a_round_hands_on_are_not_pickled(tmp_path, flags) -> None:
+    """The records to retry, to call on demand, to defer and left undersized, and the rerun's
+    (job, record) tuples, are typed tagged outputs: BatchRecordCoder and tuple coders, not the
+    pickling coder Beam gives a tagged output by default. So are the records the defer policy
+    keys by model. Only Beam's own file writes keep their untyped outputs."""
+    p = built_cli_pipeline(tmp_path, *flags)
+    tagged: dict[tuple[str, str], beam.PCollection] = {}
+    keyed: list[beam.PCollection] = []
+
+    class Outputs(PipelineVisitor):
+        def visit_transform(self, node) -> None:
+            if "WriteToFiles" in node.full_label:
+                return
+            tagged.update({(node.full_label, tag): pcoll for tag, pcoll in node.outputs.items()
+                           if tag not in (None, "None", "failures")})
+            if node.full_label.endswith("/CarryTails/Key"):
+                keyed.append(node.outputs[None])
+    p.visit(Outputs())
+    coder = translated_coders(p)
+    want = {**{tag: BatchRecordCoder() for tag in RECORDS_OUT}, **TUPLES_OUT}
+    assert {tag for _, tag in tagged} >= {"retries", "on_demand", "deferred"}
+    assert {key: coder(pcoll) for key, pcoll in tagged.items()} == {
+        (label, tag): want.get(tag, "a coder this test does not know") for label, tag in tagged}
+    assert keyed and {coder(pcoll) for pcoll in keyed} == {
+        coders.TupleCoder([coders.StrUtf8Coder(), BatchRecordCoder()])}

@@ -35,8 +35,8 @@ from typing import Any, Callable, Mapping
 import pytest
 from allpairspy import AllPairs
 
-from pipeline.cli import exit_codes
-from pipeline.cli.options import DEFAULT_MAX_FAILURE_RATE
+from pipeline import exit_codes
+from pipeline.options import DEFAULT_MAX_FAILURE_RATE
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing
@@ -100,7 +100,7 @@ def valid(values: Mapping[str, str]) -> bool:
         return False
     # Prism loses the defer policy's tail flushed when a watch ends and, in a bounded input's
     # time windows, a window's rows when tails are carried; Beam's BigQuery write fails on it with
-    # time windows: the CLI refuses these there (pipeline/running/runners.py).
+    # time windows: the CLI refuses these there (pipeline/runners.py).
     if get("runner") == "PrismRunner" and (
             (get("policy") == "defer" and get("window") not in (None, "none"))
             or (get("sink") == "bigquery" and get("window") not in (None, "none"))

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.__main__ import main
 from pipeline.cli.field_flags import cli_message, flag_for
-from pipeline.cli.options import BedrockBatchOptions
+from pipeline.options import BedrockBatchOptions
 from transforms.config import BatchConfig
 from transforms.core.bedrock import JobConfig, validate_run_id
 from transforms.core.errors import ConfigError

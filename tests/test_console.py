@@ -21,9 +21,9 @@ from rich.console import Console
 import pipeline
 from pipeline.__main__ import COMMANDS, main, version
 from pipeline.cli import console as cli_console
-from pipeline.cli.exit_codes import UsageError
+from pipeline.exit_codes import UsageError
 from pipeline.cli.extras import installed, require
-from pipeline.cli.progress import (RunProgress, eta_seconds, format_duration, note_written, unwatch,
+from pipeline.progress import (RunProgress, eta_seconds, format_duration, note_written, unwatch,
                                    watch)
 import transforms
 

@@ -1,14 +1,17 @@
-"""Every public name in every module of the transforms package has a docstring, with an Args
-section when it takes arguments (a class: its constructor's arguments or dataclass fields).
-Public methods need a docstring unless they override a method of a base class from outside this
-package (Beam's ``expand``, ``process``, ...). The modules are found by walking the package, so a
-new module is checked without being listed here."""
+"""Every package of transforms/ and pipeline/ names what belongs in it, and every public name in
+every module of the transforms package has a docstring, with an Args section when it takes
+arguments (a class: its constructor's arguments or dataclass fields). Public methods need a
+docstring unless they override a method of a base class from outside this package (Beam's
+``expand``, ``process``, ...). The modules are found by walking the package, so a new module is
+checked without being listed here."""
+import ast
 import importlib
 import inspect
 import pkgutil
 import sys
 import textwrap
 import types
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +98,38 @@ def test_problems_names_what_is_undocumented(monkeypatch):
     monkeypatch.setitem(sys.modules, module.__name__, module)
     assert problems(module.__name__) == ["bare: no docstring", "no_args: no Args section (x)",
                                          "Thing.method: no docstring"]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+FOLDERS = sorted(init.parent for top in ("transforms", "pipeline")
+                 for init in (ROOT / top).rglob("__init__.py"))
+
+
+def unnamed(folder: Path) -> list[str]:
+    """The modules and subfolders of ``folder`` its ``__init__.py`` docstring does not name (as
+    ``name``, ``name.py`` or ``name/``), or ["no docstring"]."""
+    doc = ast.get_docstring(ast.parse((folder / "__init__.py").read_text(encoding="utf-8")))
+    if not doc:
+        return ["no docstring"]
+    parts = [p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")]
+    parts += [p.name for p in folder.iterdir() if (p / "__init__.py").is_file()]
+    return sorted(part for part in parts
+                  if not any(f"``{part}{end}``" in doc for end in ("", ".py", "/")))
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: str(f.relative_to(ROOT)))
+def test_every_folder_says_what_belongs_in_it(folder):
+    """Each package of transforms/ and pipeline/ has a docstring naming each of its modules and
+    folders, so a new module is placed in its folder's description."""
+    assert unnamed(folder) == []
+
+
+def test_unnamed_finds_a_module_the_docstring_leaves_out(tmp_path):
+    (tmp_path / "__init__.py").write_text('"""Holds ``kept`` and ``also.py``."""\n')
+    (tmp_path / "kept.py").write_text("")
+    (tmp_path / "also.py").write_text("")
+    (tmp_path / "left_out.py").write_text("")
+    (tmp_path / "_private.py").write_text("")
+    assert unnamed(tmp_path) == ["left_out"]
+    (tmp_path / "__init__.py").write_text("")
+    assert unnamed(tmp_path) == ["no docstring"]

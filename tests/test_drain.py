@@ -218,7 +218,7 @@ def test_the_watch_records_what_it_had_listed_and_the_cli_waits_for_it(tmp_path,
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.cli.options import BedrockBatchOptions
+    from pipeline.options import BedrockBatchOptions
     from pipeline.running.execute import listed_inputs
     from transforms.core.layout import source_ledger_prefix
     from transforms.sources import WatchTranscripts

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.__main__ import main
-from pipeline.cli.exit_codes import UsageError
-from pipeline.cli.options import MAX_SECONDS, parse_options
+from pipeline.exit_codes import UsageError
+from pipeline.options import MAX_SECONDS, parse_options
 
 # flag -> (least value, whether it is excluded, whole seconds only)
 FLAGS = {

@@ -34,8 +34,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.cli import exit_codes
-from pipeline.cli.options import DEFAULT_MAX_FAILURE_RATE
+from pipeline import exit_codes
+from pipeline.options import DEFAULT_MAX_FAILURE_RATE
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing

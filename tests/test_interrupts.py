@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.cli import exit_codes
+from pipeline import exit_codes
 from pipeline.cli.console import ProgressDisplay
 from pipeline.cli.interrupts import PROG, RunContext, interrupted_line, resume_argv
-from pipeline.cli.progress import RunProgress
+from pipeline.progress import RunProgress
 from pipeline.local.jobs_store import Timing
 from tests.jvm_services import flink_runner_args
 from tests.test_kill_points import (AT_POINT, IN_FLIGHT, QUICK, QUOTAS, ROOT, RECORDS,

@@ -48,7 +48,7 @@ OLD_TO_NEW = {
     "transforms.results": "transforms.jobs.results",
     "transforms.schema": "transforms.sinks.schema",
     "transforms.pricing": "pipeline.pricing",
-    "transforms.service_quotas": "pipeline.cli.service_quotas",
+    "transforms.service_quotas": "pipeline.service_quotas",
 }
 # Old modules whose path is now a folder: a name each defined -> where it lives now.
 FOLDED_NAMES = {

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.cli import exit_codes
+from pipeline import exit_codes
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.local.jobs_store import Timing
 from tests.pipelines import read_rows, transcripts

@@ -11,7 +11,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.__main__ import main
-from pipeline.cli import exit_codes
+from pipeline import exit_codes
 from transforms.sinks import commit
 from tests.pipelines import read_rows, transcripts
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.cli.exit_codes import UsageError
+from pipeline.exit_codes import UsageError
 from pipeline.cli.preflight import check_cost, check_role_arn, probe_output
 from tests.pipelines import transcripts
 from tests.standalone import aws_flags, profile_file, standalone_backend  # noqa: F401 (fixtures)

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.cli.exit_codes import UsageError
+from pipeline.exit_codes import UsageError
 from pipeline.cli.preflight import check_bigquery, check_kafka
 from tests.test_sinks_bigquery import new_table
 from transforms.core.model import SUMMARY_FIELDS

@@ -8,7 +8,7 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.cli import exit_codes
+from pipeline import exit_codes
 from pipeline.report.reconcile import COLLECTABLE, RUNNING, Facts, RunJob, reconcile
 from pipeline.running.outcome import Report
 from transforms.sources.source_ledger import (LedgerEntry, entry_name, entry_text, file_identity,

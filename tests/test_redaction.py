@@ -15,8 +15,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings, strategies as st
 
 from pipeline.__main__ import main
-from pipeline.cli.exit_codes import UsageError
-from pipeline.cli.options import BedrockBatchOptions, resolve_redactor
+from pipeline.exit_codes import UsageError
+from pipeline.options import BedrockBatchOptions, resolve_redactor
 from pipeline.local.backend import DEFAULT_BUCKET
 from pipeline.local.s3 import LocalS3
 from pipeline.running.outcome import Report, redaction_line

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from pipeline.cli import exit_codes
+from pipeline import exit_codes
 from pipeline.pricing import estimate_cost
 from pipeline.report.reconcile import Facts
 from pipeline.running.outcome import Report

@@ -7,8 +7,8 @@ import datetime as dt
 import plotly.graph_objects as go
 import pytest
 
-from pipeline.cli import exit_codes
-from pipeline.cli.options import BedrockBatchOptions
+from pipeline import exit_codes
+from pipeline.options import BedrockBatchOptions
 from pipeline.pricing import estimate_cost
 from pipeline.report import charts
 from pipeline.report.data import job_entry, report_data, window_counter, window_of, windows

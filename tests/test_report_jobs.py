@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from pipeline.cli.options import BedrockBatchOptions
+from pipeline.options import BedrockBatchOptions
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.report.files import run_jobs
 from pipeline.running.outcome import Report, write_run_report

@@ -1,4 +1,4 @@
-"""Which local runner a run gets (pipeline/running/runners.py, pipeline/environment.choose_runner):
+"""Which local runner a run gets (pipeline/runners.py, pipeline/environment.choose_runner):
 the FnApiRunner for bounded input, Prism for --streaming, --runner always kept, and Prism pointed
 at the binary `make prism` built."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from apache_beam.options.pipeline_options import (PipelineOptions, PortableOptio
                                                   PrismRunnerOptions, StandardOptions)
 from apache_beam.version import __version__ as beam_version
 
-from pipeline.running import runners
+from pipeline import runners
 from pipeline.running.environment import choose_runner
 
 BUILT = runners.prism_binary(beam_version)
@@ -114,8 +114,8 @@ def test_an_explicit_runner_and_prism_location_are_kept(tmp_path: Path):
 def test_prism_with_windows_into_bigquery_is_refused_in_one_line():
     """Bounded input too: the combination matrix found Beam's BigQuery write failing on Prism
     with --timestamp-field windows."""
-    from pipeline.cli.exit_codes import UsageError
-    from pipeline.cli.options import BedrockBatchOptions
+    from pipeline.exit_codes import UsageError
+    from pipeline.options import BedrockBatchOptions
     from pipeline.cli.run_flags import check_streaming
 
     options = PipelineOptions(["--runner", "PrismRunner", "--window-seconds", "3600",

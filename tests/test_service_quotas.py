@@ -5,7 +5,7 @@ ListServiceQuotas returns (QuotaName, Value); the names follow the AWS quota nam
 """
 from __future__ import annotations
 
-from pipeline.cli.service_quotas import model_words, quotas_from_service_quotas
+from pipeline.service_quotas import model_words, quotas_from_service_quotas
 from transforms.core.quotas import PROFILES
 
 ENTRIES = [

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.cli import exit_codes
+from pipeline import exit_codes
 from tests.pipelines import cli_with_counters, read_rows
 from transforms.core.rate_control import RetryPolicy
 from transforms.sources.parsing import read_stored_file

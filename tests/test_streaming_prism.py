@@ -23,7 +23,7 @@ from typing import Callable
 
 import pytest
 
-from pipeline.cli import exit_codes
+from pipeline import exit_codes
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN
 from pipeline.local.jobs_store import Timing
 from tests.pipelines import read_rows, transcripts

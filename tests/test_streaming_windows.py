@@ -133,8 +133,8 @@ def test_an_endless_streaming_run_without_prism_is_refused_naming_make_prism(tmp
     (["--runner", "PrismRunner", "--sink", "bigquery", "--watch-seconds", "30"], True),
 ])
 def test_which_streaming_runs_are_refused(args, refused):
-    from pipeline.cli.exit_codes import UsageError
-    from pipeline.cli.options import BedrockBatchOptions
+    from pipeline.exit_codes import UsageError
+    from pipeline.options import BedrockBatchOptions
     from pipeline.cli.run_flags import check_streaming
 
     options = PipelineOptions(["--streaming", "--window-seconds", "5", *args])

@@ -53,7 +53,7 @@ MOVED = {
     "transforms.results": "transforms.jobs.results",
     "transforms.schema": "transforms.sinks.schema",
     "transforms.pricing": "pipeline.pricing",
-    "transforms.service_quotas": "pipeline.cli.service_quotas",
+    "transforms.service_quotas": "pipeline.service_quotas",
 }
 # Old modules whose path is now a folder: their names are forwarded by the folder's face.
 FOLDED = {"transforms.jobs": "transforms.core.bedrock",

@@ -217,7 +217,8 @@ class BatchRound(beam.PTransform):
                      typed_output(harvested, harvest.FAILURES, Failure))
                     | "Failures" >> beam.Flatten().with_output_types(Failure))
         return {"summaries": harvested.summaries, "failures": failures,
-                "retries": harvested[harvest.RETRIES], "on_demand": sharded[shards.ON_DEMAND]}
+                "retries": typed_output(harvested, harvest.RETRIES, BatchRecord),
+                "on_demand": sharded[shards.ON_DEMAND]}
 
 
 class SummarizeTranscripts(beam.PTransform):

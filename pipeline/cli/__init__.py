@@ -1,7 +1,8 @@
-"""The command line: the flags (``options``, ``field_flags``), the checks made before anything
-starts (``run_flags``, ``inputs``, ``extras``, ``preflight``, ``service_quotas`` for
-``--quota-profile service-quotas``), the commands (``commands``), what the console shows
-(``console``, ``progress``), Ctrl-C (``interrupts``) and the exit codes (``exit_codes``).
+"""The command line: the checks made before anything starts (``run_flags``, ``inputs``,
+``extras``, ``preflight``), config fields as flags (``field_flags``), the commands
+(``commands``), what the console shows (``console``) and Ctrl-C (``interrupts``).
 
-The entry point is ``pipeline/__main__.py``; a run itself is ``pipeline.running``.
+The entry point is ``pipeline/__main__.py``; a run itself is ``pipeline.running``, and the flags,
+exit codes and display state it shares with a run are ``pipeline.options``,
+``pipeline.exit_codes`` and ``pipeline.progress``.
 """

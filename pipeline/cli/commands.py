@@ -14,11 +14,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline import pricing
 from pipeline.cli import interrupts
 from pipeline.cli.console import run_progress
-from pipeline.cli.exit_codes import UsageError
+from pipeline.exit_codes import UsageError
 from pipeline.cli.extras import check_optional_parts
 from pipeline.cli.field_flags import cli_message
 from pipeline.cli.inputs import input_problem
-from pipeline.cli.options import (BedrockBatchOptions, batch_config, check_command_flags,
+from pipeline.options import (BedrockBatchOptions, batch_config, check_command_flags,
                                   parse_options, resolve_quotas)
 from pipeline.cli.preflight import check_cost, check_model, preflight, run_banner
 from pipeline.running.environment import (aws_from_flags, beam_s3, check_runner, choose_runner,

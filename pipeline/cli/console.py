@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.cli import interrupts
-from pipeline.cli.progress import TERMINAL, RunProgress, format_duration, unwatch, watch
+from pipeline.progress import TERMINAL, RunProgress, format_duration, unwatch, watch
 
 log = logging.getLogger("pipeline.progress")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from pipeline.cli.exit_codes import UsageError
+from pipeline.exit_codes import UsageError
 
 DISTRIBUTION = "bedrock-batch-beam"
 # What each optional part needs: (a module it imports, the extra that installs it).

@@ -41,7 +41,7 @@ def cli_message(error: ValueError) -> str:
     Args:
         error: Any ValueError; one that is not a ConfigError keeps its message.
     """
-    from pipeline.cli.options import known_flags
+    from pipeline.options import known_flags
 
     text = str(error)
     flags = known_flags()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from pipeline.cli.exit_codes import INTERRUPTED
+from pipeline.exit_codes import INTERRUPTED
 
 if TYPE_CHECKING:
     from transforms.config import BatchConfig

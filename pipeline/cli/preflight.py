@@ -12,8 +12,8 @@ import re
 import uuid
 from typing import Any, Iterable, Mapping
 
-from pipeline.cli.exit_codes import UsageError
-from pipeline.cli.options import BedrockBatchOptions
+from pipeline.exit_codes import UsageError
+from pipeline.options import BedrockBatchOptions
 from transforms.config import BatchConfig
 
 # botocore's pattern for CreateModelInvocationJob's roleArn, with the account id required.

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.cli import exit_codes
-from pipeline.cli.options import BedrockBatchOptions
-from pipeline.running import runners
+from pipeline import exit_codes, runners
+from pipeline.options import BedrockBatchOptions
 from pipeline.running.graph import ended_by_the_cli, runner_flag
 from transforms.sinks.files import FORMATS
 

@@ -13,7 +13,7 @@ from typing import Any
 from transforms.core.aws import beam_s3_options
 from transforms.core.quotas import profile
 
-from pipeline.cli.exit_codes import INTERRUPTED
+from pipeline.exit_codes import INTERRUPTED
 from pipeline.local.backend import (DEFAULT_BUCKET, FOREIGN_CREDENTIAL_VARS, SERVICE_ROLE_ARN,
                                     LocalBackend)
 from pipeline.local.faults import Faults

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from apache_beam.io.filesystems import FileSystems
 from plotly.offline import get_plotlyjs
 
-from pipeline.cli.exit_codes import UsageError
+from pipeline.exit_codes import UsageError
 from pipeline.report.data import job_entry, report_problem
 from pipeline.report.page import render
 from transforms.core.bedrock import job_id_from_arn, run_prefix

@@ -1,8 +1,9 @@
 """A run: its Beam graph (``graph``), running it while --output is held (``execute``), its
-accounting and report (``outcome``), the runner it gets (``runners``), where its AWS clients
-point (``environment``), ending a run that does not end by itself (``drain``), and `collect`'s
+accounting and report (``outcome``), where its AWS clients point and the runner it gets
+(``environment``), ending a run that does not end by itself (``drain``), and `collect`'s
 pipeline over a finished job's output (``collect``).
 
-It reads the CLI's options (``pipeline.cli.options``), feeds its progress display
-(``pipeline.cli.progress.note_written``) and answers in its exit codes.
+It reads the flags (``pipeline.options``), feeds the progress display
+(``pipeline.progress.note_written``) and answers in the exit codes (``pipeline.exit_codes``);
+it never imports the command line (``pipeline.cli``).
 """

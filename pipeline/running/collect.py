@@ -13,10 +13,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.cli.exit_codes import UsageError
-from pipeline.cli.options import BedrockBatchOptions
+from pipeline.exit_codes import UsageError
+from pipeline.options import BedrockBatchOptions
 from transforms.core.aws import AwsConfig
-from transforms.core.model import Failure, truncate_raw
+from transforms.core.coders import typed_output
+from transforms.core.model import Failure, Summary, truncate_raw
 from transforms.core.storage import Storage, join
 from transforms.jobs.harvest import FAILURES, RecordMetrics
 from transforms.jobs.results import (MANIFEST_NAME, OUTPUT_SUFFIX, JobContext, Manifest,
@@ -145,11 +146,11 @@ def collect(options: PipelineOptions, job_output: str, aws: AwsConfig) -> list[s
         staging = commit.staging_dir(opts.output, run_id)
         with beam.Pipeline(options=options) as p:
             parsed = (p | "Files" >> beam.Create(files)
-                      | "Parse" >> beam.ParDo(_ParseOutputFn(aws, ctx)).with_outputs(
-                          FAILURES, main="summaries"))
+                      | "Parse" >> beam.ParDo(_ParseOutputFn(aws, ctx)).with_output_types(
+                          Summary).with_outputs(FAILURES, main="summaries"))
             parsed.summaries | "WriteSummaries" >> WriteSummaries(join(staging, "summaries"),
                                                                   format=opts.sink)
-            parsed[FAILURES] | "WriteFailures" >> WriteFailures(join(staging, "failures"),
+            typed_output(parsed, FAILURES, Failure) | "WriteFailures" >> WriteFailures(join(staging, "failures"),
                                                                 format=opts.sink)
         commit.publish(opts.output, run_id)
     from apache_beam.metrics.metric import MetricsFilter

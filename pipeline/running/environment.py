@@ -12,9 +12,9 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions,
                                                   PipelineOptions, PortableOptions,
                                                   PrismRunnerOptions, S3Options, StandardOptions)
 
-from pipeline.cli.exit_codes import UsageError
-from pipeline.cli.options import BedrockBatchOptions
-from pipeline.running import runners
+from pipeline import runners
+from pipeline.exit_codes import UsageError
+from pipeline.options import BedrockBatchOptions
 from pipeline.running.flink_rest import rest_base
 from transforms.core.aws import AwsConfig, beam_s3_options
 from transforms.core.quotas import Quotas

@@ -17,12 +17,11 @@ from apache_beam.options.pipeline_options import (CrossLanguageOptions, FlinkRun
 from apache_beam.runners.runner import PipelineResult
 from apache_beam.utils import subprocess_server
 
-from pipeline.cli import exit_codes
-from pipeline.cli.options import BedrockBatchOptions
+from pipeline import exit_codes, runners
+from pipeline.options import BedrockBatchOptions
 from pipeline.report.drain import drain_seconds, quiet_seconds
 from pipeline.report.files import harvested_jobs, read_ledger, run_jobs
 from pipeline.report.reconcile import Facts, RunJob
-from pipeline.running import runners
 from pipeline.running.drain import drain
 from pipeline.running.flink_rest import cancel_named, rest_base
 from pipeline.running.graph import AGGREGATE_DIR, ended_by_the_cli, insights_schema, sinks

@@ -9,10 +9,10 @@ from typing import Any, Iterator, Mapping
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.cli.options import BedrockBatchOptions
-from pipeline.cli.progress import note_written
+from pipeline import runners
+from pipeline.options import BedrockBatchOptions
+from pipeline.progress import note_written
 from pipeline.report.data import window_counter
-from pipeline.running import runners
 from transforms.config import BatchConfig
 from transforms.core import layout
 from transforms.core.metrics import counter

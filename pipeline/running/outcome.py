@@ -8,8 +8,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from pipeline.cli import exit_codes
-from pipeline.cli.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
+from pipeline import exit_codes
+from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
 from pipeline.pricing import estimate_cost, estimate_on_demand_cost
 from pipeline.report.data import report_data
 from pipeline.report.files import write_report

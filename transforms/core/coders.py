@@ -14,7 +14,8 @@ declaration order, so equal elements always give equal bytes:
 
 Importing this module registers the coders with Beam's coder registry; a PCollection uses them
 when its element type is declared: ``with_output_types`` for a transform's main output,
-``typed_output`` for a ParDo's tagged outputs (the failure rows).
+``typed_output`` for a ParDo's tagged outputs (the failure rows, the records to retry, defer or
+call on demand).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import json
 from typing import Any, Callable
 
 from apache_beam import coders, pvalue
+from apache_beam.typehints.native_type_compatibility import convert_to_beam_type
 
 from transforms.core.model import BatchRecord, Failure, Summary, Transcript, Turn
 
@@ -173,10 +175,11 @@ def typed_output(outputs: pvalue.DoOutputsTuple, tag: str, element_type: type) -
     Args:
         outputs: The outputs of a ``ParDo(...).with_outputs(...)``.
         tag: The tagged output's name.
-        element_type: What that output holds (e.g. ``Failure``).
+        element_type: What that output holds (e.g. ``Failure``, or ``Tuple[str, int]``).
     """
     pcoll = outputs[tag]
     # Before anything consumes it: the coder is read from the element type when the pipeline
-    # is translated, and a consumer's type check reads it when it is applied.
-    pcoll.element_type = element_type
+    # is translated, and a consumer's type check reads it when it is applied. As Beam's own
+    # type (typing.Tuple -> typehints.Tuple), as with_output_types stores it.
+    pcoll.element_type = convert_to_beam_type(element_type)
     return pcoll

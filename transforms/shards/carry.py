@@ -9,7 +9,7 @@ window of the latest record), else Failure rows, each in its own record's window
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Tuple
 
 import apache_beam as beam
 from apache_beam.coders import TupleCoder, VarIntCoder
@@ -135,6 +135,7 @@ class CarryTails(beam.PTransform):
         model = self._config.model_id
         out = (tails
                | "Key" >> beam.Map(lambda r: (model, r))
+               .with_output_types(Tuple[str, BatchRecord])
                | "Global" >> beam.WindowInto(window.GlobalWindows())
                | "Carry" >> beam.ParDo(CarryTailsFn(self._config, self._attempt, windowing.windowfn))
                .with_output_types(JobBatch).with_outputs(FAILURES, main="batches"))

@@ -140,12 +140,11 @@ class ShardWriter:
                  for name, records, size in new_jobs]
         adopted_specs = [self._spec(name, records, size, window_start, window_end, attempt, ids)
                          for name, records, size, ids in adopted]
-        for spec in specs:
-            log.info("planned %s: %d records, %d bytes", spec.job_name, spec.record_count,
-                     spec.input_bytes)
-        for spec in adopted_specs:
-            log.info("planned %s: %d records, %d bytes (exists, adopted)", spec.job_name,
-                     spec.record_count, spec.input_bytes)
+        # One format for both: the progress display matches it (pipeline.progress.LOG_EVENTS).
+        for spec, note in [(spec, "") for spec in specs] + \
+                [(spec, " (exists, adopted)") for spec in adopted_specs]:
+            log.info("planned %s: %d records, %d bytes%s", spec.job_name, spec.record_count,
+                     spec.input_bytes, note)
         specs += adopted_specs
         if not specs:
             return None

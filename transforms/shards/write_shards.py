@@ -391,6 +391,7 @@ class WriteShardsInParallel(beam.PTransform):
                    | "SpreadJobs" >> beam.Reshuffle()
                    | "ReadIndexes" >> beam.ParDo(_ReadIndexFn(cfg, attempt), buckets=buckets)
                    .with_output_types(Tuple[int, Member]).with_outputs(TOTALS, main="held"))
+        totals = typed_output(indexed, TOTALS, Tuple[str, int])
         keyed = records | "KeyByBucket" >> beam.Map(
             lambda r, n: (bucket_of(r.record_id, n), (r, None)), n=buckets).with_output_types(
             Tuple[int, Member])
@@ -400,6 +401,7 @@ class WriteShardsInParallel(beam.PTransform):
                       | "Classify" >> beam.ParDo(_ClassifyFn(cfg)).with_output_types(
                           Tuple[int, List[BatchRecord]]).with_outputs(ADOPTED, FAILURES,
                                                                       main="fresh"))
+        adopted_ids = typed_output(classified, ADOPTED, Tuple[str, Tuple[str, int]])
         shard_placement = beam.pvalue.AsSingleton(
             classified.fresh
             | "Sizes" >> beam.FlatMap(lambda kv: ((kv[0], r.size_bytes) for r in kv[1]))
@@ -410,16 +412,17 @@ class WriteShardsInParallel(beam.PTransform):
                   | "Place" >> beam.ParDo(_PlaceFn(cfg, attempt), shard_placement=shard_placement)
                   .with_output_types(Tuple[Tuple[int, int], Tuple[str, int, int]])
                   .with_outputs(UNDERSIZED, main="placed"))
+        undersized = typed_output(placed, UNDERSIZED, BatchRecord)
         written = (placed.placed
                    | "ByShard" >> beam.GroupByKey()
                    | "JoinShard" >> beam.ParDo(_JoinShardFn(cfg, attempt),
                                                 shard_placement=shard_placement))
-        routed = placed[UNDERSIZED] | "Undersized" >> beam.ParDo(
+        routed = undersized | "Undersized" >> beam.ParDo(
             _RouteUndersizedFn(cfg, attempt), shard_placement=shard_placement).with_outputs(
             FAILURES, ON_DEMAND, DEFERRED)
         # Each existing job's share is summed up under its own key, so the one-key gather below
         # gets one small element per adopted job, as per written shard, not the adopted ids.
-        adopted = ({"placed": classified[ADOPTED], "total": indexed[TOTALS]}
+        adopted = ({"placed": adopted_ids, "total": totals}
                    | "AdoptedPerJob" >> beam.CoGroupByKey()
                    | "AdoptedLoad" >> beam.ParDo(_AdoptedLoadFn(cfg, attempt)))
         batches = ((written | "TagShards" >> beam.Map(lambda kv: ("shard", kv)),
@@ -435,11 +438,11 @@ class WriteShardsInParallel(beam.PTransform):
         # batches, so a runner that runs one stage at a time (the DirectRunner) creates the jobs
         # first and the calls run while the jobs do. (A round's records go either on-demand or
         # deferred, never both, so the carried tails' batches have nothing to wait for here.)
-        on_demand = routed[ON_DEMAND] | "AfterBatches" >> beam.Map(
+        on_demand = typed_output(routed, ON_DEMAND, BatchRecord) | "AfterBatches" >> beam.Map(
             lambda record, _batches: record, beam.pvalue.AsList(batches)).with_output_types(
             BatchRecord)
         return {"batches": batches, FAILURES: failures, ON_DEMAND: on_demand,
-                DEFERRED: routed[DEFERRED]}
+                DEFERRED: typed_output(routed, DEFERRED, BatchRecord)}
 
 
 class WriteShardsByPane(beam.PTransform):
@@ -475,7 +478,8 @@ class WriteShardsByPane(beam.PTransform):
                    | "Write" >> beam.ParDo(WriteShardsFn(cfg, self._attempt))
                    .with_outputs(FAILURES, ON_DEMAND, DEFERRED, main="batches"))
         return {"batches": written.batches, FAILURES: typed_output(written, FAILURES, Failure),
-                ON_DEMAND: written[ON_DEMAND], DEFERRED: written[DEFERRED]}
+                ON_DEMAND: typed_output(written, ON_DEMAND, BatchRecord),
+                DEFERRED: typed_output(written, DEFERRED, BatchRecord)}
 
 
 class WriteShards(beam.PTransform):

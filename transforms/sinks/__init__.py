@@ -1,6 +1,8 @@
-"""Sinks for Summary and Failure rows (schemas derive from ``transforms.core.model``).
+"""Sinks for Summary and Failure rows (schemas derive from ``transforms.core.model``): files
+(``files``), Kafka and BigQuery.
 
-Every sink returns a ``SinkResult``. The Kafka and BigQuery sinks live in
+Every sink returns a ``SinkResult`` (``result``); ``row_ids`` gives rows stable ids, so a
+replayed write is recognized. The Kafka and BigQuery sinks live in
 ``transforms.sinks.kafka`` and ``transforms.sinks.bigquery`` (they need the ``kafka`` and
 ``bigquery`` extras) and are not imported here.
 

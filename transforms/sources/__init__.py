@@ -4,10 +4,12 @@ Every source returns ``{"transcripts": PCollection[Transcript], "failures":
 PCollection[Failure]}``. The Kafka source lives in ``transforms.sources.kafka`` (it needs the
 ``kafka`` extra) and is not imported here.
 
+What every source shares (output tags, the records_in count, validation) is ``common``.
 Beside the Beam sources (``files``, ``watch``, ``rows``, ``kafka``, ``dedup``) sits their pure
-logic: decoding each format (``parsing``, ``decompression``, ``transcribe_output``), mapping and
-checking records (``validation``), event times (``event_time``) and the per-file counts a file
-source keeps durable (``source_ledger``). Imports ``core`` only.
+logic: what a watch remembers and decides at each poll (``watch_state``), decoding each format
+(``parsing``, ``decompression``, ``transcribe_output``), mapping and checking records
+(``validation``), event times (``event_time``) and the per-file counts a file source keeps
+durable (``source_ledger``). Imports ``core`` only.
 """
 from transforms.sources.common import (FAILURES, RECORDS_IN, TRANSCRIPTS, check_field_options,
                                        checked)

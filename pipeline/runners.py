@@ -15,7 +15,7 @@ FNAPI_NAMES = frozenset({"directrunner", "switchingdirectrunner", "bundlebaseddi
                          "fnapirunner", "direct", "fnapi"})
 PRISM_NAMES = frozenset({"prismrunner", "prism"})
 # `make prism` builds Prism here, one folder per Beam version (the repo's .cache/).
-CACHE = Path(__file__).resolve().parents[2] / ".cache" / "prism"
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "prism"
 
 
 def prism_binary(beam_version: str, cache: Path = CACHE) -> Path | None:

@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterator
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-from pipeline.cli.exit_codes import UsageError
-from pipeline.running import runners
+from pipeline.exit_codes import UsageError
+from pipeline import runners
 from transforms.config import DEFAULT_MODEL_ID, UNDERSIZED_POLICIES, BatchConfig
 from transforms.core.aws import AwsConfig
 from transforms.core.bedrock import IN_FLIGHT, TERMINAL, JobConfig
@@ -475,7 +475,7 @@ def resolve_quotas(opts: BedrockBatchOptions, service_quotas=None) -> Quotas:
         if service_quotas is None:
             raise ValueError("--quota-profile service-quotas reads AWS Service Quotas: use it with "
                              "--backend aws, or pick article / aws-default")
-        from pipeline.cli.service_quotas import read_quotas
+        from pipeline.service_quotas import read_quotas
         base = read_quotas(service_quotas, opts.model_id)
     else:
         base = profile(opts.quota_profile)
