@@ -1,6 +1,7 @@
 """A run: its Beam graph (``graph``), running it while --output is held (``execute``), its
 accounting and report (``outcome``), where its AWS clients point and the runner it gets
-(``environment``), ending a run that does not end by itself (``drain``), and `collect`'s
+(``environment``), ending a run that does not end by itself (``drain``), cancelling its job on a Flink cluster
+(``flink_rest``), and `collect`'s
 pipeline over a finished job's output (``collect``).
 
 It reads the flags (``pipeline.options``), feeds the progress display
