@@ -137,28 +137,24 @@ class _WatchFn(beam.DoFn):
         now = time.time()
         restriction = tracker.current_restriction().started(now, stop_after_seconds)
         mark = next_watermark(restriction.watermark, now, self._interval)
-        if self._hold_after_end and last_listing_done(restriction, self._interval):
-            # List no more; only the watermark goes on, with the clock.
-            tracker.try_claim(_Listed(restriction.stop_at, restriction.seen, mark,
-                                      now + self._interval))
-            watermark.set_watermark(Timestamp(mark))
-            tracker.defer_remainder(Duration(seconds=self._interval))
-            return
-        listed = self._list()
+        # Held after its end, the watch lists no more; only the watermark goes on, with the clock.
+        held = self._hold_after_end and last_listing_done(restriction, self._interval)
+        listed = {} if held else self._list()
         mtimes = {path: found.last_updated_in_seconds for path, found in listed.items()}
         for path, mtime in new_files(mtimes, restriction.seen):
             if tracker.try_claim(path):
                 stamp = event_time(mtime, restriction.watermark, self._late_limit)
                 yield TimestampedValue(listed[path], Timestamp(stamp))
-        tracker.try_claim(_Listed(restriction.stop_at, frozenset(listed), mark,
-                                  now + self._interval))
-        if restriction.ended(now):  # this was the last listing
+        tracker.try_claim(_Listed(restriction.stop_at, restriction.seen if held else frozenset(listed),
+                                  mark, now + self._interval))
+        last = restriction.ended(now) and not held
+        if last:
             self._record_end(tracker.current_restriction())
-            if not self._hold_after_end:
-                tracker.try_claim(_STOP)
-                return
-        watermark.set_watermark(Timestamp(mark))
-        tracker.defer_remainder(Duration(seconds=self._interval))
+        if last and not self._hold_after_end:
+            tracker.try_claim(_STOP)
+        else:
+            watermark.set_watermark(Timestamp(mark))
+            tracker.defer_remainder(Duration(seconds=self._interval))
 
     def _record_end(self, restriction: WatchRestriction) -> None:
         # Whoever ends the run from the ledger (the CLI, on Flink with checkpointing) learns
