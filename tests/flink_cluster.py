@@ -222,11 +222,18 @@ class FlinkCluster:
         self.wait_until(f"registration of {tm.name}", registered)
         return tm
 
-    def busiest_taskmanager(self) -> FlinkProcess:
-        """The live TaskManager with the most slots in use (the one running the job's tasks)."""
-        free = {t["id"]: t["freeSlots"] for t in self.registered_taskmanagers()}
-        live = [tm for tm in self.taskmanagers if tm.alive() and tm.name in free]
-        return min(live, key=lambda tm: free[tm.name])
+    def busiest_taskmanager(self, jid: str) -> FlinkProcess:
+        """The live TaskManager that runs the most subtasks of job ``jid``."""
+        tasks: dict[str, int] = {}
+        for vertex in (self.rest(f"/jobs/{jid}") or {}).get("vertices", []):
+            placed = self.rest(f"/jobs/{jid}/vertices/{vertex['id']}/taskmanagers") or {}
+            for tm in placed.get("taskmanagers", []):
+                name = tm.get("taskmanager-id")
+                tasks[name] = tasks.get(name, 0) + sum(tm.get("status-counts", {}).values())
+        live = [tm for tm in self.taskmanagers if tm.alive() and tasks.get(tm.name)]
+        if not live:
+            raise ClusterError(f"no live TaskManager runs job {jid}: {tasks}")
+        return max(live, key=lambda tm: tasks[tm.name])
 
     def kill_taskmanager(self, tm: FlinkProcess) -> None:
         """SIGKILL ``tm``; the JobManager notices by its heartbeat or the closed connections."""

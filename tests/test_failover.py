@@ -235,7 +235,7 @@ def test_streaming_run_survives_a_lost_taskmanager(source: str, point: str, tmp_
         run = Run(backend, run_id, flink_cluster, jid, all_read)
         if point != NO_LOSS:
             _wait(f"kill point {point}", lambda: KILL_POINTS[point](run), 300, cli)
-            victim = flink_cluster.busiest_taskmanager()
+            victim = flink_cluster.busiest_taskmanager(jid)
             flink_cluster.kill_taskmanager(victim)
             flink_cluster.start_taskmanager()
         cli.wait(RUN_TIMEOUT_S - (time.monotonic() - started))
@@ -267,4 +267,7 @@ def test_streaming_run_survives_a_lost_taskmanager(source: str, point: str, tmp_
     assert len(names) == len(set(names)), f"a job name created twice: {sorted(names)}"
     if victim is not None:
         assert figures["restarts"] >= 1, "the lost TaskManager failed the job's tasks"
+    # The CLI cancels its job on the cluster itself (Beam's cancel ends only its own client).
+    flink_cluster.wait_until("the run's Flink job ended", lambda: (flink_cluster.rest(
+        f"/jobs/{jid}") or {}).get("state") in ("CANCELED", "FINISHED", "FAILED"), timeout_s=120)
     assert f"records in      {len(items)}" in report and f"summaries       {len(items)}" in report
