@@ -1,8 +1,8 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
 # Both create .venv when missing, install the package from setup.py and build Prism, Beam's
 # local runner (cached under .cache/prism); `make test` also fetches the Kafka and Flink jars
-# from Maven Central (cached under .cache/jvm) and builds the BigQuery emulator's own venv
-# (.cache/bqemulator-venv).
+# from Maven Central (cached under .cache/jvm), builds Beam's Python SDK boot for Flink's PROCESS
+# workers (.cache/beam-boot) and the BigQuery emulator's own venv (.cache/bqemulator-venv).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,7 +12,7 @@ PYTEST_FLAGS ?= -q --durations=25
 include jvm/jvm.mk
 include bq/bq.mk
 
-.PHONY: demo test faults combos timing failover bench install clean browser prism
+.PHONY: demo test faults combos timing failover bench install clean browser prism beam-boot
 
 $(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,11 +33,22 @@ prism: $(PRISM)
 $(PRISM):
 	GOBIN=$(abspath $(dir $@)) go install github.com/apache/beam/sdks/v2/go/cmd/prism@v$(BEAM_VERSION)
 
+# Beam's Python SDK boot (the SDK container's entrypoint, sdks/python/container), built the same
+# way at the same version into .cache/beam-boot/v<version>/container, where tests/flink_cluster.py
+# looks for it: the command of a PROCESS environment, which a Flink TaskManager runs to start its
+# own SDK workers (docs/deploy-flink.md, "PROCESS workers").
+BEAM_BOOT := .cache/beam-boot/v$(BEAM_VERSION)/container
+
+beam-boot: $(BEAM_BOOT)
+
+$(BEAM_BOOT):
+	GOBIN=$(abspath $(dir $@)) go install github.com/apache/beam/sdks/v2/python/container@v$(BEAM_VERSION)
+
 demo: $(STAMP) $(PRISM)
 	$(PY) -m pipeline run --input pipeline/samples/calls.jsonl --output out/demo --overwrite --task insights
 	$(PY) -m pipeline.samples.show out/demo
 
-test: $(STAMP) $(PRISM) jvm-jars bq-emulator browser
+test: $(STAMP) $(PRISM) $(BEAM_BOOT) jvm-jars bq-emulator browser
 	$(PY) -m pytest $(PYTEST_FLAGS) -m "not timing and not failover" tests
 
 # A streaming run with checkpointing on a Flink session cluster loses a TaskManager (SIGKILL)
@@ -73,9 +84,9 @@ browser:
 
 # The scale benchmarks (not part of `make test`): each row beside a baseline measured in
 # the same run and its goal; the figures are kept in benchmarks/results.json. Rows 4 and 10 run
-# Flink (10 on session clusters of one and two TaskManagers).
-bench: $(STAMP) $(PRISM) jvm-jars
+# Flink (10 on session clusters of one and two TaskManagers, with PROCESS workers: Beam's boot).
+bench: $(STAMP) $(PRISM) $(BEAM_BOOT) jvm-jars
 	$(PY) -m benchmarks
 
 clean: jvm-clean bq-clean
-	rm -rf $(VENV) out .pytest_cache .cache/prism
+	rm -rf $(VENV) out .pytest_cache .cache/prism .cache/beam-boot

@@ -43,12 +43,13 @@ QUOTA_FLAGS = ["--max-records-per-file", str(RECORDS_PER_FILE),
                "--max-records-per-job", str(RECORDS_PER_JOB), "--min-records-per-job", "1"]
 
 
-def flink_flags(master: str, parallelism: int, sdk_parallelism: int, pool: str) -> list[str]:
-    """The CLI's flags for a Flink run whose SDK workers come from the EXTERNAL pool ``pool``."""
+def flink_flags(master: str, parallelism: int, sdk_parallelism: int,
+                workers: list[str]) -> list[str]:
+    """The CLI's flags for a Flink run whose SDK workers the flags ``workers`` choose."""
     return ["--runner=FlinkRunner", f"--flink_master={master}",
             f"--flink_job_server_jar={FLINK_JAR}", f"--parallelism={parallelism}",
-            f"--sdk_worker_parallelism={sdk_parallelism}", "--environment_type=EXTERNAL",
-            f"--environment_config={pool}", "--job_server_jvm_properties=-Xmx1g"]
+            f"--sdk_worker_parallelism={sdk_parallelism}", *workers,
+            "--job_server_jvm_properties=-Xmx1g"]
 
 
 def bedrock_client(bedrock_url: str, exports: dict[str, str]):
@@ -182,7 +183,9 @@ def to_shards(input_path: Path, count: int, workdir: Path, flink_parallelism: in
         else:
             # The workers reach the backend with their own credential chain: the pool's env.
             pool, pool_pid = stack.enter_context(worker_pool(env))
-            run = Watched(argv + flink_flags("[local]", flink_parallelism, flink_parallelism, pool),
+            run = Watched(argv + flink_flags("[local]", flink_parallelism, flink_parallelism,
+                                             ["--environment_type=EXTERNAL",
+                                              f"--environment_config={pool}"]),
                           env)
             bedrock = bedrock_client(bedrock_url, exports)
             while run.running():

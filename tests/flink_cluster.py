@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -28,6 +29,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "jvm" / "flink" / "conf"
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
+# Beam's Python SDK container entrypoint ("boot"), which `make beam-boot` builds at the installed
+# SDK's version: the command of a PROCESS environment, run by each TaskManager for its workers.
+BEAM_BOOT = REPO_ROOT / ".cache" / "beam-boot" / f"v{version('apache-beam')}" / "container"
 
 # Flink's launch scripts open these JDK packages on Java 17 for its reflection-based
 # serializers (the same list as jvm/jvm.mk's FLINK_ADD_OPENS).
@@ -62,6 +66,28 @@ def flink_classpath() -> str:
     return os.pathsep.join(str(cache / name / "*") for name in folders)
 
 
+def taskmanager_environment(base: dict[str, str]) -> dict[str, str]:
+    """``base`` as the TaskManagers get it; the SDK workers they start (PROCESS) inherit it. Beam's
+    boot starts each worker as ``python`` from PATH, so this interpreter's folder goes first; and
+    RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT runs the workers in that interpreter as it is, where
+    boot would otherwise first make a venv per worker under /opt/apache/beam-venv."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", "")])
+    return {**base, "PATH": path, "RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT": "1"}
+
+
+def process_environment_args() -> list[str]:
+    """Pipeline flags for PROCESS SDK workers: each TaskManager runs Beam's boot, which starts
+    ``python`` from the TaskManager's PATH (``taskmanager_environment``). ClusterError when
+    ``make beam-boot`` has not built it."""
+    if not BEAM_BOOT.is_file():
+        raise ClusterError(f"Beam's boot is missing at {BEAM_BOOT}: run `make beam-boot`")
+    # A TaskManager releases a job's workers once no task holds them, and a batch job's stages
+    # run one after another: without a cache each stage started a boot and worker of its own (29
+    # in a 60-transcript run, 149 s); keeping idle ones 30 s, one served them all (87 s).
+    return ["--environment_type=PROCESS", f"--environment_options=process_command={BEAM_BOOT}",
+            "--environment_cache_millis=30000"]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -72,7 +98,8 @@ class FlinkProcess:
     """One JobManager or TaskManager JVM, output in its own log file, in its own session."""
 
     def __init__(self, name: str, command: list[str], log_path: Path,
-                 metrics_port: Optional[int] = None) -> None:
+                 metrics_port: Optional[int] = None,
+                 env: Optional[dict[str, str]] = None) -> None:
         self.name = name
         self.log_path = log_path
         self.metrics_port = metrics_port
@@ -83,7 +110,7 @@ class FlinkProcess:
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(guard + command, cwd=log_path.parent, stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+                                            env=env, start_new_session=True)
 
     @property
     def pid(self) -> int:
@@ -119,10 +146,13 @@ class FlinkProcess:
 
 class FlinkCluster:
     """A session cluster on localhost. ``rest_port`` 0 picks free ports (tests); the work folder
-    holds each process's log, the checkpoints and the TaskManagers' temp files."""
+    holds each process's log, the checkpoints and the TaskManagers' temp files. ``env`` (default
+    this process's) is the TaskManagers' environment, so also their PROCESS workers'."""
 
-    def __init__(self, work_dir: Path, rest_port: int = 0, rpc_port: int = 0) -> None:
+    def __init__(self, work_dir: Path, rest_port: int = 0, rpc_port: int = 0,
+                 env: Optional[dict[str, str]] = None) -> None:
         self.work_dir = work_dir
+        self.taskmanager_env = taskmanager_environment(dict(os.environ) if env is None else env)
         self.rest_port = rest_port or free_port()
         self.rpc_port = rpc_port or free_port()
         self.checkpoint_dir = work_dir / "checkpoints"
@@ -210,7 +240,7 @@ class FlinkCluster:
             self._java(TASKMANAGER_JVM, "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
                        metrics_port,
                        "-D", f"io.tmp.dirs={tmp}", "-D", f"taskmanager.resource-id={name}"),
-            self.work_dir / f"{name}.log", metrics_port)
+            self.work_dir / f"{name}.log", metrics_port, env=self.taskmanager_env)
         self.taskmanagers.append(tm)
 
         def registered() -> bool:
@@ -277,6 +307,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("Prometheus metrics: " + ", ".join(
             f"{process.name} {process.metrics_url}"
             for process in [cluster.jobmanager, *cluster.taskmanagers]), flush=True)
+        if BEAM_BOOT.is_file():
+            print("SDK workers each TaskManager starts itself: "
+                  + " ".join(process_environment_args()), flush=True)
         stop.wait()
     except ClusterError as error:
         print(error, file=sys.stderr)

@@ -8,7 +8,8 @@
 * ``sdk_worker_pool``: a Python SDK worker pool for EXTERNAL environments.
 * ``flink_cluster``: a Flink 1.19 session cluster (a JobManager and two TaskManagers, each its
   own JVM, see tests/flink_cluster.py); ``flink_cluster_args`` submits to it with
-  ``--runner FlinkRunner --flink_master``.
+  ``--runner FlinkRunner --flink_master``, its SDK workers LOOPBACK, EXTERNAL or PROCESS (each
+  TaskManager starts its own with Beam's boot, which ``make beam-boot`` builds).
 
 Jars come from ``make jvm-jars`` (jvm/jvm.mk) in ``$JVM_CACHE`` (default
 ``.cache/jvm`` under the repo root). Register the fixtures with
@@ -34,7 +35,7 @@ from typing import Optional
 
 import pytest
 
-from tests.flink_cluster import ClusterError, FlinkCluster
+from tests.flink_cluster import ClusterError, FlinkCluster, process_environment_args
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAKE_TARGET = "make jvm-jars"
@@ -320,10 +321,20 @@ def flink_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlinkClu
 
 
 def flink_cluster_args(cluster: FlinkCluster, *, streaming: bool = False,
-                       worker_pool: Optional[str] = None, parallelism: int = 2) -> list[str]:
+                       worker_pool: Optional[str] = None, process_workers: bool = False,
+                       parallelism: int = 2) -> list[str]:
     """Pipeline options for ``--runner FlinkRunner`` submitting to ``cluster``; the job server
-    this starts from the jar only translates and submits the job over Flink's REST API."""
+    this starts from the jar only translates and submits the job over Flink's REST API. SDK
+    workers: PROCESS with ``process_workers``, else as ``worker_environment_args``."""
+    assert not (process_workers and worker_pool), "PROCESS workers use no worker pool"
     args = ["--runner=FlinkRunner", f"--flink_master={cluster.address}",
             f"--flink_job_server_jar={flink_job_server_jar()}", f"--parallelism={parallelism}"]
     args += [f"--job_server_jvm_properties={flag}" for flag in FLINK_JVM_HEAP]
-    return args + worker_environment_args(worker_pool) + (["--streaming"] if streaming else [])
+    if process_workers:
+        try:
+            args += process_environment_args()
+        except ClusterError as error:
+            pytest.fail(str(error), pytrace=False)
+    else:
+        args += worker_environment_args(worker_pool)
+    return args + (["--streaming"] if streaming else [])

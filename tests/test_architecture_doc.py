@@ -6,6 +6,7 @@ from pathlib import Path
 from apache_beam.version import __version__ as installed_beam
 
 from pipeline import runners
+from tests.flink_cluster import BEAM_BOOT
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
@@ -45,6 +46,16 @@ def test_make_prism_builds_the_python_sdks_beam_where_the_cli_looks():
     assert re.search(r"^PRISM := \.cache/prism/v\$\(BEAM_VERSION\)/prism$", makefile, re.M)
     assert "go/cmd/prism@v$(BEAM_VERSION)" in makefile
     assert runners.CACHE / f"v{version}" / "prism" == ROOT / ".cache" / "prism" / f"v{version}" / "prism"
+
+
+def test_make_beam_boot_builds_the_python_sdks_boot_where_the_cluster_tests_look():
+    """Beam's boot (PROCESS workers on Flink) is built at the same version, where
+    tests/flink_cluster.py looks for it."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^BEAM_BOOT := \.cache/beam-boot/v\$\(BEAM_VERSION\)/container$", makefile,
+                     re.M)
+    assert "sdks/v2/python/container@v$(BEAM_VERSION)" in makefile
+    assert BEAM_BOOT == ROOT / ".cache" / "beam-boot" / f"v{installed_beam}" / "container"
 
 
 def test_every_module_path_the_docs_name_exists():

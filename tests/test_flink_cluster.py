@@ -4,12 +4,14 @@ JVM, configured by jvm/flink/conf/config.yaml), as a user submits to one: ``--ru
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.__main__ import main
-from tests.flink_cluster import FlinkCluster
+from tests.flink_cluster import BEAM_BOOT, FlinkCluster
 from tests.jvm_services import flink_cluster_args
 from tests.pipelines import read_rows, transcripts
 
@@ -53,22 +55,81 @@ def test_killed_taskmanager_is_replaced(flink_cluster: FlinkCluster):
     assert replacement.name in names and len(names) == 2
 
 
+class ProcessWatch:
+    """Polls /proc while a run goes and keeps every process started below ``roots`` (children,
+    grandchildren): pid -> (parent pid, argv)."""
+
+    def __init__(self, roots: set[int]) -> None:
+        self.roots = roots
+        self.seen: dict[int, tuple[int, list[str]]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> "ProcessWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def children(self, parents: set[int]) -> dict[int, list[str]]:
+        return {pid: argv for pid, (parent, argv) in self.seen.items() if parent in parents}
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            processes = {}
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue  # /proc/self, /proc/meminfo, ...
+                try:
+                    argv = (entry / "cmdline").read_bytes().decode().split("\0")[:-1]
+                    # The parent pid is the 2nd field after the parenthesised command name.
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue  # it ended while read
+                if argv:  # a zombie (ended, not yet reaped) has none
+                    processes[int(entry.name)] = (parent, argv)
+            below = set(self.roots)
+            for _ in range(2):  # children, then grandchildren
+                below |= {pid for pid, (parent, _) in processes.items() if parent in below}
+            self.seen.update((pid, processes[pid]) for pid in below - self.roots)
+            time.sleep(0.2)
+
+
 @cluster_timeout
-def test_batch_run_on_session_cluster_with_external_workers(tmp_path, capsys,
-                                                            flink_cluster: FlinkCluster,
-                                                            sdk_worker_pool: str):
-    """The TaskManagers run the Python stages in an EXTERNAL worker pool (separate processes,
-    as on a real cluster); the job is a finished job of the cluster, not of an embedded one."""
+@pytest.mark.parametrize("workers", ["external", "process"])
+def test_batch_run_on_session_cluster(tmp_path, capsys, request, flink_cluster: FlinkCluster,
+                                      workers: str):
+    """The TaskManagers run the Python stages in separate worker processes, as on a real
+    cluster: from an EXTERNAL worker pool, or PROCESS workers each TaskManager starts itself
+    (Beam's boot, a child of the TaskManager's JVM, starting the SDK worker in this venv's
+    Python). The job is a finished job of the cluster, not of an embedded one."""
     before = _finished_jobs(flink_cluster)
     out = tmp_path / "out"
-    assert main(["run", "--input", str(_input(tmp_path / "in.jsonl", 60)), "--output", str(out),
-                 "--sink", "jsonl", "--max-records-per-job", "25", "--min-records-per-job", "10",
-                 "--max-concurrent-jobs", "2"]
-                + flink_cluster_args(flink_cluster, worker_pool=sdk_worker_pool)) == 0
+    if workers == "process":
+        environment = flink_cluster_args(flink_cluster, process_workers=True)
+    else:
+        environment = flink_cluster_args(flink_cluster,
+                                         worker_pool=request.getfixturevalue("sdk_worker_pool"))
+    taskmanagers = {tm.pid for tm in flink_cluster.taskmanagers if tm.alive()}
+    with ProcessWatch(taskmanagers) as below:
+        assert main(["run", "--input", str(_input(tmp_path / "in.jsonl", 60)), "--output",
+                     str(out), "--sink", "jsonl", "--max-records-per-job", "25",
+                     "--min-records-per-job", "10", "--max-concurrent-jobs", "2"]
+                    + environment) == 0
     report = capsys.readouterr().out
     assert "summaries       60" in report and "3 submitted, 3 finished" in report
     summaries = read_rows(out / "summaries")
     assert sorted(r["transcript_id"] for r in summaries) == sorted(t.id for t in transcripts(60))
     assert len({r["job_arn"] for r in summaries}) == 3
     assert len(_finished_jobs(flink_cluster) - before) == 1
-
+    # What the TaskManagers started: for PROCESS only Beam's boot, which started the SDK worker
+    # (and `python -m pip` to list what is installed).
+    started = below.children(taskmanagers)
+    if workers == "process":
+        assert started and {argv[0] for argv in started.values()} == {str(BEAM_BOOT)}
+        assert (["python", "-m", "apache_beam.runners.worker.sdk_worker_main"]
+                in below.children(set(started)).values())
+    else:
+        assert started == {}
