@@ -66,8 +66,7 @@ def drain(result: PipelineResult, listed: Callable[[], Iterable[str] | None],
             last, changed_at = (files, now), clock()
         if not gaps or ended or clock() >= give_up_at:
             break
-        # Until the watch has ended, standing still is no sign of loss (a job slow to start).
-        if files is not None and not jobs_running(now) and clock() - changed_at >= quiet_seconds:
+        if not jobs_running(now) and clock() - changed_at >= quiet_seconds:
             gaps.append(f"nothing changed for {quiet_seconds:.0f} s with no job of the run "
                         f"running: what is missing is not on its way")
             break
