@@ -1,6 +1,7 @@
 """Streaming: transcripts from files as they appear under a pattern."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
@@ -24,6 +25,8 @@ from transforms.sources.watch_state import (WatchRestriction, event_time, last_l
                                             new_files, next_watermark, still_listed)
 
 _STOP = None  # claimed when the watch ends: the restriction is done
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,12 @@ class _WatchFn(beam.DoFn):
         if delay > 0:
             time.sleep(delay)  # the runner resumed us early (local runners ignore the delay)
         now = time.time()
+        first = restriction.watermark is None  # no listing yet
         restriction = tracker.current_restriction().started(now, stop_after_seconds)
+        if first:
+            until = (time.strftime("%H:%M:%S UTC", time.gmtime(restriction.stop_at))
+                     if restriction.stop_at else "cancelled")
+            log.info("watching %s every %g s until %s", self._pattern, self._interval, until)
         mark = next_watermark(restriction.watermark, now, self._interval)
         # Held after its end, the watch lists no more; only the watermark goes on, with the clock.
         held = self._hold_after_end and last_listing_done(restriction, self._interval)
@@ -145,10 +153,12 @@ class _WatchFn(beam.DoFn):
             if tracker.try_claim(path):
                 stamp = event_time(mtime, restriction.watermark, self._late_limit)
                 yield TimestampedValue(listed[path], Timestamp(stamp))
-        tracker.try_claim(_Listed(restriction.stop_at, restriction.seen if held else frozenset(listed),
-                                  mark, now + self._interval))
+        paths = restriction.seen if held else frozenset(listed)
+        tracker.try_claim(_Listed(restriction.stop_at, paths, mark, now + self._interval))
         last = restriction.ended(now) and not held
         if last:
+            log.info("the watch of %s ended: %d file(s) listed", self._pattern,
+                     len(tracker.current_restriction().seen))
             self._record_end(tracker.current_restriction())
         if last and not self._hold_after_end:
             tracker.try_claim(_STOP)
