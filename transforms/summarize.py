@@ -189,18 +189,13 @@ class _WritableFn(beam.DoFn):
                 raw=truncate_raw(summary.to_row())))
 
 
-class BatchRound(beam.PTransform):
+class BatchRound(shards.RoundTransform):
     """One submission round: shard, submit and await, harvest. Returns summaries/failures/retries.
 
     Args:
         config: The run's configuration.
         attempt: The round's number: 1 for the first submission, +1 per retry round.
     """
-
-    def __init__(self, config: BatchConfig, attempt: int):
-        super().__init__()
-        self._config = config
-        self._attempt = attempt
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self._config

@@ -24,7 +24,8 @@ from transforms.core.coders import BatchRecordCoder, typed_output
 from transforms.core.model import BatchRecord, Failure, JobBatch
 from transforms.core.windowing import restore_windowing
 from transforms.shards.shard_writer import undersized_failure
-from transforms.shards.write_shards import CARRIED, FAILURES, ShardingDoFn, window_bounds
+from transforms.shards.write_shards import (CARRIED, FAILURES, RoundTransform, ShardingDoFn,
+                                            window_bounds)
 
 
 class CarryTailsFn(ShardingDoFn):
@@ -116,7 +117,7 @@ def _stamped(output: Any, at: Timestamp) -> Any:
     return TimestampedValue(output, at)
 
 
-class CarryTails(beam.PTransform):
+class CarryTails(RoundTransform):
     """PCollection[BatchRecord] (deferred tails) -> {"batches": JobBatch, "failures": Failure},
     both back in the input's windowing.
 
@@ -124,11 +125,6 @@ class CarryTails(beam.PTransform):
         config: The run's settings.
         attempt: The round, from 1.
     """
-
-    def __init__(self, config: BatchConfig, attempt: int):
-        super().__init__()
-        self._config = config
-        self._attempt = attempt
 
     def expand(self, tails: beam.PCollection) -> dict[str, beam.PCollection]:
         windowing = tails.windowing

@@ -356,7 +356,21 @@ class _AssembleFn(ShardingDoFn):
         yield from self._emit(result)
 
 
-class WriteShardsInParallel(beam.PTransform):
+class RoundTransform(beam.PTransform):
+    """A PTransform of one submission round.
+
+    Args:
+        config: The run's configuration.
+        attempt: The submission round: 1 for the first, +1 per retry round.
+    """
+
+    def __init__(self, config: BatchConfig, attempt: int):
+        super().__init__()
+        self._config = config
+        self._attempt = attempt
+
+
+class WriteShardsInParallel(RoundTransform):
     """PCollection[BatchRecord] in the global window -> the outputs of ``WriteShards``.
 
     No step holds the window: a count and a per-bucket size summary plan it, each hash bucket of
@@ -370,11 +384,6 @@ class WriteShardsInParallel(beam.PTransform):
         config: The run's configuration.
         attempt: The submission round: 1 for the first, +1 per retry round.
     """
-
-    def __init__(self, config: BatchConfig, attempt: int):
-        super().__init__()
-        self._config = config
-        self._attempt = attempt
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg, attempt = self._config, self._attempt
@@ -445,7 +454,7 @@ class WriteShardsInParallel(beam.PTransform):
                 DEFERRED: typed_output(routed, DEFERRED, BatchRecord)}
 
 
-class WriteShardsByPane(beam.PTransform):
+class WriteShardsByPane(RoundTransform):
     """PCollection[BatchRecord] in time windows -> the outputs of ``WriteShards``, one group of
     records per window pane.
 
@@ -457,11 +466,6 @@ class WriteShardsByPane(beam.PTransform):
         config: The run's configuration.
         attempt: The submission round: 1 for the first, +1 per retry round.
     """
-
-    def __init__(self, config: BatchConfig, attempt: int):
-        super().__init__()
-        self._config = config
-        self._attempt = attempt
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         cfg = self._config
@@ -482,7 +486,7 @@ class WriteShardsByPane(beam.PTransform):
                 DEFERRED: typed_output(written, DEFERRED, BatchRecord)}
 
 
-class WriteShards(beam.PTransform):
+class WriteShards(RoundTransform):
     """PCollection[BatchRecord] of one round -> JobBatch (main, "batches"), tagged FAILURES
     (records no job can take, or too few for one under the ``fail`` policy), ON_DEMAND and
     DEFERRED (records too few for a job, by the undersized policy).
@@ -497,11 +501,6 @@ class WriteShards(beam.PTransform):
         config: The run's configuration.
         attempt: The submission round: 1 for the first, +1 per retry round.
     """
-
-    def __init__(self, config: BatchConfig, attempt: int):
-        super().__init__()
-        self._config = config
-        self._attempt = attempt
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         if isinstance(records.windowing.windowfn, GlobalWindows):
