@@ -5,8 +5,8 @@ Beam's Flink runner keeps a streaming job with checkpointing running after its s
 watermark to the end of time and drops the records still on their way as late). So the CLI ends
 such a run itself: after the watch's end it reads the facts the report reconciles, and cancels
 the job once every input the read had to cover (the files the watch had listed when it ended, as
-it recorded them, or the partitions of a Kafka topic) is in the source ledger, every record the ledger counted is a summary or a
-failure row, and every job of the run was harvested.
+it recorded them, or the partitions of a Kafka topic) is in the source ledger, every record the
+ledger counted is a summary or a failure row, and every job of the run was harvested.
 
 Pure (no Beam, no AWS): the CLI gathers the facts (``pipeline.running.drain``) and hands them in.
 """

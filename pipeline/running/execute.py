@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -86,7 +87,10 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
         with beam_services(options), flink_job_ends_with_the_run(options):
             result = p.run()
             not_done = drain(
-                result, lambda: listed_inputs(opts, config),
+                # A topic's partitions are listed once (a consumer each time otherwise); the
+                # watch's record is read at each look, as a restored watch may write it again.
+                result, (functools.cache(lambda: listed_inputs(opts, config)) if opts.kafka_topic
+                         else lambda: listed_inputs(opts, config)),
                 lambda: durable_facts(opts, config, run_jobs(
                     config.aws.client("bedrock"), config.aws.client("s3"), config.run_id)[0]),
                 opts.watch_seconds,
