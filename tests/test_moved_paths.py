@@ -10,46 +10,11 @@ from pathlib import Path
 import pytest
 
 import transforms
+from transforms._moved import MOVED
 from tests.test_readme_example import readme_example
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The map the README's "Moved modules" table and the release notes give users.
-OLD_TO_NEW = {
-    "transforms.aws": "transforms.core.aws",
-    "transforms.beam_compat": "transforms.core.beam_compat",
-    "transforms.coders": "transforms.core.coders",
-    "transforms.errors": "transforms.core.errors",
-    "transforms.layout": "transforms.core.layout",
-    "transforms.metrics": "transforms.core.metrics",
-    "transforms.model": "transforms.core.model",
-    "transforms.quotas": "transforms.core.quotas",
-    "transforms.rate_control": "transforms.core.rate_control",
-    "transforms.storage": "transforms.core.storage",
-    "transforms.windowing": "transforms.core.windowing",
-    "transforms.decompression": "transforms.sources.decompression",
-    "transforms.event_time": "transforms.sources.event_time",
-    "transforms.kafka_source": "transforms.sources.kafka",
-    "transforms.parsing": "transforms.sources.parsing",
-    "transforms.source_ledger": "transforms.sources.source_ledger",
-    "transforms.transcribe_output": "transforms.sources.transcribe_output",
-    "transforms.validation": "transforms.sources.validation",
-    "transforms.families": "transforms.prepare.families",
-    "transforms.records": "transforms.prepare.records",
-    "transforms.redaction": "transforms.prepare.redaction",
-    "transforms.redaction_stage": "transforms.prepare.redact",
-    "transforms.bucket_plan": "transforms.shards.bucket_plan",
-    "transforms.carry": "transforms.shards.carry",
-    "transforms.on_demand": "transforms.shards.invoke_on_demand",
-    "transforms.planning": "transforms.shards.planning",
-    "transforms.shard_writer": "transforms.shards.shard_writer",
-    "transforms.await_jobs": "transforms.jobs.await_jobs",
-    "transforms.harvest": "transforms.jobs.harvest",
-    "transforms.results": "transforms.jobs.results",
-    "transforms.schema": "transforms.sinks.schema",
-    "transforms.pricing": "pipeline.pricing",
-    "transforms.service_quotas": "pipeline.service_quotas",
-}
 # Old modules whose path is now a folder: a name each defined -> where it lives now.
 FOLDED_NAMES = {
     ("transforms.jobs", "JobConfig"): "transforms.core.bedrock",
@@ -71,12 +36,12 @@ def fresh_import(old: str, monkeypatch):
     return module, [w for w in caught if "will be removed in the next release" in str(w.message)]
 
 
-@pytest.mark.parametrize("old", sorted(OLD_TO_NEW))
+@pytest.mark.parametrize("old", sorted(MOVED))
 def test_an_old_path_warns_and_is_the_new_module(old, monkeypatch):
     module, caught = fresh_import(old, monkeypatch)
-    assert module is importlib.import_module(OLD_TO_NEW[old])
+    assert module is importlib.import_module(MOVED[old])
     assert [str(w.message) for w in caught] == [
-        f"{old} is deprecated and will be removed in the next release: import {OLD_TO_NEW[old]}"]
+        f"{old} is deprecated and will be removed in the next release: import {MOVED[old]}"]
 
 
 def test_the_warning_points_at_the_importing_line(monkeypatch):
