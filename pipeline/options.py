@@ -438,7 +438,8 @@ def parse_options(argv: list[str]) -> tuple[PipelineOptions, BedrockBatchOptions
     then silently run with the default, so here it is a usage error with a suggestion. A portable
     runner (Flink, Spark, ...) hands unknown flags to its Java job server, whose options
     (--checkpointing_interval, ...) Python cannot list: those pass when they are in Beam's
-    underscore_form and not a near miss of one of this CLI's flags.
+    underscore_form and not a near miss of one of this CLI's flags. A Flink run with
+    checkpointing gets the flags it needs added (``runners.checkpointing_flags``).
     """
     parser = _all_options_parser()
     _, unknown = parser.parse_known_args(argv)
@@ -460,7 +461,12 @@ def parse_options(argv: list[str]) -> tuple[PipelineOptions, BedrockBatchOptions
             raise _unknown_flag_error(name)
         log.info("passing %s to the runner (not a flag of this CLI or of Beam's Python SDK)", name)
         takes_value = "=" not in arg
-    options = PipelineOptions(argv)
+    interval = PipelineOptions(argv).get_all_options(retain_unknown_options=True).get(
+        "checkpointing_interval")
+    added = runners.checkpointing_flags(runner, None if interval is None else str(interval), argv)
+    if added:
+        log.info("adding %s (a checkpointed Flink run needs it)", " ".join(added))
+    options = PipelineOptions(argv + added)
     return options, options.view_as(BedrockBatchOptions)
 
 

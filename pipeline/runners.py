@@ -1,4 +1,5 @@
-"""Which local runner a run gets when --runner is not given, and where `make prism` puts Prism.
+"""Which local runner a run gets when --runner is not given, where `make prism` puts Prism, and
+what a Flink run with checkpointing needs.
 
 The choice follows the measurements in the README ("Local runners"): bounded input runs in
 a third of the memory on the FnApiRunner, and faster in two measured runs of three; --streaming
@@ -106,4 +107,34 @@ def ended_by_the_cli(runner: str | None, streaming: bool, watch_seconds: float |
         checkpointing_interval: --checkpointing_interval as given, or None.
     """
     return (is_flink(runner) and streaming and bool(watch_seconds)
-            and str(checkpointing_interval or "").isdigit() and int(checkpointing_interval) > 0)
+            and _checkpointing(checkpointing_interval))
+
+
+def _checkpointing(checkpointing_interval: str | None) -> bool:
+    return str(checkpointing_interval or "").isdigit() and int(checkpointing_interval) > 0
+
+
+FINISH_BUNDLE_BEFORE_CHECKPOINTING = "--finish_bundle_before_checkpointing"
+
+
+def checkpointing_flags(runner: str | None, checkpointing_interval: str | None,
+                        argv: list[str]) -> list[str]:
+    """Runner flags a Flink run with checkpointing gets beyond ``argv``:
+    ``--finish_bundle_before_checkpointing``, unless ``argv`` sets it.
+
+    Without it Beam's Flink runner finishes a bundle still open when a checkpoint starts inside
+    the snapshot, and keeps that bundle's output in state until the stage next gets an element
+    or a watermark (Beam's BEAM-10558). A stage fed by the Impulse alone, as every watch and
+    Kafka read starts, gets neither again: when a checkpoint fell within its first bundle, its
+    one output stayed there and the run never read its input (5 of 15 `make failover` runs).
+
+    Args:
+        runner: --runner.
+        checkpointing_interval: --checkpointing_interval as given, or None.
+        argv: The command line.
+    """
+    if not (is_flink(runner) and _checkpointing(checkpointing_interval)):
+        return []
+    if any(arg.split("=", 1)[0] == FINISH_BUNDLE_BEFORE_CHECKPOINTING for arg in argv):
+        return []
+    return [FINISH_BUNDLE_BEFORE_CHECKPOINTING]

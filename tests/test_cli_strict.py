@@ -24,6 +24,8 @@ OTHER_PROGRAMS = {
     "--rows": "the demo's table printer, python -m pipeline.samples.show",
     "--checkpointing_interval": "Flink's Java pipeline options, handed to the job server",
     "--shutdown_sources_after_idle_ms": "Flink's Java pipeline options, handed to the job server",
+    "--finish_bundle_before_checkpointing": "Flink's Java pipeline options, handed to the job "
+                                            "server",
     "--service_port": "Beam's worker_pool_main, in the README's Flink section",
     "--dash-form": "the README's and options.py's description of flag spelling",
     "--underscore_form": "the README's and options.py's description of flag spelling",

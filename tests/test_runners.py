@@ -122,3 +122,26 @@ def test_prism_with_windows_into_bigquery_is_refused_in_one_line():
                                "--timestamp-field", "started", "--sink", "bigquery"])
     with pytest.raises(UsageError, match="BigQuery write fails on Prism.*drop --runner"):
         check_streaming(options, options.view_as(BedrockBatchOptions))
+
+
+@pytest.mark.parametrize("runner,interval,argv,added", [
+    ("FlinkRunner", "2000", [], [runners.FINISH_BUNDLE_BEFORE_CHECKPOINTING]),
+    ("apache_beam.runners.portability.flink_runner.FlinkRunner", "5", [],
+     [runners.FINISH_BUNDLE_BEFORE_CHECKPOINTING]),
+    ("FlinkRunner", None, [], []),  # no checkpoints: no bundle is finished inside one
+    ("FlinkRunner", "0", [], []),
+    ("PrismRunner", "2000", [], []),
+    ("FlinkRunner", "2000", ["--finish_bundle_before_checkpointing=false"], []),  # the user's
+])
+def test_a_checkpointed_flink_run_finishes_its_bundles_before_each_checkpoint(
+        runner, interval, argv, added):
+    assert runners.checkpointing_flags(runner, interval, argv) == added
+
+
+def test_the_cli_hands_the_added_flag_to_the_job_server():
+    from pipeline.options import parse_options
+
+    options, _ = parse_options(["--runner=FlinkRunner", "--checkpointing_interval", "2000"])
+    passed = options.get_all_options(retain_unknown_options=True)
+    assert passed["finish_bundle_before_checkpointing"] is True
+    assert passed["checkpointing_interval"] == "2000"
