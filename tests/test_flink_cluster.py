@@ -133,3 +133,32 @@ def test_batch_run_on_session_cluster(tmp_path, capsys, request, flink_cluster: 
                 in below.children(set(started)).values())
     else:
         assert started == {}
+
+
+@cluster_timeout
+def test_a_checkpointed_watch_reads_its_files_when_a_checkpoint_falls_in_its_first_bundle(
+        tmp_path, capsys, flink_cluster: FlinkCluster):
+    """A bounded watch on Flink with checkpointing, checkpoints every 200 ms and bundles ended by
+    time only after 10 s, so checkpoints fall within the watch's first bundle. Beam's Flink
+    runner kept such a bundle's output in state until the stage's next element or watermark,
+    which a stage fed by the Impulse alone never gets: the run never read its input. The CLI
+    adds --finish_bundle_before_checkpointing, and the run reads every file, summarizes every
+    record, and ends by itself (the CLI cancels the job once the durable facts agree)."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    items = transcripts(6)
+    for n in range(2):
+        (inbox / f"calls-{n}.jsonl").write_text("".join(
+            json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items[n * 3:n * 3 + 3]))
+    expected = sorted(t.id for t in items)
+    before = {job["jid"] for job in flink_cluster.rest("/jobs/overview")["jobs"]}
+    assert main(["run", "--input", str(inbox / "*.jsonl"), "--output", str(out), "--sink",
+                 "jsonl", "--window-seconds", "10", "--watch-seconds", "15",
+                 "--watch-interval-seconds", "1", "--checkpointing_interval=200",
+                 "--max_bundle_time_mills=10000", "--min-records-per-job", "1"]
+                + flink_cluster_args(flink_cluster, streaming=True)) == 0
+    report = capsys.readouterr().out
+    assert "summaries       6" in report
+    assert sorted(r["transcript_id"] for r in read_rows(out / "summaries")) == expected
+    [job] = [job for job in flink_cluster.rest("/jobs/overview")["jobs"] if job["jid"] not in before]
+    assert job["state"] == "CANCELED", "ended by the CLI, not left running on the cluster"
