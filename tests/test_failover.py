@@ -1,5 +1,6 @@
 """A streaming run with checkpointing on the Flink session cluster (a JobManager and two
-TaskManagers, each its own JVM) loses its busiest TaskManager to SIGKILL, and a replacement is
+TaskManagers, each its own JVM, each starting its own PROCESS SDK workers as on a real cluster)
+loses its busiest TaskManager to SIGKILL, with the workers it started, and a replacement is
 started. Three kill points: before the first Bedrock job exists, while jobs are in flight, and
 while rows are being written; and a run with no TaskManager lost whose watch ends before its
 windows close. In every case every input comes back exactly once, every record
@@ -60,15 +61,6 @@ def _wait(what: str, condition: Callable[[], Any], timeout_s: float,
             pytest.fail(f"the run ended (exit {cli.returncode}) before {what}")
         time.sleep(0.5)
     pytest.fail(f"no {what} after {timeout_s:.0f} s")
-
-
-def _two_taskmanagers(cluster: FlinkCluster) -> None:
-    """A case starts with two registered, live TaskManagers (an earlier case's victim gone)."""
-    live = {tm.name for tm in cluster.taskmanagers if tm.alive()}
-    while len(live) < 2:
-        live.add(cluster.start_taskmanager().name)
-    cluster.wait_until("two live TaskManagers", lambda: {
-        t["id"] for t in cluster.registered_taskmanagers()} == live, timeout_s=120)
 
 
 def _drop_files(inbox: Path, items: list, first_window_at: float) -> None:
@@ -189,9 +181,11 @@ def _figures(cluster: FlinkCluster, jid: str) -> dict:
 def test_streaming_run_survives_a_lost_taskmanager(source: str, point: str, tmp_path,
                                                    local_backend_factory, request,
                                                    flink_cluster: FlinkCluster):
-    _two_taskmanagers(flink_cluster)
     backend = local_backend_factory(timing=SLOW, quotas=Quotas(
         max_records_per_job=PER_FILE + 1, min_records_per_job=1))
+    # Two fresh TaskManagers (an earlier case's victim gone) whose PROCESS workers reach this
+    # case's backend: its endpoints and credentials are in this process's environment now.
+    flink_cluster.renew_taskmanagers(2, dict(os.environ))
     run_id = f"fo-{source}-{point.replace('_', '-')}"[:24].rstrip("-")
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
@@ -216,7 +210,7 @@ def test_streaming_run_survives_a_lost_taskmanager(source: str, point: str, tmp_
         argv += ["--input", str(inbox / "*.jsonl"), "--watch-interval-seconds", "1"]
         arrive = lambda first: _drop_files(inbox, items, first)  # noqa: E731
         all_read = lambda: len(_objects(backend, f"runs/{run_id}/sources/")) >= FILES  # noqa: E731
-    argv += flink_cluster_args(flink_cluster, streaming=True)
+    argv += flink_cluster_args(flink_cluster, streaming=True, process_workers=True)
     before = {job["jid"] for job in flink_cluster.rest("/jobs/overview")["jobs"]}
     log = tmp_path / "cli.log"
     started = time.monotonic()
