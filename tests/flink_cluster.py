@@ -128,9 +128,10 @@ class FlinkProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def kill(self) -> None:
-        """SIGKILL: the JVM gets no chance to deregister, as when a machine dies."""
+        """SIGKILL to its whole session, as when a machine dies: the JVM gets no chance to
+        deregister, and the SDK workers a TaskManager started (PROCESS) die with it."""
         if self.alive():
-            os.kill(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
     def stop(self) -> None:
@@ -251,6 +252,17 @@ class FlinkCluster:
 
         self.wait_until(f"registration of {tm.name}", registered)
         return tm
+
+    def renew_taskmanagers(self, count: int, env: dict[str, str]) -> None:
+        """Stop every TaskManager and start ``count`` new ones with ``env`` as their (and their
+        PROCESS workers') environment: a test whose workers must reach its own backend gives
+        them its endpoints and credentials, as a real cluster's machines have theirs."""
+        for tm in self.taskmanagers:
+            tm.stop()
+        self.taskmanager_env = taskmanager_environment(env)
+        fresh = {self.start_taskmanager().name for _ in range(count)}
+        self.wait_until(f"{count} new TaskManagers alone", lambda: {
+            t["id"] for t in self.registered_taskmanagers()} == fresh)
 
     def busiest_taskmanager(self, jid: str) -> FlinkProcess:
         """The live TaskManager that runs the most subtasks of job ``jid``."""

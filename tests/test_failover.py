@@ -1,5 +1,6 @@
 """A streaming run with checkpointing on the Flink session cluster (a JobManager and two
-TaskManagers, each its own JVM) loses its busiest TaskManager to SIGKILL, and a replacement is
+TaskManagers, each its own JVM, each starting its own PROCESS SDK workers as on a real cluster)
+loses its busiest TaskManager to SIGKILL, with the workers it started, and a replacement is
 started. Three kill points: before the first Bedrock job exists, while jobs are in flight, and
 while rows are being written; and a run with no TaskManager lost whose watch ends before its
 windows close. In every case every input comes back exactly once, every record
@@ -62,15 +63,6 @@ def _wait(what: str, condition: Callable[[], Any], timeout_s: float,
     pytest.fail(f"no {what} after {timeout_s:.0f} s")
 
 
-def _two_taskmanagers(cluster: FlinkCluster) -> None:
-    """A case starts with two registered, live TaskManagers (an earlier case's victim gone)."""
-    live = {tm.name for tm in cluster.taskmanagers if tm.alive()}
-    while len(live) < 2:
-        live.add(cluster.start_taskmanager().name)
-    cluster.wait_until("two live TaskManagers", lambda: {
-        t["id"] for t in cluster.registered_taskmanagers()} == live, timeout_s=120)
-
-
 def _drop_files(inbox: Path, items: list, first_window_at: float) -> None:
     """Each file whole (renamed into place), its modification time in a window of its own."""
     for n in range(FILES):
@@ -84,7 +76,12 @@ def _drop_files(inbox: Path, items: list, first_window_at: float) -> None:
 
 
 def _produce(bootstrap: str, topic: str, items: list, first_window_at: float) -> None:
-    """Each batch of messages with a message time in a window of its own."""
+    """Each batch of messages with a message time in a window of its own: the first window's
+    on partition 0, the later ones on partition 1. A partition's watermark follows the times of
+    the messages read from it, and the read's watermark is the least of its partitions': so the
+    first window stays open until its time passes, as a watched folder's does. (Left to the
+    producer, both partitions once got later windows' messages and the first two windows closed
+    as soon as they were read, before the "before the first job" kill.)"""
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
@@ -92,7 +89,7 @@ def _produce(bootstrap: str, topic: str, items: list, first_window_at: float) ->
         stamp_ms = round((first_window_at + n * WINDOW_SECONDS + 1) * 1000)
         for t in items[n * PER_FILE:(n + 1) * PER_FILE]:
             producer.produce(topic, value=json.dumps({"id": t.id, "text": t.text}).encode(),
-                             timestamp=stamp_ms)
+                             timestamp=stamp_ms, partition=min(n, 1))
     assert producer.flush(30) == 0
 
 
@@ -189,9 +186,11 @@ def _figures(cluster: FlinkCluster, jid: str) -> dict:
 def test_streaming_run_survives_a_lost_taskmanager(source: str, point: str, tmp_path,
                                                    local_backend_factory, request,
                                                    flink_cluster: FlinkCluster):
-    _two_taskmanagers(flink_cluster)
     backend = local_backend_factory(timing=SLOW, quotas=Quotas(
         max_records_per_job=PER_FILE + 1, min_records_per_job=1))
+    # Two fresh TaskManagers (an earlier case's victim gone) whose PROCESS workers reach this
+    # case's backend: its endpoints and credentials are in this process's environment now.
+    flink_cluster.renew_taskmanagers(2, dict(os.environ))
     run_id = f"fo-{source}-{point.replace('_', '-')}"[:24].rstrip("-")
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
@@ -216,7 +215,7 @@ def test_streaming_run_survives_a_lost_taskmanager(source: str, point: str, tmp_
         argv += ["--input", str(inbox / "*.jsonl"), "--watch-interval-seconds", "1"]
         arrive = lambda first: _drop_files(inbox, items, first)  # noqa: E731
         all_read = lambda: len(_objects(backend, f"runs/{run_id}/sources/")) >= FILES  # noqa: E731
-    argv += flink_cluster_args(flink_cluster, streaming=True)
+    argv += flink_cluster_args(flink_cluster, streaming=True, process_workers=True)
     before = {job["jid"] for job in flink_cluster.rest("/jobs/overview")["jobs"]}
     log = tmp_path / "cli.log"
     started = time.monotonic()
