@@ -53,10 +53,10 @@ test: $(STAMP) $(PRISM) $(BEAM_BOOT) jvm-jars bq-emulator browser
 
 # Streaming runs with checkpointing on a Flink session cluster, for a watched folder and for
 # Kafka: one whose watch ends before its windows close, and three that lose a TaskManager
-# (SIGKILL) at three points (tests/test_failover.py). Minutes per case, so not part of
-# `make test`, and not run by CI while some runs never read their input (docs/deploy-flink.md,
-# "Streaming with checkpointing").
-failover: $(STAMP) jvm-jars
+# (SIGKILL) at three points (tests/test_failover.py), with PROCESS SDK workers that each
+# TaskManager starts (Beam's boot). Minutes per case, so a target of its own, which .ci/run
+# calls after `make test`.
+failover: $(STAMP) $(BEAM_BOOT) jvm-jars
 	$(PY) -m pytest $(PYTEST_FLAGS) -m failover tests
 
 # Measurements of when things happen on a real Flink (a window's jobs before the watch ends):
