@@ -461,13 +461,19 @@ def parse_options(argv: list[str]) -> tuple[PipelineOptions, BedrockBatchOptions
             raise _unknown_flag_error(name)
         log.info("passing %s to the runner (not a flag of this CLI or of Beam's Python SDK)", name)
         takes_value = "=" not in arg
-    interval = PipelineOptions(argv).get_all_options(retain_unknown_options=True).get(
-        "checkpointing_interval")
-    added = runners.checkpointing_flags(runner, None if interval is None else str(interval), argv)
+    options = PipelineOptions(argv)
+    added = runners.checkpointing_flags(runner, runner_flag(options, "checkpointing_interval"),
+                                        argv)
     if added:
         log.info("adding %s (a checkpointed Flink run needs it)", " ".join(added))
-    options = PipelineOptions(argv + added)
+        options = PipelineOptions(argv + added)
     return options, options.view_as(BedrockBatchOptions)
+
+
+def runner_flag(options: PipelineOptions, name: str) -> str | None:
+    """A runner flag Beam passes through to the job server (not one of Python's options)."""
+    value = options.get_all_options(retain_unknown_options=True).get(name)
+    return None if value is None else str(value)
 
 
 def new_run_id() -> str:

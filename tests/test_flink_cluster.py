@@ -19,9 +19,8 @@ from tests.pipelines import read_rows, transcripts
 cluster_timeout = pytest.mark.timeout(420)
 
 
-def _input(path: Path, count: int) -> Path:
-    path.write_text("".join(json.dumps({"id": t.id, "text": t.text}) + "\n"
-                            for t in transcripts(count)))
+def _input(path: Path, items: list) -> Path:
+    path.write_text("".join(json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items))
     return path
 
 
@@ -112,12 +111,12 @@ def test_batch_run_on_session_cluster(tmp_path, capsys, request, flink_cluster: 
     else:
         environment = flink_cluster_args(flink_cluster,
                                          worker_pool=request.getfixturevalue("sdk_worker_pool"))
+    input_path = _input(tmp_path / "in.jsonl", transcripts(60))
     taskmanagers = {tm.pid for tm in flink_cluster.taskmanagers if tm.alive()}
     with ProcessWatch(taskmanagers) as below:
-        assert main(["run", "--input", str(_input(tmp_path / "in.jsonl", 60)), "--output",
-                     str(out), "--sink", "jsonl", "--max-records-per-job", "25",
-                     "--min-records-per-job", "10", "--max-concurrent-jobs", "2"]
-                    + environment) == 0
+        assert main(["run", "--input", str(input_path), "--output", str(out), "--sink", "jsonl",
+                     "--max-records-per-job", "25", "--min-records-per-job", "10",
+                     "--max-concurrent-jobs", "2"] + environment) == 0
     report = capsys.readouterr().out
     assert "summaries       60" in report and "3 submitted, 3 finished" in report
     summaries = read_rows(out / "summaries")
@@ -148,8 +147,7 @@ def test_a_checkpointed_watch_reads_its_files_when_a_checkpoint_falls_in_its_fir
     inbox.mkdir()
     items = transcripts(6)
     for n in range(2):
-        (inbox / f"calls-{n}.jsonl").write_text("".join(
-            json.dumps({"id": t.id, "text": t.text}) + "\n" for t in items[n * 3:n * 3 + 3]))
+        _input(inbox / f"calls-{n}.jsonl", items[n * 3:n * 3 + 3])
     expected = sorted(t.id for t in items)
     before = {job["jid"] for job in flink_cluster.rest("/jobs/overview")["jobs"]}
     assert main(["run", "--input", str(inbox / "*.jsonl"), "--output", str(out), "--sink",
@@ -160,5 +158,6 @@ def test_a_checkpointed_watch_reads_its_files_when_a_checkpoint_falls_in_its_fir
     report = capsys.readouterr().out
     assert "summaries       6" in report
     assert sorted(r["transcript_id"] for r in read_rows(out / "summaries")) == expected
-    [job] = [job for job in flink_cluster.rest("/jobs/overview")["jobs"] if job["jid"] not in before]
+    [job] = [job for job in flink_cluster.rest("/jobs/overview")["jobs"]
+             if job["jid"] not in before]
     assert job["state"] == "CANCELED", "ended by the CLI, not left running on the cluster"

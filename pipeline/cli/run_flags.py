@@ -8,8 +8,8 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline import exit_codes, runners
-from pipeline.options import BedrockBatchOptions
-from pipeline.running.graph import ended_by_the_cli, runner_flag
+from pipeline.options import BedrockBatchOptions, runner_flag
+from pipeline.running.graph import ended_by_the_cli
 from transforms.sinks.files import FORMATS
 
 

@@ -86,11 +86,11 @@ def run(p: beam.Pipeline, config: BatchConfig) -> Report:
     if ended_by_the_cli(options):
         with beam_services(options), flink_job_ends_with_the_run(options):
             result = p.run()
+            listed = lambda: listed_inputs(opts, config)  # noqa: E731
             not_done = drain(
                 # A topic's partitions are listed once (a consumer each time otherwise); the
                 # watch's record is read at each look, as a restored watch may write it again.
-                result, (functools.cache(lambda: listed_inputs(opts, config)) if opts.kafka_topic
-                         else lambda: listed_inputs(opts, config)),
+                result, functools.cache(listed) if opts.kafka_topic else listed,
                 lambda: durable_facts(opts, config, run_jobs(
                     config.aws.client("bedrock"), config.aws.client("s3"), config.run_id)[0]),
                 opts.watch_seconds,

@@ -10,7 +10,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline import runners
-from pipeline.options import BedrockBatchOptions
+from pipeline.options import BedrockBatchOptions, runner_flag
 from pipeline.progress import note_written
 from pipeline.report.data import window_counter
 from transforms.config import BatchConfig
@@ -211,12 +211,6 @@ def sinks(opts: BedrockBatchOptions, files_root: str | None = None,
     return ((join(opts.output, "summaries"), join(opts.output, "failures")),
             WriteSummaries(join(root, "summaries"), format=opts.sink, insights_schema=insights),
             WriteFailures(join(root, "failures"), format=opts.sink))
-
-
-def runner_flag(options: PipelineOptions, name: str) -> str | None:
-    """A runner flag Beam passes through to the job server (not one of Python's options)."""
-    value = options.get_all_options(retain_unknown_options=True).get(name)
-    return None if value is None else str(value)
 
 
 def ended_by_the_cli(options: PipelineOptions) -> bool:
