@@ -164,12 +164,20 @@ def _interrupted_run(argv: list[str], tmp_path: Path, point: str | None = None,
 
 
 # Beam's LOOPBACK worker reporting a data stream the Flink job server closed (it also does so
-# when Flink ends a stage, before any Ctrl-C): the data plane's log line or its reader thread's
-# end, the trace (indented frames) and the gRPC error it ends with.
+# when Flink ends a stage, before any Ctrl-C), in either of its two forms:
+# - the data plane's log line or its reader thread's end, the trace (indented frames) and the
+#   gRPC error it ends with;
+# - the bundle that stream cut: the worker prints its chained trace (an empty queue, then
+#   "Channel closed prematurely") and logs it once more after "Error processing instruction".
 LOOPBACK_WORKER_TRACE = re.compile(
     r"(?:[^\n]*Failed to read inputs in the data plane\.|Exception in thread "
     r"read_grpc_client_inputs:)\nTraceback \(most recent call last\):\n"
-    r"(?:[ \t].*\n|grpc\._channel\..*\n|>\n)*")
+    r"(?:[ \t].*\n|grpc\._channel\..*\n|>\n)*"
+    r"|(?:[^\n]*Error processing instruction \d+\. Original traceback is\n)?"
+    r"Traceback \(most recent call last\):\n"
+    r"(?:(?:[ \t].*|_queue\.Empty|During handling of the above exception, another exception "
+    r"occurred:|Traceback \(most recent call last\):|)\n)*?"
+    r"RuntimeError: Channel closed prematurely\.\n")
 
 
 def _the_line(run: subprocess.CompletedProcess, signame: str = "SIGINT") -> str:
