@@ -1,9 +1,9 @@
 """python -m pipeline run | plan | collect | jobs | serve-local | report
 
-Every flag is a Beam PipelineOption (pipeline/options.py); Beam's own flags (--runner,
---flink_master, ...) pass straight through, and an unknown flag is a usage error with a "did you
-mean" suggestion. Errors print as one line; --debug shows the trace. Ctrl-C or SIGTERM prints
-one line too, what to do next (pipeline/cli/interrupts.py), and exits 130.
+Every flag (pipeline/flags.py) is a Beam PipelineOption (pipeline/options.py); Beam's own
+flags (--runner, --flink_master, ...) pass straight through, and an unknown flag is a usage error
+with a "did you mean" suggestion. Errors print as one line; --debug shows the trace. Ctrl-C or
+SIGTERM prints one line too, what to do next (pipeline/cli/interrupts.py), and exits 130.
 
 This module imports Beam only once the log and warning filters are set, so the lines those
 filters drop (printed while Beam and the google packages load) never show.
@@ -62,7 +62,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     A command's flags are parsed by Beam's PipelineOptions (pipeline.options.parse_options), so
     each subparser only documents them, grouped by theme.
     """
-    from pipeline.options import COMMAND_THEMES, add_command_flags
+    from pipeline.flags import COMMAND_THEMES, add_command_flags
 
     parser = argparse.ArgumentParser(
         prog=PROG, description="Amazon Bedrock batch inference for call-center transcripts, on "

@@ -27,8 +27,8 @@ OTHER_PROGRAMS = {
     "--finish_bundle_before_checkpointing": "Flink's Java pipeline options, handed to the job "
                                             "server",
     "--service_port": "Beam's worker_pool_main, in the README's Flink section",
-    "--dash-form": "the README's and options.py's description of flag spelling",
-    "--underscore_form": "the README's and options.py's description of flag spelling",
+    "--dash-form": "the README's and flags.py's description of flag spelling",
+    "--underscore_form": "the README's and flags.py's description of flag spelling",
 }
 
 

@@ -36,7 +36,7 @@ import pytest
 from allpairspy import AllPairs
 
 from pipeline import exit_codes
-from pipeline.options import DEFAULT_MAX_FAILURE_RATE
+from pipeline.flags import DEFAULT_MAX_FAILURE_RATE
 from pipeline.local.backend import DEFAULT_BUCKET, SERVICE_ROLE_ARN, LocalBackend
 from pipeline.local.faults import Faults
 from pipeline.local.jobs_store import Timing

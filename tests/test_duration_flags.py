@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from pipeline.__main__ import main
 from pipeline.exit_codes import UsageError
-from pipeline.options import MAX_SECONDS, parse_options
+from pipeline.flags import MAX_SECONDS
+from pipeline.options import parse_options
 
 # flag -> (least value, whether it is excluded, whole seconds only)
 FLAGS = {

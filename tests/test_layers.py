@@ -30,7 +30,8 @@ MAY_IMPORT = {
 # pipeline/'s parts: its folders, and its own modules that the folders share (cli -> running ->
 # report, local -> the shared modules). "__init__" is ``pipeline`` itself (its __version__).
 SHARED = {"exit_codes": set(), "pricing": set(), "progress": set(), "runners": set(),
-          "service_quotas": set(), "options": {"exit_codes", "runners", "service_quotas"}}
+          "service_quotas": set(), "flags": {"exit_codes"},
+          "options": {"exit_codes", "runners", "service_quotas", "flags"}}
 PIPELINE_MAY_IMPORT = {
     **SHARED,
     "__init__": set(),

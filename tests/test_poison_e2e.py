@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from pipeline.__main__ import main
 from pipeline import exit_codes
-from pipeline.options import DEFAULT_MAX_FAILURE_RATE
+from pipeline.flags import DEFAULT_MAX_FAILURE_RATE
 from tests.pipelines import cli_with_counters, local_config, read_rows, summarize
 from transforms.core.model import Transcript
 from transforms.core.quotas import Quotas

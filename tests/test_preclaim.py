@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.options import COMMAND_THEMES, command_flags
+from pipeline.flags import COMMAND_THEMES, command_flags
 from tests.pipelines import read_rows
 
 RUNS = ["--min-records-per-job", "1", "--sink", "jsonl", "-q"]

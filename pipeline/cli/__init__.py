@@ -3,6 +3,6 @@
 (``commands``), what the console shows (``console``) and Ctrl-C (``interrupts``).
 
 The entry point is ``pipeline/__main__.py``; a run itself is ``pipeline.running``, and the flags,
-exit codes and display state it shares with a run are ``pipeline.options``,
-``pipeline.exit_codes`` and ``pipeline.progress``.
+exit codes and display state it shares with a run are ``pipeline.flags`` (their definitions),
+``pipeline.options`` (their parsing), ``pipeline.exit_codes`` and ``pipeline.progress``.
 """

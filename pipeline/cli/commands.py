@@ -18,8 +18,8 @@ from pipeline.exit_codes import UsageError
 from pipeline.cli.extras import check_optional_parts
 from pipeline.cli.field_flags import cli_message
 from pipeline.cli.inputs import input_problem
-from pipeline.options import (BedrockBatchOptions, batch_config, check_command_flags,
-                                  parse_options, resolve_quotas)
+from pipeline.flags import check_command_flags
+from pipeline.options import BedrockBatchOptions, batch_config, parse_options, resolve_quotas
 from pipeline.cli.preflight import check_cost, check_model, preflight, run_banner
 from pipeline.running.environment import (aws_from_flags, beam_s3, check_runner, choose_runner,
                                           environment)

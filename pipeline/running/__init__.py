@@ -4,7 +4,7 @@ accounting and report (``outcome``), where its AWS clients point and the runner 
 (``flink_rest``), and `collect`'s
 pipeline over a finished job's output (``collect``).
 
-It reads the flags (``pipeline.options``), feeds the progress display
-(``pipeline.progress.note_written``) and answers in the exit codes (``pipeline.exit_codes``);
-it never imports the command line (``pipeline.cli``).
+It reads the flags (``pipeline.options``, their defaults in ``pipeline.flags``), feeds the
+progress display (``pipeline.progress.note_written``) and answers in the exit codes
+(``pipeline.exit_codes``); it never imports the command line (``pipeline.cli``).
 """

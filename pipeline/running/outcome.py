@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pipeline import exit_codes
-from pipeline.options import DEFAULT_MAX_FAILURE_RATE, BedrockBatchOptions
+from pipeline.flags import DEFAULT_MAX_FAILURE_RATE
+from pipeline.options import BedrockBatchOptions
 from pipeline.pricing import estimate_cost, estimate_on_demand_cost
 from pipeline.report.data import report_data
 from pipeline.report.files import write_report
