@@ -20,9 +20,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests.jvm_services import flink_pipeline_args
 from tests.pipelines import LOCAL_RUNNERS, pipeline_on
 from transforms.core.model import Failure, Transcript
-from transforms.sources.kafka import (KafkaPartition, ReadTranscriptsFromKafka, _ListPartitionsFn,
-                                      _consumer_settings, message_time,
-                                      message_to_item, partition_entry)
+from transforms.sources.kafka import ReadTranscriptsFromKafka, _consumer_settings, _ListPartitionsFn
+from transforms.sources.kafka_messages import (KafkaPartition, message_time, message_to_item,
+                                               partition_entry)
 from transforms.sources.source_ledger import LedgerEntry, SourceLedger, parse_entry
 from transforms.sources.validation import FieldMapping
 
