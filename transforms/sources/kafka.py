@@ -160,6 +160,10 @@ class _ReadPartitionFn(beam.DoFn):
         if self._ledger is not None:
             aws = self._ledger.aws
             self._ledger_storage = Storage(aws.client("s3") if aws is not None else None)
+        # (topic, partition, end offset) of the entries this instance has written: a held read
+        # resumes every HOLD_SECONDS and would write the same entry again each time. Per
+        # instance, so a new one (a restart after a failure) writes it once more.
+        self._written: set[tuple[str, int, int]] = set()
         # (topic, partition, offset of the next message poll() returns), to skip a re-assign
         # (and the refetch it costs) when a resumed restriction continues where we stopped.
         self._position: tuple[str, int, int] | None = None
@@ -195,7 +199,7 @@ class _ReadPartitionFn(beam.DoFn):
                 now = time.time()
                 draining = part.stop_at is not None and now >= part.stop_at
                 if draining and (now >= part.stop_at + DRAIN_SECONDS or not self._backlog(part)):
-                    # Written again at each resumption while held: the same entry.
+                    # Once per DoFn instance, though a held read comes back here at each resumption.
                     self._write_entry(part, restriction.start if claimed is None else claimed + 1)
                     if self._hold_after_end:  # read no more; the watermark follows the clock
                         current = watermark.current_watermark()
@@ -237,10 +241,12 @@ class _ReadPartitionFn(beam.DoFn):
     def _write_entry(self, part: KafkaPartition, end_offset: int) -> None:
         # Once the partition's bounded read has ended; a failed write fails the bundle, which
         # the runner retries from the same restriction. A replay writes the same entry.
-        if self._ledger is not None:
+        written = (part.topic, part.partition, end_offset)
+        if self._ledger is not None and written not in self._written:
             entry = partition_entry(part, end_offset)
             self._ledger_storage.write_text(join(self._ledger.prefix, entry_name(entry.path)),
                                             entry_text(entry))
+            self._written.add(written)
 
     def _emit(self, part: KafkaPartition, message: Any,
               watermark: ManualWatermarkEstimator) -> Iterator[Any]:
