@@ -1,6 +1,6 @@
 """ReadTranscriptsFromKafka against a real Kafka broker (tests/jvm_services.py), in streaming mode
 on both local runners (FnApiRunner, Prism) and on Flink (portable), plus unit tests of the pure
-message -> Transcript | Failure step."""
+message -> Transcript | Failure step and of a held read's ledger writes."""
 from __future__ import annotations
 
 import json
@@ -12,17 +12,22 @@ from typing import Any
 
 import apache_beam as beam
 import pytest
+from apache_beam.io.restriction_trackers import OffsetRange
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
 from confluent_kafka import (TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, Consumer, Producer,
                              TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.jvm_services import flink_pipeline_args
+from tests.jvm_services import flink_pipeline_args, free_port
 from tests.pipelines import LOCAL_RUNNERS, pipeline_on
 from transforms.core.model import Failure, Transcript
-from transforms.sources.kafka import (KafkaPartition, ReadTranscriptsFromKafka, _ListPartitionsFn,
-                                      _consumer_settings, message_time,
-                                      message_to_item, partition_entry)
+from transforms.sources.kafka import (DRAIN_SECONDS, UNBOUNDED_END, PartitionTracker,
+                                      ReadTranscriptsFromKafka, _consumer_settings,
+                                      _ListPartitionsFn, _ReadPartitionFn)
+from transforms.sources.kafka_messages import (KafkaPartition, message_time, message_to_item,
+                                               partition_entry)
 from transforms.sources.source_ledger import LedgerEntry, SourceLedger, parse_entry
 from transforms.sources.validation import FieldMapping
 
@@ -283,3 +288,45 @@ def test_a_partition_entry_counts_the_offsets_read():
     part = KafkaPartition("t", 3, start_offset=40, stop_at=1.0)
     assert partition_entry(part, 52) == LedgerEntry("kafka:t/3", 12, 0)
     assert partition_entry(part, 40) == LedgerEntry("kafka:t/3", 0, 0)
+
+
+def test_a_held_read_writes_its_ledger_entry_once_per_dofn_instance(tmp_path):
+    """A held read (``hold_after_end``) resumes every HOLD_SECONDS for as long as the run is
+    held; its ledger entry is written at the first resumption only, and again by a new DoFn
+    instance (a restart after a failure). The DoFn is called directly with a local ledger: a
+    read whose drain is long over never polls, so no broker is needed (the consumer points at
+    a closed port and is only assigned). An entry deleted after the first write shows whether
+    a later resumption wrote it again."""
+    ledger = tmp_path / "ledger"
+    part = KafkaPartition("t", 0, start_offset=40, stop_at=time.time() - DRAIN_SECONDS - 60)
+
+    def resume(fn: _ReadPartitionFn) -> None:
+        tracker = ThreadsafeRestrictionTracker(PartitionTracker(OffsetRange(40, UNBOUNDED_END)))
+        assert list(fn.process(part, tracker=RestrictionTrackerView(tracker),
+                               watermark=ManualWatermarkEstimator(None))) == []
+        assert tracker.deferred_status() is not None, "held: the read defers, it does not end"
+
+    def held_fn() -> _ReadPartitionFn:
+        fn = _ReadPartitionFn(_consumer_settings(f"127.0.0.1:{free_port()}", "g", None),
+                              MAPPING, max_text_chars=1000, poll_timeout_seconds=0.5,
+                              ledger=SourceLedger(str(ledger)), hold_after_end=True)
+        fn.setup()
+        return fn
+
+    fn = held_fn()
+    try:
+        resume(fn)
+        [entry] = list(ledger.iterdir())
+        assert parse_entry(entry.read_text()) == LedgerEntry("kafka:t/0", 0, 0)
+        entry.unlink()
+        resume(fn)
+        assert list(ledger.iterdir()) == [], "a later resumption does not write it again"
+    finally:
+        fn.teardown()
+    restarted = held_fn()
+    try:
+        resume(restarted)
+        assert [parse_entry(e.read_text()) for e in ledger.iterdir()] == [
+            LedgerEntry("kafka:t/0", 0, 0)], "a new DoFn instance writes it again"
+    finally:
+        restarted.teardown()

@@ -15,9 +15,10 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from tests.pipelines import LOCAL_RUNNERS
 from tests.test_kafka_source import BASE_MS, Sent, create_topic
-from transforms.sources.kafka import (IDLE_WATERMARK_LAG, UNBOUNDED_END, KafkaPartition,
-                                      PartitionTracker, _consumer_settings, _ReadPartitionFn,
-                                      idle_watermark, late_message_failure)
+from transforms.sources.kafka import (UNBOUNDED_END, PartitionTracker, _consumer_settings,
+                                      _ReadPartitionFn)
+from transforms.sources.kafka_messages import (IDLE_WATERMARK_LAG, KafkaPartition, idle_watermark,
+                                               late_message_failure)
 from transforms.sources.validation import FieldMapping
 
 NOW = Timestamp(seconds=1_800_000_000)

@@ -172,11 +172,12 @@ def counted(result: PipelineResult) -> dict[str, int]:
 def listed_inputs(opts: BedrockBatchOptions, config: BatchConfig) -> list[str] | None:
     """The source ledger paths the run's read must cover: the files the watch had listed when
     it ended (``WatchEnd``; None until it has ended), or the partitions of --kafka-topic
-    (``transforms.sources.kafka.partition_origin``)."""
+    (``transforms.sources.kafka_messages.partition_origin``)."""
     if opts.kafka_topic:
         from confluent_kafka import Consumer
 
-        from transforms.sources.kafka import METADATA_TIMEOUT_SECONDS, partition_origin
+        from transforms.sources.kafka import METADATA_TIMEOUT_SECONDS
+        from transforms.sources.kafka_messages import partition_origin
         consumer = Consumer({"bootstrap.servers": opts.kafka_bootstrap_servers,
                              "group.id": "bedrock-batch-beam"})
         try:

@@ -11,13 +11,13 @@ offset range still to read. The partition is ``assign()``-ed at the restriction'
 consumer-group rebalances): the restriction checkpointed by the runner IS the read position, so
 Kafka's committed offsets are only a courtesy for lag monitoring. When the partition is idle the
 DoFn self-checkpoints with ``defer_remainder`` (no processing-time timers: the DirectRunner drops
-them).
+them). What a message or a partition becomes (a Transcript or Failure, its time, the ledger
+entry, the idle watermark) is decided in ``transforms.sources.kafka_messages``.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 import apache_beam as beam
@@ -27,29 +27,25 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
-from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException,
-                             TopicPartition)
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from transforms.core.errors import ConfigError
 from transforms.core.metrics import counter
-from transforms.core.model import Failure, Transcript
+from transforms.core.model import Transcript
 from transforms.core.storage import Storage, join
 from transforms.sources.common import (DEFAULT_INPUT_LATENESS_SECONDS, FAILURES, RECORDS_IN,
-                                       TRANSCRIPTS, check_field_options, checked, tagged)
-from transforms.sources.parsing import parse_json
-from transforms.sources.source_ledger import LedgerEntry, SourceLedger, entry_name, entry_text
-from transforms.sources.validation import (DEFAULT_MAX_TEXT_CHARS, FieldMapping,
-                                           record_to_transcript, source_failure)
+                                       TRANSCRIPTS, check_field_options, tagged)
+from transforms.sources.kafka_messages import (KafkaPartition, idle_watermark, kafka_origin,
+                                               late_message_failure, message_time,
+                                               message_to_item, partition_entry)
+from transforms.sources.source_ledger import SourceLedger, entry_name, entry_text
+from transforms.sources.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping
 
 log = logging.getLogger(__name__)
 
 START_OFFSETS = ("earliest", "latest")
 # Kafka offsets are int64: a restriction ending here never runs out while the source is unbounded.
 UNBOUNDED_END = 2**63 - 1
-# A caught-up partition (nothing left to read) moves its watermark to "now minus this", like
-# Beam Java KafkaIO's LogAppendTimePolicy when its backlog is 0, so one quiet partition does not
-# hold back every window.
-IDLE_WATERMARK_LAG = Duration(seconds=2)
 # How long an idle poll waits for the broker's high watermark; no answer keeps the watermark.
 BACKLOG_TIMEOUT_SECONDS = 5.0
 # One process() call reads at most this long before checkpointing, so a busy partition still
@@ -63,154 +59,6 @@ DRAIN_SECONDS = 120.0
 # How often a bounded read that has ended and is held (``hold_after_end``) wakes to move its
 # watermark on.
 HOLD_SECONDS = 10.0
-
-
-def kafka_origin(topic: str, partition: int, offset: int) -> str:
-    """The origin of a message in failure rows: ``kafka:<topic>/<partition>@<offset>``.
-
-    Args:
-        topic: The topic.
-        partition: The partition number.
-        offset: The message offset.
-    """
-    return f"kafka:{topic}/{partition}@{offset}"
-
-
-def partition_origin(topic: str, partition: int) -> str:
-    """A partition's path in the source ledger: ``kafka:<topic>/<partition>``.
-
-    Args:
-        topic: The topic.
-        partition: The partition number.
-    """
-    return f"kafka:{topic}/{partition}"
-
-
-def partition_entry(part: "KafkaPartition", end_offset: int) -> LedgerEntry:
-    """The source ledger's entry of a bounded read of a partition that has ended: the messages
-    of the offset range it read, ``[start_offset, end_offset)``. Counted from the offsets, which
-    a restored read keeps (its restriction), not from the messages a restarted attempt saw; so
-    exact for a topic without transactions or compaction (a transaction's commit marker, or a
-    compacted message, takes an offset too). Failure rows at the source are counted where they
-    land (0 here).
-
-    Args:
-        part: The partition read.
-        end_offset: The offset after the last message read.
-    """
-    return LedgerEntry(partition_origin(part.topic, part.partition),
-                       max(0, end_offset - part.start_offset), 0)
-
-
-def message_to_item(value: bytes | None, origin: str, mapping: FieldMapping,
-                    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Transcript | Failure:
-    """One Kafka message value (a JSON transcript record) as a valid Transcript, or the source /
-    validate Failure saying what is wrong with it.
-
-    Args:
-        value: The message value (None for a tombstone).
-        origin: The message's origin (``kafka_origin``).
-        mapping: Which record fields hold the id, text and turns.
-        max_text_chars: The longest text accepted.
-    """
-    if value is None:
-        return source_failure("EmptyMessage", f"message {origin} has no value (a tombstone?); "
-                              f"produce one JSON transcript object per message", origin=origin)
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as err:
-        return source_failure("InvalidEncoding", f"message {origin} is not UTF-8 ({err.reason} at "
-                              f"byte {err.start}); produce UTF-8 JSON", origin=origin, raw=value)
-    record = parse_json(text, origin, what="message")
-    if isinstance(record, Failure):
-        return record
-    if not isinstance(record, Mapping):
-        return source_failure(
-            "InvalidRecord", f"message {origin} is a JSON {type(record).__name__}, not an object; "
-            f"produce one JSON transcript object per message", origin=origin, raw=record)
-    try:
-        item = record_to_transcript(record, mapping, origin)
-    except Exception as err:  # noqa: BLE001 - one odd message must not stop the partition
-        return source_failure("InvalidRecord", f"message {origin} cannot be read: "
-                              f"{type(err).__name__}: {err}", origin=origin, raw=record)
-    return checked(item, max_text_chars)
-
-
-def message_time(kind: int, millis: int, now: float) -> Timestamp:
-    """The element timestamp for a message: its Kafka timestamp (create or log-append time), or
-    ``now`` when the message carries none.
-
-    Args:
-        kind: The message's timestamp type (confluent_kafka ``TIMESTAMP_*``).
-        millis: Its timestamp in epoch milliseconds.
-        now: The current time in epoch seconds.
-    """
-    if kind == TIMESTAMP_NOT_AVAILABLE or millis < 0:
-        return Timestamp.of(now)
-    return Timestamp(micros=millis * 1000)
-
-
-def idle_watermark(current: Timestamp | None, now: Timestamp, backlog: int | None
-                   ) -> Timestamp | None:
-    """The watermark a partition moves to after a poll that returned nothing, or None to keep it.
-
-    Only a partition with no backlog (every message up to the broker's high watermark read) may
-    jump to ``now - IDLE_WATERMARK_LAG``: an empty poll with messages still unread (a slow fetch)
-    or an unknown backlog (None) says nothing about their times, and jumping would make them
-    late.
-
-    Args:
-        current: The partition's watermark now, or None before the first.
-        now: The current time.
-        backlog: Messages left up to the broker's high watermark; None when unknown.
-    """
-    if backlog is None or backlog > 0:
-        return None
-    mark = now - IDLE_WATERMARK_LAG
-    return mark if current is None or mark > current else None
-
-
-def late_message_failure(value: bytes | None, origin: str, timestamp: Timestamp,
-                         watermark: Timestamp | None, allowed_lateness: Duration | None
-                         ) -> Failure | None:
-    """The LateRecord failure for a message further behind its partition's watermark than the
-    windowing's allowed lateness (its window has closed: Beam would drop it silently), else None.
-    Checked against the partition's own watermark, which is never behind the pipeline's, so a
-    message that passes is never dropped as late.
-
-    Args:
-        value: The message value, kept as the failure's raw.
-        origin: The message's origin.
-        timestamp: The message's element timestamp.
-        watermark: The partition's watermark, or None before the first.
-        allowed_lateness: The downstream windowing's allowed lateness; None turns the check off.
-    """
-    if allowed_lateness is None or watermark is None or timestamp + allowed_lateness >= watermark:
-        return None
-    behind = (watermark - timestamp).micros / 1e6
-    return source_failure(
-        "LateRecord", f"message {origin} has time {timestamp.to_rfc3339()}, {behind:.0f} s behind "
-        f"its partition's watermark {watermark.to_rfc3339()}, more than the allowed lateness of "
-        f"{allowed_lateness.micros / 1e6:g} s, so its window has closed; raise "
-        f"--allowed-lateness-seconds or fix the producer's timestamps", origin=origin, raw=value)
-
-
-@dataclass(frozen=True)
-class KafkaPartition:
-    """One partition to read, from ``start_offset``, until ``stop_at`` (epoch seconds; None reads
-    until the pipeline is cancelled).
-
-    Args:
-        topic: The topic.
-        partition: The partition number.
-        start_offset: The first offset to read.
-        stop_at: When to stop reading (epoch seconds), or None.
-    """
-
-    topic: str
-    partition: int
-    start_offset: int
-    stop_at: float | None = None
 
 
 class PartitionTracker(OffsetRestrictionTracker):
@@ -312,6 +160,10 @@ class _ReadPartitionFn(beam.DoFn):
         if self._ledger is not None:
             aws = self._ledger.aws
             self._ledger_storage = Storage(aws.client("s3") if aws is not None else None)
+        # (topic, partition, end offset) of the entries this instance has written: a held read
+        # resumes every HOLD_SECONDS and would write the same entry again each time. Per
+        # instance, so a new one (a restart after a failure) writes it once more.
+        self._written: set[tuple[str, int, int]] = set()
         # (topic, partition, offset of the next message poll() returns), to skip a re-assign
         # (and the refetch it costs) when a resumed restriction continues where we stopped.
         self._position: tuple[str, int, int] | None = None
@@ -347,7 +199,7 @@ class _ReadPartitionFn(beam.DoFn):
                 now = time.time()
                 draining = part.stop_at is not None and now >= part.stop_at
                 if draining and (now >= part.stop_at + DRAIN_SECONDS or not self._backlog(part)):
-                    # Written again at each resumption while held: the same entry.
+                    # Once per DoFn instance, though a held read comes back here at each resumption.
                     self._write_entry(part, restriction.start if claimed is None else claimed + 1)
                     if self._hold_after_end:  # read no more; the watermark follows the clock
                         current = watermark.current_watermark()
@@ -389,10 +241,12 @@ class _ReadPartitionFn(beam.DoFn):
     def _write_entry(self, part: KafkaPartition, end_offset: int) -> None:
         # Once the partition's bounded read has ended; a failed write fails the bundle, which
         # the runner retries from the same restriction. A replay writes the same entry.
-        if self._ledger is not None:
+        written = (part.topic, part.partition, end_offset)
+        if self._ledger is not None and written not in self._written:
             entry = partition_entry(part, end_offset)
             self._ledger_storage.write_text(join(self._ledger.prefix, entry_name(entry.path)),
                                             entry_text(entry))
+            self._written.add(written)
 
     def _emit(self, part: KafkaPartition, message: Any,
               watermark: ManualWatermarkEstimator) -> Iterator[Any]:
@@ -481,8 +335,9 @@ class ReadTranscriptsFromKafka(beam.PTransform):
         consumer_config: Extra librdkafka consumer settings.
         allowed_lateness_seconds: See above; None turns the check off.
         ledger: Where to keep the source ledger (``transforms.sources.source_ledger``): with
-            ``stop_after_seconds``, each partition's entry (``partition_entry``) once its read
-            has ended. None keeps no ledger.
+            ``stop_after_seconds``, each partition's entry
+            (``transforms.sources.kafka_messages.partition_entry``) once its read has ended.
+            None keeps no ledger.
         hold_after_end: Once a partition's bounded read has ended, read no more but stay, the
             watermark following the clock, until the pipeline is cancelled: see
             ``transforms.sources.watch.WatchTranscripts`` (Flink with checkpointing).
