@@ -14,7 +14,9 @@ The folders below hold the parts, each importing only those listed before it:
 - ``jobs``: submitting the Bedrock batch jobs, waiting for them, harvesting their output;
 - ``shards``: packing a window's records into jobs, and the undersized policies;
 - ``sinks``: writing summaries and failures (files, Kafka, BigQuery);
-- ``summarize.py``: ``SummarizeTranscripts``, the composite of all of them.
+- ``summarize.py``: ``SummarizeTranscripts``, the composite of all of them;
+- ``two_reads.py``: ``SummarizeTranscriptFiles``, the same for bounded files, read twice so that
+  no step holds the records.
 
 The names below are loaded when first asked for, so importing one pure module does not import
 Beam, Kafka or BigQuery. Module paths from before the folders still import, with a
@@ -32,6 +34,7 @@ _moved.install()
 # Public name -> the module that defines it.
 _EXPORTS = {
     "SummarizeTranscripts": "transforms.summarize",
+    "SummarizeTranscriptFiles": "transforms.two_reads",
     "fixed_windows_with_lateness": "transforms.summarize",
     "BatchConfig": "transforms.config",
     "JobConfig": "transforms.core.bedrock",
@@ -84,6 +87,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from transforms.sources.rows import TranscriptsFromRows
     from transforms.sources.watch import WatchTranscripts
     from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
+    from transforms.two_reads import SummarizeTranscriptFiles
 
 
 def __getattr__(name: str) -> Any:

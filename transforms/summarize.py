@@ -66,23 +66,33 @@ def fixed_windows_with_lateness(window_seconds: int,
                            allowed_lateness=Duration(seconds=allowed_lateness_seconds))
 
 
+def build_or_failure(transcript: Transcript, config: BatchConfig,
+                     record_id: str | None = None) -> BatchRecord | Failure:
+    """The transcript's batch record, or the RecordNotBuilt failure saying why it has none.
+
+    Args:
+        transcript: The transcript.
+        config: The run's configuration (model, prompt, task).
+        record_id: Its recordId (default: ``record_id_for(transcript.id)``).
+    """
+    try:
+        return build_record(transcript, config.model_id, config.prompt,
+                            config.job.model_invocation_type,
+                            record_id if record_id is not None else record_id_for(transcript.id),
+                            output_schema=config.output_schema)
+    except Exception as exc:  # noqa: BLE001 - one transcript that cannot be built fails alone
+        return Failure(stage="validate", error_code="RecordNotBuilt",
+                       error_message=f"{type(exc).__name__}: {exc}", transcript_id=transcript.id,
+                       raw=truncate_raw(transcript.text), origin=transcript.origin)
+
+
 class _BuildRecordFn(beam.DoFn):
     def __init__(self, config: BatchConfig):
         self._config = config
 
     def process(self, transcript: Transcript) -> Iterator[Any]:
-        cfg = self._config
-        try:
-            built = build_record(transcript, cfg.model_id, cfg.prompt,
-                                 cfg.job.model_invocation_type, record_id_for(transcript.id),
-                                 output_schema=cfg.output_schema)
-        except Exception as exc:  # noqa: BLE001 - one transcript that cannot be built fails alone
-            yield beam.pvalue.TaggedOutput(FAILURES, Failure(
-                stage="validate", error_code="RecordNotBuilt",
-                error_message=f"{type(exc).__name__}: {exc}", transcript_id=transcript.id,
-                raw=truncate_raw(transcript.text), origin=transcript.origin))
-        else:
-            yield built
+        built = build_or_failure(transcript, self._config)
+        yield beam.pvalue.TaggedOutput(FAILURES, built) if isinstance(built, Failure) else built
 
 
 def _salted(record: BatchRecord, record_id: str) -> BatchRecord:
@@ -110,7 +120,7 @@ class _ResolveCollisionsFn(beam.DoFn):
                 yield _salted(record, assigned[record.transcript_id])
 
 
-class _SaltedIdsFn(beam.DoFn):
+class SaltedIdsFn(beam.DoFn):
     """(recordId, the transcript ids that got it) -> (transcript id, its new recordId) for each
     transcript of a colliding group; nothing for the usual group of one."""
 
@@ -154,7 +164,7 @@ class PrepareRecords(beam.PTransform):
                 | "Ids" >> beam.Map(lambda r: (r.record_id, r.transcript_id))
                 .with_output_types(Tuple[str, str])
                 | "IdsByRecordId" >> beam.GroupByKey()
-                | "Collided" >> beam.ParDo(_SaltedIdsFn()).with_output_types(Tuple[str, str]))
+                | "Collided" >> beam.ParDo(SaltedIdsFn()).with_output_types(Tuple[str, str]))
             records = built.records | "Resolve" >> beam.Map(
                 _resolve, salted=salted).with_output_types(BatchRecord)
         else:
@@ -198,22 +208,34 @@ class BatchRound(shards.RoundTransform):
     """
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
-        cfg = self._config
-        sharded = records | "WriteShards" >> shards.WriteShards(cfg, self._attempt)
-        carried = sharded[shards.DEFERRED] | "CarryTails" >> CarryTails(cfg, self._attempt)
-        batches = (sharded["batches"], carried["batches"]) | "AllBatches" >> beam.Flatten()
-        harvested = (batches
-                     | "AwaitJobs" >> AwaitJobs(cfg)
-                     | "Spread" >> beam.Reshuffle()
-                     | "Harvest" >> beam.ParDo(harvest.HarvestJobFn(cfg)).with_output_types(
-                         Summary).with_outputs(harvest.FAILURES, harvest.RETRIES,
-                                               main="summaries"))
-        failures = ((sharded[shards.FAILURES], carried["failures"],
-                     typed_output(harvested, harvest.FAILURES, Failure))
-                    | "Failures" >> beam.Flatten().with_output_types(Failure))
-        return {"summaries": harvested.summaries, "failures": failures,
-                "retries": typed_output(harvested, harvest.RETRIES, BatchRecord),
-                "on_demand": sharded[shards.ON_DEMAND]}
+        sharded = records | "WriteShards" >> shards.WriteShards(self._config, self._attempt)
+        return run_jobs(self._config, self._attempt, sharded)
+
+
+def run_jobs(config: BatchConfig, attempt: int, sharded: Mapping[str, beam.PCollection]
+             ) -> dict[str, beam.PCollection]:
+    """A round's written shards (``WriteShards``'s outputs) -> its jobs submitted, awaited and
+    harvested: summaries, failures, retries and the records to invoke on demand.
+
+    Args:
+        config: The run's configuration.
+        attempt: The round's number.
+        sharded: The outputs of ``WriteShards`` (or of ``PrepareInTwoReads``).
+    """
+    cfg = config
+    carried = sharded[shards.DEFERRED] | "CarryTails" >> CarryTails(cfg, attempt)
+    batches = (sharded["batches"], carried["batches"]) | "AllBatches" >> beam.Flatten()
+    harvested = (batches
+                 | "AwaitJobs" >> AwaitJobs(cfg)
+                 | "Spread" >> beam.Reshuffle()
+                 | "Harvest" >> beam.ParDo(harvest.HarvestJobFn(cfg)).with_output_types(
+                     Summary).with_outputs(harvest.FAILURES, harvest.RETRIES, main="summaries"))
+    failures = ((sharded[shards.FAILURES], carried["failures"],
+                 typed_output(harvested, harvest.FAILURES, Failure))
+                | "Failures" >> beam.Flatten().with_output_types(Failure))
+    return {"summaries": harvested.summaries, "failures": failures,
+            "retries": typed_output(harvested, harvest.RETRIES, BatchRecord),
+            "on_demand": sharded[shards.ON_DEMAND]}
 
 
 class SummarizeTranscripts(beam.PTransform):
@@ -245,24 +267,43 @@ class SummarizeTranscripts(beam.PTransform):
             transcripts, redaction_failures = redacted["transcripts"], [redacted["failures"]]
         unique = transcripts | "Dedup" >> DeduplicateTranscripts()
         prepared = unique["transcripts"] | "Prepare" >> PrepareRecords(cfg)
-        summaries, failures = [], [*redaction_failures, unique["failures"], prepared["failures"]]
-        records = prepared["records"]
-        for attempt in range(1, cfg.max_attempts + 1):
-            result = records | f"Round{attempt}" >> BatchRound(cfg, attempt)
-            summaries.append(result["summaries"])
-            failures.append(result["failures"])
-            on_demand = result["on_demand"] | f"OnDemand{attempt}" >> InvokeOnDemand(cfg)
-            summaries.append(on_demand["summaries"])
-            failures.append(on_demand["failures"])
-            records = result["retries"]
-        writable = (tuple(summaries) | "AllSummaries" >> beam.Flatten()
-                    | "Writable" >> beam.ParDo(_WritableFn()).with_output_types(Summary)
-                    .with_outputs(FAILURES, main="summaries"))
-        failures.append(typed_output(writable, FAILURES, Failure))
-        # Hand the caller back its own windowing whole (the rounds used their own triggers):
-        # a WindowInto with only the windowfn would reset trigger and allowed lateness.
-        return {"summaries": (writable.summaries
-                              | "SummaryWindows" >> restore_windowing(windowing)),
-                "failures": (tuple(failures) | "AllFailures" >> beam.Flatten().with_output_types(Failure)
-                             | "FailureWindows" >> restore_windowing(windowing))}
+        return every_round(cfg, prepared["records"], None,
+                           [*redaction_failures, unique["failures"], prepared["failures"]],
+                           windowing)
 
+
+def every_round(config: BatchConfig, records: beam.PCollection | None,
+                first_round: Mapping[str, beam.PCollection] | None,
+                failures: list[beam.PCollection], windowing: Any) -> dict[str, beam.PCollection]:
+    """The submission rounds, from the first round's records (or its result, when it ran
+    already) to every summary and failure, handed back in ``windowing``.
+
+    Args:
+        config: The run's configuration.
+        records: The first round's records; None when ``first_round`` is given.
+        first_round: The first round's result (``run_jobs``'s outputs), or None.
+        failures: The failure rows so far.
+        windowing: The caller's windowing.
+    """
+    cfg = config
+    summaries = []
+    for attempt in range(1, cfg.max_attempts + 1):
+        if attempt == 1 and first_round is not None:
+            result = first_round
+        else:
+            result = records | f"Round{attempt}" >> BatchRound(cfg, attempt)
+        summaries.append(result["summaries"])
+        failures.append(result["failures"])
+        on_demand = result["on_demand"] | f"OnDemand{attempt}" >> InvokeOnDemand(cfg)
+        summaries.append(on_demand["summaries"])
+        failures.append(on_demand["failures"])
+        records = result["retries"]
+    writable = (tuple(summaries) | "AllSummaries" >> beam.Flatten()
+                | "Writable" >> beam.ParDo(_WritableFn()).with_output_types(Summary)
+                .with_outputs(FAILURES, main="summaries"))
+    failures.append(typed_output(writable, FAILURES, Failure))
+    # Hand the caller back its own windowing whole (the rounds used their own triggers):
+    # a WindowInto with only the windowfn would reset trigger and allowed lateness.
+    return {"summaries": writable.summaries | "SummaryWindows" >> restore_windowing(windowing),
+            "failures": (tuple(failures) | "AllFailures" >> beam.Flatten().with_output_types(Failure)
+                         | "FailureWindows" >> restore_windowing(windowing))}

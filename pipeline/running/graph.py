@@ -25,6 +25,7 @@ from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
 from transforms.sources import ReadTranscripts, WatchTranscripts
 from transforms.sources.source_ledger import SourceLedger
 from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
+from transforms.two_reads import SummarizeTranscriptFiles
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,7 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
     ``ledger`` (when given). With ``hold_after_end`` a bounded watch or Kafka read stays once
     it has ended, its watermark following the clock, until the job is cancelled
     (``WatchTranscripts``)."""
-    fields = dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field,
-                  max_text_chars=opts.max_text_chars)
+    fields = _fields(opts)
     if opts.kafka_topic:
         from transforms.sources.kafka import ReadTranscriptsFromKafka
         if not opts.kafka_bootstrap_servers:
@@ -86,40 +86,67 @@ def read_source(p: beam.Pipeline, opts: BedrockBatchOptions, streaming: bool,
             opts.kafka_bootstrap_servers, opts.kafka_topic, stop_after_seconds=opts.watch_seconds,
             allowed_lateness_seconds=opts.allowed_lateness_seconds, ledger=ledger,
             hold_after_end=hold_after_end, **fields)
-    if not opts.input:
-        raise ValueError("--input is required (or --kafka-topic)")
     if streaming:
         return p | "Watch" >> WatchTranscripts(
-            opts.input, interval_seconds=opts.watch_interval_seconds,
+            _input(opts), interval_seconds=opts.watch_interval_seconds,
             stop_after_seconds=opts.watch_seconds, hold_after_end=hold_after_end,
             format=opts.input_format, timestamp_field=opts.timestamp_field,
             allowed_lateness_seconds=opts.allowed_lateness_seconds,
             ledger=ledger, **fields)
-    return p | "Read" >> ReadTranscripts(opts.input, format=opts.input_format,
-                                         timestamp_field=opts.timestamp_field,
-                                         ledger=ledger, **fields)
+    return p | "Read" >> file_read(opts, ledger)
+
+
+def _input(opts: BedrockBatchOptions) -> str:
+    if not opts.input:
+        raise ValueError("--input is required (or --kafka-topic)")
+    return opts.input
+
+
+def _fields(opts: BedrockBatchOptions) -> dict[str, Any]:
+    return dict(id_field=opts.id_field, text_field=opts.text_field, turns_field=opts.turns_field,
+                max_text_chars=opts.max_text_chars)
+
+
+def file_read(opts: BedrockBatchOptions, ledger: SourceLedger | None) -> ReadTranscripts:
+    """The read of --input's files, not applied yet."""
+    return ReadTranscripts(_input(opts), format=opts.input_format,
+                           timestamp_field=opts.timestamp_field, ledger=ledger, **_fields(opts))
+
+
+def reads_files_twice(opts: BedrockBatchOptions, standard: StandardOptions) -> bool:
+    """Whether the run plans its files from a first read and writes them from a second
+    (``SummarizeTranscriptFiles``): a bounded read of files in one window, on the in-process
+    runner, which otherwise keeps every record of each stage in memory for the next."""
+    return (not standard.streaming and not opts.kafka_topic and not opts.window_seconds
+            and runners.is_fnapi(standard.runner or runners.FNAPI))
 
 
 def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, files_root: str,
           hold_after_end: bool = False) -> None:
     """The whole run; file sinks write under ``files_root``. ``hold_after_end``: see
     ``read_source`` (for a job the CLI ends itself, ``pipeline.running.drain``)."""
-    streaming = p.options.view_as(StandardOptions).streaming
+    standard = p.options.view_as(StandardOptions)
+    streaming = standard.streaming
     if streaming and not opts.window_seconds:
         raise ValueError("--streaming needs --window-seconds N: jobs are submitted per window")
-    read = read_source(p, opts, streaming, SourceLedger(
-        layout.source_ledger_prefix(config.base_uri, config.run_id), config.aws), hold_after_end)
-    transcripts, source_failures = read["transcripts"], read["failures"]
-    if opts.window_seconds:
-        # With allowed lateness: a record behind the watermark is summarized in a late pane
-        # instead of being dropped silently at the first GroupByKey (the dedup inside
-        # SummarizeTranscripts).
-        def windows() -> beam.WindowInto:
-            return fixed_windows_with_lateness(opts.window_seconds, opts.allowed_lateness_seconds)
-        transcripts = transcripts | "Window" >> windows()
-        source_failures = source_failures | "WindowFailures" >> windows()
-    result = transcripts | "Summarize" >> SummarizeTranscripts(config)
-    failures = ((source_failures, result["failures"]) | "AllFailures" >> beam.Flatten())
+    ledger = SourceLedger(layout.source_ledger_prefix(config.base_uri, config.run_id), config.aws)
+    if reads_files_twice(opts, standard):
+        result = p | "Summarize" >> SummarizeTranscriptFiles(config, file_read(opts, ledger))
+        failures = result["failures"]
+    else:
+        read = read_source(p, opts, streaming, ledger, hold_after_end)
+        transcripts, source_failures = read["transcripts"], read["failures"]
+        if opts.window_seconds:
+            # With allowed lateness: a record behind the watermark is summarized in a late pane
+            # instead of being dropped silently at the first GroupByKey (the dedup inside
+            # SummarizeTranscripts).
+            def windows() -> beam.WindowInto:
+                return fixed_windows_with_lateness(opts.window_seconds,
+                                                   opts.allowed_lateness_seconds)
+            transcripts = transcripts | "Window" >> windows()
+            source_failures = source_failures | "WindowFailures" >> windows()
+        result = transcripts | "Summarize" >> SummarizeTranscripts(config)
+        failures = ((source_failures, result["failures"]) | "AllFailures" >> beam.Flatten())
     schema = insights_schema(config)
     _, write_summaries, write_failures = sinks(opts, files_root, schema, config.run_id)
     if schema is not None and opts.sink in FORMATS:

@@ -27,7 +27,7 @@ from transforms.core.model import BatchRecord, Failure
 from transforms.core.storage import Storage
 from transforms.core.windowing import ALLOWED_LATENESS
 from transforms.shards.bucket_plan import BucketPlacement, BucketSummary, bucket_count, bucket_of
-from transforms.shards.planning import UndersizedPolicy, oversized
+from transforms.shards.planning import Placement, UndersizedPolicy, oversized
 from transforms.shards.shard_writer import (ExistingJobs, JobLoad, ShardResult, ShardWriter,
                                             oversized_failure, owners, slice_line,
                                             undersized_failure)
@@ -159,7 +159,7 @@ class ShardPlacement:
     names: tuple[str, ...]
 
 
-class _ExistingJobsFn(ShardingDoFn):
+class ExistingJobsFn(ShardingDoFn):
     """The window's record count -> the run's existing jobs (names only)."""
 
     def process(self, count: int) -> Iterator[ExistingJobs]:
@@ -175,7 +175,7 @@ class _ExistingJobsFn(ShardingDoFn):
 Member = Tuple[Optional[BatchRecord], Optional[Tuple[str, str]]]
 
 
-class _ReadIndexFn(ShardingDoFn):
+class ReadIndexFn(ShardingDoFn):
     """An existing job -> (bucket, (None, (recordId, job))) for each record its index lists, in
     this window's hash buckets; (job, how many records it holds) on TOTALS."""
 
@@ -215,7 +215,7 @@ class _ClassifyFn(beam.DoFn):
             yield bucket, fresh
 
 
-class _SummarizeBucketsFn(beam.CombineFn):
+class SummarizeBucketsFn(beam.CombineFn):
     """(bucket, size) pairs -> the window's BucketSummary."""
 
     def create_accumulator(self) -> BucketSummary:
@@ -234,7 +234,7 @@ class _SummarizeBucketsFn(beam.CombineFn):
         return summary
 
 
-class _PlacementFn(ShardingDoFn):
+class PlacementFn(ShardingDoFn):
     """The window's summary -> its ShardPlacement; the new jobs' prefixes emptied and marked."""
 
     def process(self, summary: BucketSummary, existing: ExistingJobs) -> Iterator[ShardPlacement]:
@@ -252,9 +252,10 @@ class _PlacementFn(ShardingDoFn):
 SLICE_BYTES = 64 * 1024 * 1024
 
 
-class _PlaceFn(ShardingDoFn):
-    """(bucket, its records) -> the records placed into slices of their shards, written to S3,
-    and ((job, file), (slice name, records, bytes)) per slice written; the undersized aside.
+class SliceWriterFn(ShardingDoFn):
+    """Base of the DoFns that place records into slices of their shards: holds each shard's
+    lines, writes them to S3 as slices (once they reach SLICE_BYTES, and at the end of each
+    bundle) and emits ((job, file), (slice name, records, bytes)) per slice written.
 
     Only these small tuples are grouped by shard: Flink's batch mode carries a key's grouped
     values as one record of at most a few MB, which a whole shard's records would exceed."""
@@ -265,21 +266,15 @@ class _PlaceFn(ShardingDoFn):
         self._held = 0
         self._names: tuple[str, ...] = ()
 
-    def process(self, element: tuple[int, Iterable[BatchRecord]],
-                shard_placement: ShardPlacement) -> Iterator[Any]:
-        bucket, records = element
-        self._names = shard_placement.names  # the same for every bucket; finish_bundle needs it
-        ordered = sorted(records, key=lambda r: r.record_id)  # one bucket: a small slice
-        placements = shard_placement.buckets.place(bucket, [r.size_bytes for r in ordered])
-        for record, placement in zip(ordered, placements):
-            if placement.job_index is None:
-                yield beam.pvalue.TaggedOutput(UNDERSIZED, record)
-                continue
-            shard = placement.job_index, placement.file_index
-            line = slice_line(record)
-            self._slices.setdefault(shard, []).append(line)
-            self._sizes[shard] = self._sizes.get(shard, 0) + record.size_bytes
-            self._held += len(line)
+    def _hold(self, record: BatchRecord, placement: Placement,
+              names: tuple[str, ...]) -> Iterator[tuple[tuple[int, int], tuple[str, int, int]]]:
+        """Hold ``record``'s line for its shard; the slices written, if that filled them."""
+        self._names = names  # the same for every record of the window; finish_bundle needs it
+        shard = placement.job_index, placement.file_index
+        line = slice_line(record)
+        self._slices.setdefault(shard, []).append(line)
+        self._sizes[shard] = self._sizes.get(shard, 0) + record.size_bytes
+        self._held += len(line)
         if self._held >= SLICE_BYTES:
             yield from self._write_slices()
 
@@ -294,6 +289,22 @@ class _PlaceFn(ShardingDoFn):
             self._writer.upload_part(self._names[job], file, part, lines)
             yield (job, file), (part, len(lines), self._sizes[job, file])
         self._slices, self._sizes, self._held = {}, {}, 0
+
+
+class _PlaceFn(SliceWriterFn):
+    """(bucket, its records) -> the records placed into slices of their shards (see
+    ``SliceWriterFn``); the undersized aside."""
+
+    def process(self, element: tuple[int, Iterable[BatchRecord]],
+                shard_placement: ShardPlacement) -> Iterator[Any]:
+        bucket, records = element
+        ordered = sorted(records, key=lambda r: r.record_id)  # one bucket: a small slice
+        placements = shard_placement.buckets.place(bucket, [r.size_bytes for r in ordered])
+        for record, placement in zip(ordered, placements):
+            if placement.job_index is None:
+                yield beam.pvalue.TaggedOutput(UNDERSIZED, record)
+            else:
+                yield from self._hold(record, placement, shard_placement.names)
 
 
 class _RouteUndersizedFn(beam.DoFn):
@@ -391,14 +402,14 @@ class WriteShardsInParallel(RoundTransform):
                    | "One" >> beam.Map(lambda _: 1)
                    | "Count" >> beam.CombineGlobally(sum))
         buckets = beam.pvalue.AsSingleton(counted | "Buckets" >> beam.Map(bucket_count))
-        existing_jobs = counted | "Existing" >> beam.ParDo(_ExistingJobsFn(cfg, attempt))
+        existing_jobs = counted | "Existing" >> beam.ParDo(ExistingJobsFn(cfg, attempt))
         # A rerun's records meet the recordIds its existing jobs hold in their own hash bucket:
         # each job's index is read by itself, and no step holds more of them than a bucket's.
         indexed = (existing_jobs
                    | "PoolJobs" >> beam.FlatMap(lambda existing: existing.pool_jobs)
                    .with_output_types(str)
                    | "SpreadJobs" >> beam.Reshuffle()
-                   | "ReadIndexes" >> beam.ParDo(_ReadIndexFn(cfg, attempt), buckets=buckets)
+                   | "ReadIndexes" >> beam.ParDo(ReadIndexFn(cfg, attempt), buckets=buckets)
                    .with_output_types(Tuple[int, Member]).with_outputs(TOTALS, main="held"))
         totals = typed_output(indexed, TOTALS, Tuple[str, int])
         keyed = records | "KeyByBucket" >> beam.Map(
@@ -414,44 +425,66 @@ class WriteShardsInParallel(RoundTransform):
         shard_placement = beam.pvalue.AsSingleton(
             classified.fresh
             | "Sizes" >> beam.FlatMap(lambda kv: ((kv[0], r.size_bytes) for r in kv[1]))
-            | "Summarize" >> beam.CombineGlobally(_SummarizeBucketsFn())
-            | "Placement" >> beam.ParDo(_PlacementFn(cfg, attempt),
+            | "Summarize" >> beam.CombineGlobally(SummarizeBucketsFn())
+            | "Placement" >> beam.ParDo(PlacementFn(cfg, attempt),
                                         existing=beam.pvalue.AsSingleton(existing_jobs)))
         placed = (classified.fresh
                   | "Place" >> beam.ParDo(_PlaceFn(cfg, attempt), shard_placement=shard_placement)
                   .with_output_types(Tuple[Tuple[int, int], Tuple[str, int, int]])
                   .with_outputs(UNDERSIZED, main="placed"))
-        undersized = typed_output(placed, UNDERSIZED, BatchRecord)
-        written = (placed.placed
-                   | "ByShard" >> beam.GroupByKey()
-                   | "JoinShard" >> beam.ParDo(_JoinShardFn(cfg, attempt),
-                                                shard_placement=shard_placement))
-        routed = undersized | "Undersized" >> beam.ParDo(
-            _RouteUndersizedFn(cfg, attempt), shard_placement=shard_placement).with_outputs(
-            FAILURES, ON_DEMAND, DEFERRED)
-        # Each existing job's share is summed up under its own key, so the one-key gather below
-        # gets one small element per adopted job, as per written shard, not the adopted ids.
-        adopted = ({"placed": adopted_ids, "total": totals}
-                   | "AdoptedPerJob" >> beam.CoGroupByKey()
-                   | "AdoptedLoad" >> beam.ParDo(_AdoptedLoadFn(cfg, attempt)))
-        batches = ((written | "TagShards" >> beam.Map(lambda kv: ("shard", kv)),
-                    adopted | "TagAdopted" >> beam.Map(lambda load: ("adopted", load)))
-                   | "Both" >> beam.Flatten()
-                   | "OneKey" >> beam.Map(lambda tagged: (None, tagged))
-                   | "Gather" >> beam.GroupByKey()
-                   | "Assemble" >> beam.ParDo(_AssembleFn(cfg, attempt),
-                                              shard_placement=shard_placement))
-        failures = ((typed_output(classified, FAILURES, Failure),
-                     typed_output(routed, FAILURES, Failure)) | "AllFailures" >> beam.Flatten())
-        # The tail is routed before the shards are written: the on-demand records wait for the
-        # batches, so a runner that runs one stage at a time (the DirectRunner) creates the jobs
-        # first and the calls run while the jobs do. (A round's records go either on-demand or
-        # deferred, never both, so the carried tails' batches have nothing to wait for here.)
-        on_demand = typed_output(routed, ON_DEMAND, BatchRecord) | "AfterBatches" >> beam.Map(
-            lambda record, _batches: record, beam.pvalue.AsList(batches)).with_output_types(
-            BatchRecord)
-        return {"batches": batches, FAILURES: failures, ON_DEMAND: on_demand,
-                DEFERRED: typed_output(routed, DEFERRED, BatchRecord)}
+        return join_shards(cfg, attempt, placed, shard_placement, adopted_ids, totals,
+                           typed_output(classified, FAILURES, Failure))
+
+
+def join_shards(config: BatchConfig, attempt: int, placed: beam.pvalue.DoOutputsTuple,
+                shard_placement: beam.pvalue.AsSingleton, adopted_ids: beam.PCollection,
+                totals: beam.PCollection, failures: beam.PCollection
+                ) -> dict[str, beam.PCollection]:
+    """The global window's placed slices -> the outputs of ``WriteShards``: each shard joined
+    from its slices under its own key, the undersized routed, the adopted jobs' loads, and the
+    window's JobBatch gathered from one small element per shard and per adopted job.
+
+    Args:
+        config: The run's configuration.
+        attempt: The submission round.
+        placed: A ``SliceWriterFn``'s outputs: the slices written (main) and UNDERSIZED records.
+        shard_placement: The window's ShardPlacement, as a singleton side input.
+        adopted_ids: (existing job, (recordId, size)) per record an existing job holds.
+        totals: (existing job, how many records it holds) per existing job of the pool.
+        failures: The records placement refused (oversized), as Failure rows.
+    """
+    cfg = config
+    undersized = typed_output(placed, UNDERSIZED, BatchRecord)
+    written = (placed.placed
+               | "ByShard" >> beam.GroupByKey()
+               | "JoinShard" >> beam.ParDo(_JoinShardFn(cfg, attempt),
+                                            shard_placement=shard_placement))
+    routed = undersized | "Undersized" >> beam.ParDo(
+        _RouteUndersizedFn(cfg, attempt), shard_placement=shard_placement).with_outputs(
+        FAILURES, ON_DEMAND, DEFERRED)
+    # Each existing job's share is summed up under its own key, so the one-key gather below
+    # gets one small element per adopted job, as per written shard, not the adopted ids.
+    adopted = ({"placed": adopted_ids, "total": totals}
+               | "AdoptedPerJob" >> beam.CoGroupByKey()
+               | "AdoptedLoad" >> beam.ParDo(_AdoptedLoadFn(cfg, attempt)))
+    batches = ((written | "TagShards" >> beam.Map(lambda kv: ("shard", kv)),
+                adopted | "TagAdopted" >> beam.Map(lambda load: ("adopted", load)))
+               | "Both" >> beam.Flatten()
+               | "OneKey" >> beam.Map(lambda tagged: (None, tagged))
+               | "Gather" >> beam.GroupByKey()
+               | "Assemble" >> beam.ParDo(_AssembleFn(cfg, attempt),
+                                          shard_placement=shard_placement))
+    failures = ((failures, typed_output(routed, FAILURES, Failure))
+                | "AllFailures" >> beam.Flatten())
+    # The tail is routed before the shards are written: the on-demand records wait for the
+    # batches, so a runner that runs one stage at a time (the DirectRunner) creates the jobs
+    # first and the calls run while the jobs do. (A round's records go either on-demand or
+    # deferred, never both, so the carried tails' batches have nothing to wait for here.)
+    on_demand = typed_output(routed, ON_DEMAND, BatchRecord) | "AfterBatches" >> beam.Map(
+        lambda record, _batches: record, beam.pvalue.AsList(batches)).with_output_types(
+        BatchRecord)
+    return {"batches": batches, FAILURES: failures, ON_DEMAND: on_demand,
+            DEFERRED: typed_output(routed, DEFERRED, BatchRecord)}
 
 
 class WriteShardsByPane(RoundTransform):

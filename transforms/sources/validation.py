@@ -12,7 +12,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
 
 from transforms.core.model import Failure, Transcript, Turn, truncate_raw
 
@@ -401,14 +401,49 @@ def pick_unique(transcripts: Iterable[Transcript]) -> tuple[Transcript, list[Fai
     if not ordered:
         raise ValueError("pick_unique needs at least one transcript")
     kept, duplicates = ordered[0], ordered[1:]
-    failures = [
-        validation_failure(
-            "DuplicateTranscriptId",
-            f"transcript id {dup.id!r} at {dup.origin or 'an input row'} duplicates the one "
-            f"kept from {kept.origin or 'an input row'}"
-            f"{'' if dup.id == kept.id else f' ({kept.id!r}, equal up to Unicode normalization)'}"
-            f"; ids must be unique per run: fix the source or choose another --id-field",
-            origin=dup.origin, raw=dup.text, transcript_id=dup.id)
-        for dup in duplicates
-    ]
-    return kept, failures
+    return kept, [duplicate_failure(dup, kept.origin, kept.id) for dup in duplicates]
+
+
+def duplicate_failure(dup: Transcript, kept_origin: str | None, kept_id: str) -> Failure:
+    """The DuplicateTranscriptId failure of ``dup``, whose id a transcript kept from
+    ``kept_origin`` has (``kept_id``: its id, equal to ``dup``'s up to Unicode normalization).
+
+    Args:
+        dup: The transcript rejected.
+        kept_origin: The origin of the transcript kept.
+        kept_id: The id of the transcript kept.
+    """
+    return validation_failure(
+        "DuplicateTranscriptId",
+        f"transcript id {dup.id!r} at {dup.origin or 'an input row'} duplicates the one "
+        f"kept from {kept_origin or 'an input row'}"
+        f"{'' if dup.id == kept_id else f' ({kept_id!r}, equal up to Unicode normalization)'}"
+        f"; ids must be unique per run: fix the source or choose another --id-field",
+        origin=dup.origin, raw=dup.text, transcript_id=dup.id)
+
+
+# What the planning read of a file input keeps of a transcript (transforms/two_reads.py):
+# (origin, transcript id, recordId or None when its record cannot be built, JSONL line size).
+Sighting = Tuple[str, str, Optional[str], int]
+
+
+def first_sighting(sightings: Iterable[Sighting]) -> tuple[Sighting, list[Sighting]]:
+    """``pick_unique`` for transcripts known by their sightings: the first by origin is kept.
+
+    A file read gives each record its own origin, so ties cannot decide; two sightings of one
+    origin mean the files gave one record twice.
+
+    Args:
+        sightings: Sightings of transcripts sharing one id (at least one).
+
+    Raises:
+        ValueError: two sightings share an origin.
+    """
+    ordered = sorted(sightings, key=lambda s: (origin_sort_key(s[0]), s[1]))
+    if not ordered:
+        raise ValueError("first_sighting needs at least one sighting")
+    for before, after in zip(ordered, ordered[1:]):
+        if before[0] == after[0]:
+            raise ValueError(f"two records were read from {before[0]}: each record of a file "
+                             f"input must have an origin of its own")
+    return ordered[0], ordered[1:]
