@@ -24,7 +24,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from transforms.config import BatchConfig
 from transforms.core.coders import BatchRecordCoder, typed_output
-from transforms.core.metrics import counter
+from transforms.core.metrics import PLANNING_NAMESPACE, counter
 from transforms.core.model import BatchRecord, Failure, Transcript
 from transforms.prepare.redact import RedactTranscripts
 from transforms.shards import write_shards as shards
@@ -203,7 +203,8 @@ class PrepareInTwoReads(beam.PTransform):
         cfg = self._config
         first = (pbegin | "FirstRead" >> self._read.for_planning())["transcripts"]
         if cfg.redactor is not None:  # the sizes are those of the redacted text
-            first = (first | "FirstRedact" >> RedactTranscripts(cfg.redactor))["transcripts"]
+            first = (first | "FirstRedact" >> RedactTranscripts(
+                cfg.redactor, PLANNING_NAMESPACE))["transcripts"]
         picked = (first
                   | "Sight" >> beam.ParDo(_SightFn(cfg))
                   | "ById" >> beam.GroupByKey()
@@ -236,9 +237,10 @@ class PrepareInTwoReads(beam.PTransform):
             | "Placement" >> beam.ParDo(shards.PlacementFn(cfg, 1),
                                         existing=beam.pvalue.AsSingleton(existing_jobs)))
         placed_verdicts = classified.fresh | "Place" >> beam.FlatMap(
-            _place, shard_placement=shard_placement)
+            _place, shard_placement=shard_placement).with_output_types(Tuple[str, Verdict])
         verdicts = beam.pvalue.AsDict(
-            (picked[VERDICTS], classified[VERDICTS], placed_verdicts)
+            (typed_output(picked, VERDICTS, Tuple[str, Verdict]),
+             typed_output(classified, VERDICTS, Tuple[str, Verdict]), placed_verdicts)
             | "Verdicts" >> beam.Flatten())
 
         second = pbegin | "Read" >> self._read
@@ -251,8 +253,10 @@ class PrepareInTwoReads(beam.PTransform):
             _SecondReadFn(cfg), verdicts=verdicts, shard_placement=shard_placement).with_outputs(
             shards.UNDERSIZED, FAILURES, main="placed")
         written = shards.join_shards(
-            cfg, 1, applied, shard_placement, classified[shards.ADOPTED],
-            indexed[shards.TOTALS], typed_output(applied, FAILURES, Failure))
+            cfg, 1, applied, shard_placement,
+            typed_output(classified, shards.ADOPTED, Tuple[str, Tuple[str, int]]),
+            typed_output(indexed, shards.TOTALS, Tuple[str, int]),
+            typed_output(applied, FAILURES, Failure))
         return {**written, "source_failures": (tuple(source_failures)
                                                | "SourceFailures" >> beam.Flatten())}
 
