@@ -185,19 +185,28 @@ def _changed(transcript: Transcript, why: str) -> InputChangedError:
         f"run again with the same --run-id")
 
 
-class PrepareInTwoReads(beam.PTransform):
-    """PBegin -> the first round's shards written, as ``WriteShards`` returns them, plus
-    "source_failures" (the second read's, and redaction's).
+class _OfFiles(beam.PTransform):
+    """A PTransform of the run's files, read twice.
 
     Args:
         config: The run's configuration.
-        read: The files' read; its ``for_planning`` copy is the first read.
+        read: The files' read, not applied yet; its ``for_planning`` copy is the first read.
     """
 
     def __init__(self, config: BatchConfig, read: ReadTranscripts):
         super().__init__()
         self._config = config
         self._read = read
+
+
+class PrepareInTwoReads(_OfFiles):
+    """PBegin -> the first round's shards written, as ``WriteShards`` returns them, plus
+    "source_failures" (the second read's, and redaction's).
+
+    Args:
+        config: The run's configuration.
+        read: The files' read (``ReadTranscripts``), not applied yet.
+    """
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         cfg = self._config
@@ -261,20 +270,15 @@ class PrepareInTwoReads(beam.PTransform):
                                                | "SourceFailures" >> beam.Flatten())}
 
 
-class SummarizeTranscriptFiles(beam.PTransform):
+class SummarizeTranscriptFiles(_OfFiles):
     """PBegin -> {"summaries", "failures"}, as ``read | SummarizeTranscripts(config)`` gives for
     a bounded file read (the failures include the read's), from two reads of the files (see the
     module's docstring). The files must not change while the run reads them.
 
     Args:
         config: The run's configuration.
-        read: The read of the files (not applied yet).
+        read: The files' read (``ReadTranscripts``), not applied yet.
     """
-
-    def __init__(self, config: BatchConfig, read: ReadTranscripts):
-        super().__init__()
-        self._config = config
-        self._read = read
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         cfg = self._config
