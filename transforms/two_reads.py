@@ -142,21 +142,26 @@ class _SecondReadFn(shards.SliceWriterFn):
     def process(self, transcript: Transcript, verdicts: Mapping[str, Verdict],
                 shard_placement: shards.ShardPlacement) -> Iterator[Any]:
         verdict = verdicts.get(transcript.origin)
-        if verdict is None or verdict[1] != transcript.id:
+        if verdict is None:
             raise _changed(transcript, "the first read did not see it")
+        if verdict[1] != transcript.id:
+            raise _changed(transcript, "the first read saw another transcript there")
         kind, _, rid, size, more = verdict
         if kind == DUPLICATE:
             self._duplicates.inc()
             yield TaggedOutput(FAILURES, duplicate_failure(transcript, *more))
-            return
-        if kind == ADOPTED:  # counted and loaded from its sighting; its job holds it
-            return
-        built = build_or_failure(transcript, self._config, rid or None)
-        if kind == UNBUILT:
+        elif kind == UNBUILT:
+            built = build_or_failure(transcript, self._config)
             if not isinstance(built, Failure):
                 raise _changed(transcript, "its record can be built now")
             yield TaggedOutput(FAILURES, built)
-            return
+        elif kind != ADOPTED:  # an adopted record's job holds it: counted from its sighting
+            yield from self._planned(transcript, kind, rid, size, more, shard_placement)
+
+    def _planned(self, transcript: Transcript, kind: str, rid: str, size: int, more: Any,
+                 shard_placement: shards.ShardPlacement) -> Iterator[Any]:
+        """An oversized, undersized or placed record: built again, as planned."""
+        built = build_or_failure(transcript, self._config, rid)
         if isinstance(built, Failure) or built.size_bytes != size:
             raise _changed(transcript, "its record is not the one planned")
         built = _as_shuffled(built)
