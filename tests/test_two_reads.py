@@ -88,7 +88,8 @@ def _two_reads(config, path: Path, out: Path) -> None:
         _collect({**result, shards.FAILURES: failures}, out, p)
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(LINES, min_size=40, max_size=160),
        policy=st.sampled_from(["pad-merge", "fail", "on-demand", "defer"]))
 def test_two_reads_lay_out_the_one_shot_shards(local_backend_factory, tmp_path_factory, lines,

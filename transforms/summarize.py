@@ -305,5 +305,6 @@ def every_round(config: BatchConfig, records: beam.PCollection | None,
     # Hand the caller back its own windowing whole (the rounds used their own triggers):
     # a WindowInto with only the windowfn would reset trigger and allowed lateness.
     return {"summaries": writable.summaries | "SummaryWindows" >> restore_windowing(windowing),
-            "failures": (tuple(failures) | "AllFailures" >> beam.Flatten().with_output_types(Failure)
+            "failures": (tuple(failures)
+                         | "AllFailures" >> beam.Flatten().with_output_types(Failure)
                          | "FailureWindows" >> restore_windowing(windowing))}

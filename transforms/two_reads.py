@@ -2,7 +2,7 @@
 
     result = pipeline | SummarizeTranscriptFiles(config, ReadTranscripts("calls/*.jsonl"))
 
-The first read keeps a few dozen bytes of each transcript, its sighting (origin, id, recordId,
+The first read keeps about a hundred bytes of each transcript, its sighting (origin, id, recordId,
 line size), and decides everything from those alone: which copy of an id is kept, the recordIds
 of ids whose recordIds collide, which records the run's existing jobs already hold (a rerun),
 which are too large for any job, and where each other record goes. It plans with the same
