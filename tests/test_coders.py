@@ -177,12 +177,7 @@ def test_every_failure_row_of_a_cli_run_is_coded_with_the_failure_coder(tmp_path
 RECORDS_OUT = ("retries", "on_demand", "deferred", "undersized")
 TUPLES_OUT = {"totals": coders.TupleCoder([coders.StrUtf8Coder(), coders.VarIntCoder()]),
               "adopted": coders.TupleCoder([coders.StrUtf8Coder(), coders.TupleCoder(
-                  [coders.StrUtf8Coder(), coders.VarIntCoder()])]),
-              # transforms/two_reads.py: (origin, (kind, id, recordId, size, (job, file) or
-              # (kept origin, kept id) or None)), the last of primitives only.
-              "verdicts": coders.TupleCoder([coders.StrUtf8Coder(), coders.TupleCoder(
-                  [coders.StrUtf8Coder(), coders.StrUtf8Coder(), coders.StrUtf8Coder(),
-                   coders.VarIntCoder(), coders.FastPrimitivesCoder()])])}
+                  [coders.StrUtf8Coder(), coders.VarIntCoder()])])}
 
 
 @pytest.mark.parametrize("flags", [(), ("--window-seconds", "60")],

@@ -5,6 +5,7 @@ for generated hostile inputs. Each side runs to its written shards only (no job 
 from __future__ import annotations
 
 import json
+import tempfile
 import unicodedata
 from pathlib import Path
 
@@ -21,8 +22,11 @@ from transforms.core.storage import Storage
 from transforms.shards import write_shards as shards
 from transforms.sources import DeduplicateTranscripts, ReadTranscripts
 from transforms.summarize import PrepareRecords
-from transforms.two_reads import (DUPLICATE, InputChangedError, PrepareInTwoReads,
-                                  _SecondReadFn)
+from transforms.shards.bucket_plan import BucketPlacement
+from transforms.shards.planning import UndersizedPolicy
+from transforms.sighting_plan import SightingPlan, SightingSpill
+from transforms.two_reads import (FilePlan, InputChangedError, PrepareInTwoReads, _SecondReadFn,
+                                  _SpillFn)
 
 QUOTAS = Quotas(max_records_per_file=7, max_records_per_job=20, min_records_per_job=5,
                 max_file_bytes=40_000, max_job_bytes=100_000)
@@ -110,16 +114,53 @@ def test_two_reads_lay_out_the_one_shot_shards(local_backend_factory, tmp_path_f
     assert two_undersized == one_undersized
 
 
-def test_a_record_the_first_read_did_not_see_fails_the_run_naming_it(local_backend) -> None:
+def test_a_record_the_first_read_did_not_see_fails_the_run_naming_it(local_backend,
+                                                                     tmp_path) -> None:
     """The files changed between the reads: the second read finds a record with no verdict, or
     another transcript at a verdict's origin. Called directly: no file can be changed between
     the two reads of one pipeline at a chosen moment."""
-    fn = _SecondReadFn(local_config(local_backend))
+    spill = SightingSpill(str(tmp_path))
+    spill.add("call-2", ("calls.jsonl:1", "call-2", "R000000000000002", 10))
+    spill.add("call-2", ("calls.jsonl:3", "call-2", "R000000000000002", 10))
+    plan = SightingPlan(str(tmp_path / "plan.db"), QUOTAS)
+    plan.load([spill.close()])
+    plan.pick()
+    plan.hold([])
+    plan.place(BucketPlacement.of(plan.classify(8), QUOTAS, UndersizedPolicy("fail")))
+    plan.close()
+    fn = _SecondReadFn(local_config(local_backend), str(tmp_path))
     fn.setup()
     fn.start_bundle()
-    transcript = Transcript(id="call-1", text="hello", origin="calls.jsonl:3")
-    with pytest.raises(InputChangedError, match=r"calls.jsonl:3 \(transcript 'call-1'\) changed"):
-        list(fn.process(transcript, verdicts={}, shard_placement=None))
-    other = {"calls.jsonl:3": (DUPLICATE, "call-2", "", 0, ("calls.jsonl:1", "call-2"))}
+    file_plan = FilePlan(placement=None, verdicts=plan.path)
+    stranger = Transcript(id="call-1", text="hello", origin="calls.jsonl:2")
+    with pytest.raises(InputChangedError, match=r"calls.jsonl:2 \(transcript 'call-1'\) changed"):
+        list(fn.process(stranger, plan=file_plan))
+    other = Transcript(id="call-1", text="hello", origin="calls.jsonl:3")
     with pytest.raises(InputChangedError, match="leave the input files unchanged"):
-        list(fn.process(transcript, verdicts=other, shard_placement=None))
+        list(fn.process(other, plan=file_plan))
+    fn.teardown()
+
+
+def test_a_worker_without_the_plan_folder_says_which_transform_to_use(local_backend,
+                                                                      tmp_path) -> None:
+    """On a runner whose workers do not share the launching machine's disk, the plan's folder
+    is not there: the first read's worker stops with the remedy, before reading anything."""
+    fn = _SpillFn(local_config(local_backend), str(tmp_path / "on-the-launcher"))
+    with pytest.raises(RuntimeError, match=r"on-the-launcher is not on this worker.*"
+                                           r"read \| SummarizeTranscripts\(config\)"):
+        fn.setup()
+
+
+def test_the_plan_folder_is_gone_once_the_shards_are_joined(local_backend_factory, tmp_path,
+                                                            monkeypatch) -> None:
+    """The spills, the plan and the slices live in one folder under the system's temporary
+    folder, which the run removes itself, not only when its process exits."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    backend = local_backend_factory(quotas=QUOTAS)
+    config = local_config(backend, run_id="scratch", undersized_policy="on-demand")
+    path = _input([("call", 20 + n) for n in range(30)], tmp_path / "calls.jsonl")
+    _two_reads(config, path, tmp_path / "out")
+    assert _uploaded(Storage(config.aws.client("s3")), config)  # its shards were written
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("bedrock-batch-plan-")] == []

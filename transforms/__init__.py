@@ -16,7 +16,7 @@ The folders below hold the parts, each importing only those listed before it:
 - ``sinks``: writing summaries and failures (files, Kafka, BigQuery);
 - ``summarize.py``: ``SummarizeTranscripts``, the composite of all of them;
 - ``two_reads.py``: ``SummarizeTranscriptFiles``, the same for bounded files, read twice so that
-  no step holds the records.
+  no step holds the records; ``sighting_plan.py``, its plan, kept in SQLite on local disk.
 
 The names below are loaded when first asked for, so importing one pure module does not import
 Beam, Kafka or BigQuery. Module paths from before the folders still import, with a

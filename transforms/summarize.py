@@ -120,7 +120,7 @@ class _ResolveCollisionsFn(beam.DoFn):
                 yield _salted(record, assigned[record.transcript_id])
 
 
-class SaltedIdsFn(beam.DoFn):
+class _SaltedIdsFn(beam.DoFn):
     """(recordId, the transcript ids that got it) -> (transcript id, its new recordId) for each
     transcript of a colliding group; nothing for the usual group of one."""
 
@@ -164,7 +164,7 @@ class PrepareRecords(beam.PTransform):
                 | "Ids" >> beam.Map(lambda r: (r.record_id, r.transcript_id))
                 .with_output_types(Tuple[str, str])
                 | "IdsByRecordId" >> beam.GroupByKey()
-                | "Collided" >> beam.ParDo(SaltedIdsFn()).with_output_types(Tuple[str, str]))
+                | "Collided" >> beam.ParDo(_SaltedIdsFn()).with_output_types(Tuple[str, str]))
             records = built.records | "Resolve" >> beam.Map(
                 _resolve, salted=salted).with_output_types(BatchRecord)
         else:

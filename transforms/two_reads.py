@@ -2,25 +2,35 @@
 
     result = pipeline | SummarizeTranscriptFiles(config, ReadTranscripts("calls/*.jsonl"))
 
-The first read keeps about a hundred bytes of each transcript, its sighting (origin, id, recordId,
-line size), and decides everything from those alone: which copy of an id is kept, the recordIds
-of ids whose recordIds collide, which records the run's existing jobs already hold (a rerun),
-which are too large for any job, and where each other record goes. It plans with the same
-bucket placement as ``WriteShardsInParallel``, so the shards and job names are the same as from
-the records themselves. Its verdicts, one per origin, are a side input of the second read, which
-builds each record again and writes it straight into a slice of its shard.
+The first read keeps a sighting of each transcript (origin, id, recordId, line size) in a
+spill file on local disk, and one step plans from all of them (``sighting_plan``): which copy of
+an id is kept, the recordIds of ids whose recordIds collide, which records the run's existing
+jobs already hold (a rerun), which are too large for any job, and where each other record goes.
+It plans with the same bucket placement as ``WriteShardsInParallel``, so the shards and job
+names are the same as from the records themselves. The second read looks each record's verdict
+up in the plan's file, builds the record again and writes it straight into a slice of its shard.
 
 Why: a runner that keeps each stage's whole output for the next (the in-process FnApiRunner)
-then holds the sightings and the verdicts, not the records, whose grouping made its memory grow
-with the input (docs/architecture.md, "Shard preparation"). The files must not change between
-the two reads: a record the second read finds unlike its sighting fails the run, naming it.
+would hold the records, or even one small tuple per record, in memory; the plan's SQLite file
+holds them on disk (docs/architecture.md, "Shard preparation"). So the first read, the plan and
+the second read must share a local disk: the in-process runner's. The files must not change
+between the two reads: a record the second read finds unlike its sighting fails the run,
+naming it.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple
+import atexit
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.config import BatchConfig
 from transforms.core.coders import BatchRecordCoder, typed_output
@@ -28,120 +38,112 @@ from transforms.core.metrics import PLANNING_NAMESPACE, counter
 from transforms.core.model import BatchRecord, Failure, Transcript
 from transforms.prepare.redact import RedactTranscripts
 from transforms.shards import write_shards as shards
-from transforms.shards.bucket_plan import bucket_count, bucket_of
-from transforms.shards.planning import Placement, oversized
-from transforms.shards.shard_writer import oversized_failure, owners
+from transforms.shards.bucket_plan import bucket_count
+from transforms.shards.planning import Placement
+from transforms.shards.shard_writer import oversized_failure
+from transforms.sighting_plan import (ADOPTED, DUPLICATE, OVERSIZED, UNBUILT, UNDERSIZED,
+                                      SightingPlan, SightingSpill, Verdicts)
 from transforms.sources.files import ReadTranscripts
-from transforms.sources.validation import (Sighting, dedup_key, duplicate_failure,
-                                           first_sighting)
-from transforms.summarize import SaltedIdsFn, build_or_failure, every_round, run_jobs
+from transforms.sources.validation import dedup_key, duplicate_failure
+from transforms.summarize import build_or_failure, every_round, run_jobs
 
 FAILURES = shards.FAILURES
-VERDICTS = "verdicts"
-
-# What the first read decided for one origin: (kind, transcript id, recordId, line size, more).
-# ``more`` is (job, file) for PLACED, (kept origin, kept id) for DUPLICATE, else None.
-Verdict = Tuple[str, str, str, int, Any]
-DUPLICATE, UNBUILT, ADOPTED, OVERSIZED, UNDERSIZED, PLACED = (
-    "duplicate", "unbuilt", "adopted", "oversized", "undersized", "placed")
 
 
 class InputChangedError(RuntimeError):
     """The second read of the files found a record unlike what the first read planned."""
 
 
-class _SightFn(beam.DoFn):
-    """Transcript -> (its dedup key, its sighting): the record is built to learn its size."""
+@dataclass(frozen=True)
+class FilePlan:
+    """The first read's plan: the window's ShardPlacement, and the SQLite file of its verdicts.
 
-    def __init__(self, config: BatchConfig):
+    Args:
+        placement: Where the placed records go, and the new jobs' names.
+        verdicts: The ``SightingPlan`` file that holds each origin's verdict.
+    """
+
+    placement: shards.ShardPlacement
+    verdicts: str
+
+
+class _SpillFn(beam.DoFn):
+    """Transcript -> its sighting, kept in its bundle's spill file; the spill file's path at
+    the end of each bundle. The record is built to learn its recordId and size."""
+
+    def __init__(self, config: BatchConfig, directory: str):
         self._config = config
+        self._directory = directory
 
-    def process(self, transcript: Transcript) -> Iterator[Tuple[str, Sighting]]:
+    def setup(self) -> None:
+        if not os.path.isdir(self._directory):
+            raise RuntimeError(
+                f"the plan's folder {self._directory} is not on this worker: "
+                f"SummarizeTranscriptFiles plans on the launching machine's disk, which its "
+                f"workers must share (the in-process FnApiRunner's do); on a runner whose "
+                f"workers do not, use read | SummarizeTranscripts(config)")
+
+    def start_bundle(self) -> None:
+        self._spill: Optional[SightingSpill] = None
+
+    def process(self, transcript: Transcript) -> None:
         if not transcript.origin:
             raise ValueError(f"transcript {transcript.id!r} has no origin: a file read gives "
                              f"each record one, which the second read looks it up by")
         built = build_or_failure(transcript, self._config)
         sighting = ((transcript.origin, transcript.id, None, 0) if isinstance(built, Failure)
                     else (transcript.origin, transcript.id, built.record_id, built.size_bytes))
-        yield dedup_key(transcript.id), sighting
+        if self._spill is None:
+            self._spill = SightingSpill(self._directory)
+        self._spill.add(dedup_key(transcript.id), sighting)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if self._spill is not None:  # a retried bundle's spill is never listed, so never read
+            yield GlobalWindows.windowed_value(self._spill.close())
 
 
-class _PickFn(beam.DoFn):
-    """(dedup key, sightings) -> the kept sighting if its record could be built; the verdicts of
-    the duplicates and of a kept record that cannot be built."""
+class _PlanFn(shards.ShardingDoFn):
+    """Every spill file's path -> the FilePlan; (job, (recordId, size)) on ADOPTED per record an
+    existing job holds, (job, its record count) on TOTALS per existing job of the pool."""
 
-    def process(self, element: Tuple[str, Iterable[Sighting]]) -> Iterator[Any]:
-        kept, duplicates = first_sighting(element[1])
-        for origin, tid, _, _ in duplicates:
-            yield TaggedOutput(VERDICTS, (origin, (DUPLICATE, tid, "", 0, (kept[0], kept[1]))))
-        if kept[2] is None:
-            yield TaggedOutput(VERDICTS, (kept[0], (UNBUILT, kept[1], "", 0, None)))
-        else:
-            yield kept
+    def __init__(self, config: BatchConfig, directory: str):
+        super().__init__(config, 1)
+        self._directory = directory
+        self._collisions = counter("record_id_collisions")
 
-
-def _salt(sighting: Sighting, salted: Mapping[str, str]) -> Sighting:
-    # A salted recordId is as long as a plain one ("R" + 15 characters), so the line size holds;
-    # the second read checks it.
-    new_id = salted.get(sighting[1])
-    return sighting if new_id is None else (sighting[0], sighting[1], new_id, sighting[3])
-
-
-# A bucket's member: a kept sighting, or (recordId, job) for a record an existing job holds.
-Member = Tuple[Optional[Sighting], Optional[Tuple[str, str]]]
-
-
-class _ClassifyFn(beam.DoFn):
-    """(bucket, its members) -> the verdicts of its adopted and oversized records, (job,
-    (recordId, size)) per adopted record, and (bucket, the fresh sightings) to place."""
-
-    def __init__(self, config: BatchConfig):
-        self._config = config
-
-    def process(self, element: Tuple[int, Iterable[Member]]) -> Iterator[Any]:
-        bucket, members = element
-        owner = owners(held for _, held in members if held is not None)
-        fresh = []
-        for sighting, _ in members:
-            if sighting is None:
-                continue
-            origin, tid, rid, size = sighting
-            job = owner.get(rid)
-            if job is not None:
-                yield TaggedOutput(shards.ADOPTED, (job, (rid, size)))
-                yield TaggedOutput(VERDICTS, (origin, (ADOPTED, tid, rid, size, None)))
-            elif oversized(size, self._config.quotas) is not None:
-                yield TaggedOutput(VERDICTS, (origin, (OVERSIZED, tid, rid, size, None)))
-            else:
-                fresh.append(sighting)
-        if fresh:
-            yield bucket, fresh
-
-
-def _place(element: Tuple[int, List[Sighting]], shard_placement: shards.ShardPlacement
-           ) -> Iterator[Tuple[str, Verdict]]:
-    """(bucket, its fresh sightings) -> the verdict of each: its shard, or undersized."""
-    bucket, fresh = element
-    ordered = sorted(fresh, key=lambda s: s[2])  # recordId order, as WriteShardsInParallel
-    placements = shard_placement.buckets.place(bucket, [s[3] for s in ordered])
-    for (origin, tid, rid, size), placement in zip(ordered, placements):
-        if placement.job_index is None:
-            yield origin, (UNDERSIZED, tid, rid, size, None)
-        else:
-            yield origin, (PLACED, tid, rid, size, (placement.job_index, placement.file_index))
+    def process(self, spills: List[str]) -> Iterator[Any]:
+        plan = SightingPlan(os.path.join(self._directory, f"plan-{uuid.uuid4().hex}.db"),
+                            self._config.quotas)
+        plan.load(spills)
+        picked = plan.pick()
+        self._collisions.inc(picked.collisions)
+        existing = self._existing(picked.records)
+        totals: dict[str, int] = {}
+        plan.hold(self._writer.held_by(existing.pool_jobs, totals))
+        summary = plan.classify(bucket_count(picked.records))
+        placement = self._placement(summary, existing)
+        plan.place(placement.buckets)
+        for adopted in plan.adopted():
+            yield TaggedOutput(shards.ADOPTED, adopted)
+        plan.close()
+        for total in totals.items():
+            yield TaggedOutput(shards.TOTALS, total)
+        yield FilePlan(placement, plan.path)
 
 
 class _SecondReadFn(shards.SliceWriterFn):
     """Transcript (read again) -> what its verdict says: a failure row, an undersized record, or
     its line held for the slice of its shard (written as ``SliceWriterFn`` does)."""
 
-    def __init__(self, config: BatchConfig):
-        super().__init__(config, 1)
+    def __init__(self, config: BatchConfig, directory: str):
+        super().__init__(config, 1, parts_base=directory)
         self._duplicates = counter("duplicate_ids")
+        self._verdicts: Optional[Verdicts] = None
 
-    def process(self, transcript: Transcript, verdicts: Mapping[str, Verdict],
-                shard_placement: shards.ShardPlacement) -> Iterator[Any]:
-        verdict = verdicts.get(transcript.origin)
+    def process(self, transcript: Transcript, plan: FilePlan) -> Iterator[Any]:
+        if self._verdicts is None:
+            self._verdicts = Verdicts(plan.verdicts)
+        verdict = self._verdicts.get(transcript.origin)
         if verdict is None:
             raise _changed(transcript, "the first read did not see it")
         if verdict[1] != transcript.id:
@@ -156,7 +158,11 @@ class _SecondReadFn(shards.SliceWriterFn):
                 raise _changed(transcript, "its record can be built now")
             yield TaggedOutput(FAILURES, built)
         elif kind != ADOPTED:  # an adopted record's job holds it: counted from its sighting
-            yield from self._planned(transcript, kind, rid, size, more, shard_placement)
+            yield from self._planned(transcript, kind, rid, size, more, plan.placement)
+
+    def teardown(self) -> None:
+        if self._verdicts is not None:
+            self._verdicts.close()
 
     def _planned(self, transcript: Transcript, kind: str, rid: str, size: int, more: Any,
                  shard_placement: shards.ShardPlacement) -> Iterator[Any]:
@@ -181,6 +187,21 @@ def _as_shuffled(record: BatchRecord) -> BatchRecord:
     its coder writes mappings in sorted key order, so their shard lines are byte for byte the
     same."""
     return _RECORD_CODER.decode(_RECORD_CODER.encode(record))
+
+
+def _scratch_directory() -> str:
+    """A new local directory for the plan's files and the shards' slices: removed once the
+    shards are joined (``_forget``), or else when this process exits (a run that failed)."""
+    directory = tempfile.mkdtemp(prefix="bedrock-batch-plan-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
+def _forget(directory: str, joined: List[Any]) -> List[Any]:
+    """Removes the plan's directory; ``joined``, the window's JobBatch, makes this wait until
+    every shard is joined from its slices."""
+    shutil.rmtree(directory, ignore_errors=True)
+    return []
 
 
 def _changed(transcript: Transcript, why: str) -> InputChangedError:
@@ -219,43 +240,15 @@ class PrepareInTwoReads(_OfFiles):
         if cfg.redactor is not None:  # the sizes are those of the redacted text
             first = (first | "FirstRedact" >> RedactTranscripts(
                 cfg.redactor, PLANNING_NAMESPACE))["transcripts"]
-        picked = (first
-                  | "Sight" >> beam.ParDo(_SightFn(cfg))
-                  | "ById" >> beam.GroupByKey()
-                  | "Pick" >> beam.ParDo(_PickFn()).with_outputs(VERDICTS, main="kept"))
-        salted = beam.pvalue.AsDict(
-            picked.kept
-            | "Ids" >> beam.Map(lambda s: (s[2], s[1]))
-            | "IdsByRecordId" >> beam.GroupByKey()
-            | "Collided" >> beam.ParDo(SaltedIdsFn()))
-        kept = picked.kept | "Resolve" >> beam.Map(_salt, salted=salted)
-        counted = kept | "Count" >> beam.combiners.Count.Globally()
-        buckets = beam.pvalue.AsSingleton(counted | "Buckets" >> beam.Map(bucket_count))
-        existing_jobs = counted | "Existing" >> beam.ParDo(shards.ExistingJobsFn(cfg, 1))
-        indexed = (existing_jobs
-                   | "PoolJobs" >> beam.FlatMap(lambda existing: existing.pool_jobs)
-                   | "SpreadJobs" >> beam.Reshuffle()
-                   | "ReadIndexes" >> beam.ParDo(shards.ReadIndexFn(cfg, 1), buckets=buckets)
-                   .with_outputs(shards.TOTALS, main="held"))
-        keyed = kept | "KeyByBucket" >> beam.Map(
-            lambda s, n: (bucket_of(s[2], n), (s, None)), n=buckets)
-        classified = ((keyed, indexed.held)
-                      | "Members" >> beam.Flatten()
-                      | "ByBucket" >> beam.GroupByKey()
-                      | "Classify" >> beam.ParDo(_ClassifyFn(cfg)).with_outputs(
-                          shards.ADOPTED, VERDICTS, main="fresh"))
+        directory = _scratch_directory()
+        planned = (first
+                   | "Spill" >> beam.ParDo(_SpillFn(cfg, directory))
+                   | "Spills" >> beam.combiners.ToList()
+                   | "Plan" >> beam.ParDo(_PlanFn(cfg, directory)).with_outputs(
+                       shards.ADOPTED, shards.TOTALS, main="plan"))
+        plan = beam.pvalue.AsSingleton(planned.plan)
         shard_placement = beam.pvalue.AsSingleton(
-            classified.fresh
-            | "Sizes" >> beam.FlatMap(lambda kv: ((kv[0], s[3]) for s in kv[1]))
-            | "Summarize" >> beam.CombineGlobally(shards.SummarizeBucketsFn())
-            | "Placement" >> beam.ParDo(shards.PlacementFn(cfg, 1),
-                                        existing=beam.pvalue.AsSingleton(existing_jobs)))
-        placed_verdicts = classified.fresh | "Place" >> beam.FlatMap(
-            _place, shard_placement=shard_placement).with_output_types(Tuple[str, Verdict])
-        verdicts = beam.pvalue.AsDict(
-            (typed_output(picked, VERDICTS, Tuple[str, Verdict]),
-             typed_output(classified, VERDICTS, Tuple[str, Verdict]), placed_verdicts)
-            | "Verdicts" >> beam.Flatten())
+            planned.plan | "Placement" >> beam.Map(lambda planned: planned.placement))
 
         second = pbegin | "Read" >> self._read
         transcripts, source_failures = second["transcripts"], [second["failures"]]
@@ -264,13 +257,17 @@ class PrepareInTwoReads(_OfFiles):
             transcripts = redacted["transcripts"]
             source_failures.append(redacted["failures"])
         applied = transcripts | "Write" >> beam.ParDo(
-            _SecondReadFn(cfg), verdicts=verdicts, shard_placement=shard_placement).with_outputs(
+            _SecondReadFn(cfg, directory), plan=plan).with_outputs(
             shards.UNDERSIZED, FAILURES, main="placed")
+        # The slices are on the same local disk as the plan: no S3 round trip before the join.
         written = shards.join_shards(
             cfg, 1, applied, shard_placement,
-            typed_output(classified, shards.ADOPTED, Tuple[str, Tuple[str, int]]),
-            typed_output(indexed, shards.TOTALS, Tuple[str, int]),
-            typed_output(applied, FAILURES, Failure))
+            typed_output(planned, shards.ADOPTED, Tuple[str, Tuple[str, int]]),
+            typed_output(planned, shards.TOTALS, Tuple[str, int]),
+            typed_output(applied, FAILURES, Failure), parts_base=directory)
+        _ = (pbegin
+             | "Scratch" >> beam.Create([directory])
+             | "Forget" >> beam.FlatMap(_forget, joined=beam.pvalue.AsList(written["batches"])))
         return {**written, "source_failures": (tuple(source_failures)
                                                | "SourceFailures" >> beam.Flatten())}
 
@@ -296,5 +293,5 @@ class SummarizeTranscriptFiles(_OfFiles):
 class _RunJobs(shards.RoundTransform):
     """The written shards of a round -> ``run_jobs``'s outputs."""
 
-    def expand(self, sharded: Mapping[str, beam.PCollection]) -> dict[str, beam.PCollection]:
+    def expand(self, sharded: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
         return run_jobs(self._config, self._attempt, sharded)

@@ -73,12 +73,21 @@ class Storage:
             uri: Where to write.
             text: What to write.
         """
+        self.write_bytes(uri, text.encode("utf-8"))
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        """Write ``data`` to ``uri``.
+
+        Args:
+            uri: Where to write.
+            data: What to write.
+        """
         if uri.startswith("s3://"):
             bucket, key = split_s3(uri)
-            self._client().put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+            self._client().put_object(Bucket=bucket, Key=key, Body=data)
         else:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
-            Path(uri).write_text(text, encoding="utf-8")
+            Path(uri).write_bytes(data)
 
     def read_lines(self, uri: str) -> Iterator[str]:
         """Yield text lines without loading the whole object into memory.

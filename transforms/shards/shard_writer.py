@@ -27,7 +27,8 @@ from typing import Any, Collection, Iterable, Iterator, Mapping, Optional, Tuple
 from transforms.config import BatchConfig
 from transforms.core import layout
 from transforms.core.bedrock import JobsClient, client_token, job_name, run_prefix
-from transforms.core.model import BatchRecord, Failure, JobBatch, JobSpec, truncate_raw
+from transforms.core.model import (BatchRecord, Failure, JobBatch, JobSpec, encode_jsonl_bytes,
+                                   truncate_raw)
 from transforms.core.quotas import Quotas
 from transforms.core.storage import Storage
 from transforms.jobs.results import index_line, iter_index
@@ -86,12 +87,16 @@ class ShardWriter:
         storage: The S3 storage the shards and indexes are written to (and existing indexes
             read from).
         jobs: The Bedrock jobs client, to list the run's existing jobs.
+        parts_base: Where the shards' slices go until each shard is joined: the run's
+            ``base_uri`` when None; a local folder when every worker shares its disk.
     """
 
-    def __init__(self, config: BatchConfig, storage: Storage, jobs: JobsClient):
+    def __init__(self, config: BatchConfig, storage: Storage, jobs: JobsClient,
+                 parts_base: str | None = None):
         self._config = config
         self._storage = storage
         self._jobs = jobs
+        self._parts_base = parts_base or config.base_uri
 
     def write(self, records: Iterable[BatchRecord], group_key: str, attempt: int,
               window_start: dt.datetime | None, window_end: dt.datetime | None,
@@ -213,19 +218,27 @@ class ShardWriter:
             for entry in iter_index(self._storage.read_lines(uri)):
                 yield entry.record_id
 
+    def held_by(self, jobs: Iterable[str], totals: dict[str, int]) -> Iterator[tuple[str, str]]:
+        """(recordId, job) for every record each of ``jobs`` holds, read from their indexes;
+        ``totals`` gets how many records each job holds, once its index is read.
+
+        Args:
+            jobs: The existing jobs.
+            totals: Filled in: job -> how many records it holds.
+        """
+        for name in jobs:
+            totals[name] = 0
+            for rid in self.indexed_ids(name):
+                totals[name] += 1
+                yield rid, name
+
     def _held(self, jobs: Iterable[str], wanted: Collection[str]
               ) -> tuple[dict[str, str], dict[str, int]]:
         """The owners (``owners``) of the ``wanted`` recordIds among ``jobs``, and how many records
         each job holds in all. Only wanted ids are kept, so memory is bounded by the group, not
         by the jobs."""
-        held: list[tuple[str, str]] = []
         totals: dict[str, int] = {}
-        for name in jobs:
-            totals[name] = 0
-            for rid in self.indexed_ids(name):
-                totals[name] += 1
-                if rid in wanted:
-                    held.append((rid, name))
+        held = [pair for pair in self.held_by(jobs, totals) if pair[0] in wanted]
         return owners(held), totals
 
     def new_names(self, group_key: str, attempt: int, count: int,
@@ -267,7 +280,7 @@ class ShardWriter:
             # input, or a crash mid-upload) must not be mixed into it.
             self._storage.delete_prefix(layout.job_input_prefix(cfg.base_uri, cfg.run_id, name))
             self._storage.delete_prefix(layout.index_prefix(cfg.base_uri, cfg.run_id, name))
-            self._storage.delete_prefix(layout.part_prefix(cfg.base_uri, cfg.run_id, name))
+            self._storage.delete_prefix(layout.part_prefix(self._parts_base, cfg.run_id, name))
             self._storage.write_text(
                 layout.pool_prefix(cfg.base_uri, cfg.run_id, attempt, pool) + name, "")
 
@@ -285,7 +298,7 @@ class ShardWriter:
         self._storage.upload(base + ".idx", layout.index_uri(cfg.base_uri, cfg.run_id, name,
                                                              file_index))
 
-    def upload_part(self, name: str, file_index: int, part: str, lines: list[str]) -> None:
+    def upload_part(self, name: str, file_index: int, part: str, lines: list[bytes]) -> None:
         """Upload a slice of a shard: lines of ``slice_line``, in recordId order.
 
         Args:
@@ -295,13 +308,13 @@ class ShardWriter:
             lines: The slice's lines, sorted.
         """
         cfg = self._config
-        self._storage.write_text(
-            layout.part_uri(cfg.base_uri, cfg.run_id, name, file_index, part), "".join(lines))
+        self._storage.write_bytes(
+            layout.part_uri(self._parts_base, cfg.run_id, name, file_index, part), b"".join(lines))
 
     def join_parts(self, name: str, file_index: int, parts: Iterable[str]) -> None:
         """Join a shard from its slices and upload it with its index. The slices are merged in
         recordId order, so the file is the same however the records were sliced; each slice is
-        read from a local copy, one line at a time.
+        read from a local copy (in place when it is local), one line at a time.
 
         Args:
             name: The job the shard is for.
@@ -312,9 +325,10 @@ class ShardWriter:
         with tempfile.TemporaryDirectory(prefix="shard-") as tmp, contextlib.ExitStack() as files:
             slices = []
             for number, part in enumerate(parts):
-                path = os.path.join(tmp, f"{number}.part")
-                self._storage.download(
-                    layout.part_uri(cfg.base_uri, cfg.run_id, name, file_index, part), path)
+                path = layout.part_uri(self._parts_base, cfg.run_id, name, file_index, part)
+                if path.startswith("s3://"):  # else a local slice, read where it is
+                    path, uri = os.path.join(tmp, f"{number}.part"), path
+                    self._storage.download(uri, path)
                 slices.append(files.enter_context(open(path, "rb")))
             base = os.path.join(tmp, "shard")
             with open(base + ".jsonl", "wb") as data, open(base + ".idx", "wb") as index:
@@ -332,18 +346,21 @@ class ShardWriter:
         """
         cfg = self._config
         for name in names:
-            self._storage.delete_prefix(layout.part_prefix(cfg.base_uri, cfg.run_id, name))
+            self._storage.delete_prefix(layout.part_prefix(self._parts_base, cfg.run_id, name))
 
 
-def slice_line(record: BatchRecord) -> str:
-    """The record's line of a shard slice: its recordId, its shard line and its index line,
-    tab-separated (compact JSON holds no raw tab or newline). Lines sort in recordId order: a
-    tab sorts before any recordId character.
+def slice_line(record: BatchRecord) -> bytes:
+    """The record's line of a shard slice, as UTF-8: its recordId, its shard line and its index
+    line, tab-separated (compact JSON holds no raw tab or newline). Lines sort in recordId
+    order: a tab sorts before any recordId character. Bytes, as the shard is written: UTF-8
+    sorts as its text does.
 
     Args:
         record: The record.
     """
-    return f"{record.record_id}\t{record.jsonl_line()[:-1]}\t{index_line(record)}"
+    return b"\t".join((record.record_id.encode("utf-8"),
+                       encode_jsonl_bytes(record.record_id, record.model_input)[:-1],
+                       index_line(record).encode("utf-8")))
 
 
 def oversized_failure(record: BatchRecord, quotas: Quotas) -> Failure:

@@ -66,11 +66,14 @@ class ShardingDoFn(beam.DoFn):
     Args:
         config: The run's configuration.
         attempt: The submission round: 1 for the first, +1 per retry round.
+        parts_base: Where the shards' slices go (see ``ShardWriter``); the run's S3 base when
+            None.
     """
 
-    def __init__(self, config: BatchConfig, attempt: int):
+    def __init__(self, config: BatchConfig, attempt: int, parts_base: str | None = None):
         self._config = config
         self._attempt = attempt
+        self._parts_base = parts_base
         self._jobs_planned = counter("jobs_planned")
         self._records_sharded = counter("records_sharded")
         self._records_adopted = counter("records_adopted")
@@ -78,7 +81,25 @@ class ShardingDoFn(beam.DoFn):
 
     def setup(self) -> None:
         self._writer = ShardWriter(self._config, Storage(self._config.aws.client("s3")),
-                                   JobsClient(self._config.aws.client("bedrock"), self._config.job))
+                                   JobsClient(self._config.aws.client("bedrock"), self._config.job),
+                                   self._parts_base)
+
+    def _existing(self, count: int) -> ExistingJobs:
+        """The run's existing jobs, for a window of ``count`` records to place."""
+        if count:
+            return self._writer.existing((layout.window_key(None), CARRIED), self._attempt)
+        return ExistingJobs(frozenset(), ())  # nothing to place (a retry round): ask no service
+
+    def _placement(self, summary: BucketSummary, existing: ExistingJobs) -> "ShardPlacement":
+        """The global window's ShardPlacement from its summary; the new jobs' prefixes emptied
+        and marked."""
+        cfg = self._config
+        buckets = BucketPlacement.of(summary, cfg.quotas, UndersizedPolicy(cfg.undersized_policy))
+        key = layout.window_key(None)
+        names = self._writer.new_names(key, self._attempt, len(buckets.plan.jobs),
+                                       existing.run_jobs)
+        self._writer.prepare_jobs(names, key, self._attempt)
+        return ShardPlacement(buckets, tuple(names))
 
     def _count(self, result: ShardResult) -> None:
         self._records_sharded.inc(result.records_sharded)
@@ -159,14 +180,11 @@ class ShardPlacement:
     names: tuple[str, ...]
 
 
-class ExistingJobsFn(ShardingDoFn):
+class _ExistingJobsFn(ShardingDoFn):
     """The window's record count -> the run's existing jobs (names only)."""
 
     def process(self, count: int) -> Iterator[ExistingJobs]:
-        if count:
-            yield self._writer.existing((layout.window_key(None), CARRIED), self._attempt)
-        else:  # nothing to place (a retry round with no retries): ask no service
-            yield ExistingJobs(frozenset(), ())
+        yield self._existing(count)
 
 
 # A bucket's member: one of the window's records, or (recordId, job) for a record an existing
@@ -175,7 +193,7 @@ class ExistingJobsFn(ShardingDoFn):
 Member = Tuple[Optional[BatchRecord], Optional[Tuple[str, str]]]
 
 
-class ReadIndexFn(ShardingDoFn):
+class _ReadIndexFn(ShardingDoFn):
     """An existing job -> (bucket, (None, (recordId, job))) for each record its index lists, in
     this window's hash buckets; (job, how many records it holds) on TOTALS."""
 
@@ -215,7 +233,7 @@ class _ClassifyFn(beam.DoFn):
             yield bucket, fresh
 
 
-class SummarizeBucketsFn(beam.CombineFn):
+class _SummarizeBucketsFn(beam.CombineFn):
     """(bucket, size) pairs -> the window's BucketSummary."""
 
     def create_accumulator(self) -> BucketSummary:
@@ -234,17 +252,11 @@ class SummarizeBucketsFn(beam.CombineFn):
         return summary
 
 
-class PlacementFn(ShardingDoFn):
+class _PlacementFn(ShardingDoFn):
     """The window's summary -> its ShardPlacement; the new jobs' prefixes emptied and marked."""
 
     def process(self, summary: BucketSummary, existing: ExistingJobs) -> Iterator[ShardPlacement]:
-        cfg = self._config
-        buckets = BucketPlacement.of(summary, cfg.quotas, UndersizedPolicy(cfg.undersized_policy))
-        key = layout.window_key(None)
-        names = self._writer.new_names(key, self._attempt, len(buckets.plan.jobs),
-                                       existing.run_jobs)
-        self._writer.prepare_jobs(names, key, self._attempt)
-        yield ShardPlacement(buckets, tuple(names))
+        yield self._placement(summary, existing)
 
 
 # A worker writes the slices it holds once their lines reach this size, and at the end of each
@@ -261,7 +273,7 @@ class SliceWriterFn(ShardingDoFn):
     values as one record of at most a few MB, which a whole shard's records would exceed."""
 
     def start_bundle(self) -> None:
-        self._slices: dict[tuple[int, int], list[str]] = {}
+        self._slices: dict[tuple[int, int], list[bytes]] = {}
         self._sizes: dict[tuple[int, int], int] = {}
         self._held = 0
         self._names: tuple[str, ...] = ()
@@ -402,14 +414,14 @@ class WriteShardsInParallel(RoundTransform):
                    | "One" >> beam.Map(lambda _: 1)
                    | "Count" >> beam.CombineGlobally(sum))
         buckets = beam.pvalue.AsSingleton(counted | "Buckets" >> beam.Map(bucket_count))
-        existing_jobs = counted | "Existing" >> beam.ParDo(ExistingJobsFn(cfg, attempt))
+        existing_jobs = counted | "Existing" >> beam.ParDo(_ExistingJobsFn(cfg, attempt))
         # A rerun's records meet the recordIds its existing jobs hold in their own hash bucket:
         # each job's index is read by itself, and no step holds more of them than a bucket's.
         indexed = (existing_jobs
                    | "PoolJobs" >> beam.FlatMap(lambda existing: existing.pool_jobs)
                    .with_output_types(str)
                    | "SpreadJobs" >> beam.Reshuffle()
-                   | "ReadIndexes" >> beam.ParDo(ReadIndexFn(cfg, attempt), buckets=buckets)
+                   | "ReadIndexes" >> beam.ParDo(_ReadIndexFn(cfg, attempt), buckets=buckets)
                    .with_output_types(Tuple[int, Member]).with_outputs(TOTALS, main="held"))
         totals = typed_output(indexed, TOTALS, Tuple[str, int])
         keyed = records | "KeyByBucket" >> beam.Map(
@@ -425,8 +437,8 @@ class WriteShardsInParallel(RoundTransform):
         shard_placement = beam.pvalue.AsSingleton(
             classified.fresh
             | "Sizes" >> beam.FlatMap(lambda kv: ((kv[0], r.size_bytes) for r in kv[1]))
-            | "Summarize" >> beam.CombineGlobally(SummarizeBucketsFn())
-            | "Placement" >> beam.ParDo(PlacementFn(cfg, attempt),
+            | "Summarize" >> beam.CombineGlobally(_SummarizeBucketsFn())
+            | "Placement" >> beam.ParDo(_PlacementFn(cfg, attempt),
                                         existing=beam.pvalue.AsSingleton(existing_jobs)))
         placed = (classified.fresh
                   | "Place" >> beam.ParDo(_PlaceFn(cfg, attempt), shard_placement=shard_placement)
@@ -438,8 +450,8 @@ class WriteShardsInParallel(RoundTransform):
 
 def join_shards(config: BatchConfig, attempt: int, placed: beam.pvalue.DoOutputsTuple,
                 shard_placement: beam.pvalue.AsSingleton, adopted_ids: beam.PCollection,
-                totals: beam.PCollection, failures: beam.PCollection
-                ) -> dict[str, beam.PCollection]:
+                totals: beam.PCollection, failures: beam.PCollection,
+                parts_base: str | None = None) -> dict[str, beam.PCollection]:
     """The global window's placed slices -> the outputs of ``WriteShards``: each shard joined
     from its slices under its own key, the undersized routed, the adopted jobs' loads, and the
     window's JobBatch gathered from one small element per shard and per adopted job.
@@ -453,12 +465,13 @@ def join_shards(config: BatchConfig, attempt: int, placed: beam.pvalue.DoOutputs
         totals: (existing job, how many records it holds) per existing job of the pool.
         failures: Failure rows of the records no job takes: the oversized (and, from two reads,
             the duplicates and the records that cannot be built).
+        parts_base: Where ``placed``'s slices were written (see ``ShardWriter``).
     """
     cfg = config
     undersized = typed_output(placed, UNDERSIZED, BatchRecord)
     written = (placed.placed
                | "ByShard" >> beam.GroupByKey()
-               | "JoinShard" >> beam.ParDo(_JoinShardFn(cfg, attempt),
+               | "JoinShard" >> beam.ParDo(_JoinShardFn(cfg, attempt, parts_base),
                                             shard_placement=shard_placement))
     routed = undersized | "Undersized" >> beam.ParDo(
         _RouteUndersizedFn(cfg, attempt), shard_placement=shard_placement).with_outputs(
@@ -473,7 +486,7 @@ def join_shards(config: BatchConfig, attempt: int, placed: beam.pvalue.DoOutputs
                | "Both" >> beam.Flatten()
                | "OneKey" >> beam.Map(lambda tagged: (None, tagged))
                | "Gather" >> beam.GroupByKey()
-               | "Assemble" >> beam.ParDo(_AssembleFn(cfg, attempt),
+               | "Assemble" >> beam.ParDo(_AssembleFn(cfg, attempt, parts_base),
                                           shard_placement=shard_placement))
     failures = ((failures, typed_output(routed, FAILURES, Failure))
                 | "AllFailures" >> beam.Flatten())
