@@ -326,8 +326,9 @@ def shards_rows(records: int, small: int, workdir: Path,
                note=(f"{growth:.1f}x the memory for {records / small:.0f}x the records, "
                      f"{_per_record(big_rss, small_rss, records, small)}: the DirectRunner "
                      f"(in-memory FnApiRunner) keeps each stage's whole output for the next, "
-                     f"and the CLI reads bounded files twice so that what it keeps is each "
-                     f"record's sighting and verdict, not the record (transforms/two_reads.py). "
+                     f"so the CLI reads bounded files twice and plans them on local disk "
+                     f"(SQLite): what it keeps between stages is a few paths and the plan, not "
+                     f"the records (transforms/two_reads.py, transforms/sighting_plan.py). "
                      f"On Flink, which streams bundles between workers, the SDK worker's peak "
                      f"at two sizes is in row 4's note"),
                details={"input_mb": size_mb})
@@ -339,7 +340,10 @@ MEMORY_GOAL_MIB, TIME_GOAL, GROWTH_GOAL = 2048, 3.0, 1.5
 
 def _per_record(big_mib: float, small_mib: float, big: int, small: int) -> str:
     """How much more memory each record past the smaller run's cost, as words."""
-    return f"{(big_mib - small_mib) * 2**20 / (big - small):,.0f} bytes a record more"
+    per_record = (big_mib - small_mib) * 2**20 / (big - small)
+    if per_record < 0:  # the larger run's peak was lower: nothing grows with the records
+        return f"no more memory a record ({-per_record:,.0f} bytes fewer)"
+    return f"{per_record:,.0f} bytes a record more"
 
 
 def cli_to_shards(path: Path, records: int, workdir: Path,
@@ -396,8 +400,8 @@ def million_rows(big: int, mid: int, workdir: Path, kept: dict[int, Prepared],
            f"over the benchmark's {rss_cap_mib:,.0f} MiB cap, before its last job was planned"
            if large.capped else "")
     why_memory = (f"the FnApiRunner runs one stage at a time and keeps each stage's whole "
-                  f"output in memory for the next; with the two reads that is each record's "
-                  f"sighting and verdict, "
+                  f"output in memory for the next; with the two reads and the plan on disk "
+                  f"that is a few paths and the plan, "
                   f"{_per_record(large.peak_mib, small.peak_mib, big, mid)}")
     memory = Row(11, f"{big:,} transcripts ({large.input_mb:,.0f} MB) to the last planned job, "
                      f"default local runner: peak RSS of every process",

@@ -5,6 +5,9 @@ for generated hostile inputs. Each side runs to its written shards only (no job 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import unicodedata
 from pathlib import Path
@@ -26,7 +29,7 @@ from transforms.shards.bucket_plan import BucketPlacement
 from transforms.shards.planning import UndersizedPolicy
 from transforms.sighting_plan import SightingPlan, SightingSpill
 from transforms.two_reads import (FilePlan, InputChangedError, PrepareInTwoReads, _SecondReadFn,
-                                  _SpillFn)
+                                  _SpillFn, _scratch_directory)
 
 QUOTAS = Quotas(max_records_per_file=7, max_records_per_job=20, min_records_per_job=5,
                 max_file_bytes=40_000, max_job_bytes=100_000)
@@ -164,3 +167,20 @@ def test_the_plan_folder_is_gone_once_the_shards_are_joined(local_backend_factor
     _two_reads(config, path, tmp_path / "out")
     assert _uploaded(Storage(config.aws.client("s3")), config)  # its shards were written
     assert [p.name for p in scratch.iterdir() if p.name.startswith("bedrock-batch-plan-")] == []
+
+
+def test_a_killed_runs_plan_folder_goes_when_the_next_run_starts(tmp_path, monkeypatch) -> None:
+    """A run killed with SIGKILL cannot remove its folder (its slices weigh about its shards):
+    the next run on the machine does, and leaves the folders of running processes alone."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    killed = tmp_path / f"bedrock-batch-plan-{ended.pid}-x1"
+    running = tmp_path / f"bedrock-batch-plan-{os.getpid()}-x2"
+    other = tmp_path / "bedrock-batch-plan-notes"
+    for folder in (killed, running, other):
+        (folder / "slices").mkdir(parents=True)
+    new = Path(_scratch_directory())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [running.name, other.name, new.name])
+    assert new.name.startswith(f"bedrock-batch-plan-{os.getpid()}-")

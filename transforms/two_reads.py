@@ -189,12 +189,34 @@ def _as_shuffled(record: BatchRecord) -> BatchRecord:
     return _RECORD_CODER.decode(_RECORD_CODER.encode(record))
 
 
+_SCRATCH = "bedrock-batch-plan-"
+
+
 def _scratch_directory() -> str:
     """A new local directory for the plan's files and the shards' slices: removed once the
-    shards are joined (``_forget``), or else when this process exits (a run that failed)."""
-    directory = tempfile.mkdtemp(prefix="bedrock-batch-plan-")
+    shards are joined (``_forget``), or else when this process exits (a run that failed). A
+    killed run's directory (its slices about the size of its shards) is removed by the next
+    run that starts on the machine: the name holds the process id."""
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        if name.startswith(_SCRATCH) and not _alive(name[len(_SCRATCH):].split("-", 1)[0]):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    directory = tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-")
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     return directory
+
+
+def _alive(pid: str) -> bool:
+    """Whether the process ``pid`` (a directory name's) may still be running."""
+    if not pid.isdigit():
+        return True  # not a name this code gives: leave it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _forget(directory: str, joined: List[Any]) -> List[Any]:
