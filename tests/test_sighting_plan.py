@@ -111,4 +111,3 @@ def test_the_plan_decides_what_the_same_functions_decide_in_memory(tmp_path_fact
         verdicts.close()
     assert adopted == sorted((v[4][0], (v[2], v[3])) for v in expected.values()
                              if v[0] == ADOPTED)
-    assert list(tmp.glob("sightings-*")) == []  # the spills are deleted once copied

@@ -4,7 +4,7 @@
     spill.add(dedup_key(t.id), sighting)
     paths = [spill.close(), ...]
     plan = SightingPlan(db_path, quotas)
-    plan.load(paths); collisions = plan.pick(); ...; plan.place(buckets); plan.close()
+    plan.load(paths); picked = plan.pick(); ...; plan.place(buckets); plan.close()
     Verdicts(db_path).get(origin)             # in the second read
 
 The steps decide what ``WriteShardsInParallel`` and the steps before it (deduplication, colliding
@@ -14,8 +14,9 @@ verdict, is a row keyed by its origin.
 
 Why SQLite: every step is a sort or a join over one row per record, which SQLite does on disk
 in bounded memory, where Python sets and dicts, or a runner's shuffles, would hold every row
-(the in-process runner keeps each stage's whole output for the next). The files are local, so
-the planning and the second read must run on one machine: the in-process runner's.
+(the in-process runner keeps each stage's whole output for the next). Its files are local, so
+the first read, the planning and the second read must run on one machine: the in-process
+runner's.
 """
 from __future__ import annotations
 
@@ -137,7 +138,8 @@ class SightingPlan:
             "CREATE TABLE fresh(origin TEXT, tid TEXT, rid TEXT, size INTEGER, bucket INTEGER);")
 
     def load(self, spills: Iterable[str]) -> None:
-        """Copy the spills' sightings in, deleting each spill file once copied.
+        """Copy the spills' sightings in. The spill files stay, so that a retried planning
+        step can read them again; they go with their directory.
 
         Args:
             spills: The paths ``SightingSpill.close`` returned.
@@ -146,7 +148,6 @@ class SightingPlan:
             self._db.execute("ATTACH DATABASE ? AS spill", (spill,))
             self._db.execute("INSERT INTO main.sightings SELECT * FROM spill.sightings")
             self._db.execute("DETACH DATABASE spill")
-            os.remove(spill)
 
     def pick(self) -> Picked:
         """Deduplicate the ids (``first_sighting``), set aside the kept records that cannot be
@@ -180,6 +181,8 @@ class SightingPlan:
         for (rid,) in colliding.fetchall():  # a few, if any: recordIds are 60-bit hashes
             tids = [tid for (tid,) in db.execute("SELECT tid FROM kept WHERE rid = ?", (rid,))]
             collisions += len(tids) - 1
+            # A salted recordId is as long as a plain one ("R" + 15 characters), so the line
+            # size holds; the second read checks it.
             for tid, new_rid in assign_record_ids(tids).items():
                 db.execute("UPDATE kept SET rid = ? WHERE rid = ? AND tid = ?", (new_rid, rid, tid))
         db.execute("COMMIT")
