@@ -88,7 +88,7 @@ class ShardingDoFn(beam.DoFn):
         """The run's existing jobs, for a window of ``count`` records to place."""
         if count:
             return self._writer.existing((layout.window_key(None), CARRIED), self._attempt)
-        return ExistingJobs(frozenset(), ())  # nothing to place (a retry round): ask no service
+        return ExistingJobs(frozenset(), ())  # nothing to place (a retry round with no retries)
 
     def _placement(self, summary: BucketSummary, existing: ExistingJobs) -> "ShardPlacement":
         """The global window's ShardPlacement from its summary; the new jobs' prefixes emptied
