@@ -36,6 +36,7 @@ from transforms.config import BatchConfig
 from transforms.core.coders import BatchRecordCoder, typed_output
 from transforms.core.metrics import PLANNING_NAMESPACE, counter
 from transforms.core.model import BatchRecord, Failure, Transcript
+from transforms.core.processes import process_alive
 from transforms.prepare.redact import RedactTranscripts
 from transforms.shards import write_shards as shards
 from transforms.shards.bucket_plan import bucket_count
@@ -199,24 +200,12 @@ def _scratch_directory() -> str:
     run that starts on the machine: the name holds the process id."""
     root = tempfile.gettempdir()
     for name in os.listdir(root):
-        if name.startswith(_SCRATCH) and not _alive(name[len(_SCRATCH):].split("-", 1)[0]):
+        pid = name[len(_SCRATCH):].split("-", 1)[0] if name.startswith(_SCRATCH) else ""
+        if pid.isdigit() and not process_alive(int(pid)):  # else not a name this code gives
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
     directory = tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-")
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     return directory
-
-
-def _alive(pid: str) -> bool:
-    """Whether the process ``pid`` (a directory name's) may still be running."""
-    if not pid.isdigit():
-        return True  # not a name this code gives: leave it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _forget(directory: str, joined: List[Any]) -> List[Any]:

@@ -21,6 +21,7 @@ import time
 import uuid
 from typing import Any
 
+from transforms.core.processes import process_alive
 from transforms.core.storage import join, split_s3
 from transforms.sinks.lease import Holder, generation, lock_name, next_generation, won
 
@@ -194,22 +195,6 @@ def _store(folder: str, s3_client: Any) -> Any:
     return _BeamLocks(folder)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        pass
-    # A killed process its parent has not waited for yet (a zombie) still answers the signal.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):  # no /proc (macOS): the signal's answer stands
-        return True
-    return state != "Z"
-
-
 class Lease:
     """This process's hold on an output folder, renewed from a daemon thread until released.
 
@@ -241,14 +226,14 @@ class Lease:
 
     def holder(self) -> Holder | None:
         """The live process that holds the folder now, or None when it may be taken."""
-        gen, holder = next_generation(self._current(), time.time(), socket.gethostname(), _alive)
+        gen, holder = next_generation(self._current(), time.time(), socket.gethostname(), process_alive)
         return holder if gen is None else None
 
     def acquire(self) -> None:
         """Take the folder, or raise FolderHeld naming its holder; then start renewing."""
         for _ in range(_ATTEMPTS):
             now = time.time()
-            gen, holder = next_generation(self._current(), now, socket.gethostname(), _alive)
+            gen, holder = next_generation(self._current(), now, socket.gethostname(), process_alive)
             if gen is None:
                 raise FolderHeld(holder)
             self._since = now
