@@ -326,9 +326,9 @@ def shards_rows(records: int, small: int, workdir: Path,
                note=(f"{growth:.1f}x the memory for {records / small:.0f}x the records, "
                      f"{_per_record(big_rss, small_rss, records, small)}: the DirectRunner "
                      f"(in-memory FnApiRunner) keeps each stage's whole output for the next, "
-                     f"so the CLI reads bounded files twice and plans them on local disk "
+                     f"so the CLI spills bounded files' transcripts and plans them on local disk "
                      f"(SQLite): what it keeps between stages is a few paths and the plan, not "
-                     f"the records (transforms/two_reads.py, transforms/sighting_plan.py). "
+                     f"the records (transforms/summarize_files.py, transforms/sighting_plan.py). "
                      f"On Flink, which streams bundles between workers, the SDK worker's peak "
                      f"at two sizes is in row 4's note"),
                details={"input_mb": size_mb})
@@ -400,7 +400,7 @@ def million_rows(big: int, mid: int, workdir: Path, kept: dict[int, Prepared],
            f"over the benchmark's {rss_cap_mib:,.0f} MiB cap, before its last job was planned"
            if large.capped else "")
     why_memory = (f"the FnApiRunner runs one stage at a time and keeps each stage's whole "
-                  f"output in memory for the next; with the two reads and the plan on disk "
+                  f"output in memory for the next; with the spills and the plan on disk "
                   f"that is a few paths and the plan, "
                   f"{_per_record(large.peak_mib, small.peak_mib, big, mid)}")
     memory = Row(11, f"{big:,} transcripts ({large.input_mb:,.0f} MB) to the last planned job, "

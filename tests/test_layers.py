@@ -22,10 +22,10 @@ MAY_IMPORT = {
     "shards": {"core", "insights", "prepare", "config", "jobs", "_moved"},
     "summarize": {"core", "insights", "sources", "prepare", "config", "jobs", "shards", "sinks"},
     "sighting_plan": {"core", "sources", "prepare", "shards"},
-    "two_reads": {"core", "insights", "sources", "prepare", "config", "jobs", "shards", "sinks",
-                  "summarize", "sighting_plan"},
+    "summarize_files": {"core", "insights", "sources", "prepare", "config", "jobs", "shards",
+                        "sinks", "summarize", "sighting_plan"},
     "__init__": {"core", "insights", "sources", "sinks", "prepare", "config", "jobs", "shards",
-                 "summarize", "two_reads", "_moved"},
+                 "summarize", "summarize_files", "_moved"},
     "_moved": set(),
 }
 

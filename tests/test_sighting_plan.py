@@ -6,7 +6,6 @@ and the rerun tests drive existing jobs through the CLI."""
 from __future__ import annotations
 
 import itertools
-from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,10 +16,9 @@ from transforms.shards.bucket_plan import (BucketPlacement, BucketSummary, bucke
                                            bucket_of)
 from transforms.shards.planning import UndersizedPolicy, oversized
 from transforms.shards.shard_writer import owners
-from transforms import sighting_plan
 from transforms.sighting_plan import (ADOPTED, DUPLICATE, OVERSIZED, PLACED, UNBUILT, UNDERSIZED,
-                                      SightingPlan, SightingSpill, Verdicts)
-from transforms.sources.validation import first_sighting, origin_sort_key
+                                      SightingPlan, SightingSpill, spilled_verdicts)
+from transforms.sources.validation import first_sighting
 
 QUOTAS = Quotas(max_records_per_file=3, max_records_per_job=8, min_records_per_job=2,
                 max_file_bytes=4_000, max_job_bytes=9_000)
@@ -86,10 +84,13 @@ def test_the_plan_decides_what_the_same_functions_decide_in_memory(tmp_path_fact
     sightings = _sightings(drawn)
     held_pairs = [(f"R{rid:015d}", job) for rid, job in held]
     writers = [SightingSpill(str(tmp)) for _ in range(spills)]
+    spilled: list[list[str]] = [[] for _ in range(spills)]  # each spill's origins, in order
     for n, sighting in enumerate(sightings):  # records of one id may be in different bundles
-        writers[n % spills].add(sighting[1], sighting)
+        writers[n % spills].add(sighting[1], sighting, f"transcript at {sighting[0]}".encode())
+        spilled[n % spills].append(sighting[0])
+    paths = [writer.close() for writer in writers]
     plan = SightingPlan(str(tmp / "plan.db"), QUOTAS)
-    plan.load(writer.close() for writer in writers)
+    plan.load(paths)
     picked = plan.pick()
     plan.hold(held_pairs)
     summary = plan.classify(bucket_count(picked.records))
@@ -100,14 +101,9 @@ def test_the_plan_decides_what_the_same_functions_decide_in_memory(tmp_path_fact
     expected, records, collisions, expected_summary = _in_memory(sightings, held_pairs, policy)
     assert (picked.records, picked.collisions) == (records, collisions)
     assert summary == expected_summary
-    # A few verdicts a fetch, so lookups cross fetches: in read order, as the second read looks
-    # them up, and in the order drawn.
-    with mock.patch.object(sighting_plan, "_LINES_PER_FETCH", 4):
-        verdicts = Verdicts(plan.path)
-        in_read_order = sorted(sightings, key=lambda s: origin_sort_key(s[0]))
-        assert {origin: verdicts.get(origin) for origin, *_ in in_read_order} == expected
-        assert {origin: verdicts.get(origin) for origin, *_ in sightings} == expected
-        assert verdicts.get("calls-0.jsonl:9999") is None
-        verdicts.close()
+    # Each spill read back: its transcripts in the order spilled, each with its verdict.
+    for path, origins in zip(paths, spilled):
+        assert list(spilled_verdicts(plan.path, path)) == [
+            (f"transcript at {origin}".encode(), expected[origin]) for origin in origins]
     assert adopted == sorted((v[4][0], (v[2], v[3])) for v in expected.values()
                              if v[0] == ADOPTED)

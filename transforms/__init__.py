@@ -15,8 +15,9 @@ The folders below hold the parts, each importing only those listed before it:
 - ``shards``: packing a window's records into jobs, and the undersized policies;
 - ``sinks``: writing summaries and failures (files, Kafka, BigQuery);
 - ``summarize.py``: ``SummarizeTranscripts``, the composite of all of them;
-- ``two_reads.py``: ``SummarizeTranscriptFiles``, the same for bounded files, read twice so that
-  no step holds the records; ``sighting_plan.py``, its plan, kept in SQLite on local disk.
+- ``summarize_files.py``: ``SummarizeTranscriptFiles``, the same for bounded files, spilled and
+  planned on local disk so that no step holds the records; ``sighting_plan.py``, its plan, in
+  SQLite.
 
 The names below are loaded when first asked for, so importing one pure module does not import
 Beam, Kafka or BigQuery. Module paths from before the folders still import, with a
@@ -34,7 +35,7 @@ _moved.install()
 # Public name -> the module that defines it.
 _EXPORTS = {
     "SummarizeTranscripts": "transforms.summarize",
-    "SummarizeTranscriptFiles": "transforms.two_reads",
+    "SummarizeTranscriptFiles": "transforms.summarize_files",
     "fixed_windows_with_lateness": "transforms.summarize",
     "BatchConfig": "transforms.config",
     "JobConfig": "transforms.core.bedrock",
@@ -87,7 +88,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from transforms.sources.rows import TranscriptsFromRows
     from transforms.sources.watch import WatchTranscripts
     from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
-    from transforms.two_reads import SummarizeTranscriptFiles
+    from transforms.summarize_files import SummarizeTranscriptFiles
 
 
 def __getattr__(name: str) -> Any:

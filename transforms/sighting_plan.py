@@ -1,11 +1,11 @@
 """A bounded file input's shards planned from its records' sightings, kept in SQLite on local disk.
 
-    spill = SightingSpill(directory)          # one per bundle of the first read
-    spill.add(dedup_key(t.id), sighting)
+    spill = SightingSpill(directory)          # one per bundle of the read
+    spill.add(dedup_key(t.id), sighting, encoded_transcript)
     paths = [spill.close(), ...]
     plan = SightingPlan(db_path, quotas)
     plan.load(paths); picked = plan.pick(); ...; plan.place(buckets); plan.close()
-    Verdicts(db_path).get(origin)             # in the second read
+    for encoded, verdict in spilled_verdicts(db_path, path): ...   # each spill again
 
 The steps decide what ``WriteShardsInParallel`` and the steps before it (deduplication, colliding
 recordIds, a rerun's adopted records, oversized records, bucket placement) decide from the
@@ -15,7 +15,7 @@ verdict, is a row keyed by its origin.
 Why SQLite: every step is a sort or a join over one row per record, which SQLite does on disk
 in bounded memory, where Python sets and dicts, or a runner's shuffles, would hold every row
 (the in-process runner keeps each stage's whole output for the next). Its files are local, so
-the first read, the planning and the second read must run on one machine: the in-process
+the read, the planning and the pass over the spills must run on one machine: the in-process
 runner's.
 """
 from __future__ import annotations
@@ -25,13 +25,13 @@ import os
 import sqlite3
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional, Tuple
+from typing import Any, Iterable, Iterator, Tuple
 
 from transforms.core.quotas import Quotas
 from transforms.prepare.records import assign_record_ids
 from transforms.shards.bucket_plan import BucketPlacement, BucketSummary, bucket_of
 from transforms.shards.planning import oversized
-from transforms.sources.validation import Sighting, first_sighting, origin_sort_key
+from transforms.sources.validation import Sighting, first_sighting
 
 # What the plan decided for one origin: (kind, transcript id, recordId, line size, more).
 # ``more`` is (job, file) for PLACED, (kept origin, kept id) for DUPLICATE, else None.
@@ -40,17 +40,18 @@ DUPLICATE, UNBUILT, ADOPTED, OVERSIZED, UNDERSIZED, PLACED = (
     "duplicate", "unbuilt", "adopted", "oversized", "undersized", "placed")
 
 _SIGHTINGS = "sightings(origin TEXT, key TEXT, tid TEXT, rid TEXT, size INTEGER)"
+# A spill's rows: a sighting and the transcript it was made from, encoded.
+_SPILLED = "spilled(origin TEXT, key TEXT, tid TEXT, rid TEXT, size INTEGER, transcript BLOB)"
 # a, b: ``more``'s two halves, or NULL.
 _VERDICTS = "verdicts(origin TEXT, kind TEXT, tid TEXT, rid TEXT, size INTEGER, a, b)"
 _ROWS_PER_WRITE = 10_000  # rows a writer holds before it hands them to SQLite
-_LINES_PER_FETCH = 5_000  # verdicts the second read fetches at once, and holds
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, cache_mib: int) -> sqlite3.Connection:
     # A scratch file that the run rebuilds if it fails: no journal, no fsync.
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
-                     "PRAGMA cache_size=-65536; PRAGMA temp_store=FILE;")
+                     f"PRAGMA cache_size=-{cache_mib * 1024}; PRAGMA temp_store=FILE;")
     return db
 
 
@@ -74,7 +75,8 @@ class _RowWriter:
 
 
 class SightingSpill:
-    """One bundle's sightings, written to a SQLite file of its own in ``directory``.
+    """One bundle's transcripts and their sightings, written to a SQLite file of its own in
+    ``directory``.
 
     Args:
         directory: A local directory that the planning step reads.
@@ -82,20 +84,21 @@ class SightingSpill:
 
     def __init__(self, directory: str):
         self.path = os.path.join(directory, f"sightings-{uuid.uuid4().hex}.db")
-        self._db = _connect(self.path)
-        self._db.execute(f"CREATE TABLE {_SIGHTINGS}")
+        self._db = _connect(self.path, cache_mib=4)  # only appended to: a small cache will do
+        self._db.execute(f"CREATE TABLE {_SPILLED}")
         self._db.execute("BEGIN")
-        self._rows = _RowWriter(self._db, "sightings", 5)
+        self._rows = _RowWriter(self._db, "spilled", 6)
 
-    def add(self, key: str, sighting: Sighting) -> None:
-        """Keep one sighting.
+    def add(self, key: str, sighting: Sighting, transcript: bytes) -> None:
+        """Keep one transcript and its sighting.
 
         Args:
             key: Its transcript id's ``dedup_key``.
             sighting: (origin, transcript id, recordId or None, line size).
+            transcript: The transcript, encoded (``spilled_verdicts`` gives it back).
         """
         origin, tid, rid, size = sighting
-        self._rows.add((origin, key, tid, rid, size))
+        self._rows.add((origin, key, tid, rid, size, transcript))
 
     def close(self) -> str:
         """Write what is held and close the file; returns its path."""
@@ -130,7 +133,7 @@ class SightingPlan:
     def __init__(self, path: str, quotas: Quotas):
         self.path = path
         self._quotas = quotas
-        self._db = _connect(path)
+        self._db = _connect(path, cache_mib=64)  # for its sorts and joins
         self._db.executescript(
             f"CREATE TABLE {_SIGHTINGS}; CREATE TABLE {_VERDICTS};"
             "CREATE TABLE kept(origin TEXT, tid TEXT, rid TEXT, size INTEGER);"
@@ -138,15 +141,17 @@ class SightingPlan:
             "CREATE TABLE fresh(origin TEXT, tid TEXT, rid TEXT, size INTEGER, bucket INTEGER);")
 
     def load(self, spills: Iterable[str]) -> None:
-        """Copy the spills' sightings in. The spill files stay, so that a retried planning
-        step can read them again; they go with their directory.
+        """Copy the spills' sightings in. The spill files stay: ``spilled_verdicts`` reads
+        their transcripts, and a retried planning step their sightings; they go with their
+        directory.
 
         Args:
             spills: The paths ``SightingSpill.close`` returned.
         """
         for spill in spills:
             self._db.execute("ATTACH DATABASE ? AS spill", (spill,))
-            self._db.execute("INSERT INTO main.sightings SELECT * FROM spill.sightings")
+            self._db.execute("INSERT INTO main.sightings "
+                             "SELECT origin, key, tid, rid, size FROM spill.spilled")
             self._db.execute("DETACH DATABASE spill")
 
     def pick(self) -> Picked:
@@ -182,7 +187,7 @@ class SightingPlan:
             tids = [tid for (tid,) in db.execute("SELECT tid FROM kept WHERE rid = ?", (rid,))]
             collisions += len(tids) - 1
             # A salted recordId is as long as a plain one ("R" + 15 characters), so the line
-            # size holds; the second read checks it.
+            # size holds.
             for tid, new_rid in assign_record_ids(tids).items():
                 db.execute("UPDATE kept SET rid = ? WHERE rid = ? AND tid = ?", (new_rid, rid, tid))
         db.execute("COMMIT")
@@ -234,7 +239,7 @@ class SightingPlan:
 
     def place(self, buckets: BucketPlacement) -> None:
         """Give each fresh record its verdict: its shard, or undersized; then index the
-        verdicts by origin for ``Verdicts``.
+        verdicts by origin for ``spilled_verdicts``.
 
         Args:
             buckets: The window's placement, planned from ``classify``'s summary.
@@ -255,19 +260,9 @@ class SightingPlan:
                                   placement.file_index))
         verdicts.flush()
         db.execute("COMMIT")
-        # Each verdict also under its origin's file and line, which the second read looks
-        # them up by a few thousand at a time, in the order it reads them.
-        db.create_function("origin_file", 1, lambda o: origin_sort_key(o)[1], deterministic=True)
-        db.create_function("origin_line", 1, lambda o: origin_sort_key(o)[2], deterministic=True)
-        db.executescript(
-            "DROP TABLE fresh;"
-            "BEGIN;"
-            "ALTER TABLE verdicts ADD COLUMN file TEXT; ALTER TABLE verdicts ADD COLUMN line;"
-            "UPDATE verdicts SET file = origin_file(origin), line = origin_line(origin);"
-            "COMMIT;"
-            # Unique: a file read gives each record an origin of its own.
-            "CREATE UNIQUE INDEX verdicts_by_origin ON verdicts(origin);"
-            "CREATE INDEX verdicts_in_read_order ON verdicts(file, line);")
+        # Unique: a file read gives each record an origin of its own.
+        db.executescript("DROP TABLE fresh;"
+                         "CREATE UNIQUE INDEX verdicts_by_origin ON verdicts(origin);")
 
     def adopted(self) -> Iterator[Tuple[str, Tuple[str, int]]]:
         """(existing job, (recordId, size)) for each record an existing job holds."""
@@ -276,7 +271,7 @@ class SightingPlan:
             yield job, (rid, size)
 
     def close(self) -> None:
-        """Close the plan's file; ``Verdicts`` reads it."""
+        """Close the plan's file; ``spilled_verdicts`` reads it."""
         self._db.close()
 
 
@@ -286,41 +281,21 @@ def _rows(cursor: sqlite3.Cursor) -> Iterator[tuple]:
         yield from batch
 
 
-class Verdicts:
-    """The verdicts of a finished ``SightingPlan``, read-only, looked up by origin.
-
-    A file is read in line order, so the lookups fetch the verdicts of the next few thousand
-    lines of a file at once: one query each, and a bounded number held.
+def spilled_verdicts(plan: str, spill: str) -> Iterator[Tuple[bytes, Verdict]]:
+    """(encoded transcript, its verdict) for each transcript of a spill, in the order it was
+    spilled, from a finished ``SightingPlan``; both files are only read.
 
     Args:
-        path: The plan's SQLite file.
+        plan: The plan's SQLite file.
+        spill: A spill's path, one of those the plan loaded.
     """
-
-    def __init__(self, path: str):
-        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        self._file: Optional[str] = None
-        self._lines = (0, -1)  # the lines of ``_file`` that ``_held`` covers, first and last
-        self._held: dict[str, Verdict] = {}
-
-    def get(self, origin: str) -> Optional[Verdict]:
-        """The verdict of the record read at ``origin``; None if the plan has none."""
-        _, file, line = origin_sort_key(origin)
-        if file != self._file or not self._lines[0] <= line <= self._lines[1]:
-            self._fetch(file, line)
-        return self._held.get(origin)
-
-    def _fetch(self, file: str, line: int) -> None:
-        rows = self._db.execute(
-            "SELECT origin, kind, tid, rid, size, a, b, line FROM verdicts "
-            "WHERE file = ? AND line >= ? ORDER BY line LIMIT ?",
-            (file, line, _LINES_PER_FETCH)).fetchall()
-        self._held = {origin: (kind, tid, rid, size, None if a is None else (a, b))
-                      for origin, kind, tid, rid, size, a, b, _ in rows}
-        # A short answer reaches the file's end; a full one may stop inside its last line's
-        # verdicts, which the next fetch then starts from.
-        last = rows[-1][-1] - 1 if len(rows) == _LINES_PER_FETCH else float("inf")
-        self._file, self._lines = file, (line, max(line, last))
-
-    def close(self) -> None:
-        """Close the file."""
-        self._db.close()
+    db = sqlite3.connect(f"file:{spill}?mode=ro", uri=True)
+    try:
+        db.execute("ATTACH DATABASE ? AS plan", (f"file:{plan}?mode=ro",))
+        query = db.execute(
+            "SELECT s.transcript, v.kind, v.tid, v.rid, v.size, v.a, v.b FROM spilled AS s "
+            "JOIN plan.verdicts AS v ON v.origin = s.origin ORDER BY s.rowid")
+        for transcript, kind, tid, rid, size, a, b in _rows(query):
+            yield transcript, (kind, tid, rid, size, None if a is None else (a, b))
+    finally:
+        db.close()

@@ -220,7 +220,7 @@ def run_jobs(config: BatchConfig, attempt: int, sharded: Mapping[str, beam.PColl
     Args:
         config: The run's configuration.
         attempt: The round's number.
-        sharded: The outputs of ``WriteShards`` (or of ``PrepareInTwoReads``).
+        sharded: The outputs of ``WriteShards`` (or of ``PrepareOnDisk``).
     """
     cfg = config
     carried = sharded[shards.DEFERRED] | "CarryTails" >> CarryTails(cfg, attempt)

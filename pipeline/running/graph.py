@@ -25,7 +25,7 @@ from transforms.sinks.files import FORMATS, WriteFailures, WriteSummaries
 from transforms.sources import ReadTranscripts, WatchTranscripts
 from transforms.sources.source_ledger import SourceLedger
 from transforms.summarize import SummarizeTranscripts, fixed_windows_with_lateness
-from transforms.two_reads import SummarizeTranscriptFiles
+from transforms.summarize_files import SummarizeTranscriptFiles
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ def file_read(opts: BedrockBatchOptions, ledger: SourceLedger | None) -> ReadTra
                            timestamp_field=opts.timestamp_field, ledger=ledger, **_fields(opts))
 
 
-def reads_files_twice(opts: BedrockBatchOptions, standard: StandardOptions) -> bool:
-    """Whether the run plans its files from a first read and writes them from a second
+def plans_on_disk(opts: BedrockBatchOptions, standard: StandardOptions) -> bool:
+    """Whether the run spills its files' transcripts and plans them on local disk
     (``SummarizeTranscriptFiles``): a bounded read of files in one window, on the in-process
     runner, which otherwise keeps every record of each stage in memory for the next."""
     return (not standard.streaming and not opts.kafka_topic and not opts.window_seconds
@@ -130,7 +130,7 @@ def build(p: beam.Pipeline, opts: BedrockBatchOptions, config: BatchConfig, file
     if streaming and not opts.window_seconds:
         raise ValueError("--streaming needs --window-seconds N: jobs are submitted per window")
     ledger = SourceLedger(layout.source_ledger_prefix(config.base_uri, config.run_id), config.aws)
-    if reads_files_twice(opts, standard):
+    if plans_on_disk(opts, standard):
         result = p | "Summarize" >> SummarizeTranscriptFiles(config, file_read(opts, ledger))
         failures = result["failures"]
     else:

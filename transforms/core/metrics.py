@@ -8,17 +8,13 @@ from __future__ import annotations
 from apache_beam.metrics import Metrics
 
 NAMESPACE = "bedrock_batch"
-# Where a read counts that only plans the run (the first of two reads of the same files, see
-# transforms/two_reads.py): outside NAMESPACE, so no record is counted twice.
-PLANNING_NAMESPACE = "bedrock_batch_planning"
 
 
-def counter(name: str, namespace: str = NAMESPACE):
+def counter(name: str):
     """A Beam counter named ``name`` in the plugin's namespace.
 
     Args:
         name: What it counts, e.g. ``records_in`` or ``failures.sink.KafkaUndelivered``.
-        namespace: NAMESPACE, or PLANNING_NAMESPACE for a read that only plans.
     """
-    return Metrics.counter(namespace, name)
+    return Metrics.counter(NAMESPACE, name)
 

@@ -1,5 +1,5 @@
 """Whether a process on this machine is still running: a folder's lock (``sinks/lock.py``) and
-a run's scratch folder (``two_reads.py``) name the process that holds them."""
+a run's scratch folder (``summarize_files.py``) name the process that holds them."""
 from __future__ import annotations
 
 import os

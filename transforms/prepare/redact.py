@@ -6,7 +6,7 @@ from typing import Any, Iterator
 
 import apache_beam as beam
 
-from transforms.core.metrics import NAMESPACE, counter
+from transforms.core.metrics import counter
 from transforms.core.coders import typed_output
 from transforms.core.model import Failure, Transcript
 from transforms.prepare.redaction import Redactor, checked_counts
@@ -15,18 +15,17 @@ FAILURES = "failures"
 
 
 class _RedactFn(beam.DoFn):
-    def __init__(self, redactor: Redactor, namespace: str):
+    def __init__(self, redactor: Redactor):
         self._redactor = redactor
-        self._namespace = namespace
         self._counters: dict[str, Any] = {}
 
     def setup(self) -> None:
-        self._scanned = counter("redaction_transcripts", self._namespace)
+        self._scanned = counter("redaction_transcripts")
 
     def _count(self, counts: dict[str, int]) -> None:
         for kind, n in counts.items():
             if kind not in self._counters:
-                self._counters[kind] = counter(f"redacted_{kind}", self._namespace)
+                self._counters[kind] = counter(f"redacted_{kind}")
             self._counters[kind].inc(n)
 
     def _redact(self, text: str) -> tuple[str, dict[str, int]]:
@@ -66,17 +65,13 @@ class RedactTranscripts(beam.PTransform):
 
     Args:
         redactor: text -> (redacted text, {kind: count}); picklable.
-        namespace: Where it counts: PLANNING_NAMESPACE for the first of two reads of the same
-            files (transforms/two_reads.py), so no transcript is counted twice.
     """
 
-    def __init__(self, redactor: Redactor, namespace: str = NAMESPACE):
+    def __init__(self, redactor: Redactor):
         super().__init__()
         self._redactor = redactor
-        self._namespace = namespace
 
     def expand(self, transcripts: beam.PCollection) -> dict[str, beam.PCollection]:
-        out = transcripts | "Redact" >> beam.ParDo(
-            _RedactFn(self._redactor, self._namespace)).with_output_types(
+        out = transcripts | "Redact" >> beam.ParDo(_RedactFn(self._redactor)).with_output_types(
             Transcript).with_outputs(FAILURES, main="transcripts")
         return {"transcripts": out.transcripts, "failures": typed_output(out, FAILURES, Failure)}

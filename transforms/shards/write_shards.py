@@ -463,8 +463,8 @@ def join_shards(config: BatchConfig, attempt: int, placed: beam.pvalue.DoOutputs
         shard_placement: The window's ShardPlacement, as a singleton side input.
         adopted_ids: (existing job, (recordId, size)) per record an existing job holds.
         totals: (existing job, how many records it holds) per existing job of the pool.
-        failures: Failure rows of the records no job takes: the oversized (and, from two reads,
-            the duplicates and the records that cannot be built).
+        failures: Failure rows of the records no job takes: the oversized (and, from a plan on
+            disk, the duplicates and the records that cannot be built).
         parts_base: Where ``placed``'s slices were written (see ``ShardWriter``).
     """
     cfg = config

@@ -14,7 +14,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
 from transforms.core.errors import ConfigError
-from transforms.core.metrics import NAMESPACE, counter
+from transforms.core.metrics import counter
 from transforms.core.coders import typed_output
 from transforms.core.model import Failure, Transcript, truncate_raw
 from transforms.sources.event_time import transcript_time
@@ -104,13 +104,12 @@ class _EmitFn(beam.DoFn):
     """Validates what the readers produce and routes it to the transcripts or failures output;
     with an EventTime, stamps each transcript with its event time."""
 
-    def __init__(self, max_text_chars: int, event_time: EventTime | None = None,
-                 namespace: str = NAMESPACE) -> None:
+    def __init__(self, max_text_chars: int, event_time: EventTime | None = None) -> None:
         self._max_text_chars = max_text_chars
         self._event_time = event_time
-        self._records_in = counter(RECORDS_IN, namespace)
-        self._read = counter("transcripts_read", namespace)
-        self._rejected = counter("records_rejected", namespace)
+        self._records_in = counter(RECORDS_IN)
+        self._read = counter("transcripts_read")
+        self._rejected = counter("records_rejected")
         self._input_time = MIN_TIMESTAMP
 
     def _emit(self, item: Transcript | Failure) -> Iterator[Any]:

@@ -5,7 +5,6 @@ Thin glue over ``transforms.sources.parsing`` (decoding each format) and
 """
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 from typing import Any, Iterator, Sequence, Union
@@ -18,7 +17,7 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.core.errors import ConfigError
-from transforms.core.metrics import NAMESPACE, PLANNING_NAMESPACE, counter
+from transforms.core.metrics import counter
 from transforms.core.model import Transcript
 from transforms.core.storage import Storage, join
 from transforms.sources.common import (DEFAULT_INPUT_LATENESS_SECONDS, FAILURES, TRANSCRIPTS,
@@ -31,7 +30,6 @@ from transforms.sources.source_ledger import (LedgerEntry, SourceLedger, entry_n
 from transforms.sources.validation import DEFAULT_MAX_TEXT_CHARS, FieldMapping, source_failure
 
 log = logging.getLogger(__name__)
-planning_log = logging.getLogger(f"{__name__}.planning")
 
 
 class _AsReadableFn(beam.DoFn):
@@ -51,15 +49,11 @@ class _ReadFileFn(_EmitFn):
     """Parses one whole file into transcripts and failure rows."""
 
     def __init__(self, fmt: str, mapping: FieldMapping, max_text_chars: int,
-                 event_time: EventTime | None, ledger: SourceLedger | None = None,
-                 namespace: str = NAMESPACE) -> None:
-        super().__init__(max_text_chars, event_time, namespace)
+                 event_time: EventTime | None, ledger: SourceLedger | None = None) -> None:
+        super().__init__(max_text_chars, event_time)
         self._format = fmt
         self._mapping = mapping
-        self._files = counter("files_read", namespace)
-        # The live display counts files from this logger's lines: a planning read's would count
-        # them twice.
-        self._log = log.info if namespace == NAMESPACE else planning_log.debug
+        self._files = counter("files_read")
         self._ledger = ledger
 
     def setup(self) -> None:
@@ -86,7 +80,7 @@ class _ReadFileFn(_EmitFn):
         path = readable.metadata.path
         fmt = detect_format(path) if self._format == "auto" else self._format
         if fmt is None:
-            self._log("read %s: unknown format, 1 failure", path)
+            log.info("read %s: unknown format, 1 failure", path)
             yield from self._emit(unknown_format_failure(path))
             return
         # Raw bytes: read_file decompresses itself, so a cut or corrupt file is reported as one.
@@ -95,7 +89,7 @@ class _ReadFileFn(_EmitFn):
         try:
             handle = open_raw()
         except OSError as err:  # a path given to ReadTranscriptFiles that is gone or a folder
-            self._log("read %s: cannot be opened, 1 failure", path)
+            log.info("read %s: cannot be opened, 1 failure", path)
             yield from self._emit(source_failure(
                 "UnreadableFile", f"file {path} cannot be opened ({type(err).__name__}: {err}); "
                 f"pass paths of files that exist", origin=path))
@@ -110,7 +104,7 @@ class _ReadFileFn(_EmitFn):
                 records += 1
                 failures += isinstance(output, TaggedOutput)
                 yield output
-        self._log("read %s: %d records, %d failures", path, records, failures)
+        log.info("read %s: %d records, %d failures", path, records, failures)
 
 
 @beam.typehints.with_input_types(Union[str, FileMetadata, fileio.ReadableFile])
@@ -152,7 +146,6 @@ class ReadTranscriptFiles(beam.PTransform):
                  ledger: SourceLedger | None = None) -> None:
         super().__init__()
         self._ledger = ledger
-        self._namespace = NAMESPACE
         if format != "auto" and format not in FORMATS:
             raise ConfigError(f"format {format!r} is not supported; use auto or one of "
                               f"{', '.join(FORMATS)}", "format")
@@ -171,7 +164,7 @@ class ReadTranscriptFiles(beam.PTransform):
             | "AsReadable" >> beam.ParDo(_AsReadableFn()).with_output_types(fileio.ReadableFile)
             | "ParseFiles" >> beam.ParDo(
                 _ReadFileFn(self._format, self._mapping, self._max_text_chars, self._event_time,
-                            self._ledger, self._namespace)
+                            self._ledger)
             ).with_output_types(Transcript).with_outputs(FAILURES, main=TRANSCRIPTS))
         return tagged(parsed)
 
@@ -211,14 +204,6 @@ class ReadTranscripts(beam.PTransform):
         self._read = ReadTranscriptFiles(format, id_field, text_field, turns_field,
                                          metadata_fields, max_text_chars, timestamp_field,
                                          ledger=ledger)
-
-    def for_planning(self) -> "ReadTranscripts":
-        """The same read, to plan from: it keeps no ledger and counts in PLANNING_NAMESPACE, so
-        a run that reads its files twice (transforms/two_reads.py) counts each record once."""
-        planning = copy.copy(self)
-        planning._read = copy.copy(self._read)
-        planning._read._ledger, planning._read._namespace = None, PLANNING_NAMESPACE
-        return planning
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         return (pbegin

@@ -422,7 +422,7 @@ def duplicate_failure(dup: Transcript, kept_origin: str | None, kept_id: str) ->
         origin=dup.origin, raw=dup.text, transcript_id=dup.id)
 
 
-# What the planning read of a file input keeps of a transcript (transforms/two_reads.py):
+# What the plan of a file input keeps of a transcript (transforms/sighting_plan.py):
 # (origin, transcript id, recordId or None when its record cannot be built, JSONL line size).
 Sighting = Tuple[str, str, Optional[str], int]
 

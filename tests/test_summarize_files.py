@@ -1,5 +1,5 @@
-"""Bounded file input prepared from two reads of its files (transforms/two_reads.py), against the
-one-shot preparation (read, deduplicate, build, WriteShardsInParallel) of the same file: the same
+"""Bounded file input prepared from a plan on local disk (transforms/summarize_files.py), against
+the one-shot preparation (read, deduplicate, build, WriteShardsInParallel) of the same file: the same
 shards and index files, line for line, the same failure rows and the same undersized records,
 for generated hostile inputs. Each side runs to its written shards only (no job is created)."""
 from __future__ import annotations
@@ -19,25 +19,21 @@ from hypothesis import strategies as st
 
 from tests.pipelines import local_config, pipeline_on
 from tests.test_parallel_shards import _uploaded
-from transforms.core.model import Transcript
 from transforms.core.quotas import Quotas
 from transforms.core.storage import Storage
 from transforms.shards import write_shards as shards
 from transforms.sources import DeduplicateTranscripts, ReadTranscripts
 from transforms.summarize import PrepareRecords
-from transforms.shards.bucket_plan import BucketPlacement
-from transforms.shards.planning import UndersizedPolicy
-from transforms.sighting_plan import SightingPlan, SightingSpill
-from transforms.two_reads import (FilePlan, InputChangedError, PrepareInTwoReads, _SecondReadFn,
-                                  _SpillFn, _scratch_directory)
+from transforms.summarize_files import PrepareOnDisk, _SpillFn, _scratch_directory
 
 QUOTAS = Quotas(max_records_per_file=7, max_records_per_job=20, min_records_per_job=5,
                 max_file_bytes=40_000, max_job_bytes=100_000)
 
-# One line of the input: a good call of some length, a copy of an earlier id (exact, or equal
-# up to Unicode normalization), a call too long for any job, or a line that is no record.
+# One line of the input: a good call of some length (as text, as speaker turns, or as both, its
+# text unlike its turns), a copy of an earlier id (exact, or equal up to Unicode normalization),
+# a call too long for any job, or a line that is no record.
 LINES = st.one_of(
-    st.tuples(st.just("call"), st.integers(1, 400)),
+    st.tuples(st.sampled_from(["call", "turns", "text+turns"]), st.integers(1, 400)),
     st.tuples(st.just("copy"), st.integers(0, 1000)),
     st.tuples(st.just("nfc-copy"), st.integers(0, 1000)),
     st.just(("huge", 0)),
@@ -59,9 +55,14 @@ def _input(lines: list, path: Path) -> Path:
             else:
                 tid = f"café-{n}" if n % 5 == 0 else f"call-{n}"
             ids.append(tid)
-            words = 12_000 if kind == "huge" else (value if kind == "call" else 30)
-            out.write(json.dumps({"id": tid, "text": f"Agent: hello {n}. " + "word " * words})
-                      + "\n")
+            words = 12_000 if kind == "huge" else (30 if "copy" in kind else value)
+            call = {"id": tid, "text": f"Agent: hello {n}. " + "word " * words}
+            if "turns" in kind:
+                call["turns"] = [{"speaker": "Agent", "text": f"hello {n}."},
+                                 {"speaker": "Customer", "text": "word " * words}]
+                if kind == "turns":
+                    del call["text"]
+            out.write(json.dumps(call) + "\n")
     return path
 
 
@@ -88,9 +89,9 @@ def _one_shot(config, path: Path, out: Path) -> None:
         _collect({**result, shards.FAILURES: failures}, out, p)
 
 
-def _two_reads(config, path: Path, out: Path) -> None:
+def _on_disk(config, path: Path, out: Path) -> None:
     with pipeline_on("FnApiRunner") as p:
-        result = p | PrepareInTwoReads(config, ReadTranscripts(str(path)))
+        result = p | PrepareOnDisk(config, ReadTranscripts(str(path)))
         failures = (result["source_failures"], result[shards.FAILURES]) | "All" >> beam.Flatten()
         _collect({**result, shards.FAILURES: failures}, out, p)
 
@@ -99,55 +100,28 @@ def _two_reads(config, path: Path, out: Path) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(LINES, min_size=40, max_size=160),
        policy=st.sampled_from(["pad-merge", "fail", "on-demand", "defer"]))
-def test_two_reads_lay_out_the_one_shot_shards(local_backend_factory, tmp_path_factory, lines,
-                                               policy) -> None:
+def test_the_plan_on_disk_lays_out_the_one_shot_shards(local_backend_factory, tmp_path_factory,
+                                                       lines, policy) -> None:
     backend = local_backend_factory(quotas=QUOTAS)
     tmp = tmp_path_factory.mktemp("in")
     path = _input(lines, tmp / "calls.jsonl")
     seen = []
-    for name, prepare in (("one", _one_shot), ("two", _two_reads)):
+    for name, prepare in (("one", _one_shot), ("disk", _on_disk)):
         config = local_config(backend, run_id=f"same-{tmp.name}-{name}", undersized_policy=policy)
         prepare(config, path, tmp / name)
         seen.append((_uploaded(Storage(config.aws.client("s3")), config),
                      _lines(tmp / name, "failures"), _lines(tmp / name, "undersized")))
-    (one_layout, one_failures, one_undersized), (two_layout, two_failures, two_undersized) = seen
+    (one_layout, one_failures, one_undersized), (disk_layout, disk_failures, disk_undersized) = seen
 
-    assert two_layout == one_layout
-    assert two_failures == one_failures
-    assert two_undersized == one_undersized
-
-
-def test_a_record_the_first_read_did_not_see_fails_the_run_naming_it(local_backend,
-                                                                     tmp_path) -> None:
-    """The files changed between the reads: the second read finds a record with no verdict, or
-    another transcript at a verdict's origin. Called directly: no file can be changed between
-    the two reads of one pipeline at a chosen moment."""
-    spill = SightingSpill(str(tmp_path))
-    spill.add("call-2", ("calls.jsonl:1", "call-2", "R000000000000002", 10))
-    spill.add("call-2", ("calls.jsonl:3", "call-2", "R000000000000002", 10))
-    plan = SightingPlan(str(tmp_path / "plan.db"), QUOTAS)
-    plan.load([spill.close()])
-    plan.pick()
-    plan.hold([])
-    plan.place(BucketPlacement.of(plan.classify(8), QUOTAS, UndersizedPolicy("fail")))
-    plan.close()
-    fn = _SecondReadFn(local_config(local_backend), str(tmp_path))
-    fn.setup()
-    fn.start_bundle()
-    file_plan = FilePlan(placement=None, verdicts=plan.path)
-    stranger = Transcript(id="call-1", text="hello", origin="calls.jsonl:2")
-    with pytest.raises(InputChangedError, match=r"calls.jsonl:2 \(transcript 'call-1'\) changed"):
-        list(fn.process(stranger, plan=file_plan))
-    other = Transcript(id="call-1", text="hello", origin="calls.jsonl:3")
-    with pytest.raises(InputChangedError, match="leave the input files unchanged"):
-        list(fn.process(other, plan=file_plan))
-    fn.teardown()
+    assert disk_layout == one_layout
+    assert disk_failures == one_failures
+    assert disk_undersized == one_undersized
 
 
 def test_a_worker_without_the_plan_folder_says_which_transform_to_use(local_backend,
                                                                       tmp_path) -> None:
     """On a runner whose workers do not share the launching machine's disk, the plan's folder
-    is not there: the first read's worker stops with the remedy, before reading anything."""
+    is not there: the worker stops with the remedy, before it spills anything."""
     fn = _SpillFn(local_config(local_backend), str(tmp_path / "on-the-launcher"))
     with pytest.raises(RuntimeError, match=r"on-the-launcher is not on this worker.*"
                                            r"read \| SummarizeTranscripts\(config\)"):
@@ -164,7 +138,7 @@ def test_the_plan_folder_is_gone_once_the_shards_are_joined(local_backend_factor
     backend = local_backend_factory(quotas=QUOTAS)
     config = local_config(backend, run_id="scratch", undersized_policy="on-demand")
     path = _input([("call", 20 + n) for n in range(30)], tmp_path / "calls.jsonl")
-    _two_reads(config, path, tmp_path / "out")
+    _on_disk(config, path, tmp_path / "out")
     assert _uploaded(Storage(config.aws.client("s3")), config)  # its shards were written
     assert [p.name for p in scratch.iterdir() if p.name.startswith("bedrock-batch-plan-")] == []
 
