@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pathlib
 import sqlite3
 import uuid
 from dataclasses import dataclass
@@ -289,9 +290,9 @@ def spilled_verdicts(plan: str, spill: str) -> Iterator[Tuple[bytes, Verdict]]:
         plan: The plan's SQLite file.
         spill: A spill's path, one of those the plan loaded.
     """
-    db = sqlite3.connect(f"file:{spill}?mode=ro", uri=True)
+    db = sqlite3.connect(_read_only(spill), uri=True)
     try:
-        db.execute("ATTACH DATABASE ? AS plan", (f"file:{plan}?mode=ro",))
+        db.execute("ATTACH DATABASE ? AS plan", (_read_only(plan),))
         query = db.execute(
             "SELECT s.transcript, v.kind, v.tid, v.rid, v.size, v.a, v.b FROM spilled AS s "
             "JOIN plan.verdicts AS v ON v.origin = s.origin ORDER BY s.rowid")
@@ -299,3 +300,8 @@ def spilled_verdicts(plan: str, spill: str) -> Iterator[Tuple[bytes, Verdict]]:
             yield transcript, (kind, tid, rid, size, None if a is None else (a, b))
     finally:
         db.close()
+
+
+def _read_only(path: str) -> str:
+    # A URI, so that SQLite opens the file read-only; as_uri escapes what a path may hold.
+    return f"{pathlib.Path(path).absolute().as_uri()}?mode=ro"
