@@ -67,7 +67,8 @@ def _in_memory(sightings, held, policy):
     placement = BucketPlacement.of(summary, QUOTAS, UndersizedPolicy(policy))
     for bucket, members in fresh.items():
         ordered = sorted(members, key=lambda s: s[2])
-        for (origin, tid, rid, size), at in zip(ordered, placement.place(bucket, [s[3] for s in ordered])):
+        places = placement.place(bucket, [s[3] for s in ordered])
+        for (origin, tid, rid, size), at in zip(ordered, places):
             verdicts[origin] = ((UNDERSIZED, tid, rid, size, None) if at.job_index is None else
                                 (PLACED, tid, rid, size, (at.job_index, at.file_index)))
     return verdicts, len(kept), sum(len(t) - 1 for t in by_rid.values()), summary

@@ -1,7 +1,8 @@
 """Bounded file input prepared from a plan on local disk (transforms/summarize_files.py), against
-the one-shot preparation (read, deduplicate, build, WriteShardsInParallel) of the same file: the same
-shards and index files, line for line, the same failure rows and the same undersized records,
-for generated hostile inputs. Each side runs to its written shards only (no job is created)."""
+the one-shot preparation (read, deduplicate, build, WriteShardsInParallel) of the same file:
+the same shards and index files, line for line, the same failure rows and the same undersized
+records, for generated hostile inputs. Each side runs to its written shards only (no job is
+created)."""
 from __future__ import annotations
 
 import json
