@@ -226,14 +226,16 @@ class Lease:
 
     def holder(self) -> Holder | None:
         """The live process that holds the folder now, or None when it may be taken."""
-        gen, holder = next_generation(self._current(), time.time(), socket.gethostname(), process_alive)
+        gen, holder = next_generation(self._current(), time.time(), socket.gethostname(),
+                                      process_alive)
         return holder if gen is None else None
 
     def acquire(self) -> None:
         """Take the folder, or raise FolderHeld naming its holder; then start renewing."""
         for _ in range(_ATTEMPTS):
             now = time.time()
-            gen, holder = next_generation(self._current(), now, socket.gethostname(), process_alive)
+            gen, holder = next_generation(self._current(), now, socket.gethostname(),
+                                          process_alive)
             if gen is None:
                 raise FolderHeld(holder)
             self._since = now
